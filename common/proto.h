@@ -1,0 +1,58 @@
+/* The channel between supervisor and jail: one JSON object per
+ * SOCK_SEQPACKET datagram. Limits, message types and the error categories
+ * users see. Shared by both sides; nothing else crosses. */
+#ifndef JR_PROTO_H
+#define JR_PROTO_H
+
+/* The child's end of the channel, fixed so the runtime can find it. */
+#define CHAN_FD 3
+
+/* Hard cap on one datagram; larger is a protocol violation. */
+#define CHAN_MAX_MSG (1024 * 1024)
+/* Deepest JSON nesting accepted from the child (arrays and objects). */
+#define CHAN_MAX_DEPTH 16
+/* Log contract (design.md §4): per message, per batch. */
+#define LOG_MAX_CHARS 4000
+#define LOG_MAX_BATCH 20
+/* A batch is also flushed once it holds this many encoded bytes, so one
+ * datagram always fits the default socket send buffer. */
+#define LOG_MAX_BATCH_BYTES (64 * 1024)
+
+/* child -> supervisor */
+enum msg_type {
+        MSG_READY,      /* set-up done, interpreter up */
+        MSG_FATAL,      /* set-up failed: step, errno, message (before READY only) */
+        MSG_LOG,        /* {"entries": [{"level", "msg"}, ...]} */
+        MSG_RESULT,     /* {"id", "ok": true} or {"id", "error": {type, message, line}} */
+        MSG__MAX,
+};
+
+/* supervisor -> child: {"type":"run","id":N,"op":"tick"} and {"type":"shutdown"} */
+
+enum log_level {
+        LOG_LEVEL_DEBUG,
+        LOG_LEVEL_INFO,
+        LOG_LEVEL_WARN,
+        LOG_LEVEL_ERROR,
+        LOG_LEVEL__MAX,
+};
+
+/* How a job ended; the words users see in --json "status". */
+enum job_status {
+        JOB_OK,
+        JOB_ERROR,      /* user code raised */
+        JOB_TIMEOUT,    /* wall clock */
+        JOB_SIGNAL,     /* killed by a signal */
+        JOB_PROTOCOL,   /* ProtocolError: the child broke the channel contract */
+        JOB_SETUP,      /* the jail could not be set up */
+        JOB_INTERNAL,
+};
+
+/* Exit statuses of jailrun (man/jailrun.1). */
+#define EXIT_USER_ERROR 1
+#define EXIT_USAGE 2
+#define EXIT_SETUP 3
+#define EXIT_PROTOCOL 4
+#define EXIT_TIMEOUT 124
+
+#endif

@@ -1,0 +1,215 @@
+/* The jail child, from clone to the interpreter. Ordering matters and each
+ * step says why it sits where it does. Die-on-error is fine here: nothing
+ * of the user's has run yet, and a failure is reported as the failing step
+ * plus errno and exit status EXIT_SETUP. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <jansson.h>
+#include <link.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/proto.h"
+#include "jail/caps.h"
+#include "jail/filt.h"
+#include "jail/jail.h"
+#include "jail/mnt.h"
+#include "jail/net.h"
+#include "jail/pyrt.h"
+#include "jail/verify.h"
+
+/* Reports the failing step over the channel (or stderr before the channel
+ * is in place) and exits. */
+_Noreturn static void fatal(const char *step, const struct jr_err *err, int chan)
+{
+        json_t *m = json_pack("{s:s, s:s, s:i, s:s}", "type", "fatal", "step", step, "errno",
+                              err->errnum, "message", err->msg);
+        char *s = m ? json_dumps(m, JSON_COMPACT) : NULL;
+        if (s && chan >= 0)
+                (void)!send(chan, s, strlen(s), MSG_NOSIGNAL);
+        else
+                dprintf(STDERR_FILENO, "jailrun: jail set-up failed at %s: %s\n", step, err->msg);
+        _exit(EXIT_SETUP);
+}
+
+/* Waits for the supervisor to write our id maps. EOF: it died first. */
+static void wait_go(const struct jail_cfg *cfg)
+{
+        if (cfg->close_fd >= 0)
+                close(cfg->close_fd);
+        char c;
+        ssize_t n;
+        do
+                n = read(cfg->sync_fd, &c, 1);
+        while (n < 0 && errno == EINTR);
+        if (n != 1)
+                _exit(EXIT_SETUP);
+        close(cfg->sync_fd);
+}
+
+/* Puts stdio on 0-2 and the channel on CHAN_FD. Goes through high numbers
+ * first so no source is overwritten before it is copied. */
+static int place_fds(const struct jail_cfg *cfg, struct jr_err *err)
+{
+        const int src[4] = { cfg->stdin_fd, cfg->stdout_fd, cfg->stderr_fd, cfg->channel_fd };
+        int tmp[4];
+        for (int i = 0; i < 4; i++)
+                if ((tmp[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 10)) < 0)
+                        return jr_fail(err, errno, "dup fd %d", src[i]);
+        for (int i = 0; i < 4; i++)
+                if (dup2(tmp[i], i) < 0)
+                        return jr_fail(err, errno, "dup2 to fd %d", i);
+        /* The channel must not leak into anything the script execs. */
+        if (fcntl(CHAN_FD, F_SETFD, FD_CLOEXEC) < 0)
+                return jr_fail(err, errno, "cloexec channel");
+        return 0;
+}
+
+static int main_interp(struct dl_phdr_info *info, size_t size, void *data)
+{
+        (void)size;
+        for (int i = 0; i < info->dlpi_phnum; i++)
+                if (info->dlpi_phdr[i].p_type == PT_INTERP) {
+                        *(const char **)data = (const char *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+                        break;
+                }
+        return 1;  /* the first object is the program itself */
+}
+
+static int set_env(const struct jail_cfg *cfg, struct jr_err *err)
+{
+        int exec = cfg->profile == JAIL_PROFILE_EXEC;
+        /* Fixed set: nothing of the supervisor's environment crosses. BLAS
+         * and OpenMP pools sized to the CPU share before numpy loads. */
+        const char *const env[][2] = {
+                { "PATH", "/usr/local/bin:/usr/bin:/bin" },
+                { "HOME", exec ? MNT_SCRATCH : "/" },
+                { "TMPDIR", exec ? MNT_SCRATCH : "/" },
+                { "LANG", "C.UTF-8" },
+                { "TZ", "UTC" },
+                { "OPENBLAS_NUM_THREADS", "1" },
+                { "OMP_NUM_THREADS", "1" },
+                { "MKL_NUM_THREADS", "1" },
+        };
+        if (clearenv() != 0)
+                return jr_fail(err, ENOMEM, "clearenv");
+        for (size_t i = 0; i < ELEMENTSOF(env); i++)
+                if (setenv(env[i][0], env[i][1], 1) < 0)
+                        return jr_fail(err, errno, "setenv %s", env[i][0]);
+        if (chdir(exec ? MNT_SCRATCH : "/") < 0)
+                return jr_fail(err, errno, "chdir to the working directory");
+        return 0;
+}
+
+/* Signal state inherited from the supervisor (its blocked set for
+ * signalfd) must not reach the interpreter. */
+static int reset_signals(struct jr_err *err)
+{
+        sigset_t none;
+        sigemptyset(&none);
+        for (int s = 1; s < NSIG; s++)
+                if (s != SIGKILL && s != SIGSTOP)
+                        signal(s, SIG_DFL);
+        if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
+                return jr_fail(err, errno, "unblock signals");
+        return 0;
+}
+
+struct host_view {
+        char maps[256 * 1024];
+        char exe[PATH_MAX];
+        const char *interp;
+};
+
+/* What the mount planner needs from the host, read before any mount. */
+static int read_host_view(struct host_view *hv, struct jr_err *err)
+{
+        ssize_t n = read_small_file("/proc/self/maps", hv->maps, sizeof hv->maps);
+        if (n < 0)
+                return jr_fail(err, (int)-n, "read /proc/self/maps");
+        n = readlink("/proc/self/exe", hv->exe, sizeof hv->exe - 1);
+        if (n < 0)
+                return jr_fail(err, errno, "readlink /proc/self/exe");
+        hv->exe[n] = '\0';
+        hv->interp = NULL;
+        dl_iterate_phdr(main_interp, &hv->interp);
+        return 0;
+}
+
+_Noreturn void jail_child_main(const struct jail_cfg *cfg)
+{
+        struct jr_err err = { 0 };
+        int chan = -1;
+#define STEP(name, call)                                \
+        do {                                            \
+                if ((call) < 0)                         \
+                        fatal(name, &err, chan);        \
+        } while (0)
+
+        /* If the supervisor dies the jail dies with it (we are also the pid
+         * namespace's init, so everything below us goes too). */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                _exit(EXIT_SETUP);
+        wait_go(cfg);
+        STEP("signals", reset_signals(&err));
+        STEP("stdio", place_fds(cfg, &err));
+        chan = CHAN_FD;
+
+        /* First thing after the maps exist: become uid/gid 0 of the new
+         * namespace, i.e. the one unprivileged host uid. Groups were
+         * cleared by the supervisor and setgroups is denied. */
+        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+                fatal("identity", &(struct jr_err){ .errnum = errno, .msg = "setresuid/setresgid 0" }, chan);
+
+        static struct host_view hv;
+        STEP("host view", read_host_view(&hv, &err));
+        if (sethostname("jail", 4) < 0)
+                fatal("hostname", &(struct jr_err){ .errnum = errno, .msg = "sethostname" }, chan);
+
+        struct mnt_plan plan = { 0 };
+        struct mnt_cfg mc = {
+                .maps = hv.maps,
+                .exe = hv.exe,
+                .interp = hv.interp,
+                .pypath = JR_PYPATH,
+                .scratch_bytes = cfg->profile == JAIL_PROFILE_EXEC ? cfg->scratch_bytes : 0,
+        };
+        STEP("mounts", mnt_build_root(&mc, &plan, &err));
+        STEP("network", net_setup_lo(&err));
+        /* New session: no controlling terminal for TIOCSTI to target. */
+        if (setsid() < 0)
+                fatal("session", &(struct jr_err){ .errnum = errno, .msg = "setsid" }, chan);
+        STEP("environment", set_env(cfg, &err));
+        /* Capabilities go after every step that needs one, before seccomp. */
+        STEP("capabilities", caps_drop_all(&err));
+        if (syscall(SYS_close_range, CHAN_FD + 1, ~0U, 0) < 0)
+                fatal("close fds", &(struct jr_err){ .errnum = errno, .msg = "close_range" }, chan);
+        /* seccomp goes last: it refuses the calls the steps above make. */
+        STEP("seccomp", filt_install(cfg->profile == JAIL_PROFILE_EXEC, &err));
+        struct verify_cfg vc = { .host_uid = cfg->host_uid, .host_gid = cfg->host_gid, .plan = &plan };
+        STEP("verify", verify_jail(&vc, &err));
+        mntplan_free(&plan);
+#undef STEP
+
+        struct pyrt_cfg pc = {
+                .exec_profile = cfg->profile == JAIL_PROFILE_EXEC,
+                .script = cfg->script,
+                .script_len = cfg->script_len,
+                .script_name = cfg->script_name,
+                .argc = cfg->argc,
+                .argv = cfg->argv,
+                .pypath = JR_PYPATH,
+                .home = JR_PYHOME,
+        };
+        int status = pyrt_run(&pc);
+        _exit(status);
+}

@@ -1,0 +1,53 @@
+/* The one entry point from the supervisor into the jail: a config struct
+ * and the function the cloned child runs. Nothing else in jail/ is visible
+ * to supervisor/. */
+#ifndef JR_JAIL_H
+#define JR_JAIL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+enum jail_profile {
+        JAIL_PROFILE_WORKER,
+        JAIL_PROFILE_EXEC,
+};
+
+struct jail_cfg {
+        enum jail_profile profile;
+
+        /* The child's ends; moved to 0, 1, 2 and CHAN_FD. */
+        int stdin_fd;
+        int stdout_fd;
+        int stderr_fd;
+        int channel_fd;
+
+        /* Read end of the go-ahead pipe: the supervisor writes one byte once
+         * the uid/gid maps are in place; EOF means it died, so we exit. */
+        int sync_fd;
+        /* Supervisor-only fd the child must close before anything else (the
+         * go-ahead pipe's write end), or -1. */
+        int close_fd;
+
+        uid_t host_uid;  /* what uid 0 inside maps to; checked, not set */
+        gid_t host_gid;
+
+        /* The script, already read by the supervisor: the jail never sees
+         * the host path, only this text and its display name. */
+        const char *script;
+        size_t script_len;
+        const char *script_name;
+
+        int argc;              /* exec: sys.argv[1:] */
+        char *const *argv;
+
+        unsigned long scratch_bytes;  /* exec: size of the writable tmpfs */
+        int verbose;
+};
+
+/* Runs in the freshly cloned child (new user, mount, net, pid, ipc, uts and
+ * cgroup namespaces). Builds the jail, then runs the embedded interpreter.
+ * Never returns: exits with the script's status, or EXIT_SETUP after
+ * reporting the failing step over the channel. */
+_Noreturn void jail_child_main(const struct jail_cfg *cfg);
+
+#endif

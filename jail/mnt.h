@@ -1,0 +1,28 @@
+/* The jail's filesystem: a fresh tmpfs root holding read-only binds of what
+ * the interpreter needs, a tiny /dev, a pid-only /proc, and (profile exec)
+ * a writable scratch tmpfs. */
+#ifndef JR_MNT_H
+#define JR_MNT_H
+
+#include "common/err.h"
+#include "jail/mntplan.h"
+
+struct mnt_cfg {
+        const char *maps;        /* /proc/self/maps text, read before any mount */
+        const char *exe;         /* the running binary, left out of the plan */
+        const char *interp;      /* the program's ELF interpreter (PT_INTERP) or NULL */
+        const char *pypath;      /* ':'-separated module search path */
+        unsigned long scratch_bytes;  /* 0: no scratch dir */
+};
+
+#define MNT_SCRATCH "/scratch"
+
+/* Builds the root and pivots into it; the old root is detached and gone.
+ * `plan` is filled (and kept for mnt_expected). Returns 0 or -errno with
+ * the failing step in err. */
+int mnt_build_root(const struct mnt_cfg *cfg, struct mnt_plan *plan, struct jr_err *err);
+
+/* 1 when `mountpoint` (as in /proc/self/mountinfo) is one the jail made. */
+int mnt_expected(const struct mnt_plan *plan, const char *mountpoint);
+
+#endif

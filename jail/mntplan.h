@@ -1,0 +1,60 @@
+/* The mount planner: from the paths the interpreter needs, work out the
+ * directories, symlinks and read-only binds that reproduce exactly those
+ * paths (and the symlink chains leading to them) in an empty root.
+ * Pure apart from lstat/readlink/opendir under `root`, so it is unit-tested
+ * against a fake tree. */
+#ifndef JR_MNTPLAN_H
+#define JR_MNTPLAN_H
+
+#include <limits.h>
+#include <stddef.h>
+
+#include "common/err.h"
+
+enum mnt_op {
+        MNT_OP_DIR,      /* mkdir in the new root */
+        MNT_OP_SYMLINK,  /* recreate a symlink with the same target text */
+        MNT_OP_BIND,     /* read-only recursive bind of a file or directory */
+};
+
+struct mnt_entry {
+        enum mnt_op op;
+        int is_dir;            /* BIND: the source is a directory */
+        char path[PATH_MAX];   /* absolute path inside the jail */
+        char target[PATH_MAX]; /* SYMLINK: link text */
+};
+
+struct mnt_plan {
+        char root[PATH_MAX];   /* host tree the paths are looked up in ("" = /) */
+        struct mnt_entry *v;
+        size_t n, cap;
+};
+
+/* Sets up an empty plan reading the host tree under root. */
+int mntplan_init(struct mnt_plan *p, const char *root, struct jr_err *err);
+void mntplan_free(struct mnt_plan *p);
+
+/* Makes `path` (absolute) reachable in the new root: every symlink on the
+ * way is recreated and followed, every directory on the way created, and
+ * the final object bound. A path that does not exist is skipped (returns 0):
+ * callers list candidates. Returns 0 or -errno. */
+int mntplan_add(struct mnt_plan *p, const char *path, struct jr_err *err);
+
+/* For each symlink directly in `dir` whose target leads into something the
+ * plan already makes visible, recreate it (e.g. /lib -> usr/lib, or the
+ * /etc/alternatives links the loader follows to a bound library). Exposes
+ * nothing new: only names for what is already there. */
+int mntplan_add_links_into(struct mnt_plan *p, const char *dir, struct jr_err *err);
+
+/* Adds the objects named by file-backed mappings in a /proc/PID/maps text,
+ * skipping `exclude` (the running binary: the jail never needs its file). */
+int mntplan_add_maps(struct mnt_plan *p, const char *maps, const char *exclude,
+                     struct jr_err *err);
+
+/* Sorts parents first and drops entries a bind already covers. */
+void mntplan_finish(struct mnt_plan *p);
+
+/* 1 when `path` is `dir` or lies beneath it. */
+int path_within(const char *path, const char *dir);
+
+#endif

@@ -1,0 +1,203 @@
+# The Python half of the jail runtime: the `ctx` object, the log channel
+# and the two entry loops. Compiled into jailrun and run by the embedded
+# interpreter inside the jail; talks to the supervisor only through the
+# _jailrun module (one JSON object per datagram on fd 3).
+import builtins
+import json
+import sys
+import traceback
+
+import _jailrun
+
+LOG_MAX_CHARS = 4000
+LOG_MAX_BATCH = 20
+LOG_MAX_BATCH_BYTES = 64 * 1024
+_LEVELS = ("debug", "info", "warn", "error")
+
+
+def _send(obj):
+    _jailrun.send(json.dumps(obj, ensure_ascii=False, allow_nan=False).encode("utf-8", "surrogatepass"))
+
+
+class _LogBuffer:
+    """Log entries waiting to go out: at most 20 per datagram, flushed when
+    full, at the end of every tick and on exit."""
+
+    __slots__ = ("entries", "size")
+
+    def __init__(self):
+        self.entries = []
+        self.size = 0
+
+    def add(self, level, text):
+        if len(text) > LOG_MAX_CHARS:
+            text = text[:LOG_MAX_CHARS]
+        # Encoded size bound: every char may become a 6-byte escape.
+        cost = len(text) * 6 + 32
+        if self.entries and self.size + cost > LOG_MAX_BATCH_BYTES:
+            self.flush()
+        self.entries.append({"level": level, "msg": text})
+        self.size += cost
+        if len(self.entries) >= LOG_MAX_BATCH:
+            self.flush()
+
+    def flush(self):
+        if self.entries:
+            entries, self.entries, self.size = self.entries, [], 0
+            _send({"type": "log", "entries": entries})
+
+
+def _text(args):
+    return " ".join(a if type(a) is str else str(a) for a in args)
+
+
+class Log:
+    """ctx.log: debug/info/warn/error(message, ...) -> None."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self, buf):
+        self._buf = buf
+
+    def debug(self, *args):
+        self._buf.add("debug", _text(args))
+
+    def info(self, *args):
+        self._buf.add("info", _text(args))
+
+    def warn(self, *args):
+        self._buf.add("warn", _text(args))
+
+    warning = warn
+
+    def error(self, *args):
+        self._buf.add("error", _text(args))
+
+
+class Ctx:
+    """The worker's only way out of the jail."""
+
+    __slots__ = ("log",)
+
+    def __init__(self, buf):
+        self.log = Log(buf)
+
+
+class _LogStream:
+    """sys.stdout / sys.stderr in profile worker: each line is a log entry."""
+
+    def __init__(self, buf, level):
+        self._buf = buf
+        self._level = level
+        self._pending = ""
+
+    def write(self, s):
+        if not isinstance(s, str):
+            raise TypeError("write() argument must be str, not %s" % type(s).__name__)
+        data = self._pending + s
+        *lines, self._pending = data.split("\n")
+        for line in lines:
+            self._buf.add(self._level, line)
+        if len(self._pending) > LOG_MAX_CHARS:
+            self._buf.add(self._level, self._pending)
+            self._pending = ""
+        return len(s)
+
+    def flush(self):
+        if self._pending:
+            self._buf.add(self._level, self._pending)
+            self._pending = ""
+
+    def isatty(self):
+        return False
+
+    def writable(self):
+        return True
+
+
+def _error_info(exc, filename):
+    """{type, message, line, traceback} of an exception raised by user code;
+    line is the innermost line in the user's own file."""
+    line = None
+    if isinstance(exc, SyntaxError) and exc.filename == filename:
+        line = exc.lineno
+    frames = traceback.extract_tb(exc.__traceback__)
+    user = [f for f in frames if f.filename == filename]
+    if line is None and user:
+        line = user[-1].lineno
+    try:
+        message = str(exc)
+    except BaseException:
+        message = "<unprintable %s>" % type(exc).__name__
+    tb = "".join(traceback.format_list(user)) if user else ""
+    return {"type": type(exc).__name__, "message": message, "line": line, "traceback": tb}
+
+
+def _load(source, filename, ctx):
+    g = {"__name__": "__main__", "__file__": filename, "__builtins__": builtins, "ctx": ctx}
+    code = compile(source, filename, "exec", dont_inherit=True)
+    exec(code, g)
+    return g
+
+
+def worker_main(source, filename):
+    buf = _LogBuffer()
+    ctx = Ctx(buf)
+    sys.stdout = _LogStream(buf, "info")
+    sys.stderr = _LogStream(buf, "error")
+    try:
+        g = _load(source, filename, ctx)
+        tick = g.get("tick")
+        if not callable(tick):
+            raise RuntimeError("%s defines no tick(ctx) function" % filename)
+    except BaseException as e:
+        sys.stdout.flush()
+        buf.flush()
+        _send({"type": "result", "id": 0, "error": _error_info(e, filename)})
+        return 1
+    buf.flush()
+    _send({"type": "ready"})
+    while True:
+        raw = _jailrun.recv()
+        if raw is None:
+            return 0
+        msg = json.loads(raw)
+        kind = msg.get("type")
+        if kind == "shutdown":
+            sys.stdout.flush()
+            buf.flush()
+            return 0
+        if kind != "run":
+            raise RuntimeError("unexpected message from supervisor: %r" % (kind,))
+        reply = {"type": "result", "id": msg["id"], "ok": True}
+        try:
+            tick(ctx)
+        except BaseException as e:
+            reply = {"type": "result", "id": msg["id"], "error": _error_info(e, filename)}
+        sys.stdout.flush()
+        sys.stderr.flush()
+        buf.flush()
+        _send(reply)
+
+
+def exec_main(source, filename, argv):
+    buf = _LogBuffer()
+    ctx = Ctx(buf)
+    sys.argv = [filename] + list(argv)
+    try:
+        _load(source, filename, ctx)
+        status = 0
+    except SystemExit as e:
+        code = e.code
+        if code is None:
+            status = 0
+        elif isinstance(code, int):
+            status = code & 0xFF
+        else:
+            print(code, file=sys.stderr)
+            status = 1
+    except BaseException:
+        traceback.print_exc()
+        status = 1
+    buf.flush()
+    return status

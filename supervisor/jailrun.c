@@ -1,0 +1,247 @@
+/* jailrun: run one Python script in a kernel jail. See jailrun(1). */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/err.h"
+#include "supervisor/job.h"
+#include "supervisor/log.h"
+
+#define UID_RANGE_DEFAULT_LO 100000
+#define UID_RANGE_DEFAULT_HI 165535
+#define SCRATCH_DEFAULT (64UL << 20)
+#define SCRATCH_MAX (2048UL << 20)
+#define TIMEOUT_DEFAULT 300.0
+
+static const char usage_text[] =
+        "Usage: jailrun [OPTIONS] SCRIPT.py [-- ARGS...]\n"
+        "Run a Python script in a kernel jail.\n\n"
+        "  --profile worker|exec  worker: call tick(ctx) (default); exec: run the script\n"
+        "  --ticks N              worker: call tick(ctx) N times (default 1)\n"
+        "  --timeout SECONDS      wall-clock limit for the whole job (default 300, 0 = none)\n"
+        "  --scratch-size SIZE    exec: size of the writable scratch dir (default 64M)\n"
+        "  --uid-range LO-HI      host uids for jails (default 100000-165535)\n"
+        "  --json                 print one JSON result object at the end; logs as JSON lines\n"
+        "  --verbose              print statistics\n"
+        "  --help, --version\n\n"
+        "Exit status: worker 0 ok, 1 user code raised; exec the script's own; 2 usage;\n"
+        "3 jail set-up failed; 124 timeout; 128+N killed by signal N. See jailrun(1).\n";
+
+__attribute__((format(printf, 1, 2)))
+static int usage_error(const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        fprintf(stderr, "jailrun: ");
+        vfprintf(stderr, fmt, ap);
+        fprintf(stderr, "\nTry 'jailrun --help'.\n");
+        va_end(ap);
+        return EXIT_USAGE;
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(s, &end, 10);
+        if (errno || end == s || *end || s[0] == '-' || v > max)
+                return -EINVAL;
+        *out = v;
+        return 0;
+}
+
+/* SIZE: bytes with an optional K, M or G suffix (powers of 1024). */
+static int parse_size(const char *s, unsigned long *out)
+{
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(s, &end, 10);
+        if (errno || end == s || s[0] == '-')
+                return -EINVAL;
+        unsigned shift = 0;
+        if (*end == 'K' || *end == 'k')
+                shift = 10;
+        else if (*end == 'M' || *end == 'm')
+                shift = 20;
+        else if (*end == 'G' || *end == 'g')
+                shift = 30;
+        if (shift)
+                end++;
+        if (*end || v > (~0UL >> shift))
+                return -EINVAL;
+        *out = v << shift;
+        return 0;
+}
+
+static int parse_uid_range(const char *s, struct job_opts *o)
+{
+        unsigned long lo, hi;
+        char buf[64];
+        if (jr_snprintf(buf, sizeof buf, "%s", s) < 0)
+                return -EINVAL;
+        char *dash = strchr(buf, '-');
+        if (!dash)
+                return -EINVAL;
+        *dash = '\0';
+        if (parse_uint(buf, 0xFFFFFFFEUL, &lo) < 0 || parse_uint(dash + 1, 0xFFFFFFFEUL, &hi) < 0 ||
+            lo == 0 || hi < lo)
+                return -EINVAL;
+        o->uid_lo = (uid_t)lo;
+        o->uid_hi = (uid_t)hi;
+        return 0;
+}
+
+enum { OPT_PROFILE = 256, OPT_TICKS, OPT_TIMEOUT, OPT_JSON, OPT_VERBOSE, OPT_UIDS, OPT_SCRATCH,
+       OPT_HELP, OPT_VERSION };
+
+static const struct option longopts[] = {
+        { "profile", required_argument, NULL, OPT_PROFILE },
+        { "ticks", required_argument, NULL, OPT_TICKS },
+        { "timeout", required_argument, NULL, OPT_TIMEOUT },
+        { "scratch-size", required_argument, NULL, OPT_SCRATCH },
+        { "uid-range", required_argument, NULL, OPT_UIDS },
+        { "json", no_argument, NULL, OPT_JSON },
+        { "verbose", no_argument, NULL, OPT_VERBOSE },
+        { "help", no_argument, NULL, OPT_HELP },
+        { "version", no_argument, NULL, OPT_VERSION },
+        { NULL, 0, NULL, 0 },
+};
+
+/* Returns -1 to go on, else the exit status. */
+static int parse_opt(int c, const char *arg, struct job_opts *o)
+{
+        unsigned long v;
+        char *end;
+        switch (c) {
+        case OPT_PROFILE:
+                if (strcmp(arg, "worker") == 0)
+                        o->profile = JAIL_PROFILE_WORKER;
+                else if (strcmp(arg, "exec") == 0)
+                        o->profile = JAIL_PROFILE_EXEC;
+                else
+                        return usage_error("unknown profile '%s' (worker or exec)", arg);
+                return -1;
+        case OPT_TICKS:
+                if (parse_uint(arg, 1000000000UL, &v) < 0 || v == 0)
+                        return usage_error("--ticks wants a positive integer, not '%s'", arg);
+                o->ticks = (unsigned)v;
+                return -1;
+        case OPT_TIMEOUT:
+                errno = 0;
+                o->timeout_s = strtod(arg, &end);
+                if (errno || end == arg || *end || !isfinite(o->timeout_s) || o->timeout_s < 0 ||
+                    o->timeout_s > 31536000)
+                        return usage_error("--timeout wants seconds between 0 and 31536000, not '%s'", arg);
+                return -1;
+        case OPT_SCRATCH:
+                if (parse_size(arg, &v) < 0 || v < 4096 || v > SCRATCH_MAX)
+                        return usage_error("--scratch-size wants a size from 4K to 2G, not '%s'", arg);
+                o->scratch_bytes = v;
+                return -1;
+        case OPT_UIDS:
+                if (parse_uid_range(arg, o) < 0)
+                        return usage_error("--uid-range wants LO-HI with 0 < LO <= HI, not '%s'", arg);
+                return -1;
+        case OPT_JSON: o->json = 1; return -1;
+        case OPT_VERBOSE: o->verbose = 1; return -1;
+        case OPT_HELP: fputs(usage_text, stdout); return 0;
+        case OPT_VERSION: printf("jailrun %s\n", PACKAGE_VERSION); return 0;
+        default: return usage_error("%s", "invalid option");
+        }
+}
+
+static const char *status_word(enum job_status s)
+{
+        static const char *const words[] = { "ok", "error", "timeout", "signal", "error", "setup", "internal" };
+        return words[s];
+}
+
+static void print_result(const struct job_opts *o, const struct job_result *r)
+{
+        if (o->json) {
+                json_t *err = r->status == JOB_OK
+                        ? json_null()
+                        : json_pack("{s:s, s:s, s:o}", "type", r->etype, "message", r->emsg, "line",
+                                    r->line ? json_integer(r->line) : json_null());
+                json_t *j = json_pack("{s:s, s:o, s:i, s:{s:I, s:I}}", "status", status_word(r->status),
+                                      "error", err, "exit_code", r->exit_code, "stats", "wall_ms",
+                                      (json_int_t)r->wall_ms, "cpu_ms", (json_int_t)r->cpu_ms);
+                if (j) {
+                        json_dumpf(j, stdout, JSON_COMPACT);
+                        fputc('\n', stdout);
+                        json_decref(j);
+                }
+                return;
+        }
+        /* User-code errors were printed as they came, with their traceback. */
+        if (r->status != JOB_OK && r->status != JOB_ERROR)
+                log_msg("%s: %s", r->etype, r->emsg);
+        else if (r->status == JOB_ERROR && r->line)
+                log_msg("failed at line %ld", r->line);
+        if (o->verbose)
+                log_msg("wall %ld ms, cpu %ld ms, %u ticks", r->wall_ms, r->cpu_ms, r->ticks_done);
+}
+
+/* 0, 1 and 2 must be open before any other fd is made, so no pipe or
+ * socket of ours can land on them. */
+static void ensure_stdio(void)
+{
+        for (int fd = 0; fd < 3; fd++)
+                if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd)
+                        _exit(EXIT_SETUP);
+}
+
+int main(int argc, char *argv[])
+{
+        ensure_stdio();
+        struct job_opts o = { .profile = JAIL_PROFILE_WORKER, .ticks = 1, .timeout_s = TIMEOUT_DEFAULT,
+                              .uid_lo = UID_RANGE_DEFAULT_LO, .uid_hi = UID_RANGE_DEFAULT_HI,
+                              .scratch_bytes = SCRATCH_DEFAULT };
+        int c;
+        while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+                int r = parse_opt(c, optarg, &o);
+                if (r >= 0)
+                        return r;
+        }
+        if (optind >= argc)
+                return usage_error("%s", "no script given");
+        o.script_path = argv[optind++];
+        if (optind < argc && strcmp(argv[optind], "--") == 0)
+                optind++;
+        o.argc = argc - optind;
+        o.argv = argv + optind;
+        if (o.argc && o.profile != JAIL_PROFILE_EXEC)
+                return usage_error("%s", "script arguments are for profile exec only");
+        if (geteuid() != 0) {
+                log_msg("must run as root (it creates namespaces, id maps and uid locks)");
+                return EXIT_SETUP;
+        }
+        /* Signals become events on the loop's signalfd; blocked before the
+         * clone so none can end us half-way through set-up. */
+        sigset_t set;
+        sigemptyset(&set);
+        int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+        for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
+                sigaddset(&set, sigs[i]);
+        sigprocmask(SIG_BLOCK, &set, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        struct job_result res;
+        job_run(&o, &res);
+        if (res.exit_code == EXIT_USAGE)
+                return EXIT_USAGE;
+        print_result(&o, &res);
+        fflush(stdout);
+        return res.exit_code;
+}

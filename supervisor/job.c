@@ -1,0 +1,537 @@
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "supervisor/job.h"
+#include "supervisor/log.h"
+#include "supervisor/msg.h"
+#include "supervisor/spawn.h"
+#include "supervisor/uidlock.h"
+
+
+/* Raw output of a worker (native writes to fd 1/2; print() goes to the
+ * log) is relayed up to this many bytes per job. */
+#define WORKER_RAW_OUTPUT_MAX (1024 * 1024)
+
+enum { EV_CHAN, EV_OUT, EV_ERR, EV_PIDFD, EV_SIGNAL, EV_TIMER };
+
+struct job {
+        const struct job_opts *o;
+        struct job_result *res;
+        struct spawn sp;
+        int chan, out, err, sigfd, timerfd, epfd;
+        char *buf;
+        int ready;          /* worker: module loaded */
+        int got_any;        /* any message seen (fatal only comes first) */
+        int fatal;          /* the child reported a set-up failure */
+        int have_error;
+        int ended;          /* a terminal status is set; the child is being killed */
+        int exited;
+        unsigned sent;      /* id of the tick in flight */
+        size_t raw_bytes;
+};
+
+static long ms_since(const struct timespec *t0)
+{
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+static void kill_jail(struct job *j)
+{
+        /* The child is the pid namespace's init: its death takes every
+         * process in the jail with it. */
+        if (!j->exited && syscall(SYS_pidfd_send_signal, j->sp.pidfd, SIGKILL, NULL, 0) < 0 &&
+            errno != ESRCH)
+                log_errno(-errno, "kill jail: %m");
+}
+
+/* Sets a terminal status (first one wins) and kills the jail. */
+static void end_job(struct job *j, enum job_status st, const char *etype, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+static void end_job(struct job *j, enum job_status st, const char *etype, const char *fmt, ...)
+{
+        if (!j->ended) {
+                j->ended = 1;
+                j->res->status = st;
+                snprintf(j->res->etype, sizeof j->res->etype, "%s", etype);
+                va_list ap;
+                va_start(ap, fmt);
+                vsnprintf(j->res->emsg, sizeof j->res->emsg, fmt, ap);
+                va_end(ap);
+        }
+        kill_jail(j);
+}
+
+static int send_json(struct job *j, json_t *m)
+{
+        _cleanup_free_ char *s = json_dumps(m, JSON_COMPACT);
+        json_decref(m);
+        if (!s)
+                return -ENOMEM;
+        if (send(j->chan, s, strlen(s), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+                return -errno;
+        return 0;
+}
+
+static void next_tick_or_stop(struct job *j)
+{
+        int r;
+        if (j->sent < j->o->ticks) {
+                j->sent++;
+                r = send_json(j, json_pack("{s:s, s:I, s:s}", "type", "run", "id",
+                                           (json_int_t)j->sent, "op", "tick"));
+        } else {
+                r = send_json(j, json_pack("{s:s}", "type", "shutdown"));
+        }
+        if (r < 0 && r != -EPIPE && r != -ECONNRESET)
+                end_job(j, JOB_PROTOCOL, "ProtocolError", "worker does not read its channel (%s)",
+                        strerror(-r));
+}
+
+/* Prints untrusted multi-line text, each line escaped. */
+static void print_block(const char *text)
+{
+        for (const char *p = text; *p;) {
+                size_t n = strcspn(p, "\n");
+                char line[4096];
+                snprintf(line, sizeof line, "%.*s", (int)(n < sizeof line ? n : sizeof line - 1), p);
+                log_escaped(stderr, line);
+                fputc('\n', stderr);
+                p += n + (p[n] == '\n');
+        }
+}
+
+static void on_error_result(struct job *j, const struct msg *m)
+{
+        if (!j->o->json) {
+                if (m->result.traceback[0]) {
+                        fputs("Traceback (most recent call last):\n", stderr);
+                        print_block(m->result.traceback);
+                }
+                log_escaped(stderr, m->result.etype);
+                fputs(": ", stderr);
+                log_escaped(stderr, m->result.emsg);
+                fputc('\n', stderr);
+        }
+        if (!j->have_error) {  /* report the first failure */
+                j->have_error = 1;
+                snprintf(j->res->etype, sizeof j->res->etype, "%s", m->result.etype);
+                snprintf(j->res->emsg, sizeof j->res->emsg, "%s", m->result.emsg);
+                j->res->line = (long)m->result.line;
+        }
+}
+
+static void on_result(struct job *j, const struct msg *m)
+{
+        int exec = j->o->profile == JAIL_PROFILE_EXEC;
+        json_int_t want = exec || !j->ready ? 0 : (json_int_t)j->sent;
+        if (m->result.id != want || (exec && m->result.ok) || (!j->ready && !exec && m->result.ok)) {
+                end_job(j, JOB_PROTOCOL, "ProtocolError", "unexpected result (id %lld)",
+                        (long long)m->result.id);
+                return;
+        }
+        if (!m->result.ok)
+                on_error_result(j, m);
+        if (!exec && j->ready) {
+                j->res->ticks_done++;
+                next_tick_or_stop(j);
+        }
+}
+
+static void on_message(struct job *j, struct msg *m)
+{
+        int first = !j->got_any;
+        j->got_any = 1;
+        switch (m->type) {
+        case MSG_FATAL:
+                if (!first || j->ready)
+                        return end_job(j, JOB_PROTOCOL, "ProtocolError", "set-up report after start");
+                j->fatal = 1;
+                j->res->status = JOB_SETUP;
+                snprintf(j->res->etype, sizeof j->res->etype, "SetupError");
+                snprintf(j->res->emsg, sizeof j->res->emsg, "jail set-up failed at %s: %s",
+                         m->fatal.step, m->fatal.message);
+                return;
+        case MSG_READY:
+                if (j->ready || j->o->profile == JAIL_PROFILE_EXEC)
+                        return end_job(j, JOB_PROTOCOL, "ProtocolError", "unexpected ready");
+                j->ready = 1;
+                return next_tick_or_stop(j);
+        case MSG_LOG: {
+                size_t i;
+                json_t *e;
+                json_array_foreach(m->log.entries, i, e) log_jail(
+                        stderr, j->o->json,
+                        (enum log_level)msg_log_level(json_string_value(json_object_get(e, "level"))),
+                        json_string_value(json_object_get(e, "msg")));
+                return;
+        }
+        case MSG_RESULT:
+                return on_result(j, m);
+        case MSG__MAX:
+                break;
+        }
+}
+
+/* Reads every datagram waiting on the channel. */
+static void drain_chan(struct job *j, uint32_t events)
+{
+        while (j->chan >= 0) {
+                ssize_t n = recv(j->chan, j->buf, CHAN_MAX_MSG, MSG_DONTWAIT | MSG_TRUNC);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == EAGAIN)
+                        return;
+                if (n == 0 && !(events & (EPOLLHUP | EPOLLRDHUP)) && !j->exited) {
+                        end_job(j, JOB_PROTOCOL, "ProtocolError", "empty message");
+                        n = -1;
+                }
+                if (n <= 0) {  /* end of channel, or an error: stop reading it */
+                        epoll_ctl(j->epfd, EPOLL_CTL_DEL, j->chan, NULL);
+                        close(j->chan);
+                        j->chan = -1;
+                        return;
+                }
+                struct msg m;
+                struct jr_err e = { 0 };
+                if (msg_decode(j->buf, (size_t)n, &m, &e) < 0) {
+                        end_job(j, JOB_PROTOCOL, "ProtocolError", "%s", e.msg);
+                        continue;
+                }
+                if (!j->ended)
+                        on_message(j, &m);
+                msg_free(&m);
+        }
+}
+
+/* Relays one of the jail's output pipes. */
+static void drain_pipe(struct job *j, int *fd, FILE *to)
+{
+        char buf[65536];
+        for (;;) {
+                ssize_t n = read(*fd, buf, sizeof buf);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == EAGAIN)
+                        return;
+                if (n <= 0) {
+                        epoll_ctl(j->epfd, EPOLL_CTL_DEL, *fd, NULL);
+                        close(*fd);
+                        *fd = -1;
+                        return;
+                }
+                size_t keep = (size_t)n;
+                if (j->o->profile == JAIL_PROFILE_WORKER) {
+                        size_t room = WORKER_RAW_OUTPUT_MAX - j->raw_bytes;
+                        if (keep > room) {
+                                keep = room;
+                                if (room)
+                                        log_msg("worker output beyond %d bytes dropped", WORKER_RAW_OUTPUT_MAX);
+                        }
+                        j->raw_bytes += keep;
+                }
+                fwrite(buf, 1, keep, to);
+                fflush(to);
+        }
+}
+
+static void on_signal(struct job *j)
+{
+        struct signalfd_siginfo si;
+        while (read(j->sigfd, &si, sizeof si) == (ssize_t)sizeof si)
+                end_job(j, JOB_SIGNAL, "Interrupted", "jailrun received signal %u (%s)", si.ssi_signo,
+                        strsignal((int)si.ssi_signo));
+        if (j->res->status == JOB_SIGNAL && j->res->exit_code == 0)
+                j->res->exit_code = 128 + (int)si.ssi_signo;
+}
+
+static int watch(struct job *j, int fd, uint64_t tag)
+{
+        struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.u64 = tag };
+        if (fd >= 0 && epoll_ctl(j->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+                return -errno;
+        return 0;
+}
+
+static int loop(struct job *j)
+{
+        while (!j->exited) {
+                struct epoll_event evs[8];
+                int n = epoll_wait(j->epfd, evs, 8, -1);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return log_errno(-errno, "epoll_wait: %m");
+                for (int i = 0; i < n; i++) {
+                        switch (evs[i].data.u64) {
+                        case EV_CHAN: drain_chan(j, evs[i].events); break;
+                        case EV_OUT: drain_pipe(j, &j->out, stdout); break;
+                        case EV_ERR: drain_pipe(j, &j->err, stderr); break;
+                        case EV_PIDFD: j->exited = 1; break;
+                        case EV_SIGNAL: on_signal(j); break;
+                        case EV_TIMER:
+                                end_job(j, JOB_TIMEOUT, "TimeoutError",
+                                        "wall-clock limit of %g s exceeded", j->o->timeout_s);
+                                break;
+                        }
+                }
+        }
+        /* Everything in the jail is dead now; take what it left behind. */
+        drain_chan(j, EPOLLHUP);
+        if (j->out >= 0)
+                drain_pipe(j, &j->out, stdout);
+        if (j->err >= 0)
+                drain_pipe(j, &j->err, j->o->profile == JAIL_PROFILE_EXEC ? stderr : stderr);
+        return 0;
+}
+
+static void finish_status(struct job *j, int wstatus)
+{
+        struct job_result *res = j->res;
+        int exec = j->o->profile == JAIL_PROFILE_EXEC;
+        if (j->ended) {
+                if (res->status == JOB_TIMEOUT)
+                        res->exit_code = EXIT_TIMEOUT;
+                else if (res->status == JOB_PROTOCOL)
+                        res->exit_code = EXIT_USER_ERROR;
+                return;  /* JOB_SIGNAL set its own code */
+        }
+        if (WIFSIGNALED(wstatus)) {
+                int sig = WTERMSIG(wstatus);
+                res->status = JOB_SIGNAL;
+                res->exit_code = 128 + sig;
+                snprintf(res->etype, sizeof res->etype, "Killed");
+                snprintf(res->emsg, sizeof res->emsg, "jail killed by signal %d (%s)%s", sig,
+                         strsignal(sig), sig == SIGSYS ? ": a forbidden system call" : "");
+                return;
+        }
+        int code = WEXITSTATUS(wstatus);
+        if (j->fatal) {
+                res->exit_code = EXIT_SETUP;
+                return;
+        }
+        if (exec) {
+                res->exit_code = code;
+                res->status = code == 0 ? JOB_OK : JOB_ERROR;
+                if (code && !j->have_error) {
+                        snprintf(res->etype, sizeof res->etype, "SystemExit");
+                        snprintf(res->emsg, sizeof res->emsg, "exit status %d", code);
+                }
+                return;
+        }
+        if (j->have_error) {
+                res->status = JOB_ERROR;
+                res->exit_code = EXIT_USER_ERROR;
+        } else if (code == 0 && j->ready && res->ticks_done == j->o->ticks) {
+                res->status = JOB_OK;
+                res->exit_code = 0;
+        } else {
+                res->status = JOB_ERROR;
+                res->exit_code = EXIT_USER_ERROR;
+                snprintf(res->etype, sizeof res->etype, "RuntimeError");
+                snprintf(res->emsg, sizeof res->emsg,
+                         "worker exited with status %d after %u of %u ticks", code, res->ticks_done,
+                         j->o->ticks);
+        }
+}
+
+/* Reads the script whole; the jail gets its text, never its host path. */
+static int read_script(const char *path, char **out, size_t *len, struct jr_err *err)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return jr_fail(err, errno, "cannot open script '%s'", path);
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return jr_fail(err, errno, "stat '%s'", path);
+        if (!S_ISREG(st.st_mode))
+                return jr_fail(err, EINVAL, "script '%s' is not a regular file", path);
+        if (st.st_size > JOB_MAX_SCRIPT)
+                return jr_fail(err, EFBIG, "script '%s' is larger than %d bytes", path, JOB_MAX_SCRIPT);
+        _cleanup_free_ char *buf = malloc((size_t)st.st_size + 1);
+        if (!buf)
+                return jr_fail(err, ENOMEM, "read '%s'", path);
+        size_t got = 0;
+        while (got < (size_t)st.st_size) {
+                ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return jr_fail(err, errno, "read '%s'", path);
+                if (n == 0)
+                        break;
+                got += (size_t)n;
+        }
+        buf[got] = '\0';
+        *len = got;
+        *out = TAKE_PTR(buf);
+        return 0;
+}
+
+struct fds {
+        int chan[2], out[2], err[2], sync[2], devnull;
+};
+
+static void fds_close(struct fds *f)
+{
+        int *all[] = { &f->chan[0], &f->chan[1], &f->out[0], &f->out[1], &f->err[0],
+                       &f->err[1], &f->sync[0], &f->sync[1], &f->devnull };
+        for (size_t i = 0; i < ELEMENTSOF(all); i++)
+                closep(all[i]);
+}
+
+static int fds_open(struct fds *f, struct jr_err *err)
+{
+        *f = (struct fds){ { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 }, -1 };
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, f->chan) < 0)
+                return jr_fail(err, errno, "socketpair");
+        if (pipe2(f->out, O_CLOEXEC) < 0 || pipe2(f->err, O_CLOEXEC) < 0 || pipe2(f->sync, O_CLOEXEC) < 0)
+                return jr_fail(err, errno, "pipe2");
+        if ((f->devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+                return jr_fail(err, errno, "open /dev/null");
+        /* Our ends never block the loop. */
+        int ours[] = { f->chan[0], f->out[0], f->err[0] };
+        for (size_t i = 0; i < ELEMENTSOF(ours); i++)
+                if (fcntl(ours[i], F_SETFL, O_NONBLOCK) < 0)
+                        return jr_fail(err, errno, "O_NONBLOCK");
+        return 0;
+}
+
+static int loop_fds(struct job *j, struct jr_err *err)
+{
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGHUP);
+        sigaddset(&set, SIGQUIT);
+        if ((j->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) < 0)
+                return jr_fail(err, errno, "signalfd");
+        if ((j->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+                return jr_fail(err, errno, "epoll_create1");
+        if (j->o->timeout_s > 0) {
+                if ((j->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK)) < 0)
+                        return jr_fail(err, errno, "timerfd_create");
+                double s = j->o->timeout_s;
+                struct itimerspec its = { .it_value = { .tv_sec = (time_t)s,
+                                                        .tv_nsec = (long)((s - (double)(time_t)s) * 1e9) } };
+                if (timerfd_settime(j->timerfd, 0, &its, NULL) < 0)
+                        return jr_fail(err, errno, "timerfd_settime");
+        }
+        if (watch(j, j->chan, EV_CHAN) < 0 || watch(j, j->out, EV_OUT) < 0 ||
+            watch(j, j->err, EV_ERR) < 0 || watch(j, j->sp.pidfd, EV_PIDFD) < 0 ||
+            watch(j, j->sigfd, EV_SIGNAL) < 0 || watch(j, j->timerfd, EV_TIMER) < 0)
+                return jr_fail(err, errno, "epoll_ctl");
+        return 0;
+}
+
+static void job_close(struct job *j)
+{
+        int *all[] = { &j->chan, &j->out, &j->err, &j->sigfd, &j->timerfd, &j->epfd, &j->sp.pidfd };
+        for (size_t i = 0; i < ELEMENTSOF(all); i++)
+                closep(all[i]);
+        free(j->buf);
+}
+
+/* Clones the jail and serves it until it is gone. */
+static int run_jail(struct job *j, struct jail_cfg *cfg, struct jr_err *err)
+{
+        struct fds f;
+        int r = fds_open(&f, err);
+        if (r == 0) {
+                cfg->stdin_fd = f.devnull;
+                cfg->stdout_fd = f.out[1];
+                cfg->stderr_fd = f.err[1];
+                cfg->channel_fd = f.chan[1];
+                cfg->sync_fd = f.sync[0];
+                cfg->close_fd = f.sync[1];
+                r = spawn_jail(cfg, TAKE_FD(f.sync[1]), &j->sp, err);
+        }
+        if (r < 0) {
+                fds_close(&f);
+                return r;
+        }
+        j->chan = TAKE_FD(f.chan[0]);
+        j->out = TAKE_FD(f.out[0]);
+        j->err = TAKE_FD(f.err[0]);
+        fds_close(&f);  /* the child's ends: only the child holds them now */
+        r = loop_fds(j, err);
+        if (r < 0)
+                end_job(j, JOB_INTERNAL, "InternalError", "%s", err->msg);
+        else if (loop(j) < 0)
+                end_job(j, JOB_INTERNAL, "InternalError", "event loop failed");
+        int ws = 0;
+        struct rusage ru = { 0 };
+        while (wait4(j->sp.pid, &ws, 0, &ru) < 0 && errno == EINTR)
+                ;
+        j->res->cpu_ms = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
+                         (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+        finish_status(j, ws);
+        return 0;
+}
+
+int job_run(const struct job_opts *o, struct job_result *res)
+{
+        struct timespec t0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        *res = (struct job_result){ .status = JOB_INTERNAL };
+        struct jr_err err = { 0 };
+        _cleanup_free_ char *script = NULL;
+        size_t len = 0;
+        int r = read_script(o->script_path, &script, &len, &err);
+        if (r < 0) {
+                res->exit_code = EXIT_USAGE;
+                return log_errno(r, "%s", err.msg);
+        }
+        struct job j = { .o = o, .res = res, .chan = -1, .out = -1, .err = -1, .sigfd = -1,
+                         .timerfd = -1, .epfd = -1, .sp = { .pidfd = -1 } };
+        struct uidlock lock = { .fd = -1 };
+        if (!(j.buf = malloc(CHAN_MAX_MSG)))
+                r = jr_fail(&err, ENOMEM, "channel buffer");
+        if (r == 0)
+                r = uidlock_acquire(&lock, o->uid_lo, o->uid_hi, (unsigned)getpid(), &err);
+        const char *name = strrchr(o->script_path, '/');
+        struct jail_cfg cfg = {
+                .profile = o->profile,
+                .host_uid = lock.uid,
+                .host_gid = (gid_t)lock.uid,
+                .script = script,
+                .script_len = len,
+                .script_name = name ? name + 1 : o->script_path,
+                .argc = o->argc,
+                .argv = o->argv,
+                .scratch_bytes = o->scratch_bytes,
+                .verbose = o->verbose,
+        };
+        if (r == 0)
+                r = run_jail(&j, &cfg, &err);
+        uidlock_release(&lock);
+        job_close(&j);
+        res->wall_ms = ms_since(&t0);
+        if (r < 0) {
+                res->status = JOB_SETUP;
+                res->exit_code = EXIT_SETUP;
+                snprintf(res->etype, sizeof res->etype, "SetupError");
+                snprintf(res->emsg, sizeof res->emsg, "jail set-up failed: %s", err.msg);
+        }
+        return 0;
+}

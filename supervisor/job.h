@@ -1,0 +1,43 @@
+/* One job: read the script, take a uid, clone the jail, serve its channel
+ * and pipes from one epoll loop, and report how it ended. */
+#ifndef JR_JOB_H
+#define JR_JOB_H
+
+#include <sys/types.h>
+
+#include "common/proto.h"
+#include "jail/jail.h"
+
+/* Scripts larger than this are refused before anything is cloned. */
+#define JOB_MAX_SCRIPT (16 * 1024 * 1024)
+
+struct job_opts {
+        enum jail_profile profile;
+        const char *script_path;
+        unsigned ticks;              /* worker: tick(ctx) calls */
+        double timeout_s;            /* wall clock for the whole job; 0 = none */
+        int json;
+        int verbose;
+        int argc;                    /* exec: script arguments */
+        char *const *argv;
+        uid_t uid_lo, uid_hi;
+        unsigned long scratch_bytes;
+};
+
+struct job_result {
+        enum job_status status;
+        int exit_code;
+        char etype[128];
+        char emsg[4096];
+        long line;                   /* 0 when unknown */
+        unsigned ticks_done;
+        long wall_ms;
+        long cpu_ms;
+};
+
+/* Runs the job to its end; fills res (including exit_code) and returns 0,
+ * or returns -errno for a failure before the jail existed (usage errors
+ * set res->exit_code = EXIT_USAGE, set-up errors EXIT_SETUP). */
+int job_run(const struct job_opts *o, struct job_result *res);
+
+#endif

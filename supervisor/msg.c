@@ -1,0 +1,171 @@
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "common/cleanup.h"
+#include "supervisor/msg.h"
+
+
+const char *const msg_log_level_names[LOG_LEVEL__MAX] = { "debug", "info", "warn", "error" };
+
+/* Caps on fields inside an otherwise valid message. */
+#define MSG_MAX_NAME 256          /* exception type, set-up step */
+#define MSG_MAX_TEXT (64 * 1024)  /* messages and tracebacks */
+
+int msg_log_level(const char *name)
+{
+        for (int i = 0; i < LOG_LEVEL__MAX; i++)
+                if (strcmp(name, msg_log_level_names[i]) == 0)
+                        return i;
+        return -1;
+}
+
+void msg_free(struct msg *m)
+{
+        json_decref(m->root);
+        m->root = NULL;
+}
+
+static int too_deep(const json_t *j, int depth)
+{
+        if (depth > CHAN_MAX_DEPTH)
+                return 1;
+        if (json_is_array(j)) {
+                size_t i;
+                json_t *v;
+                json_array_foreach(j, i, v) if (too_deep(v, depth + 1)) return 1;
+        } else if (json_is_object(j)) {
+                const char *k;
+                json_t *v;
+                json_object_foreach((json_t *)j, k, v) if (too_deep(v, depth + 1)) return 1;
+        }
+        return 0;
+}
+
+/* Number of characters (code points) in valid UTF-8. */
+static size_t utf8_chars(const char *s)
+{
+        size_t n = 0;
+        for (; *s; s++)
+                n += ((unsigned char)*s & 0xC0) != 0x80;
+        return n;
+}
+
+static int bad(struct jr_err *err, const char *what, const json_error_t *je)
+{
+        return jr_fail(err, EPROTO, "%s%s%s", what, je ? ": " : "", je ? je->text : "");
+}
+
+static int decode_log(struct msg *m, struct jr_err *err)
+{
+        json_error_t je;
+        json_t *entries;
+        if (json_unpack_ex(m->root, &je, JSON_STRICT, "{s:s, s:o}", "type", &(const char *){ 0 },
+                           "entries", &entries) < 0)
+                return bad(err, "log message", &je);
+        size_t n = json_array_size(entries);
+        if (!json_is_array(entries) || n == 0 || n > LOG_MAX_BATCH)
+                return bad(err, "log batch must hold 1 to 20 entries", NULL);
+        for (size_t i = 0; i < n; i++) {
+                const char *level, *text;
+                if (json_unpack_ex(json_array_get(entries, i), &je, JSON_STRICT, "{s:s, s:s}",
+                                   "level", &level, "msg", &text) < 0)
+                        return bad(err, "log entry", &je);
+                if (msg_log_level(level) < 0)
+                        return bad(err, "log entry: unknown level", NULL);
+                if (utf8_chars(text) > LOG_MAX_CHARS)
+                        return bad(err, "log entry longer than 4000 characters", NULL);
+        }
+        m->log.entries = entries;
+        return 0;
+}
+
+static int decode_result(struct msg *m, struct jr_err *err)
+{
+        json_error_t je;
+        json_t *e = NULL, *line = NULL;
+        int ok = 0;
+        const char *tb = NULL;
+        if (json_unpack_ex(m->root, &je, JSON_STRICT, "{s:s, s:I, s?b, s?o}", "type",
+                           &(const char *){ 0 }, "id", &m->result.id, "ok", &ok, "error", &e) < 0)
+                return bad(err, "result message", &je);
+        if (!ok == !e)
+                return bad(err, "result needs exactly one of ok:true and error", NULL);
+        m->result.ok = ok;
+        if (m->result.id < 0)
+                return bad(err, "result id is negative", NULL);
+        if (ok)
+                return 0;
+        if (json_unpack_ex(e, &je, JSON_STRICT, "{s:s, s:s, s:o, s?s}", "type", &m->result.etype,
+                           "message", &m->result.emsg, "line", &line, "traceback", &tb) < 0)
+                return bad(err, "result error", &je);
+        if (strlen(m->result.etype) > MSG_MAX_NAME || strlen(m->result.emsg) > MSG_MAX_TEXT ||
+            (tb && strlen(tb) > MSG_MAX_TEXT))
+                return bad(err, "result error field too long", NULL);
+        if (!json_is_null(line) && (!json_is_integer(line) || json_integer_value(line) < 1))
+                return bad(err, "result error line must be a positive integer or null", NULL);
+        m->result.line = json_is_integer(line) ? json_integer_value(line) : 0;
+        m->result.traceback = tb ? tb : "";
+        return 0;
+}
+
+static int decode_fatal(struct msg *m, struct jr_err *err)
+{
+        json_error_t je;
+        if (json_unpack_ex(m->root, &je, JSON_STRICT, "{s:s, s:s, s:i, s:s}", "type",
+                           &(const char *){ 0 }, "step", &m->fatal.step, "errno", &m->fatal.errnum,
+                           "message", &m->fatal.message) < 0)
+                return bad(err, "fatal message", &je);
+        if (strlen(m->fatal.step) > MSG_MAX_NAME || strlen(m->fatal.message) > MSG_MAX_TEXT)
+                return bad(err, "fatal message field too long", NULL);
+        return 0;
+}
+
+static int decode_ready(struct msg *m, struct jr_err *err)
+{
+        json_error_t je;
+        if (json_unpack_ex(m->root, &je, JSON_STRICT, "{s:s}", "type", &(const char *){ 0 }) < 0)
+                return bad(err, "ready message", &je);
+        return 0;
+}
+
+static const struct {
+        const char *name;
+        enum msg_type type;
+        int (*decode)(struct msg *, struct jr_err *);
+} kinds[] = {
+        { "ready", MSG_READY, decode_ready },
+        { "fatal", MSG_FATAL, decode_fatal },
+        { "log", MSG_LOG, decode_log },
+        { "result", MSG_RESULT, decode_result },
+};
+
+int msg_decode(const char *buf, size_t len, struct msg *m, struct jr_err *err)
+{
+        *m = (struct msg){ 0 };
+        if (len > CHAN_MAX_MSG)
+                return jr_fail(err, EMSGSIZE, "message of %zu bytes exceeds %d", len, CHAN_MAX_MSG);
+        json_error_t je;
+        _cleanup_(json_decrefp) json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
+        if (!root)
+                return bad(err, "invalid JSON", &je);
+        if (!json_is_object(root))
+                return bad(err, "message is not a JSON object", NULL);
+        if (too_deep(root, 1))
+                return bad(err, "message nested too deeply", NULL);
+        const char *type = json_string_value(json_object_get(root, "type"));
+        if (!type)
+                return bad(err, "message has no string \"type\"", NULL);
+        for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
+                if (strcmp(type, kinds[i].name) != 0)
+                        continue;
+                m->type = kinds[i].type;
+                m->root = TAKE_PTR(root);
+                int r = kinds[i].decode(m, err);
+                if (r < 0)
+                        msg_free(m);
+                return r;
+        }
+        return bad(err, "unknown message type", NULL);
+}

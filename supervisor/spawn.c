@@ -1,0 +1,128 @@
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "supervisor/spawn.h"
+
+#define JAIL_NS_FLAGS                                                                      \
+        (CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC |      \
+         CLONE_NEWUTS | CLONE_NEWCGROUP)
+
+static int write_file(pid_t pid, const char *name, const char *text, struct jr_err *err)
+{
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+                return jr_fail(err, errno, "open %s", path);
+        size_t len = strlen(text);
+        ssize_t n;
+        do
+                n = write(fd, text, len);
+        while (n < 0 && errno == EINTR);
+        if (n < 0 || (size_t)n != len)
+                return jr_fail(err, n < 0 ? errno : EIO, "write %s", path);
+        return 0;
+}
+
+static int write_maps(pid_t pid, uid_t uid, gid_t gid, struct jr_err *err)
+{
+        char map[64];
+        snprintf(map, sizeof map, "0 %u 1\n", (unsigned)uid);
+        int r = write_file(pid, "uid_map", map, err);
+        /* "deny" before gid_map: nothing inside may ever call setgroups. */
+        if (r == 0)
+                r = write_file(pid, "setgroups", "deny", err);
+        snprintf(map, sizeof map, "0 %u 1\n", (unsigned)gid);
+        if (r == 0)
+                r = write_file(pid, "gid_map", map, err);
+        return r;
+}
+
+/* clone3 where the kernel has it, else clone; both hand back a pidfd. */
+static pid_t clone_jail(int *pidfd)
+{
+        struct clone_args a = {
+                .flags = JAIL_NS_FLAGS | CLONE_PIDFD,
+                .pidfd = (unsigned long)pidfd,
+                .exit_signal = SIGCHLD,
+        };
+        pid_t pid = (pid_t)syscall(SYS_clone3, &a, sizeof a);
+        if (pid < 0 && errno == ENOSYS)
+                pid = (pid_t)syscall(SYS_clone, JAIL_NS_FLAGS | CLONE_PIDFD | SIGCHLD, NULL, pidfd,
+                                     NULL, 0);
+        return pid;
+}
+
+/* Why user namespaces are refused here, in the setting's own words. */
+static void explain_userns(struct jr_err *err)
+{
+        char buf[32] = "";
+        FILE *f = fopen("/proc/sys/user/max_user_namespaces", "re");
+        if (f) {
+                if (!fgets(buf, sizeof buf, f))
+                        buf[0] = '\0';
+                fclose(f);
+        }
+        size_t n = strlen(err->msg);
+        if (strcmp(buf, "0\n") == 0)
+                snprintf(err->msg + n, sizeof err->msg - n,
+                         " (user namespaces are disabled: sysctl user.max_user_namespaces = 0)");
+        else if ((f = fopen("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "re"))) {
+                if (fgets(buf, sizeof buf, f) && strcmp(buf, "1\n") == 0)
+                        snprintf(err->msg + n, sizeof err->msg - n,
+                                 " (AppArmor restricts user namespaces: "
+                                 "kernel.apparmor_restrict_unprivileged_userns = 1)");
+                fclose(f);
+        } else if (err->errnum == EPERM)
+                snprintf(err->msg + n, sizeof err->msg - n,
+                         " (running inside a container without CAP_SYS_ADMIN?)");
+}
+
+int spawn_jail(const struct jail_cfg *cfg, int sync_wr, struct spawn *out, struct jr_err *err)
+{
+        _cleanup_close_ int go = sync_wr;
+        /* The child starts with our supplementary groups; root's must not
+         * follow it into the jail, and setgroups is denied in there. */
+        if (setgroups(0, NULL) < 0)
+                return jr_fail(err, errno, "clear supplementary groups");
+        fflush(NULL);  /* no buffered output duplicated into the child */
+        int pidfd = -1;
+        pid_t pid = clone_jail(&pidfd);
+        if (pid < 0) {
+                int r = jr_fail(err, errno, "clone into new namespaces");
+                explain_userns(err);
+                return r;
+        }
+        if (pid == 0)
+                jail_child_main(cfg);
+        int r = write_maps(pid, cfg->host_uid, cfg->host_gid, err);
+        if (r == 0) {
+                ssize_t n;
+                do
+                        n = write(go, "g", 1);
+                while (n < 0 && errno == EINTR);
+                if (n != 1)
+                        r = jr_fail(err, errno, "release the jail child");
+        }
+        if (r < 0) {
+                kill(pid, SIGKILL);
+                while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                        ;
+                close(pidfd);
+                return r;
+        }
+        *out = (struct spawn){ .pid = pid, .pidfd = pidfd };
+        return 0;
+}

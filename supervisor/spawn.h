@@ -1,0 +1,21 @@
+/* Cloning the jail child into its namespaces and writing its id maps. */
+#ifndef JR_SPAWN_H
+#define JR_SPAWN_H
+
+#include <sys/types.h>
+
+#include "common/err.h"
+#include "jail/jail.h"
+
+struct spawn {
+        pid_t pid;
+        int pidfd;
+};
+
+/* Clones a child running jail_child_main(cfg) in new user, mount, net,
+ * pid, ipc, uts and cgroup namespaces; maps uid/gid 0 inside to
+ * cfg->host_uid/host_gid, then lets it go by writing to sync_wr (which is
+ * closed here). Returns 0 or -errno; on failure no child is left. */
+int spawn_jail(const struct jail_cfg *cfg, int sync_wr, struct spawn *out, struct jr_err *err);
+
+#endif

@@ -1,0 +1,27 @@
+/* One host uid per running jail: a lock file per uid under UIDLOCK_DIR,
+ * held (flock) for the job's lifetime and removed at the end. */
+#ifndef JR_UIDLOCK_H
+#define JR_UIDLOCK_H
+
+#include <limits.h>
+#include <sys/types.h>
+
+#include "common/err.h"
+
+#define UIDLOCK_DIR "/run/jailrun/uids"
+
+struct uidlock {
+        uid_t uid;
+        int fd;               /* -1 when not held */
+        char path[PATH_MAX];
+};
+
+/* Takes a free uid in [lo, hi], starting from a point derived from `seed`
+ * so concurrent jobs rarely probe the same uids. Returns 0 or -errno
+ * (-EAGAIN: every uid in the range is taken). */
+int uidlock_acquire(struct uidlock *l, uid_t lo, uid_t hi, unsigned seed, struct jr_err *err);
+
+/* Removes the lock file and releases the lock. Safe to call twice. */
+void uidlock_release(struct uidlock *l);
+
+#endif
