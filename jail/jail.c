@@ -181,6 +181,7 @@ _Noreturn void jail_child_main(const struct jail_cfg *cfg)
                 .exe = hv.exe,
                 .interp = hv.interp,
                 .pypath = JR_PYPATH,
+                .datapath = JR_DATAPATH,
                 .scratch_bytes = cfg->profile == JAIL_PROFILE_EXEC ? cfg->scratch_bytes : 0,
         };
         STEP("mounts", mnt_build_root(&mc, &plan, &err));

@@ -83,6 +83,18 @@ static int apply_plan(const struct mnt_plan *plan, struct jr_err *err)
         return 0;
 }
 
+static int add_path_list(struct mnt_plan *plan, const char *list, struct jr_err *err)
+{
+        char buf[4096];
+        if (jr_snprintf(buf, sizeof buf, "%s", list) < 0)
+                return jr_fail(err, ENAMETOOLONG, "path list '%s'", list);
+        int r = 0;
+        for (char *save = NULL, *d = strtok_r(buf, ":", &save); d && r == 0;
+             d = strtok_r(NULL, ":", &save))
+                r = mntplan_add(plan, d, err);
+        return r;
+}
+
 static int make_plan(const struct mnt_cfg *cfg, struct mnt_plan *plan, struct jr_err *err)
 {
         int r = mntplan_init(plan, OLD, err);
@@ -94,12 +106,10 @@ static int make_plan(const struct mnt_cfg *cfg, struct mnt_plan *plan, struct jr
         /* The loader's cache; nothing else of the host's /etc. */
         if (r == 0)
                 r = mntplan_add(plan, "/etc/ld.so.cache", err);
-        char buf[4096];
-        if (r == 0 && jr_snprintf(buf, sizeof buf, "%s", cfg->pypath) < 0)
-                r = jr_fail(err, ENAMETOOLONG, "python path");
-        for (char *save = NULL, *d = r == 0 ? strtok_r(buf, ":", &save) : NULL; d && r == 0;
-             d = strtok_r(NULL, ":", &save))
-                r = mntplan_add(plan, d, err);
+        if (r == 0)
+                r = add_path_list(plan, cfg->pypath, err);
+        if (r == 0)
+                r = add_path_list(plan, cfg->datapath, err);
         /* Names the loader follows into what is already bound: /lib ->
          * usr/lib, and the alternatives links of BLAS/LAPACK. */
         if (r == 0)

@@ -12,6 +12,7 @@ struct mnt_cfg {
         const char *exe;         /* the running binary, left out of the plan */
         const char *interp;      /* the program's ELF interpreter (PT_INTERP) or NULL */
         const char *pypath;      /* ':'-separated module search path */
+        const char *datapath;    /* ':'-separated data dirs (time zones) */
         unsigned long scratch_bytes;  /* 0: no scratch dir */
 };
 

@@ -85,6 +85,7 @@ static void path_pop(char *path)
 struct walk {
         struct mnt_plan *p;
         int record;            /* add entries (1) or only resolve (0) */
+        int bind_last;         /* record: bind the final object (else only the way there) */
         char resolved[PATH_MAX];
         int found;             /* the path exists */
 };
@@ -163,7 +164,7 @@ static int walk(struct walk *w, const char *path, int hops, struct jr_err *err)
                         return walk_link(w, cur, s, hops, err);
                 if (!last && !S_ISDIR(st.st_mode))
                         return 0;
-                if (w->record) {
+                if (w->record && (!last || w->bind_last)) {
                         int r = plan_put(w->p, last ? MNT_OP_BIND : MNT_OP_DIR,
                                          S_ISDIR(st.st_mode), cur, NULL, err);
                         if (r < 0)
@@ -181,7 +182,7 @@ int mntplan_add(struct mnt_plan *p, const char *path, struct jr_err *err)
 {
         if (path[0] != '/')
                 return jr_fail(err, EINVAL, "mount plan path '%s' is not absolute", path);
-        struct walk w = { .p = p, .record = 1 };
+        struct walk w = { .p = p, .record = 1, .bind_last = 1 };
         return walk(&w, path, 0, err);
 }
 
@@ -221,8 +222,12 @@ int mntplan_add_links_into(struct mnt_plan *p, const char *dir, struct jr_err *e
                 if (r == -ELOOP)
                         r = 0;  /* a broken link on the host is not ours to fix */
                 if (r == 0 && w.found && strcmp(w.resolved, link) != 0 &&
-                    plan_shows(p, w.resolved))
-                        r = mntplan_add(p, link, err);
+                    plan_shows(p, w.resolved)) {
+                        /* Only the link and the way to it: its target is
+                         * already in the plan. */
+                        struct walk add = { .p = p, .record = 1 };
+                        r = walk(&add, link, 0, err);
+                }
         }
         closedir(d);
         return r;

@@ -4,6 +4,7 @@
 # _jailrun module (one JSON object per datagram on fd 3).
 import builtins
 import json
+import linecache
 import sys
 import traceback
 
@@ -134,6 +135,8 @@ def _error_info(exc, filename):
 
 
 def _load(source, filename, ctx):
+    # Tracebacks show the user's source lines without the file in the jail.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     g = {"__name__": "__main__", "__file__": filename, "__builtins__": builtins, "ctx": ctx}
     code = compile(source, filename, "exec", dont_inherit=True)
     exec(code, g)
@@ -196,8 +199,17 @@ def exec_main(source, filename, argv):
         else:
             print(code, file=sys.stderr)
             status = 1
-    except BaseException:
-        traceback.print_exc()
+    except BaseException as e:
+        _print_user_traceback(e)
+        _send({"type": "result", "id": 0, "error": _error_info(e, filename)})
         status = 1
     buf.flush()
     return status
+
+
+def _print_user_traceback(exc):
+    # Leave out the runtime's own frames: the user's code starts below them.
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == "<jailrun runtime>":
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb)
