@@ -156,14 +156,18 @@ static int walk(struct walk *w, const char *path, int hops, struct jr_err *err)
                 if (jr_snprintf(host, sizeof host, "%s%s", w->p->root, cur) < 0)
                         return jr_fail(err, ENAMETOOLONG, "path '%s'", cur);
                 if (lstat(host, &st) < 0) {
-                        if (errno == ENOENT || errno == ENOTDIR || errno == EACCES)
-                                return 0;  /* a candidate that is not there */
+                        if (errno == ENOENT || errno == ENOTDIR || errno == EACCES) {
+                                w->found = 0;  /* a candidate that is not there */
+                                return 0;
+                        }
                         return jr_fail(err, errno, "lstat '%s'", host);
                 }
                 if (S_ISLNK(st.st_mode))
                         return walk_link(w, cur, s, hops, err);
-                if (!last && !S_ISDIR(st.st_mode))
+                if (!last && !S_ISDIR(st.st_mode)) {
+                        w->found = 0;
                         return 0;
+                }
                 if (w->record && (!last || w->bind_last)) {
                         int r = plan_put(w->p, last ? MNT_OP_BIND : MNT_OP_DIR,
                                          S_ISDIR(st.st_mode), cur, NULL, err);
@@ -183,7 +187,11 @@ int mntplan_add(struct mnt_plan *p, const char *path, struct jr_err *err)
         if (path[0] != '/')
                 return jr_fail(err, EINVAL, "mount plan path '%s' is not absolute", path);
         struct walk w = { .p = p, .record = 1, .bind_last = 1 };
-        return walk(&w, path, 0, err);
+        size_t before = p->n;
+        int r = walk(&w, path, 0, err);
+        if (r < 0 || !w.found)
+                p->n = before;  /* nothing on the way to a missing path */
+        return r;
 }
 
 /* 1 when the plan makes `path` visible: it lies in a bind, or it is a
