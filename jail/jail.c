@@ -124,6 +124,38 @@ static int reset_signals(struct jr_err *err)
         return 0;
 }
 
+/* The supervisor's argv and environment strings are still in our memory,
+ * and /proc/self/cmdline and /proc/self/environ read them from there (not
+ * from `environ`): zero both areas so the jail cannot read the operator's
+ * environment or command line. Copies what the interpreter needs first. */
+static int wipe_args_env(const struct jail_cfg *cfg, struct pyrt_cfg *pc, struct jr_err *err)
+{
+        char stat[4096];
+        ssize_t n = read_small_file("/proc/self/stat", stat, sizeof stat);
+        if (n < 0)
+                return jr_fail(err, (int)-n, "read /proc/self/stat");
+        char *p = strrchr(stat, ')');
+        unsigned long v[52] = { 0 };
+        int field = 2;  /* ')' ends field 2 */
+        for (char *save = NULL, *t = p ? strtok_r(p + 1, " ", &save) : NULL; t && field < 51;
+             t = strtok_r(NULL, " ", &save))
+                v[++field] = strtoul(t, NULL, 10);
+        if (field < 51 || v[48] > v[49] || v[50] > v[51])
+                return jr_fail(err, EPROTO, "parse /proc/self/stat");
+        char **argv = calloc((size_t)cfg->argc + 1, sizeof *argv);
+        char *name = strdup(cfg->script_name);
+        if (!argv || !name)
+                return jr_fail(err, ENOMEM, "copy arguments");
+        for (int i = 0; i < cfg->argc; i++)
+                if (!(argv[i] = strdup(cfg->argv[i])))
+                        return jr_fail(err, ENOMEM, "copy arguments");
+        memset((void *)v[48], 0, v[49] - v[48]);  /* arg_start .. arg_end */
+        memset((void *)v[50], 0, v[51] - v[50]);  /* env_start .. env_end */
+        pc->argv = argv;
+        pc->script_name = name;
+        return 0;
+}
+
 struct host_view {
         char maps[256 * 1024];
         char exe[PATH_MAX];
@@ -211,6 +243,8 @@ _Noreturn void jail_child_main(const struct jail_cfg *cfg)
                 .pypath = JR_PYPATH,
                 .home = JR_PYHOME,
         };
+        if (wipe_args_env(cfg, &pc, &err) < 0)
+                fatal("wipe environment", &err, chan);
         int status = pyrt_run(&pc);
         _exit(status);
 }

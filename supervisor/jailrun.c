@@ -187,7 +187,7 @@ static void print_result(const struct job_opts *o, const struct job_result *r)
         /* User-code errors were printed as they came, with their traceback. */
         if (r->status != JOB_OK && r->status != JOB_ERROR)
                 log_msg("%s: %s", r->etype, r->emsg);
-        else if (r->status == JOB_ERROR && r->line)
+        else if (r->status == JOB_ERROR && r->line && o->profile == JAIL_PROFILE_WORKER)
                 log_msg("failed at line %ld", r->line);
         if (o->verbose)
                 log_msg("wall %ld ms, cpu %ld ms, %u ticks", r->wall_ms, r->cpu_ms, r->ticks_done);

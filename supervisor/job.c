@@ -122,7 +122,8 @@ static void print_block(const char *text)
 
 static void on_error_result(struct job *j, const struct msg *m)
 {
-        if (!j->o->json) {
+        /* In profile exec the script's own stderr already carried it. */
+        if (!j->o->json && j->o->profile == JAIL_PROFILE_WORKER) {
                 if (m->result.traceback[0]) {
                         fputs("Traceback (most recent call last):\n", stderr);
                         print_block(m->result.traceback);
