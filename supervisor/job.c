@@ -258,11 +258,13 @@ static void drain_pipe(struct job *j, int *fd, FILE *to)
 static void on_signal(struct job *j)
 {
         struct signalfd_siginfo si;
-        while (read(j->sigfd, &si, sizeof si) == (ssize_t)sizeof si)
-                end_job(j, JOB_SIGNAL, "Interrupted", "jailrun received signal %u (%s)", si.ssi_signo,
-                        strsignal((int)si.ssi_signo));
-        if (j->res->status == JOB_SIGNAL && j->res->exit_code == 0)
+        while (read(j->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+                if (j->ended)
+                        continue;
+                end_job(j, JOB_SIGNAL, "Interrupted", "jailrun received signal %u (%s)",
+                        si.ssi_signo, strsignal((int)si.ssi_signo));
                 j->res->exit_code = 128 + (int)si.ssi_signo;
+        }
 }
 
 static int watch(struct job *j, int fd, uint64_t tag)
@@ -301,7 +303,7 @@ static int loop(struct job *j)
         if (j->out >= 0)
                 drain_pipe(j, &j->out, stdout);
         if (j->err >= 0)
-                drain_pipe(j, &j->err, j->o->profile == JAIL_PROFILE_EXEC ? stderr : stderr);
+                drain_pipe(j, &j->err, stderr);
         return 0;
 }
 
