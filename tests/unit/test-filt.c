@@ -2,6 +2,8 @@
  * of the excluded values", on the low 32 bits. */
 #include "config.h"
 
+#include "tests/unit/unit.h"
+
 #include <check.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -89,9 +91,5 @@ int main(void)
         tcase_add_test(tc, test_tty_ioctls);
         tcase_add_test(tc, test_edges);
         suite_add_tcase(s, tc);
-        SRunner *sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return unit_run(s);
 }

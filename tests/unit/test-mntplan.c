@@ -1,6 +1,8 @@
 /* The mount planner against a fake host tree. */
 #include "config.h"
 
+#include "tests/unit/unit.h"
+
 #include <check.h>
 #include <errno.h>
 #include <stdio.h>
@@ -195,9 +197,5 @@ int main(void)
         tcase_add_test(tc, test_dotdot_missing_and_loops);
         tcase_add_test(tc, test_path_within);
         suite_add_tcase(s, tc);
-        SRunner *sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return unit_run(s);
 }

@@ -1,6 +1,8 @@
 /* The channel codec against well-formed and hostile datagrams. */
 #include "config.h"
 
+#include "tests/unit/unit.h"
+
 #include <check.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -177,9 +179,5 @@ int main(void)
         tcase_add_test(tc, test_oversize);
         tcase_add_test(tc, test_level_names);
         suite_add_tcase(s, tc);
-        SRunner *sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return unit_run(s);
 }
