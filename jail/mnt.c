@@ -159,7 +159,7 @@ static int make_proc_and_scratch(const struct mnt_cfg *cfg, struct jr_err *err)
         /* subset=pid: process directories only; no /proc/sys, kcore,
          * kallsyms or other kernel-wide files. */
         if (mount("proc", NEW "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                  "subset=pid,hidepid=invisible") < 0)
+                  "subset=pid") < 0)
                 return jr_fail(err, errno, "mount /proc");
         if (!cfg->scratch_bytes)
                 return 0;
