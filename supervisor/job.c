@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,6 +194,18 @@ static void on_message(struct job *j, struct msg *m)
         }
 }
 
+/* recv() returns 0 both for an empty datagram and at the end of the
+ * channel; only a hang-up tells them apart. The events in hand may predate
+ * the child's exit, so ask the socket now. */
+static int peer_closed(int fd)
+{
+        struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
+        int n;
+        while ((n = poll(&p, 1, 0)) < 0 && errno == EINTR)
+                ;
+        return n > 0 && (p.revents & (POLLHUP | POLLRDHUP));
+}
+
 /* Reads every datagram waiting on the channel. */
 static void drain_chan(struct job *j, uint32_t events)
 {
@@ -202,7 +215,7 @@ static void drain_chan(struct job *j, uint32_t events)
                         continue;
                 if (n < 0 && errno == EAGAIN)
                         return;
-                if (n == 0 && !(events & (EPOLLHUP | EPOLLRDHUP)) && !j->exited) {
+                if (n == 0 && !(events & (EPOLLHUP | EPOLLRDHUP)) && !peer_closed(j->chan)) {
                         end_job(j, JOB_PROTOCOL, "ProtocolError", "empty message");
                         n = -1;
                 }
