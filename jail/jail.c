@@ -9,6 +9,7 @@
 #include <grp.h>
 #include <jansson.h>
 #include <link.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,6 +202,14 @@ _Noreturn void jail_child_main(const struct jail_cfg *cfg)
          * cleared by the supervisor and setgroups is denied. */
         if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
                 fatal("identity", &(struct jr_err){ .errnum = errno, .msg = "setresuid/setresgid 0" }, chan);
+        /* The kernel clears the parent-death signal on a credential change:
+         * arm it again, then make sure the supervisor did not die in the
+         * gap (it holds the channel's other end until the job is over). */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                fatal("identity", &(struct jr_err){ .errnum = errno, .msg = "PR_SET_PDEATHSIG" }, chan);
+        struct pollfd alive = { .fd = chan, .events = POLLRDHUP };
+        if (poll(&alive, 1, 0) != 0)
+                _exit(EXIT_SETUP);
 
         static struct host_view hv;
         STEP("host view", read_host_view(&hv, &err));

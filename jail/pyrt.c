@@ -4,6 +4,8 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -15,62 +17,169 @@ extern const char jr_runtime_py[];
 /* Largest message the supervisor sends to the jail. */
 #define PYRT_MAX_IN (64 * 1024)
 
-/* _jailrun.send(bytes): one datagram to the supervisor. */
-static PyObject *chan_send(PyObject *self, PyObject *arg)
+/* Nesting the runtime ever sends; deeper is a runtime bug. */
+#define PYRT_MAX_DEPTH 8
+
+/* Python value -> JSON, for the runtime's own messages (dicts with str
+ * keys, lists, str, int, float, bool, None). Text that is not valid UTF-8
+ * (lone surrogates) is replaced, as JSON cannot carry it. */
+static json_t *to_json(PyObject *o, int depth)
 {
-        (void)self;
-        Py_buffer b;
-        if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0)
-                return NULL;
-        ssize_t n;
-        Py_BEGIN_ALLOW_THREADS
-        do
-                n = send(CHAN_FD, b.buf, (size_t)b.len, MSG_NOSIGNAL);
-        while (n < 0 && errno == EINTR);
-        Py_END_ALLOW_THREADS
-        PyBuffer_Release(&b);
-        if (n < 0)
-                return PyErr_SetFromErrno(PyExc_OSError);
+        if (depth > PYRT_MAX_DEPTH)
+                return PyErr_Format(PyExc_ValueError, "message nested too deeply"), NULL;
+        if (o == Py_None)
+                return json_null();
+        if (PyBool_Check(o))
+                return json_boolean(o == Py_True);
+        if (PyLong_Check(o)) {
+                long long v = PyLong_AsLongLong(o);
+                return v == -1 && PyErr_Occurred() ? NULL : json_integer(v);
+        }
+        if (PyFloat_Check(o))
+                return json_real(PyFloat_AS_DOUBLE(o));
+        if (PyUnicode_Check(o)) {
+                PyObject *b = PyUnicode_AsEncodedString(o, "utf-8", "replace");
+                json_t *j = b ? json_stringn(PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b)) : NULL;
+                Py_XDECREF(b);
+                return j;
+        }
+        json_t *out = NULL;
+        if (PyList_Check(o) || PyTuple_Check(o)) {
+                out = json_array();
+                Py_ssize_t n = PySequence_Fast_GET_SIZE(o);
+                for (Py_ssize_t i = 0; out && i < n; i++) {
+                        json_t *v = to_json(PySequence_Fast_GET_ITEM(o, i), depth + 1);
+                        if (!v || json_array_append_new(out, v) < 0)
+                                json_decref(out), out = NULL;
+                }
+        } else if (PyDict_Check(o)) {
+                out = json_object();
+                PyObject *k, *v;
+                Py_ssize_t pos = 0;
+                while (out && PyDict_Next(o, &pos, &k, &v)) {
+                        const char *key = PyUnicode_Check(k) ? PyUnicode_AsUTF8(k) : NULL;
+                        json_t *jv = key ? to_json(v, depth + 1) : NULL;
+                        if (!jv || json_object_set_new(out, key, jv) < 0)
+                                json_decref(out), out = NULL;
+                }
+        } else {
+                PyErr_Format(PyExc_TypeError, "cannot send %s", Py_TYPE(o)->tp_name);
+        }
+        return out;
+}
+
+/* JSON from the supervisor -> Python value. */
+static PyObject *to_py(json_t *j)
+{
+        switch (json_typeof(j)) {
+        case JSON_OBJECT: {
+                PyObject *d = PyDict_New();
+                const char *k;
+                json_t *v;
+                json_object_foreach(j, k, v) {
+                        PyObject *pv = d ? to_py(v) : NULL;
+                        if (!pv || PyDict_SetItemString(d, k, pv) < 0)
+                                Py_CLEAR(d);
+                        Py_XDECREF(pv);
+                }
+                return d;
+        }
+        case JSON_ARRAY: {
+                PyObject *l = PyList_New((Py_ssize_t)json_array_size(j));
+                for (size_t i = 0; l && i < json_array_size(j); i++) {
+                        PyObject *pv = to_py(json_array_get(j, i));
+                        if (!pv)
+                                Py_CLEAR(l);
+                        else
+                                PyList_SET_ITEM(l, (Py_ssize_t)i, pv);
+                }
+                return l;
+        }
+        case JSON_STRING:
+                return PyUnicode_FromStringAndSize(json_string_value(j), (Py_ssize_t)json_string_length(j));
+        case JSON_INTEGER:
+                return PyLong_FromLongLong(json_integer_value(j));
+        case JSON_REAL:
+                return PyFloat_FromDouble(json_real_value(j));
+        case JSON_TRUE:
+                Py_RETURN_TRUE;
+        case JSON_FALSE:
+                Py_RETURN_FALSE;
+        case JSON_NULL:
+                Py_RETURN_NONE;
+        }
         Py_RETURN_NONE;
 }
 
-/* _jailrun.recv() -> bytes, or None once the supervisor has gone. */
+/* _jailrun.send(obj): obj as one JSON datagram to the supervisor. */
+static PyObject *chan_send(PyObject *self, PyObject *arg)
+{
+        (void)self;
+        json_t *j = to_json(arg, 0);
+        if (!j)
+                return PyErr_Occurred() ? NULL : PyErr_NoMemory();
+        char *buf = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        if (!buf)
+                return PyErr_NoMemory();
+        ssize_t n;
+        int saved;
+        size_t len = strlen(buf);
+        Py_BEGIN_ALLOW_THREADS
+        do
+                n = send(CHAN_FD, buf, len, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        saved = errno;
+        Py_END_ALLOW_THREADS
+        free(buf);
+        if (n < 0) {
+                errno = saved;
+                return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        Py_RETURN_NONE;
+}
+
+/* _jailrun.recv() -> the next message as a dict, or None once the
+ * supervisor has gone. */
 static PyObject *chan_recv(PyObject *self, PyObject *noarg)
 {
         (void)self;
         (void)noarg;
-        PyObject *out = PyBytes_FromStringAndSize(NULL, PYRT_MAX_IN);
-        if (!out)
-                return NULL;
+        char *buf = malloc(PYRT_MAX_IN);
+        if (!buf)
+                return PyErr_NoMemory();
         ssize_t n;
-        int saved = 0;
+        int saved;
         Py_BEGIN_ALLOW_THREADS
         do
-                n = recv(CHAN_FD, PyBytes_AS_STRING(out), PYRT_MAX_IN, MSG_TRUNC);
+                n = recv(CHAN_FD, buf, PYRT_MAX_IN, MSG_TRUNC);
         while (n < 0 && errno == EINTR);
         saved = errno;
         Py_END_ALLOW_THREADS
+        PyObject *out = NULL;
         if (n < 0) {
-                Py_DECREF(out);
                 errno = saved;
-                return PyErr_SetFromErrno(PyExc_OSError);
+                PyErr_SetFromErrno(PyExc_OSError);
+        } else if (n == 0) {
+                out = Py_NewRef(Py_None);
+        } else if (n > PYRT_MAX_IN) {
+                PyErr_Format(PyExc_OSError, "message from supervisor too large (%zd bytes)", n);
+        } else {
+                json_error_t je;
+                json_t *j = json_loadb(buf, (size_t)n, JSON_REJECT_DUPLICATES, &je);
+                if (j && json_is_object(j))
+                        out = to_py(j);
+                else
+                        PyErr_Format(PyExc_ValueError, "bad message from supervisor: %s", je.text);
+                json_decref(j);
         }
-        if (n == 0) {
-                Py_DECREF(out);
-                Py_RETURN_NONE;
-        }
-        if (n > PYRT_MAX_IN) {
-                Py_DECREF(out);
-                return PyErr_Format(PyExc_OSError, "message from supervisor too large (%zd bytes)", n);
-        }
-        if (_PyBytes_Resize(&out, n) < 0)
-                return NULL;
+        free(buf);
         return out;
 }
 
 static PyMethodDef chan_methods[] = {
-        { "send", chan_send, METH_O, "send(bytes): one datagram to the supervisor" },
-        { "recv", chan_recv, METH_NOARGS, "recv() -> bytes or None at end" },
+        { "send", chan_send, METH_O, "send(obj): obj as one JSON datagram to the supervisor" },
+        { "recv", chan_recv, METH_NOARGS, "recv() -> dict, or None at end" },
         { NULL, NULL, 0, NULL },
 };
 
