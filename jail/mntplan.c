@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -31,9 +32,28 @@ int mntplan_init(struct mnt_plan *p, const char *root, struct jr_err *err)
 
 void mntplan_free(struct mnt_plan *p)
 {
+        for (size_t i = 0; i < MNTPLAN_DIRCACHE; i++) {
+                free(p->dirs[i]);
+                p->dirs[i] = NULL;
+        }
         free(p->v);
         p->v = NULL;
         p->n = p->cap = 0;
+}
+
+/* The slot holding `path`, or the empty slot where it would go; NULL when
+ * the set is full (then nothing is cached, only walks get slower). */
+static char **dircache_slot(struct mnt_plan *p, const char *path)
+{
+        uint32_t h = 2166136261u;  /* FNV-1a */
+        for (const char *c = path; *c; c++)
+                h = (h ^ (unsigned char)*c) * 16777619u;
+        for (size_t i = 0; i < MNTPLAN_DIRCACHE; i++) {
+                char **slot = &p->dirs[(h + i) % MNTPLAN_DIRCACHE];
+                if (!*slot || strcmp(*slot, path) == 0)
+                        return slot;
+        }
+        return NULL;
 }
 
 static struct mnt_entry *plan_find(struct mnt_plan *p, const char *path)
@@ -151,6 +171,15 @@ static int walk(struct walk *w, const char *path, int hops, struct jr_err *err)
                 cur[used + 1 + len] = '\0';
                 s = rest;
 
+                char **cached = last ? NULL : dircache_slot(w->p, cur);
+                if (cached && *cached) {  /* a directory on the way, seen before */
+                        if (w->record) {
+                                int r = plan_put(w->p, MNT_OP_DIR, 1, cur, NULL, err);
+                                if (r < 0)
+                                        return r;
+                        }
+                        continue;
+                }
                 char host[PATH_MAX];
                 struct stat st;
                 if (jr_snprintf(host, sizeof host, "%s%s", w->p->root, cur) < 0)
@@ -168,6 +197,8 @@ static int walk(struct walk *w, const char *path, int hops, struct jr_err *err)
                         w->found = 0;
                         return 0;
                 }
+                if (cached && S_ISDIR(st.st_mode) && !(*cached = strdup(cur)))
+                        return jr_fail(err, ENOMEM, "mount plan");
                 if (w->record && (!last || w->bind_last)) {
                         int r = plan_put(w->p, last ? MNT_OP_BIND : MNT_OP_DIR,
                                          S_ISDIR(st.st_mode), cur, NULL, err);
@@ -244,6 +275,7 @@ int mntplan_add_links_into(struct mnt_plan *p, const char *dir, struct jr_err *e
 int mntplan_add_maps(struct mnt_plan *p, const char *maps, const char *exclude,
                      struct jr_err *err)
 {
+        char prev[PATH_MAX] = "";
         for (const char *line = maps; line && *line;) {
                 const char *eol = strchr(line, '\n');
                 size_t len = eol ? (size_t)(eol - line) : strlen(line);
@@ -259,7 +291,9 @@ int mntplan_add_maps(struct mnt_plan *p, const char *maps, const char *exclude,
                                 int gone = plen > dl && strcmp(path + plen - dl, deleted) == 0;
                                 if (!gone && (!exclude || strcmp(path, exclude) != 0)) {
                                         path_pop(path);  /* the loader's directory */
-                                        if (path[0]) {
+                                        /* mappings of one object come in a row */
+                                        if (path[0] && strcmp(path, prev) != 0) {
+                                                memcpy(prev, path, sizeof prev);
                                                 int r = mntplan_add(p, path, err);
                                                 if (r < 0)
                                                         return r;

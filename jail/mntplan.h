@@ -24,10 +24,15 @@ struct mnt_entry {
         char target[PATH_MAX]; /* SYMLINK: link text */
 };
 
+/* Paths already seen to be plain directories on the host: walks share
+ * prefixes (/usr, /usr/lib, ...), and hundreds of links get walked. */
+#define MNTPLAN_DIRCACHE 1024
+
 struct mnt_plan {
         char root[PATH_MAX];   /* host tree the paths are looked up in ("" = /) */
         struct mnt_entry *v;
         size_t n, cap;
+        char *dirs[MNTPLAN_DIRCACHE];  /* open-addressed set of paths */
 };
 
 /* Sets up an empty plan reading the host tree under root. */
