@@ -88,7 +88,7 @@ static int add_checked(scmp_filter_ctx ctx, struct jr_err *err)
         return 0;
 }
 
-int filt_install(int exec_profile, struct jr_err *err)
+int filt_build(int exec_profile, scmp_filter_ctx *out, struct jr_err *err)
 {
         _cleanup_(seccomp_releasep) scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
         if (!ctx)
@@ -104,6 +104,16 @@ int filt_install(int exec_profile, struct jr_err *err)
                 r = add_list(ctx, SCMP_ACT_KILL_PROCESS, &seccomp_kill, err);
         if (r == 0)
                 r = add_checked(ctx, err);
+        if (r < 0)
+                return r;
+        *out = TAKE_PTR(ctx);
+        return 0;
+}
+
+int filt_install(int exec_profile, struct jr_err *err)
+{
+        _cleanup_(seccomp_releasep) scmp_filter_ctx ctx = NULL;
+        int r = filt_build(exec_profile, &ctx, err);
         if (r < 0)
                 return r;
         r = seccomp_load(ctx);

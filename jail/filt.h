@@ -16,6 +16,10 @@
 int filt_cover_except(const uint32_t *excl, size_t n,
                       int (*emit)(void *ctx, uint32_t mask, uint32_t value), void *ctx);
 
+/* Builds the filter (not loaded) into *out, to release with
+ * seccomp_release. Returns 0 or -errno. */
+int filt_build(int exec_profile, void **out, struct jr_err *err);
+
 /* Builds and loads the filter; exec_profile also allows execve and fork.
  * Loads last: after it even our own set-up calls would be refused. */
 int filt_install(int exec_profile, struct jr_err *err);

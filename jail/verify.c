@@ -44,12 +44,8 @@ static const char *status_field(const char *status, const char *key)
         return NULL;
 }
 
-static int check_status(struct jr_err *err)
+int verify_status_text(const char *st, struct jr_err *err)
 {
-        char st[8192];
-        ssize_t n = read_small_file("/proc/self/status", st, sizeof st);
-        if (n < 0)
-                return jr_fail(err, (int)-n, "check status: read /proc/self/status");
         const char *v = status_field(st, "Seccomp");
         if (!v || strncmp(v, "2\n", 2) != 0)
                 return jr_fail(err, EPERM, "check seccomp: not in filter mode");
@@ -65,18 +61,57 @@ static int check_status(struct jr_err *err)
         return 0;
 }
 
+int verify_map_text(const char *name, const char *text, unsigned long want, struct jr_err *err)
+{
+        unsigned long in, out, count;
+        int used = 0;
+        if (sscanf(text, " %lu %lu %lu %n", &in, &out, &count, &used) != 3 || text[used] != '\0' ||
+            in != 0 || out != want || count != 1)
+                return jr_fail(err, EPERM, "check id map: %s is not exactly '0 %lu 1'", name, want);
+        return 0;
+}
+
+int verify_net_text(const char *netdev, struct jr_err *err)
+{
+        int line = 0, links = 0;
+        for (const char *l = netdev; *l; l += strcspn(l, "\n"), l += *l == '\n') {
+                if (line++ < 2)
+                        continue;  /* two header lines */
+                links++;
+                if (strncmp(l + strspn(l, " "), "lo:", 3) != 0)
+                        return jr_fail(err, EPERM, "check network: a link other than lo");
+        }
+        if (links != 1)
+                return jr_fail(err, EPERM, "check network: %d links, want only lo", links);
+        return 0;
+}
+
+int verify_mountinfo_line(const struct mnt_plan *plan, const char *line, struct jr_err *err)
+{
+        char mp[4096];
+        if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1)
+                return jr_fail(err, EPROTO, "check mounts: unreadable mountinfo");
+        if (!mnt_expected(plan, mp))
+                return jr_fail(err, EPERM, "check mounts: unexpected mount at %s", mp);
+        return 0;
+}
+
+static int check_status(struct jr_err *err)
+{
+        char st[8192];
+        ssize_t n = read_small_file("/proc/self/status", st, sizeof st);
+        if (n < 0)
+                return jr_fail(err, (int)-n, "check status: read /proc/self/status");
+        return verify_status_text(st, err);
+}
+
 static int check_map(const char *path, unsigned long want, struct jr_err *err)
 {
         char buf[256];
         ssize_t n = read_small_file(path, buf, sizeof buf);
         if (n < 0)
                 return jr_fail(err, (int)-n, "check id map: read %s", path);
-        unsigned long in, out, count;
-        int used = 0;
-        if (sscanf(buf, " %lu %lu %lu %n", &in, &out, &count, &used) != 3 || buf[used] != '\0' ||
-            in != 0 || out != want || count != 1)
-                return jr_fail(err, EPERM, "check id map: %s is not exactly '0 %lu 1'", path, want);
-        return 0;
+        return verify_map_text(path, buf, want, err);
 }
 
 static int check_ids(const struct verify_cfg *cfg, struct jr_err *err)
@@ -102,17 +137,7 @@ static int check_net(struct jr_err *err)
         ssize_t n = read_small_file("/proc/self/net/dev", buf, sizeof buf);
         if (n < 0)
                 return jr_fail(err, (int)-n, "check network: read /proc/self/net/dev");
-        int line = 0, links = 0;
-        for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-                if (line++ < 2)
-                        continue;  /* two header lines */
-                links++;
-                if (strncmp(l + strspn(l, " "), "lo:", 3) != 0)
-                        return jr_fail(err, EPERM, "check network: a link other than lo");
-        }
-        if (links != 1)
-                return jr_fail(err, EPERM, "check network: %d links, want only lo", links);
-        return 0;
+        return verify_net_text(buf, err);
 }
 
 static int check_mounts(const struct verify_cfg *cfg, struct jr_err *err)
@@ -127,11 +152,9 @@ static int check_mounts(const struct verify_cfg *cfg, struct jr_err *err)
                 return jr_fail(err, errno, "check mounts: open mountinfo");
         char line[8192];
         while (fgets(line, sizeof line, f)) {
-                char mp[4096];
-                if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1)
-                        return jr_fail(err, EPROTO, "check mounts: unreadable mountinfo");
-                if (!mnt_expected(cfg->plan, mp))
-                        return jr_fail(err, EPERM, "check mounts: unexpected mount at %s", mp);
+                int r = verify_mountinfo_line(cfg->plan, line, err);
+                if (r < 0)
+                        return r;
         }
         return 0;
 }

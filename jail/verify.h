@@ -18,6 +18,13 @@ struct verify_cfg {
  * err ("check seccomp: ..."). Needs only read access to /proc/self. */
 int verify_jail(const struct verify_cfg *cfg, struct jr_err *err);
 
+/* The checks on the texts the kernel gives (unit-tested on bad ones).
+ * Each returns 0, or -EPERM/-EPROTO with the failed check named in err. */
+int verify_status_text(const char *status, struct jr_err *err);  /* /proc/self/status */
+int verify_map_text(const char *name, const char *text, unsigned long want, struct jr_err *err);
+int verify_net_text(const char *netdev, struct jr_err *err);     /* /proc/self/net/dev */
+int verify_mountinfo_line(const struct mnt_plan *plan, const char *line, struct jr_err *err);
+
 /* Reads a small file whole into buf (NUL-terminated). Returns length or -errno. */
 ssize_t read_small_file(const char *path, char *buf, size_t size);
 

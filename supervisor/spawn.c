@@ -41,6 +41,11 @@ static int write_maps(pid_t pid, uid_t uid, gid_t gid, struct jr_err *err)
         char map[64];
         snprintf(map, sizeof map, "0 %u 1\n", (unsigned)uid);
         int r = write_file(pid, "uid_map", map, err);
+        if (r == -EPERM) {
+                size_t n = strlen(err->msg);
+                snprintf(err->msg + n, sizeof err->msg - n,
+                         " (is host uid %u mapped in jailrun's own user namespace?)", (unsigned)uid);
+        }
         /* "deny" before gid_map: nothing inside may ever call setgroups. */
         if (r == 0)
                 r = write_file(pid, "setgroups", "deny", err);
@@ -95,7 +100,7 @@ int spawn_jail(const struct jail_cfg *cfg, int sync_wr, struct spawn *out, struc
         _cleanup_close_ int go = sync_wr;
         /* The child starts with our supplementary groups; root's must not
          * follow it into the jail, and setgroups is denied in there. */
-        if (setgroups(0, NULL) < 0)
+        if (setgroups(0, NULL) < 0 && (errno != EPERM || getgroups(0, NULL) != 0))
                 return jr_fail(err, errno, "clear supplementary groups");
         fflush(NULL);  /* no buffered output duplicated into the child */
         int pidfd = -1;
