@@ -20,8 +20,11 @@
 
 /* child -> supervisor */
 enum msg_type {
-        MSG_READY,      /* set-up done, interpreter up */
-        MSG_FATAL,      /* set-up failed: step, errno, message (before READY only) */
+        MSG_JAILED,     /* sent by the jail's C code once every check holds,
+                           before any user code: nothing after it can be a
+                           set-up report */
+        MSG_FATAL,      /* set-up failed: step, errno, message (before JAILED only) */
+        MSG_READY,      /* worker: module loaded, ready for ticks */
         MSG_LOG,        /* {"entries": [{"level", "msg"}, ...]} */
         MSG_RESULT,     /* {"id", "ok": true} or {"id", "error": {type, message, line}} */
         MSG__MAX,

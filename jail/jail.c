@@ -28,6 +28,19 @@
 #include "jail/pyrt.h"
 #include "jail/verify.h"
 
+/* Sends one message that is its type alone. */
+static int notify(int chan, const char *type)
+{
+        char *s = NULL;
+        json_t *m = json_pack("{s:s}", "type", type);
+        if (m)
+                s = json_dumps(m, JSON_COMPACT);
+        json_decref(m);
+        ssize_t n = s ? send(chan, s, strlen(s), MSG_NOSIGNAL) : -1;
+        free(s);
+        return n < 0 ? -1 : 0;
+}
+
 /* Reports the failing step over the channel (or stderr before the channel
  * is in place) and exits. */
 _Noreturn static void fatal(const char *step, const struct jr_err *err, int chan)
@@ -240,6 +253,10 @@ _Noreturn void jail_child_main(const struct jail_cfg *cfg)
         struct verify_cfg vc = { .host_uid = cfg->host_uid, .host_gid = cfg->host_gid, .plan = &plan };
         STEP("verify", verify_jail(&vc, &err));
         mntplan_free(&plan);
+        /* The last word of the trusted set-up: from here on the channel
+         * carries what user code may have forged. */
+        if (notify(chan, "jailed") < 0)
+                _exit(EXIT_SETUP);
 #undef STEP
 
         struct pyrt_cfg pc = {

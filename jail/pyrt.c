@@ -220,6 +220,16 @@ static int init_interpreter(const struct pyrt_cfg *cfg)
 {
         if (PyImport_AppendInittab("_jailrun", chan_init) < 0)
                 return -1;
+        /* UTF-8 mode: the jail's text (argv, file names, stdio) is UTF-8
+         * whatever the C library's locale data says. */
+        PyPreConfig pre;
+        PyPreConfig_InitIsolatedConfig(&pre);
+        pre.utf8_mode = 1;
+        PyStatus st = Py_PreInitialize(&pre);
+        if (PyStatus_Exception(st)) {
+                fprintf(stderr, "jailrun: python pre-init: %s\n", st.err_msg ? st.err_msg : "failed");
+                return -1;
+        }
         PyConfig c;
         PyConfig_InitIsolatedConfig(&c);
         c.site_import = 0;
@@ -227,7 +237,7 @@ static int init_interpreter(const struct pyrt_cfg *cfg)
         c.write_bytecode = 0;
         c.use_environment = 0;
         c.parse_argv = 0;
-        PyStatus st = set_paths(&c, cfg);
+        st = set_paths(&c, cfg);
         if (!PyStatus_Exception(st))
                 st = Py_InitializeFromConfig(&c);
         PyConfig_Clear(&c);
@@ -241,7 +251,9 @@ static int init_interpreter(const struct pyrt_cfg *cfg)
 /* Calls runtime.worker_main(source, name) or exec_main(source, name, argv). */
 static int call_main(PyObject *rt, const struct pyrt_cfg *cfg)
 {
-        PyObject *src = PyUnicode_DecodeUTF8(cfg->script, (Py_ssize_t)cfg->script_len, "surrogateescape");
+        /* Bytes: compile() then honours a coding declaration and reports a
+         * bad encoding as a SyntaxError with its line, as python3 does. */
+        PyObject *src = PyBytes_FromStringAndSize(cfg->script, (Py_ssize_t)cfg->script_len);
         PyObject *res = NULL;
         if (src && cfg->exec_profile) {
                 PyObject *argv = PyList_New(0);

@@ -83,23 +83,28 @@ class Ctx:
 
 
 class _LogStream:
-    """sys.stdout / sys.stderr in profile worker: each line is a log entry."""
+    """sys.stdout / sys.stderr in profile worker: each line is a log entry;
+    a line longer than the log limit is cut there, the rest of it dropped."""
 
     def __init__(self, buf, level):
         self._buf = buf
         self._level = level
         self._pending = ""
+        self._cut = False  # the current line was already logged, cut
 
     def write(self, s):
         if not isinstance(s, str):
             raise TypeError("write() argument must be str, not %s" % type(s).__name__)
-        data = self._pending + s
-        *lines, self._pending = data.split("\n")
+        *lines, rest = s.split("\n")
         for line in lines:
-            self._buf.add(self._level, line)
-        if len(self._pending) > LOG_MAX_CHARS:
-            self._buf.add(self._level, self._pending)
-            self._pending = ""
+            if not self._cut:
+                self._buf.add(self._level, self._pending + line)
+            self._pending, self._cut = "", False
+        if not self._cut:
+            self._pending += rest
+            if len(self._pending) > LOG_MAX_CHARS:
+                self._buf.add(self._level, self._pending)
+                self._pending, self._cut = "", True
         return len(s)
 
     def flush(self):
@@ -112,6 +117,18 @@ class _LogStream:
 
     def writable(self):
         return True
+
+
+# Error reports stay within what the supervisor accepts (64 KiB a field).
+ERROR_MAX_MESSAGE = 4000
+ERROR_MAX_TRACEBACK = 16000
+
+
+def _cap(text, limit, keep_tail):
+    if len(text) <= limit:
+        return text
+    cut = "\n... (%d characters cut) ...\n" % (len(text) - limit)
+    return cut + text[-limit:] if keep_tail else text[:limit] + cut
 
 
 def _error_info(exc, filename):
@@ -131,14 +148,16 @@ def _error_info(exc, filename):
     except BaseException:
         message = "<unprintable %s>" % type(exc).__name__
     tb = "".join(traceback.format_list(user)) if user else ""
-    return {"type": type(exc).__name__, "message": message, "line": line, "traceback": tb}
+    return {"type": type(exc).__name__, "message": _cap(message, ERROR_MAX_MESSAGE, False),
+            "line": line, "traceback": _cap(tb, ERROR_MAX_TRACEBACK, True)}
 
 
 def _remember_source(source, filename):
     """Lets tracebacks show the user's lines: the file is not in the jail."""
     import linecache
 
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    text = source.decode("utf-8", "replace") if isinstance(source, bytes) else source
+    linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
 
 
 def _load(source, filename, ctx):

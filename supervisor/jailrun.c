@@ -20,6 +20,8 @@
 
 #define UID_RANGE_DEFAULT_LO 100000
 #define UID_RANGE_DEFAULT_HI 165535
+/* Below this are the system's own users: a jail must never be one. */
+#define UID_RANGE_MIN 1000
 #define SCRATCH_DEFAULT (64UL << 20)
 #define SCRATCH_MAX (2048UL << 20)
 #define TIMEOUT_DEFAULT 300.0
@@ -95,7 +97,7 @@ static int parse_uid_range(const char *s, struct job_opts *o)
                 return -EINVAL;
         *dash = '\0';
         if (parse_uint(buf, 0xFFFFFFFEUL, &lo) < 0 || parse_uint(dash + 1, 0xFFFFFFFEUL, &hi) < 0 ||
-            lo == 0 || hi < lo)
+            lo < UID_RANGE_MIN || hi < lo)
                 return -EINVAL;
         o->uid_lo = (uid_t)lo;
         o->uid_hi = (uid_t)hi;
@@ -151,7 +153,8 @@ static int parse_opt(int c, const char *arg, struct job_opts *o)
                 return -1;
         case OPT_UIDS:
                 if (parse_uid_range(arg, o) < 0)
-                        return usage_error("--uid-range wants LO-HI with 0 < LO <= HI, not '%s'", arg);
+                        return usage_error("--uid-range wants LO-HI with %d <= LO <= HI, not '%s'",
+                                           UID_RANGE_MIN, arg);
                 return -1;
         case OPT_JSON: o->json = 1; return -1;
         case OPT_VERBOSE: o->verbose = 1; return -1;
@@ -172,11 +175,14 @@ static void print_result(const struct job_opts *o, const struct job_result *r)
         if (o->json) {
                 json_t *err = r->status == JOB_OK
                         ? json_null()
-                        : json_pack("{s:s, s:s, s:o}", "type", r->etype, "message", r->emsg, "line",
-                                    r->line ? json_integer(r->line) : json_null());
+                        : json_pack("{s:s, s:s, s:o, s:s}", "type", r->etype, "message", r->emsg, "line",
+                                    r->line ? json_integer(r->line) : json_null(), "traceback",
+                                    r->traceback);
                 json_t *j = json_pack("{s:s, s:o, s:i, s:{s:I, s:I}}", "status", status_word(r->status),
                                       "error", err, "exit_code", r->exit_code, "stats", "wall_ms",
                                       (json_int_t)r->wall_ms, "cpu_ms", (json_int_t)r->cpu_ms);
+                if (r->stdout_mid_line)
+                        fputc('\n', stdout);  /* the result is always a line of its own */
                 if (j) {
                         json_dumpf(j, stdout, JSON_COMPACT);
                         fputc('\n', stdout);

@@ -31,17 +31,20 @@
  * log) is relayed up to this many bytes per job. */
 #define WORKER_RAW_OUTPUT_MAX (1024 * 1024)
 
-enum { EV_CHAN, EV_OUT, EV_ERR, EV_PIDFD, EV_SIGNAL, EV_TIMER };
+enum { EV_CHAN, EV_OUT, EV_ERR, EV_PIDFD, EV_SIGNAL, EV_TIMER, EV_GRACE };
 
 struct job {
         const struct job_opts *o;
         struct job_result *res;
         struct spawn sp;
-        int chan, out, err, sigfd, timerfd, epfd;
+        int chan, out, err, sigfd, timerfd, epfd, gracefd;
         char *buf;
+        int jailed;         /* the jail's C code reported every check passed */
         int ready;          /* worker: module loaded */
-        int got_any;        /* any message seen (fatal only comes first) */
         int fatal;          /* the child reported a set-up failure */
+        int inflight;       /* worker: a tick (id `sent`) awaits its result */
+        int final_result;   /* a load error (worker) or the script's error (exec) came */
+        int dropped_noted;  /* the worker-output cap was reported */
         int have_error;
         int ended;          /* a terminal status is set; the child is being killed */
         int exited;
@@ -98,6 +101,7 @@ static void next_tick_or_stop(struct job *j)
         int r;
         if (j->sent < j->o->ticks) {
                 j->sent++;
+                j->inflight = 1;
                 r = send_json(j, json_pack("{s:s, s:I, s:s}", "type", "run", "id",
                                            (json_int_t)j->sent, "op", "tick"));
         } else {
@@ -138,35 +142,62 @@ static void on_error_result(struct job *j, const struct msg *m)
                 j->have_error = 1;
                 snprintf(j->res->etype, sizeof j->res->etype, "%s", m->result.etype);
                 snprintf(j->res->emsg, sizeof j->res->emsg, "%s", m->result.emsg);
+                snprintf(j->res->traceback, sizeof j->res->traceback, "%s", m->result.traceback);
                 j->res->line = (long)m->result.line;
         }
 }
 
 static void on_result(struct job *j, const struct msg *m)
 {
-        int exec = j->o->profile == JAIL_PROFILE_EXEC;
-        json_int_t want = exec || !j->ready ? 0 : (json_int_t)j->sent;
-        if (m->result.id != want || (exec && m->result.ok) || (!j->ready && !exec && m->result.ok)) {
-                end_job(j, JOB_PROTOCOL, "ProtocolError", "unexpected result (id %lld)",
-                        (long long)m->result.id);
-                return;
-        }
+        /* A tick's result is due only while that tick runs; an error result
+         * with id 0 comes at most once, before ready (worker: loading
+         * failed) or at the end (exec: the script raised). */
+        int tick = j->ready && j->inflight && m->result.id == (json_int_t)j->sent;
+        int last = !j->inflight && !j->final_result && !m->result.ok && m->result.id == 0 &&
+                   (j->o->profile == JAIL_PROFILE_EXEC || !j->ready);
+        if (!tick && !last)
+                return end_job(j, JOB_PROTOCOL, "ProtocolError", "unexpected result (id %lld)",
+                               (long long)m->result.id);
         if (!m->result.ok)
                 on_error_result(j, m);
-        if (!exec && j->ready) {
-                j->res->ticks_done++;
-                next_tick_or_stop(j);
+        if (last) {
+                j->final_result = 1;
+                return;
+        }
+        j->inflight = 0;
+        j->res->ticks_done++;
+        next_tick_or_stop(j);
+}
+
+static void on_log(struct job *j, const struct msg *m)
+{
+        size_t i;
+        json_t *e;
+        json_array_foreach(m->log.entries, i, e) {
+                json_t *text = json_object_get(e, "msg");
+                log_jail(stderr, j->o->json,
+                         (enum log_level)msg_log_level(json_string_value(json_object_get(e, "level"))),
+                         json_string_value(text), json_string_length(text));
         }
 }
 
 static void on_message(struct job *j, struct msg *m)
 {
-        int first = !j->got_any;
-        j->got_any = 1;
+        /* Until the jail says it is jailed only a set-up report may come;
+         * after it, user code runs and nothing can be one. */
+        if (j->fatal)
+                return end_job(j, JOB_PROTOCOL, "ProtocolError", "message after a set-up failure");
+        if (!j->jailed && m->type != MSG_JAILED && m->type != MSG_FATAL)
+                return end_job(j, JOB_PROTOCOL, "ProtocolError", "message before the jail was set up");
         switch (m->type) {
+        case MSG_JAILED:
+                if (j->jailed)
+                        return end_job(j, JOB_PROTOCOL, "ProtocolError", "unexpected jailed");
+                j->jailed = 1;
+                return;
         case MSG_FATAL:
-                if (!first || j->ready)
-                        return end_job(j, JOB_PROTOCOL, "ProtocolError", "set-up report after start");
+                if (j->jailed)
+                        return end_job(j, JOB_PROTOCOL, "ProtocolError", "set-up report after set-up");
                 j->fatal = 1;
                 j->res->status = JOB_SETUP;
                 snprintf(j->res->etype, sizeof j->res->etype, "SetupError");
@@ -174,19 +205,12 @@ static void on_message(struct job *j, struct msg *m)
                          m->fatal.step, m->fatal.message);
                 return;
         case MSG_READY:
-                if (j->ready || j->o->profile == JAIL_PROFILE_EXEC)
+                if (j->ready || j->final_result || j->o->profile == JAIL_PROFILE_EXEC)
                         return end_job(j, JOB_PROTOCOL, "ProtocolError", "unexpected ready");
                 j->ready = 1;
                 return next_tick_or_stop(j);
-        case MSG_LOG: {
-                size_t i;
-                json_t *e;
-                json_array_foreach(m->log.entries, i, e) log_jail(
-                        stderr, j->o->json,
-                        (enum log_level)msg_log_level(json_string_value(json_object_get(e, "level"))),
-                        json_string_value(json_object_get(e, "msg")));
-                return;
-        }
+        case MSG_LOG:
+                return on_log(j, m);
         case MSG_RESULT:
                 return on_result(j, m);
         case MSG__MAX:
@@ -206,6 +230,23 @@ static int peer_closed(int fd)
         return n > 0 && (p.revents & (POLLHUP | POLLRDHUP));
 }
 
+/* A worker's channel closed: the jail gets this long to exit before the
+ * job ends as a ProtocolError (closing it is part of exiting). */
+#define CHAN_CLOSE_GRACE_MS 1000
+
+static void arm_grace(struct job *j)
+{
+        struct itimerspec its = { .it_value = { .tv_sec = CHAN_CLOSE_GRACE_MS / 1000,
+                                                .tv_nsec = (CHAN_CLOSE_GRACE_MS % 1000) * 1000000L } };
+        struct epoll_event ev = { .events = EPOLLIN, .data.u64 = EV_GRACE };
+        if (j->gracefd >= 0)
+                return;
+        j->gracefd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+        if (j->gracefd < 0 || timerfd_settime(j->gracefd, 0, &its, NULL) < 0 ||
+            epoll_ctl(j->epfd, EPOLL_CTL_ADD, j->gracefd, &ev) < 0)
+                end_job(j, JOB_PROTOCOL, "ProtocolError", "worker closed its channel");
+}
+
 /* Reads every datagram waiting on the channel. */
 static void drain_chan(struct job *j, uint32_t events)
 {
@@ -223,6 +264,11 @@ static void drain_chan(struct job *j, uint32_t events)
                         epoll_ctl(j->epfd, EPOLL_CTL_DEL, j->chan, NULL);
                         close(j->chan);
                         j->chan = -1;
+                        /* A worker without its channel can never report
+                         * again: unless it is on its way out, end it. An
+                         * exec script may close its fds. */
+                        if (j->o->profile == JAIL_PROFILE_WORKER && !j->exited)
+                                arm_grace(j);
                         return;
                 }
                 struct msg m;
@@ -237,7 +283,9 @@ static void drain_chan(struct job *j, uint32_t events)
         }
 }
 
-/* Relays one of the jail's output pipes. */
+/* Relays one of the jail's output pipes: exec output passes through as
+ * it is; a worker's (native writes only: print() goes to the log) goes to
+ * stderr, capped, leaving stdout to the --json result. */
 static void drain_pipe(struct job *j, int *fd, FILE *to)
 {
         char buf[65536];
@@ -255,16 +303,22 @@ static void drain_pipe(struct job *j, int *fd, FILE *to)
                 }
                 size_t keep = (size_t)n;
                 if (j->o->profile == JAIL_PROFILE_WORKER) {
+                        to = stderr;
                         size_t room = WORKER_RAW_OUTPUT_MAX - j->raw_bytes;
                         if (keep > room) {
                                 keep = room;
-                                if (room)
+                                if (!j->dropped_noted)
                                         log_msg("worker output beyond %d bytes dropped", WORKER_RAW_OUTPUT_MAX);
+                                j->dropped_noted = 1;
                         }
                         j->raw_bytes += keep;
                 }
-                fwrite(buf, 1, keep, to);
-                fflush(to);
+                if (keep) {
+                        fwrite(buf, 1, keep, to);
+                        fflush(to);
+                        if (to == stdout)
+                                j->res->stdout_mid_line = buf[keep - 1] != '\n';
+                }
         }
 }
 
@@ -304,6 +358,9 @@ static int loop(struct job *j)
                         case EV_ERR: drain_pipe(j, &j->err, stderr); break;
                         case EV_PIDFD: j->exited = 1; break;
                         case EV_SIGNAL: on_signal(j); break;
+                        case EV_GRACE:
+                                end_job(j, JOB_PROTOCOL, "ProtocolError", "worker closed its channel");
+                                break;
                         case EV_TIMER:
                                 end_job(j, JOB_TIMEOUT, "TimeoutError",
                                         "wall-clock limit of %g s exceeded", j->o->timeout_s);
@@ -462,7 +519,8 @@ static int loop_fds(struct job *j, struct jr_err *err)
 
 static void job_close(struct job *j)
 {
-        int *all[] = { &j->chan, &j->out, &j->err, &j->sigfd, &j->timerfd, &j->epfd, &j->sp.pidfd };
+        int *all[] = { &j->chan, &j->out, &j->err, &j->sigfd, &j->timerfd, &j->epfd, &j->gracefd,
+                       &j->sp.pidfd };
         for (size_t i = 0; i < ELEMENTSOF(all); i++)
                 closep(all[i]);
         free(j->buf);
@@ -519,7 +577,7 @@ int job_run(const struct job_opts *o, struct job_result *res)
                 return log_errno(r, "%s", err.msg);
         }
         struct job j = { .o = o, .res = res, .chan = -1, .out = -1, .err = -1, .sigfd = -1,
-                         .timerfd = -1, .epfd = -1, .sp = { .pidfd = -1 } };
+                         .timerfd = -1, .epfd = -1, .gracefd = -1, .sp = { .pidfd = -1 } };
         struct uidlock lock = { .fd = -1 };
         if (!(j.buf = malloc(CHAN_MAX_MSG)))
                 r = jr_fail(&err, ENOMEM, "channel buffer");

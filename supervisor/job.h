@@ -30,6 +30,8 @@ struct job_result {
         char etype[128];
         char emsg[4096];
         long line;                   /* 0 when unknown */
+        char traceback[16384];       /* user frames of the first error, may be "" */
+        int stdout_mid_line;         /* the jail's last stdout byte was not a newline */
         unsigned ticks_done;
         long wall_ms;
         long cpu_ms;

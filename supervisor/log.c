@@ -33,7 +33,13 @@ void log_msg(const char *fmt, ...)
 
 void log_escaped(FILE *f, const char *text)
 {
-        for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        log_escapedn(f, text, strlen(text));
+}
+
+void log_escapedn(FILE *f, const char *text, size_t len)
+{
+        const unsigned char *end = (const unsigned char *)text + len;
+        for (const unsigned char *p = (const unsigned char *)text; p < end; p++) {
                 if (*p == '\\')
                         fputs("\\\\", f);
                 else if (*p == '\n')
@@ -42,19 +48,19 @@ void log_escaped(FILE *f, const char *text)
                         fputc('\t', f);
                 else if (*p < 0x20 || *p == 0x7f)
                         fprintf(f, "\\x%02x", *p);
-                else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+                else if (*p == 0xc2 && p + 1 < end && p[1] >= 0x80 && p[1] <= 0x9f)
                         fprintf(f, "\\u%04x", *++p);  /* C1 control, U+0080..U+009F */
                 else
                         fputc(*p, f);
         }
 }
 
-void log_jail(FILE *f, int json, enum log_level level, const char *text)
+void log_jail(FILE *f, int json, enum log_level level, const char *text, size_t len)
 {
         static const char *const upper[LOG_LEVEL__MAX] = { "DEBUG", "INFO", "WARN", "ERROR" };
         if (json) {
-                json_t *j = json_pack("{s:s, s:s, s:s}", "type", "log", "level",
-                                      msg_log_level_names[level], "message", text);
+                json_t *j = json_pack("{s:s, s:s, s:s%}", "type", "log", "level",
+                                      msg_log_level_names[level], "message", text, len);
                 if (j) {
                         json_dumpf(j, f, JSON_COMPACT);
                         fputc('\n', f);
@@ -64,6 +70,6 @@ void log_jail(FILE *f, int json, enum log_level level, const char *text)
         }
         fputs(upper[level], f);
         fputc(' ', f);
-        log_escaped(f, text);
+        log_escapedn(f, text, len);
         fputc('\n', f);
 }

@@ -43,18 +43,23 @@ static int too_deep(const json_t *j, int depth)
         return 0;
 }
 
-/* Number of characters (code points) in valid UTF-8. */
-static size_t utf8_chars(const char *s)
+/* Number of characters (code points) in len bytes of valid UTF-8. */
+static size_t utf8_chars(const char *s, size_t len)
 {
         size_t n = 0;
-        for (; *s; s++)
-                n += ((unsigned char)*s & 0xC0) != 0x80;
+        for (size_t i = 0; i < len; i++)
+                n += ((unsigned char)s[i] & 0xC0) != 0x80;
         return n;
 }
 
+/* A protocol violation: the reason alone, no strerror(EPROTO) after it. */
 static int bad(struct jr_err *err, const char *what, const json_error_t *je)
 {
-        return jr_fail(err, EPROTO, "%s%s%s", what, je ? ": " : "", je ? je->text : "");
+        if (err) {
+                snprintf(err->msg, sizeof err->msg, "%s%s%s", what, je ? ": " : "", je ? je->text : "");
+                err->errnum = EPROTO;
+        }
+        return -EPROTO;
 }
 
 static int decode_log(struct msg *m, struct jr_err *err)
@@ -69,12 +74,13 @@ static int decode_log(struct msg *m, struct jr_err *err)
                 return bad(err, "log batch must hold 1 to 20 entries", NULL);
         for (size_t i = 0; i < n; i++) {
                 const char *level, *text;
-                if (json_unpack_ex(json_array_get(entries, i), &je, JSON_STRICT, "{s:s, s:s}",
-                                   "level", &level, "msg", &text) < 0)
+                size_t len, level_len;
+                if (json_unpack_ex(json_array_get(entries, i), &je, JSON_STRICT, "{s:s%, s:s%}",
+                                   "level", &level, &level_len, "msg", &text, &len) < 0)
                         return bad(err, "log entry", &je);
-                if (msg_log_level(level) < 0)
+                if (strlen(level) != level_len || msg_log_level(level) < 0)
                         return bad(err, "log entry: unknown level", NULL);
-                if (utf8_chars(text) > LOG_MAX_CHARS)
+                if (utf8_chars(text, len) > LOG_MAX_CHARS)
                         return bad(err, "log entry longer than 4000 characters", NULL);
         }
         m->log.entries = entries;
@@ -122,11 +128,12 @@ static int decode_fatal(struct msg *m, struct jr_err *err)
         return 0;
 }
 
-static int decode_ready(struct msg *m, struct jr_err *err)
+/* Messages that are their type alone. */
+static int decode_bare(struct msg *m, struct jr_err *err)
 {
         json_error_t je;
         if (json_unpack_ex(m->root, &je, JSON_STRICT, "{s:s}", "type", &(const char *){ 0 }) < 0)
-                return bad(err, "ready message", &je);
+                return bad(err, "message", &je);
         return 0;
 }
 
@@ -135,7 +142,8 @@ static const struct {
         enum msg_type type;
         int (*decode)(struct msg *, struct jr_err *);
 } kinds[] = {
-        { "ready", MSG_READY, decode_ready },
+        { "jailed", MSG_JAILED, decode_bare },
+        { "ready", MSG_READY, decode_bare },
         { "fatal", MSG_FATAL, decode_fatal },
         { "log", MSG_LOG, decode_log },
         { "result", MSG_RESULT, decode_result },
@@ -145,17 +153,26 @@ int msg_decode(const char *buf, size_t len, struct msg *m, struct jr_err *err)
 {
         *m = (struct msg){ 0 };
         if (len > CHAN_MAX_MSG)
-                return jr_fail(err, EMSGSIZE, "message of %zu bytes exceeds %d", len, CHAN_MAX_MSG);
+        {
+                if (err) {
+                        snprintf(err->msg, sizeof err->msg, "message of %zu bytes exceeds %d", len, CHAN_MAX_MSG);
+                        err->errnum = EMSGSIZE;
+                }
+                return -EMSGSIZE;
+        }
         json_error_t je;
-        _cleanup_(json_decrefp) json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
+        /* NUL is allowed in strings (log text may hold it) and escaped on
+         * output; fields used as C strings simply end there. */
+        _cleanup_(json_decrefp) json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
         if (!root)
                 return bad(err, "invalid JSON", &je);
         if (!json_is_object(root))
                 return bad(err, "message is not a JSON object", NULL);
         if (too_deep(root, 1))
                 return bad(err, "message nested too deeply", NULL);
-        const char *type = json_string_value(json_object_get(root, "type"));
-        if (!type)
+        json_t *jtype = json_object_get(root, "type");
+        const char *type = json_string_value(jtype);
+        if (!type || strlen(type) != json_string_length(jtype))
                 return bad(err, "message has no string \"type\"", NULL);
         for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
                 if (strcmp(type, kinds[i].name) != 0)

@@ -285,7 +285,8 @@ def final_json(res):
     if obj["status"] == "ok":
         assert obj["error"] is None, obj
     else:
-        assert set(obj["error"]) == {"type", "message", "line"}, obj
+        assert set(obj["error"]) == {"type", "message", "line", "traceback"}, obj
+        assert isinstance(obj["error"]["traceback"], str), obj
     return obj
 
 

@@ -62,7 +62,10 @@ def run_and_get_uid(tmp_path, source, opts):
     t0 = time.monotonic()
     res, _ = finish(p, timeout=20)
     elapsed = time.monotonic() - t0
-    first = res.out.splitlines()[0] if res.out else ""
+    # exec output passes through on stdout; a worker's native output is
+    # relayed to stderr (stdout is kept for the --json result)
+    lines = [l for l in (res.out + "\n" + res.err).splitlines() if l.startswith("UID ")]
+    first = lines[0] if lines else ""
     assert first.startswith("UID "), res
     return res, int(first.split()[1]), elapsed
 
@@ -137,7 +140,7 @@ def tick(ctx):
         pass
 """, "--ticks", "5")
     try:
-        lines = wait_line(p.stdout, "TICKING", timeout=10)
+        lines = wait_line(p.stderr, "TICKING", timeout=10)  # worker native output: stderr
         uid = int(lines[0].split()[1])
         t0 = time.monotonic()
         p.terminate()

@@ -138,7 +138,9 @@ def test_uncaught_exception_json(jail):
     assert r.code == 1, r
     j = final_json(r)
     assert j["status"] == "error"
+    tb = j["error"].pop("traceback")
     assert j["error"] == {"type": "KeyError", "message": "'missing-key'", "line": 4}
+    assert 'File "script.py", line 4' in tb.splitlines()[-2], tb  # innermost user frame last
     assert "Traceback (most recent call last):" in r.err
     assert "<jailrun runtime>" not in r.err
 

@@ -100,7 +100,11 @@ def test_tick_error_json(worker):
     assert r.code == 1, r
     j = final_json(r)
     assert j["status"] == "error"
+    tb = j["error"].pop("traceback")
     assert j["error"] == {"type": "ValueError", "message": "bad value 42", "line": 4}
+    # the user's frames, innermost last, none of the runtime's
+    assert tb.splitlines()[-2].strip() == 'File "script.py", line 4, in helper', tb
+    assert "<jailrun runtime>" not in tb
 
 
 def test_error_in_a_tick_is_reported_and_the_next_ticks_still_run(worker):
