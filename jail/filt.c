@@ -109,15 +109,3 @@ int filt_build(int exec_profile, scmp_filter_ctx *out, struct jr_err *err)
         *out = TAKE_PTR(ctx);
         return 0;
 }
-
-int filt_install(int exec_profile, struct jr_err *err)
-{
-        _cleanup_(seccomp_releasep) scmp_filter_ctx ctx = NULL;
-        int r = filt_build(exec_profile, &ctx, err);
-        if (r < 0)
-                return r;
-        r = seccomp_load(ctx);
-        if (r < 0)
-                return jr_fail(err, -r, "load seccomp filter");
-        return 0;
-}

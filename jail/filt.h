@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <linux/filter.h>
 
 #include "common/err.h"
 
@@ -20,8 +21,14 @@ int filt_cover_except(const uint32_t *excl, size_t n,
  * seccomp_release. Returns 0 or -errno. */
 int filt_build(int exec_profile, void **out, struct jr_err *err);
 
-/* Builds and loads the filter; exec_profile also allows execve and fork.
- * Loads last: after it even our own set-up calls would be refused. */
+/* Loads the filter for the profile (exec also allows execve and fork),
+ * as compiled at build time by policy/filtgen from filt_build: building
+ * it with libseccomp at every start cost a millisecond. Loads last: after
+ * it even our own set-up calls would be refused. */
 int filt_install(int exec_profile, struct jr_err *err);
+
+/* The build-time filters (policy/seccomp_bpf.c, generated). */
+extern const struct sock_filter filt_bpf_worker[], filt_bpf_exec[];
+extern const unsigned short filt_bpf_worker_len, filt_bpf_exec_len;
 
 #endif

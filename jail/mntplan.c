@@ -239,6 +239,55 @@ static int plan_shows(const struct mnt_plan *p, const char *path)
         return 0;
 }
 
+/* 1 when `path` lies in a bind of the plan. */
+static int plan_in_bind(const struct mnt_plan *p, const char *path)
+{
+        for (size_t i = 0; i < p->n; i++)
+                if (p->v[i].op == MNT_OP_BIND && path_within(path, p->v[i].path))
+                        return 1;
+        return 0;
+}
+
+/* Where `path` leads in the jail's own tree, without touching the host:
+ * the symlinks the plan recreates are followed, and a path that leaves
+ * what the plan shows goes nowhere (returns 0). Inside a bind the rest is
+ * taken as written. Returns 1 with the result in out. */
+static int plan_resolve(const struct mnt_plan *p, const char *path, char *out, int hops)
+{
+        char cur[PATH_MAX] = "";
+        const char *s = path;
+        if (hops > MAX_HOPS)
+                return 0;
+        while (*(s += strspn(s, "/"))) {
+                size_t len = strcspn(s, "/");
+                const char *rest = s + len;
+                if (len == 2 && s[0] == '.' && s[1] == '.')
+                        path_pop(cur);
+                else if (!(len == 1 && s[0] == '.')) {
+                        size_t used = strlen(cur);
+                        if (used + 1 + len >= sizeof cur)
+                                return 0;
+                        cur[used] = '/';
+                        memcpy(cur + used + 1, s, len);
+                        cur[used + 1 + len] = '\0';
+                        const struct mnt_entry *e = plan_in_bind(p, cur) ? NULL : plan_find((struct mnt_plan *)p, cur);
+                        if (e && e->op == MNT_OP_SYMLINK) {
+                                char next[PATH_MAX * 2];
+                                path_pop(cur);
+                                int r = e->target[0] == '/'
+                                                ? jr_snprintf(next, sizeof next, "%s/%s", e->target, rest)
+                                                : jr_snprintf(next, sizeof next, "%s/%s/%s", cur, e->target, rest);
+                                return r == 0 && plan_resolve(p, next, out, hops + 1);
+                        }
+                        if (!e && !plan_in_bind(p, cur))
+                                return 0;  /* not in the jail's tree */
+                }
+                s = rest;
+        }
+        memcpy(out, cur[0] ? cur : "/", strlen(cur[0] ? cur : "/") + 1);
+        return 1;
+}
+
 int mntplan_add_links_into(struct mnt_plan *p, const char *dir, struct jr_err *err)
 {
         char host[PATH_MAX];
@@ -252,21 +301,28 @@ int mntplan_add_links_into(struct mnt_plan *p, const char *dir, struct jr_err *e
         while (r == 0 && (de = readdir(d))) {
                 if (de->d_type != DT_LNK && de->d_type != DT_UNKNOWN)
                         continue;
-                char link[PATH_MAX];
-                if (jr_snprintf(link, sizeof link, "%s/%s", strcmp(dir, "/") ? dir : "",
-                                de->d_name) < 0)
+                /* One readlink per entry (hundreds in /etc/alternatives);
+                 * where it leads is worked out on the plan, not the host:
+                 * only a link whose target the jail will show is kept. */
+                char target[PATH_MAX], lexical[PATH_MAX * 2], shown[PATH_MAX];
+                ssize_t n = readlinkat(dirfd(d), de->d_name, target, sizeof target - 1);
+                if (n < 0)
+                        continue;  /* not a link (DT_UNKNOWN), or gone */
+                target[n] = '\0';
+                const char *base = strcmp(dir, "/") ? dir : "";
+                if (target[0] == '/' ? jr_snprintf(lexical, sizeof lexical, "%s", target) < 0
+                                     : jr_snprintf(lexical, sizeof lexical, "%s/%s", base, target) < 0)
                         continue;
-                struct walk w = { .p = p, .record = 0 };
-                r = walk(&w, link, 0, err);
+                if (!plan_resolve(p, lexical, shown, 0) || !plan_shows(p, shown))
+                        continue;
+                char link[PATH_MAX];
+                if (jr_snprintf(link, sizeof link, "%s/%s", base, de->d_name) < 0)
+                        continue;
+                /* Only the link and the way to it: its target is in the plan. */
+                struct walk add = { .p = p, .record = 1 };
+                r = walk(&add, link, 0, err);
                 if (r == -ELOOP)
-                        r = 0;  /* a broken link on the host is not ours to fix */
-                if (r == 0 && w.found && strcmp(w.resolved, link) != 0 &&
-                    plan_shows(p, w.resolved)) {
-                        /* Only the link and the way to it: its target is
-                         * already in the plan. */
-                        struct walk add = { .p = p, .record = 1 };
-                        r = walk(&add, link, 0, err);
-                }
+                        r = 0;  /* a loop on the host is not ours to fix */
         }
         closedir(d);
         return r;

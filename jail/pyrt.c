@@ -12,7 +12,10 @@
 #include "common/proto.h"
 #include "jail/pyrt.h"
 
-extern const char jr_runtime_py[];
+#include <marshal.h>
+
+extern const unsigned char jr_runtime_code[];
+extern const size_t jr_runtime_code_len;
 
 /* Largest message the supervisor sends to the jail. */
 #define PYRT_MAX_IN (64 * 1024)
@@ -283,18 +286,26 @@ int pyrt_run(const struct pyrt_cfg *cfg)
 {
         if (init_interpreter(cfg) < 0)
                 return 70;
-        PyObject *code = Py_CompileString(jr_runtime_py, "<jailrun runtime>", Py_file_input);
+        PyObject *code = PyMarshal_ReadObjectFromString((const char *)jr_runtime_code,
+                                                        (Py_ssize_t)jr_runtime_code_len);
         PyObject *rt = code ? PyImport_ExecCodeModule("_jailrun_runtime", code) : NULL;
         Py_XDECREF(code);
-        int status;
         if (!rt) {
+                PyErr_Print();
+                return 70;
+        }
+        int status = call_main(rt, cfg);
+        /* No interpreter teardown: the jail and everything in it are about
+         * to go. runtime.finish() did what teardown owes the script
+         * (threads joined, atexit handlers, stdio flushed). */
+        PyObject *r = PyObject_CallMethod(rt, "finish", "i", status);
+        if (!r) {
                 PyErr_Print();
                 status = 70;
         } else {
-                status = call_main(rt, cfg);
-                Py_DECREF(rt);
+                status = (int)PyLong_AsLong(r);
+                Py_DECREF(r);
         }
-        if (Py_FinalizeEx() < 0 && status == 0)
-                status = 120;  /* as python3 does when flushing stdout fails */
+        fflush(NULL);
         return status;
 }

@@ -242,3 +242,25 @@ def _print_user_traceback(exc):
     while tb is not None and tb.tb_frame.f_code.co_filename == "<jailrun runtime>":
         tb = tb.tb_next
     traceback.print_exception(type(exc), exc, tb)
+
+
+def finish(status):
+    """What interpreter teardown owes the script, without the teardown:
+    wait for non-daemon threads, run atexit handlers, flush stdio. Returns
+    the exit status (120 when flushing stdout fails, as python3 does)."""
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        try:
+            threading._shutdown()
+        except BaseException:
+            pass
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            if stream is sys.stdout and status == 0:
+                status = 120
+    return status

@@ -7,7 +7,11 @@
 #include <check.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <seccomp.h>
+#include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "jail/filt.h"
 
@@ -83,6 +87,34 @@ START_TEST(test_edges)
 }
 END_TEST
 
+/* The filter the jail loads (compiled at build time) is exactly what
+ * libseccomp builds from the policy now. */
+static void check_same(int exec_profile, const struct sock_filter *built, unsigned short n)
+{
+        scmp_filter_ctx ctx = NULL;
+        struct jr_err err = { 0 };
+        ck_assert_msg(filt_build(exec_profile, &ctx, &err) == 0, "%s", err.msg);
+        int fd = memfd_create("bpf", MFD_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(seccomp_export_bpf(ctx, fd), 0);
+        seccomp_release(ctx);
+        off_t len = lseek(fd, 0, SEEK_END);
+        ck_assert_int_eq(len, (off_t)(n * sizeof *built));
+        struct sock_filter *now = malloc((size_t)len);
+        ck_assert_int_eq(pread(fd, now, (size_t)len, 0), len);
+        ck_assert_msg(memcmp(now, built, (size_t)len) == 0, "build-time filter is stale");
+        free(now);
+        close(fd);
+}
+
+START_TEST(test_build_time_filters_current)
+{
+        check_same(0, filt_bpf_worker, filt_bpf_worker_len);
+        check_same(1, filt_bpf_exec, filt_bpf_exec_len);
+        ck_assert_int_ne(filt_bpf_worker_len, filt_bpf_exec_len);  /* exec allows more */
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("filt");
@@ -90,6 +122,7 @@ int main(void)
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, test_tty_ioctls);
         tcase_add_test(tc, test_edges);
+        tcase_add_test(tc, test_build_time_filters_current);
         suite_add_tcase(s, tc);
         return unit_run(s);
 }
