@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -244,6 +245,12 @@ _Noreturn void jail_child_main(const struct jail_cfg *cfg)
         if (setsid() < 0)
                 fatal("session", &(struct jr_err){ .errnum = errno, .msg = "setsid" }, chan);
         STEP("environment", set_env(cfg, &err));
+        /* Every job has a host uid of its own, so the per-user process
+         * limit is a per-job one; hard, since raising it needs a
+         * capability we are about to drop. */
+        struct rlimit nproc = { JAIL_MAX_TASKS, JAIL_MAX_TASKS };
+        if (setrlimit(RLIMIT_NPROC, &nproc) < 0)
+                fatal("process limit", &(struct jr_err){ .errnum = errno, .msg = "setrlimit RLIMIT_NPROC" }, chan);
         /* Capabilities go after every step that needs one, before seccomp. */
         STEP("capabilities", caps_drop_all(&err));
         if (syscall(SYS_close_range, CHAN_FD + 1, ~0U, 0) < 0)

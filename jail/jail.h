@@ -7,6 +7,10 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+/* Processes and threads one jail may have at once (RLIMIT_NPROC of its
+ * host uid, which no other job shares). */
+#define JAIL_MAX_TASKS 64
+
 enum jail_profile {
         JAIL_PROFILE_WORKER,
         JAIL_PROFILE_EXEC,

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include "supervisor/job.h"
 #include "supervisor/log.h"
 #include "supervisor/msg.h"
+#include "supervisor/outq.h"
 #include "supervisor/spawn.h"
 #include "supervisor/uidlock.h"
 
@@ -30,6 +32,8 @@
 /* Raw output of a worker (native writes to fd 1/2; print() goes to the
  * log) is relayed up to this many bytes per job. */
 #define WORKER_RAW_OUTPUT_MAX (1024 * 1024)
+/* Queued output beyond which the jail is no longer read. */
+#define OUTQ_LIMIT (256 * 1024)
 
 enum { EV_CHAN, EV_OUT, EV_ERR, EV_PIDFD, EV_SIGNAL, EV_TIMER, EV_GRACE };
 
@@ -50,6 +54,10 @@ struct job {
         int exited;
         unsigned sent;      /* id of the tick in flight */
         size_t raw_bytes;
+        struct outq outq;   /* our stdout */
+        struct outq errq;   /* our stderr */
+        int paused;         /* the queues backed up: the jail is not read */
+        struct line_buf { char text[LOG_MAX_CHARS]; size_t len; int cut; } raw[2];  /* worker fd 1, 2 */
 };
 
 static long ms_since(const struct timespec *t0)
@@ -112,15 +120,16 @@ static void next_tick_or_stop(struct job *j)
                         strerror(-r));
 }
 
-/* Prints untrusted multi-line text, each line escaped. */
-static void print_block(const char *text)
+/* Queues untrusted multi-line text, each line escaped and indented, so
+ * none of it can pass for a line of jailrun's own. */
+static void print_block(struct outq *q, const char *text)
 {
         for (const char *p = text; *p;) {
                 size_t n = strcspn(p, "\n");
-                char line[4096];
-                snprintf(line, sizeof line, "%.*s", (int)(n < sizeof line ? n : sizeof line - 1), p);
-                log_escaped(stderr, line);
-                fputc('\n', stderr);
+                if (n && p[0] != ' ')
+                        outq_puts(q, "  ");
+                log_escapedn(q, p, n);
+                outq_put(q, "\n", 1);
                 p += n + (p[n] == '\n');
         }
 }
@@ -130,13 +139,13 @@ static void on_error_result(struct job *j, const struct msg *m)
         /* In profile exec the script's own stderr already carried it. */
         if (!j->o->json && j->o->profile == JAIL_PROFILE_WORKER) {
                 if (m->result.traceback[0]) {
-                        fputs("Traceback (most recent call last):\n", stderr);
-                        print_block(m->result.traceback);
+                        outq_puts(&j->errq, "Traceback (most recent call last):\n");
+                        print_block(&j->errq, m->result.traceback);
                 }
-                log_escaped(stderr, m->result.etype);
-                fputs(": ", stderr);
-                log_escaped(stderr, m->result.emsg);
-                fputc('\n', stderr);
+                log_escaped(&j->errq, m->result.etype);
+                outq_puts(&j->errq, ": ");
+                log_escaped(&j->errq, m->result.emsg);
+                outq_put(&j->errq, "\n", 1);
         }
         if (!j->have_error) {  /* report the first failure */
                 j->have_error = 1;
@@ -175,7 +184,7 @@ static void on_log(struct job *j, const struct msg *m)
         json_t *e;
         json_array_foreach(m->log.entries, i, e) {
                 json_t *text = json_object_get(e, "msg");
-                log_jail(stderr, j->o->json,
+                log_jail(&j->errq, j->o->json,
                          (enum log_level)msg_log_level(json_string_value(json_object_get(e, "level"))),
                          json_string_value(text), json_string_length(text));
         }
@@ -247,10 +256,14 @@ static void arm_grace(struct job *j)
                 end_job(j, JOB_PROTOCOL, "ProtocolError", "worker closed its channel");
 }
 
-/* Reads every datagram waiting on the channel. */
-static void drain_chan(struct job *j, uint32_t events)
+/* Datagrams or pipe reads handled per wake-up: a flooding jail must not
+ * keep the loop from its timers and signals. */
+#define BATCH 64
+
+/* Reads the datagrams waiting on the channel, at most `max`. */
+static void drain_chan(struct job *j, uint32_t events, int max)
 {
-        while (j->chan >= 0) {
+        for (int k = 0; j->chan >= 0 && k < max; k++) {
                 ssize_t n = recv(j->chan, j->buf, CHAN_MAX_MSG, MSG_DONTWAIT | MSG_TRUNC);
                 if (n < 0 && errno == EINTR)
                         continue;
@@ -283,13 +296,42 @@ static void drain_chan(struct job *j, uint32_t events)
         }
 }
 
-/* Relays one of the jail's output pipes: exec output passes through as
- * it is; a worker's (native writes only: print() goes to the log) goes to
- * stderr, capped, leaving stdout to the --json result. */
-static void drain_pipe(struct job *j, int *fd, FILE *to)
+/* A worker's native output, one escaped line at a time (a line longer
+ * than the log limit is cut there), up to WORKER_RAW_OUTPUT_MAX bytes. */
+static void worker_output(struct job *j, int fd, const char *buf, size_t n)
+{
+        size_t room = WORKER_RAW_OUTPUT_MAX - j->raw_bytes;
+        if (n > room) {
+                n = room;
+                if (!j->dropped_noted)
+                        outq_printf(&j->errq, "jailrun: worker output beyond %d bytes dropped\n",
+                                    WORKER_RAW_OUTPUT_MAX);
+                j->dropped_noted = 1;
+        }
+        j->raw_bytes += n;
+        struct line_buf *lb = &j->raw[fd - 1];
+        for (size_t i = 0; i < n; i++) {
+                if (buf[i] == '\n') {
+                        if (!lb->cut)
+                                log_output(&j->errq, j->o->json, fd, lb->text, lb->len);
+                        lb->len = 0;
+                        lb->cut = 0;
+                } else if (lb->len < sizeof lb->text) {
+                        lb->text[lb->len++] = buf[i];
+                } else if (!lb->cut) {
+                        log_output(&j->errq, j->o->json, fd, lb->text, lb->len);
+                        lb->cut = 1;
+                }
+        }
+}
+
+/* Relays one of the jail's output pipes, at most `max` reads: exec output
+ * passes through as it is; a worker's goes to stderr (see worker_output),
+ * leaving stdout to the --json result. */
+static void drain_pipe(struct job *j, int *fd, int which, int max)
 {
         char buf[65536];
-        for (;;) {
+        for (int k = 0; *fd >= 0 && k < max; k++) {
                 ssize_t n = read(*fd, buf, sizeof buf);
                 if (n < 0 && errno == EINTR)
                         continue;
@@ -299,25 +341,17 @@ static void drain_pipe(struct job *j, int *fd, FILE *to)
                         epoll_ctl(j->epfd, EPOLL_CTL_DEL, *fd, NULL);
                         close(*fd);
                         *fd = -1;
+                        struct line_buf *lb = &j->raw[which - 1];
+                        if (j->o->profile == JAIL_PROFILE_WORKER && lb->len && !lb->cut)
+                                log_output(&j->errq, j->o->json, which, lb->text, lb->len);
                         return;
                 }
-                size_t keep = (size_t)n;
                 if (j->o->profile == JAIL_PROFILE_WORKER) {
-                        to = stderr;
-                        size_t room = WORKER_RAW_OUTPUT_MAX - j->raw_bytes;
-                        if (keep > room) {
-                                keep = room;
-                                if (!j->dropped_noted)
-                                        log_msg("worker output beyond %d bytes dropped", WORKER_RAW_OUTPUT_MAX);
-                                j->dropped_noted = 1;
-                        }
-                        j->raw_bytes += keep;
-                }
-                if (keep) {
-                        fwrite(buf, 1, keep, to);
-                        fflush(to);
-                        if (to == stdout)
-                                j->res->stdout_mid_line = buf[keep - 1] != '\n';
+                        worker_output(j, which, buf, (size_t)n);
+                } else {
+                        outq_put(which == 1 ? &j->outq : &j->errq, buf, (size_t)n);
+                        if (which == 1)
+                                j->res->stdout_mid_line = buf[n - 1] != '\n';
                 }
         }
 }
@@ -342,38 +376,74 @@ static int watch(struct job *j, int fd, uint64_t tag)
         return 0;
 }
 
+/* Stops or resumes reading the jail while our own output is backed up:
+ * the jail then blocks on its writes, and the loop still serves timers
+ * and signals. */
+static void set_paused(struct job *j, int pause)
+{
+        if (pause == j->paused)
+                return;
+        j->paused = pause;
+        int fds[] = { j->chan, j->out, j->err };
+        uint64_t tags[] = { EV_CHAN, EV_OUT, EV_ERR };
+        for (size_t i = 0; i < ELEMENTSOF(fds); i++) {
+                struct epoll_event ev = { .events = pause ? 0 : EPOLLIN | EPOLLRDHUP, .data.u64 = tags[i] };
+                if (fds[i] >= 0)
+                        epoll_ctl(j->epfd, EPOLL_CTL_MOD, fds[i], &ev);
+        }
+}
+
+/* Writes what our stdout and stderr take now; 1 while something waits. */
+static int flush_queues(struct job *j)
+{
+        size_t left = outq_flush_some(&j->outq) + outq_flush_some(&j->errq);
+        set_paused(j, outq_full(&j->outq) || outq_full(&j->errq));
+        return left > 0;
+}
+
+static void handle(struct job *j, const struct epoll_event *ev)
+{
+        switch (ev->data.u64) {
+        case EV_CHAN: drain_chan(j, ev->events, BATCH); break;
+        case EV_OUT: drain_pipe(j, &j->out, 1, BATCH / 4); break;
+        case EV_ERR: drain_pipe(j, &j->err, 2, BATCH / 4); break;
+        case EV_PIDFD: j->exited = 1; break;
+        case EV_SIGNAL: on_signal(j); break;
+        case EV_GRACE:
+                end_job(j, JOB_PROTOCOL, "ProtocolError", "worker closed its channel");
+                break;
+        case EV_TIMER:
+                end_job(j, JOB_TIMEOUT, "TimeoutError", "wall-clock limit of %g s exceeded",
+                        j->o->timeout_s);
+                break;
+        }
+}
+
 static int loop(struct job *j)
 {
+        int waiting = 0;
         while (!j->exited) {
                 struct epoll_event evs[8];
-                int n = epoll_wait(j->epfd, evs, 8, -1);
+                /* With output waiting on a slow reader, look again soon. */
+                int n = epoll_wait(j->epfd, evs, 8, waiting ? 10 : -1);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0)
                         return log_errno(-errno, "epoll_wait: %m");
-                for (int i = 0; i < n; i++) {
-                        switch (evs[i].data.u64) {
-                        case EV_CHAN: drain_chan(j, evs[i].events); break;
-                        case EV_OUT: drain_pipe(j, &j->out, stdout); break;
-                        case EV_ERR: drain_pipe(j, &j->err, stderr); break;
-                        case EV_PIDFD: j->exited = 1; break;
-                        case EV_SIGNAL: on_signal(j); break;
-                        case EV_GRACE:
-                                end_job(j, JOB_PROTOCOL, "ProtocolError", "worker closed its channel");
-                                break;
-                        case EV_TIMER:
-                                end_job(j, JOB_TIMEOUT, "TimeoutError",
-                                        "wall-clock limit of %g s exceeded", j->o->timeout_s);
-                                break;
+                /* Timers, signals and the child's exit before any data. */
+                for (int pass = 0; pass < 2; pass++)
+                        for (int i = 0; i < n; i++) {
+                                uint64_t t = evs[i].data.u64;
+                                int control = t == EV_PIDFD || t == EV_SIGNAL || t == EV_TIMER || t == EV_GRACE;
+                                if (control == (pass == 0))
+                                        handle(j, &evs[i]);
                         }
-                }
+                waiting = flush_queues(j);
         }
         /* Everything in the jail is dead now; take what it left behind. */
-        drain_chan(j, EPOLLHUP);
-        if (j->out >= 0)
-                drain_pipe(j, &j->out, stdout);
-        if (j->err >= 0)
-                drain_pipe(j, &j->err, stderr);
+        drain_chan(j, EPOLLHUP, INT_MAX);
+        drain_pipe(j, &j->out, 1, INT_MAX);
+        drain_pipe(j, &j->err, 2, INT_MAX);
         return 0;
 }
 
@@ -519,6 +589,11 @@ static int loop_fds(struct job *j, struct jr_err *err)
 
 static void job_close(struct job *j)
 {
+        /* The job is over: the reader now gets all of it, however slowly. */
+        outq_flush_all(&j->outq);
+        outq_flush_all(&j->errq);
+        outq_free(&j->outq);
+        outq_free(&j->errq);
         int *all[] = { &j->chan, &j->out, &j->err, &j->sigfd, &j->timerfd, &j->epfd, &j->gracefd,
                        &j->sp.pidfd };
         for (size_t i = 0; i < ELEMENTSOF(all); i++)
@@ -579,6 +654,8 @@ int job_run(const struct job_opts *o, struct job_result *res)
         struct job j = { .o = o, .res = res, .chan = -1, .out = -1, .err = -1, .sigfd = -1,
                          .timerfd = -1, .epfd = -1, .gracefd = -1, .sp = { .pidfd = -1 } };
         struct uidlock lock = { .fd = -1 };
+        outq_init(&j.outq, STDOUT_FILENO, OUTQ_LIMIT);
+        outq_init(&j.errq, STDERR_FILENO, OUTQ_LIMIT);
         if (!(j.buf = malloc(CHAN_MAX_MSG)))
                 r = jr_fail(&err, ENOMEM, "channel buffer");
         if (r == 0)

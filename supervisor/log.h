@@ -7,18 +7,25 @@
 #include <stdio.h>
 
 #include "common/proto.h"
+#include "supervisor/outq.h"
 
 /* "jailrun: ..." on stderr. Returns r (a negative errno), systemd style. */
 int log_errno(int r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Writes text with every control character (C0, DEL, C1) and backslash
- * escaped, so hostile text cannot drive the operator's terminal. */
-void log_escaped(FILE *f, const char *text);
-void log_escapedn(FILE *f, const char *text, size_t len);  /* NUL shown as \x00 */
+/* Queues text with every character that could drive or mislead the
+ * operator's terminal escaped: C0 controls and DEL as \xNN (newline as \n),
+ * backslash as \\, C1 controls and the Unicode line separators and
+ * bidirectional overrides as \uXXXX. NUL bytes within len are shown. */
+void log_escapedn(struct outq *q, const char *text, size_t len);
+void log_escaped(struct outq *q, const char *text);
 
 /* One jail log entry: "LEVEL message" or, with json, one JSON line
  * {"type":"log","level":...,"message":...}. */
-void log_jail(FILE *f, int json, enum log_level level, const char *text, size_t len);
+void log_jail(struct outq *q, int json, enum log_level level, const char *text, size_t len);
+
+/* One line of a worker's native output (fd 1 or 2): "OUTPUT text" or
+ * {"type":"output","stream":"stdout"|"stderr","message":...}. */
+void log_output(struct outq *q, int json, int fd, const char *text, size_t len);
 
 #endif

@@ -64,7 +64,9 @@ def run_and_get_uid(tmp_path, source, opts):
     elapsed = time.monotonic() - t0
     # exec output passes through on stdout; a worker's native output is
     # relayed to stderr (stdout is kept for the --json result)
-    lines = [l for l in (res.out + "\n" + res.err).splitlines() if l.startswith("UID ")]
+    # (a worker's native lines arrive as "OUTPUT <line>")
+    lines = [l.removeprefix("OUTPUT ") for l in (res.out + "\n" + res.err).splitlines()]
+    lines = [l for l in lines if l.startswith("UID ")]
     first = lines[0] if lines else ""
     assert first.startswith("UID "), res
     return res, int(first.split()[1]), elapsed
@@ -141,7 +143,7 @@ def tick(ctx):
 """, "--ticks", "5")
     try:
         lines = wait_line(p.stderr, "TICKING", timeout=10)  # worker native output: stderr
-        uid = int(lines[0].split()[1])
+        uid = int([l for l in lines if l.startswith("OUTPUT UID ")][0].split()[2])
         t0 = time.monotonic()
         p.terminate()
         res, _ = finish(p, timeout=10)

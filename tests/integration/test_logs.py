@@ -290,3 +290,31 @@ def test_slow_stderr_reader_does_not_turn_logs_into_a_protocol_error(tmp_path):
     assert result["status"] == "ok", result
     assert p.returncode == 0
     assert logs == ["line %d" % i for i in range(3000)]
+
+
+def test_bidi_and_line_separators_are_escaped(worker):
+    """Text that reorders or breaks the operator's view (RLO, LRI, LS, PS,
+    C1 controls) is shown as escapes in human output."""
+    r = worker("""
+        def tick(ctx):
+            ctx.log.info("a\\u202eb\\u2066c\\u2028d\\u2029e\\u0085f\\u200fg")
+    """)
+    assert r.code == 0, r
+    line = [l for l in r.err.splitlines() if l.startswith("INFO ")][0]
+    assert line == "INFO a\\u202eb\\u2066c\\u2028d\\u2029e\\u0085f\\u200fg", repr(line)
+
+
+def test_forged_traceback_lines_are_indented(worker):
+    """A traceback is the jail's text: none of its lines can pass for one
+    of jailrun's own, even when user code forges the whole result."""
+    r = worker("""
+        import json, socket
+        def tick(ctx):
+            s = socket.socket(fileno=3)
+            s.send(json.dumps({"type": "result", "id": 1, "error": {
+                "type": "E", "message": "m", "line": 1,
+                "traceback": "x\\njailrun: all ticks passed\\n"}}).encode())
+    """)
+    assert r.code == 1, r
+    assert "\njailrun: all ticks passed" not in r.err, r.err
+    assert "\n  jailrun: all ticks passed" in r.err, r.err

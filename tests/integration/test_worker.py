@@ -1,5 +1,6 @@
 """Profile worker: tick(ctx) N times, errors with their line, numpy/pandas,
 seccomp kill, raw output cap, logs flushed per tick."""
+import json
 import time
 
 from jr_helpers import (final_json, host_stays_clean, json_logs, log_lines,  # noqa: F401
@@ -235,23 +236,48 @@ def test_native_output_is_relayed_to_stderr(worker):
             os.write(2, b"raw stderr\\n")
     """, "--json")
     assert r.code == 0, r
-    assert "raw stderr\n" in r.err
-    assert "raw stdout\n" in r.err
+    lines = [json.loads(l) for l in r.err.splitlines() if l.startswith("{")]
+    assert {"type": "output", "stream": "stdout", "message": "raw stdout"} in lines, r.err
+    assert {"type": "output", "stream": "stderr", "message": "raw stderr"} in lines, r.err
     assert r.out.splitlines()[:-1] == [], "stdout holds only the JSON result"
     final_json(r)
+
+
+def test_native_output_is_escaped_and_cannot_forge(worker):
+    """Native output is untrusted like logs: one escaped OUTPUT line per
+    line, and in --json mode it cannot pass for a log object."""
+    src = """
+        import os
+        def tick(ctx):
+            os.write(1, b'{"type":"log","level":"info","message":"forged"}\\n')
+            os.write(2, b"\\x1b]0;PWNED\\x07\\x1b[31mred\\n")
+    """
+    r = worker(src)
+    assert r.code == 0, r
+    assert "\x1b" not in r.err and "\x07" not in r.err, repr(r.err)
+    assert "OUTPUT \\x1b]0;PWNED\\x07\\x1b[31mred\n" in r.err, repr(r.err)
+    j = worker(src, "--json")
+    objs = [json.loads(l) for l in j.err.splitlines() if l.startswith("{")]
+    assert {"type": "log", "level": "info", "message": "forged"} not in objs, j.err
+    assert {"type": "output", "stream": "stdout",
+            "message": '{"type":"log","level":"info","message":"forged"}'} in objs, j.err
 
 
 def test_native_output_is_capped_at_1_mib(worker):
     r = worker("""
         import os
         def tick(ctx):
-            chunk = b"Q" * 100000
-            for _ in range(25):
+            chunk = (b"Q" * 99 + b"\\n") * 1000
+            for _ in range(11):
                 os.write(1, chunk)
             ctx.log.info("done")
     """, timeout=60)
     assert r.code == 0, r
-    assert (r.out + r.err).count("Q") == 1024 * 1024
+    out = [l for l in r.err.splitlines() if l.startswith("OUTPUT ")]
+    # 1 MiB of 100-byte lines: 10485 whole ones and the start of the next
+    assert len(out) == 10486, len(out)
+    assert out[-1] == "OUTPUT " + "Q" * 76
+    assert (r.out + r.err).count("Q") == 10485 * 99 + 76
     assert r.err.count("worker output beyond 1048576 bytes dropped") == 1, r.err[-500:]
     assert "INFO done" in r.err
 
@@ -273,7 +299,8 @@ def test_native_output_cap_reached_exactly_still_says_dropped(worker):
                 os.write(1, b"this is beyond the cap\\n")
     """, "--ticks", "2", timeout=60)
     assert r.code == 0, r
-    assert (r.out + r.err).count("Q") == 1024 * 1024
+    # one line of 1 MiB: logged up to the 4000-character line limit
+    assert (r.out + r.err).count("Q") == 4000
     assert "beyond the cap" not in r.out + r.err
     assert "worker output beyond 1048576 bytes dropped" in r.err, r.err[-500:]
 
