@@ -288,7 +288,8 @@ static int plan_resolve(const struct mnt_plan *p, const char *path, char *out, i
         return 1;
 }
 
-int mntplan_add_links_into(struct mnt_plan *p, const char *dir, struct jr_err *err)
+int mntplan_add_links_into(struct mnt_plan *p, const char *dir, const char *name_has,
+                           struct jr_err *err)
 {
         char host[PATH_MAX];
         if (jr_snprintf(host, sizeof host, "%s%s", p->root, dir) < 0)
@@ -300,6 +301,8 @@ int mntplan_add_links_into(struct mnt_plan *p, const char *dir, struct jr_err *e
         struct dirent *de;
         while (r == 0 && (de = readdir(d))) {
                 if (de->d_type != DT_LNK && de->d_type != DT_UNKNOWN)
+                        continue;
+                if (name_has && !strstr(de->d_name, name_has))
                         continue;
                 /* One readlink per entry (hundreds in /etc/alternatives);
                  * where it leads is worked out on the plan, not the host:

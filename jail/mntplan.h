@@ -45,11 +45,14 @@ void mntplan_free(struct mnt_plan *p);
  * callers list candidates. Returns 0 or -errno. */
 int mntplan_add(struct mnt_plan *p, const char *path, struct jr_err *err);
 
-/* For each symlink directly in `dir` whose target leads into something the
- * plan already makes visible, recreate it (e.g. /lib -> usr/lib, or the
- * /etc/alternatives links the loader follows to a bound library). Exposes
- * nothing new: only names for what is already there. */
-int mntplan_add_links_into(struct mnt_plan *p, const char *dir, struct jr_err *err);
+/* For each symlink directly in `dir` (whose name contains `name_has`,
+ * unless NULL) whose target the jail will show, recreate it (e.g. /lib ->
+ * usr/lib, or the /etc/alternatives links the loader follows to a bound
+ * library). Where a target leads is worked out on the plan itself (one
+ * readlink per link, nothing else on the host). Exposes nothing new: only
+ * names for what is already there. */
+int mntplan_add_links_into(struct mnt_plan *p, const char *dir, const char *name_has,
+                           struct jr_err *err);
 
 /* Adds the objects named by file-backed mappings in a /proc/PID/maps text,
  * skipping `exclude` (the running binary: the jail never needs its file). */

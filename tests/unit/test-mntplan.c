@@ -41,6 +41,7 @@ static void setup(void)
         mk("/usr/lib/x86_64-linux-gnu/libblas.so.3", "/etc/alternatives/libblas.so.3");
         mk("/etc/alternatives/libblas.so.3", "/usr/lib/x86_64-linux-gnu/blas/libblas.so.3");
         mk("/etc/alternatives/editor", "/usr/bin/vim");
+        mk("/etc/alternatives/blas-tool", "/usr/lib/x86_64-linux-gnu/blas/libblas.so.3");
         mk("/etc/shadow", NULL);
         mk("/etc/ld.so.cache", NULL);
         mk("/usr/bin/vim", NULL);
@@ -122,8 +123,8 @@ START_TEST(test_links_into_plan_only)
         ck_assert_int_eq(mntplan_init(&p, root, NULL), 0);
         ck_assert_int_eq(mntplan_add(&p, "/usr/lib/x86_64-linux-gnu", NULL), 0);
         ck_assert_int_eq(mntplan_add(&p, "/usr/lib/python3.11", NULL), 0);
-        ck_assert_int_eq(mntplan_add_links_into(&p, "/", NULL), 0);
-        ck_assert_int_eq(mntplan_add_links_into(&p, "/etc/alternatives", NULL), 0);
+        ck_assert_int_eq(mntplan_add_links_into(&p, "/", NULL, NULL), 0);
+        ck_assert_int_eq(mntplan_add_links_into(&p, "/etc/alternatives", NULL, NULL), 0);
         mntplan_finish(&p);
         assert_entry(&p, "/lib", MNT_OP_SYMLINK);         /* -> usr/lib, a planned dir */
         ck_assert_ptr_null(find(&p, "/bin"));               /* -> usr/bin, not planned */
@@ -133,9 +134,23 @@ START_TEST(test_links_into_plan_only)
         assert_entry(&p, "/etc/alternatives", MNT_OP_DIR);
         assert_entry(&p, "/etc/alternatives/libblas.so.3", MNT_OP_SYMLINK);
         ck_assert_ptr_null(find(&p, "/etc/alternatives/editor"));
+        assert_entry(&p, "/etc/alternatives/blas-tool", MNT_OP_SYMLINK);  /* no name filter */
         ck_assert_ptr_null(find(&p, "/etc/shadow"));
         /* /usr/lib itself is a directory on the way, never bound whole */
         assert_entry(&p, "/usr/lib", MNT_OP_DIR);
+        mntplan_free(&p);
+}
+END_TEST
+
+START_TEST(test_links_name_filter)
+{
+        struct mnt_plan p;
+        ck_assert_int_eq(mntplan_init(&p, root, NULL), 0);
+        ck_assert_int_eq(mntplan_add(&p, "/usr/lib/x86_64-linux-gnu", NULL), 0);
+        ck_assert_int_eq(mntplan_add_links_into(&p, "/etc/alternatives", ".so", NULL), 0);
+        mntplan_finish(&p);
+        assert_entry(&p, "/etc/alternatives/libblas.so.3", MNT_OP_SYMLINK);
+        ck_assert_ptr_null(find(&p, "/etc/alternatives/blas-tool"));  /* not named like a library */
         mntplan_free(&p);
 }
 END_TEST
@@ -193,6 +208,7 @@ int main(void)
         tcase_add_test(tc, test_maps_bind_loader_dirs);
         tcase_add_test(tc, test_symlink_chain);
         tcase_add_test(tc, test_links_into_plan_only);
+        tcase_add_test(tc, test_links_name_filter);
         tcase_add_test(tc, test_finish_sorts_and_collapses);
         tcase_add_test(tc, test_dotdot_missing_and_loops);
         tcase_add_test(tc, test_path_within);
