@@ -195,8 +195,12 @@ static void print_result(const struct job_opts *o, const struct job_result *r)
                 log_msg("%s: %s", r->etype, r->emsg);
         else if (r->status == JOB_ERROR && r->line && o->profile == JAIL_PROFILE_WORKER)
                 log_msg("failed at line %ld", r->line);
-        if (o->verbose)
-                log_msg("wall %ld ms, cpu %ld ms, %u ticks", r->wall_ms, r->cpu_ms, r->ticks_done);
+        if (o->verbose && o->profile == JAIL_PROFILE_WORKER)
+                log_msg("wall %ld ms, cpu %ld ms, jail set-up %.1f ms, %u ticks", r->wall_ms, r->cpu_ms,
+                        (double)r->setup_us / 1000, r->ticks_done);
+        else if (o->verbose)
+                log_msg("wall %ld ms, cpu %ld ms, jail set-up %.1f ms", r->wall_ms, r->cpu_ms,
+                        (double)r->setup_us / 1000);
 }
 
 /* 0, 1 and 2 must be open before any other fd is made, so no pipe or

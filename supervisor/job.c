@@ -49,6 +49,7 @@ struct job {
         int inflight;       /* worker: a tick (id `sent`) awaits its result */
         int final_result;   /* a load error (worker) or the script's error (exec) came */
         int dropped_noted;  /* the worker-output cap was reported */
+        struct timespec cloned;  /* when the jail was cloned */
         int have_error;
         int ended;          /* a terminal status is set; the child is being killed */
         int exited;
@@ -65,6 +66,13 @@ static long ms_since(const struct timespec *t0)
         struct timespec t;
         clock_gettime(CLOCK_MONOTONIC, &t);
         return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+static long us_since(const struct timespec *t0)
+{
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (t.tv_sec - t0->tv_sec) * 1000000 + (t.tv_nsec - t0->tv_nsec) / 1000;
 }
 
 static void kill_jail(struct job *j)
@@ -203,6 +211,7 @@ static void on_message(struct job *j, struct msg *m)
                 if (j->jailed)
                         return end_job(j, JOB_PROTOCOL, "ProtocolError", "unexpected jailed");
                 j->jailed = 1;
+                j->res->setup_us = us_since(&j->cloned);
                 return;
         case MSG_FATAL:
                 if (j->jailed)
@@ -613,6 +622,7 @@ static int run_jail(struct job *j, struct jail_cfg *cfg, struct jr_err *err)
                 cfg->channel_fd = f.chan[1];
                 cfg->sync_fd = f.sync[0];
                 cfg->close_fd = f.sync[1];
+                clock_gettime(CLOCK_MONOTONIC, &j->cloned);
                 r = spawn_jail(cfg, TAKE_FD(f.sync[1]), &j->sp, err);
         }
         if (r < 0) {

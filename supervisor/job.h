@@ -34,6 +34,7 @@ struct job_result {
         int stdout_mid_line;         /* the jail's last stdout byte was not a newline */
         unsigned ticks_done;
         long wall_ms;
+        long setup_us;               /* clone to the jail's "jailed" message, supervisor clock */
         long cpu_ms;
 };
 
