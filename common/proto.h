@@ -45,6 +45,9 @@ enum job_status {
         JOB_OK,
         JOB_ERROR,      /* user code raised */
         JOB_TIMEOUT,    /* wall clock */
+        JOB_CPU_TIME,   /* CPU-time limit */
+        JOB_MEMORY,     /* the kernel killed at the memory limit */
+        JOB_PIDS,       /* failed after forks were refused at the task limit */
         JOB_SIGNAL,     /* killed by a signal */
         JOB_PROTOCOL,   /* ProtocolError: the child broke the channel contract */
         JOB_SETUP,      /* the jail could not be set up */
@@ -57,5 +60,6 @@ enum job_status {
 #define EXIT_SETUP 3
 #define EXIT_PROTOCOL 4
 #define EXIT_TIMEOUT 124
+#define EXIT_OOM 137    /* 128 + SIGKILL, as the OOM killer's own */
 
 #endif

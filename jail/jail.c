@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <link.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,8 +57,9 @@ _Noreturn static void fatal(const char *step, const struct jr_err *err, int chan
         _exit(EXIT_SETUP);
 }
 
-/* Waits for the supervisor to write our id maps. EOF: it died first. */
-static void wait_go(const struct jail_cfg *cfg)
+/* Waits for the supervisor to write our id maps (and move us into our
+ * cgroup). EOF: it died first. Returns the go-ahead byte. */
+static char wait_go(const struct jail_cfg *cfg)
 {
         if (cfg->close_fd >= 0)
                 close(cfg->close_fd);
@@ -69,6 +71,7 @@ static void wait_go(const struct jail_cfg *cfg)
         if (n != 1)
                 _exit(EXIT_SETUP);
         close(cfg->sync_fd);
+        return c;
 }
 
 /* Puts stdio on 0-2 and the channel on CHAN_FD. Goes through high numbers
@@ -206,10 +209,14 @@ _Noreturn void jail_child_main(const struct jail_cfg *cfg)
          * namespace's init, so everything below us goes too). */
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 _exit(EXIT_SETUP);
-        wait_go(cfg);
+        char go = wait_go(cfg);
         STEP("signals", reset_signals(&err));
         STEP("stdio", place_fds(cfg, &err));
         chan = CHAN_FD;
+        /* Moved into the job's cgroup after the clone: only now can the
+         * cgroup namespace be rooted there. */
+        if (go == JAIL_GO_CGROUPNS[0] && unshare(CLONE_NEWCGROUP) < 0)
+                fatal("cgroup namespace", &(struct jr_err){ .errnum = errno, .msg = "unshare CLONE_NEWCGROUP" }, chan);
 
         /* First thing after the maps exist: become uid/gid 0 of the new
          * namespace, i.e. the one unprivileged host uid. Groups were
@@ -248,7 +255,7 @@ _Noreturn void jail_child_main(const struct jail_cfg *cfg)
         /* Every job has a host uid of its own, so the per-user process
          * limit is a per-job one; hard, since raising it needs a
          * capability we are about to drop. */
-        struct rlimit nproc = { JAIL_MAX_TASKS, JAIL_MAX_TASKS };
+        struct rlimit nproc = { cfg->max_tasks, cfg->max_tasks };
         if (setrlimit(RLIMIT_NPROC, &nproc) < 0)
                 fatal("process limit", &(struct jr_err){ .errnum = errno, .msg = "setrlimit RLIMIT_NPROC" }, chan);
         /* Capabilities go after every step that needs one, before seccomp. */

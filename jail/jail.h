@@ -7,9 +7,10 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-/* Processes and threads one jail may have at once (RLIMIT_NPROC of its
- * host uid, which no other job shares). */
-#define JAIL_MAX_TASKS 64
+/* The go-ahead byte: JAIL_GO_CGROUPNS when the child was moved into its
+ * cgroup after the clone and must make its cgroup namespace itself. */
+#define JAIL_GO "g"
+#define JAIL_GO_CGROUPNS "c"
 
 enum jail_profile {
         JAIL_PROFILE_WORKER,
@@ -45,6 +46,8 @@ struct jail_cfg {
         char *const *argv;
 
         unsigned long scratch_bytes;  /* exec: size of the writable tmpfs */
+        unsigned max_tasks;           /* RLIMIT_NPROC of its host uid, which no other job
+                                         shares: the task limit again, below the cgroup */
         int verbose;
 };
 

@@ -96,6 +96,27 @@ int verify_mountinfo_line(const struct mnt_plan *plan, const char *line, struct 
         return 0;
 }
 
+int verify_cgroup_text(const char *text, struct jr_err *err)
+{
+        if (!*text)
+                return jr_fail(err, EPERM, "check cgroup namespace: no cgroups listed");
+        for (const char *l = text; *l; l += strcspn(l, "\n"), l += *l == '\n') {
+                size_t n = strcspn(l, "\n");
+                if (n < 2 || l[n - 2] != ':' || l[n - 1] != '/')
+                        return jr_fail(err, EPERM, "check cgroup namespace: the jail sees a path beyond its own group");
+        }
+        return 0;
+}
+
+static int check_cgroup(struct jr_err *err)
+{
+        char buf[4096];
+        ssize_t n = read_small_file("/proc/self/cgroup", buf, sizeof buf);
+        if (n < 0)
+                return jr_fail(err, (int)-n, "check cgroup namespace: read /proc/self/cgroup");
+        return verify_cgroup_text(buf, err);
+}
+
 static int check_status(struct jr_err *err)
 {
         char st[8192];
@@ -166,6 +187,8 @@ int verify_jail(const struct verify_cfg *cfg, struct jr_err *err)
                 r = check_ids(cfg, err);
         if (r == 0)
                 r = check_net(err);
+        if (r == 0)
+                r = check_cgroup(err);
         if (r == 0)
                 r = check_mounts(cfg, err);
         return r;

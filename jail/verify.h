@@ -23,6 +23,7 @@ int verify_jail(const struct verify_cfg *cfg, struct jr_err *err);
 int verify_status_text(const char *status, struct jr_err *err);  /* /proc/self/status */
 int verify_map_text(const char *name, const char *text, unsigned long want, struct jr_err *err);
 int verify_net_text(const char *netdev, struct jr_err *err);     /* /proc/self/net/dev */
+int verify_cgroup_text(const char *cgroups, struct jr_err *err); /* /proc/self/cgroup: all "/" */
 int verify_mountinfo_line(const struct mnt_plan *plan, const char *line, struct jr_err *err);
 
 /* Reads a small file whole into buf (NUL-terminated). Returns length or -errno. */

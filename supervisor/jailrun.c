@@ -17,6 +17,7 @@
 #include "common/err.h"
 #include "supervisor/job.h"
 #include "supervisor/log.h"
+#include "policy/limits.h"
 
 #define UID_RANGE_DEFAULT_LO 100000
 #define UID_RANGE_DEFAULT_HI 165535
@@ -34,6 +35,11 @@ static const char usage_text[] =
         "  --timeout SECONDS      wall-clock limit for the whole job (default 300, 0 = none)\n"
         "  --scratch-size SIZE    exec: size of the writable scratch dir (default 64M)\n"
         "  --uid-range LO-HI      host uids for jails (default 100000-165535)\n"
+        "  --memory SIZE          memory limit (worker 256M, max 1G; exec 512M, max 2G)\n"
+        "  --cpus N               CPU cores, fractions allowed (default 1, max 4)\n"
+        "  --pids N               processes and threads (default 64; max worker 256, exec 1024)\n"
+        "  --cpu-time SECONDS     CPU-time limit for the whole job (default none)\n"
+        "  --cgroup-parent PATH   where job cgroups go, below the hierarchy root (default jailrun)\n"
         "  --json                 print one JSON result object at the end; logs as JSON lines\n"
         "  --verbose              print statistics\n"
         "  --help, --version\n\n"
@@ -105,7 +111,7 @@ static int parse_uid_range(const char *s, struct job_opts *o)
 }
 
 enum { OPT_PROFILE = 256, OPT_TICKS, OPT_TIMEOUT, OPT_JSON, OPT_VERBOSE, OPT_UIDS, OPT_SCRATCH,
-       OPT_HELP, OPT_VERSION };
+       OPT_HELP, OPT_VERSION, OPT_MEMORY, OPT_CPUS, OPT_PIDS, OPT_CPU_TIME, OPT_CGROUP_PARENT };
 
 static const struct option longopts[] = {
         { "profile", required_argument, NULL, OPT_PROFILE },
@@ -113,6 +119,11 @@ static const struct option longopts[] = {
         { "timeout", required_argument, NULL, OPT_TIMEOUT },
         { "scratch-size", required_argument, NULL, OPT_SCRATCH },
         { "uid-range", required_argument, NULL, OPT_UIDS },
+        { "memory", required_argument, NULL, OPT_MEMORY },
+        { "cpus", required_argument, NULL, OPT_CPUS },
+        { "pids", required_argument, NULL, OPT_PIDS },
+        { "cpu-time", required_argument, NULL, OPT_CPU_TIME },
+        { "cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT },
         { "json", no_argument, NULL, OPT_JSON },
         { "verbose", no_argument, NULL, OPT_VERBOSE },
         { "help", no_argument, NULL, OPT_HELP },
@@ -156,17 +167,50 @@ static int parse_opt(int c, const char *arg, struct job_opts *o)
                         return usage_error("--uid-range wants LO-HI with %d <= LO <= HI, not '%s'",
                                            UID_RANGE_MIN, arg);
                 return -1;
+        case OPT_MEMORY:
+                if (parse_size(arg, &v) < 0 || v == 0)
+                        return usage_error("--memory wants a size such as 512M or 1G, not '%s'", arg);
+                o->memory = v;
+                return -1;
+        case OPT_CPUS:
+                errno = 0;
+                o->cpus = strtod(arg, &end);
+                if (errno || end == arg || *end || !isfinite(o->cpus) || o->cpus <= 0)
+                        return usage_error("--cpus wants a positive number of cores, not '%s'", arg);
+                return -1;
+        case OPT_PIDS:
+                if (parse_uint(arg, 1000000UL, &v) < 0 || v == 0)
+                        return usage_error("--pids wants a positive number of tasks, not '%s'", arg);
+                o->pids = (unsigned)v;
+                return -1;
+        case OPT_CPU_TIME:
+                errno = 0;
+                o->cpu_time_s = strtod(arg, &end);
+                if (errno || end == arg || *end || !isfinite(o->cpu_time_s) || o->cpu_time_s < 0 ||
+                    o->cpu_time_s > 31536000)
+                        return usage_error("--cpu-time wants seconds between 0 and 31536000, not '%s'", arg);
+                return -1;
+        case OPT_CGROUP_PARENT:
+                if (!arg[0] || strstr(arg, "..") || strlen(arg) > 256)
+                        return usage_error("--cgroup-parent wants a path below the hierarchy's root, not '%s'", arg);
+                o->cgroup_parent = arg;
+                return -1;
         case OPT_JSON: o->json = 1; return -1;
         case OPT_VERBOSE: o->verbose = 1; return -1;
         case OPT_HELP: fputs(usage_text, stdout); return 0;
-        case OPT_VERSION: printf("jailrun %s\n", PACKAGE_VERSION); return 0;
+        case OPT_VERSION: o->show_version = 1; return -1;
         default: return usage_error("%s", "invalid option");
         }
 }
 
 static const char *status_word(enum job_status s)
 {
-        static const char *const words[] = { "ok", "error", "timeout", "signal", "error", "setup", "internal" };
+        static const char *const words[] = {
+                [JOB_OK] = "ok",           [JOB_ERROR] = "error",   [JOB_TIMEOUT] = "timeout",
+                [JOB_CPU_TIME] = "cpu-time", [JOB_MEMORY] = "memory", [JOB_PIDS] = "pids",
+                [JOB_SIGNAL] = "signal",   [JOB_PROTOCOL] = "error", [JOB_SETUP] = "setup",
+                [JOB_INTERNAL] = "internal",
+        };
         return words[s];
 }
 
@@ -178,9 +222,20 @@ static void print_result(const struct job_opts *o, const struct job_result *r)
                         : json_pack("{s:s, s:s, s:o, s:s}", "type", r->etype, "message", r->emsg, "line",
                                     r->line ? json_integer(r->line) : json_null(), "traceback",
                                     r->traceback);
-                json_t *j = json_pack("{s:s, s:o, s:i, s:{s:I, s:I}}", "status", status_word(r->status),
-                                      "error", err, "exit_code", r->exit_code, "stats", "wall_ms",
-                                      (json_int_t)r->wall_ms, "cpu_ms", (json_int_t)r->cpu_ms);
+                json_t *stats = json_pack("{s:I, s:I}", "wall_ms", (json_int_t)r->wall_ms, "cpu_ms",
+                                          (json_int_t)r->cpu_ms);
+                /* Kernel accounting, where the cgroup backend has it. */
+                const struct { const char *key; int64_t v; } acct[] = {
+                        { "peak_memory_bytes", r->cg.peak_memory_bytes },
+                        { "cpu_user_us", r->cg.cpu_user_us },
+                        { "cpu_system_us", r->cg.cpu_system_us },
+                        { "pids_peak", r->cg.pids_peak },
+                };
+                for (size_t i = 0; stats && i < ELEMENTSOF(acct); i++)
+                        if (acct[i].v >= 0)
+                                json_object_set_new(stats, acct[i].key, json_integer(acct[i].v));
+                json_t *j = json_pack("{s:s, s:o, s:i, s:o}", "status", status_word(r->status), "error",
+                                      err, "exit_code", r->exit_code, "stats", stats);
                 if (r->stdout_mid_line)
                         fputc('\n', stdout);  /* the result is always a line of its own */
                 if (j) {
@@ -195,12 +250,67 @@ static void print_result(const struct job_opts *o, const struct job_result *r)
                 log_msg("%s: %s", r->etype, r->emsg);
         else if (r->status == JOB_ERROR && r->line && o->profile == JAIL_PROFILE_WORKER)
                 log_msg("failed at line %ld", r->line);
+        if (o->verbose && r->cg.peak_memory_bytes >= 0)
+                log_msg("peak memory %lld bytes, cpu user %lld us, system %lld us, peak tasks %lld",
+                        (long long)r->cg.peak_memory_bytes, (long long)r->cg.cpu_user_us,
+                        (long long)r->cg.cpu_system_us, (long long)r->cg.pids_peak);
         if (o->verbose && o->profile == JAIL_PROFILE_WORKER)
                 log_msg("wall %ld ms, cpu %ld ms, jail set-up %.1f ms, %u ticks", r->wall_ms, r->cpu_ms,
                         (double)r->setup_us / 1000, r->ticks_done);
         else if (o->verbose)
                 log_msg("wall %ld ms, cpu %ld ms, jail set-up %.1f ms", r->wall_ms, r->cpu_ms,
                         (double)r->setup_us / 1000);
+}
+
+/* Fills unset limits from the profile and refuses those beyond it. */
+static int apply_limits(struct job_opts *o)
+{
+        const struct profile_limits *pl = o->profile == JAIL_PROFILE_EXEC ? &limits_exec : &limits_worker;
+        char a[64], b[64];
+        if (!o->memory)
+                o->memory = pl->memory_default;
+        format_size(o->memory, a, sizeof a);
+        if (o->memory > pl->memory_max) {
+                format_size(pl->memory_max, b, sizeof b);
+                return usage_error("--memory %s is above the %s profile's maximum of %s", a, pl->profile, b);
+        }
+        if (o->memory < LIMIT_MEMORY_MIN)
+                return usage_error("--memory %s is below the minimum of %llu MiB", a, LIMIT_MEMORY_MIN >> 20);
+        if (o->cpus == 0)
+                o->cpus = pl->cpus_default;
+        if (o->cpus > pl->cpus_max)
+                return usage_error("--cpus %g is above the %s profile's maximum of %g", o->cpus, pl->profile,
+                                   pl->cpus_max);
+        if (o->cpus < LIMIT_CPUS_MIN)
+                return usage_error("--cpus %g is below the minimum of %g", o->cpus, LIMIT_CPUS_MIN);
+        if (!o->pids)
+                o->pids = pl->pids_default;
+        if (o->pids > pl->pids_max)
+                return usage_error("--pids %u is above the %s profile's maximum of %u", o->pids, pl->profile,
+                                   pl->pids_max);
+        if (o->pids < LIMIT_PIDS_MIN)
+                return usage_error("--pids %u is below the minimum of %d", o->pids, LIMIT_PIDS_MIN);
+        return -1;
+}
+
+static int show_version(const struct job_opts *o)
+{
+        printf("jailrun %s\n", PACKAGE_VERSION);
+        if (!o->verbose)
+                return 0;
+        struct cg_host h;
+        struct jr_err err = { 0 };
+        if (cg_detect(&h, &err) < 0)
+                printf("cgroup backend: unknown (%s)\n", err.msg);
+        else if (h.backend == CG_V2)
+                printf("cgroup backend: cgroup v2 at %s\n", h.v2);
+        else if (h.backend == CG_V1)
+                printf("cgroup backend: cgroup v1 (memory at %s, pids at %s, cpu at %s, cpuacct at %s, "
+                       "freezer at %s)\n", h.v1[CG_MEMORY], h.v1[CG_PIDS], h.v1[CG_CPU], h.v1[CG_CPUACCT],
+                       h.v1[CG_FREEZER][0] ? h.v1[CG_FREEZER] : "none");
+        else
+                printf("cgroup backend: none: %s\n", h.why);
+        return 0;
 }
 
 /* 0, 1 and 2 must be open before any other fd is made, so no pipe or
@@ -217,13 +327,15 @@ int main(int argc, char *argv[])
         ensure_stdio();
         struct job_opts o = { .profile = JAIL_PROFILE_WORKER, .ticks = 1, .timeout_s = TIMEOUT_DEFAULT,
                               .uid_lo = UID_RANGE_DEFAULT_LO, .uid_hi = UID_RANGE_DEFAULT_HI,
-                              .scratch_bytes = SCRATCH_DEFAULT };
+                              .scratch_bytes = SCRATCH_DEFAULT, .cgroup_parent = CGROUP_PARENT_DEFAULT };
         int c;
         while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
                 int r = parse_opt(c, optarg, &o);
                 if (r >= 0)
                         return r;
         }
+        if (o.show_version)
+                return show_version(&o);
         if (optind >= argc)
                 return usage_error("%s", "no script given");
         o.script_path = argv[optind++];
@@ -233,6 +345,9 @@ int main(int argc, char *argv[])
         o.argv = argv + optind;
         if (o.argc && o.profile != JAIL_PROFILE_EXEC)
                 return usage_error("%s", "script arguments are for profile exec only");
+        int lr = apply_limits(&o);
+        if (lr >= 0)
+                return lr;
         if (geteuid() != 0) {
                 log_msg("must run as root (it creates namespaces, id maps and uid locks)");
                 return EXIT_SETUP;

@@ -35,13 +35,15 @@
 /* Queued output beyond which the jail is no longer read. */
 #define OUTQ_LIMIT (256 * 1024)
 
-enum { EV_CHAN, EV_OUT, EV_ERR, EV_PIDFD, EV_SIGNAL, EV_TIMER, EV_GRACE };
+enum { EV_CHAN, EV_OUT, EV_ERR, EV_PIDFD, EV_SIGNAL, EV_TIMER, EV_GRACE, EV_OOM, EV_CPU };
 
 struct job {
         const struct job_opts *o;
         struct job_result *res;
         struct spawn sp;
-        int chan, out, err, sigfd, timerfd, epfd, gracefd;
+        int chan, out, err, sigfd, timerfd, epfd, gracefd, cpufd;
+        struct cg_host cgh;
+        struct cg_job cg;
         char *buf;
         int jailed;         /* the jail's C code reported every check passed */
         int ready;          /* worker: module loaded */
@@ -60,6 +62,18 @@ struct job {
         int paused;         /* the queues backed up: the jail is not read */
         struct line_buf { char text[LOG_MAX_CHARS]; size_t len; int cut; } raw[2];  /* worker fd 1, 2 */
 };
+
+void format_size(uint64_t bytes, char *out, size_t size)
+{
+        if (bytes >= (1ULL << 30) && bytes % (1ULL << 30) == 0)
+                snprintf(out, size, "%llu GiB", (unsigned long long)(bytes >> 30));
+        else if (bytes >= (1ULL << 20) && bytes % (1ULL << 20) == 0)
+                snprintf(out, size, "%llu MiB", (unsigned long long)(bytes >> 20));
+        else if (bytes >= (1ULL << 20))
+                snprintf(out, size, "%.1f MiB", (double)bytes / (1 << 20));
+        else
+                snprintf(out, size, "%llu bytes", (unsigned long long)bytes);
+}
 
 static long ms_since(const struct timespec *t0)
 {
@@ -402,6 +416,24 @@ static void set_paused(struct job *j, int pause)
         }
 }
 
+static void end_memory(struct job *j)
+{
+        char size[64];
+        format_size(j->o->memory, size, sizeof size);
+        end_job(j, JOB_MEMORY, "MemoryError", "memory limit of %s exceeded", size);
+}
+
+/* The CPU-time limit, checked on the group's own clock every tick of a
+ * periodic timer. */
+static void check_cpu_time(struct job *j)
+{
+        uint64_t expirations, us;
+        while (read(j->cpufd, &expirations, sizeof expirations) < 0 && errno == EINTR)
+                ;
+        if (cg_job_cpu_us(&j->cg, &us) == 0 && (double)us >= j->o->cpu_time_s * 1e6)
+                end_job(j, JOB_CPU_TIME, "TimeoutError", "CPU-time limit of %g s exceeded", j->o->cpu_time_s);
+}
+
 /* Writes what our stdout and stderr take now; 1 while something waits. */
 static int flush_queues(struct job *j)
 {
@@ -420,6 +452,12 @@ static void handle(struct job *j, const struct epoll_event *ev)
         case EV_SIGNAL: on_signal(j); break;
         case EV_GRACE:
                 end_job(j, JOB_PROTOCOL, "ProtocolError", "worker closed its channel");
+                break;
+        case EV_OOM:  /* v1: the memory controller hit the limit */
+                end_memory(j);
+                break;
+        case EV_CPU:
+                check_cpu_time(j);
                 break;
         case EV_TIMER:
                 end_job(j, JOB_TIMEOUT, "TimeoutError", "wall-clock limit of %g s exceeded",
@@ -443,7 +481,7 @@ static int loop(struct job *j)
                 for (int pass = 0; pass < 2; pass++)
                         for (int i = 0; i < n; i++) {
                                 uint64_t t = evs[i].data.u64;
-                                int control = t == EV_PIDFD || t == EV_SIGNAL || t == EV_TIMER || t == EV_GRACE;
+                                int control = t != EV_CHAN && t != EV_OUT && t != EV_ERR;
                                 if (control == (pass == 0))
                                         handle(j, &evs[i]);
                         }
@@ -456,13 +494,38 @@ static int loop(struct job *j)
         return 0;
 }
 
+static void finish_exit(struct job *j, int wstatus);
+
+/* A job that failed after forks were refused at its task limit ended
+ * because of the limit: say so, keeping its exit status. */
+static void note_pids(struct job *j)
+{
+        struct job_result *res = j->res;
+        if (res->status == JOB_OK || res->status == JOB_SETUP || j->ended || res->cg.pids_max_hits <= 0)
+                return;
+        res->status = JOB_PIDS;
+        snprintf(res->etype, sizeof res->etype, "ProcessLimitError");
+        snprintf(res->emsg, sizeof res->emsg, "task limit of %u reached (%lld forks refused)", j->o->pids,
+                 (long long)res->cg.pids_max_hits);
+}
+
 static void finish_status(struct job *j, int wstatus)
+{
+        finish_exit(j, wstatus);
+        note_pids(j);
+}
+
+static void finish_exit(struct job *j, int wstatus)
 {
         struct job_result *res = j->res;
         int exec = j->o->profile == JAIL_PROFILE_EXEC;
+        if (!j->ended && res->cg.oom_kills > 0)
+                end_memory(j);  /* v2: the whole group was killed at the limit */
         if (j->ended) {
-                if (res->status == JOB_TIMEOUT)
+                if (res->status == JOB_TIMEOUT || res->status == JOB_CPU_TIME)
                         res->exit_code = EXIT_TIMEOUT;
+                else if (res->status == JOB_MEMORY)
+                        res->exit_code = EXIT_OOM;
                 else if (res->status == JOB_PROTOCOL)
                         res->exit_code = EXIT_USER_ERROR;
                 return;  /* JOB_SIGNAL set its own code */
@@ -580,6 +643,14 @@ static int loop_fds(struct job *j, struct jr_err *err)
                 return jr_fail(err, errno, "signalfd");
         if ((j->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
                 return jr_fail(err, errno, "epoll_create1");
+        if (j->o->cpu_time_s > 0) {
+                /* every 100 ms, or the limit itself if shorter */
+                long ns = j->o->cpu_time_s < 0.1 ? (long)(j->o->cpu_time_s * 1e9) + 1 : 100000000L;
+                struct itimerspec its = { .it_interval = { 0, ns }, .it_value = { 0, ns } };
+                if ((j->cpufd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK)) < 0 ||
+                    timerfd_settime(j->cpufd, 0, &its, NULL) < 0)
+                        return jr_fail(err, errno, "CPU-time timer");
+        }
         if (j->o->timeout_s > 0) {
                 if ((j->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK)) < 0)
                         return jr_fail(err, errno, "timerfd_create");
@@ -591,7 +662,8 @@ static int loop_fds(struct job *j, struct jr_err *err)
         }
         if (watch(j, j->chan, EV_CHAN) < 0 || watch(j, j->out, EV_OUT) < 0 ||
             watch(j, j->err, EV_ERR) < 0 || watch(j, j->sp.pidfd, EV_PIDFD) < 0 ||
-            watch(j, j->sigfd, EV_SIGNAL) < 0 || watch(j, j->timerfd, EV_TIMER) < 0)
+            watch(j, j->sigfd, EV_SIGNAL) < 0 || watch(j, j->timerfd, EV_TIMER) < 0 ||
+            watch(j, j->cg.oom_fd, EV_OOM) < 0 || watch(j, j->cpufd, EV_CPU) < 0)
                 return jr_fail(err, errno, "epoll_ctl");
         return 0;
 }
@@ -604,7 +676,7 @@ static void job_close(struct job *j)
         outq_free(&j->outq);
         outq_free(&j->errq);
         int *all[] = { &j->chan, &j->out, &j->err, &j->sigfd, &j->timerfd, &j->epfd, &j->gracefd,
-                       &j->sp.pidfd };
+                       &j->cpufd, &j->sp.pidfd };
         for (size_t i = 0; i < ELEMENTSOF(all); i++)
                 closep(all[i]);
         free(j->buf);
@@ -623,7 +695,7 @@ static int run_jail(struct job *j, struct jail_cfg *cfg, struct jr_err *err)
                 cfg->sync_fd = f.sync[0];
                 cfg->close_fd = f.sync[1];
                 clock_gettime(CLOCK_MONOTONIC, &j->cloned);
-                r = spawn_jail(cfg, TAKE_FD(f.sync[1]), &j->sp, err);
+                r = spawn_jail(cfg, TAKE_FD(f.sync[1]), &j->cg, &j->sp, err);
         }
         if (r < 0) {
                 fds_close(&f);
@@ -644,8 +716,33 @@ static int run_jail(struct job *j, struct jail_cfg *cfg, struct jr_err *err)
                 ;
         j->res->cpu_ms = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
                          (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+        /* Accounting before the group goes; the job's processes are dead
+         * or dying (its init is reaped), their charge is in. */
+        cg_job_stats(&j->cg, &j->res->cg);
         finish_status(j, ws);
         return 0;
+}
+
+/* The job's cgroup with the limits asked for, after removing what a killed
+ * predecessor left. */
+static int make_cgroup(struct job *j, struct jr_err *err)
+{
+        int r = cg_detect(&j->cgh, err);
+        if (r < 0)
+                return r;
+        if (j->cgh.backend == CG_NONE)
+                return jr_fail(err, ENOTSUP, "cannot limit the job: %s", j->cgh.why);
+        j->res->backend = cg_backend_name(j->cgh.backend);
+        cg_sweep_stale(&j->cgh, j->o->cgroup_parent);
+        char name[64];
+        snprintf(name, sizeof name, "job-%d", (int)getpid());
+        struct cg_limits l = {
+                .memory = j->o->memory,
+                .pids = j->o->pids,
+                .cpu_period_us = 100000,
+                .cpu_quota_us = (uint64_t)(j->o->cpus * 100000 + 0.5),
+        };
+        return cg_job_create(&j->cg, &j->cgh, j->o->cgroup_parent, name, &l, err);
 }
 
 int job_run(const struct job_opts *o, struct job_result *res)
@@ -662,7 +759,9 @@ int job_run(const struct job_opts *o, struct job_result *res)
                 return log_errno(r, "%s", err.msg);
         }
         struct job j = { .o = o, .res = res, .chan = -1, .out = -1, .err = -1, .sigfd = -1,
-                         .timerfd = -1, .epfd = -1, .gracefd = -1, .sp = { .pidfd = -1 } };
+                         .timerfd = -1, .epfd = -1, .gracefd = -1, .cpufd = -1, .sp = { .pidfd = -1 },
+                         .cg = { .dirfd = -1, .oom_fd = -1 } };
+        res->cg = (struct cg_stats){ -1, -1, -1, -1, -1, -1 };
         struct uidlock lock = { .fd = -1 };
         outq_init(&j.outq, STDOUT_FILENO, OUTQ_LIMIT);
         outq_init(&j.errq, STDERR_FILENO, OUTQ_LIMIT);
@@ -670,6 +769,8 @@ int job_run(const struct job_opts *o, struct job_result *res)
                 r = jr_fail(&err, ENOMEM, "channel buffer");
         if (r == 0)
                 r = uidlock_acquire(&lock, o->uid_lo, o->uid_hi, (unsigned)getpid(), &err);
+        if (r == 0)
+                r = make_cgroup(&j, &err);
         const char *name = strrchr(o->script_path, '/');
         struct jail_cfg cfg = {
                 .profile = o->profile,
@@ -681,10 +782,14 @@ int job_run(const struct job_opts *o, struct job_result *res)
                 .argc = o->argc,
                 .argv = o->argv,
                 .scratch_bytes = o->scratch_bytes,
+                .max_tasks = o->pids,
                 .verbose = o->verbose,
         };
         if (r == 0)
                 r = run_jail(&j, &cfg, &err);
+        struct jr_err cg_err = { 0 };
+        if (j.cg.h && cg_job_destroy(&j.cg, &cg_err) < 0)
+                log_msg("cgroup clean-up: %s", cg_err.msg);
         uidlock_release(&lock);
         job_close(&j);
         res->wall_ms = ms_since(&t0);

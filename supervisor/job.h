@@ -3,10 +3,18 @@
 #ifndef JR_JOB_H
 #define JR_JOB_H
 
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "common/proto.h"
 #include "jail/jail.h"
+#include "supervisor/cgroup.h"
+
+/* Where job cgroups go unless --cgroup-parent says otherwise. */
+#define CGROUP_PARENT_DEFAULT "jailrun"
+
+/* "256 MiB", "2 GiB", "1000 bytes": sizes in the user's terms. */
+void format_size(uint64_t bytes, char *out, size_t size);
 
 /* Scripts larger than this are refused before anything is cloned. */
 #define JOB_MAX_SCRIPT (16 * 1024 * 1024)
@@ -22,6 +30,12 @@ struct job_opts {
         char *const *argv;
         uid_t uid_lo, uid_hi;
         unsigned long scratch_bytes;
+        uint64_t memory;             /* bytes */
+        double cpus;                 /* cores */
+        unsigned pids;               /* tasks */
+        double cpu_time_s;           /* 0 = none */
+        const char *cgroup_parent;
+        int show_version;
 };
 
 struct job_result {
@@ -32,6 +46,8 @@ struct job_result {
         long line;                   /* 0 when unknown */
         char traceback[16384];       /* user frames of the first error, may be "" */
         int stdout_mid_line;         /* the jail's last stdout byte was not a newline */
+        struct cg_stats cg;          /* kernel accounting; -1 where unavailable */
+        const char *backend;         /* cgroup backend used */
         unsigned ticks_done;
         long wall_ms;
         long setup_us;               /* clone to the jail's "jailed" message, supervisor clock */

@@ -55,18 +55,27 @@ static int write_maps(pid_t pid, uid_t uid, gid_t gid, struct jr_err *err)
         return r;
 }
 
-/* clone3 where the kernel has it, else clone; both hand back a pidfd. */
-static pid_t clone_jail(int *pidfd)
+/* clone3 where the kernel has it, else clone; both hand back a pidfd.
+ * With a v2 group (cgfd >= 0) clone3 places the child in it at birth, and
+ * the cgroup namespace is made then; otherwise the child is moved after
+ * the clone and makes its cgroup namespace itself once there (*late). */
+static pid_t clone_jail(int *pidfd, int cgfd, int *late)
 {
         struct clone_args a = {
-                .flags = JAIL_NS_FLAGS | CLONE_PIDFD,
+                .flags = JAIL_NS_FLAGS | CLONE_PIDFD | (cgfd >= 0 ? CLONE_INTO_CGROUP : 0),
                 .pidfd = (unsigned long)pidfd,
                 .exit_signal = SIGCHLD,
+                .cgroup = cgfd >= 0 ? (unsigned long)cgfd : 0,
         };
+        *late = cgfd < 0;
+        if (*late)
+                a.flags &= ~(unsigned long)CLONE_NEWCGROUP;
         pid_t pid = (pid_t)syscall(SYS_clone3, &a, sizeof a);
-        if (pid < 0 && errno == ENOSYS)
-                pid = (pid_t)syscall(SYS_clone, JAIL_NS_FLAGS | CLONE_PIDFD | SIGCHLD, NULL, pidfd,
-                                     NULL, 0);
+        if (pid < 0 && errno == ENOSYS) {
+                *late = 1;
+                pid = (pid_t)syscall(SYS_clone, (JAIL_NS_FLAGS & ~CLONE_NEWCGROUP) | CLONE_PIDFD | SIGCHLD,
+                                     NULL, pidfd, NULL, 0);
+        }
         return pid;
 }
 
@@ -95,7 +104,8 @@ static void explain_userns(struct jr_err *err)
                          " (running inside a container without CAP_SYS_ADMIN?)");
 }
 
-int spawn_jail(const struct jail_cfg *cfg, int sync_wr, struct spawn *out, struct jr_err *err)
+int spawn_jail(const struct jail_cfg *cfg, int sync_wr, struct cg_job *cg, struct spawn *out,
+               struct jr_err *err)
 {
         _cleanup_close_ int go = sync_wr;
         /* The child starts with our supplementary groups; root's must not
@@ -103,8 +113,8 @@ int spawn_jail(const struct jail_cfg *cfg, int sync_wr, struct spawn *out, struc
         if (setgroups(0, NULL) < 0 && (errno != EPERM || getgroups(0, NULL) != 0))
                 return jr_fail(err, errno, "clear supplementary groups");
         fflush(NULL);  /* no buffered output duplicated into the child */
-        int pidfd = -1;
-        pid_t pid = clone_jail(&pidfd);
+        int pidfd = -1, late = 1;
+        pid_t pid = clone_jail(&pidfd, cg ? cg->dirfd : -1, &late);
         if (pid < 0) {
                 int r = jr_fail(err, errno, "clone into new namespaces");
                 explain_userns(err);
@@ -113,10 +123,13 @@ int spawn_jail(const struct jail_cfg *cfg, int sync_wr, struct spawn *out, struc
         if (pid == 0)
                 jail_child_main(cfg);
         int r = write_maps(pid, cfg->host_uid, cfg->host_gid, err);
+        /* Into the job's cgroup before anything of the user's runs. */
+        if (r == 0 && late && cg)
+                r = cg_job_attach(cg, pid, err);
         if (r == 0) {
                 ssize_t n;
                 do
-                        n = write(go, "g", 1);
+                        n = write(go, late ? JAIL_GO_CGROUPNS : JAIL_GO, 1);
                 while (n < 0 && errno == EINTR);
                 if (n != 1)
                         r = jr_fail(err, errno, "release the jail child");

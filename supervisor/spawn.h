@@ -6,6 +6,7 @@
 
 #include "common/err.h"
 #include "jail/jail.h"
+#include "supervisor/cgroup.h"
 
 struct spawn {
         pid_t pid;
@@ -13,9 +14,12 @@ struct spawn {
 };
 
 /* Clones a child running jail_child_main(cfg) in new user, mount, net,
- * pid, ipc, uts and cgroup namespaces; maps uid/gid 0 inside to
- * cfg->host_uid/host_gid, then lets it go by writing to sync_wr (which is
- * closed here). Returns 0 or -errno; on failure no child is left. */
-int spawn_jail(const struct jail_cfg *cfg, int sync_wr, struct spawn *out, struct jr_err *err);
+ * pid, ipc, uts and cgroup namespaces, born inside the job's cgroup
+ * (clone3 CLONE_INTO_CGROUP on v2) or moved there before it is released;
+ * maps uid/gid 0 inside to cfg->host_uid/host_gid, then lets it go by
+ * writing to sync_wr (which is closed here). Returns 0 or -errno; on
+ * failure no child is left. */
+int spawn_jail(const struct jail_cfg *cfg, int sync_wr, struct cg_job *cg, struct spawn *out,
+               struct jr_err *err);
 
 #endif

@@ -71,6 +71,18 @@ START_TEST(test_net)
 }
 END_TEST
 
+START_TEST(test_cgroup)
+{
+        struct jr_err err = { 0 };
+        ck_assert_int_eq(verify_cgroup_text("0::/\n", &err), 0);
+        ck_assert_int_eq(verify_cgroup_text("4:memory:/\n1:cpu:/\n0::/\n", &err), 0);
+        ck_assert_int_eq(verify_cgroup_text("0::/jailrun/job-1\n", &err), -EPERM);
+        ck_assert_int_eq(verify_cgroup_text("4:memory:/\n0::/..\n", &err), -EPERM);
+        ck_assert_int_eq(verify_cgroup_text("0::/../..\n", &err), -EPERM);
+        ck_assert_int_eq(verify_cgroup_text("", &err), -EPERM);
+}
+END_TEST
+
 START_TEST(test_mountinfo)
 {
         struct mnt_plan plan;
@@ -111,6 +123,7 @@ int main(void)
         tcase_add_test(tc, test_maps);
         tcase_add_test(tc, test_net);
         tcase_add_test(tc, test_mountinfo);
+        tcase_add_test(tc, test_cgroup);
         suite_add_tcase(s, tc);
         return unit_run(s);
 }
