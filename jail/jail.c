@@ -255,7 +255,9 @@ _Noreturn void jail_child_main(const struct jail_cfg *cfg)
         /* Every job has a host uid of its own, so the per-user process
          * limit is a per-job one; hard, since raising it needs a
          * capability we are about to drop. */
-        struct rlimit nproc = { cfg->max_tasks, cfg->max_tasks };
+        /* One above the cgroup task limit, so the kernel reports the
+         * cgroup one (pids.events) first and this is only the backstop. */
+        struct rlimit nproc = { cfg->max_tasks + 1, cfg->max_tasks + 1 };
         if (setrlimit(RLIMIT_NPROC, &nproc) < 0)
                 fatal("process limit", &(struct jr_err){ .errnum = errno, .msg = "setrlimit RLIMIT_NPROC" }, chan);
         /* Capabilities go after every step that needs one, before seccomp. */

@@ -277,8 +277,12 @@ def final_json(res):
     assert lines, "no JSON result on stdout: %r" % (res,)
     obj = json.loads(lines[-1])
     assert set(obj) == {"status", "error", "exit_code", "stats"}, obj
-    assert obj["status"] in ("ok", "error", "timeout", "signal", "setup", "internal"), obj
-    assert set(obj["stats"]) == {"wall_ms", "cpu_ms"}, obj
+    assert obj["status"] in ("ok", "error", "timeout", "cpu-time", "memory", "pids", "signal", "setup",
+                             "internal"), obj
+    # wall and CPU always; the kernel's accounting where the cgroup backend has it
+    assert {"wall_ms", "cpu_ms"} <= set(obj["stats"]) <= {
+        "wall_ms", "cpu_ms", "peak_memory_bytes", "cpu_user_us", "cpu_system_us", "pids_peak"}, obj
+    assert all(isinstance(v, int) and v >= 0 for v in obj["stats"].values()), obj
     assert isinstance(obj["stats"]["wall_ms"], int) and obj["stats"]["wall_ms"] >= 0
     assert isinstance(obj["stats"]["cpu_ms"], int) and obj["stats"]["cpu_ms"] >= 0
     assert obj["exit_code"] == res.code, (obj, res)

@@ -1,0 +1,223 @@
+"""Kernel limits per job, on whichever cgroup backend the host has (v1 on a
+hybrid host, v2 in tests/vm): memory, tasks, CPU share, CPU time, the kill
+that reaches every process, and no group left behind."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from cgtools import backend, job_groups, mem_available
+from conftest import JAILRUN, run_script
+
+MEMORY_BOMB = """
+chunks = []
+while True:
+    chunks.append(bytearray(8 << 20))   # touched: bytearray zero-fills
+"""
+
+
+@pytest.fixture(autouse=True)
+def no_groups_left():
+    yield
+    deadline = time.monotonic() + 2
+    while job_groups() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert job_groups() == [], "job cgroups left behind"
+
+
+def result(r):
+    return json.loads(r.out.strip().splitlines()[-1])
+
+
+def test_backend_is_known():
+    name, roots = backend()
+    assert name in ("cgroup v1", "cgroup v2") and roots
+
+
+def test_memory_bomb_is_a_memory_error(tmp_path):
+    before = mem_available()
+    t0 = time.monotonic()
+    r = run_script(tmp_path, MEMORY_BOMB, "--profile", "exec", "--memory", "96M", "--json")
+    took = time.monotonic() - t0
+    j = result(r)
+    assert r.code == 137, r
+    assert j["status"] == "memory"
+    assert j["error"]["type"] == "MemoryError"
+    assert j["error"]["message"] == "memory limit of 96 MiB exceeded"
+    assert took < 2, "MemoryError after %.1f s" % took
+    # charged to the job and capped at its limit (the kernel's own count)
+    assert j["stats"]["peak_memory_bytes"] <= 96 << 20
+    # and given back to the host (other work on this shared machine moves
+    # MemAvailable too, hence the margin; an unlimited bomb would take GiBs)
+    deadline = time.monotonic() + 2
+    while mem_available() < before - (512 << 20) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert mem_available() >= before - (512 << 20)
+
+
+def test_worker_memory_bomb(tmp_path):
+    r = run_script(tmp_path, """
+        def tick(ctx):
+            chunks = []
+            while True:
+                chunks.append(bytearray(8 << 20))
+    """, "--memory", "64M", "--json")
+    j = result(r)
+    assert r.code == 137, r
+    assert (j["status"], j["error"]["type"]) == ("memory", "MemoryError")
+    assert j["error"]["message"] == "memory limit of 64 MiB exceeded"
+
+
+def test_memory_under_the_limit_is_fine(tmp_path):
+    r = run_script(tmp_path, "b = bytearray(40 << 20)\nprint(len(b))\n", "--profile", "exec",
+                   "--memory", "128M", "--json")
+    j = result(r)
+    assert r.code == 0, r
+    assert j["stats"]["peak_memory_bytes"] >= 40 << 20
+
+
+def test_fork_bomb_is_stopped_by_the_task_limit(tmp_path):
+    r = run_script(tmp_path, """
+        import os, time
+        while True:
+            if os.fork() == 0:
+                time.sleep(30)
+                os._exit(0)
+    """, "--profile", "exec", "--pids", "20", "--json", "--timeout", "20")
+    j = result(r)
+    assert r.code == 1, r                       # BlockingIOError, uncaught
+    assert j["status"] == "pids"
+    assert j["error"]["type"] == "ProcessLimitError"
+    assert j["error"]["message"].startswith("task limit of 20 reached")
+    if "pids_peak" in j["stats"]:
+        assert j["stats"]["pids_peak"] <= 20
+
+
+def test_cpu_share(tmp_path):
+    r = run_script(tmp_path, """
+        import time
+        t0, c0 = time.monotonic(), time.process_time()
+        while time.monotonic() - t0 < 2:
+            pass
+        print("%.3f" % ((time.process_time() - c0) / (time.monotonic() - t0)))
+    """, "--profile", "exec", "--cpus", "0.5")
+    assert r.code == 0, r
+    share = float(r.out.split()[0])
+    assert 0.425 <= share <= 0.575, share
+
+
+def test_cpu_time_limit(tmp_path):
+    t0 = time.monotonic()
+    r = run_script(tmp_path, "while True:\n    pass\n", "--profile", "exec", "--cpu-time", "0.5",
+                   "--cpus", "0.5", "--json")
+    took = time.monotonic() - t0
+    j = result(r)
+    assert r.code == 124, r
+    assert j["status"] == "cpu-time"
+    assert j["error"]["message"] == "CPU-time limit of 0.5 s exceeded"
+    assert took >= 0.9, "0.5 s of CPU at half a core takes about 1 s of wall time"
+    assert j["stats"]["cpu_user_us"] + j["stats"]["cpu_system_us"] >= 500000
+
+
+def test_timeout_kills_daemonised_children(tmp_path):
+    r = run_script(tmp_path, """
+        import os, time
+        for _ in range(3):
+            if os.fork() == 0:
+                os.setsid()
+                if os.fork() == 0:
+                    time.sleep(60)
+                os._exit(0)
+        time.sleep(60)
+    """, "--profile", "exec", "--timeout", "2")
+    assert r.code == 124, r
+
+
+@pytest.mark.parametrize("args, word", [
+    (["--memory", "3G"], "maximum of 2 GiB"),
+    (["--cpus", "4.5"], "maximum of 4"),
+    (["--pids", "2000"], "maximum of 1024"),
+    (["--memory", "1M"], "minimum of 32 MiB"),
+])
+def test_limit_beyond_the_profile(tmp_path, args, word):
+    r = run_script(tmp_path, "pass\n", "--profile", "exec", *args)
+    assert r.code == 2, r
+    assert word in r.err
+
+
+def test_worker_maximum_is_its_own(tmp_path):
+    r = run_script(tmp_path, "def tick(ctx): pass\n", "--memory", "2G")
+    assert r.code == 2 and "worker profile's maximum of 1 GiB" in r.err, r
+
+
+@pytest.mark.parametrize("source, args, code", [
+    ("pass\n", [], 0),
+    ("raise ValueError('x')\n", [], 1),
+    ("import time\ntime.sleep(30)\n", ["--timeout", "1"], 124),
+    (MEMORY_BOMB, ["--memory", "64M"], 137),
+    ("import os\nos.chroot('/')\n", [], 159),
+])
+def test_groups_removed_after_every_ending(tmp_path, source, args, code):
+    r = run_script(tmp_path, source, "--profile", "exec", *args)
+    assert r.code == code, r
+    assert job_groups() == []
+
+
+def test_group_removed_after_sigterm(tmp_path):
+    script = tmp_path / "s.py"
+    script.write_text("import time\ntime.sleep(30)\n")
+    p = subprocess.Popen([JAILRUN, "--profile", "exec", str(script)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    assert job_groups(), "the job's group exists while it runs"
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=10) == 143
+    assert job_groups() == []
+
+
+def test_two_jobs_limited_independently(tmp_path):
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text(MEMORY_BOMB)
+    b.write_text("import time\nx = bytearray(100 << 20)\ntime.sleep(1)\nprint('kept', len(x))\n")
+    pb = subprocess.Popen([JAILRUN, "--profile", "exec", "--memory", "256M", str(b)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.2)
+    pa = subprocess.run([JAILRUN, "--profile", "exec", "--memory", "64M", str(a)],
+                        capture_output=True, text=True, timeout=30)
+    out, err = pb.communicate(timeout=30)
+    assert pa.returncode == 137, pa
+    assert pb.returncode == 0, err
+    assert out.strip() == "kept %d" % (100 << 20)
+
+
+def test_stale_group_of_a_killed_jailrun_is_swept(tmp_path):
+    name, roots = backend()
+    stale = [os.path.join(r, "jailrun", "job-999999999") for r in roots]
+    for d in stale:
+        os.makedirs(d, exist_ok=True)
+    r = run_script(tmp_path, "pass\n", "--profile", "exec")
+    assert r.code == 0, r
+    assert not any(os.path.exists(d) for d in stale)
+
+
+def test_custom_parent(tmp_path):
+    r = run_script(tmp_path, "import time\ntime.sleep(0.3)\n", "--profile", "exec",
+                   "--cgroup-parent", "jailrun-test/nested")
+    assert r.code == 0, r
+    name, roots = backend()
+    for root in roots:
+        d = os.path.join(root, "jailrun-test", "nested")
+        if os.path.isdir(d):
+            assert [n for n in os.listdir(d) if n.startswith("job-")] == []
+            os.rmdir(d)
+            os.rmdir(os.path.dirname(d))
+
+
+def test_jail_sees_only_its_own_group(jail):
+    r = jail("print(open('/proc/self/cgroup').read())")
+    assert r.code == 0, r
+    lines = [l for l in r.out.splitlines() if l]
+    assert lines and all(l.endswith(":/") for l in lines), lines
