@@ -250,6 +250,8 @@ static void print_result(const struct job_opts *o, const struct job_result *r)
                 log_msg("%s: %s", r->etype, r->emsg);
         else if (r->status == JOB_ERROR && r->line && o->profile == JAIL_PROFILE_WORKER)
                 log_msg("failed at line %ld", r->line);
+        if (o->verbose && r->backend)
+                log_msg("%s: set-up %ld us, teardown %ld us", r->backend, r->cg_setup_us, r->cg_teardown_us);
         if (o->verbose && r->cg.peak_memory_bytes >= 0)
                 log_msg("peak memory %lld bytes, cpu user %lld us, system %lld us, peak tasks %lld",
                         (long long)r->cg.peak_memory_bytes, (long long)r->cg.cpu_user_us,

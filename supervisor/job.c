@@ -769,8 +769,11 @@ int job_run(const struct job_opts *o, struct job_result *res)
                 r = jr_fail(&err, ENOMEM, "channel buffer");
         if (r == 0)
                 r = uidlock_acquire(&lock, o->uid_lo, o->uid_hi, (unsigned)getpid(), &err);
+        struct timespec tc;
+        clock_gettime(CLOCK_MONOTONIC, &tc);
         if (r == 0)
                 r = make_cgroup(&j, &err);
+        res->cg_setup_us = us_since(&tc);
         const char *name = strrchr(o->script_path, '/');
         struct jail_cfg cfg = {
                 .profile = o->profile,
@@ -788,8 +791,10 @@ int job_run(const struct job_opts *o, struct job_result *res)
         if (r == 0)
                 r = run_jail(&j, &cfg, &err);
         struct jr_err cg_err = { 0 };
+        clock_gettime(CLOCK_MONOTONIC, &tc);
         if (j.cg.h && cg_job_destroy(&j.cg, &cg_err) < 0)
                 log_msg("cgroup clean-up: %s", cg_err.msg);
+        res->cg_teardown_us = us_since(&tc);
         uidlock_release(&lock);
         job_close(&j);
         res->wall_ms = ms_since(&t0);

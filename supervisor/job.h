@@ -51,6 +51,8 @@ struct job_result {
         unsigned ticks_done;
         long wall_ms;
         long setup_us;               /* clone to the jail's "jailed" message, supervisor clock */
+        long cg_setup_us;            /* creating the job's cgroup and applying its limits */
+        long cg_teardown_us;         /* killing what is left in it and removing it */
         long cpu_ms;
 };
 
