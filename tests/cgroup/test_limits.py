@@ -221,3 +221,44 @@ def test_jail_sees_only_its_own_group(jail):
     assert r.code == 0, r
     lines = [l for l in r.out.splitlines() if l]
     assert lines and all(l.endswith(":/") for l in lines), lines
+
+
+def test_supervisor_outside_the_jobs_group(tmp_path):
+    """The job's limits are the job's: jailrun itself is not in its group,
+    so a job at its limits cannot stall the supervisor."""
+    script = tmp_path / "s.py"
+    script.write_text("import time\nb = bytearray(40 << 20)\ntime.sleep(30)\n")
+    p = subprocess.Popen([JAILRUN, "--profile", "exec", "--memory", "48M", str(script)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while not job_groups() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        groups = job_groups()
+        assert groups
+        members = set()
+        for g in groups:
+            members |= set(open(os.path.join(g, "cgroup.procs")).read().split())
+        assert str(p.pid) not in members, "jailrun is inside its job's group"
+        assert members, "the jail is inside it"
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=10) == 143
+        assert time.monotonic() - t0 < 2
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_cgroup_files_unreachable_from_the_jail(jail):
+    r = jail("""
+        import os
+        print(os.path.exists("/sys"), os.path.exists("/sys/fs/cgroup"))
+        try:
+            os.mkdir("/sys")
+        except OSError as e:
+            print(e.errno)
+    """)
+    assert r.code == 0, r
+    assert r.out.split() == ["False", "False", "30"]  # EROFS: nothing to mount it on either
