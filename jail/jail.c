@@ -260,6 +260,11 @@ _Noreturn void jail_child_main(const struct jail_cfg *cfg)
         struct rlimit nproc = { cfg->max_tasks + 1, cfg->max_tasks + 1 };
         if (setrlimit(RLIMIT_NPROC, &nproc) < 0)
                 fatal("process limit", &(struct jr_err){ .errnum = errno, .msg = "setrlimit RLIMIT_NPROC" }, chan);
+        /* Open files are a host-wide table (fs.file-max) that cgroups do
+         * not bound: the operator's limit must not be the jail's. */
+        struct rlimit nofile = { JAIL_MAX_FILES, JAIL_MAX_FILES };
+        if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
+                fatal("file limit", &(struct jr_err){ .errnum = errno, .msg = "setrlimit RLIMIT_NOFILE" }, chan);
         /* Capabilities go after every step that needs one, before seccomp. */
         STEP("capabilities", caps_drop_all(&err));
         if (syscall(SYS_close_range, CHAN_FD + 1, ~0U, 0) < 0)

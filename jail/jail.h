@@ -7,6 +7,9 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+/* Open files per process in a jail (RLIMIT_NOFILE, hard). */
+#define JAIL_MAX_FILES 1024
+
 /* The go-ahead byte: JAIL_GO_CGROUPNS when the child was moved into its
  * cgroup after the clone and must make its cgroup namespace itself. */
 #define JAIL_GO "g"

@@ -428,6 +428,11 @@ static void kill_all(const struct cg_job *j, const char *dir)
         }
         for (int i = 0; i < 400 && !empty(dir); i++) {
                 kill_listed(dir);  /* the kernel finishes the kill; anything left is killed again */
+                /* A group a dead jailrun left frozen: killed tasks die only thawed. */
+                if (j->h->backend == CG_V1 && j->made[CG_FREEZER]) {
+                        v1_dir(j, CG_FREEZER, freezer);
+                        cg_write(freezer, "freezer.state", "THAWED");
+                }
                 msleep(5);
         }
 }

@@ -32,16 +32,25 @@
 /* Raw output of a worker (native writes to fd 1/2; print() goes to the
  * log) is relayed up to this many bytes per job. */
 #define WORKER_RAW_OUTPUT_MAX (1024 * 1024)
+/* Bytes the supervisor reads from one jail per second (channel and pipes
+ * together), and the burst it allows. Decoding and relaying them is work
+ * done on the job's behalf outside the job's cgroup: this bounds it. */
+#define READ_RATE (4.0 * 1024 * 1024)
+#define READ_BURST (8.0 * 1024 * 1024)
+
 /* Queued output beyond which the jail is no longer read. */
 #define OUTQ_LIMIT (256 * 1024)
 
-enum { EV_CHAN, EV_OUT, EV_ERR, EV_PIDFD, EV_SIGNAL, EV_TIMER, EV_GRACE, EV_OOM, EV_CPU };
+enum { EV_CHAN, EV_OUT, EV_ERR, EV_PIDFD, EV_SIGNAL, EV_TIMER, EV_GRACE, EV_OOM, EV_CPU, EV_THROTTLE };
 
 struct job {
         const struct job_opts *o;
         struct job_result *res;
         struct spawn sp;
-        int chan, out, err, sigfd, timerfd, epfd, gracefd, cpufd;
+        int chan, out, err, sigfd, timerfd, epfd, gracefd, cpufd, throttlefd;
+        double tokens;            /* read budget, in bytes (READ_RATE, READ_BURST) */
+        struct timespec refilled;
+        int throttled;            /* out of budget: the jail is not read until the timer */
         struct cg_host cgh;
         struct cg_job cg;
         char *buf;
@@ -279,6 +288,36 @@ static void arm_grace(struct job *j)
                 end_job(j, JOB_PROTOCOL, "ProtocolError", "worker closed its channel");
 }
 
+static void set_paused(struct job *j, int pause);
+
+/* Takes n bytes from the read budget; when it runs out, stops reading the
+ * jail until it has refilled (the jail then blocks on its writes). */
+static void charge(struct job *j, size_t n)
+{
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double dt = (double)(now.tv_sec - j->refilled.tv_sec) + (now.tv_nsec - j->refilled.tv_nsec) / 1e9;
+        j->refilled = now;
+        j->tokens += dt * READ_RATE;
+        if (j->tokens > READ_BURST)
+                j->tokens = READ_BURST;
+        j->tokens -= (double)n;
+        if (j->tokens >= 0 || j->throttled || j->exited)
+                return;
+        double wait = -j->tokens / READ_RATE;
+        struct itimerspec its = { .it_value = { (time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9) + 1 } };
+        struct epoll_event ev = { .events = EPOLLIN, .data.u64 = EV_THROTTLE };
+        if (j->throttlefd < 0) {
+                j->throttlefd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+                if (j->throttlefd < 0 || epoll_ctl(j->epfd, EPOLL_CTL_ADD, j->throttlefd, &ev) < 0)
+                        return;  /* unthrottled rather than stuck */
+        }
+        if (timerfd_settime(j->throttlefd, 0, &its, NULL) == 0) {
+                j->throttled = 1;
+                set_paused(j, 1);
+        }
+}
+
 /* Datagrams or pipe reads handled per wake-up: a flooding jail must not
  * keep the loop from its timers and signals. */
 #define BATCH 64
@@ -286,7 +325,7 @@ static void arm_grace(struct job *j)
 /* Reads the datagrams waiting on the channel, at most `max`. */
 static void drain_chan(struct job *j, uint32_t events, int max)
 {
-        for (int k = 0; j->chan >= 0 && k < max; k++) {
+        for (int k = 0; j->chan >= 0 && k < max && (!j->throttled || j->exited); k++) {
                 ssize_t n = recv(j->chan, j->buf, CHAN_MAX_MSG, MSG_DONTWAIT | MSG_TRUNC);
                 if (n < 0 && errno == EINTR)
                         continue;
@@ -307,6 +346,7 @@ static void drain_chan(struct job *j, uint32_t events, int max)
                                 arm_grace(j);
                         return;
                 }
+                charge(j, (size_t)n);
                 struct msg m;
                 struct jr_err e = { 0 };
                 if (msg_decode(j->buf, (size_t)n, &m, &e) < 0) {
@@ -354,7 +394,7 @@ static void worker_output(struct job *j, int fd, const char *buf, size_t n)
 static void drain_pipe(struct job *j, int *fd, int which, int max)
 {
         char buf[65536];
-        for (int k = 0; *fd >= 0 && k < max; k++) {
+        for (int k = 0; *fd >= 0 && k < max && (!j->throttled || j->exited); k++) {
                 ssize_t n = read(*fd, buf, sizeof buf);
                 if (n < 0 && errno == EINTR)
                         continue;
@@ -369,6 +409,7 @@ static void drain_pipe(struct job *j, int *fd, int which, int max)
                                 log_output(&j->errq, j->o->json, which, lb->text, lb->len);
                         return;
                 }
+                charge(j, (size_t)n);
                 if (j->o->profile == JAIL_PROFILE_WORKER) {
                         worker_output(j, which, buf, (size_t)n);
                 } else {
@@ -438,7 +479,7 @@ static void check_cpu_time(struct job *j)
 static int flush_queues(struct job *j)
 {
         size_t left = outq_flush_some(&j->outq) + outq_flush_some(&j->errq);
-        set_paused(j, outq_full(&j->outq) || outq_full(&j->errq));
+        set_paused(j, outq_full(&j->outq) || outq_full(&j->errq) || j->throttled);
         return left > 0;
 }
 
@@ -459,6 +500,13 @@ static void handle(struct job *j, const struct epoll_event *ev)
         case EV_CPU:
                 check_cpu_time(j);
                 break;
+        case EV_THROTTLE: {
+                uint64_t x;
+                while (read(j->throttlefd, &x, sizeof x) < 0 && errno == EINTR)
+                        ;
+                j->throttled = 0;  /* flush_queues resumes reading */
+                break;
+        }
         case EV_TIMER:
                 end_job(j, JOB_TIMEOUT, "TimeoutError", "wall-clock limit of %g s exceeded",
                         j->o->timeout_s);
@@ -676,7 +724,7 @@ static void job_close(struct job *j)
         outq_free(&j->outq);
         outq_free(&j->errq);
         int *all[] = { &j->chan, &j->out, &j->err, &j->sigfd, &j->timerfd, &j->epfd, &j->gracefd,
-                       &j->cpufd, &j->sp.pidfd };
+                       &j->cpufd, &j->throttlefd, &j->sp.pidfd };
         for (size_t i = 0; i < ELEMENTSOF(all); i++)
                 closep(all[i]);
         free(j->buf);
@@ -695,6 +743,7 @@ static int run_jail(struct job *j, struct jail_cfg *cfg, struct jr_err *err)
                 cfg->sync_fd = f.sync[0];
                 cfg->close_fd = f.sync[1];
                 clock_gettime(CLOCK_MONOTONIC, &j->cloned);
+                j->refilled = j->cloned;
                 r = spawn_jail(cfg, TAKE_FD(f.sync[1]), &j->cg, &j->sp, err);
         }
         if (r < 0) {
@@ -759,7 +808,8 @@ int job_run(const struct job_opts *o, struct job_result *res)
                 return log_errno(r, "%s", err.msg);
         }
         struct job j = { .o = o, .res = res, .chan = -1, .out = -1, .err = -1, .sigfd = -1,
-                         .timerfd = -1, .epfd = -1, .gracefd = -1, .cpufd = -1, .sp = { .pidfd = -1 },
+                         .timerfd = -1, .epfd = -1, .gracefd = -1, .cpufd = -1, .throttlefd = -1,
+                         .tokens = READ_BURST, .sp = { .pidfd = -1 },
                          .cg = { .dirfd = -1, .oom_fd = -1 } };
         res->cg = (struct cg_stats){ -1, -1, -1, -1, -1, -1 };
         struct uidlock lock = { .fd = -1 };

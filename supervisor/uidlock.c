@@ -1,8 +1,10 @@
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -45,6 +47,30 @@ static int try_uid(struct uidlock *l, uid_t uid, struct jr_err *err)
         return 1;
 }
 
+/* Removes lock files nobody holds (a jailrun killed with SIGKILL cannot
+ * remove its own). Same protocol as the owners': lock, check the inode is
+ * still the one at the path, unlink, close. */
+static void sweep(void)
+{
+        DIR *d = opendir(UIDLOCK_DIR);
+        if (!d)
+                return;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                unsigned uid;
+                char tail[8];
+                if (sscanf(de->d_name, "%u%7s", &uid, tail) != 2 || strcmp(tail, ".lock") != 0)
+                        continue;
+                _cleanup_close_ int fd = openat(dirfd(d), de->d_name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+                struct stat a, b;
+                if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0 || fstat(fd, &a) < 0 ||
+                    fstatat(dirfd(d), de->d_name, &b, AT_SYMLINK_NOFOLLOW) < 0 || a.st_ino != b.st_ino)
+                        continue;
+                unlinkat(dirfd(d), de->d_name, 0);
+        }
+        closedir(d);
+}
+
 int uidlock_acquire(struct uidlock *l, uid_t lo, uid_t hi, unsigned seed, struct jr_err *err)
 {
         l->fd = -1;
@@ -53,6 +79,7 @@ int uidlock_acquire(struct uidlock *l, uid_t lo, uid_t hi, unsigned seed, struct
         int r = ensure_dir(err);
         if (r < 0)
                 return r;
+        sweep();
         unsigned long span = (unsigned long)hi - lo + 1;
         unsigned long start = (seed * 2654435761UL) % span;
         for (unsigned long i = 0; i < span; i++) {
