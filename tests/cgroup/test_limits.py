@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from cgtools import backend, job_groups, mem_available
+from cgtools import backend, groups_of, leftover_groups, mem_available
 from conftest import JAILRUN, run_script
 
 MEMORY_BOMB = """
@@ -23,9 +23,9 @@ while True:
 def no_groups_left():
     yield
     deadline = time.monotonic() + 2
-    while job_groups() and time.monotonic() < deadline:
+    while leftover_groups() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert job_groups() == [], "job cgroups left behind"
+    assert leftover_groups() == [], "job cgroups left behind"
 
 
 def result(r):
@@ -163,7 +163,7 @@ def test_worker_maximum_is_its_own(tmp_path):
 def test_groups_removed_after_every_ending(tmp_path, source, args, code):
     r = run_script(tmp_path, source, "--profile", "exec", *args)
     assert r.code == code, r
-    assert job_groups() == []
+    assert leftover_groups() == []
 
 
 def test_group_removed_after_sigterm(tmp_path):
@@ -172,10 +172,10 @@ def test_group_removed_after_sigterm(tmp_path):
     p = subprocess.Popen([JAILRUN, "--profile", "exec", str(script)], stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     time.sleep(0.5)
-    assert job_groups(), "the job's group exists while it runs"
+    assert groups_of(p.pid), "the job's group exists while it runs"
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=10) == 143
-    assert job_groups() == []
+    assert groups_of(p.pid) == []
 
 
 def test_two_jobs_limited_independently(tmp_path):
@@ -232,9 +232,9 @@ def test_supervisor_outside_the_jobs_group(tmp_path):
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 5
-        while not job_groups() and time.monotonic() < deadline:
+        while not groups_of(p.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        groups = job_groups()
+        groups = groups_of(p.pid)
         assert groups
         members = set()
         for g in groups:

@@ -3,11 +3,13 @@ its host uid and its uid lock file is gone. Timeouts and signals kill the
 whole jail, setsid'd grandchildren included; kill -9 of jailrun takes the
 jail down too; concurrent jobs get different host uids."""
 import os
+import subprocess
 import signal
 import time
 
 import pytest
 
+from conftest import JAILRUN
 from jr_helpers import (UID_PROBE, _unheld, assert_job_gone, final_json, finish,  # noqa: F401
                         host_stays_clean, jail_procs, kill_pids, lock_path, reap,
                         remove_stale_locks, set_subreaper, start, stop, wait_line)
@@ -189,6 +191,17 @@ def test_kill_9_of_jailrun_kills_the_jail(tmp_path):
             time.sleep(0.05)
         left = jail_procs(uid)
         assert not left, "jail processes survived kill -9 of jailrun: %r" % left
+        # jailrun could not remove its cgroup or its lock; the next one does
+        killed = p.pid
+        sweep = tmp_path / "sweep.py"
+        sweep.write_text("pass\n")
+        assert subprocess.run([JAILRUN, "--profile", "exec", str(sweep)], capture_output=True,
+                              timeout=30).returncode == 0
+        stale = [d for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids")
+                 if os.path.isdir(os.path.join(root, "jailrun", "job-%d" % killed))
+                 for d in [os.path.join(root, "jailrun", "job-%d" % killed)]]
+        assert stale == [], "the next jailrun left the killed one's cgroup: %r" % stale
+        assert not os.path.exists(lock_path(uid)), "the next jailrun left the killed one's uid lock"
     finally:
         if p is not None:
             stop(p)
