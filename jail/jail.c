@@ -57,21 +57,45 @@ _Noreturn static void fatal(const char *step, const struct jr_err *err, int chan
         _exit(EXIT_SETUP);
 }
 
-/* Waits for the supervisor to write our id maps (and move us into our
- * cgroup). EOF: it died first. Returns the go-ahead byte. */
-static char wait_go(const struct jail_cfg *cfg)
+/* Reads one byte of the sync pipe; EOF (the supervisor died) or anything
+ * unexpected ends the child. */
+static char read_sync(int fd)
 {
-        if (cfg->close_fd >= 0)
-                close(cfg->close_fd);
         char c;
         ssize_t n;
         do
-                n = read(cfg->sync_fd, &c, 1);
+                n = read(fd, &c, 1);
         while (n < 0 && errno == EINTR);
         if (n != 1)
                 _exit(EXIT_SETUP);
+        return c;
+}
+
+/* Waits for the supervisor to write our id maps. Returns the first
+ * go-ahead byte and, in *sync, the pipe moved out of the way of 0-3. */
+static char wait_go(const struct jail_cfg *cfg, int *sync)
+{
+        if (cfg->close_fd >= 0)
+                close(cfg->close_fd);
+        char c = read_sync(cfg->sync_fd);
+        *sync = fcntl(cfg->sync_fd, F_DUPFD_CLOEXEC, 10);
+        if (*sync < 0)
+                _exit(EXIT_SETUP);
         close(cfg->sync_fd);
         return c;
+}
+
+/* Waits until the supervisor has the child in its cgroup; then, if the
+ * child was moved there after the clone, roots the cgroup namespace
+ * there (which takes CAP_SYS_ADMIN: before the capabilities go). */
+static int wait_attached(int sync, char go, struct jr_err *err)
+{
+        if (read_sync(sync) != JAIL_ATTACHED[0])
+                return jr_fail(err, EPROTO, "unexpected byte on the sync pipe");
+        close(sync);
+        if (go == JAIL_GO_CGROUPNS[0] && unshare(CLONE_NEWCGROUP) < 0)
+                return jr_fail(err, errno, "unshare CLONE_NEWCGROUP");
+        return 0;
 }
 
 /* Puts stdio on 0-2 and the channel on CHAN_FD. Goes through high numbers
@@ -209,14 +233,11 @@ _Noreturn void jail_child_main(const struct jail_cfg *cfg)
          * namespace's init, so everything below us goes too). */
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 _exit(EXIT_SETUP);
-        char go = wait_go(cfg);
+        int sync = -1;
+        char go = wait_go(cfg, &sync);
         STEP("signals", reset_signals(&err));
         STEP("stdio", place_fds(cfg, &err));
         chan = CHAN_FD;
-        /* Moved into the job's cgroup after the clone: only now can the
-         * cgroup namespace be rooted there. */
-        if (go == JAIL_GO_CGROUPNS[0] && unshare(CLONE_NEWCGROUP) < 0)
-                fatal("cgroup namespace", &(struct jr_err){ .errnum = errno, .msg = "unshare CLONE_NEWCGROUP" }, chan);
 
         /* First thing after the maps exist: become uid/gid 0 of the new
          * namespace, i.e. the one unprivileged host uid. Groups were
@@ -248,6 +269,7 @@ _Noreturn void jail_child_main(const struct jail_cfg *cfg)
         };
         STEP("mounts", mnt_build_root(&mc, &plan, &err));
         STEP("network", net_setup_lo(&err));
+        STEP("cgroup", wait_attached(sync, go, &err));
         /* New session: no controlling terminal for TIOCSTI to target. */
         if (setsid() < 0)
                 fatal("session", &(struct jr_err){ .errnum = errno, .msg = "setsid" }, chan);

@@ -10,10 +10,16 @@
 /* Open files per process in a jail (RLIMIT_NOFILE, hard). */
 #define JAIL_MAX_FILES 1024
 
-/* The go-ahead byte: JAIL_GO_CGROUPNS when the child was moved into its
- * cgroup after the clone and must make its cgroup namespace itself. */
+/* The go-ahead bytes on the sync pipe. First JAIL_GO (the child was born
+ * in its cgroup) or JAIL_GO_CGROUPNS (it is being moved there and will
+ * make its cgroup namespace itself): the id maps are written, set-up may
+ * start. Then JAIL_ATTACHED: the child is in its cgroup, so its limits
+ * hold; it waits for this before dropping privileges and running anything
+ * of the user's. Moving a task between v1 groups can wait for an RCU grace
+ * period, which thus overlaps the mount set-up. */
 #define JAIL_GO "g"
 #define JAIL_GO_CGROUPNS "c"
+#define JAIL_ATTACHED "a"
 
 enum jail_profile {
         JAIL_PROFILE_WORKER,

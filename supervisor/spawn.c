@@ -104,6 +104,16 @@ static void explain_userns(struct jr_err *err)
                          " (running inside a container without CAP_SYS_ADMIN?)");
 }
 
+/* One go-ahead byte to the child (jail.h). */
+static int release(int go, const char *byte, struct jr_err *err)
+{
+        ssize_t n;
+        do
+                n = write(go, byte, 1);
+        while (n < 0 && errno == EINTR);
+        return n == 1 ? 0 : jr_fail(err, errno, "release the jail child");
+}
+
 int spawn_jail(const struct jail_cfg *cfg, int sync_wr, struct cg_job *cg, struct spawn *out,
                struct jr_err *err)
 {
@@ -123,17 +133,14 @@ int spawn_jail(const struct jail_cfg *cfg, int sync_wr, struct cg_job *cg, struc
         if (pid == 0)
                 jail_child_main(cfg);
         int r = write_maps(pid, cfg->host_uid, cfg->host_gid, err);
-        /* Into the job's cgroup before anything of the user's runs. */
+        if (r == 0)
+                r = release(go, late ? JAIL_GO_CGROUPNS : JAIL_GO, err);
+        /* Into the job's cgroup while the child builds its jail; it runs
+         * nothing of the user's before JAIL_ATTACHED. */
         if (r == 0 && late && cg)
                 r = cg_job_attach(cg, pid, err);
-        if (r == 0) {
-                ssize_t n;
-                do
-                        n = write(go, late ? JAIL_GO_CGROUPNS : JAIL_GO, 1);
-                while (n < 0 && errno == EINTR);
-                if (n != 1)
-                        r = jr_fail(err, errno, "release the jail child");
-        }
+        if (r == 0)
+                r = release(go, JAIL_ATTACHED, err);
         if (r < 0) {
                 kill(pid, SIGKILL);
                 while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
