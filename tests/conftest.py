@@ -29,6 +29,10 @@ class Result:
         return "<exit %s\nstdout:\n%s\nstderr:\n%s>" % (self.code, self.out, self.err)
 
 
+# pids of the jailruns run_script started, for checks on what they left
+SPAWNED = []
+
+
 def run_script(tmp_path, source, *args, name="script.py", timeout=60, stdin=None, script_args=()):
     """Writes `source` to a file and runs `jailrun ARGS FILE [-- script_args]`."""
     path = tmp_path / name
@@ -36,9 +40,15 @@ def run_script(tmp_path, source, *args, name="script.py", timeout=60, stdin=None
     cmd = [JAILRUN, *args, str(path)]
     if script_args:
         cmd += ["--", *script_args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          stdin=stdin if stdin is not None else subprocess.DEVNULL)
-    return Result(proc)
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          stdin=stdin if stdin is not None else subprocess.DEVNULL) as p:
+        SPAWNED.append(p.pid)
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            raise
+    return Result(subprocess.CompletedProcess(cmd, p.returncode, out, err))
 
 
 @pytest.fixture
