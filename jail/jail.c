@@ -219,46 +219,51 @@ static int read_host_view(struct host_view *hv, struct jr_err *err)
         return 0;
 }
 
-_Noreturn void jail_child_main(const struct jail_cfg *cfg)
+/* Becomes uid/gid 0 of the new namespace, i.e. the one unprivileged host
+ * uid: the first thing after the maps exist. Groups were cleared by the
+ * supervisor and setgroups is denied. */
+static int become_jail_root(int chan, struct jr_err *err)
 {
-        struct jr_err err = { 0 };
-        int chan = -1;
-#define STEP(name, call)                                \
-        do {                                            \
-                if ((call) < 0)                         \
-                        fatal(name, &err, chan);        \
-        } while (0)
-
-        /* If the supervisor dies the jail dies with it (we are also the pid
-         * namespace's init, so everything below us goes too). */
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
-                _exit(EXIT_SETUP);
-        int sync = -1;
-        char go = wait_go(cfg, &sync);
-        STEP("signals", reset_signals(&err));
-        STEP("stdio", place_fds(cfg, &err));
-        chan = CHAN_FD;
-
-        /* First thing after the maps exist: become uid/gid 0 of the new
-         * namespace, i.e. the one unprivileged host uid. Groups were
-         * cleared by the supervisor and setgroups is denied. */
         if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
-                fatal("identity", &(struct jr_err){ .errnum = errno, .msg = "setresuid/setresgid 0" }, chan);
+                return jr_fail(err, errno, "setresuid/setresgid 0");
         /* The kernel clears the parent-death signal on a credential change:
          * arm it again, then make sure the supervisor did not die in the
          * gap (it holds the channel's other end until the job is over). */
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
-                fatal("identity", &(struct jr_err){ .errnum = errno, .msg = "PR_SET_PDEATHSIG" }, chan);
+                return jr_fail(err, errno, "PR_SET_PDEATHSIG");
         struct pollfd alive = { .fd = chan, .events = POLLRDHUP };
         if (poll(&alive, 1, 0) != 0)
                 _exit(EXIT_SETUP);
+        return 0;
+}
 
+/* The per-process limits the cgroup does not cover. Hard: raising them
+ * needs a capability about to be dropped. */
+static int set_rlimits(const struct jail_cfg *cfg, struct jr_err *err)
+{
+        /* Every job has a host uid of its own, so the per-user process
+         * limit is a per-job one: one above the cgroup's task limit, so the
+         * kernel reports that one (pids.events) first; this is the backstop. */
+        struct rlimit nproc = { cfg->max_tasks + 1, cfg->max_tasks + 1 };
+        if (setrlimit(RLIMIT_NPROC, &nproc) < 0)
+                return jr_fail(err, errno, "setrlimit RLIMIT_NPROC");
+        /* Open files are a host-wide table (fs.file-max) that cgroups do
+         * not bound: the operator's limit must not be the jail's. */
+        struct rlimit nofile = { JAIL_MAX_FILES, JAIL_MAX_FILES };
+        if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
+                return jr_fail(err, errno, "setrlimit RLIMIT_NOFILE");
+        return 0;
+}
+
+/* Filesystem and network: the new root, then lo. */
+static int build_world(const struct jail_cfg *cfg, struct mnt_plan *plan, struct jr_err *err)
+{
         static struct host_view hv;
-        STEP("host view", read_host_view(&hv, &err));
+        int r = read_host_view(&hv, err);
+        if (r < 0)
+                return r;
         if (sethostname("jail", 4) < 0)
-                fatal("hostname", &(struct jr_err){ .errnum = errno, .msg = "sethostname" }, chan);
-
-        struct mnt_plan plan = { 0 };
+                return jr_fail(err, errno, "sethostname");
         struct mnt_cfg mc = {
                 .maps = hv.maps,
                 .exe = hv.exe,
@@ -267,41 +272,20 @@ _Noreturn void jail_child_main(const struct jail_cfg *cfg)
                 .datapath = JR_DATAPATH,
                 .scratch_bytes = cfg->profile == JAIL_PROFILE_EXEC ? cfg->scratch_bytes : 0,
         };
-        STEP("mounts", mnt_build_root(&mc, &plan, &err));
-        STEP("network", net_setup_lo(&err));
-        STEP("cgroup", wait_attached(sync, go, &err));
-        /* New session: no controlling terminal for TIOCSTI to target. */
-        if (setsid() < 0)
-                fatal("session", &(struct jr_err){ .errnum = errno, .msg = "setsid" }, chan);
-        STEP("environment", set_env(cfg, &err));
-        /* Every job has a host uid of its own, so the per-user process
-         * limit is a per-job one; hard, since raising it needs a
-         * capability we are about to drop. */
-        /* One above the cgroup task limit, so the kernel reports the
-         * cgroup one (pids.events) first and this is only the backstop. */
-        struct rlimit nproc = { cfg->max_tasks + 1, cfg->max_tasks + 1 };
-        if (setrlimit(RLIMIT_NPROC, &nproc) < 0)
-                fatal("process limit", &(struct jr_err){ .errnum = errno, .msg = "setrlimit RLIMIT_NPROC" }, chan);
-        /* Open files are a host-wide table (fs.file-max) that cgroups do
-         * not bound: the operator's limit must not be the jail's. */
-        struct rlimit nofile = { JAIL_MAX_FILES, JAIL_MAX_FILES };
-        if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
-                fatal("file limit", &(struct jr_err){ .errnum = errno, .msg = "setrlimit RLIMIT_NOFILE" }, chan);
-        /* Capabilities go after every step that needs one, before seccomp. */
-        STEP("capabilities", caps_drop_all(&err));
-        if (syscall(SYS_close_range, CHAN_FD + 1, ~0U, 0) < 0)
-                fatal("close fds", &(struct jr_err){ .errnum = errno, .msg = "close_range" }, chan);
-        /* seccomp goes last: it refuses the calls the steps above make. */
-        STEP("seccomp", filt_install(cfg->profile == JAIL_PROFILE_EXEC, &err));
-        struct verify_cfg vc = { .host_uid = cfg->host_uid, .host_gid = cfg->host_gid, .plan = &plan };
-        STEP("verify", verify_jail(&vc, &err));
-        mntplan_free(&plan);
-        /* The last word of the trusted set-up: from here on the channel
-         * carries what user code may have forged. */
-        if (notify(chan, "jailed") < 0)
-                _exit(EXIT_SETUP);
-#undef STEP
+        r = mnt_build_root(&mc, plan, err);
+        return r < 0 ? r : net_setup_lo(err);
+}
 
+static int close_fds(struct jr_err *err)
+{
+        if (syscall(SYS_close_range, CHAN_FD + 1, ~0U, 0) < 0)
+                return jr_fail(err, errno, "close_range");
+        return 0;
+}
+
+_Noreturn static void run_interpreter(const struct jail_cfg *cfg, int chan)
+{
+        struct jr_err err = { 0 };
         struct pyrt_cfg pc = {
                 .exec_profile = cfg->profile == JAIL_PROFILE_EXEC,
                 .script = cfg->script,
@@ -314,6 +298,48 @@ _Noreturn void jail_child_main(const struct jail_cfg *cfg)
         };
         if (wipe_args_env(cfg, &pc, &err) < 0)
                 fatal("wipe environment", &err, chan);
-        int status = pyrt_run(&pc);
-        _exit(status);
+        _exit(pyrt_run(&pc));
+}
+
+_Noreturn void jail_child_main(const struct jail_cfg *cfg)
+{
+        struct jr_err err = { 0 };
+        int chan = -1, sync = -1;
+        struct mnt_plan plan = { 0 };
+#define STEP(name, call)                                \
+        do {                                            \
+                if ((call) < 0)                         \
+                        fatal(name, &err, chan);        \
+        } while (0)
+
+        /* If the supervisor dies the jail dies with it (we are also the pid
+         * namespace's init, so everything below us goes too). */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                _exit(EXIT_SETUP);
+        char go = wait_go(cfg, &sync);
+        STEP("signals", reset_signals(&err));
+        STEP("stdio", place_fds(cfg, &err));
+        chan = CHAN_FD;
+        STEP("identity", become_jail_root(chan, &err));
+        STEP("mounts and network", build_world(cfg, &plan, &err));
+        STEP("cgroup", wait_attached(sync, go, &err));
+        /* New session: no controlling terminal for TIOCSTI to target. */
+        if (setsid() < 0)
+                fatal("session", &(struct jr_err){ .errnum = errno, .msg = "setsid" }, chan);
+        STEP("environment", set_env(cfg, &err));
+        STEP("limits", set_rlimits(cfg, &err));
+        /* Capabilities go after every step that needs one, before seccomp. */
+        STEP("capabilities", caps_drop_all(&err));
+        STEP("close fds", close_fds(&err));
+        /* seccomp goes last: it refuses the calls the steps above make. */
+        STEP("seccomp", filt_install(cfg->profile == JAIL_PROFILE_EXEC, &err));
+        struct verify_cfg vc = { .host_uid = cfg->host_uid, .host_gid = cfg->host_gid, .plan = &plan };
+        STEP("verify", verify_jail(&vc, &err));
+#undef STEP
+        mntplan_free(&plan);
+        /* The last word of the trusted set-up: from here on the channel
+         * carries what user code may have forged. */
+        if (notify(chan, "jailed") < 0)
+                _exit(EXIT_SETUP);
+        run_interpreter(cfg, chan);
 }
