@@ -26,6 +26,7 @@
 #define SCRATCH_DEFAULT (64UL << 20)
 #define SCRATCH_MAX (2048UL << 20)
 #define TIMEOUT_DEFAULT 300.0
+#define MAX_SECONDS 31536000  /* a year */
 
 static const char usage_text[] =
         "Usage: jailrun [OPTIONS] SCRIPT.py [-- ARGS...]\n"
@@ -64,6 +65,18 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
         errno = 0;
         unsigned long v = strtoul(s, &end, 10);
         if (errno || end == s || *end || s[0] == '-' || v > max)
+                return -EINVAL;
+        *out = v;
+        return 0;
+}
+
+/* A finite decimal number in [lo, hi]: 0, or -EINVAL. */
+static int parse_real(const char *s, double lo, double hi, double *out)
+{
+        char *end;
+        errno = 0;
+        double v = strtod(s, &end);
+        if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi)
                 return -EINVAL;
         *out = v;
         return 0;
@@ -135,7 +148,6 @@ static const struct option longopts[] = {
 static int parse_opt(int c, const char *arg, struct job_opts *o)
 {
         unsigned long v;
-        char *end;
         switch (c) {
         case OPT_PROFILE:
                 if (strcmp(arg, "worker") == 0)
@@ -151,11 +163,8 @@ static int parse_opt(int c, const char *arg, struct job_opts *o)
                 o->ticks = (unsigned)v;
                 return -1;
         case OPT_TIMEOUT:
-                errno = 0;
-                o->timeout_s = strtod(arg, &end);
-                if (errno || end == arg || *end || !isfinite(o->timeout_s) || o->timeout_s < 0 ||
-                    o->timeout_s > 31536000)
-                        return usage_error("--timeout wants seconds between 0 and 31536000, not '%s'", arg);
+                if (parse_real(arg, 0, MAX_SECONDS, &o->timeout_s) < 0)
+                        return usage_error("--timeout wants seconds between 0 and %d, not '%s'", MAX_SECONDS, arg);
                 return -1;
         case OPT_SCRATCH:
                 if (parse_size(arg, &v) < 0 || v < 4096 || v > SCRATCH_MAX)
@@ -173,9 +182,7 @@ static int parse_opt(int c, const char *arg, struct job_opts *o)
                 o->memory = v;
                 return -1;
         case OPT_CPUS:
-                errno = 0;
-                o->cpus = strtod(arg, &end);
-                if (errno || end == arg || *end || !isfinite(o->cpus) || o->cpus <= 0)
+                if (parse_real(arg, 0, 1e6, &o->cpus) < 0 || o->cpus == 0)
                         return usage_error("--cpus wants a positive number of cores, not '%s'", arg);
                 return -1;
         case OPT_PIDS:
@@ -184,11 +191,8 @@ static int parse_opt(int c, const char *arg, struct job_opts *o)
                 o->pids = (unsigned)v;
                 return -1;
         case OPT_CPU_TIME:
-                errno = 0;
-                o->cpu_time_s = strtod(arg, &end);
-                if (errno || end == arg || *end || !isfinite(o->cpu_time_s) || o->cpu_time_s < 0 ||
-                    o->cpu_time_s > 31536000)
-                        return usage_error("--cpu-time wants seconds between 0 and 31536000, not '%s'", arg);
+                if (parse_real(arg, 0, MAX_SECONDS, &o->cpu_time_s) < 0)
+                        return usage_error("--cpu-time wants seconds between 0 and %d, not '%s'", MAX_SECONDS, arg);
                 return -1;
         case OPT_CGROUP_PARENT:
                 if (!arg[0] || strstr(arg, "..") || strlen(arg) > 256)
