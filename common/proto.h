@@ -58,7 +58,6 @@ enum job_status {
 #define EXIT_USER_ERROR 1
 #define EXIT_USAGE 2
 #define EXIT_SETUP 3
-#define EXIT_PROTOCOL 4
 #define EXIT_TIMEOUT 124
 #define EXIT_OOM 137    /* 128 + SIGKILL, as the OOM killer's own */
 

@@ -57,7 +57,6 @@ struct jail_cfg {
         unsigned long scratch_bytes;  /* exec: size of the writable tmpfs */
         unsigned max_tasks;           /* RLIMIT_NPROC of its host uid, which no other job
                                          shares: the task limit again, below the cgroup */
-        int verbose;
 };
 
 /* Runs in the freshly cloned child (new user, mount, net, pid, ipc, uts and

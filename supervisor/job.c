@@ -763,7 +763,6 @@ int job_run(const struct job_opts *o, struct job_result *res)
                 .argv = o->argv,
                 .scratch_bytes = o->scratch_bytes,
                 .max_tasks = o->pids,
-                .verbose = o->verbose,
         };
         if (r == 0)
                 r = run_jail(&j, &cfg, &err);
