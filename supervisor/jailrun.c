@@ -70,6 +70,32 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
         return 0;
 }
 
+/* A parent for job groups: one or more plain names below the root (never
+ * the root itself, whose other groups are not ours), none of them a
+ * job-N name the stale-group sweep would take for a job's. */
+static int valid_cgroup_parent(const char *p)
+{
+        p += strspn(p, "/");
+        if (!*p || strlen(p) > 256)
+                return 0;
+        for (const char *c = p; *c;) {
+                size_t n = strcspn(c, "/");
+                unsigned digits;
+                char tail;
+                if (n == 0 || strspn(c, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") < n ||
+                    (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+                        return 0;
+                char name[257];
+                snprintf(name, sizeof name, "%.*s", (int)n, c);
+                if (sscanf(name, "job-%u%c", &digits, &tail) == 1)
+                        return 0;
+                c += n;
+                if (*c == '/' && !*++c)
+                        return 1;  /* one trailing slash */
+        }
+        return 1;
+}
+
 /* A finite decimal number in [lo, hi]: 0, or -EINVAL. */
 static int parse_real(const char *s, double lo, double hi, double *out)
 {
@@ -195,8 +221,9 @@ static int parse_opt(int c, const char *arg, struct job_opts *o)
                         return usage_error("--cpu-time wants seconds between 0 and %d, not '%s'", MAX_SECONDS, arg);
                 return -1;
         case OPT_CGROUP_PARENT:
-                if (!arg[0] || strstr(arg, "..") || strlen(arg) > 256)
-                        return usage_error("--cgroup-parent wants a path below the hierarchy's root, not '%s'", arg);
+                if (!valid_cgroup_parent(arg))
+                        return usage_error("--cgroup-parent wants a path of names ([A-Za-z0-9._-], none "
+                                           "'.', '..' or job-N) below the hierarchy's root, not '%s'", arg);
                 o->cgroup_parent = arg;
                 return -1;
         case OPT_JSON: o->json = 1; return -1;

@@ -695,6 +695,10 @@ static int run_jail(struct job *j, struct jail_cfg *cfg, struct jr_err *err)
         /* Accounting before the group goes; the job's processes are dead
          * or dying (its init is reaped), their charge is in. */
         cg_job_stats(&j->cg, &j->res->cg);
+        /* The group's own count includes processes killed rather than
+         * reaped, which getrusage misses. */
+        if (j->res->cg.cpu_user_us >= 0 && j->res->cg.cpu_system_us >= 0)
+                j->res->cpu_ms = (j->res->cg.cpu_user_us + j->res->cg.cpu_system_us) / 1000;
         finish_status(j, ws);
         return 0;
 }

@@ -265,3 +265,31 @@ def test_cgroup_files_unreachable_from_the_jail(jail):
     """)
     assert r.code == 0, r
     assert r.out.split() == ["False", "False", "30"]  # EROFS: nothing to mount it on either
+
+
+@pytest.mark.parametrize("parent", ["/", "", "a//b", "job-1", "x/job-12", "a/../b", "..", "sp ace"])
+def test_cgroup_parent_refused(tmp_path, parent):
+    """Never the root (its other groups are not ours), never a name the
+    stale-group sweep would take for a job's."""
+    r = run_script(tmp_path, "pass\n", "--profile", "exec", "--cgroup-parent", parent)
+    assert r.code == 2, r
+    assert "--cgroup-parent wants" in r.err
+
+
+def test_cpu_ms_counts_killed_children(tmp_path):
+    """cpu_ms is the group's count: children killed at the end (never
+    reaped by the job) are in it."""
+    r = run_script(tmp_path, """
+        import os, time
+        for _ in range(2):
+            if os.fork() == 0:
+                while True:
+                    pass
+        time.sleep(1.5)
+        os._exit(0)
+    """, "--profile", "exec", "--cpus", "2", "--json")
+    j = result(r)
+    assert r.code == 0, r
+    group_ms = (j["stats"]["cpu_user_us"] + j["stats"]["cpu_system_us"]) // 1000
+    assert j["stats"]["cpu_ms"] == group_ms
+    assert j["stats"]["cpu_ms"] >= 1000, j["stats"]  # two spinners for ~1.5 s
