@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
@@ -104,6 +105,16 @@ static void explain_userns(struct jr_err *err)
                          " (running inside a container without CAP_SYS_ADMIN?)");
 }
 
+/* 1 once the child has exited (its pidfd is readable). */
+static int exited(int pidfd)
+{
+        struct pollfd p = { .fd = pidfd, .events = POLLIN };
+        int n;
+        while ((n = poll(&p, 1, 0)) < 0 && errno == EINTR)
+                ;
+        return n > 0;
+}
+
 /* One go-ahead byte to the child (jail.h). */
 static int release(int go, const char *byte, struct jr_err *err)
 {
@@ -141,6 +152,11 @@ int spawn_jail(const struct jail_cfg *cfg, int sync_wr, struct cg_job *cg, struc
                 r = cg_job_attach(cg, pid, err);
         if (r == 0)
                 r = release(go, JAIL_ATTACHED, err);
+        /* A child that already gave up on its set-up (and said why on the
+         * channel) cannot be attached or released: let the loop collect
+         * its report and status rather than hide them behind ours. */
+        if (r < 0 && exited(pidfd))
+                r = 0;
         if (r < 0) {
                 kill(pid, SIGKILL);
                 while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)

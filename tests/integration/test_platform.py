@@ -1,4 +1,5 @@
 """How jailrun copes with kernels that lack or refuse what it needs."""
+import json
 import os
 import shutil
 import subprocess
@@ -58,3 +59,25 @@ def test_unmapped_host_uid_is_a_setup_error(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 3, p
     assert "uid_map" in p.stderr and "mapped in jailrun's own user namespace" in p.stderr, p.stderr
+
+
+def test_setup_failure_in_the_child_names_the_step(tmp_path):
+    """A jail that cannot be built reports the failing step and errno from
+    inside the child (exit 3), whatever the supervisor was doing then. Here
+    /proc is partly covered in jailrun's own mount namespace, so the kernel
+    refuses the jail a new /proc (it would reveal what is covered)."""
+    script = "/run/jr-test-setup-fail-%d.py" % os.getpid()  # not under the covered paths
+    with open(script, "w") as f:
+        f.write("pass\n")
+    try:
+        p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                            'mount -t tmpfs none /proc/sys && exec "$0" --json --profile exec "$1"',
+                            JAILRUN, script], capture_output=True, text=True, timeout=60)
+    finally:
+        os.unlink(script)
+    assert p.returncode == 3, p
+    res = json.loads(p.stdout.strip().splitlines()[-1])
+    assert res["status"] == "setup"
+    assert res["error"]["type"] == "SetupError"
+    assert res["error"]["message"] == \
+        "jail set-up failed at mounts and network: mount /proc: Operation not permitted"
