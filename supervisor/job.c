@@ -264,16 +264,33 @@ static int peer_closed(int fd)
  * job ends as a ProtocolError (closing it is part of exiting). */
 #define CHAN_CLOSE_GRACE_MS 1000
 
+/* Seconds as a timespec; a positive time never rounds to zero (which
+ * would disarm a timer instead of arming it). */
+static struct timespec to_ts(double s)
+{
+        struct timespec t = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
+        if (s > 0 && t.tv_sec == 0 && t.tv_nsec == 0)
+                t.tv_nsec = 1;
+        return t;
+}
+
+/* Arms *fd to fire after `first` seconds, then every `every` (0: once);
+ * the timerfd is made and watched under `tag` on first use. 0 or -errno. */
+static int timer_arm(struct job *j, int *fd, double first, double every, uint64_t tag)
+{
+        if (*fd < 0) {
+                struct epoll_event ev = { .events = EPOLLIN, .data.u64 = tag };
+                if ((*fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK)) < 0 ||
+                    epoll_ctl(j->epfd, EPOLL_CTL_ADD, *fd, &ev) < 0)
+                        return -errno;
+        }
+        struct itimerspec its = { .it_value = to_ts(first), .it_interval = to_ts(every) };
+        return timerfd_settime(*fd, 0, &its, NULL) < 0 ? -errno : 0;
+}
+
 static void arm_grace(struct job *j)
 {
-        struct itimerspec its = { .it_value = { .tv_sec = CHAN_CLOSE_GRACE_MS / 1000,
-                                                .tv_nsec = (CHAN_CLOSE_GRACE_MS % 1000) * 1000000L } };
-        struct epoll_event ev = { .events = EPOLLIN, .data.u64 = EV_GRACE };
-        if (j->gracefd >= 0)
-                return;
-        j->gracefd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-        if (j->gracefd < 0 || timerfd_settime(j->gracefd, 0, &its, NULL) < 0 ||
-            epoll_ctl(j->epfd, EPOLL_CTL_ADD, j->gracefd, &ev) < 0)
+        if (j->gracefd < 0 && timer_arm(j, &j->gracefd, CHAN_CLOSE_GRACE_MS / 1000.0, 0, EV_GRACE) < 0)
                 end_job(j, JOB_PROTOCOL, "ProtocolError", "worker closed its channel");
 }
 
@@ -293,15 +310,8 @@ static void charge(struct job *j, size_t n)
         j->tokens -= (double)n;
         if (j->tokens >= 0 || j->throttled || j->exited)
                 return;
-        double wait = -j->tokens / READ_RATE;
-        struct itimerspec its = { .it_value = { (time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9) + 1 } };
-        struct epoll_event ev = { .events = EPOLLIN, .data.u64 = EV_THROTTLE };
-        if (j->throttlefd < 0) {
-                j->throttlefd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-                if (j->throttlefd < 0 || epoll_ctl(j->epfd, EPOLL_CTL_ADD, j->throttlefd, &ev) < 0)
-                        return;  /* unthrottled rather than stuck */
-        }
-        if (timerfd_settime(j->throttlefd, 0, &its, NULL) == 0) {
+        /* On failure the jail stays unthrottled rather than stuck. */
+        if (timer_arm(j, &j->throttlefd, -j->tokens / READ_RATE, 0, EV_THROTTLE) == 0) {
                 j->throttled = 1;
                 set_paused(j, 1);
         }
@@ -618,27 +628,16 @@ static int loop_fds(struct job *j, struct jr_err *err)
                 return jr_fail(err, errno, "signalfd");
         if ((j->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
                 return jr_fail(err, errno, "epoll_create1");
-        if (j->o->cpu_time_s > 0) {
-                /* every 100 ms, or the limit itself if shorter */
-                long ns = j->o->cpu_time_s < 0.1 ? (long)(j->o->cpu_time_s * 1e9) + 1 : 100000000L;
-                struct itimerspec its = { .it_interval = { 0, ns }, .it_value = { 0, ns } };
-                if ((j->cpufd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK)) < 0 ||
-                    timerfd_settime(j->cpufd, 0, &its, NULL) < 0)
-                        return jr_fail(err, errno, "CPU-time timer");
-        }
-        if (j->o->timeout_s > 0) {
-                if ((j->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK)) < 0)
-                        return jr_fail(err, errno, "timerfd_create");
-                double s = j->o->timeout_s;
-                struct itimerspec its = { .it_value = { .tv_sec = (time_t)s,
-                                                        .tv_nsec = (long)((s - (double)(time_t)s) * 1e9) } };
-                if (timerfd_settime(j->timerfd, 0, &its, NULL) < 0)
-                        return jr_fail(err, errno, "timerfd_settime");
-        }
+        /* The CPU-time limit is read every 100 ms, or at once if shorter. */
+        double every = j->o->cpu_time_s < 0.1 ? j->o->cpu_time_s : 0.1;
+        int r = j->o->cpu_time_s > 0 ? timer_arm(j, &j->cpufd, every, every, EV_CPU) : 0;
+        if (r == 0 && j->o->timeout_s > 0)
+                r = timer_arm(j, &j->timerfd, j->o->timeout_s, 0, EV_TIMER);
+        if (r < 0)
+                return jr_fail(err, -r, "arm the job's timers");
         if (watch(j, j->chan, EV_CHAN) < 0 || watch(j, j->out, EV_OUT) < 0 ||
             watch(j, j->err, EV_ERR) < 0 || watch(j, j->sp.pidfd, EV_PIDFD) < 0 ||
-            watch(j, j->sigfd, EV_SIGNAL) < 0 || watch(j, j->timerfd, EV_TIMER) < 0 ||
-            watch(j, j->cg.oom_fd, EV_OOM) < 0 || watch(j, j->cpufd, EV_CPU) < 0)
+            watch(j, j->sigfd, EV_SIGNAL) < 0 || watch(j, j->cg.oom_fd, EV_OOM) < 0)
                 return jr_fail(err, errno, "epoll_ctl");
         return 0;
 }

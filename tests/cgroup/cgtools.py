@@ -32,19 +32,6 @@ def job_groups(parent="jailrun"):
     return found
 
 
-def jailrun_alive(pid):
-    try:
-        return open("/proc/%d/comm" % pid).read() == "jailrun\n"
-    except OSError:
-        return False
-
-
-def leftover_groups(parent="jailrun"):
-    """Job groups whose jailrun is gone: left behind. (Groups of jobs that
-    still run belong to other suites running alongside.)"""
-    return [g for g in job_groups(parent) if not jailrun_alive(int(g.rsplit("job-", 1)[1]))]
-
-
 def groups_of(pid, parent="jailrun"):
     return [g for g in job_groups(parent) if g.endswith("/job-%d" % pid)]
 

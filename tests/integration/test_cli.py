@@ -191,3 +191,10 @@ def test_script_over_16_mib_is_usage_error(tmp_path):
     assert r.returncode == 2, r
     assert "16777216" in r.stderr or "larger" in r.stderr
     assert "INFO ran" not in r.stderr
+
+
+def test_tiny_timeout_still_fires(tmp_path):
+    """A timeout that rounds to 0 ns must not disarm the timer."""
+    from conftest import run_script
+    r = run_script(tmp_path, "import time\ntime.sleep(30)\n", "--profile", "exec", "--timeout", "1e-12")
+    assert r.code == 124, r
