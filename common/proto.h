@@ -18,6 +18,10 @@
  * datagram always fits the default socket send buffer. */
 #define LOG_MAX_BATCH_BYTES (64 * 1024)
 
+/* Most violations one check message may list (the validator's 200 and a
+ * line saying how many more). */
+#define CHECK_MAX_VIOLATIONS 201
+
 /* child -> supervisor */
 enum msg_type {
         MSG_JAILED,     /* sent by the jail's C code once every check holds,
@@ -27,6 +31,7 @@ enum msg_type {
         MSG_READY,      /* worker: module loaded, ready for ticks */
         MSG_LOG,        /* {"entries": [{"level", "msg"}, ...]} */
         MSG_RESULT,     /* {"id", "ok": true} or {"id", "error": {type, message, line}} */
+        MSG_CHECK,      /* --check: {"violations": [{line, col, type, reason}, ...]} */
         MSG__MAX,
 };
 

@@ -283,11 +283,19 @@ static int close_fds(struct jr_err *err)
         return 0;
 }
 
+static const char *const entry_names[] = {
+        [JAIL_ENTRY_TICKS] = "ticks",
+        [JAIL_ENTRY_SCRIPT] = "script",
+        [JAIL_ENTRY_LOAD] = "load",
+        [JAIL_ENTRY_CHECK] = "check",
+};
+
 _Noreturn static void run_interpreter(const struct jail_cfg *cfg, int chan)
 {
         struct jr_err err = { 0 };
         struct pyrt_cfg pc = {
-                .exec_profile = cfg->profile == JAIL_PROFILE_EXEC,
+                .entry = entry_names[cfg->entry],
+                .policy_json = cfg->policy_json,
                 .script = cfg->script,
                 .script_len = cfg->script_len,
                 .script_name = cfg->script_name,

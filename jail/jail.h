@@ -26,8 +26,19 @@ enum jail_profile {
         JAIL_PROFILE_EXEC,
 };
 
+/* What the runtime does with the script. */
+enum jail_entry {
+        JAIL_ENTRY_TICKS,   /* load it, then tick(ctx) per "run" message */
+        JAIL_ENTRY_SCRIPT,  /* run it top to bottom (profile exec) */
+        JAIL_ENTRY_LOAD,    /* load it, check its entry point, wait for shutdown */
+        JAIL_ENTRY_CHECK,   /* validate it without running it: one "check" message */
+};
+
 struct jail_cfg {
-        enum jail_profile profile;
+        enum jail_profile profile;   /* the kernel side: worker or exec */
+        enum jail_entry entry;
+        /* The effective policy (JSON text): the Python layer's rules. */
+        const char *policy_json;
 
         /* The child's ends; moved to 0, 1, 2 and CHAN_FD. */
         int stdin_fd;

@@ -10,12 +10,19 @@
 #include <sys/socket.h>
 
 #include "common/proto.h"
+#include "jail/guard.h"
 #include "jail/pyrt.h"
 
 #include <marshal.h>
 
-extern const unsigned char jr_runtime_code[];
-extern const size_t jr_runtime_code_len;
+/* The runtime's modules, compiled at build time (build-aux/pyc2c), in the
+ * order they are executed. */
+struct jr_module {
+        const char *name;
+        const unsigned char *code;
+        size_t len;
+};
+extern const struct jr_module jr_runtime_modules[];
 
 /* Largest message the supervisor sends to the jail. */
 #define PYRT_MAX_IN (64 * 1024)
@@ -193,7 +200,11 @@ static struct PyModuleDef chan_module = {
 
 static PyObject *chan_init(void)
 {
-        return PyModule_Create(&chan_module);
+        PyObject *m = PyModule_Create(&chan_module);
+        if (m && (PyModule_AddFunctions(m, guard_methods) < 0 ||
+                  PyModule_AddStringConstant(m, "DATAPATH", JR_DATAPATH) < 0))
+                Py_CLEAR(m);
+        return m;
 }
 
 static PyStatus set_paths(PyConfig *c, const struct pyrt_cfg *cfg)
@@ -221,7 +232,7 @@ static PyStatus set_paths(PyConfig *c, const struct pyrt_cfg *cfg)
 
 static int init_interpreter(const struct pyrt_cfg *cfg)
 {
-        if (PyImport_AppendInittab("_jailrun", chan_init) < 0)
+        if (PyImport_AppendInittab("_jailrun", chan_init) < 0 || guard_install() < 0)
                 return -1;
         /* UTF-8 mode: the jail's text (argv, file names, stdio) is UTF-8
          * whatever the C library's locale data says. */
@@ -251,29 +262,35 @@ static int init_interpreter(const struct pyrt_cfg *cfg)
         return 0;
 }
 
-/* Calls runtime.worker_main(source, name) or exec_main(source, name, argv). */
+/* Calls runtime.main(entry, source, name, argv, policy). */
 static int call_main(PyObject *rt, const struct pyrt_cfg *cfg)
 {
         /* Bytes: compile() then honours a coding declaration and reports a
          * bad encoding as a SyntaxError with its line, as python3 does. */
         PyObject *src = PyBytes_FromStringAndSize(cfg->script, (Py_ssize_t)cfg->script_len);
-        PyObject *res = NULL;
-        if (src && cfg->exec_profile) {
-                PyObject *argv = PyList_New(0);
-                for (int i = 0; argv && i < cfg->argc; i++) {
-                        PyObject *a = PyUnicode_DecodeFSDefault(cfg->argv[i]);
-                        if (!a || PyList_Append(argv, a) < 0)
-                                Py_CLEAR(argv);
-                        Py_XDECREF(a);
-                }
-                if (argv)
-                        res = PyObject_CallMethod(rt, "exec_main", "OsO", src, cfg->script_name, argv);
-                Py_XDECREF(argv);
-        } else if (src) {
-                res = PyObject_CallMethod(rt, "worker_main", "Os", src, cfg->script_name);
+        PyObject *argv = PyList_New(0);
+        PyObject *policy = NULL, *res = NULL;
+        for (int i = 0; argv && i < cfg->argc; i++) {
+                PyObject *a = PyUnicode_DecodeFSDefault(cfg->argv[i]);
+                if (!a || PyList_Append(argv, a) < 0)
+                        Py_CLEAR(argv);
+                Py_XDECREF(a);
         }
+        json_error_t je;
+        json_t *pj = json_loads(cfg->policy_json, 0, &je);
+        if (pj)
+                policy = to_py(pj);
+        else
+                PyErr_Format(PyExc_ValueError, "policy: %s", je.text);
+        json_decref(pj);
+        if (src && argv && policy)
+                res = PyObject_CallMethod(rt, "main", "sOsOO", cfg->entry, src, cfg->script_name, argv, policy);
         Py_XDECREF(src);
+        Py_XDECREF(argv);
+        Py_XDECREF(policy);
         if (!res) {
+                /* The runtime's own failure goes to the real stderr, whole. */
+                PySys_SetObject("stderr", PySys_GetObject("__stderr__"));
                 PyErr_Print();
                 return 70;  /* EX_SOFTWARE: the runtime itself failed */
         }
@@ -282,14 +299,25 @@ static int call_main(PyObject *rt, const struct pyrt_cfg *cfg)
         return status < 0 || status > 255 ? 70 : (int)status;
 }
 
+static PyObject *load_runtime(void)
+{
+        PyObject *rt = NULL;
+        for (const struct jr_module *m = jr_runtime_modules; m->name; m++) {
+                PyObject *code = PyMarshal_ReadObjectFromString((const char *)m->code, (Py_ssize_t)m->len);
+                Py_XDECREF(rt);
+                rt = code ? PyImport_ExecCodeModule(m->name, code) : NULL;
+                Py_XDECREF(code);
+                if (!rt)
+                        return NULL;
+        }
+        return rt;  /* the last one: the runtime proper */
+}
+
 int pyrt_run(const struct pyrt_cfg *cfg)
 {
         if (init_interpreter(cfg) < 0)
                 return 70;
-        PyObject *code = PyMarshal_ReadObjectFromString((const char *)jr_runtime_code,
-                                                        (Py_ssize_t)jr_runtime_code_len);
-        PyObject *rt = code ? PyImport_ExecCodeModule("_jailrun_runtime", code) : NULL;
-        Py_XDECREF(code);
+        PyObject *rt = load_runtime();
         if (!rt) {
                 PyErr_Print();
                 return 70;

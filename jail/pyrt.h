@@ -7,7 +7,8 @@
 #include <stddef.h>
 
 struct pyrt_cfg {
-        int exec_profile;
+        const char *entry;        /* runtime.main's entry: ticks, script, load, check */
+        const char *policy_json;  /* the effective policy */
         const char *script;
         size_t script_len;
         const char *script_name;

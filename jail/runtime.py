@@ -131,12 +131,22 @@ def _cap(text, limit, keep_tail):
     return cut + text[-limit:] if keep_tail else text[:limit] + cut
 
 
+def _mark(exc, name, typ):
+    """A mark the runtime put on an exception (never the user's code's
+    attribute hooks)."""
+    try:
+        v = dict.get(object.__getattribute__(exc, "__dict__"), name)
+    except BaseException:
+        return None
+    return v if type(v) is typ else None
+
+
 def _error_info(exc, filename):
     """{type, message, line, traceback} of an exception raised by user code;
     line is the innermost line in the user's own file."""
     import traceback
 
-    line = None
+    line = _mark(exc, "jr_line", int)
     if isinstance(exc, SyntaxError) and exc.filename == filename:
         line = exc.lineno
     frames = traceback.extract_tb(exc.__traceback__)
@@ -148,7 +158,8 @@ def _error_info(exc, filename):
     except BaseException:
         message = "<unprintable %s>" % type(exc).__name__
     tb = "".join(traceback.format_list(user)) if user else ""
-    return {"type": type(exc).__name__, "message": _cap(message, ERROR_MAX_MESSAGE, False),
+    etype = _mark(exc, "jr_type", str) or type(exc).__name__
+    return {"type": etype, "message": _cap(message, ERROR_MAX_MESSAGE, False),
             "line": line, "traceback": _cap(tb, ERROR_MAX_TRACEBACK, True)}
 
 
@@ -160,23 +171,94 @@ def _remember_source(source, filename):
     linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
 
 
-def _load(source, filename, ctx):
-    g = {"__name__": "__main__", "__file__": filename, "__builtins__": builtins, "ctx": ctx}
+def _load(source, filename, ctx, policy=None):
+    if policy is None or not policy["python"]["guard"]:
+        g = {"__name__": "__main__", "__file__": filename, "__builtins__": builtins}
+        if ctx is not None:
+            g["ctx"] = ctx
+        exec(compile(source, filename, "exec", dont_inherit=True), g)
+        return g
+    return _load_guarded(source, filename, ctx, policy)
+
+
+def _refuse(items, error_class):
+    """The validator's verdict as one exception: every violation, the line
+    of the first."""
+    first = items[0]
+    text = "; ".join("line %d:%d: %s" % (v["line"], v["col"], v["reason"]) for v in items)
+    e = error_class(_cap(text, ERROR_MAX_MESSAGE, False))
+    e.jr_line = first["line"]
+    if first["type"] != "SecurityError":
+        e.jr_type = first["type"]
+    return e
+
+
+def _load_guarded(source, filename, ctx, policy):
+    """Validates, then runs the module under the profile's Python layer:
+    restricted builtins and imports, neutralised names, the audit hook."""
+    import _jailrun_guard as guard
+
+    limit = policy["validator"]["max_source_bytes"]
+    if policy["validator"]["enabled"]:
+        import _jailrun_validate
+
+        items = _jailrun_validate.check(policy, source, filename)
+        if items:
+            raise _refuse(items, guard.SecurityError)
+    elif len(source) > limit:
+        raise _refuse([{"line": 1, "col": 0, "type": "SecurityError",
+                        "reason": "Code too complex: the source is %d bytes; the limit is %d"
+                        % (len(source), limit)}], guard.SecurityError)
     code = compile(source, filename, "exec", dont_inherit=True)
+    gd = guard.Guard(policy, filename)
+    b = gd.builtins(builtins.print)
+    if policy["python"]["attribute_guard"]:
+        gd.guard_format()
+    g = {"__name__": "__main__", "__builtins__": b}
+    if ctx is not None:
+        g["ctx"] = ctx
+    gd.globals(g, b)
+    roots = [p for p in sys.path if p] + [p for p in _jailrun.DATAPATH.split(":") if p]
+    gd.arm(roots)
     exec(code, g)
     return g
 
 
-def worker_main(source, filename):
+# The function a load entry checks for, by profile.
+_ENTRY = {"worker": "tick", "strategy": "on_bar_strategy"}
+
+
+def main(entry, source, filename, argv, policy):
+    global LOG_MAX_CHARS, LOG_MAX_BATCH
+    LOG_MAX_CHARS = policy["log"]["max_chars"]
+    LOG_MAX_BATCH = policy["log"]["batch"]
+    if entry == "script":
+        return exec_main(source, filename, argv)
+    if entry == "check":
+        return check_main(source, filename, policy)
+    return worker_main(source, filename, policy, entry)
+
+
+def check_main(source, filename, policy):
+    import _jailrun_validate
+
+    _send({"type": "check", "violations": _jailrun_validate.check(policy, source, filename)})
+    return 0
+
+
+def worker_main(source, filename, policy, entry):
     buf = _LogBuffer()
-    ctx = Ctx(buf)
+    ticks = entry == "ticks"
+    ctx = Ctx(buf) if ticks else None
     sys.stdout = _LogStream(buf, "info")
     sys.stderr = _LogStream(buf, "error")
+    fname = "tick" if ticks else _ENTRY.get(policy["profile"], "tick")
     try:
-        g = _load(source, filename, ctx)
-        tick = g.get("tick")
-        if not callable(tick):
-            raise RuntimeError("%s defines no tick(ctx) function" % filename)
+        g = _load(source, filename, ctx, policy)
+        if not callable(g.get(fname)):
+            raise RuntimeError("%s defines no %s(%s) function"
+                               % (filename, fname, "ctx" if fname == "tick" else "sdk, params"))
+        tick = g[fname]
     except BaseException as e:
         sys.stdout.flush()
         buf.flush()

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,8 @@
 #include "common/err.h"
 #include "supervisor/job.h"
 #include "supervisor/log.h"
-#include "policy/limits.h"
+#include "supervisor/outq.h"
+#include "policy/policy.h"
 
 #define UID_RANGE_DEFAULT_LO 100000
 #define UID_RANGE_DEFAULT_HI 165535
@@ -25,26 +27,30 @@
 #define UID_RANGE_MIN 1000
 #define SCRATCH_DEFAULT (64UL << 20)
 #define SCRATCH_MAX (2048UL << 20)
-#define TIMEOUT_DEFAULT 300.0
 #define MAX_SECONDS 31536000  /* a year */
 
 static const char usage_text[] =
         "Usage: jailrun [OPTIONS] SCRIPT.py [-- ARGS...]\n"
         "Run a Python script in a kernel jail.\n\n"
-        "  --profile worker|exec  worker: call tick(ctx) (default); exec: run the script\n"
+        "  --profile NAME         worker: call tick(ctx) (default); strategy: load an\n"
+        "                         on_bar_strategy(sdk, params) strategy; exec: run the script\n"
+        "  --policy FILE          a JSON policy over the profile's, key by key (jailrun-policy(5))\n"
+        "  --print-policy         print the effective policy and exit\n"
+        "  --check                validate the script without running it (exit 0 clean, 1 not)\n"
         "  --ticks N              worker: call tick(ctx) N times (default 1)\n"
         "  --timeout SECONDS      wall-clock limit for the whole job (default 300, 0 = none)\n"
         "  --scratch-size SIZE    exec: size of the writable scratch dir (default 64M)\n"
         "  --uid-range LO-HI      host uids for jails (default 100000-165535)\n"
-        "  --memory SIZE          memory limit (worker 256M, max 1G; exec 512M, max 2G)\n"
+        "  --memory SIZE          memory limit (worker, strategy 256M, max 1G; exec 512M, max 2G)\n"
         "  --cpus N               CPU cores, fractions allowed (default 1, max 4)\n"
-        "  --pids N               processes and threads (default 64; max worker 256, exec 1024)\n"
+        "  --pids N               processes and threads (default 64, strategy 32; max worker 256,\n"
+        "                         strategy 64, exec 1024)\n"
         "  --cpu-time SECONDS     CPU-time limit for the whole job (default none)\n"
         "  --cgroup-parent PATH   where job cgroups go, below the hierarchy root (default jailrun)\n"
         "  --json                 print one JSON result object at the end; logs as JSON lines\n"
         "  --verbose              print statistics\n"
         "  --help, --version\n\n"
-        "Exit status: worker 0 ok, 1 user code raised; exec the script's own; 2 usage;\n"
+        "Exit status: worker 0 ok, 1 user code raised; exec the script's own; 2 usage or policy;\n"
         "3 jail set-up failed; 124 timeout; 128+N killed by signal N. See jailrun(1).\n";
 
 __attribute__((format(printf, 1, 2)))
@@ -149,11 +155,14 @@ static int parse_uid_range(const char *s, struct job_opts *o)
         return 0;
 }
 
-enum { OPT_PROFILE = 256, OPT_TICKS, OPT_TIMEOUT, OPT_JSON, OPT_VERBOSE, OPT_UIDS, OPT_SCRATCH,
+enum { OPT_PROFILE = 256, OPT_POLICY, OPT_PRINT_POLICY, OPT_CHECK, OPT_TICKS, OPT_TIMEOUT, OPT_JSON, OPT_VERBOSE, OPT_UIDS, OPT_SCRATCH,
        OPT_HELP, OPT_VERSION, OPT_MEMORY, OPT_CPUS, OPT_PIDS, OPT_CPU_TIME, OPT_CGROUP_PARENT };
 
 static const struct option longopts[] = {
         { "profile", required_argument, NULL, OPT_PROFILE },
+        { "policy", required_argument, NULL, OPT_POLICY },
+        { "print-policy", no_argument, NULL, OPT_PRINT_POLICY },
+        { "check", no_argument, NULL, OPT_CHECK },
         { "ticks", required_argument, NULL, OPT_TICKS },
         { "timeout", required_argument, NULL, OPT_TIMEOUT },
         { "scratch-size", required_argument, NULL, OPT_SCRATCH },
@@ -170,23 +179,33 @@ static const struct option longopts[] = {
         { NULL, 0, NULL, 0 },
 };
 
+/* What the command line asks of the policy. */
+struct cli {
+        const char *profile;   /* NULL: the policy file's, else worker */
+        const char *policy;
+        int print_policy;
+        int check;
+        int ticks_given;
+};
+
 /* Returns -1 to go on, else the exit status. */
-static int parse_opt(int c, const char *arg, struct job_opts *o)
+static int parse_opt(int c, const char *arg, struct job_opts *o, struct cli *cli)
 {
         unsigned long v;
         switch (c) {
         case OPT_PROFILE:
-                if (strcmp(arg, "worker") == 0)
-                        o->profile = JAIL_PROFILE_WORKER;
-                else if (strcmp(arg, "exec") == 0)
-                        o->profile = JAIL_PROFILE_EXEC;
-                else
-                        return usage_error("unknown profile '%s' (worker or exec)", arg);
+                if (strcmp(arg, "worker") != 0 && strcmp(arg, "strategy") != 0 && strcmp(arg, "exec") != 0)
+                        return usage_error("unknown profile '%s' (worker, strategy or exec)", arg);
+                cli->profile = arg;
                 return -1;
+        case OPT_POLICY: cli->policy = arg; return -1;
+        case OPT_PRINT_POLICY: cli->print_policy = 1; return -1;
+        case OPT_CHECK: cli->check = 1; return -1;
         case OPT_TICKS:
                 if (parse_uint(arg, 1000000000UL, &v) < 0 || v == 0)
                         return usage_error("--ticks wants a positive integer, not '%s'", arg);
                 o->ticks = (unsigned)v;
+                cli->ticks_given = 1;
                 return -1;
         case OPT_TIMEOUT:
                 if (parse_real(arg, 0, MAX_SECONDS, &o->timeout_s) < 0)
@@ -279,7 +298,7 @@ static void print_result(const struct job_opts *o, const struct job_result *r)
         /* User-code errors were printed as they came, with their traceback. */
         if (r->status != JOB_OK && r->status != JOB_ERROR)
                 log_msg("%s: %s", r->etype, r->emsg);
-        else if (r->status == JOB_ERROR && r->line && o->profile == JAIL_PROFILE_WORKER)
+        else if (r->status == JOB_ERROR && r->line && o->entry != JAIL_ENTRY_SCRIPT)
                 log_msg("failed at line %ld", r->line);
         if (o->verbose && r->backend)
                 log_msg("%s: set-up %ld us, teardown %ld us", r->backend, r->cg_setup_us, r->cg_teardown_us);
@@ -287,7 +306,7 @@ static void print_result(const struct job_opts *o, const struct job_result *r)
                 log_msg("peak memory %lld bytes, cpu user %lld us, system %lld us, peak tasks %lld",
                         (long long)r->cg.peak_memory_bytes, (long long)r->cg.cpu_user_us,
                         (long long)r->cg.cpu_system_us, (long long)r->cg.pids_peak);
-        if (o->verbose && o->profile == JAIL_PROFILE_WORKER)
+        if (o->verbose && o->entry == JAIL_ENTRY_TICKS)
                 log_msg("wall %ld ms, cpu %ld ms, jail set-up %.1f ms, %u ticks", r->wall_ms, r->cpu_ms,
                         (double)r->setup_us / 1000, r->ticks_done);
         else if (o->verbose)
@@ -295,35 +314,115 @@ static void print_result(const struct job_opts *o, const struct job_result *r)
                         (double)r->setup_us / 1000);
 }
 
-/* Fills unset limits from the profile and refuses those beyond it. */
-static int apply_limits(struct job_opts *o)
+/* Limits asked for on the command line, checked against the policy's
+ * maxima and written into it; the rest come from it. */
+static int apply_limits(struct job_opts *o, json_t *pol)
 {
-        const struct profile_limits *pl = o->profile == JAIL_PROFILE_EXEC ? &limits_exec : &limits_worker;
+        const char *prof = policy_str(pol, "profile");
         char a[64], b[64];
-        if (!o->memory)
-                o->memory = pl->memory_default;
-        format_size(o->memory, a, sizeof a);
-        if (o->memory > pl->memory_max) {
-                format_size(pl->memory_max, b, sizeof b);
-                return usage_error("--memory %s is above the %s profile's maximum of %s", a, pl->profile, b);
+        if (o->memory) {
+                uint64_t max = (uint64_t)policy_int(pol, "limits.memory_max");
+                format_size(o->memory, a, sizeof a);
+                format_size(max, b, sizeof b);
+                if (o->memory > max)
+                        return usage_error("--memory %s is above the %s profile's maximum of %s", a, prof, b);
+                if (o->memory < 32ULL << 20)
+                        return usage_error("--memory %s is below the minimum of 32 MiB", a);
+                policy_set(pol, "limits.memory", json_integer((json_int_t)o->memory));
         }
-        if (o->memory < LIMIT_MEMORY_MIN)
-                return usage_error("--memory %s is below the minimum of %llu MiB", a, LIMIT_MEMORY_MIN >> 20);
-        if (o->cpus == 0)
-                o->cpus = pl->cpus_default;
-        if (o->cpus > pl->cpus_max)
-                return usage_error("--cpus %g is above the %s profile's maximum of %g", o->cpus, pl->profile,
-                                   pl->cpus_max);
-        if (o->cpus < LIMIT_CPUS_MIN)
-                return usage_error("--cpus %g is below the minimum of %g", o->cpus, LIMIT_CPUS_MIN);
-        if (!o->pids)
-                o->pids = pl->pids_default;
-        if (o->pids > pl->pids_max)
-                return usage_error("--pids %u is above the %s profile's maximum of %u", o->pids, pl->profile,
-                                   pl->pids_max);
-        if (o->pids < LIMIT_PIDS_MIN)
-                return usage_error("--pids %u is below the minimum of %d", o->pids, LIMIT_PIDS_MIN);
+        if (o->cpus) {
+                double max = policy_real(pol, "limits.cpus_max");
+                if (o->cpus > max)
+                        return usage_error("--cpus %g is above the %s profile's maximum of %g", o->cpus, prof, max);
+                if (o->cpus < 0.01)
+                        return usage_error("--cpus %g is below the minimum of 0.01", o->cpus);
+                policy_set(pol, "limits.cpus", json_real(o->cpus));
+        }
+        if (o->pids) {
+                unsigned max = (unsigned)policy_int(pol, "limits.pids_max");
+                if (o->pids > max)
+                        return usage_error("--pids %u is above the %s profile's maximum of %u", o->pids, prof, max);
+                if (o->pids < 4)
+                        return usage_error("--pids %u is below the minimum of 4", o->pids);
+                policy_set(pol, "limits.pids", json_integer(o->pids));
+        }
+        if (o->timeout_s >= 0)
+                policy_set(pol, "limits.timeout", json_real(o->timeout_s));
+        if (o->cpu_time_s >= 0)
+                policy_set(pol, "limits.cpu_time", json_real(o->cpu_time_s));
+        o->memory = (uint64_t)policy_int(pol, "limits.memory");
+        o->cpus = policy_real(pol, "limits.cpus");
+        o->pids = (unsigned)policy_int(pol, "limits.pids");
+        o->timeout_s = policy_real(pol, "limits.timeout");
+        o->cpu_time_s = policy_real(pol, "limits.cpu_time");
         return -1;
+}
+
+/* The profile, entry and policy text the job runs with. */
+static int setup_policy(struct job_opts *o, const struct cli *cli, json_t **pol)
+{
+        struct jr_err err = { 0 };
+        if (policy_load(cli->profile, cli->policy, pol, &err) < 0) {
+                log_msg("%s", err.msg);
+                return EXIT_USAGE;
+        }
+        o->profile_name = policy_str(*pol, "profile");
+        int exec = strcmp(o->profile_name, "exec") == 0, strategy = strcmp(o->profile_name, "strategy") == 0;
+        o->profile = exec ? JAIL_PROFILE_EXEC : JAIL_PROFILE_WORKER;
+        o->entry = cli->check ? JAIL_ENTRY_CHECK : exec ? JAIL_ENTRY_SCRIPT : strategy ? JAIL_ENTRY_LOAD
+                                                                                     : JAIL_ENTRY_TICKS;
+        if (cli->ticks_given && (exec || strategy || cli->check))
+                return usage_error("--ticks is for running profile worker");
+        if (o->entry == JAIL_ENTRY_LOAD || o->entry == JAIL_ENTRY_CHECK)
+                o->ticks = 0;
+        int r = apply_limits(o, *pol);
+        if (r >= 0)
+                return r;
+        if (cli->print_policy) {
+                json_dumpf(*pol, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+                fputc('\n', stdout);
+                return 0;
+        }
+        return -1;
+}
+
+/* --check: one line per violation, FILE:LINE:COL: TYPE: reason, or JSON. */
+static void print_check(const struct job_opts *o, const struct job_result *r)
+{
+        size_t i;
+        json_t *v;
+        if (o->json) {
+                json_t *j = json_pack("{s:s, s:s, s:O, s:i}", "file", o->script_path, "status",
+                                      r->status != JOB_OK ? "error" : json_array_size(r->violations) ? "violations"
+                                                                                                   : "clean",
+                                      "violations", r->violations ? r->violations : json_array(), "exit_code",
+                                      r->exit_code);
+                if (j && r->status != JOB_OK)
+                        json_object_set_new(j, "error", json_pack("{s:s, s:s}", "type", r->etype, "message", r->emsg));
+                if (j) {
+                        json_dumpf(j, stdout, JSON_COMPACT);
+                        fputc('\n', stdout);
+                        json_decref(j);
+                }
+                return;
+        }
+        if (r->status != JOB_OK) {
+                log_msg("%s: %s", r->etype, r->emsg);
+                return;
+        }
+        struct outq q;
+        outq_init(&q, STDOUT_FILENO, SIZE_MAX);
+        json_array_foreach(r->violations, i, v) {
+                log_escaped(&q, o->script_path);
+                outq_printf(&q, ":%lld:%lld: ", (long long)json_integer_value(json_object_get(v, "line")),
+                            (long long)json_integer_value(json_object_get(v, "col")));
+                log_escaped(&q, json_string_value(json_object_get(v, "type")));
+                outq_puts(&q, ": ");
+                log_escaped(&q, json_string_value(json_object_get(v, "reason")));
+                outq_put(&q, "\n", 1);
+        }
+        outq_flush_all(&q);
+        outq_free(&q);
 }
 
 static int show_version(const struct job_opts *o)
@@ -358,17 +457,28 @@ static void ensure_stdio(void)
 int main(int argc, char *argv[])
 {
         ensure_stdio();
-        struct job_opts o = { .profile = JAIL_PROFILE_WORKER, .ticks = 1, .timeout_s = TIMEOUT_DEFAULT,
+        struct job_opts o = { .profile = JAIL_PROFILE_WORKER, .ticks = 1, .timeout_s = -1, .cpu_time_s = -1,
                               .uid_lo = UID_RANGE_DEFAULT_LO, .uid_hi = UID_RANGE_DEFAULT_HI,
                               .scratch_bytes = SCRATCH_DEFAULT, .cgroup_parent = CGROUP_PARENT_DEFAULT };
+        struct cli cli = { 0 };
         int c;
         while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
-                int r = parse_opt(c, optarg, &o);
+                int r = parse_opt(c, optarg, &o, &cli);
                 if (r >= 0)
                         return r;
         }
         if (o.show_version)
                 return show_version(&o);
+        _cleanup_(json_decrefp) json_t *pol = NULL;
+        int pr = setup_policy(&o, &cli, &pol);
+        if (pr >= 0)
+                return pr;
+        _cleanup_free_ char *policy_json = json_dumps(pol, JSON_COMPACT);
+        if (!policy_json) {
+                log_msg("out of memory");
+                return EXIT_SETUP;
+        }
+        o.policy_json = policy_json;
         if (optind >= argc)
                 return usage_error("%s", "no script given");
         o.script_path = argv[optind++];
@@ -376,11 +486,8 @@ int main(int argc, char *argv[])
                 optind++;
         o.argc = argc - optind;
         o.argv = argv + optind;
-        if (o.argc && o.profile != JAIL_PROFILE_EXEC)
+        if (o.argc && o.entry != JAIL_ENTRY_SCRIPT)
                 return usage_error("%s", "script arguments are for profile exec only");
-        int lr = apply_limits(&o);
-        if (lr >= 0)
-                return lr;
         if (geteuid() != 0) {
                 log_msg("must run as root (it creates namespaces, id maps and uid locks)");
                 return EXIT_SETUP;
@@ -399,7 +506,11 @@ int main(int argc, char *argv[])
         job_run(&o, &res);
         if (res.exit_code == EXIT_USAGE)
                 return EXIT_USAGE;
-        print_result(&o, &res);
+        if (o.entry == JAIL_ENTRY_CHECK)
+                print_check(&o, &res);
+        else
+                print_result(&o, &res);
+        json_decref(res.violations);
         fflush(stdout);
         return res.exit_code;
 }

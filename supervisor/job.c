@@ -157,7 +157,7 @@ static void print_block(struct outq *q, const char *text)
 static void on_error_result(struct job *j, const struct msg *m)
 {
         /* In profile exec the script's own stderr already carried it. */
-        if (!j->o->json && j->o->profile == JAIL_PROFILE_WORKER) {
+        if (!j->o->json && j->o->entry != JAIL_ENTRY_SCRIPT) {
                 if (m->result.traceback[0]) {
                         outq_puts(&j->errq, "Traceback (most recent call last):\n");
                         print_block(&j->errq, m->result.traceback);
@@ -183,7 +183,7 @@ static void on_result(struct job *j, const struct msg *m)
          * failed) or at the end (exec: the script raised). */
         int tick = j->ready && j->inflight && m->result.id == (json_int_t)j->sent;
         int last = !j->inflight && !j->final_result && !m->result.ok && m->result.id == 0 &&
-                   (j->o->profile == JAIL_PROFILE_EXEC || !j->ready);
+                   (j->o->entry == JAIL_ENTRY_SCRIPT || !j->ready);
         if (!tick && !last)
                 return end_job(j, JOB_PROTOCOL, "ProtocolError", "unexpected result (id %lld)",
                                (long long)m->result.id);
@@ -235,7 +235,8 @@ static void on_message(struct job *j, struct msg *m)
                          m->fatal.step, m->fatal.message);
                 return;
         case MSG_READY:
-                if (j->ready || j->final_result || j->o->profile == JAIL_PROFILE_EXEC)
+                if (j->ready || j->final_result || j->o->entry == JAIL_ENTRY_SCRIPT ||
+                    j->o->entry == JAIL_ENTRY_CHECK)
                         return end_job(j, JOB_PROTOCOL, "ProtocolError", "unexpected ready");
                 j->ready = 1;
                 return next_tick_or_stop(j);
@@ -243,6 +244,11 @@ static void on_message(struct job *j, struct msg *m)
                 return on_log(j, m);
         case MSG_RESULT:
                 return on_result(j, m);
+        case MSG_CHECK:
+                if (j->o->entry != JAIL_ENTRY_CHECK || j->res->violations || j->final_result)
+                        return end_job(j, JOB_PROTOCOL, "ProtocolError", "unexpected check report");
+                j->res->violations = json_incref(m->check.violations);
+                return;
         case MSG__MAX:
                 break;
         }
@@ -565,7 +571,7 @@ static void finish_status(struct job *j, int wstatus)
 static void finish_exit(struct job *j, int wstatus)
 {
         struct job_result *res = j->res;
-        int exec = j->o->profile == JAIL_PROFILE_EXEC;
+        int exec = j->o->entry == JAIL_ENTRY_SCRIPT;
         if (!j->ended && res->cg.oom_kills > 0)
                 end_memory(j);  /* v2: the whole group was killed at the limit */
         if (j->ended) {
@@ -589,6 +595,16 @@ static void finish_exit(struct job *j, int wstatus)
         int code = WEXITSTATUS(wstatus);
         if (j->fatal) {
                 res->exit_code = EXIT_SETUP;
+                return;
+        }
+        if (j->o->entry == JAIL_ENTRY_CHECK && !j->have_error) {
+                int clean = res->violations && json_array_size(res->violations) == 0;
+                res->status = res->violations && code == 0 ? JOB_OK : JOB_ERROR;
+                res->exit_code = res->status == JOB_OK && clean ? 0 : EXIT_USER_ERROR;
+                if (res->status != JOB_OK) {
+                        snprintf(res->etype, sizeof res->etype, "RuntimeError");
+                        snprintf(res->emsg, sizeof res->emsg, "the check ended with status %d and no report", code);
+                }
                 return;
         }
         if (exec) {
@@ -757,6 +773,8 @@ int job_run(const struct job_opts *o, struct job_result *res)
         const char *name = strrchr(o->script_path, '/');
         struct jail_cfg cfg = {
                 .profile = o->profile,
+                .entry = o->entry,
+                .policy_json = o->policy_json,
                 .host_uid = lock.uid,
                 .host_gid = (gid_t)lock.uid,
                 .script = script,

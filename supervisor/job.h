@@ -3,6 +3,7 @@
 #ifndef JR_JOB_H
 #define JR_JOB_H
 
+#include <jansson.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -20,9 +21,12 @@ void format_size(uint64_t bytes, char *out, size_t size);
 #define JOB_MAX_SCRIPT (16 * 1024 * 1024)
 
 struct job_opts {
-        enum jail_profile profile;
+        enum jail_profile profile;   /* kernel side */
+        enum jail_entry entry;       /* what the runtime does */
+        const char *profile_name;    /* worker, strategy, exec */
+        const char *policy_json;     /* the effective policy, for the jail */
         const char *script_path;
-        unsigned ticks;              /* worker: tick(ctx) calls */
+        unsigned ticks;              /* worker: tick(ctx) calls; 0 for a load */
         double timeout_s;            /* wall clock for the whole job; 0 = none */
         int json;
         int verbose;
@@ -54,6 +58,7 @@ struct job_result {
         long cg_setup_us;            /* creating the job's cgroup and applying its limits */
         long cg_teardown_us;         /* killing what is left in it and removing it */
         long cpu_ms;
+        json_t *violations;          /* --check: what the validator found (owned) */
 };
 
 /* Runs the job to its end; fills res (including exit_code) and returns 0,

@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "common/cleanup.h"
@@ -116,6 +117,32 @@ static int decode_result(struct msg *m, struct jr_err *err)
         return 0;
 }
 
+static int decode_check(struct msg *m, struct jr_err *err)
+{
+        json_error_t je;
+        json_t *v;
+        if (json_unpack_ex(m->root, &je, JSON_STRICT, "{s:s, s:o}", "type", &(const char *){ 0 },
+                           "violations", &v) < 0)
+                return bad(err, "check message", &je);
+        if (!json_is_array(v) || json_array_size(v) > CHECK_MAX_VIOLATIONS)
+                return bad(err, "check violations must be an array of at most 201", NULL);
+        size_t i;
+        json_t *e;
+        json_array_foreach(v, i, e) {
+                json_int_t line, col;
+                const char *type, *reason;
+                if (json_unpack_ex(e, &je, JSON_STRICT, "{s:I, s:I, s:s, s:s}", "line", &line, "col", &col,
+                                   "type", &type, "reason", &reason) < 0)
+                        return bad(err, "check violation", &je);
+                if (line < 1 || col < 0 || line > INT32_MAX || col > INT32_MAX)
+                        return bad(err, "check violation position out of range", NULL);
+                if (strlen(type) > MSG_MAX_NAME || strlen(reason) > 4096)
+                        return bad(err, "check violation field too long", NULL);
+        }
+        m->check.violations = v;
+        return 0;
+}
+
 static int decode_fatal(struct msg *m, struct jr_err *err)
 {
         json_error_t je;
@@ -147,6 +174,7 @@ static const struct {
         { "fatal", MSG_FATAL, decode_fatal },
         { "log", MSG_LOG, decode_log },
         { "result", MSG_RESULT, decode_result },
+        { "check", MSG_CHECK, decode_check },
 };
 
 int msg_decode(const char *buf, size_t len, struct msg *m, struct jr_err *err)

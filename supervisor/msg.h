@@ -30,6 +30,9 @@ struct msg {
                         json_int_t line;  /* 0 when unknown */
                         const char *traceback;  /* may be "" */
                 } result;
+                struct {
+                        json_t *violations;  /* array of {line, col, type, reason}, validated */
+                } check;
         };
 };
 

@@ -1,0 +1,300 @@
+# The Python layer of profiles worker and strategy (jailrun-policy(5)):
+# restricted builtins, the import allowlist, module views without the names
+# the policy neutralises, the attribute guard, and arming the audit hook
+# (jail/guard.c). Everything it enforces comes from the policy's "python"
+# section. The kernel jail stays the boundary; this layer gives early,
+# exact errors.
+import builtins
+import sys
+
+import _jailrun
+
+
+class SecurityError(PermissionError):
+    """An operation the sandbox's policy does not allow. A PermissionError,
+    so library code that copes with an unreadable file copes with this."""
+
+
+SecurityError.__module__ = "builtins"
+
+
+class _Blocked:
+    """Stands where the policy neutralised a name: any use says why."""
+
+    __slots__ = ("_what", "_why")
+
+    def __init__(self, what, why):
+        object.__setattr__(self, "_what", what)
+        object.__setattr__(self, "_why", why)
+
+    def _refuse(self):
+        raise SecurityError("%s is not available in the %s sandbox: %s" % (self._what, _State.profile, self._why))
+
+    def __call__(self, *args, **kwargs):
+        self._refuse()
+
+    def __getattr__(self, name):
+        self._refuse()
+
+    def __setattr__(self, name, value):
+        self._refuse()
+
+    def __repr__(self):
+        return "<%s: not available in the %s sandbox>" % (self._what, _State.profile)
+
+
+class _State:
+    profile = "worker"
+
+
+def _is_dunder(name):
+    return len(name) > 4 and name.startswith("__") and name.endswith("__")
+
+
+class Guard:
+    """One profile's rules, built from the policy's "python" section."""
+
+    def __init__(self, policy, filename):
+        py = policy["python"]
+        self.profile = policy["profile"]
+        _State.profile = self.profile
+        self.filename = filename
+        self.py = py
+        self.allowed = frozenset(py["imports"])
+        self.blocked = dict(py["blocked_names"])
+        self.views = {}
+        self.pending = [name for name in self.blocked]  # class-level names not yet patched
+        self.dunder_allow = frozenset(py["dunder_allow"])
+        self.denied_attrs = frozenset(py["denied_attributes"])
+
+    # --- attributes -------------------------------------------------------
+    def attr_ok(self, name):
+        if _is_dunder(name):
+            return name in self.dunder_allow
+        return name not in self.denied_attrs
+
+    def check_attr(self, name):
+        if isinstance(name, str) and not self.attr_ok(name):
+            raise SecurityError("access to the attribute %s is not allowed in the %s sandbox" % (name, self.profile))
+
+    def _getattr(self):
+        real = builtins.getattr
+        check = self.check_attr
+
+        def getattr(obj, name, *default):
+            check(name)
+            return real(obj, name, *default)
+
+        return getattr
+
+    def _hasattr(self):
+        real = builtins.hasattr
+        check = self.check_attr
+
+        def hasattr(obj, name):
+            check(name)
+            return real(obj, name)
+
+        return hasattr
+
+    def guard_format(self):
+        """str.format and str.format_map refuse fields that reach a denied
+        attribute ("{0.__class__}"), whoever built the string."""
+        import _string
+
+        fmt, fmt_map = str.format, str.format_map
+        check = self.check_attr
+        parse, split = _string.formatter_parser, _string.formatter_field_name_split
+
+        def check_fields(s, depth):
+            if "{" not in s or depth > 2:
+                return
+            for _literal, field, spec, _conv in parse(s):
+                if field:
+                    _first, rest = split(field)
+                    for is_attr, key in rest:
+                        if is_attr:
+                            check(key)
+                if spec:
+                    check_fields(spec, depth + 1)
+
+        def format(self, *args, **kwargs):
+            check_fields(self, 0)
+            return fmt(self, *args, **kwargs)
+
+        def format_map(self, mapping):
+            check_fields(self, 0)
+            return fmt_map(self, mapping)
+
+        _jailrun.set_type_attr(str, "format", format)
+        _jailrun.set_type_attr(str, "format_map", format_map)
+
+    # --- imports ----------------------------------------------------------
+    def _import_error(self, name, line):
+        allowed = sorted(self.allowed)
+        if self.py["import_error"] == "ImportError":
+            return ImportError("Import of %s is not allowed in %s sandbox. Allowed: %r" % (name, self.profile, allowed))
+        where = " (line %d)" % line if line else ""
+        return SecurityError("Import of %s is not allowed in the %s sandbox%s. Allowed: %r"
+                             % (name, self.profile, where, allowed))
+
+    def blocked_reason(self, name):
+        """The reason a dotted module name (or one of its parents) is
+        neutralised, or None."""
+        parts = name.split(".")
+        for i in range(2, len(parts) + 1):
+            why = self.blocked.get(".".join(parts[:i]))
+            if why is not None:
+                return ".".join(parts[:i]), why
+        return None
+
+    def importer(self):
+        allowed = self.allowed
+        trusted = _jailrun.trusted_import
+        modules = sys.modules
+
+        def __import__(name, globals=None, locals=None, fromlist=(), level=0):
+            if level != 0 or not isinstance(name, str) or name.partition(".")[0] not in allowed:
+                line = sys._getframe(1).f_lineno if level == 0 else 0
+                raise self._import_error(name if isinstance(name, str) else repr(name), line)
+            hit = self.blocked_reason(name)
+            if hit:
+                raise SecurityError("%s is not available in the %s sandbox: %s" % (hit[0], self.profile, hit[1]))
+            trusted(name, globals, locals, fromlist, 0)
+            self.patch_classes()
+            self.link_submodules(name)
+            if fromlist:
+                return self.view(modules[name])
+            return self.view(modules[name.partition(".")[0]])
+
+        return __import__
+
+    def view(self, mod):
+        """The user's copy of a module: its names, with the neutralised
+        ones replaced and submodules that hold some seen through views."""
+        name = mod.__name__
+        v = self.views.get(name)
+        if v is not None:
+            return v
+        prefix = name + "."
+        mine = {k[len(prefix):]: why for k, why in self.blocked.items() if k.startswith(prefix)}
+        if not mine:
+            self.views[name] = mod
+            return mod
+        v = type(mod)(name, mod.__doc__)
+        v.__dict__.update(mod.__dict__)
+        for rest, why in mine.items():
+            attr, _, deeper = rest.partition(".")
+            if not deeper:
+                v.__dict__[attr] = _Blocked(prefix + attr, why)
+            else:
+                sub = mod.__dict__.get(attr)
+                if type(sub) is type(mod):
+                    v.__dict__[attr] = self.view(sub)
+        self.views[name] = v
+        return v
+
+    def link_submodules(self, name):
+        """After `import a.b.c`: a's view shows b (as a view), and so on."""
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            parent = ".".join(parts[:i])
+            v = self.views.get(parent)
+            child = sys.modules.get(parent + "." + parts[i])
+            if v is not None and v is not sys.modules.get(parent) and child is not None:
+                v.__dict__.setdefault(parts[i], self.view(child))
+
+    def patch_classes(self):
+        """Neutralised methods of classes (pandas.DataFrame.to_pickle): on
+        the class itself, once its module is loaded."""
+        left = []
+        for name in self.pending:
+            parts = name.split(".")
+            mod = None
+            if len(parts) < 2:
+                continue
+            for i in range(len(parts) - 1, 0, -1):
+                mod = sys.modules.get(".".join(parts[:i]))
+                if mod is not None:
+                    break
+            if mod is None:
+                left.append(name)
+                continue
+            obj = mod
+            for p in parts[i:-1]:
+                obj = builtins.getattr(obj, p, None)
+            if isinstance(obj, type):
+                blocked = _Blocked(name, self.blocked[name])
+                try:
+                    builtins.setattr(obj, parts[-1], blocked)
+                except TypeError:
+                    _jailrun.set_type_attr(obj, parts[-1], blocked)
+        self.pending = left
+
+    # --- builtins and globals ---------------------------------------------
+    def builtins(self, print_fn):
+        real = builtins.__dict__
+        b = {}
+        for name in self.py["builtins"]:
+            if name in real:
+                b[name] = real[name]
+        for name, why in self.py["blocked_builtins"].items():
+            b[name] = _blocked_builtin(name, why, self.profile)
+        b["__build_class__"] = real["__build_class__"]
+        b["__import__"] = self.importer()
+        if "print" in b:
+            b["print"] = print_fn
+        if self.py["attribute_guard"]:
+            if "getattr" in b:
+                b["getattr"] = self._getattr()
+            if "hasattr" in b:
+                b["hasattr"] = self._hasattr()
+        return b
+
+    def globals(self, g, b):
+        """Injected modules, imported on first use (a strategy that never
+        touches pandas does not pay for it)."""
+        imp = b["__import__"]
+        for key, modname in self.py["globals"].items():
+            g[key] = _Lazy(key, modname, g, imp)
+
+    def arm(self, roots):
+        py = self.py
+        _jailrun.guard_on(SecurityError, self.filename, self.profile, py["audit_deny"], py["audit_deny_user"],
+                          py["denied_modules"], py["open"], roots)
+
+
+def _blocked_builtin(name, why, profile):
+    def blocked(*args, **kwargs):
+        raise SecurityError("%s() is not allowed in the %s sandbox: %s" % (name, profile, why))
+
+    blocked.__name__ = blocked.__qualname__ = name
+    return blocked
+
+
+class _Lazy:
+    """A module injected as a global, imported when first used; then the
+    global is the module itself."""
+
+    __slots__ = ("_key", "_name", "_globals", "_import")
+
+    def __init__(self, key, name, g, imp):
+        object.__setattr__(self, "_key", key)
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_globals", g)
+        object.__setattr__(self, "_import", imp)
+
+    def _load(self):
+        mod = self._import(self._name, None, None, ("__name__",), 0)
+        if self._globals.get(self._key) is self:
+            self._globals[self._key] = mod
+        return mod
+
+    def __getattr__(self, name):
+        return builtins.getattr(self._load(), name)
+
+    def __repr__(self):
+        return repr(self._load())
+
+    def __dir__(self):
+        return dir(self._load())

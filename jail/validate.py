@@ -1,0 +1,236 @@
+# The source validator (jailrun-policy(5), "validator"): reads a script's
+# syntax tree, never runs it, and reports every violation of the profile's
+# rules as (line, col, type, reason). Runs inside the jail: the parser is
+# fed hostile input. Iterative walks only, so a deep tree cannot exhaust
+# the C stack through us.
+import sys
+
+# Block statements: what nesting counts.
+_BLOCK_NAMES = ("If", "For", "AsyncFor", "While", "With", "AsyncWith", "Try", "TryStar",
+                "FunctionDef", "AsyncFunctionDef", "ClassDef", "Match", "match_case",
+                "ExceptHandler")
+
+# Sizes reported on violations are kept to this many per script.
+MAX_VIOLATIONS = 200
+
+
+def _is_dunder(name):
+    return len(name) > 4 and name.startswith("__") and name.endswith("__")
+
+
+class _Report:
+    def __init__(self):
+        self.items = []
+        self.more = 0
+
+    def add(self, node, kind, reason):
+        if len(self.items) >= MAX_VIOLATIONS:
+            self.more += 1
+            return
+        line = getattr(node, "lineno", 1) or 1
+        col = getattr(node, "col_offset", 0) or 0
+        if len(reason) > 300:
+            reason = reason[:300] + "..."
+        self.items.append({"line": line, "col": col, "type": kind, "reason": reason})
+
+
+class Validator:
+    def __init__(self, policy):
+        py, v = policy["python"], policy["validator"]
+        self.profile = policy["profile"]
+        self.rules = frozenset(v["forbid"]) if v["enabled"] else frozenset()
+        self.max_bytes = v["max_source_bytes"]
+        self.max_nesting = v["max_nesting"]
+        self.max_nodes = v["max_nodes"]
+        self.imports = frozenset(py["imports"]) if py["guard"] else None
+        self.import_error = py["import_error"]
+        self.dunder_allow = frozenset(py["dunder_allow"])
+        self.denied_attrs = frozenset(py["denied_attributes"])
+
+    def attr_ok(self, name):
+        if _is_dunder(name):
+            return name in self.dunder_allow
+        return name not in self.denied_attrs
+
+    # --- entry ------------------------------------------------------------
+    def run(self, source, filename):
+        """[violation, ...] of `source` (bytes), sorted by position."""
+        import ast
+
+        rep = _Report()
+        if len(source) > self.max_bytes:
+            rep.add(None, "SecurityError", "Code too complex: the source is %d bytes; the limit is %d"
+                    % (len(source), self.max_bytes))
+            return rep
+        try:
+            tree = ast.parse(source, filename)
+        except SyntaxError as e:
+            rep.add(None, type(e).__name__, str(e.msg))
+            rep.items[-1]["line"] = max(e.lineno or 1, 1)
+            rep.items[-1]["col"] = max((e.offset or 1) - 1, 0)
+            return rep
+        except (RecursionError, MemoryError):
+            rep.add(None, "SecurityError", "Code too complex: nested too deeply to parse")
+            return rep
+        except ValueError as e:  # NUL bytes in the source
+            rep.add(None, "SyntaxError", str(e))
+            return rep
+        if not self.size_ok(tree, rep, ast):
+            return rep
+        self.walk(tree, rep, ast)
+        rep.items.sort(key=lambda v: (v["line"], v["col"]))
+        return rep
+
+    def size_ok(self, tree, rep, ast):
+        skip = (ast.expr_context, ast.boolop, ast.operator, ast.unaryop, ast.cmpop)
+        nodes = 0
+        stack = [tree]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, skip):
+                continue
+            nodes += 1
+            if nodes > self.max_nodes and self.rules:
+                rep.add(None, "SecurityError", "Code too complex: more than %d syntax nodes" % self.max_nodes)
+                return False
+            stack.extend(ast.iter_child_nodes(node))
+        return True
+
+    # --- the walk ---------------------------------------------------------
+    def walk(self, tree, rep, ast):
+        rules = self.rules
+        stack = [(tree, 0)]
+        deepest = None
+        while stack:
+            node, depth = stack.pop()
+            if type(node).__name__ in _BLOCK_NAMES:
+                depth += 1
+                if depth > self.max_nesting and rules and (deepest is None or depth > deepest[1]):
+                    deepest = (node, depth)
+            self.visit(node, rep, ast, rules)
+            for child in ast.iter_child_nodes(node):
+                stack.append((child, depth))
+        if deepest is not None:
+            rep.add(deepest[0], "SecurityError", "Code too complex: blocks nested %d deep; the limit is %d"
+                    % (deepest[1], self.max_nesting))
+
+    def visit(self, node, rep, ast, rules):
+        t = type(node)
+        if t is ast.Import or t is ast.ImportFrom:
+            return self.visit_import(node, rep, ast)
+        if not rules:
+            return
+        if t is ast.Lambda and "lambda" in rules:
+            rep.add(node, "SecurityError", "lambda is not allowed; use a def")
+        elif t is ast.Attribute and "dunder" in rules and not self.attr_ok(node.attr):
+            rep.add(node, "SecurityError", "access to the attribute %s is not allowed" % node.attr)
+        elif t is ast.Name:
+            self.visit_name(node, rep, rules)
+        elif t in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef):
+            self.visit_def(node, rep, ast, rules)
+        elif t is ast.Global and "global" in rules:
+            rep.add(node, "SecurityError", "global is not allowed; pass values as parameters or keep them in sdk.state")
+        elif t is ast.Nonlocal and "nonlocal" in rules:
+            rep.add(node, "SecurityError", "nonlocal is not allowed; pass values as parameters or keep them in sdk.state")
+        elif t is ast.While and "while_true" in rules:
+            test = node.test
+            if isinstance(test, ast.Constant) and test.value:
+                rep.add(node, "SecurityError", "while True: is not allowed; loop over a range or a finite condition")
+        elif t is ast.Delete and "del" in rules:
+            for target in node.targets:
+                if not isinstance(target, ast.Subscript):
+                    rep.add(target, "SecurityError", "del of a name or attribute is not allowed; "
+                            "re-bind it to None (del of items and slices, del buf[:n], is fine)")
+        elif t is ast.Call and "string_attributes" in rules:
+            self.visit_call(node, rep, ast)
+        elif t is ast.Constant and "string_attributes" in rules and isinstance(node.value, str):
+            self.visit_format(node, rep)
+        elif t is ast.MatchClass and "dunder" in rules:
+            for name in node.kwd_attrs:
+                if not self.attr_ok(name):
+                    rep.add(node, "SecurityError", "access to the attribute %s is not allowed" % name)
+        elif t is ast.alias and "dunder" in rules:
+            for name in (node.name, node.asname or ""):
+                if _is_dunder(name) and name not in self.dunder_allow:
+                    rep.add(node, "SecurityError", "name %s is not allowed" % name)
+
+    def visit_import(self, node, rep, ast):
+        if self.imports is None:
+            return
+        if isinstance(node, ast.ImportFrom):
+            names = [("." * node.level) + (node.module or "")]
+        else:
+            names = [a.name for a in node.names]
+        for name in names:
+            if name.startswith(".") or name.partition(".")[0] not in self.imports:
+                if self.import_error == "ImportError":
+                    reason = "Import of %s is not allowed in %s sandbox." % (name, self.profile)
+                else:
+                    reason = "Import of %s is not allowed in the %s sandbox" % (name, self.profile)
+                rep.add(node, self.import_error, reason)
+
+    def visit_name(self, node, rep, rules):
+        name = node.id
+        if "dunder" in rules and _is_dunder(name) and name not in self.dunder_allow:
+            rep.add(node, "SecurityError", "name %s is not allowed" % name)
+        elif "dynamic_code" in rules and name in ("exec", "eval", "compile"):
+            rep.add(node, "SecurityError", "%s() is not allowed: dynamic code execution" % name)
+
+    def visit_def(self, node, rep, ast, rules):
+        if "dunder" in rules and _is_dunder(node.name) and node.name not in self.dunder_allow:
+            rep.add(node, "SecurityError", "defining %s is not allowed" % node.name)
+        if isinstance(node, ast.ClassDef) and "metaclass" in rules:
+            for kw in node.keywords:
+                rep.add(node, "SecurityError", "class keyword %s= is not allowed" % kw.arg)
+
+    def visit_call(self, node, rep, ast):
+        f = node.func
+        if isinstance(f, ast.Name) and f.id in ("getattr", "hasattr", "setattr", "delattr") and len(node.args) >= 2:
+            a = node.args[1]
+            if isinstance(a, ast.Constant) and isinstance(a.value, str) and not self.attr_ok(a.value):
+                rep.add(node, "SecurityError", "%s() with the attribute %s is not allowed" % (f.id, a.value))
+
+    def visit_format(self, node, rep):
+        s = node.value
+        if "{" not in s or "." not in s:
+            return
+        import _string
+
+        try:
+            fields = [(f, spec) for _lit, f, spec, _c in _string.formatter_parser(s) if f or spec]
+            for field, spec in fields:
+                for text in (field, spec):
+                    if not text:
+                        continue
+                    for part in _attr_parts(text, _string):
+                        if not self.attr_ok(part):
+                            rep.add(node, "SecurityError", "a format string reaches the attribute %s" % part)
+                            return
+        except ValueError:
+            return
+
+
+def _attr_parts(text, _string):
+    """Attribute names a format field (or a nested spec) reaches."""
+    out = []
+    try:
+        _first, rest = _string.formatter_field_name_split(text)
+        out.extend(key for is_attr, key in rest if is_attr)
+    except ValueError:
+        pass
+    if "{" in text:
+        for _lit, f, _spec, _c in _string.formatter_parser(text):
+            if f:
+                out.extend(_attr_parts(f, _string))
+    return out
+
+
+def check(policy, source, filename):
+    """The violations of `source`, as a list of dicts."""
+    v = Validator(policy)
+    rep = v.run(source, filename)
+    items = rep.items
+    if rep.more:
+        items.append({"line": items[-1]["line"], "col": 0, "type": "SecurityError",
+                      "reason": "%d more violations not listed" % rep.more})
+    return items

@@ -1,0 +1,366 @@
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "policy/policy.h"
+
+extern const char jr_profiles_json[];
+
+enum ptype {
+        P_OBJECT,
+        P_BOOL,
+        P_INT,
+        P_REAL,      /* any JSON number */
+        P_CHOICE,    /* one string of `choices` */
+        P_NAMES,     /* array of distinct dotted Python names */
+        P_REASONS,   /* object: dotted name (or event prefix) -> one-line reason */
+        P_MODULES,   /* object: identifier -> dotted module name */
+        P_RULES,     /* array of distinct strings of `choices` */
+};
+
+struct pkey {
+        const char *path;
+        enum ptype type;
+        double min, max;
+        const char *const *choices;
+};
+
+static const char *const profiles[] = { "worker", "strategy", "exec", NULL };
+static const char *const import_errors[] = { "ImportError", "SecurityError", NULL };
+static const char *const open_rules[] = { "read-library", "deny", "allow", NULL };
+static const char *const rules[] = { "lambda", "dunder", "global", "nonlocal", "while_true", "del",
+                                     "dynamic_code", "string_attributes", "metaclass", NULL };
+
+#define GiB (1024.0 * 1024 * 1024)
+
+/* The one schema (jailrun-policy(5) documents every key). */
+static const struct pkey schema[] = {
+        { "profile", P_CHOICE, 0, 0, profiles },
+        { "python", P_OBJECT, 0, 0, NULL },
+        { "python.guard", P_BOOL, 0, 0, NULL },
+        { "python.imports", P_NAMES, 0, 4096, NULL },
+        { "python.import_error", P_CHOICE, 0, 0, import_errors },
+        { "python.builtins", P_NAMES, 0, 4096, NULL },
+        { "python.blocked_builtins", P_REASONS, 0, 4096, NULL },
+        { "python.globals", P_MODULES, 0, 4096, NULL },
+        { "python.attribute_guard", P_BOOL, 0, 0, NULL },
+        { "python.dunder_allow", P_NAMES, 0, 4096, NULL },
+        { "python.denied_attributes", P_NAMES, 0, 4096, NULL },
+        { "python.blocked_names", P_REASONS, 0, 4096, NULL },
+        { "python.denied_modules", P_NAMES, 0, 4096, NULL },
+        { "python.audit_deny", P_REASONS, 0, 4096, NULL },
+        { "python.audit_deny_user", P_REASONS, 0, 4096, NULL },
+        { "python.open", P_CHOICE, 0, 0, open_rules },
+        { "validator", P_OBJECT, 0, 0, NULL },
+        { "validator.enabled", P_BOOL, 0, 0, NULL },
+        { "validator.max_source_bytes", P_INT, 1, 16 << 20, NULL },
+        { "validator.max_nesting", P_INT, 1, 1000, NULL },
+        { "validator.max_nodes", P_INT, 1, 1e8, NULL },
+        { "validator.forbid", P_RULES, 0, 0, rules },
+        { "limits", P_OBJECT, 0, 0, NULL },
+        { "limits.memory", P_INT, 32 << 20, 1024 * GiB, NULL },
+        { "limits.memory_max", P_INT, 32 << 20, 1024 * GiB, NULL },
+        { "limits.cpus", P_REAL, 0.01, 1024, NULL },
+        { "limits.cpus_max", P_REAL, 0.01, 1024, NULL },
+        { "limits.pids", P_INT, 4, 1000000, NULL },
+        { "limits.pids_max", P_INT, 4, 1000000, NULL },
+        { "limits.timeout", P_REAL, 0, 31536000, NULL },
+        { "limits.cpu_time", P_REAL, 0, 31536000, NULL },
+        { "log", P_OBJECT, 0, 0, NULL },
+        { "log.max_chars", P_INT, 1, 4000, NULL },
+        { "log.batch", P_INT, 1, 20, NULL },
+};
+
+static const struct pkey *find_key(const char *path)
+{
+        for (size_t i = 0; i < ELEMENTSOF(schema); i++)
+                if (strcmp(schema[i].path, path) == 0)
+                        return &schema[i];
+        return NULL;
+}
+
+static const char *type_name(const json_t *j)
+{
+        switch (json_typeof(j)) {
+        case JSON_OBJECT: return "an object";
+        case JSON_ARRAY: return "an array";
+        case JSON_STRING: return "a string";
+        case JSON_INTEGER: return "an integer";
+        case JSON_REAL: return "a number";
+        case JSON_TRUE:
+        case JSON_FALSE: return "a boolean";
+        case JSON_NULL: return "null";
+        }
+        return "?";
+}
+
+static int is_choice(const char *s, const char *const *choices)
+{
+        for (; *choices; choices++)
+                if (strcmp(s, *choices) == 0)
+                        return 1;
+        return 0;
+}
+
+/* A dotted Python name (or audit event prefix ending in '.'): letters,
+ * digits, '_' and '.', at most 200 characters. */
+static int is_name(const char *s, size_t len, int allow_trailing_dot)
+{
+        if (len == 0 || len > 200 || strlen(s) != len || s[0] == '.')
+                return 0;
+        for (size_t i = 0; i < len; i++) {
+                char c = s[i];
+                int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+                         (c >= '0' && c <= '9' && i > 0 && s[i - 1] != '.') || c == '.';
+                if (!ok || (c == '.' && i + 1 < len && s[i + 1] == '.'))
+                        return 0;
+        }
+        return allow_trailing_dot || s[len - 1] != '.';
+}
+
+__attribute__((format(printf, 4, 5)))
+static int bad(struct jr_err *err, const char *what, const char *path, const char *fmt, ...)
+{
+        char reason[256];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(reason, sizeof reason, fmt, ap);
+        va_end(ap);
+        return jr_fail(err, 0, "%s: $%s%s: %s", what, *path ? "." : "", path, reason);
+}
+
+static int check_array(const struct pkey *k, const json_t *v, const char *what, struct jr_err *err)
+{
+        if (!json_is_array(v))
+                return bad(err, what, k->path, "expected an array of strings, got %s", type_name(v));
+        if (k->type == P_NAMES && json_array_size(v) > (size_t)k->max)
+                return bad(err, what, k->path, "more than %.0f entries", k->max);
+        size_t i;
+        json_t *e;
+        json_array_foreach(v, i, e) {
+                const char *s = json_string_value(e);
+                if (!s)
+                        return bad(err, what, k->path, "[%zu]: expected a string, got %s", i, type_name(e));
+                if (k->type == P_RULES ? !is_choice(s, k->choices) : !is_name(s, json_string_length(e), 0))
+                        return bad(err, what, k->path, "[%zu]: '%.64s' is not %s", i, s,
+                                   k->type == P_RULES ? "a known rule" : "a Python name");
+                for (size_t d = 0; d < i; d++)
+                        if (strcmp(s, json_string_value(json_array_get(v, d))) == 0)
+                                return bad(err, what, k->path, "[%zu]: '%.64s' is listed twice", i, s);
+        }
+        return 0;
+}
+
+static int check_map(const struct pkey *k, const json_t *v, const char *what, struct jr_err *err)
+{
+        if (!json_is_object(v))
+                return bad(err, what, k->path, "expected an object, got %s", type_name(v));
+        if (json_object_size(v) > (size_t)k->max)
+                return bad(err, what, k->path, "more than %.0f entries", k->max);
+        const char *key;
+        json_t *e;
+        json_object_foreach((json_t *)v, key, e) {
+                const char *s = json_string_value(e);
+                if (!is_name(key, strlen(key), k->type == P_REASONS))
+                        return bad(err, what, k->path, "key '%.64s' is not a Python name", key);
+                if (k->type == P_MODULES && strchr(key, '.'))
+                        return bad(err, what, k->path, "key '%.64s' is not an identifier", key);
+                if (!s)
+                        return bad(err, what, k->path, ".%s: expected a string, got %s", key, type_name(e));
+                size_t len = json_string_length(e);
+                if (k->type == P_MODULES ? !is_name(s, len, 0)
+                                         : (len == 0 || len > 200 || strlen(s) != len || strchr(s, '\n')))
+                        return bad(err, what, k->path, ".%s: '%.64s' is not %s", key, s,
+                                   k->type == P_MODULES ? "a module name" : "a one-line reason (1 to 200 characters)");
+        }
+        return 0;
+}
+
+static int check_value(const struct pkey *k, const json_t *v, const char *what, struct jr_err *err)
+{
+        switch (k->type) {
+        case P_OBJECT:
+                return 0;  /* its keys are checked on their own */
+        case P_BOOL:
+                return json_is_boolean(v) ? 0 : bad(err, what, k->path, "expected a boolean, got %s", type_name(v));
+        case P_INT:
+        case P_REAL: {
+                if (k->type == P_INT ? !json_is_integer(v) : !json_is_number(v))
+                        return bad(err, what, k->path, "expected %s, got %s",
+                                   k->type == P_INT ? "an integer" : "a number", type_name(v));
+                double d = json_number_value(v);
+                if (!isfinite(d) || d < k->min || d > k->max)
+                        return bad(err, what, k->path, "%g is out of range (%g to %g)", d, k->min, k->max);
+                return 0;
+        }
+        case P_CHOICE: {
+                const char *s = json_string_value(v);
+                if (!s)
+                        return bad(err, what, k->path, "expected a string, got %s", type_name(v));
+                if (strlen(s) != json_string_length(v) || !is_choice(s, k->choices))
+                        return bad(err, what, k->path, "'%.64s' is not one of the known values", s);
+                return 0;
+        }
+        case P_NAMES:
+        case P_RULES:
+                return check_array(k, v, what, err);
+        case P_REASONS:
+        case P_MODULES:
+                return check_map(k, v, what, err);
+        }
+        return bad(err, what, k->path, "unknown type");
+}
+
+/* Every key of object `obj` at `prefix` (and below) against the schema. */
+static int check_object(const json_t *obj, const char *prefix, const char *what, struct jr_err *err)
+{
+        const char *key;
+        json_t *v;
+        json_object_foreach((json_t *)obj, key, v) {
+                char path[128];
+                if (strlen(key) != strcspn(key, ".") ||
+                    jr_snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", key) < 0)
+                        return bad(err, what, prefix, "unknown key '%.64s'", key);
+                const struct pkey *k = find_key(path);
+                if (!k)
+                        return bad(err, what, prefix, "unknown key '%.64s'", key);
+                if (k->type == P_OBJECT && !json_is_object(v))
+                        return bad(err, what, path, "expected an object, got %s", type_name(v));
+                int r = k->type == P_OBJECT ? check_object(v, path, what, err) : check_value(k, v, what, err);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static json_t *lookup(const json_t *p, const char *path)
+{
+        char buf[128];
+        if (jr_snprintf(buf, sizeof buf, "%s", path) < 0)
+                return NULL;
+        const json_t *cur = p;
+        for (char *save = NULL, *t = strtok_r(buf, ".", &save); t && cur; t = strtok_r(NULL, ".", &save))
+                cur = json_object_get(cur, t);
+        return (json_t *)cur;
+}
+
+static int check_limits(const json_t *doc, const char *what, struct jr_err *err)
+{
+        static const char *const pairs[][2] = {
+                { "limits.memory", "limits.memory_max" },
+                { "limits.cpus", "limits.cpus_max" },
+                { "limits.pids", "limits.pids_max" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(pairs); i++)
+                if (json_number_value(lookup(doc, pairs[i][0])) > json_number_value(lookup(doc, pairs[i][1])))
+                        return bad(err, what, pairs[i][0], "%g is above %s (%g)",
+                                   json_number_value(lookup(doc, pairs[i][0])), pairs[i][1],
+                                   json_number_value(lookup(doc, pairs[i][1])));
+        return 0;
+}
+
+int policy_check(const json_t *doc, int complete, const char *what, struct jr_err *err)
+{
+        if (!json_is_object(doc))
+                return bad(err, what, "", "expected an object, got %s", type_name(doc));
+        int r = check_object(doc, "", what, err);
+        if (r < 0 || !complete)
+                return r;
+        for (size_t i = 0; i < ELEMENTSOF(schema); i++)
+                if (!lookup(doc, schema[i].path))
+                        return bad(err, what, schema[i].path, "missing");
+        return check_limits(doc, what, err);
+}
+
+int policy_apply(const char *profile, json_t *over, const char *what, json_t **out, struct jr_err *err)
+{
+        if (over) {
+                int r = policy_check(over, 0, what, err);
+                if (r < 0)
+                        return r;
+                const char *named = json_string_value(json_object_get(over, "profile"));
+                if (profile && named && strcmp(profile, named) != 0)
+                        return bad(err, what, "profile", "'%s' differs from --profile %s", named, profile);
+                if (!profile)
+                        profile = named;
+        }
+        if (!profile)
+                profile = "worker";
+        json_error_t je;
+        _cleanup_(json_decrefp) json_t *all = json_loads(jr_profiles_json, JSON_REJECT_DUPLICATES, &je);
+        json_t *base = all ? json_object_get(all, profile) : NULL;
+        if (!base)
+                return jr_fail(err, 0, "built-in profiles: %s", all ? "no such profile" : je.text);
+        _cleanup_(json_decrefp) json_t *doc = json_deep_copy(base);
+        if (!doc || (over && json_object_update_recursive(doc, over) < 0))
+                return jr_fail(err, ENOMEM, "policy");
+        int r = policy_check(doc, 1, what ? what : "policy", err);
+        if (r < 0)
+                return r;
+        *out = TAKE_PTR(doc);
+        return 0;
+}
+
+int policy_load(const char *profile, const char *path, json_t **out, struct jr_err *err)
+{
+        if (!path)
+                return policy_apply(profile, NULL, "built-in profile", out, err);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        struct stat st;
+        if (fd < 0)
+                return jr_fail(err, errno, "policy %s", path);
+        if (fstat(fd, &st) < 0)
+                return jr_fail(err, errno, "policy %s: fstat", path);
+        if (!S_ISREG(st.st_mode))
+                return jr_fail(err, 0, "policy %s: not a regular file", path);
+        if (st.st_size > POLICY_MAX_FILE)
+                return jr_fail(err, 0, "policy %s: larger than %d bytes", path, POLICY_MAX_FILE);
+        json_error_t je;
+        _cleanup_(json_decrefp) json_t *over = json_loadfd(fd, JSON_REJECT_DUPLICATES, &je);
+        if (!over)
+                return jr_fail(err, 0, "policy %s: line %d column %d: %s", path, je.line, je.column, je.text);
+        return policy_apply(profile, over, path, out, err);
+}
+
+const char *policy_str(const json_t *p, const char *path)
+{
+        return json_string_value(lookup(p, path));
+}
+
+json_int_t policy_int(const json_t *p, const char *path)
+{
+        return json_integer_value(lookup(p, path));
+}
+
+double policy_real(const json_t *p, const char *path)
+{
+        return json_number_value(lookup(p, path));
+}
+
+int policy_bool(const json_t *p, const char *path)
+{
+        return json_is_true(lookup(p, path));
+}
+
+int policy_set(json_t *p, const char *path, json_t *value)
+{
+        const char *dot = strrchr(path, '.');
+        json_t *parent = p;
+        char buf[128];
+        if (dot) {
+                if (jr_snprintf(buf, sizeof buf, "%.*s", (int)(dot - path), path) < 0)
+                        return json_decref(value), -EINVAL;
+                parent = lookup(p, buf);
+        }
+        if (!json_is_object(parent))
+                return json_decref(value), -EINVAL;
+        return json_object_set_new(parent, dot ? dot + 1 : path, value) < 0 ? -ENOMEM : 0;
+}
