@@ -5,6 +5,7 @@ JAILRUN names the binary (set by `make check`; defaults to the build tree).
 """
 import json
 import os
+import re
 import subprocess
 import textwrap
 
@@ -32,12 +33,31 @@ class Result:
 # pids of the jailruns run_script started, for checks on what they left
 SPAWNED = []
 
+# Profile worker's import allowlist (seed 001). Tests of the kernel layer
+# often need modules beyond it (os, socket, ctypes) inside a worker: those
+# run with NATIVE_POLICY, profile worker with its Python layer off.
+WORKER_IMPORTS = {"math", "statistics", "datetime", "json", "collections", "time", "re", "functools",
+                  "itertools", "decimal", "hashlib", "hmac", "base64", "copy", "random", "numpy", "pandas"}
+NATIVE_POLICY = os.path.join(HERE, "policies", "native-worker.json")
+
+
+def native_opts(source, args):
+    """("--policy", NATIVE_POLICY) for a profile-worker script that imports
+    beyond the allowlist, unless the caller chose a profile or policy."""
+    if any(a in ("--profile", "--policy") or a.startswith("--profile=") for a in args):
+        return ()
+    for m in re.finditer(r"^\s*(?:import|from)\s+([\w.]+(?:\s*,\s*[\w.]+)*)", source, re.M):
+        for name in m.group(1).split(","):
+            if name.strip().partition(".")[0] not in WORKER_IMPORTS:
+                return ("--policy", NATIVE_POLICY)
+    return ()
+
 
 def run_script(tmp_path, source, *args, name="script.py", timeout=60, stdin=None, script_args=()):
     """Writes `source` to a file and runs `jailrun ARGS FILE [-- script_args]`."""
     path = tmp_path / name
     path.write_text(textwrap.dedent(source))
-    cmd = [JAILRUN, *args, str(path)]
+    cmd = [JAILRUN, *native_opts(textwrap.dedent(source), args), *args, str(path)]
     if script_args:
         cmd += ["--", *script_args]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -14,7 +14,7 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from conftest import JAILRUN, Result  # noqa: E402  (tests/conftest.py)
+from conftest import JAILRUN, Result, native_opts  # noqa: E402  (tests/conftest.py)
 
 JAIL_UID_LO, JAIL_UID_HI = 100000, 165535
 LOCK_DIR = "/run/jailrun/uids"
@@ -152,7 +152,8 @@ def write_script(tmp_path, source, name="script.py"):
 
 
 def jailrun_cmd(script, *opts, script_args=()):
-    cmd = [JAILRUN, *opts, script]
+    with open(script) as f:
+        cmd = [JAILRUN, *native_opts(f.read(), opts), *opts, script]
     if script_args:
         cmd += ["--", *script_args]
     return cmd

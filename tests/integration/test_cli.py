@@ -21,7 +21,7 @@ def test_help_and_version():
     r = run("--help")
     assert r.returncode == 0
     assert r.stdout.startswith("Usage: jailrun")
-    assert "--profile worker|exec" in r.stdout
+    assert "--profile NAME" in r.stdout and "strategy" in r.stdout and "--check" in r.stdout
     r = run("--version")
     assert r.returncode == 0
     assert r.stdout.startswith("jailrun ")

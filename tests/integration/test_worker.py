@@ -378,8 +378,8 @@ def test_logs_before_a_load_error_are_flushed(worker):
     r = worker("""
         ctx.log.warn("loading")
         print("partial", end="")
-        raise ImportError("nope")
+        raise ValueError("nope")
     """, "--json")
     assert r.code == 1, r
     assert [(e["level"], e["message"]) for e in json_logs(r.err)] == [("warn", "loading"), ("info", "partial")]
-    assert final_json(r)["error"]["type"] == "ImportError"
+    assert final_json(r)["error"]["type"] == "ValueError"
