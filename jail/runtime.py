@@ -171,12 +171,19 @@ def _remember_source(source, filename):
     linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
 
 
+def _compile(source, filename):
+    try:
+        return compile(source, filename, "exec", dont_inherit=True)
+    except ValueError as e:  # NUL bytes: a syntax error like any other
+        raise SyntaxError(str(e), (filename, 1, 1, None)) from None
+
+
 def _load(source, filename, ctx, policy=None):
     if policy is None or not policy["python"]["guard"]:
         g = {"__name__": "__main__", "__file__": filename, "__builtins__": builtins}
         if ctx is not None:
             g["ctx"] = ctx
-        exec(compile(source, filename, "exec", dont_inherit=True), g)
+        exec(_compile(source, filename), g)
         return g
     return _load_guarded(source, filename, ctx, policy)
 
@@ -209,7 +216,7 @@ def _load_guarded(source, filename, ctx, policy):
         raise _refuse([{"line": 1, "col": 0, "type": "SecurityError",
                         "reason": "Code too complex: the source is %d bytes; the limit is %d"
                         % (len(source), limit)}], guard.SecurityError)
-    code = compile(source, filename, "exec", dont_inherit=True)
+    code = _compile(source, filename)
     gd = guard.Guard(policy, filename)
     b = gd.builtins(builtins.print)
     if policy["python"]["attribute_guard"]:
