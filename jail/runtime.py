@@ -206,17 +206,20 @@ def _load_guarded(source, filename, ctx, policy):
     import _jailrun_guard as guard
 
     limit = policy["validator"]["max_source_bytes"]
+    code = None
     if policy["validator"]["enabled"]:
         import _jailrun_validate
 
-        items = _jailrun_validate.check(policy, source, filename)
+        items, tree = _jailrun_validate.check_tree(policy, source, filename)
         if items:
             raise _refuse(items, guard.SecurityError)
+        code = compile(tree, filename, "exec", dont_inherit=True)  # parsed once
     elif len(source) > limit:
         raise _refuse([{"line": 1, "col": 0, "type": "SecurityError",
                         "reason": "Code too complex: the source is %d bytes; the limit is %d"
                         % (len(source), limit)}], guard.SecurityError)
-    code = _compile(source, filename)
+    if code is None:
+        code = _compile(source, filename)
     gd = guard.Guard(policy, filename)
     b = gd.builtins(builtins.print)
     if policy["python"]["attribute_guard"]:
