@@ -1,0 +1,36 @@
+/* libFuzzer target for policy files: any bytes, parsed as JSON and laid
+ * over each built-in profile, must give a policy or a clean error. Build
+ * and run: tests/fuzz/run (needs clang). */
+#include "config.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "policy/policy.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+        static const char *const profiles[] = { NULL, "worker", "strategy", "exec" };
+        json_error_t je;
+        json_t *over = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &je);
+        if (!over)
+                return 0;
+        for (size_t i = 0; i < sizeof profiles / sizeof profiles[0]; i++) {
+                json_t *p = NULL;
+                struct jr_err err;
+                if (policy_apply(profiles[i], over, "fuzz", &p, &err) == 0) {
+                        /* what jailrun then reads of a valid policy */
+                        (void)policy_int(p, "limits.memory");
+                        (void)policy_str(p, "profile");
+                        char *s = json_dumps(p, JSON_COMPACT);
+                        free(s);
+                        json_decref(p);
+                } else if (strlen(err.msg) == 0) {
+                        __builtin_trap();  /* every refusal says why */
+                }
+        }
+        json_decref(over);
+        return 0;
+}
