@@ -64,26 +64,35 @@ class Guard:
         self.blocked = dict(py["blocked_names"])
         self.views = {}
         self.pending = [name for name in self.blocked]  # class-level names not yet patched
+        self.allow_list = py["dunder_policy"] == "allow-list"
         self.dunder_allow = frozenset(py["dunder_allow"])
+        self.dunder_deny = frozenset(py["dunder_deny"])
         self.denied_attrs = frozenset(py["denied_attributes"])
 
     # --- attributes -------------------------------------------------------
     def attr_ok(self, name):
+        if name in self.denied_attrs:
+            return False
         if _is_dunder(name):
-            return name in self.dunder_allow
-        return name not in self.denied_attrs
+            return name in self.dunder_allow if self.allow_list else name not in self.dunder_deny
+        return True
 
     def check_attr(self, name):
-        if isinstance(name, str) and not self.attr_ok(name):
-            raise SecurityError("access to the attribute %s is not allowed in the %s sandbox" % (name, self.profile))
+        """The name as a plain str (a str subclass cannot show the check
+        one text and the lookup another), or SecurityError."""
+        if isinstance(name, str):
+            name = "".join((name,))
+            if not self.attr_ok(name):
+                raise SecurityError("access to the attribute %s is not allowed in the %s sandbox"
+                                    % (name, self.profile))
+        return name
 
     def _getattr(self):
         real = builtins.getattr
         check = self.check_attr
 
         def getattr(obj, name, *default):
-            check(name)
-            return real(obj, name, *default)
+            return real(obj, check(name), *default)
 
         return getattr
 
@@ -92,8 +101,7 @@ class Guard:
         check = self.check_attr
 
         def hasattr(obj, name):
-            check(name)
-            return real(obj, name)
+            return real(obj, check(name))
 
         return hasattr
 
@@ -162,47 +170,47 @@ class Guard:
                 raise SecurityError("%s is not available in the %s sandbox: %s" % (hit[0], self.profile, hit[1]))
             trusted(name, globals, locals, fromlist, 0)
             self.patch_classes()
-            self.link_submodules(name)
             if fromlist:
                 return self.view(modules[name])
             return self.view(modules[name.partition(".")[0]])
 
         return __import__
 
+    def module_ok(self, name):
+        return name.partition(".")[0] in self.allowed
+
     def view(self, mod):
-        """The user's copy of a module: its names, with the neutralised
-        ones replaced and submodules that hold some seen through views."""
+        """The user's copy of a module: its names, with the neutralised ones
+        replaced, and every module it holds seen through a view in turn, or
+        refused when outside the allowlist (numpy.compat.py3k.os)."""
         name = mod.__name__
         v = self.views.get(name)
         if v is not None:
             return v
-        prefix = name + "."
-        mine = {k[len(prefix):]: why for k, why in self.blocked.items() if k.startswith(prefix)}
-        if not mine:
-            self.views[name] = mod
-            return mod
-        v = type(mod)(name, mod.__doc__)
-        v.__dict__.update(mod.__dict__)
-        for rest, why in mine.items():
-            attr, _, deeper = rest.partition(".")
-            if not deeper:
-                v.__dict__[attr] = _Blocked(prefix + attr, why)
-            else:
-                sub = mod.__dict__.get(attr)
-                if type(sub) is type(mod):
-                    v.__dict__[attr] = self.view(sub)
+        v = _ModuleView(name, mod.__doc__)
         self.views[name] = v
+        lazy = {}
+        for k, val in mod.__dict__.items():
+            if isinstance(val, _ModuleType):
+                lazy[k] = val
+            elif k != "__getattr__":
+                v.__dict__[k] = val
+        prefix = name + "."
+        for full, why in self.blocked.items():
+            if full.startswith(prefix) and "." not in full[len(prefix):]:
+                attr = full[len(prefix):]
+                v.__dict__[attr] = _Blocked(full, why)
+                lazy.pop(attr, None)
+        object.__setattr__(v, "_jr_lazy", (self, mod, lazy))
         return v
 
-    def link_submodules(self, name):
-        """After `import a.b.c`: a's view shows b (as a view), and so on."""
-        parts = name.split(".")
-        for i in range(1, len(parts)):
-            parent = ".".join(parts[:i])
-            v = self.views.get(parent)
-            child = sys.modules.get(parent + "." + parts[i])
-            if v is not None and v is not sys.modules.get(parent) and child is not None:
-                v.__dict__.setdefault(parts[i], self.view(child))
+    def user_value(self, owner, attr, val):
+        """What the user may see of `val`, found as owner.attr."""
+        if isinstance(val, _ModuleType):
+            if not self.module_ok(val.__name__):
+                return _Blocked("%s.%s" % (owner, attr), "module %s is not available" % val.__name__)
+            return self.view(val)
+        return val
 
     def patch_classes(self):
         """Neutralised methods of classes (pandas.DataFrame.to_pickle): on
@@ -249,7 +257,34 @@ class Guard:
                 b["getattr"] = self._getattr()
             if "hasattr" in b:
                 b["hasattr"] = self._hasattr()
+            if "type" in b:
+                b["type"] = self._type()
         return b
+
+    def _type(self):
+        """type, except that a class built by type(name, bases, dict) gets
+        only names the attribute guard allows (no __array_interface__)."""
+        real = builtins.type
+        check = self.check_attr
+
+        class _Meta(real):
+            def __instancecheck__(cls, obj):
+                return isinstance(obj, real)
+
+            def __subclasscheck__(cls, sub):
+                return issubclass(sub, real)
+
+            def __repr__(cls):
+                return "<class 'type'>"
+
+        class type(real, metaclass=_Meta):
+            def __new__(mcls, *args, **kwargs):
+                if len(args) == 3 and isinstance(args[2], dict):
+                    for key in args[2]:
+                        check(key)
+                return real(*args, **kwargs)
+
+        return type
 
     def globals(self, g, b):
         """Injected modules, imported on first use (a strategy that never
@@ -270,6 +305,28 @@ def _blocked_builtin(name, why, profile):
 
     blocked.__name__ = blocked.__qualname__ = name
     return blocked
+
+
+_ModuleType = type(sys)
+
+
+class _ModuleView(_ModuleType):
+    """A module as user code sees it (Guard.view). Modules it holds are
+    resolved on first use, so building one does not walk the library."""
+
+    def __getattr__(self, name):
+        guard, mod, lazy = _ModuleType.__getattribute__(self, "_jr_lazy")
+        if name in lazy:
+            val = guard.user_value(mod.__name__, name, lazy[name])
+        elif name != "__getattr__" and name in mod.__dict__:  # a submodule imported since
+            val = guard.user_value(mod.__name__, name, mod.__dict__[name])
+        else:
+            hook = mod.__dict__.get("__getattr__")  # PEP 562, e.g. numpy's lazy names
+            if hook is None:
+                raise AttributeError("module %r has no attribute %r" % (mod.__name__, name))
+            val = guard.user_value(mod.__name__, name, hook(name))
+        self.__dict__[name] = val
+        return val
 
 
 class _Lazy:

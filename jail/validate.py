@@ -36,22 +36,30 @@ class _Report:
 
 
 class Validator:
-    def __init__(self, policy):
+    def __init__(self, policy, check_mode=False):
         py, v = policy["python"], policy["validator"]
         self.profile = policy["profile"]
         self.rules = frozenset(v["forbid"]) if v["enabled"] else frozenset()
         self.max_bytes = v["max_source_bytes"]
         self.max_nesting = v["max_nesting"]
         self.max_nodes = v["max_nodes"]
-        self.imports = frozenset(py["imports"]) if py["guard"] else None
+        # Imports are refused when they run, except where the policy wants
+        # them refused up front; --check reports them either way.
+        statically = check_mode or "imports" in self.rules
+        self.imports = frozenset(py["imports"]) if py["guard"] and statically else None
         self.import_error = py["import_error"]
+        self.allow_list = py["dunder_policy"] == "allow-list"
         self.dunder_allow = frozenset(py["dunder_allow"])
+        self.dunder_deny = frozenset(py["dunder_deny"])
         self.denied_attrs = frozenset(py["denied_attributes"])
 
     def attr_ok(self, name):
+        """The same rule as the attribute guard's (jail/guard.py)."""
+        if name in self.denied_attrs:
+            return False
         if _is_dunder(name):
-            return name in self.dunder_allow
-        return name not in self.denied_attrs
+            return name in self.dunder_allow if self.allow_list else name not in self.dunder_deny
+        return True
 
     # --- entry ------------------------------------------------------------
     def run(self, source, filename):
@@ -180,7 +188,7 @@ class Validator:
 
     def visit_alias(self, node, rep):
         for name in (node.name, node.asname or ""):
-            if _is_dunder(name) and name not in self.dunder_allow:
+            if _is_dunder(name) and not self.attr_ok(name):
                 rep.add(node, "SecurityError", "name %s is not allowed" % name)
 
     def visit_global(self, node, rep):
@@ -221,14 +229,14 @@ class Validator:
 
     def visit_name(self, node, rep):
         name, rules = node.id, self.rules
-        if "dunder" in rules and _is_dunder(name) and name not in self.dunder_allow:
+        if "dunder" in rules and _is_dunder(name) and not self.attr_ok(name):
             rep.add(node, "SecurityError", "name %s is not allowed" % name)
         elif "dynamic_code" in rules and name in ("exec", "eval", "compile"):
             rep.add(node, "SecurityError", "%s() is not allowed: dynamic code execution" % name)
 
     def visit_def(self, node, rep):
         rules = self.rules
-        if "dunder" in rules and _is_dunder(node.name) and node.name not in self.dunder_allow:
+        if "dunder" in rules and _is_dunder(node.name) and not self.attr_ok(node.name):
             rep.add(node, "SecurityError", "defining %s is not allowed" % node.name)
         if type(node).__name__ == "ClassDef" and "metaclass" in rules:
             for kw in node.keywords:
@@ -277,13 +285,13 @@ def _attr_parts(text, _string):
 
 
 def check(policy, source, filename):
-    """The violations of `source`, as a list of dicts."""
-    return check_tree(policy, source, filename)[0]
+    """The violations of `source`, as a list of dicts (jailrun --check)."""
+    return check_tree(policy, source, filename, True)[0]
 
 
-def check_tree(policy, source, filename):
+def check_tree(policy, source, filename, check_mode=False):
     """(violations, syntax tree or None) of `source`."""
-    v = Validator(policy)
+    v = Validator(policy, check_mode)
     rep = v.run(source, filename)
     items = rep.items
     if rep.more:

@@ -35,8 +35,9 @@ struct pkey {
 
 static const char *const profiles[] = { "worker", "strategy", "exec", NULL };
 static const char *const import_errors[] = { "ImportError", "SecurityError", NULL };
+static const char *const dunder_policies[] = { "allow-list", "deny-list", NULL };
 static const char *const open_rules[] = { "read-library", "deny", "allow", NULL };
-static const char *const rules[] = { "lambda", "dunder", "global", "nonlocal", "while_true", "del",
+static const char *const rules[] = { "imports", "lambda", "dunder", "global", "nonlocal", "while_true", "del",
                                      "dynamic_code", "string_attributes", "metaclass", NULL };
 
 #define GiB (1024.0 * 1024 * 1024)
@@ -52,7 +53,9 @@ static const struct pkey schema[] = {
         { "python.blocked_builtins", P_REASONS, 0, 4096, NULL },
         { "python.globals", P_MODULES, 0, 4096, NULL },
         { "python.attribute_guard", P_BOOL, 0, 0, NULL },
+        { "python.dunder_policy", P_CHOICE, 0, 0, dunder_policies },
         { "python.dunder_allow", P_NAMES, 0, 4096, NULL },
+        { "python.dunder_deny", P_NAMES, 0, 4096, NULL },
         { "python.denied_attributes", P_NAMES, 0, 4096, NULL },
         { "python.blocked_names", P_REASONS, 0, 4096, NULL },
         { "python.denied_modules", P_NAMES, 0, 4096, NULL },

@@ -34,7 +34,11 @@ def _os_globals():
     raise ValueError("no _wrap_close")
 """
 
-W, S = "worker", "strategy"
+# Profiles: worker, strategy, and worker with only its audit hook and
+# module views (no validator, no attribute guard): how the last layer
+# holds once the earlier ones are assumed gone.
+W, S, WA = "worker", "strategy", "worker-audit"
+AUDIT_ONLY = os.path.join(os.path.dirname(HERE), "..", "policies", "audit-only.json")
 
 # id, profile, source, error type, message regex, aim (the kernel check)
 ATTACKS = [
@@ -48,9 +52,51 @@ ATTACKS = [
     ("from-os-import", W, "from os import path", "ImportError", r"^Import of os is not", "host-files"),
     ("relative-import", W, "from . import x", "ImportError", r"^Import of  is not|^Import of .* is not", "host-files"),
     ("dunder-import-builtin", W, "__import__('os')", "ImportError", r"^Import of os is not", "host-files"),
+    ("dunder-import-math-works", W, "m = __import__('math')\n__import__('sys')", "ImportError",
+     r"^Import of sys is not", "host-files"),
     ("submodule-to-os", W, "import json.decoder\njson.decoder.os.listdir('/')", "AttributeError", r"os", "host-files"),
     ("random-os-listdir", W, "import random\nrandom._os.listdir('/')", "SecurityError",
-     r"os\.listdir is not allowed in the worker sandbox", "host-files"),
+     r"^random\._os is not available in the worker sandbox: module os is not available", "host-files"),
+    ("numpy-compat-sys", W, "import numpy as np\nnp.compat.py3k.sys.modules", "SecurityError",
+     r"^numpy\.compat is not available", "host-files"),
+    ("pandas-io-common-os", W, "import pandas as pd\npd.io.common.os.listdir('/')", "SecurityError",
+     r"^pandas\.io is not available", "host-files"),
+    ("pandas-core-common-np-load", W, "import pandas as pd\npd.core.common.np.load('/etc/passwd')", "SecurityError",
+     r"^numpy\.load is not available", "host-files"),
+    ("statistics-sys", W, "import statistics\nstatistics.sys.modules", "SecurityError",
+     r"^statistics\.sys is not available in the worker sandbox: module sys is not available", "host-files"),
+    ("worker-walk-validator", W, WALK + "_os_globals()['system']('id')", "SecurityError",
+     r"access to the attribute __subclasses__ is not allowed", "spawn"),
+    ("worker-ctx-globals", W, "g = type(ctx).__init__.__globals__", "SecurityError",
+     r"access to the attribute __globals__ is not allowed", "host-files"),
+    ("worker-getattr-globals", W, "g = getattr(getattr, '__glo' + 'bals__')", "SecurityError",
+     r"^access to the attribute __globals__ is not allowed in the worker sandbox", "host-files"),
+    ("str-subclass-getattr", S, "class S(str):\n    def startswith(self, *a):\n        return False\n"
+     "    def endswith(self, *a):\n        return False\ng = getattr(getattr, S('__glo' + 'bals__'))",
+     "SecurityError", r"^access to the attribute __globals__ is not allowed in the strategy sandbox", "host-files"),
+    ("type-array-interface", W, "import numpy as np\nX = type('X', (), {'__array_' + 'interface__': {}})",
+     "SecurityError", r"^access to the attribute __array_interface__ is not allowed", "native"),
+    ("class-body-array-interface", W, "class X:\n    __array_interface__ = {'data': (0, False)}",
+     "SecurityError", r"name __array_interface__ is not allowed", "native"),
+    ("dict-array-interface", W, "class X:\n    pass\nX().__dict__['x'] = 1", "SecurityError",
+     r"access to the attribute __dict__ is not allowed", "native"),
+    ("reduce-ex-def", W, "class X:\n    def __reduce_ex__(self, p):\n        return (X, ())", "SecurityError",
+     r"defining __reduce_ex__ is not allowed", "native"),
+    ("as-strided", S, "np.lib.stride_tricks.as_strided(np.zeros(4), shape=(10 ** 6,), strides=(1,))",
+     "SecurityError", r"^numpy\.lib\.stride_tricks\.as_strided is not available in the strategy sandbox: raw memory",
+     "native"),
+    ("as-strided-alias", W, "import numpy as np\nnp.lib.index_tricks.as_strided(np.zeros(1))", "SecurityError",
+     r"^numpy\.lib\.index_tricks\.as_strided is not available", "native"),
+    ("dummy-array", S, "np.lib.stride_tricks.DummyArray({'data': (0, False)})", "SecurityError",
+     r"^numpy\.lib\.stride_tricks\.DummyArray is not available", "native"),
+    ("numpy-rec-fromfile", W, "import numpy as np\nnp.rec.fromfile('/usr/lib/python3.11/LICENSE.txt')", "SecurityError",
+     r"^numpy\.core\.records\.fromfile is not available", "host-files"),
+    ("numpy-datasource", W, "import numpy as np\nnp.lib._datasource.DataSource()", "SecurityError",
+     r"^numpy\.lib\._datasource is not available", "host-files"),
+    ("strategy-pandas-np-random", S, "pd.core.common.np.random.rand(1)", "SecurityError",
+     r"^numpy\.random is not available in the strategy sandbox", "host-files"),
+    ("strategy-sample", S, "pd.Series([1, 2]).sample()", "SecurityError",
+     r"^pandas\.Series\.sample is not available in the strategy sandbox: random sampling", "host-files"),
     ("strategy-import-random", S, "import random", "SecurityError",
      r"line 1:0: Import of random is not allowed in the strategy sandbox", "host-files"),
     ("strategy-import-os", S, "import os", "SecurityError", r"Import of os is not allowed", "host-files"),
@@ -67,32 +113,32 @@ ATTACKS = [
     ("strategy-setattr", S, "setattr(1, 'x', 1)", "SecurityError", r"^setattr\(\) is not allowed", "host-files"),
     ("strategy-exec", S, "exec('1')", "SecurityError", r"exec\(\) is not allowed: dynamic code execution", "host-files"),
     # --- subclass walking (worker allows dunders, 001) ----------------------
-    ("walk-os-system", W, WALK + "_os_globals()['system']('id')", "SecurityError",
+    ("walk-os-system", WA, WALK + "_os_globals()['system']('id')", "SecurityError",
      r"^os\.system is not allowed in the worker sandbox: operating-system access", "spawn"),
-    ("walk-os-listdir", W, WALK + "_os_globals()['listdir']('/')", "SecurityError", r"^os\.listdir is not allowed", "host-files"),
-    ("walk-os-open", W, WALK + "_os_globals()['open']('/etc/passwd', 0)", "SecurityError",
+    ("walk-os-listdir", WA, WALK + "_os_globals()['listdir']('/')", "SecurityError", r"^os\.listdir is not allowed", "host-files"),
+    ("walk-os-open", WA, WALK + "_os_globals()['open']('/etc/passwd', 0)", "SecurityError",
      r"^open\('/etc/passwd'\) is not allowed in the worker sandbox", "host-files"),
-    ("walk-os-kill", W, WALK + "_os_globals()['kill'](1, 9)", "SecurityError", r"^os\.kill is not allowed", "kill"),
-    ("walk-real-builtins-open", W, WALK + "_os_globals()['__builtins__']['open']('/proc/self/environ')",
+    ("walk-os-kill", WA, WALK + "_os_globals()['kill'](1, 9)", "SecurityError", r"^os\.kill is not allowed", "kill"),
+    ("walk-real-builtins-open", WA, WALK + "_os_globals()['__builtins__']['open']('/proc/self/environ')",
      "SecurityError", r"^open\('/proc/self/environ'\) is not allowed", "environ"),
-    ("walk-write-file", W, WALK + "_os_globals()['__builtins__']['open']('/tmp/x', 'w')",
+    ("walk-write-file", WA, WALK + "_os_globals()['__builtins__']['open']('/tmp/x', 'w')",
      "SecurityError", r"^open\('/tmp/x'\) is not allowed", "write"),
-    ("walk-import-ctypes", W, WALK + "_os_globals()['__builtins__']['__import__']('ctypes')",
+    ("walk-import-ctypes", WA, WALK + "_os_globals()['__builtins__']['__import__']('ctypes')",
      "SecurityError", r"^import of ctypes is not allowed in the worker sandbox", "native"),
-    ("walk-import-socket", W, WALK + "_os_globals()['__builtins__']['__import__']('socket')",
+    ("walk-import-socket", WA, WALK + "_os_globals()['__builtins__']['__import__']('socket')",
      "SecurityError", r"^import of socket is not allowed", "network"),
-    ("ctx-runtime-trusted-import", W,
+    ("ctx-runtime-trusted-import", WA,
      "import numpy\nrt = ctx.log.__class__.__init__.__globals__\n"
      "c = rt['_jailrun'].trusted_import('ctypes')\nc.CDLL(None)", "SecurityError",
      r"^ctypes\.dlopen is not allowed in the worker sandbox: native code", "native"),
-    ("walk-sys-getframe", W, WALK + "_os_globals()['sys']._getframe()", "SecurityError",
+    ("walk-sys-getframe", WA, WALK + "_os_globals()['sys']._getframe()", "SecurityError",
      r"^sys\._getframe is not allowed in the worker sandbox: frame introspection", "host-files"),
-    ("walk-sys-settrace", W, WALK + "_os_globals()['sys'].settrace(None)", "SecurityError", r"sys\.settrace is not allowed", "host-files"),
-    ("walk-current-frames", W, WALK + "_os_globals()['sys']._current_frames()", "SecurityError",
+    ("walk-sys-settrace", WA, WALK + "_os_globals()['sys'].settrace(None)", "SecurityError", r"sys\.settrace is not allowed", "host-files"),
+    ("walk-current-frames", WA, WALK + "_os_globals()['sys']._current_frames()", "SecurityError",
      r"^sys\._current_frames is not allowed", "host-files"),
-    ("walk-gc-objects", W, WALK + "_os_globals()['__builtins__']['__import__']('gc').get_objects()",
+    ("walk-gc-objects", WA, WALK + "_os_globals()['__builtins__']['__import__']('gc').get_objects()",
      "SecurityError", r"^gc\.get_objects is not allowed", "host-files"),
-    ("copy-reduce-trick", W, WALK + textwrap.dedent("""
+    ("copy-reduce-trick", WA, WALK + textwrap.dedent("""
         import copy
         class Evil:
             def __reduce__(self):
@@ -105,13 +151,13 @@ ATTACKS = [
      r"^access to the attribute __class__ is not allowed in the strategy sandbox", "host-files"),
     ("strategy-mro", S, "getattr(type(1), 'm' + 'ro')()", "SecurityError", r"attribute mro is not allowed", "host-files"),
     # --- frames -----------------------------------------------------------
-    ("generator-frame", W, "g = (x for x in [1])\ng.gi_frame", "SecurityError",
+    ("generator-frame", WA, "g = (x for x in [1])\ng.gi_frame", "SecurityError",
      r"^access to the attribute gi_frame is not allowed in the worker sandbox", "host-files"),
-    ("coroutine-frame", W, "async def c():\n    pass\nco = c()\nco.cr_frame", "SecurityError",
+    ("coroutine-frame", WA, "async def c():\n    pass\nco = c()\nco.cr_frame", "SecurityError",
      r"attribute cr_frame is not allowed", "host-files"),
-    ("traceback-frame", W, "try:\n    1/0\nexcept Exception as e:\n    e.__traceback__.tb_frame",
+    ("traceback-frame", WA, "try:\n    1/0\nexcept Exception as e:\n    e.__traceback__.tb_frame",
      "SecurityError", r"attribute tb_frame is not allowed", "host-files"),
-    ("function-code", W, "def f():\n    pass\nf.__code__", "SecurityError", r"attribute __code__ is not allowed", "host-files"),
+    ("function-code", WA, "def f():\n    pass\nf.__code__", "SecurityError", r"attribute __code__ is not allowed", "host-files"),
     ("strategy-generator-frame", S, "g = (x for x in [1])\ngetattr(g, 'gi_' + 'frame')", "SecurityError",
      r"attribute gi_frame is not allowed", "host-files"),
     ("strategy-frame-literal", S, "g = (x for x in [1])\ng.gi_frame.f_back", "SecurityError",
@@ -154,7 +200,7 @@ ATTACKS = [
     ("pandas-read-pickle", W, "import pandas as pd\npd.read_pickle('/tmp/x')", "SecurityError",
      r"^pandas\.read_pickle is not available.*arbitrary code", "host-files"),
     ("pandas-submodule-read", W, "import pandas as pd\npd.io.parsers.read_csv('/etc/passwd')", "SecurityError",
-     r"^open\('/etc/passwd'\) is not allowed in the worker sandbox", "host-files"),
+     r"^pandas\.io is not available in the worker sandbox", "host-files"),
     ("pandas-to-csv-path", W, "import pandas as pd\npd.DataFrame({'a': [1]}).to_csv('/out.csv')", "SecurityError",
      r"^open\('/out\.csv'\) is not allowed", "write"),
     ("pandas-to-pickle", W, "import pandas as pd\npd.DataFrame({'a': [1]}).to_pickle('/tmp/x')", "SecurityError",
@@ -177,12 +223,16 @@ LIMITED = [
     ("cpu-burn-loop", S, "for i in range(10 ** 12):\n    pass", "timeout"),
 ]
 
-ENTRY = {W: "\ndef tick(ctx):\n    pass\n", S: "\ndef on_bar_strategy(sdk, params):\n    pass\n"}
+ENTRY = {W: "\ndef tick(ctx):\n    pass\n", WA: "\ndef tick(ctx):\n    pass\n",
+         S: "\ndef on_bar_strategy(sdk, params):\n    pass\n"}
 
 
 def run(tmp_path, profile, source, *args, timeout=60):
     path = tmp_path / "attack.py"
     path.write_text(source)
+    if profile == WA:
+        args = ("--policy", AUDIT_ONLY) + args
+        profile = W
     p = subprocess.run([JAILRUN, "--profile", profile, "--json", *args, str(path)], capture_output=True,
                        text=True, timeout=timeout)
     return p, json.loads(p.stdout.strip().splitlines()[-1])
