@@ -141,26 +141,45 @@ def _mark(exc, name, typ):
     return v if type(v) is typ else None
 
 
+_type_name = type.__dict__["__name__"].__get__
+_exc_traceback = BaseException.__dict__["__traceback__"].__get__
+
+
 def _error_info(exc, filename):
     """{type, message, line, traceback} of an exception raised by user code;
-    line is the innermost line in the user's own file."""
+    line is the innermost line in the user's own file. User code may have
+    shaped the exception to break this (a metaclass whose __getattribute__
+    raises, properties that raise): what cannot be read is left out, and
+    the report always goes out."""
+    try:
+        name = _mark(exc, "jr_type", str) or _type_name(type(exc))
+    except BaseException:
+        name = "Exception"
+    try:
+        return _error_fields(exc, filename, name)
+    except BaseException:
+        return {"type": name, "message": "<the error could not be read>", "line": None, "traceback": ""}
+
+
+def _error_fields(exc, filename, name):
     import traceback
 
     line = _mark(exc, "jr_line", int)
-    if isinstance(exc, SyntaxError) and exc.filename == filename:
+    if isinstance(exc, SyntaxError) and exc.filename == filename and type(exc.lineno) is int:
         line = exc.lineno
-    frames = traceback.extract_tb(exc.__traceback__)
+    frames = traceback.extract_tb(_exc_traceback(exc))
     user = [f for f in frames if f.filename == filename]
     if line is None and user:
         line = user[-1].lineno
     try:
         message = str(exc)
+        if type(message) is not str:
+            message = str.__str__(message)
     except BaseException:
-        message = "<unprintable %s>" % type(exc).__name__
+        message = "<unprintable %s>" % name
     tb = "".join(traceback.format_list(user)) if user else ""
-    etype = _mark(exc, "jr_type", str) or type(exc).__name__
-    return {"type": etype, "message": _cap(message, ERROR_MAX_MESSAGE, False),
-            "line": line, "traceback": _cap(tb, ERROR_MAX_TRACEBACK, True)}
+    return {"type": name, "message": _cap(message, ERROR_MAX_MESSAGE, False),
+            "line": line if line is None or line >= 1 else None, "traceback": _cap(tb, ERROR_MAX_TRACEBACK, True)}
 
 
 def _remember_source(source, filename):

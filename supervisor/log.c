@@ -32,26 +32,56 @@ void log_msg(const char *fmt, ...)
         va_end(ap);
 }
 
-/* Length of an escape-worthy sequence at p (0: an ordinary byte), and its
- * code point in *cp (for \u) or -1 (for \x). */
-static size_t special(const unsigned char *p, const unsigned char *end, long *cp)
+/* Decodes one UTF-8 sequence at p: its length and code point, or 0 when
+ * the bytes there are not valid UTF-8 (truncated, overlong, a surrogate,
+ * beyond U+10FFFF). */
+static size_t utf8_decode(const unsigned char *p, const unsigned char *end, long *cp)
+{
+        static const long min[] = { 0, 0, 0x80, 0x800, 0x10000 };
+        size_t n = *p >= 0xf0 && *p <= 0xf4 ? 4 : *p >= 0xe0 ? 3 : *p >= 0xc2 && *p < 0xe0 ? 2 : 0;
+        if (n == 0 || (size_t)(end - p) < n)
+                return 0;
+        long c = *p & (0x7f >> n);
+        for (size_t i = 1; i < n; i++) {
+                if ((p[i] & 0xc0) != 0x80)
+                        return 0;
+                c = (c << 6) | (p[i] & 0x3f);
+        }
+        if (c < min[n] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+                return 0;
+        *cp = c;
+        return n;
+}
+
+/* Code points that could drive or mislead a terminal: C1 controls, the
+ * line and paragraph separators, and the bidirectional marks, embeddings,
+ * overrides and isolates. */
+static int special_cp(long c)
+{
+        return (c >= 0x80 && c <= 0x9f) || c == 0x061c || c == 0x200e || c == 0x200f ||
+               (c >= 0x2028 && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069);
+}
+
+/* Length of an escape-worthy sequence at p (0: an ordinary character,
+ * whose length is in *plain), and its code point in *cp (for \u) or -1
+ * (for \x: C0 controls, DEL, backslash, and bytes that are not UTF-8). */
+static size_t special(const unsigned char *p, const unsigned char *end, long *cp, size_t *plain)
 {
         *cp = -1;
+        *plain = 1;
         if (*p < 0x20 || *p == 0x7f || *p == '\\')
                 return 1;
-        if (*p == 0xc2 && p + 1 < end && p[1] >= 0x80 && p[1] <= 0x9f) {
-                *cp = p[1];  /* C1 control U+0080..U+009F */
-                return 2;
+        if (*p < 0x80)
+                return 0;
+        long c;
+        size_t n = utf8_decode(p, end, &c);
+        if (n == 0)
+                return 1;  /* not UTF-8: this byte as \xNN */
+        if (special_cp(c)) {
+                *cp = c;
+                return n;
         }
-        if (*p == 0xe2 && p + 2 < end) {
-                long c = ((long)(p[0] & 0x0f) << 12) | ((long)(p[1] & 0x3f) << 6) | (p[2] & 0x3f);
-                /* LRM RLM, LS PS, LRE RLE PDF LRO RLO, LRI RLI FSI PDI */
-                if (c == 0x200e || c == 0x200f || (c >= 0x2028 && c <= 0x202e) ||
-                    (c >= 0x2066 && c <= 0x2069)) {
-                        *cp = c;
-                        return 3;
-                }
-        }
+        *plain = n;
         return 0;
 }
 
@@ -60,9 +90,10 @@ void log_escapedn(struct outq *q, const char *text, size_t len)
         const unsigned char *p = (const unsigned char *)text, *end = p + len, *run = p;
         while (p < end) {
                 long cp;
-                size_t n = special(p, end, &cp);
+                size_t plain;
+                size_t n = special(p, end, &cp, &plain);
                 if (!n) {
-                        p++;
+                        p += plain;
                         continue;
                 }
                 outq_put(q, run, (size_t)(p - run));

@@ -16,7 +16,8 @@ void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Queues text with every character that could drive or mislead the
  * operator's terminal escaped: C0 controls and DEL as \xNN (newline as \n),
  * backslash as \\, C1 controls and the Unicode line separators and
- * bidirectional overrides as \uXXXX. NUL bytes within len are shown. */
+ * bidirectional controls as \uXXXX, bytes that are not UTF-8 as \xNN. NUL
+ * bytes within len are shown. */
 void log_escapedn(struct outq *q, const char *text, size_t len);
 void log_escaped(struct outq *q, const char *text);
 

@@ -383,3 +383,16 @@ def test_logs_before_a_load_error_are_flushed(worker):
     assert r.code == 1, r
     assert [(e["level"], e["message"]) for e in json_logs(r.err)] == [("warn", "loading"), ("info", "partial")]
     assert final_json(r)["error"]["type"] == "ValueError"
+
+
+def test_native_output_that_is_not_utf8_is_escaped(worker):
+    """Bytes that are not UTF-8 (stray, truncated, overlong, surrogates)
+    never reach the terminal raw; valid text and marks stay readable."""
+    r = worker("""
+        import os
+        def tick(ctx):
+            os.write(2, b"a\\xff\\xfeb \\xc0\\xaf \\xed\\xa0\\x80 \\xe2\\x80 \\xd8\\x9c \\xe2\\x80\\xae \\xc3\\xa9\\n")
+    """)
+    assert r.code == 0, r
+    line = [l for l in r.err.splitlines() if l.startswith("OUTPUT ")][0]
+    assert line == "OUTPUT a\\xff\\xfeb \\xc0\\xaf \\xed\\xa0\\x80 \\xe2\\x80 \\u061c \\u202e \u00e9", repr(line)
