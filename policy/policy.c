@@ -80,6 +80,7 @@ static const struct pkey schema[] = {
         { "log", P_OBJECT, 0, 0, NULL },
         { "log.max_chars", P_INT, 1, 4000, NULL },
         { "log.batch", P_INT, 1, 20, NULL },
+        { "log.max_bytes", P_INT, 0, 1024 * GiB, NULL },
 };
 
 static const struct pkey *find_key(const char *path)

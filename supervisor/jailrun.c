@@ -284,6 +284,8 @@ static void print_result(const struct job_opts *o, const struct job_result *r)
                 for (size_t i = 0; stats && i < ELEMENTSOF(acct); i++)
                         if (acct[i].v >= 0)
                                 json_object_set_new(stats, acct[i].key, json_integer(acct[i].v));
+                if (stats && r->log_dropped)
+                        json_object_set_new(stats, "log_dropped", json_integer((json_int_t)r->log_dropped));
                 json_t *j = json_pack("{s:s, s:o, s:i, s:o}", "status", status_word(r->status), "error",
                                       err, "exit_code", r->exit_code, "stats", stats);
                 if (r->stdout_mid_line)
@@ -355,6 +357,7 @@ static int apply_limits(struct job_opts *o, json_t *pol)
         o->pids = (unsigned)policy_int(pol, "limits.pids");
         o->timeout_s = policy_real(pol, "limits.timeout");
         o->cpu_time_s = policy_real(pol, "limits.cpu_time");
+        o->log_max_bytes = (uint64_t)policy_int(pol, "log.max_bytes");
         return -1;
 }
 

@@ -61,6 +61,8 @@ struct job {
         int inflight;       /* worker: a tick (id `sent`) awaits its result */
         int final_result;   /* a load error (worker) or the script's error (exec) came */
         int dropped_noted;  /* the worker-output cap was reported */
+        uint64_t log_bytes;  /* message text logged so far */
+        uint64_t log_dropped;  /* messages dropped past the log cap */
         struct timespec cloned;  /* when the jail was cloned */
         int have_error;
         int ended;          /* a terminal status is set; the child is being killed */
@@ -198,12 +200,22 @@ static void on_result(struct job *j, const struct msg *m)
         next_tick_or_stop(j);
 }
 
+/* The jail's log messages, up to the policy's total (log.max_bytes);
+ * past it they are counted and dropped, said once now and once at the end. */
 static void on_log(struct job *j, const struct msg *m)
 {
         size_t i;
         json_t *e;
         json_array_foreach(m->log.entries, i, e) {
                 json_t *text = json_object_get(e, "msg");
+                uint64_t max = j->o->log_max_bytes;
+                if (max && j->log_bytes + json_string_length(text) > max) {
+                        if (!j->log_dropped++)
+                                outq_printf(&j->errq, "jailrun: log messages beyond %llu bytes dropped\n",
+                                            (unsigned long long)max);
+                        continue;
+                }
+                j->log_bytes += json_string_length(text);
                 log_jail(&j->errq, j->o->json,
                          (enum log_level)msg_log_level(json_string_value(json_object_get(e, "level"))),
                          json_string_value(text), json_string_length(text));
@@ -793,6 +805,10 @@ int job_run(const struct job_opts *o, struct job_result *res)
                 log_msg("cgroup clean-up: %s", cg_err.msg);
         res->cg_teardown_us = us_since(&tc);
         uidlock_release(&lock);
+        res->log_dropped = j.log_dropped;
+        if (j.log_dropped)
+                outq_printf(&j.errq, "jailrun: %llu log messages dropped in all (log limit of %llu bytes)\n",
+                            (unsigned long long)j.log_dropped, (unsigned long long)o->log_max_bytes);
         job_close(&j);
         res->wall_ms = ms_since(&t0);
         if (r < 0) {

@@ -39,6 +39,7 @@ struct job_opts {
         unsigned pids;               /* tasks */
         double cpu_time_s;           /* 0 = none */
         const char *cgroup_parent;
+        uint64_t log_max_bytes;      /* message text per job; 0 = no limit */
         int show_version;
 };
 
@@ -59,6 +60,7 @@ struct job_result {
         long cg_teardown_us;         /* killing what is left in it and removing it */
         long cpu_ms;
         json_t *violations;          /* --check: what the validator found (owned) */
+        uint64_t log_dropped;        /* messages dropped past log_max_bytes */
 };
 
 /* Runs the job to its end; fills res (including exit_code) and returns 0,

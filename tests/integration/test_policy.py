@@ -231,3 +231,20 @@ def test_non_utf8_source(tmp_path):
 def test_nul_in_source(tmp_path):
     r, _ = check(tmp_path, b"x = 1\x00\n", mode="wb")
     assert r.returncode == 1 and "SyntaxError" in r.stdout
+
+
+def test_policy_log_total_is_capped(tmp_path):
+    """A flood of well-formed log messages ends at log.max_bytes: the rest
+    is counted and dropped, said once, and counted in the result."""
+    pol = write(tmp_path, "p.json", '{"log": {"max_bytes": 1000}}')
+    r = run_script(tmp_path, "def tick(ctx):\n    for i in range(50):\n        ctx.log.info('y' * 100)\n",
+                   "--policy", pol, "--json")
+    lines = [json.loads(x) for x in r.err.splitlines() if x.startswith("{")]
+    assert len(lines) == 10
+    assert r.err.count("log messages beyond 1000 bytes dropped") == 1
+    assert json.loads(r.out.splitlines()[-1])["stats"]["log_dropped"] == 40
+
+
+def test_default_log_total_is_16_mib():
+    p = json.loads(jr("--print-policy").stdout)
+    assert p["log"]["max_bytes"] == 16 << 20
