@@ -68,7 +68,7 @@ def test_worker_memory_bomb(tmp_path):
         def tick(ctx):
             chunks = []
             while True:
-                chunks.append(bytearray(8 << 20))
+                chunks.append(b"x" * (8 << 20))  # filled, so touched
     """, "--memory", "64M", "--json")
     j = result(r)
     assert r.code == 137, r

@@ -48,7 +48,8 @@ START_TEST(profile_numbers)
         ck_assert_int_eq(policy_int(p, "log.max_chars"), 4000);
         ck_assert_int_eq(policy_int(p, "log.batch"), 20);
         ck_assert(policy_bool(p, "python.guard"));
-        ck_assert(!policy_bool(p, "validator.enabled"));
+        ck_assert(policy_bool(p, "validator.enabled"));
+        ck_assert_str_eq(policy_str(p, "python.dunder_policy"), "deny-list");
         json_decref(p);
         ck_assert_int_eq(apply("strategy", NULL, &p, &err), 0);
         ck_assert_int_eq(policy_int(p, "validator.max_source_bytes"), 102400);
