@@ -219,12 +219,24 @@ def _refuse(items, error_class):
     return e
 
 
+def _register_indicators(policy):
+    """The indicator modules (jail/ta.py) under the names the policy
+    allows: `import ta` and the injected `ta` find them."""
+    import _jailrun_ta
+
+    wanted = set(policy["python"]["imports"])
+    for name, mod in _jailrun_ta.modules().items():
+        if name in wanted and name not in sys.modules:
+            sys.modules[name] = mod
+
+
 def _load_guarded(source, filename, ctx, policy):
     """Validates, then runs the module under the profile's Python layer:
     restricted builtins and imports, neutralised names, the audit hook."""
     import _jailrun_guard as guard
 
     limit = policy["validator"]["max_source_bytes"]
+    _register_indicators(policy)
     code = None
     if policy["validator"]["enabled"]:
         import _jailrun_validate
