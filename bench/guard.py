@@ -87,6 +87,24 @@ def overhead(tmp, name, src, off):
             "ticks": [len(on_t), len(off_t)], "overhead": on / offm - 1}
 
 
+def load(tmp, off):
+    """Wall time of a whole one-tick job (clone, jail, interpreter, load,
+    one empty tick, teardown), guard on and off: what the layer adds to a
+    job's start."""
+    path = os.path.join(tmp, "tiny.py")
+    with open(path, "w") as f:
+        f.write("import json\ndef tick(ctx):\n    pass\n")
+    on, offt = [], []
+    for _ in range(REPS * 2):
+        for policy, acc in ((None, on), (off, offt)):
+            args = [JAILRUN] + (["--policy", policy] if policy else []) + [path]
+            t0 = time.perf_counter()
+            subprocess.run(args, check=True, capture_output=True, timeout=60)
+            acc.append((time.perf_counter() - t0) * 1e3)
+    return {"job_guard_on_median_ms": statistics.median(on), "job_guard_off_median_ms": statistics.median(offt),
+            "runs": len(on)}
+
+
 def big_strategy():
     """About 100 KB of ordinary strategy code."""
     unit = '''
@@ -162,13 +180,18 @@ def main():
         with open(off, "w") as f:
             json.dump({"python": {"guard": False}}, f)
         res = {"overhead": [overhead(tmp, "cpu", CPU_TICK, off), overhead(tmp, "pandas", PANDAS_TICK, off)],
-               "validator": validator(tmp), "loadavg": open("/proc/loadavg").read().split()[:3]}
+               "load": load(tmp, off), "validator": validator(tmp),
+               "loadavg": open("/proc/loadavg").read().split()[:3]}
     with open(os.path.join(HERE, "out", "guard.json"), "w") as f:
         json.dump(res, f, indent=2)
     for o in res["overhead"]:
         print("guard overhead, %-6s tick: on %.2f ms, off %.2f ms (medians of %d/%d ticks): %+.1f%%"
               % (o["tick"], o["guard_on_median_ms"], o["guard_off_median_ms"], o["ticks"][0], o["ticks"][1],
                  o["overhead"] * 100))
+    ld = res["load"]
+    print("one-tick job, wall: guard on %.1f ms, off %.1f ms (medians of %d): %+.1f ms"
+          % (ld["job_guard_on_median_ms"], ld["job_guard_off_median_ms"], ld["runs"],
+             ld["job_guard_on_median_ms"] - ld["job_guard_off_median_ms"]))
     v = res["validator"]
     print("validator, %d bytes, %d nodes: in the jail %.1f ms (check %.1f - %.1f ms), alone %.1f ms (min %.1f)"
           % (v["source_bytes"], v["ast_nodes"], v["validator_in_jail_ms"], v["check_big_median_ms"],
