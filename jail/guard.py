@@ -63,7 +63,9 @@ class Guard:
         self.allowed = frozenset(py["imports"])
         self.blocked = dict(py["blocked_names"])
         self.views = {}
-        self.pending = [name for name in self.blocked]  # class-level names not yet patched
+        self.checked = frozenset(py["checked_names"])
+        # class-level names not yet patched: neutralised ones and checked ones
+        self.pending = list(self.blocked) + [n for n in self.checked if n not in self.blocked]
         self.allow_list = py["dunder_policy"] == "allow-list"
         self.dunder_allow = frozenset(py["dunder_allow"])
         self.dunder_deny = frozenset(py["dunder_deny"])
@@ -162,6 +164,19 @@ class Guard:
         modules = sys.modules
 
         def __import__(name, globals=None, locals=None, fromlist=(), level=0):
+            if type(fromlist) is list and type(name) is str and level == 0:
+                # PyImport_Import (a list, where import statements pass None
+                # or a tuple): a C extension importing lazily while user code
+                # called it (numpy's numpy.core._internal). The caller takes
+                # the module from sys.modules; whoever called, it gets
+                # nothing. Allowed packages load as their own imports do;
+                # anything else faces the audit hook.
+                if name.partition(".")[0] in allowed:
+                    trusted(name, globals, locals, fromlist, 0)
+                    self.patch_classes()
+                else:
+                    builtins.__import__(name, globals, locals, fromlist, 0)
+                return None
             if level != 0 or not isinstance(name, str) or name.partition(".")[0] not in allowed:
                 line = sys._getframe(1).f_lineno if level == 0 else 0
                 raise self._import_error(name if isinstance(name, str) else repr(name), line)
@@ -231,13 +246,43 @@ class Guard:
             obj = mod
             for p in parts[i:-1]:
                 obj = builtins.getattr(obj, p, None)
-            if isinstance(obj, type):
+            if isinstance(obj, type) and name in self.checked:
+                self.set_class_attr(obj, parts[-1], self.checked_method(name, builtins.getattr(obj, parts[-1])))
+            elif isinstance(obj, type):
                 blocked = _Blocked(name, self.blocked[name])
-                try:
-                    builtins.setattr(obj, parts[-1], blocked)
-                except TypeError:
-                    _jailrun.set_type_attr(obj, parts[-1], blocked)
+                self.set_class_attr(obj, parts[-1], blocked)
         self.pending = left
+
+    @staticmethod
+    def set_class_attr(cls, name, value):
+        try:
+            builtins.setattr(cls, name, value)
+        except TypeError:  # a built-in type
+            _jailrun.set_type_attr(cls, name, value)
+
+    def checked_method(self, name, method):
+        """`method`, refusing string arguments that name an attribute the
+        guard refuses (pandas' agg('__dict__') looks the name up)."""
+        check = self.check_attr
+
+        def walk(v, depth):
+            if isinstance(v, str):
+                check(v)
+            elif depth < 3 and isinstance(v, (list, tuple)):
+                for x in v:
+                    walk(x, depth + 1)
+            elif depth < 3 and isinstance(v, dict):
+                for x in v.values():
+                    walk(x, depth + 1)
+
+        def checked(*args, **kwargs):
+            walk(args, 0)
+            walk(kwargs, 0)
+            return method(*args, **kwargs)
+
+        checked.__name__ = checked.__qualname__ = name.rpartition(".")[2]
+        checked.__doc__ = method.__doc__
+        return checked
 
     # --- builtins and globals ---------------------------------------------
     def builtins(self, print_fn):

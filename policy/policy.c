@@ -58,6 +58,7 @@ static const struct pkey schema[] = {
         { "python.dunder_deny", P_NAMES, 0, 4096, NULL },
         { "python.denied_attributes", P_NAMES, 0, 4096, NULL },
         { "python.blocked_names", P_REASONS, 0, 4096, NULL },
+        { "python.checked_names", P_NAMES, 0, 4096, NULL },
         { "python.denied_modules", P_NAMES, 0, 4096, NULL },
         { "python.audit_deny", P_REASONS, 0, 4096, NULL },
         { "python.audit_deny_user", P_REASONS, 0, 4096, NULL },

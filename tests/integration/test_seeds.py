@@ -296,3 +296,25 @@ def test_003_deterministic_value_from_timestamp(tmp_path):
         print(hash(int(1700000000.0)))
     """)
     assert logs(r)[0]["message"] == "1700000000"
+
+
+def test_library_code_still_works_under_the_layer(tmp_path):
+    """What the layer wraps or hides must not break ordinary use: pandas
+    aggregations by name, numpy's own lazy imports (object views raise
+    numpy's error, not the sandbox's), sliding windows, indicators."""
+    r = worker(tmp_path, """
+        import numpy as np
+        import pandas as pd
+        def tick(ctx):
+            s = pd.Series([1.0, 2.0, 3.0])
+            df = pd.DataFrame({"g": [1, 1, 2], "v": [1.0, 2.0, 3.0]})
+            ctx.log.info(s.agg("mean"), list(s.agg(["min", "max"])), df.groupby("g")["v"].agg("sum").tolist(),
+                         s.apply(abs).sum(), s.rolling(2).agg("mean").iloc[-1],
+                         np.lib.stride_tricks.sliding_window_view(np.arange(4), 2).shape)
+            try:
+                np.arange(3).view("O")
+            except (TypeError, ValueError) as e:
+                ctx.log.info(type(e).__name__)
+    """)
+    assert r.code == 0, r
+    assert [e["message"] for e in logs(r)] == ["2.0 [1.0, 3.0] [3.0, 3.0] 6.0 2.5 (3, 2)", "TypeError"]
