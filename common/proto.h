@@ -32,10 +32,16 @@ enum msg_type {
         MSG_LOG,        /* {"entries": [{"level", "msg"}, ...]} */
         MSG_RESULT,     /* {"id", "ok": true} or {"id", "error": {type, message, line}} */
         MSG_CHECK,      /* --check: {"violations": [{line, col, type, reason}, ...]} */
+        MSG_CALL,       /* {"id": N >= 1, "op": "state.get", "args": {...}}: a ctx call */
         MSG__MAX,
 };
 
-/* supervisor -> child: {"type":"run","id":N,"op":"tick"} and {"type":"shutdown"} */
+/* supervisor -> child: {"type":"run","id":N,"op":"tick"}, {"type":"shutdown"}
+ * and {"type":"reply","id":N,"result":...}, the answer to call N. */
+
+/* Bytes of socket buffer on each end of the channel: a datagram as large
+ * as CHAN_MAX_MSG (a 512 KB state value escaped) must fit. */
+#define CHAN_SOCKBUF (4 * CHAN_MAX_MSG)
 
 enum log_level {
         LOG_LEVEL_DEBUG,

@@ -24,11 +24,12 @@ struct jr_module {
 };
 extern const struct jr_module jr_runtime_modules[];
 
-/* Largest message the supervisor sends to the jail. */
-#define PYRT_MAX_IN (64 * 1024)
+/* Largest message the supervisor sends to the jail (a state value). */
+#define PYRT_MAX_IN CHAN_MAX_MSG
 
-/* Nesting the runtime ever sends; deeper is a runtime bug. */
-#define PYRT_MAX_DEPTH 8
+/* Nesting the runtime sends: a user's value (ctx.state.set) sits three
+ * deep in its message, and the supervisor takes CHAN_MAX_DEPTH. */
+#define PYRT_MAX_DEPTH (CHAN_MAX_DEPTH - 1)
 
 /* Python value -> JSON, for the runtime's own messages (dicts with str
  * keys, lists, str, int, float, bool, None). Text that is not valid UTF-8
@@ -45,8 +46,10 @@ static json_t *to_json(PyObject *o, int depth)
                 long long v = PyLong_AsLongLong(o);
                 return v == -1 && PyErr_Occurred() ? NULL : json_integer(v);
         }
-        if (PyFloat_Check(o))
-                return json_real(PyFloat_AS_DOUBLE(o));
+        if (PyFloat_Check(o)) {
+                json_t *j = json_real(PyFloat_AS_DOUBLE(o));
+                return j ? j : (PyErr_SetString(PyExc_ValueError, "NaN and infinity are not JSON"), NULL);
+        }
         if (PyUnicode_Check(o)) {
                 PyObject *b = PyUnicode_AsEncodedString(o, "utf-8", "replace");
                 json_t *j = b ? json_stringn(PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b)) : NULL;
@@ -67,9 +70,15 @@ static json_t *to_json(PyObject *o, int depth)
                 PyObject *k, *v;
                 Py_ssize_t pos = 0;
                 while (out && PyDict_Next(o, &pos, &k, &v)) {
-                        const char *key = PyUnicode_Check(k) ? PyUnicode_AsUTF8(k) : NULL;
+                        if (!PyUnicode_Check(k)) {
+                                PyErr_Format(PyExc_TypeError, "keys must be str, not %s", Py_TYPE(k)->tp_name);
+                                json_decref(out);
+                                return NULL;
+                        }
+                        Py_ssize_t klen;
+                        const char *key = PyUnicode_AsUTF8AndSize(k, &klen);
                         json_t *jv = key ? to_json(v, depth + 1) : NULL;
-                        if (!jv || json_object_set_new(out, key, jv) < 0)
+                        if (!jv || json_object_setn_new(out, key, (size_t)klen, jv) < 0)
                                 json_decref(out), out = NULL;
                 }
         } else {

@@ -73,13 +73,80 @@ class Log:
         self._buf.add("error", _text(args))
 
 
+class _Channel:
+    """ctx calls: one request, then its reply, before anything else. The
+    supervisor performs the call and trusts nothing in it."""
+
+    __slots__ = ("next_id", "buf")
+
+    def __init__(self, buf):
+        self.next_id = 1
+        self.buf = buf
+
+    def call(self, op, args):
+        call_id = self.next_id
+        self.next_id += 1
+        self.buf.flush()  # logs come out in order with what the call does
+        _send({"type": "call", "id": call_id, "op": op, "args": args})
+        msg = _jailrun.recv()
+        if msg is None:
+            raise SystemExit(0)  # the supervisor has gone
+        if msg.get("type") != "reply" or msg.get("id") != call_id:
+            raise RuntimeError("unexpected message from supervisor during %s" % op)
+        return msg["result"]
+
+
+def _error(text):
+    return {"error": text}
+
+
+class State:
+    """ctx.state: JSON values kept by the supervisor under this worker's
+    name. get returns the value (or default); set and delete return
+    {"ok": True, ...}; keys returns a sorted list; any failure returns
+    {"error": reason} instead of raising."""
+
+    __slots__ = ("_call",)
+
+    def __init__(self, chan):
+        self._call = chan.call
+
+    def get(self, key, default=None):
+        if type(key) is not str:
+            return _error("key must be a str, not %s" % type(key).__name__)
+        r = self._call("state.get", {"key": key})
+        if "error" in r:
+            return r
+        return r["value"] if r.get("found") else default
+
+    def set(self, key, value):
+        if type(key) is not str:
+            return _error("key must be a str, not %s" % type(key).__name__)
+        try:
+            return self._call("state.set", {"key": key, "value": value})
+        except (TypeError, ValueError, OverflowError, RecursionError) as e:
+            return _error("value cannot be stored as JSON: %s" % e)
+
+    def delete(self, key):
+        if type(key) is not str:
+            return _error("key must be a str, not %s" % type(key).__name__)
+        return self._call("state.delete", {"key": key})
+
+    def keys(self, prefix=""):
+        if type(prefix) is not str:
+            return _error("prefix must be a str, not %s" % type(prefix).__name__)
+        r = self._call("state.keys", {"prefix": prefix})
+        return r if "error" in r else r["keys"]
+
+
 class Ctx:
     """The worker's only way out of the jail."""
 
-    __slots__ = ("log",)
+    __slots__ = ("log", "state")
 
     def __init__(self, buf):
         self.log = Log(buf)
+        self.state = State(_Channel(buf))
 
 
 class _LogStream:

@@ -78,6 +78,8 @@ static const struct pkey schema[] = {
         { "limits.pids_max", P_INT, 4, 1000000, NULL },
         { "limits.timeout", P_REAL, 0, 31536000, NULL },
         { "limits.cpu_time", P_REAL, 0, 31536000, NULL },
+        { "state", P_OBJECT, 0, 0, NULL },
+        { "state.max_value_bytes", P_INT, 1, 768 * 1024, NULL },
         { "log", P_OBJECT, 0, 0, NULL },
         { "log.max_chars", P_INT, 1, 4000, NULL },
         { "log.batch", P_INT, 1, 20, NULL },

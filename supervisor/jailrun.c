@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -38,6 +39,9 @@ static const char usage_text[] =
         "  --print-policy         print the effective policy and exit\n"
         "  --check                validate the script without running it (exit 0 clean, 1 not)\n"
         "  --ticks N              worker: call tick(ctx) N times (default 1)\n"
+        "  --name NAME            worker: its namespace in ctx.state (default: the script's name)\n"
+        "  --state PATH           worker: the ctx.state store, a SQLite file\n"
+        "                         (default $XDG_DATA_HOME/jailrun/state.sqlite)\n"
         "  --timeout SECONDS      wall-clock limit for the whole job (default 300, 0 = none)\n"
         "  --scratch-size SIZE    exec: size of the writable scratch dir (default 64M)\n"
         "  --uid-range LO-HI      host uids for jails (default 100000-165535)\n"
@@ -102,6 +106,41 @@ static int valid_cgroup_parent(const char *p)
         return 1;
 }
 
+/* A worker name: 1 to 64 of [A-Za-z0-9._-], not starting with '.'. */
+static int valid_name(const char *s)
+{
+        size_t n = strlen(s);
+        return n > 0 && n <= 64 && s[0] != '.' &&
+               strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+}
+
+/* The worker's default name: its script's, less ".py", made valid. */
+static void default_name(const char *script, char *out, size_t size)
+{
+        const char *base = strrchr(script, '/');
+        base = base ? base + 1 : script;
+        size_t n = strlen(base);
+        if (n > 3 && strcmp(base + n - 3, ".py") == 0)
+                n -= 3;
+        size_t o = 0;
+        for (size_t i = 0; i < n && o + 1 < size && o < 64; i++) {
+                char c = base[i];
+                out[o++] = strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-", c) ? c : '_';
+        }
+        if (o == 0 || out[0] == '.')
+                out[o == 0 ? o++ : 0] = '_';
+        out[o] = '\0';
+}
+
+/* $XDG_DATA_HOME/jailrun/state.sqlite, else ~/.local/share/jailrun/... */
+static int default_state(char *out, size_t size)
+{
+        const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
+        if (xdg && xdg[0] == '/')
+                return jr_snprintf(out, size, "%s/jailrun/state.sqlite", xdg);
+        return jr_snprintf(out, size, "%s/.local/share/jailrun/state.sqlite", home && *home ? home : "/root");
+}
+
 /* A finite decimal number in [lo, hi]: 0, or -EINVAL. */
 static int parse_real(const char *s, double lo, double hi, double *out)
 {
@@ -155,12 +194,14 @@ static int parse_uid_range(const char *s, struct job_opts *o)
         return 0;
 }
 
-enum { OPT_PROFILE = 256, OPT_POLICY, OPT_PRINT_POLICY, OPT_CHECK, OPT_TICKS, OPT_TIMEOUT, OPT_JSON, OPT_VERBOSE, OPT_UIDS, OPT_SCRATCH,
+enum { OPT_PROFILE = 256, OPT_NAME, OPT_STATE, OPT_POLICY, OPT_PRINT_POLICY, OPT_CHECK, OPT_TICKS, OPT_TIMEOUT, OPT_JSON, OPT_VERBOSE, OPT_UIDS, OPT_SCRATCH,
        OPT_HELP, OPT_VERSION, OPT_MEMORY, OPT_CPUS, OPT_PIDS, OPT_CPU_TIME, OPT_CGROUP_PARENT };
 
 static const struct option longopts[] = {
         { "profile", required_argument, NULL, OPT_PROFILE },
         { "policy", required_argument, NULL, OPT_POLICY },
+        { "name", required_argument, NULL, OPT_NAME },
+        { "state", required_argument, NULL, OPT_STATE },
         { "print-policy", no_argument, NULL, OPT_PRINT_POLICY },
         { "check", no_argument, NULL, OPT_CHECK },
         { "ticks", required_argument, NULL, OPT_TICKS },
@@ -199,6 +240,16 @@ static int parse_opt(int c, const char *arg, struct job_opts *o, struct cli *cli
                 cli->profile = arg;
                 return -1;
         case OPT_POLICY: cli->policy = arg; return -1;
+        case OPT_NAME:
+                if (!valid_name(arg))
+                        return usage_error("--name wants 1 to 64 of [A-Za-z0-9._-], not '%s'", arg);
+                o->broker.ns = arg;
+                return -1;
+        case OPT_STATE:
+                if (!*arg || strlen(arg) >= PATH_MAX)
+                        return usage_error("--state wants a file path, not '%s'", arg);
+                o->broker.state_url = arg;
+                return -1;
         case OPT_PRINT_POLICY: cli->print_policy = 1; return -1;
         case OPT_CHECK: cli->check = 1; return -1;
         case OPT_TICKS:
@@ -358,6 +409,7 @@ static int apply_limits(struct job_opts *o, json_t *pol)
         o->timeout_s = policy_real(pol, "limits.timeout");
         o->cpu_time_s = policy_real(pol, "limits.cpu_time");
         o->log_max_bytes = (uint64_t)policy_int(pol, "log.max_bytes");
+        o->broker.state_max_value = (uint64_t)policy_int(pol, "state.max_value_bytes");
         return -1;
 }
 
@@ -485,6 +537,16 @@ int main(int argc, char *argv[])
         if (optind >= argc)
                 return usage_error("%s", "no script given");
         o.script_path = argv[optind++];
+        char name[72], state[PATH_MAX];
+        if (!o.broker.ns) {
+                default_name(o.script_path, name, sizeof name);
+                o.broker.ns = name;
+        }
+        if (!o.broker.state_url) {
+                if (default_state(state, sizeof state) < 0)
+                        return usage_error("%s", "no default for --state: $HOME is too long");
+                o.broker.state_url = state;
+        }
         if (optind < argc && strcmp(argv[optind], "--") == 0)
                 optind++;
         o.argc = argc - optind;

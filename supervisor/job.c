@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "supervisor/broker.h"
 #include "supervisor/job.h"
 #include "supervisor/jobio.h"
 #include "supervisor/log.h"
@@ -73,6 +74,7 @@ struct job {
         struct outq errq;   /* our stderr */
         int paused;         /* the queues backed up: the jail is not read */
         struct line_buf { char text[LOG_MAX_CHARS]; size_t len; int cut; } raw[2];  /* worker fd 1, 2 */
+        struct broker broker;     /* ctx calls */
 };
 
 static long ms_since(const struct timespec *t0)
@@ -222,6 +224,19 @@ static void on_log(struct job *j, const struct msg *m)
         }
 }
 
+/* A ctx call: performed now, answered at once. A jail that calls without
+ * reading its answers fills its own socket and is ended. */
+static void on_call(struct job *j, const struct msg *m)
+{
+        struct jr_err err = { 0 };
+        json_t *result = broker_call(&j->broker, m->call.op, m->call.args, &err);
+        if (!result)
+                return end_job(j, JOB_PROTOCOL, "ProtocolError", "%s", err.msg);
+        int r = send_json(j, json_pack("{s:s, s:I, s:o}", "type", "reply", "id", m->call.id, "result", result));
+        if (r < 0 && r != -EPIPE && r != -ECONNRESET)
+                end_job(j, JOB_PROTOCOL, "ProtocolError", "worker does not read its channel (%s)", strerror(-r));
+}
+
 static void on_message(struct job *j, struct msg *m)
 {
         /* Until the jail says it is jailed only a set-up report may come;
@@ -256,6 +271,10 @@ static void on_message(struct job *j, struct msg *m)
                 return on_log(j, m);
         case MSG_RESULT:
                 return on_result(j, m);
+        case MSG_CALL:
+                if (j->o->entry == JAIL_ENTRY_CHECK || j->o->entry == JAIL_ENTRY_SCRIPT)
+                        return end_job(j, JOB_PROTOCOL, "ProtocolError", "unexpected call");
+                return on_call(j, m);
         case MSG_CHECK:
                 if (j->o->entry != JAIL_ENTRY_CHECK || j->res->violations || j->final_result)
                         return end_job(j, JOB_PROTOCOL, "ProtocolError", "unexpected check report");
@@ -771,6 +790,7 @@ int job_run(const struct job_opts *o, struct job_result *res)
                          .cg = { .dirfd = -1, .oom_fd = -1 } };
         res->cg = (struct cg_stats){ -1, -1, -1, -1, -1, -1 };
         struct uidlock lock = { .fd = -1 };
+        broker_init(&j.broker, &o->broker);
         outq_init(&j.outq, STDOUT_FILENO, OUTQ_LIMIT);
         outq_init(&j.errq, STDERR_FILENO, OUTQ_LIMIT);
         if (!(j.buf = malloc(CHAN_MAX_MSG)))
@@ -805,6 +825,7 @@ int job_run(const struct job_opts *o, struct job_result *res)
                 log_msg("cgroup clean-up: %s", cg_err.msg);
         res->cg_teardown_us = us_since(&tc);
         uidlock_release(&lock);
+        broker_close(&j.broker);
         res->log_dropped = j.log_dropped;
         if (j.log_dropped)
                 outq_printf(&j.errq, "jailrun: %llu log messages dropped in all (log limit of %llu bytes)\n",

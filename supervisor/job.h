@@ -9,6 +9,7 @@
 
 #include "common/proto.h"
 #include "jail/jail.h"
+#include "supervisor/broker.h"
 #include "supervisor/cgroup.h"
 
 /* Where job cgroups go unless --cgroup-parent says otherwise. */
@@ -40,6 +41,7 @@ struct job_opts {
         double cpu_time_s;           /* 0 = none */
         const char *cgroup_parent;
         uint64_t log_max_bytes;      /* message text per job; 0 = no limit */
+        struct broker_cfg broker;    /* ctx services: namespace, state store, limits */
         int show_version;
 };
 

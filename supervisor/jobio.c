@@ -10,6 +10,7 @@
 
 #include "common/cleanup.h"
 #include "supervisor/job.h"
+#include "common/proto.h"
 #include "supervisor/jobio.h"
 
 void format_size(uint64_t bytes, char *out, size_t size)
@@ -70,6 +71,13 @@ int fds_open(struct fds *f, struct jr_err *err)
         *f = (struct fds){ { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 }, -1 };
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, f->chan) < 0)
                 return jr_fail(err, errno, "socketpair");
+        /* Room for the largest datagram either way (FORCE: past
+         * net.core.wmem_max, which we are root enough to pass). */
+        int buf = CHAN_SOCKBUF;
+        for (int i = 0; i < 2; i++)
+                if (setsockopt(f->chan[i], SOL_SOCKET, SO_SNDBUFFORCE, &buf, sizeof buf) < 0 ||
+                    setsockopt(f->chan[i], SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof buf) < 0)
+                        return jr_fail(err, errno, "channel socket buffers");
         if (pipe2(f->out, O_CLOEXEC) < 0 || pipe2(f->err, O_CLOEXEC) < 0 || pipe2(f->sync, O_CLOEXEC) < 0)
                 return jr_fail(err, errno, "pipe2");
         if ((f->devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)

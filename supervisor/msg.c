@@ -143,6 +143,22 @@ static int decode_check(struct msg *m, struct jr_err *err)
         return 0;
 }
 
+static int decode_call(struct msg *m, struct jr_err *err)
+{
+        json_error_t je;
+        size_t oplen;
+        if (json_unpack_ex(m->root, &je, JSON_STRICT, "{s:s, s:I, s:s%, s:o}", "type", &(const char *){ 0 },
+                           "id", &m->call.id, "op", &m->call.op, &oplen, "args", &m->call.args) < 0)
+                return bad(err, "call message", &je);
+        if (m->call.id < 1)
+                return bad(err, "call id must be positive", NULL);
+        if (oplen > MSG_MAX_NAME || strlen(m->call.op) != oplen)
+                return bad(err, "call op too long", NULL);
+        if (!json_is_object(m->call.args))
+                return bad(err, "call args must be an object", NULL);
+        return 0;
+}
+
 static int decode_fatal(struct msg *m, struct jr_err *err)
 {
         json_error_t je;
@@ -175,6 +191,7 @@ static const struct {
         { "log", MSG_LOG, decode_log },
         { "result", MSG_RESULT, decode_result },
         { "check", MSG_CHECK, decode_check },
+        { "call", MSG_CALL, decode_call },
 };
 
 int msg_decode(const char *buf, size_t len, struct msg *m, struct jr_err *err)

@@ -33,6 +33,11 @@ struct msg {
                 struct {
                         json_t *violations;  /* array of {line, col, type, reason}, validated */
                 } check;
+                struct {
+                        json_int_t id;
+                        const char *op;
+                        json_t *args;        /* an object; the broker checks its fields */
+                } call;
         };
 };
 

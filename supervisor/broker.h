@@ -1,0 +1,35 @@
+/* The broker: what the supervisor does on the jail's behalf when its code
+ * calls ctx.state (and, later, ctx.files and ctx.http). Every call comes
+ * from the jail and is hostile: its arguments are checked here, and what
+ * the user got wrong (a key too long, a value too large) is an error dict
+ * for the user, while what only a broken or hostile runtime sends (an
+ * unknown operation, arguments of the wrong shape) is a protocol error. */
+#ifndef JR_BROKER_H
+#define JR_BROKER_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "supervisor/state.h"
+
+struct broker_cfg {
+        const char *ns;            /* the worker's namespace (--name) */
+        const char *state_url;     /* where ctx.state lives (--state) */
+        uint64_t state_max_value;  /* bytes of a value's JSON text */
+};
+
+struct broker {
+        const struct broker_cfg *cfg;
+        struct state_store *state;  /* opened by the first state call, after the clone */
+};
+
+void broker_init(struct broker *b, const struct broker_cfg *cfg);
+void broker_close(struct broker *b);
+
+/* Performs one call. Returns its result (a new reference: the operation's
+ * dict, or {"error": reason}), or NULL with err when the call breaks the
+ * protocol. */
+json_t *broker_call(struct broker *b, const char *op, json_t *args, struct jr_err *err);
+
+#endif

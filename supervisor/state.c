@@ -1,0 +1,205 @@
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "supervisor/state.h"
+
+/* How long a statement waits for another process's write lock (jailruns
+ * sharing one file) before it reports the store busy. */
+#define STATE_BUSY_MS 5000
+
+enum { ST_GET, ST_SET, ST_DELETE, ST_KEYS, ST__MAX };
+
+static const char *const sql[ST__MAX] = {
+        [ST_GET] = "SELECT value FROM kv WHERE ns = ?1 AND key = ?2",
+        [ST_SET] = "INSERT INTO kv (ns, key, value) VALUES (?1, ?2, ?3) "
+                   "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value",
+        [ST_DELETE] = "DELETE FROM kv WHERE ns = ?1 AND key = ?2",
+        [ST_KEYS] = "SELECT key FROM kv WHERE ns = ?1 AND substr(key, 1, length(?2)) = ?2 ORDER BY key LIMIT ?3",
+};
+
+struct state_store {
+        sqlite3 *db;
+        sqlite3_stmt *stmt[ST__MAX];
+};
+
+static int db_fail(struct state_store *s, struct jr_err *err, const char *what)
+{
+        int code = sqlite3_extended_errcode(s->db);
+        int errnum = (code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED ? EBUSY
+                   : (code & 0xff) == SQLITE_FULL ? ENOSPC
+                   : (code & 0xff) == SQLITE_READONLY || (code & 0xff) == SQLITE_PERM ? EACCES
+                   : EIO;
+        jr_fail(err, 0, "state %s: %s", what, sqlite3_errmsg(s->db));
+        err->errnum = errnum;
+        return -errnum;
+}
+
+/* The directory of `path`, created (mode 0700) when missing. */
+static int make_parent(const char *path, struct jr_err *err)
+{
+        char dir[PATH_MAX];
+        if (jr_snprintf(dir, sizeof dir, "%s", path) < 0)
+                return jr_fail(err, ENAMETOOLONG, "state path");
+        char *slash = strrchr(dir, '/');
+        if (!slash || slash == dir)
+                return 0;
+        *slash = '\0';
+        for (char *p = dir + 1; *p; p++) {
+                if (*p != '/')
+                        continue;
+                *p = '\0';
+                if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+                        return jr_fail(err, errno, "mkdir %s", dir);
+                *p = '/';
+        }
+        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+                return jr_fail(err, errno, "mkdir %s", dir);
+        return 0;
+}
+
+static int exec_sql(struct state_store *s, const char *text, struct jr_err *err)
+{
+        char *msg = NULL;
+        if (sqlite3_exec(s->db, text, NULL, NULL, &msg) != SQLITE_OK) {
+                jr_fail(err, 0, "state: %s: %s", text, msg ? msg : sqlite3_errmsg(s->db));
+                sqlite3_free(msg);
+                err->errnum = EIO;
+                return -EIO;
+        }
+        return 0;
+}
+
+int state_open(struct state_store **out, const char *url, struct jr_err *err)
+{
+        int r = make_parent(url, err);
+        if (r < 0)
+                return r;
+        _cleanup_free_ struct state_store *s = calloc(1, sizeof *s);
+        if (!s)
+                return jr_fail(err, ENOMEM, "state");
+        /* One connection, used from the event loop only: no mutexes. */
+        int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
+        if (sqlite3_open_v2(url, &s->db, flags, NULL) != SQLITE_OK) {
+                r = s->db ? db_fail(s, err, "open") : jr_fail(err, ENOMEM, "state open");
+                sqlite3_close(s->db);
+                return r;
+        }
+        sqlite3_busy_timeout(s->db, STATE_BUSY_MS);
+        /* WAL with synchronous=FULL: every commit is on disk (the WAL
+         * fsync'd) before it returns, so an acknowledged set survives a
+         * crash of the process or the machine. */
+        r = exec_sql(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; "
+                        "CREATE TABLE IF NOT EXISTS kv (ns TEXT NOT NULL, key TEXT NOT NULL, "
+                        "value TEXT NOT NULL, PRIMARY KEY (ns, key)) WITHOUT ROWID", err);
+        for (int i = 0; r == 0 && i < ST__MAX; i++)
+                if (sqlite3_prepare_v3(s->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i], NULL) != SQLITE_OK)
+                        r = db_fail(s, err, "prepare");
+        if (r < 0) {
+                state_close(TAKE_PTR(s));
+                return r;
+        }
+        /* The file holds every worker's state: the operator's alone. */
+        if (chmod(url, 0600) < 0) {
+                r = jr_fail(err, errno, "chmod %s", url);
+                state_close(TAKE_PTR(s));
+                return r;
+        }
+        *out = TAKE_PTR(s);
+        return 0;
+}
+
+void state_close(struct state_store *s)
+{
+        if (!s)
+                return;
+        for (int i = 0; i < ST__MAX; i++)
+                sqlite3_finalize(s->stmt[i]);
+        sqlite3_close(s->db);
+        free(s);
+}
+
+/* Binds ns and key as ?1, ?2. */
+static sqlite3_stmt *start(struct state_store *s, int which, const char *ns, const char *key)
+{
+        sqlite3_stmt *st = s->stmt[which];
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC) != SQLITE_OK)
+                return NULL;
+        return st;
+}
+
+int state_get(struct state_store *s, const char *ns, const char *key, char **json, struct jr_err *err)
+{
+        sqlite3_stmt *st = start(s, ST_GET, ns, key);
+        *json = NULL;
+        if (!st)
+                return db_fail(s, err, "get");
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+                const char *v = (const char *)sqlite3_column_text(st, 0);
+                if (!v || !(*json = strdup(v))) {
+                        sqlite3_reset(st);
+                        return jr_fail(err, ENOMEM, "state get");
+                }
+                rc = SQLITE_DONE;
+        }
+        int r = rc == SQLITE_DONE ? 0 : db_fail(s, err, "get");
+        sqlite3_reset(st);
+        return r;
+}
+
+int state_set(struct state_store *s, const char *ns, const char *key, const char *json, struct jr_err *err)
+{
+        sqlite3_stmt *st = start(s, ST_SET, ns, key);
+        if (!st || sqlite3_bind_text(st, 3, json, -1, SQLITE_STATIC) != SQLITE_OK)
+                return db_fail(s, err, "set");
+        int r = sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(s, err, "set");
+        sqlite3_reset(st);
+        return r;
+}
+
+int state_delete(struct state_store *s, const char *ns, const char *key, int *deleted, struct jr_err *err)
+{
+        sqlite3_stmt *st = start(s, ST_DELETE, ns, key);
+        if (!st)
+                return db_fail(s, err, "delete");
+        int r = sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(s, err, "delete");
+        *deleted = r == 0 && sqlite3_changes(s->db) > 0;
+        sqlite3_reset(st);
+        return r;
+}
+
+int state_keys(struct state_store *s, const char *ns, const char *prefix, json_t **keys, struct jr_err *err)
+{
+        sqlite3_stmt *st = start(s, ST_KEYS, ns, prefix);
+        if (!st || sqlite3_bind_int(st, 3, STATE_MAX_KEYS + 1) != SQLITE_OK)
+                return db_fail(s, err, "keys");
+        _cleanup_(json_decrefp) json_t *out = json_array();
+        int rc;
+        while (out && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *k = (const char *)sqlite3_column_text(st, 0);
+                if (!k || json_array_append_new(out, json_string(k)) < 0) {
+                        sqlite3_reset(st);
+                        return jr_fail(err, ENOMEM, "state keys");
+                }
+        }
+        int r = !out ? jr_fail(err, ENOMEM, "state keys") : rc == SQLITE_DONE ? 0 : db_fail(s, err, "keys");
+        sqlite3_reset(st);
+        if (r < 0)
+                return r;
+        if (json_array_size(out) > STATE_MAX_KEYS)
+                return jr_fail(err, E2BIG, "more than %d keys", STATE_MAX_KEYS);
+        *keys = TAKE_PTR(out);
+        return 0;
+}
