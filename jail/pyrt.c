@@ -185,7 +185,7 @@ static PyObject *chan_recv(PyObject *self, PyObject *noarg)
                 PyErr_Format(PyExc_OSError, "message from supervisor too large (%zd bytes)", n);
         } else {
                 json_error_t je;
-                json_t *j = json_loadb(buf, (size_t)n, JSON_REJECT_DUPLICATES, &je);
+                json_t *j = json_loadb(buf, (size_t)n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
                 if (j && json_is_object(j))
                         out = to_py(j);
                 else

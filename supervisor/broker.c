@@ -71,7 +71,7 @@ static json_t *state_get_call(struct broker *b, json_t *args, struct jr_err *err
                 return user_error("%s", se.msg);
         if (!text)
                 return json_pack("{s:b}", "found", 0);
-        json_t *v = json_loads(text, JSON_DECODE_ANY, &je);
+        json_t *v = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
         if (!v)
                 return user_error("the stored value of '%.100s' is not valid JSON", key);
         return json_pack("{s:b, s:o}", "found", 1, "value", v);

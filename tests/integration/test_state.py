@@ -1,0 +1,284 @@
+"""ctx.state: the contract (JSON values, per-worker namespaces, limits,
+errors as dicts), the store on disk (SQLite, WAL, private), hostile calls,
+and durability: every acknowledged set survives kill -9 of jailrun."""
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import time
+
+import pytest
+
+from conftest import JAILRUN, NATIVE_POLICY, run_script
+
+
+def logs(r):
+    return [json.loads(x)["message"] for x in r.err.splitlines() if x.startswith("{")]
+
+
+def final(r):
+    return json.loads(r.out.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def db(tmp_path):
+    return str(tmp_path / "data" / "state.sqlite")
+
+
+def worker(tmp_path, db, src, *args, name="w.py"):
+    return run_script(tmp_path, src, "--profile", "worker", "--state", db, "--json", *args, name=name)
+
+
+def test_values_round_trip_as_json(tmp_path, db):
+    r = worker(tmp_path, db, """
+        def tick(ctx):
+            v = {"s": "é\\u0000x", "i": 2 ** 62, "f": 1.5, "l": [1, [2, [3]]], "n": None, "b": True, "t": (1, 2)}
+            ctx.log.info(ctx.state.set("v", v))
+            ctx.log.info(ctx.state.get("v"))
+            ctx.log.info(ctx.state.get("absent"), ctx.state.get("absent", 7))
+            ctx.log.info(ctx.state.set("n", 3), ctx.state.get("n") + 1)
+    """)
+    assert r.code == 0, r
+    assert logs(r) == ["{'ok': True}",
+                       "{'s': 'é\\x00x', 'i': 4611686018427387904, 'f': 1.5, 'l': [1, [2, [3]]], 'n': None, "
+                       "'b': True, 't': [1, 2]}",
+                       "None 7", "{'ok': True} 4"]
+
+
+def test_persists_across_jobs_and_ticks(tmp_path, db):
+    src = """
+        def tick(ctx):
+            n = ctx.state.get("count", 0)
+            ctx.state.set("count", n + 1)
+            ctx.log.info(n)
+    """
+    assert logs(worker(tmp_path, db, src, "--ticks", "3")) == ["0", "1", "2"]
+    assert logs(worker(tmp_path, db, src, "--ticks", "2")) == ["3", "4"]
+
+
+def test_namespaces_keep_workers_apart(tmp_path, db):
+    set_src = "def tick(ctx):\n    ctx.state.set('k', ctx.state.get('k', '') + 'x')\n    ctx.log.info(ctx.state.get('k'), ctx.state.keys())\n"
+    assert logs(worker(tmp_path, db, set_src, "--name", "alpha")) == ["x ['k']"]
+    assert logs(worker(tmp_path, db, set_src, "--name", "beta")) == ["x ['k']"]
+    assert logs(worker(tmp_path, db, set_src, name="alpha.py")) == ["xx ['k']"], "default name: the script's"
+    rows = sqlite3.connect(db).execute("SELECT ns, key, value FROM kv ORDER BY ns").fetchall()
+    assert rows == [("alpha", "k", '"xx"'), ("beta", "k", '"x"')]
+
+
+def test_delete_and_keys(tmp_path, db):
+    r = worker(tmp_path, db, """
+        def tick(ctx):
+            for k in ("b:2", "a:1", "b:1", "c"):
+                ctx.state.set(k, 1)
+            ctx.log.info(ctx.state.keys(), ctx.state.keys("b:"), ctx.state.keys("zz"))
+            ctx.log.info(ctx.state.delete("b:1"), ctx.state.delete("b:1"), ctx.state.keys("b"))
+    """)
+    assert logs(r) == ["['a:1', 'b:1', 'b:2', 'c'] ['b:1', 'b:2'] []",
+                       "{'ok': True, 'deleted': True} {'ok': True, 'deleted': False} ['b:2']"]
+
+
+@pytest.mark.parametrize("call,error", [
+    ("ctx.state.set('k', 'x' * 600000)", "value is 600002 bytes as JSON; the limit is 524288"),
+    ("ctx.state.set('', 1)", "key must be 1 to 1024 bytes of text without NUL"),
+    ("ctx.state.set('k' * 1025, 1)", "key must be 1 to 1024 bytes of text without NUL"),
+    ("ctx.state.set('a\\x00b', 1)", "key must be 1 to 1024 bytes of text without NUL"),
+    ("ctx.state.get(3)", "key must be a str, not int"),
+    ("ctx.state.set('k', float('nan'))", "value cannot be stored as JSON: NaN and infinity are not JSON"),
+    ("ctx.state.set('k', {1: 2})", "value cannot be stored as JSON: keys must be str, not int"),
+    ("ctx.state.set('k', {1, 2})", "value cannot be stored as JSON: cannot send set"),
+    ("ctx.state.set('k', 10 ** 30)", "value cannot be stored as JSON: "),
+    ("ctx.state.keys(5)", "prefix must be a str, not int"),
+])
+def test_user_errors_are_dicts(tmp_path, db, call, error):
+    r = worker(tmp_path, db, "def tick(ctx):\n    r = %s\n    ctx.log.info(r['error'])\n" % call)
+    assert r.code == 0, r
+    assert logs(r)[0].startswith(error), logs(r)
+
+
+def test_value_limit_comes_from_the_policy(tmp_path, db):
+    pol = tmp_path / "p.json"
+    pol.write_text('{"state": {"max_value_bytes": 100}}')
+    r = worker(tmp_path, db, "def tick(ctx):\n    ctx.log.info(ctx.state.set('k', 'x' * 99)['error'])\n",
+               "--policy", str(pol))
+    assert logs(r) == ["value is 101 bytes as JSON; the limit is 100"]
+
+
+def test_deep_values(tmp_path, db):
+    r = worker(tmp_path, db, """
+        def tick(ctx):
+            v = []
+            for _ in range(11):
+                v = [v]
+            ctx.log.info(ctx.state.set("ok", v))
+            for _ in range(10):
+                v = [v]
+            ctx.log.info(ctx.state.set("deep", v)["error"])
+    """)
+    assert logs(r) == ["{'ok': True}", "value cannot be stored as JSON: message nested too deeply"]
+
+
+def test_store_file_is_private(tmp_path, db):
+    worker(tmp_path, db, "def tick(ctx):\n    ctx.state.set('k', 1)\n")
+    assert os.stat(db).st_mode & 0o777 == 0o600
+    assert os.stat(os.path.dirname(db)).st_mode & 0o777 == 0o700
+    assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_store_unavailable_is_an_error_dict(tmp_path):
+    r = worker(tmp_path, "/proc/no/state.sqlite", "def tick(ctx):\n    ctx.log.info(ctx.state.get('k'))\n")
+    assert r.code == 0
+    assert logs(r)[0].startswith("{'error': 'state store unavailable: mkdir /proc/no"), logs(r)
+
+
+def test_no_state_file_without_state_calls(tmp_path, db):
+    worker(tmp_path, db, "def tick(ctx):\n    pass\n")
+    assert not os.path.exists(db), "the store is opened by the first call only"
+
+
+# --- hostile calls: straight onto the channel -----------------------------------------
+
+HOSTILE = """
+import socket, time
+def send(b):
+    s = socket.socket(fileno=3)
+    try:
+        s.send(b)
+    finally:
+        s.detach()
+def tick(ctx):
+    %s
+    time.sleep(20)
+"""
+
+
+@pytest.mark.parametrize("body,reason", [
+    ('send(b\'{"type":"call","id":1,"op":"state.nuke","args":{}}\')', "unknown call 'state.nuke'"),
+    ('send(b\'{"type":"call","id":1,"op":"state.get","args":{"key":1}}\')', "state.get call:"),
+    ('send(b\'{"type":"call","id":1,"op":"state.get","args":{"key":"k","ns":"other"}}\')', "state.get call:"),
+    ('send(b\'{"type":"call","id":0,"op":"state.get","args":{"key":"k"}}\')', "call id must be positive"),
+    ('send(b\'{"type":"call","id":1,"op":"state.get","args":[]}\')', "call args must be an object"),
+    ('send(b\'{"type":"call","id":1,"op":"state.set","args":{"key":"k"}}\')', "state.set call:"),
+])
+def test_malformed_calls_are_protocol_errors(tmp_path, db, body, reason):
+    r = run_script(tmp_path, HOSTILE % body, "--policy", NATIVE_POLICY, "--state", db, "--json", "--timeout", "10")
+    res = final(r)
+    assert r.code == 1 and res["error"]["type"] == "ProtocolError", r
+    assert reason in res["error"]["message"], res
+    assert res["stats"]["wall_ms"] < 5000
+
+
+def test_namespace_cannot_be_chosen_by_the_jail(tmp_path, db):
+    """A forged call can only name a key: the namespace is the supervisor's."""
+    run_script(tmp_path, "def tick(ctx):\n    ctx.state.set('secret', 'A')\n", "--state", db, "--name", "alice")
+    r = run_script(tmp_path, HOSTILE.replace("time.sleep(20)", "pass") %
+                   'send(b\'{"type":"call","id":1,"op":"state.get","args":{"key":"secret"}}\')',
+                   "--policy", NATIVE_POLICY, "--state", db, "--name", "mallory", "--json")
+    assert "alice" not in r.err and '"A"' not in r.err
+
+
+def test_call_flood_without_reading_replies_ends_the_job(tmp_path, db):
+    body = 'for i in range(100000):\n        send(b\'{"type":"call","id":%d,"op":"state.get","args":{"key":"k"}}\' % (i + 1))'
+    t0 = time.monotonic()
+    r = run_script(tmp_path, HOSTILE % body, "--policy", NATIVE_POLICY, "--state", db, "--json", "--timeout", "30")
+    res = final(r)
+    assert res["error"]["type"] == "ProtocolError" and "does not read its channel" in res["error"]["message"], res
+    assert time.monotonic() - t0 < 25
+
+
+def test_jail_memory_holds_no_other_workers_state(tmp_path, db):
+    """The jail is cloned before the store is opened: another worker's
+    value is nowhere in its memory, even after it used the store itself."""
+    head, tail = "neverseen-", "b1a4c0ffee-42"
+    run_script(tmp_path, "def tick(ctx):\n    ctx.state.set('s', %r + %r)\n" % (head, tail),
+               "--state", db, "--name", "alice")
+    r = run_script(tmp_path, """
+import ctypes
+def tick(ctx):
+    ctx.state.set("mine", 1)
+    ctx.state.get("mine")
+    head, tail = %r.encode(), %r.encode()
+    found = False
+    for line in open("/proc/self/maps"):
+        parts = line.split()
+        if "r" not in parts[1] or (len(parts) > 5 and parts[5].startswith(("[vvar", "[vsyscall"))):
+            continue
+        a, b = (int(x, 16) for x in parts[0].split("-"))
+        try:
+            data = ctypes.string_at(a, b - a)
+        except Exception:
+            continue
+        i = data.find(head)
+        while i >= 0 and not found:
+            found = data[i + len(head):i + len(head) + len(tail)] == tail
+            i = data.find(head, i + 1)
+    ctx.log.info("FOUND" if found else "CLEAN")
+""" % (head, tail), "--policy", NATIVE_POLICY, "--state", db, "--name", "mallory", "--json")
+    assert logs(r) == ["CLEAN"], r
+
+
+def test_two_jobs_share_one_store(tmp_path, db):
+    src = "def tick(ctx):\n    for i in range(50):\n        ctx.state.set('k%d' % i, i)\n"
+    script = tmp_path / "c.py"
+    script.write_text(src)
+    ps = [subprocess.Popen([JAILRUN, "--state", db, "--name", "n%d" % k, str(script)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE) for k in range(2)]
+    assert [p.wait(timeout=60) for p in ps] == [0, 0]
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM kv").fetchone() == (100,)
+
+
+# --- durability --------------------------------------------------------------------
+
+STORM = """
+import os
+def tick(ctx):
+    i = 0
+    while True:
+        r = ctx.state.set("k%d" % i, {"i": i})
+        if r != {"ok": True}:
+            os.write(2, b"FAILED %r\\n" % r)
+            return
+        os.write(2, b"acked %d\\n" % i)
+        i += 1
+"""
+
+
+def storm_trial(script, db, rnd):
+    want = rnd.randint(1, 30)
+    p = subprocess.Popen([JAILRUN, "--policy", NATIVE_POLICY, "--state", db, "--name", "storm", script],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    acked = -1
+    deadline = time.monotonic() + 30
+    try:
+        for line in p.stderr:
+            line = line.decode(errors="replace")
+            assert "FAILED" not in line, line
+            if line.startswith("OUTPUT acked "):
+                acked = int(line.split()[2])
+                if acked + 1 >= want:
+                    break
+            assert time.monotonic() < deadline
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=30)
+        p.stderr.close()
+    return acked
+
+
+def test_acknowledged_sets_survive_kill_9(tmp_path):
+    """200 trials: jailrun killed with SIGKILL in the middle of a storm of
+    sets; every set whose acknowledgement the worker printed is there."""
+    script = tmp_path / "storm.py"
+    script.write_text(STORM)
+    rnd = random.Random(5)
+    for trial in range(200):
+        db = str(tmp_path / ("t%d.sqlite" % trial))
+        acked = storm_trial(str(script), db, rnd)
+        assert acked >= 0, "trial %d saw no acknowledgement" % trial
+        con = sqlite3.connect(db)
+        rows = dict(con.execute("SELECT key, value FROM kv WHERE ns = 'storm'").fetchall())
+        con.close()
+        for i in range(acked + 1):
+            assert json.loads(rows["k%d" % i]) == {"i": i}, (trial, i, acked)
+        os.unlink(db)
