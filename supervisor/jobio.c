@@ -71,13 +71,19 @@ int fds_open(struct fds *f, struct jr_err *err)
         *f = (struct fds){ { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 }, -1 };
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, f->chan) < 0)
                 return jr_fail(err, errno, "socketpair");
-        /* Room for the largest datagram either way (FORCE: past
-         * net.core.wmem_max, which we are root enough to pass). */
+        /* Room for the largest datagram either way: FORCE passes
+         * net.core.wmem_max, which root in the host's network namespace
+         * may; elsewhere (jailrun itself in a container) the plain option
+         * gets what the host allows, and only the largest state values
+         * may not fit. */
         int buf = CHAN_SOCKBUF;
-        for (int i = 0; i < 2; i++)
-                if (setsockopt(f->chan[i], SOL_SOCKET, SO_SNDBUFFORCE, &buf, sizeof buf) < 0 ||
-                    setsockopt(f->chan[i], SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof buf) < 0)
-                        return jr_fail(err, errno, "channel socket buffers");
+        for (int i = 0; i < 2; i++) {
+                int opt[2][2] = { { SO_SNDBUFFORCE, SO_SNDBUF }, { SO_RCVBUFFORCE, SO_RCVBUF } };
+                for (int k = 0; k < 2; k++)
+                        if (setsockopt(f->chan[i], SOL_SOCKET, opt[k][0], &buf, sizeof buf) < 0 &&
+                            (errno != EPERM || setsockopt(f->chan[i], SOL_SOCKET, opt[k][1], &buf, sizeof buf) < 0))
+                                return jr_fail(err, errno, "channel socket buffers");
+        }
         if (pipe2(f->out, O_CLOEXEC) < 0 || pipe2(f->err, O_CLOEXEC) < 0 || pipe2(f->sync, O_CLOEXEC) < 0)
                 return jr_fail(err, errno, "pipe2");
         if ((f->devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
