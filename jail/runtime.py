@@ -139,14 +139,61 @@ class State:
         return r if "error" in r else r["keys"]
 
 
+class Files:
+    """ctx.files: the worker's workspace on the host, paths relative to it.
+    read returns {"content": str or bytes, "size"}; write, delete and list
+    return dicts; exists returns a bool and size an int; any failure
+    returns {"error": reason} instead of raising."""
+
+    __slots__ = ("_call",)
+
+    def __init__(self, chan):
+        self._call = chan.call
+
+    def _path(self, op, path, extra=None):
+        if type(path) is not str:
+            return _error("path must be a str, not %s" % type(path).__name__)
+        args = {"path": path}
+        if extra:
+            args.update(extra)
+        return self._call(op, args)
+
+    def read(self, path, binary=False):
+        r = self._path("files.read", path, {"binary": bool(binary)})
+        if type(r) is dict and "latin1" in r:
+            return {"content": r["latin1"].encode("latin-1"), "size": r["size"]}
+        return r
+
+    def write(self, path, data):
+        if type(data) is str:
+            return self._path("files.write", path, {"text": data})
+        if isinstance(data, (bytes, bytearray)):
+            return self._path("files.write", path, {"latin1": bytes(data).decode("latin-1")})
+        return _error("data must be str or bytes, not %s" % type(data).__name__)
+
+    def list(self, path="."):
+        return self._path("files.list", path)
+
+    def delete(self, path):
+        return self._path("files.delete", path)
+
+    def exists(self, path):
+        return self._path("files.exists", path)
+
+    def size(self, path):
+        return self._path("files.size", path)
+
+
 class Ctx:
     """The worker's only way out of the jail."""
 
-    __slots__ = ("log", "state")
+    __slots__ = ("log", "state", "files")
 
     def __init__(self, buf):
+        chan = _Channel(buf)
         self.log = Log(buf)
-        self.state = State(_Channel(buf))
+        self.state = State(chan)
+        self.files = Files(chan)
 
 
 class _LogStream:

@@ -3,7 +3,9 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "common/cleanup.h"
 #include "supervisor/broker.h"
@@ -11,12 +13,14 @@
 void broker_init(struct broker *b, const struct broker_cfg *cfg)
 {
         *b = (struct broker){ .cfg = cfg };
+        files_init(&b->files, &cfg->files);
 }
 
 void broker_close(struct broker *b)
 {
         state_close(b->state);
         b->state = NULL;
+        files_close(&b->files);
 }
 
 __attribute__((format(printf, 1, 2)))
@@ -142,6 +146,112 @@ static json_t *state_keys_call(struct broker *b, json_t *args, struct jr_err *er
         return json_pack("{s:o}", "keys", keys);
 }
 
+/* A path argument: its text, or NULL with *bad set to a user error. */
+static const char *path_arg(json_t *args, const char *op, json_t **bad, struct jr_err *err, int *proto)
+{
+        json_t *p = json_object_get(args, "path");
+        *proto = 0;
+        if (!json_is_string(p)) {
+                *proto = 1;
+                protocol(err, op, NULL);
+                return NULL;
+        }
+        if (strlen(json_string_value(p)) != json_string_length(p)) {
+                *bad = user_error("a path cannot hold NUL");
+                return NULL;
+        }
+        return json_string_value(p);
+}
+
+/* files.* calls with only a path (and, for read, "binary"). */
+static json_t *files_path_call(struct broker *b, const char *op, json_t *args, struct jr_err *err)
+{
+        json_error_t je;
+        int binary = 0;
+        if (strcmp(op, "files.read") == 0
+                    ? json_unpack_ex(args, &je, JSON_STRICT, "{s:s, s:b}", "path", &(const char *){ 0 }, "binary",
+                                     &binary) < 0
+                    : json_unpack_ex(args, &je, JSON_STRICT, "{s:s}", "path", &(const char *){ 0 }) < 0)
+                return protocol(err, op, &je);
+        json_t *bad = NULL;
+        int proto;
+        const char *path = path_arg(args, op, &bad, err, &proto);
+        if (!path)
+                return proto ? NULL : bad;
+        struct files *f = &b->files;
+        switch (op[6]) {
+        case 'r': return files_read(f, path, binary);
+        case 'l': return files_list(f, path);
+        case 'd': return files_delete(f, path);
+        case 'e': return files_exists(f, path);
+        default: return files_size(f, path);
+        }
+}
+
+static json_t *files_read_call(struct broker *b, json_t *args, struct jr_err *err)
+{
+        return files_path_call(b, "files.read", args, err);
+}
+static json_t *files_list_call(struct broker *b, json_t *args, struct jr_err *err)
+{
+        return files_path_call(b, "files.list", args, err);
+}
+static json_t *files_delete_call(struct broker *b, json_t *args, struct jr_err *err)
+{
+        return files_path_call(b, "files.delete", args, err);
+}
+static json_t *files_exists_call(struct broker *b, json_t *args, struct jr_err *err)
+{
+        return files_path_call(b, "files.exists", args, err);
+}
+static json_t *files_size_call(struct broker *b, json_t *args, struct jr_err *err)
+{
+        return files_path_call(b, "files.size", args, err);
+}
+
+/* Text as code points U+0000..U+00FF back to the bytes they stand for;
+ * -1 for anything else (only a broken runtime sends it). */
+static ssize_t latin1_bytes(const char *s, size_t len, unsigned char *out)
+{
+        size_t o = 0;
+        for (size_t i = 0; i < len; i++) {
+                unsigned char c = (unsigned char)s[i];
+                if (c < 0x80) {
+                        out[o++] = c;
+                } else if ((c == 0xc2 || c == 0xc3) && i + 1 < len && ((unsigned char)s[i + 1] & 0xc0) == 0x80) {
+                        out[o++] = (unsigned char)(((c & 0x1f) << 6) | ((unsigned char)s[++i] & 0x3f));
+                } else {
+                        return -1;
+                }
+        }
+        return (ssize_t)o;
+}
+
+static json_t *files_write_call(struct broker *b, json_t *args, struct jr_err *err)
+{
+        json_error_t je;
+        const char *text = NULL, *latin = NULL;
+        size_t tlen = 0, llen = 0;
+        if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s, s?s%, s?s%}", "path", &(const char *){ 0 }, "text",
+                           &text, &tlen, "latin1", &latin, &llen) < 0 ||
+            !text == !latin)
+                return protocol(err, "files.write", text && latin ? NULL : &je);
+        json_t *bad = NULL;
+        int proto;
+        const char *path = path_arg(args, "files.write", &bad, err, &proto);
+        if (!path)
+                return proto ? NULL : bad;
+        if (text)
+                return files_write(&b->files, path, text, tlen);
+        _cleanup_free_ unsigned char *bytes = malloc(llen + 1);
+        ssize_t n = bytes ? latin1_bytes(latin, llen, bytes) : -1;
+        if (!bytes)
+                return NULL;
+        if (n < 0)
+                return protocol(err, "files.write", NULL);
+        return files_write(&b->files, path, bytes, (size_t)n);
+}
+
 static const struct {
         const char *op;
         json_t *(*fn)(struct broker *, json_t *, struct jr_err *);
@@ -150,6 +260,12 @@ static const struct {
         { "state.set", state_set_call },
         { "state.delete", state_delete_call },
         { "state.keys", state_keys_call },
+        { "files.read", files_read_call },
+        { "files.write", files_write_call },
+        { "files.list", files_list_call },
+        { "files.delete", files_delete_call },
+        { "files.exists", files_exists_call },
+        { "files.size", files_size_call },
 };
 
 json_t *broker_call(struct broker *b, const char *op, json_t *args, struct jr_err *err)

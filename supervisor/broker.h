@@ -11,17 +11,20 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "supervisor/files.h"
 #include "supervisor/state.h"
 
 struct broker_cfg {
         const char *ns;            /* the worker's namespace (--name) */
         const char *state_url;     /* where ctx.state lives (--state) */
         uint64_t state_max_value;  /* bytes of a value's JSON text */
+        struct files_cfg files;    /* the workspace (--workspace) and its limits */
 };
 
 struct broker {
         const struct broker_cfg *cfg;
         struct state_store *state;  /* opened by the first state call, after the clone */
+        struct files files;         /* the workspace, opened by the first files call */
 };
 
 void broker_init(struct broker *b, const struct broker_cfg *cfg);

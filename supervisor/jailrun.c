@@ -42,6 +42,8 @@ static const char usage_text[] =
         "  --name NAME            worker: its namespace in ctx.state (default: the script's name)\n"
         "  --state PATH           worker: the ctx.state store, a SQLite file\n"
         "                         (default $XDG_DATA_HOME/jailrun/state.sqlite)\n"
+        "  --workspace DIR        worker: the ctx.files directory\n"
+        "                         (default $XDG_DATA_HOME/jailrun/workspaces/NAME)\n"
         "  --timeout SECONDS      wall-clock limit for the whole job (default 300, 0 = none)\n"
         "  --scratch-size SIZE    exec: size of the writable scratch dir (default 64M)\n"
         "  --uid-range LO-HI      host uids for jails (default 100000-165535)\n"
@@ -132,13 +134,13 @@ static void default_name(const char *script, char *out, size_t size)
         out[o] = '\0';
 }
 
-/* $XDG_DATA_HOME/jailrun/state.sqlite, else ~/.local/share/jailrun/... */
-static int default_state(char *out, size_t size)
+/* $XDG_DATA_HOME/jailrun/WHAT, else ~/.local/share/jailrun/WHAT. */
+static int data_path(char *out, size_t size, const char *what)
 {
         const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
         if (xdg && xdg[0] == '/')
-                return jr_snprintf(out, size, "%s/jailrun/state.sqlite", xdg);
-        return jr_snprintf(out, size, "%s/.local/share/jailrun/state.sqlite", home && *home ? home : "/root");
+                return jr_snprintf(out, size, "%s/jailrun/%s", xdg, what);
+        return jr_snprintf(out, size, "%s/.local/share/jailrun/%s", home && *home ? home : "/root", what);
 }
 
 /* A finite decimal number in [lo, hi]: 0, or -EINVAL. */
@@ -194,7 +196,7 @@ static int parse_uid_range(const char *s, struct job_opts *o)
         return 0;
 }
 
-enum { OPT_PROFILE = 256, OPT_NAME, OPT_STATE, OPT_POLICY, OPT_PRINT_POLICY, OPT_CHECK, OPT_TICKS, OPT_TIMEOUT, OPT_JSON, OPT_VERBOSE, OPT_UIDS, OPT_SCRATCH,
+enum { OPT_PROFILE = 256, OPT_NAME, OPT_STATE, OPT_WORKSPACE, OPT_POLICY, OPT_PRINT_POLICY, OPT_CHECK, OPT_TICKS, OPT_TIMEOUT, OPT_JSON, OPT_VERBOSE, OPT_UIDS, OPT_SCRATCH,
        OPT_HELP, OPT_VERSION, OPT_MEMORY, OPT_CPUS, OPT_PIDS, OPT_CPU_TIME, OPT_CGROUP_PARENT };
 
 static const struct option longopts[] = {
@@ -202,6 +204,7 @@ static const struct option longopts[] = {
         { "policy", required_argument, NULL, OPT_POLICY },
         { "name", required_argument, NULL, OPT_NAME },
         { "state", required_argument, NULL, OPT_STATE },
+        { "workspace", required_argument, NULL, OPT_WORKSPACE },
         { "print-policy", no_argument, NULL, OPT_PRINT_POLICY },
         { "check", no_argument, NULL, OPT_CHECK },
         { "ticks", required_argument, NULL, OPT_TICKS },
@@ -249,6 +252,11 @@ static int parse_opt(int c, const char *arg, struct job_opts *o, struct cli *cli
                 if (!*arg || strlen(arg) >= PATH_MAX)
                         return usage_error("--state wants a file path, not '%s'", arg);
                 o->broker.state_url = arg;
+                return -1;
+        case OPT_WORKSPACE:
+                if (!*arg || strlen(arg) >= PATH_MAX - 64)
+                        return usage_error("--workspace wants a directory path, not '%s'", arg);
+                o->broker.files.root = arg;
                 return -1;
         case OPT_PRINT_POLICY: cli->print_policy = 1; return -1;
         case OPT_CHECK: cli->check = 1; return -1;
@@ -410,6 +418,8 @@ static int apply_limits(struct job_opts *o, json_t *pol)
         o->cpu_time_s = policy_real(pol, "limits.cpu_time");
         o->log_max_bytes = (uint64_t)policy_int(pol, "log.max_bytes");
         o->broker.state_max_value = (uint64_t)policy_int(pol, "state.max_value_bytes");
+        o->broker.files.quota = (uint64_t)policy_int(pol, "files.quota_bytes");
+        o->broker.files.max_read = (uint64_t)policy_int(pol, "files.max_read_bytes");
         return -1;
 }
 
@@ -537,15 +547,21 @@ int main(int argc, char *argv[])
         if (optind >= argc)
                 return usage_error("%s", "no script given");
         o.script_path = argv[optind++];
-        char name[72], state[PATH_MAX];
+        char name[72], state[PATH_MAX], ws[PATH_MAX], what[96];
         if (!o.broker.ns) {
                 default_name(o.script_path, name, sizeof name);
                 o.broker.ns = name;
         }
         if (!o.broker.state_url) {
-                if (default_state(state, sizeof state) < 0)
+                if (data_path(state, sizeof state, "state.sqlite") < 0)
                         return usage_error("%s", "no default for --state: $HOME is too long");
                 o.broker.state_url = state;
+        }
+        if (!o.broker.files.root) {
+                snprintf(what, sizeof what, "workspaces/%s", o.broker.ns);
+                if (data_path(ws, sizeof ws, what) < 0)
+                        return usage_error("%s", "no default for --workspace: $HOME is too long");
+                o.broker.files.root = ws;
         }
         if (optind < argc && strcmp(argv[optind], "--") == 0)
                 optind++;

@@ -1,0 +1,199 @@
+"""ctx.files: the contract, paths held beneath the workspace by the kernel
+whatever is planted in it (symlinks, FIFOs, races), the quota, atomic
+writes and concurrent writers."""
+import json
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import JAILRUN, run_script
+
+
+def logs(r):
+    return [json.loads(x)["message"] for x in r.err.splitlines() if x.startswith("{")]
+
+
+@pytest.fixture
+def ws(tmp_path):
+    return tmp_path / "ws"
+
+
+def worker(tmp_path, ws, body, *args):
+    src = "def tick(ctx):\n    f = ctx.files\n" + "".join("    %s\n" % line for line in body.strip().splitlines())
+    return run_script(tmp_path, src, "--profile", "worker", "--workspace", str(ws), "--state",
+                      str(tmp_path / "s.sqlite"), "--json", *args)
+
+
+def test_round_trip(tmp_path, ws):
+    r = worker(tmp_path, ws, """
+ctx.log.info(f.write("notes/today.txt", "héllo\\n"), f.read("notes/today.txt"))
+ctx.log.info(f.exists("notes/today.txt"), f.exists("nope"), f.size("notes/today.txt"), f.list("notes"))
+ctx.log.info(f.write("b.bin", b"\\x00\\xff\\x80abc")["size"], f.read("b.bin", binary=True)["content"] == b"\\x00\\xff\\x80abc")
+ctx.log.info(f.write("notes/today.txt", "v2"), f.read("notes/today.txt")["content"])
+ctx.log.info(f.delete("notes/today.txt"), f.delete("notes"), f.list())
+""")
+    assert r.code == 0, r
+    assert logs(r) == [
+        "{'ok': True, 'size': 7} {'content': 'héllo\\n', 'size': 7}",
+        "True False 7 {'entries': [{'name': 'today.txt', 'type': 'file', 'size': 7}]}",
+        "6 True",
+        "{'ok': True, 'size': 2} v2",
+        "{'ok': True} {'ok': True} {'entries': [{'name': 'b.bin', 'type': 'file', 'size': 6}]}",
+    ]
+    assert os.stat(ws).st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize("call,error", [
+    ("f.read('../x')", "../x: '..' is not allowed in a path"),
+    ("f.read('a/../../x')", "'..' is not allowed"),
+    ("f.read('/etc/passwd')", "/etc/passwd: paths are relative to the workspace"),
+    ("f.read('')", "a path is 1 to 1024 bytes"),
+    ("f.read('x' * 1025)", "a path is 1 to 1024 bytes"),
+    ("f.read('a\\x00b')", "a path cannot hold NUL"),
+    ("f.read(3)", "path must be a str, not int"),
+    ("f.read('missing')", "missing: no such file or directory"),
+    ("f.write('d/', 'x')", "names a directory"),
+    ("f.write('x', 3)", "data must be str or bytes, not int"),
+    ("f.list('nowhere')", "nowhere: no such file or directory"),
+    ("f.size('.')", "names a directory"),
+])
+def test_bad_paths_are_error_dicts(tmp_path, ws, call, error):
+    r = worker(tmp_path, ws, "ctx.log.info(%s['error'])" % call)
+    assert r.code == 0, r
+    assert error in logs(r)[0], logs(r)
+
+
+def test_read_limit_and_text(tmp_path, ws):
+    os.makedirs(ws, mode=0o700)
+    (ws / "big").write_bytes(b"x" * 51201)
+    (ws / "edge").write_bytes(b"y" * 51200)
+    (ws / "latin").write_bytes(b"\xff\xfe")
+    r = worker(tmp_path, ws, """
+ctx.log.info(f.read("big")["error"])
+ctx.log.info(f.read("edge")["size"])
+ctx.log.info(f.read("latin")["error"])
+""")
+    assert logs(r) == ["big: the file is 51201 bytes; read returns at most 51200", "51200",
+                       "latin: not UTF-8 text; read it with binary=True"]
+
+
+def test_planted_symlinks_fifos_and_devices_are_refused(tmp_path, ws):
+    os.makedirs(ws / "d", mode=0o700)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("HOST SECRET")
+    os.symlink(str(secret), ws / "link")
+    os.symlink("/", ws / "d" / "root")
+    os.symlink("..", ws / "up")
+    os.mkfifo(ws / "fifo")
+    os.symlink("/dev/zero", ws / "zero")
+    r = worker(tmp_path, ws, """
+for p in ("link", "d/root/etc/passwd", "up/secret.txt", "fifo", "zero"):
+    ctx.log.info(p, f.read(p))
+ctx.log.info(f.write("link", "x"))
+ctx.log.info(f.write("d/root/tmp/x", "x"))
+ctx.log.info(f.list("d/root"))
+ctx.log.info(f.delete("link"))
+""", "--timeout", "20")
+    out = logs(r)
+    assert r.code == 0, r
+    assert "SECRET" not in r.err and "root:x:0" not in r.err
+    for line in out[:3] + out[4:5]:
+        assert "symbolic link" in line, line
+    assert "not a regular file" in out[3]
+    assert "symbolic link" in out[5] and "symbolic link" in out[6] and "symbolic link" in out[7]
+    assert out[8] == "{'ok': True}", "a planted link is removed as itself"
+    assert secret.read_text() == "HOST SECRET"
+    assert not os.path.lexists(ws / "link")
+
+
+def test_symlink_race(tmp_path, ws):
+    """A host process swaps a directory and a symlink to / as fast as it
+    can while the worker reads through it: never a byte from outside."""
+    os.makedirs(ws / "d", mode=0o700)
+    (ws / "d" / "passwd").write_text("inside\n")
+    stop = threading.Event()
+
+    def swap():
+        while not stop.is_set():
+            try:
+                os.rename(ws / "d", ws / "d.real")
+                os.symlink("/etc", ws / "d")
+                os.unlink(ws / "d")
+                os.rename(ws / "d.real", ws / "d")
+            except OSError:
+                pass
+
+    t = threading.Thread(target=swap)
+    t.start()
+    try:
+        r = worker(tmp_path, ws, """
+seen = {}
+for i in range(3000):
+    r = f.read("d/passwd")
+    k = r.get("content", r.get("error", "?")[:30])
+    seen[k] = seen.get(k, 0) + 1
+ctx.log.info(sorted(seen))
+""", "--timeout", "60")
+    finally:
+        stop.set()
+        t.join()
+    assert r.code == 0, r
+    assert "root:x:0" not in r.err
+    assert "inside\\n" in logs(r)[0]
+
+
+def test_quota_edge(tmp_path, ws):
+    pol = tmp_path / "p.json"
+    pol.write_text('{"files": {"quota_bytes": 1000}}')
+    r = worker(tmp_path, ws, """
+ctx.log.info(f.write("a", "x" * 600))
+ctx.log.info(f.write("b", "x" * 400))
+ctx.log.info(f.write("c", "x"))
+ctx.log.info(f.write("a", "y" * 600))
+ctx.log.info(f.write("a", "y" * 601))
+ctx.log.info(f.delete("b"), f.write("c", "z" * 400))
+""", "--policy", str(pol))
+    out = logs(r)
+    assert out[0] == "{'ok': True, 'size': 600}" and out[1] == "{'ok': True, 'size': 400}"
+    assert out[2] == ("{'error': 'the workspace quota of 1000 bytes would be exceeded: it holds 1000, "
+                      "this write needs 1'}")
+    assert out[3] == "{'ok': True, 'size': 600}", "replacing a file counts its old size out"
+    assert "would be exceeded" in out[4]
+    assert out[5] == "{'ok': True} {'ok': True, 'size': 400}"
+
+
+def test_concurrent_writers_share_the_quota(tmp_path, ws):
+    """Two jailruns write into one workspace at once: the quota holds, every
+    file is whole (atomic replace), no temporary file is left."""
+    pol = tmp_path / "p.json"
+    pol.write_text('{"files": {"quota_bytes": 100000}}')
+    script = tmp_path / "w.py"
+    script.write_text("""
+def tick(ctx):
+    for i in range(40):
+        r = ctx.files.write("f%d-%d" % (ID, i), "x" * 4000)
+        ctx.files.write("shared", str(ID) * 3000)
+""")
+    ps = []
+    for k in range(2):
+        s = tmp_path / ("w%d.py" % k)
+        s.write_text(script.read_text().replace("ID", str(k)))
+        ps.append(subprocess.Popen([JAILRUN, "--policy", str(pol), "--workspace", str(ws), "--state",
+                                    str(tmp_path / "s.sqlite"), str(s)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE))
+    assert [p.wait(timeout=120) for p in ps] == [0, 0]
+    names = os.listdir(ws)
+    total = sum(os.path.getsize(ws / n) for n in names)
+    assert total <= 100000
+    assert not [n for n in names if n.startswith(".jailrun-tmp")]
+    shared = (ws / "shared").read_text()
+    assert shared in ("0" * 3000, "1" * 3000)
+
+
+def test_write_is_atomic_and_durable(tmp_path, ws):
+    r = worker(tmp_path, ws, 'ctx.log.info(f.write("x", "1" * 10000))')
+    assert r.code == 0
+    assert (ws / "x").read_text() == "1" * 10000
