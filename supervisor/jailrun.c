@@ -19,6 +19,7 @@
 #include "common/err.h"
 #include "supervisor/job.h"
 #include "supervisor/log.h"
+#include "supervisor/state.h"
 #include "supervisor/outq.h"
 #include "policy/policy.h"
 
@@ -40,7 +41,8 @@ static const char usage_text[] =
         "  --check                validate the script without running it (exit 0 clean, 1 not)\n"
         "  --ticks N              worker: call tick(ctx) N times (default 1)\n"
         "  --name NAME            worker: its namespace in ctx.state (default: the script's name)\n"
-        "  --state PATH           worker: the ctx.state store, a SQLite file\n"
+        "  --state PATH|URL       worker: the ctx.state store, a SQLite file or\n"
+        "                         redis://HOST[:PORT][/DB] or unix:///SOCKET[?db=N]\n"
         "                         (default $XDG_DATA_HOME/jailrun/state.sqlite)\n"
         "  --workspace DIR        worker: the ctx.files directory\n"
         "                         (default $XDG_DATA_HOME/jailrun/workspaces/NAME)\n"
@@ -249,8 +251,9 @@ static int parse_opt(int c, const char *arg, struct job_opts *o, struct cli *cli
                 o->broker.ns = arg;
                 return -1;
         case OPT_STATE:
-                if (!*arg || strlen(arg) >= PATH_MAX)
-                        return usage_error("--state wants a file path, not '%s'", arg);
+                if (!*arg || strlen(arg) >= PATH_MAX || !state_url_ok(arg))
+                        return usage_error("--state wants a file path, redis://HOST[:PORT][/DB] or "
+                                           "unix:///SOCKET[?db=N], not '%s'", arg);
                 o->broker.state_url = arg;
                 return -1;
         case OPT_WORKSPACE:

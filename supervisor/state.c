@@ -26,12 +26,12 @@ static const char *const sql[ST__MAX] = {
         [ST_KEYS] = "SELECT key FROM kv WHERE ns = ?1 AND substr(key, 1, length(?2)) = ?2 ORDER BY key LIMIT ?3",
 };
 
-struct state_store {
+struct sqlite_store {
         sqlite3 *db;
         sqlite3_stmt *stmt[ST__MAX];
 };
 
-static int db_fail(struct state_store *s, struct jr_err *err, const char *what)
+static int db_fail(struct sqlite_store *s, struct jr_err *err, const char *what)
 {
         int code = sqlite3_extended_errcode(s->db);
         int errnum = (code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED ? EBUSY
@@ -66,7 +66,7 @@ static int make_parent(const char *path, struct jr_err *err)
         return 0;
 }
 
-static int exec_sql(struct state_store *s, const char *text, struct jr_err *err)
+static int exec_sql(struct sqlite_store *s, const char *text, struct jr_err *err)
 {
         char *msg = NULL;
         if (sqlite3_exec(s->db, text, NULL, NULL, &msg) != SQLITE_OK) {
@@ -78,12 +78,14 @@ static int exec_sql(struct state_store *s, const char *text, struct jr_err *err)
         return 0;
 }
 
-int state_open(struct state_store **out, const char *url, struct jr_err *err)
+static void sqlite_close(void *impl);
+
+static int sqlite_open(void **out, const char *url, struct jr_err *err)
 {
         int r = make_parent(url, err);
         if (r < 0)
                 return r;
-        _cleanup_free_ struct state_store *s = calloc(1, sizeof *s);
+        _cleanup_free_ struct sqlite_store *s = calloc(1, sizeof *s);
         if (!s)
                 return jr_fail(err, ENOMEM, "state");
         /* One connection, used from the event loop only: no mutexes. */
@@ -104,21 +106,22 @@ int state_open(struct state_store **out, const char *url, struct jr_err *err)
                 if (sqlite3_prepare_v3(s->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i], NULL) != SQLITE_OK)
                         r = db_fail(s, err, "prepare");
         if (r < 0) {
-                state_close(TAKE_PTR(s));
+                sqlite_close(TAKE_PTR(s));
                 return r;
         }
         /* The file holds every worker's state: the operator's alone. */
         if (chmod(url, 0600) < 0) {
                 r = jr_fail(err, errno, "chmod %s", url);
-                state_close(TAKE_PTR(s));
+                sqlite_close(TAKE_PTR(s));
                 return r;
         }
         *out = TAKE_PTR(s);
         return 0;
 }
 
-void state_close(struct state_store *s)
+static void sqlite_close(void *impl)
 {
+        struct sqlite_store *s = impl;
         if (!s)
                 return;
         for (int i = 0; i < ST__MAX; i++)
@@ -128,7 +131,7 @@ void state_close(struct state_store *s)
 }
 
 /* Binds ns and key as ?1, ?2. */
-static sqlite3_stmt *start(struct state_store *s, int which, const char *ns, const char *key)
+static sqlite3_stmt *start(struct sqlite_store *s, int which, const char *ns, const char *key)
 {
         sqlite3_stmt *st = s->stmt[which];
         sqlite3_reset(st);
@@ -139,8 +142,9 @@ static sqlite3_stmt *start(struct state_store *s, int which, const char *ns, con
         return st;
 }
 
-int state_get(struct state_store *s, const char *ns, const char *key, char **json, struct jr_err *err)
+static int sqlite_get(void *impl, const char *ns, const char *key, char **json, struct jr_err *err)
 {
+        struct sqlite_store *s = impl;
         sqlite3_stmt *st = start(s, ST_GET, ns, key);
         *json = NULL;
         if (!st)
@@ -159,8 +163,9 @@ int state_get(struct state_store *s, const char *ns, const char *key, char **jso
         return r;
 }
 
-int state_set(struct state_store *s, const char *ns, const char *key, const char *json, struct jr_err *err)
+static int sqlite_set(void *impl, const char *ns, const char *key, const char *json, struct jr_err *err)
 {
+        struct sqlite_store *s = impl;
         sqlite3_stmt *st = start(s, ST_SET, ns, key);
         if (!st || sqlite3_bind_text(st, 3, json, -1, SQLITE_STATIC) != SQLITE_OK)
                 return db_fail(s, err, "set");
@@ -169,8 +174,9 @@ int state_set(struct state_store *s, const char *ns, const char *key, const char
         return r;
 }
 
-int state_delete(struct state_store *s, const char *ns, const char *key, int *deleted, struct jr_err *err)
+static int sqlite_delete(void *impl, const char *ns, const char *key, int *deleted, struct jr_err *err)
 {
+        struct sqlite_store *s = impl;
         sqlite3_stmt *st = start(s, ST_DELETE, ns, key);
         if (!st)
                 return db_fail(s, err, "delete");
@@ -180,8 +186,9 @@ int state_delete(struct state_store *s, const char *ns, const char *key, int *de
         return r;
 }
 
-int state_keys(struct state_store *s, const char *ns, const char *prefix, json_t **keys, struct jr_err *err)
+static int sqlite_keys(void *impl, const char *ns, const char *prefix, json_t **keys, struct jr_err *err)
 {
+        struct sqlite_store *s = impl;
         sqlite3_stmt *st = start(s, ST_KEYS, ns, prefix);
         if (!st || sqlite3_bind_int(st, 3, STATE_MAX_KEYS + 1) != SQLITE_OK)
                 return db_fail(s, err, "keys");
@@ -202,4 +209,63 @@ int state_keys(struct state_store *s, const char *ns, const char *prefix, json_t
                 return jr_fail(err, E2BIG, "more than %d keys", STATE_MAX_KEYS);
         *keys = TAKE_PTR(out);
         return 0;
+}
+
+static const struct state_backend sqlite_backend = {
+        .name = "sqlite",
+        .open = sqlite_open,
+        .close = sqlite_close,
+        .get = sqlite_get,
+        .set = sqlite_set,
+        .del = sqlite_delete,
+        .keys = sqlite_keys,
+};
+
+struct state_store {
+        const struct state_backend *b;
+        void *impl;
+};
+
+int state_open(struct state_store **out, const char *url, struct jr_err *err)
+{
+        const struct state_backend *b = state_is_redis(url) ? &state_redis_backend : &sqlite_backend;
+        struct state_store *s = calloc(1, sizeof *s);
+        if (!s)
+                return jr_fail(err, ENOMEM, "state");
+        s->b = b;
+        int r = b->open(&s->impl, url, err);
+        if (r < 0) {
+                free(s);
+                return r;
+        }
+        *out = s;
+        return 0;
+}
+
+void state_close(struct state_store *s)
+{
+        if (!s)
+                return;
+        s->b->close(s->impl);
+        free(s);
+}
+
+int state_get(struct state_store *s, const char *ns, const char *key, char **json, struct jr_err *err)
+{
+        return s->b->get(s->impl, ns, key, json, err);
+}
+
+int state_set(struct state_store *s, const char *ns, const char *key, const char *json, struct jr_err *err)
+{
+        return s->b->set(s->impl, ns, key, json, err);
+}
+
+int state_delete(struct state_store *s, const char *ns, const char *key, int *deleted, struct jr_err *err)
+{
+        return s->b->del(s->impl, ns, key, deleted, err);
+}
+
+int state_keys(struct state_store *s, const char *ns, const char *prefix, json_t **keys, struct jr_err *err)
+{
+        return s->b->keys(s->impl, ns, prefix, keys, err);
 }

@@ -17,8 +17,26 @@
 
 struct state_store;
 
-/* Opens (creating it and its directory when missing) the store at `url`:
- * a file path for SQLite. 0, or -errno with err. */
+/* A backend: the same contract as the functions below, on its own handle. */
+struct state_backend {
+        const char *name;
+        int (*open)(void **impl, const char *url, struct jr_err *err);
+        void (*close)(void *impl);
+        int (*get)(void *impl, const char *ns, const char *key, char **json, struct jr_err *err);
+        int (*set)(void *impl, const char *ns, const char *key, const char *json, struct jr_err *err);
+        int (*del)(void *impl, const char *ns, const char *key, int *deleted, struct jr_err *err);
+        int (*keys)(void *impl, const char *ns, const char *prefix, json_t **keys, struct jr_err *err);
+};
+
+/* Redis (supervisor/state_redis.c): redis://HOST[:PORT][/DB] or
+ * unix:///PATH[?db=N]. */
+extern const struct state_backend state_redis_backend;
+int state_is_redis(const char *url);
+/* Whether a Redis URL is well formed (any other text names a file). */
+int state_url_ok(const char *url);
+
+/* Opens the store at `url`: a Redis URL, else a SQLite file path (created
+ * with its directory when missing). 0, or -errno with err. */
 int state_open(struct state_store **out, const char *url, struct jr_err *err);
 void state_close(struct state_store *s);
 

@@ -22,8 +22,57 @@ def final(r):
     return json.loads(r.out.strip().splitlines()[-1])
 
 
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    """A real redis-server on a private unix socket, writes fsync'd."""
+    d = tmp_path_factory.mktemp("redis")
+    sock = str(d / "redis.sock")
+    p = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", sock, "--unixsocketperm", "700",
+                          "--dir", str(d), "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not os.path.exists(sock) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.path.exists(sock), "redis-server did not start"
+    yield sock
+    p.terminate()
+    p.wait(timeout=10)
+
+
+def redis_cli(sock, *args):
+    return subprocess.run(["redis-cli", "-s", sock, *args], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def db(request, tmp_path):
+    """The --state of a test: a SQLite file, or the test Redis, emptied."""
+    if request.param == "sqlite":
+        return str(tmp_path / "data" / "state.sqlite")
+    sock = request.getfixturevalue("redis_server")
+    redis_cli(sock, "FLUSHALL")
+    return "unix://" + sock
+
+
+def stored(db):
+    """{(namespace, key): JSON text} of a store."""
+    if db.startswith("unix://"):
+        sock = db[len("unix://"):]
+        out = {}
+        for h in filter(None, redis_cli(sock, "--raw", "KEYS", "jailrun:state:*").splitlines()):
+            items = redis_cli(sock, "--raw", "HGETALL", h).splitlines()
+            for k, v in zip(items[::2], items[1::2]):
+                out[(h[len("jailrun:state:"):], k)] = v
+        return out
+    if not os.path.exists(db):
+        return {}
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT ns, key, value FROM kv").fetchall()
+    con.close()
+    return {(ns, k): v for ns, k, v in rows}
+
+
 @pytest.fixture
-def db(tmp_path):
+def sqlite_db(tmp_path):
     return str(tmp_path / "data" / "state.sqlite")
 
 
@@ -63,8 +112,7 @@ def test_namespaces_keep_workers_apart(tmp_path, db):
     assert logs(worker(tmp_path, db, set_src, "--name", "alpha")) == ["x ['k']"]
     assert logs(worker(tmp_path, db, set_src, "--name", "beta")) == ["x ['k']"]
     assert logs(worker(tmp_path, db, set_src, name="alpha.py")) == ["xx ['k']"], "default name: the script's"
-    rows = sqlite3.connect(db).execute("SELECT ns, key, value FROM kv ORDER BY ns").fetchall()
-    assert rows == [("alpha", "k", '"xx"'), ("beta", "k", '"x"')]
+    assert stored(db) == {("alpha", "k"): '"xx"', ("beta", "k"): '"x"'}
 
 
 def test_delete_and_keys(tmp_path, db):
@@ -97,16 +145,16 @@ def test_user_errors_are_dicts(tmp_path, db, call, error):
     assert logs(r)[0].startswith(error), logs(r)
 
 
-def test_value_limit_comes_from_the_policy(tmp_path, db):
+def test_value_limit_comes_from_the_policy(tmp_path, sqlite_db):
     pol = tmp_path / "p.json"
     pol.write_text('{"state": {"max_value_bytes": 100}}')
-    r = worker(tmp_path, db, "def tick(ctx):\n    ctx.log.info(ctx.state.set('k', 'x' * 99)['error'])\n",
+    r = worker(tmp_path, sqlite_db, "def tick(ctx):\n    ctx.log.info(ctx.state.set('k', 'x' * 99)['error'])\n",
                "--policy", str(pol))
     assert logs(r) == ["value is 101 bytes as JSON; the limit is 100"]
 
 
-def test_deep_values(tmp_path, db):
-    r = worker(tmp_path, db, """
+def test_deep_values(tmp_path, sqlite_db):
+    r = worker(tmp_path, sqlite_db, """
         def tick(ctx):
             v = []
             for _ in range(11):
@@ -119,11 +167,11 @@ def test_deep_values(tmp_path, db):
     assert logs(r) == ["{'ok': True}", "value cannot be stored as JSON: message nested too deeply"]
 
 
-def test_store_file_is_private(tmp_path, db):
-    worker(tmp_path, db, "def tick(ctx):\n    ctx.state.set('k', 1)\n")
-    assert os.stat(db).st_mode & 0o777 == 0o600
-    assert os.stat(os.path.dirname(db)).st_mode & 0o777 == 0o700
-    assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone() == ("wal",)
+def test_store_file_is_private(tmp_path, sqlite_db):
+    worker(tmp_path, sqlite_db, "def tick(ctx):\n    ctx.state.set('k', 1)\n")
+    assert os.stat(sqlite_db).st_mode & 0o777 == 0o600
+    assert os.stat(os.path.dirname(sqlite_db)).st_mode & 0o777 == 0o700
+    assert sqlite3.connect(sqlite_db).execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 def test_store_unavailable_is_an_error_dict(tmp_path):
@@ -132,9 +180,9 @@ def test_store_unavailable_is_an_error_dict(tmp_path):
     assert logs(r)[0].startswith("{'error': 'state store unavailable: mkdir /proc/no"), logs(r)
 
 
-def test_no_state_file_without_state_calls(tmp_path, db):
-    worker(tmp_path, db, "def tick(ctx):\n    pass\n")
-    assert not os.path.exists(db), "the store is opened by the first call only"
+def test_no_state_file_without_state_calls(tmp_path, sqlite_db):
+    worker(tmp_path, sqlite_db, "def tick(ctx):\n    pass\n")
+    assert not os.path.exists(sqlite_db), "the store is opened by the first call only"
 
 
 # --- hostile calls: straight onto the channel -----------------------------------------
@@ -161,38 +209,38 @@ def tick(ctx):
     ('send(b\'{"type":"call","id":1,"op":"state.get","args":[]}\')', "call args must be an object"),
     ('send(b\'{"type":"call","id":1,"op":"state.set","args":{"key":"k"}}\')', "state.set call:"),
 ])
-def test_malformed_calls_are_protocol_errors(tmp_path, db, body, reason):
-    r = run_script(tmp_path, HOSTILE % body, "--policy", NATIVE_POLICY, "--state", db, "--json", "--timeout", "10")
+def test_malformed_calls_are_protocol_errors(tmp_path, sqlite_db, body, reason):
+    r = run_script(tmp_path, HOSTILE % body, "--policy", NATIVE_POLICY, "--state", sqlite_db, "--json", "--timeout", "10")
     res = final(r)
     assert r.code == 1 and res["error"]["type"] == "ProtocolError", r
     assert reason in res["error"]["message"], res
     assert res["stats"]["wall_ms"] < 5000
 
 
-def test_namespace_cannot_be_chosen_by_the_jail(tmp_path, db):
+def test_namespace_cannot_be_chosen_by_the_jail(tmp_path, sqlite_db):
     """A forged call can only name a key: the namespace is the supervisor's."""
-    run_script(tmp_path, "def tick(ctx):\n    ctx.state.set('secret', 'A')\n", "--state", db, "--name", "alice")
+    run_script(tmp_path, "def tick(ctx):\n    ctx.state.set('secret', 'A')\n", "--state", sqlite_db, "--name", "alice")
     r = run_script(tmp_path, HOSTILE.replace("time.sleep(20)", "pass") %
                    'send(b\'{"type":"call","id":1,"op":"state.get","args":{"key":"secret"}}\')',
-                   "--policy", NATIVE_POLICY, "--state", db, "--name", "mallory", "--json")
+                   "--policy", NATIVE_POLICY, "--state", sqlite_db, "--name", "mallory", "--json")
     assert "alice" not in r.err and '"A"' not in r.err
 
 
-def test_call_flood_without_reading_replies_ends_the_job(tmp_path, db):
+def test_call_flood_without_reading_replies_ends_the_job(tmp_path, sqlite_db):
     body = 'for i in range(100000):\n        send(b\'{"type":"call","id":%d,"op":"state.get","args":{"key":"k"}}\' % (i + 1))'
     t0 = time.monotonic()
-    r = run_script(tmp_path, HOSTILE % body, "--policy", NATIVE_POLICY, "--state", db, "--json", "--timeout", "30")
+    r = run_script(tmp_path, HOSTILE % body, "--policy", NATIVE_POLICY, "--state", sqlite_db, "--json", "--timeout", "30")
     res = final(r)
     assert res["error"]["type"] == "ProtocolError" and "does not read its channel" in res["error"]["message"], res
     assert time.monotonic() - t0 < 25
 
 
-def test_jail_memory_holds_no_other_workers_state(tmp_path, db):
+def test_jail_memory_holds_no_other_workers_state(tmp_path, sqlite_db):
     """The jail is cloned before the store is opened: another worker's
     value is nowhere in its memory, even after it used the store itself."""
     head, tail = "neverseen-", "b1a4c0ffee-42"
     run_script(tmp_path, "def tick(ctx):\n    ctx.state.set('s', %r + %r)\n" % (head, tail),
-               "--state", db, "--name", "alice")
+               "--state", sqlite_db, "--name", "alice")
     r = run_script(tmp_path, """
 import ctypes
 def tick(ctx):
@@ -214,7 +262,7 @@ def tick(ctx):
             found = data[i + len(head):i + len(head) + len(tail)] == tail
             i = data.find(head, i + 1)
     ctx.log.info("FOUND" if found else "CLEAN")
-""" % (head, tail), "--policy", NATIVE_POLICY, "--state", db, "--name", "mallory", "--json")
+""" % (head, tail), "--policy", NATIVE_POLICY, "--state", sqlite_db, "--name", "mallory", "--json")
     assert logs(r) == ["CLEAN"], r
 
 
@@ -225,7 +273,7 @@ def test_two_jobs_share_one_store(tmp_path, db):
     ps = [subprocess.Popen([JAILRUN, "--state", db, "--name", "n%d" % k, str(script)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE) for k in range(2)]
     assert [p.wait(timeout=60) for p in ps] == [0, 0]
-    assert sqlite3.connect(db).execute("SELECT count(*) FROM kv").fetchone() == (100,)
+    assert len(stored(db)) == 100
 
 
 # --- durability --------------------------------------------------------------------
@@ -266,19 +314,55 @@ def storm_trial(script, db, rnd):
     return acked
 
 
-def test_acknowledged_sets_survive_kill_9(tmp_path):
-    """200 trials: jailrun killed with SIGKILL in the middle of a storm of
-    sets; every set whose acknowledgement the worker printed is there."""
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_acknowledged_sets_survive_kill_9(tmp_path, request, backend):
+    """200 trials per backend: jailrun killed with SIGKILL in the middle of
+    a storm of sets; every set whose acknowledgement the worker printed is
+    there afterwards."""
     script = tmp_path / "storm.py"
     script.write_text(STORM)
     rnd = random.Random(5)
+    sock = request.getfixturevalue("redis_server") if backend == "redis" else None
     for trial in range(200):
-        db = str(tmp_path / ("t%d.sqlite" % trial))
+        if sock:
+            redis_cli(sock, "FLUSHALL")
+            db = "unix://" + sock
+        else:
+            db = str(tmp_path / ("t%d.sqlite" % trial))
         acked = storm_trial(str(script), db, rnd)
         assert acked >= 0, "trial %d saw no acknowledgement" % trial
-        con = sqlite3.connect(db)
-        rows = dict(con.execute("SELECT key, value FROM kv WHERE ns = 'storm'").fetchall())
-        con.close()
+        rows = {k: v for (ns, k), v in stored(db).items() if ns == "storm"}
         for i in range(acked + 1):
             assert json.loads(rows["k%d" % i]) == {"i": i}, (trial, i, acked)
-        os.unlink(db)
+        if not sock:
+            os.unlink(db)
+
+
+def test_redis_that_does_not_fsync_is_refused(tmp_path):
+    d = tmp_path / "r"
+    d.mkdir()
+    sock = str(d / "r.sock")
+    p = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", sock, "--dir", str(d), "--save", ""],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(sock) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        r = worker(tmp_path, "unix://" + sock, "def tick(ctx):\n    ctx.log.info(ctx.state.set('k', 1))\n")
+        assert "does not make a write durable before answering (it needs appendonly yes and appendfsync always)" \
+            in logs(r)[0], r
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+
+
+@pytest.mark.parametrize("url", ["redis://", "redis://h:0", "redis://h:99999", "redis://h/x", "unix://rel",
+                                 "unix:///s?db=x", "unix:///s?x=1"])
+def test_bad_redis_urls_are_usage_errors(tmp_path, url):
+    r = run_script(tmp_path, "def tick(ctx):\n    pass\n", "--state", url)
+    assert r.code == 2 and "--state wants a file path, redis://" in r.err, r
+
+
+def test_redis_unreachable_is_an_error_dict(tmp_path):
+    r = worker(tmp_path, "unix://" + str(tmp_path / "none.sock"), "def tick(ctx):\n    ctx.log.info(ctx.state.get('k'))\n")
+    assert r.code == 0 and "state store unavailable: state: connect to unix://" in logs(r)[0], r
