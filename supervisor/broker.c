@@ -10,6 +10,9 @@
 #include "common/cleanup.h"
 #include "supervisor/broker.h"
 
+/* A result member whose string is JSON text to be spliced in as "value". */
+#define RAW_VALUE "\x01raw"
+
 void broker_init(struct broker *b, const struct broker_cfg *cfg)
 {
         *b = (struct broker){ .cfg = cfg };
@@ -75,10 +78,9 @@ static json_t *state_get_call(struct broker *b, json_t *args, struct jr_err *err
                 return user_error("%s", se.msg);
         if (!text)
                 return json_pack("{s:b}", "found", 0);
-        json_t *v = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
-        if (!v)
-                return user_error("the stored value of '%.100s' is not valid JSON", key);
-        return json_pack("{s:b, s:o}", "found", 1, "value", v);
+        /* The stored text goes out as it is (broker_reply splices it in):
+         * parsing and printing it again cost more than the rest of a get. */
+        return json_pack("{s:b, s:s}", "found", 1, RAW_VALUE, text);
 }
 
 static json_t *state_set_call(struct broker *b, json_t *args, struct jr_err *err)
@@ -280,4 +282,25 @@ json_t *broker_call(struct broker *b, const char *op, json_t *args, struct jr_er
         jr_fail(err, 0, "unknown call '%.64s'", op);
         err->errnum = EPROTO;
         return NULL;
+}
+
+char *broker_reply(json_int_t id, json_t *result)
+{
+        json_t *raw = json_object_get(result, RAW_VALUE);
+        char *out = NULL;
+        if (raw) {
+                _cleanup_(json_decrefp) json_t *keep = json_incref(raw);
+                json_object_del(result, RAW_VALUE);
+                _cleanup_free_ char *rest = json_dumps(result, JSON_COMPACT);  /* {"found":true} */
+                size_t n = rest ? strlen(rest) : 0;
+                if (n < 2 || asprintf(&out, "{\"type\":\"reply\",\"id\":%lld,\"result\":%.*s,\"value\":%s}}",
+                                      (long long)id, (int)(n - 1), rest, json_string_value(keep)) < 0)
+                        out = NULL;
+        } else {
+                _cleanup_(json_decrefp) json_t *m = json_pack("{s:s, s:I, s:O}", "type", "reply", "id", id, "result",
+                                                              result);
+                out = m ? json_dumps(m, JSON_COMPACT) : NULL;
+        }
+        json_decref(result);
+        return out;
 }

@@ -35,4 +35,8 @@ void broker_close(struct broker *b);
  * protocol. */
 json_t *broker_call(struct broker *b, const char *op, json_t *args, struct jr_err *err);
 
+/* The reply message to call `id` with `result` (which it consumes), as
+ * JSON text (malloc'd), or NULL when out of memory. */
+char *broker_reply(json_int_t id, json_t *result);
+
 #endif

@@ -232,7 +232,8 @@ static void on_call(struct job *j, const struct msg *m)
         json_t *result = broker_call(&j->broker, m->call.op, m->call.args, &err);
         if (!result)
                 return end_job(j, JOB_PROTOCOL, "ProtocolError", "%s", err.msg);
-        int r = send_json(j, json_pack("{s:s, s:I, s:o}", "type", "reply", "id", m->call.id, "result", result));
+        _cleanup_free_ char *reply = broker_reply(m->call.id, result);
+        int r = !reply ? -ENOMEM : send(j->chan, reply, strlen(reply), MSG_DONTWAIT | MSG_NOSIGNAL) < 0 ? -errno : 0;
         if (r < 0 && r != -EPIPE && r != -ECONNRESET)
                 end_job(j, JOB_PROTOCOL, "ProtocolError", "worker does not read its channel (%s)", strerror(-r));
 }
