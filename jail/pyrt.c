@@ -201,9 +201,48 @@ static PyObject *chan_recv(PyObject *self, PyObject *noarg)
         return out;
 }
 
+/* Largest payload the supervisor announces (a file read, an HTTP body). */
+#define PYRT_MAX_PAYLOAD (64L << 20)
+
+/* _jailrun.recv_payload(n) -> bytes: the n bytes that follow a reply,
+ * as raw datagrams of at most CHAN_MAX_MSG each. */
+static PyObject *chan_recv_payload(PyObject *self, PyObject *arg)
+{
+        (void)self;
+        Py_ssize_t want = PyLong_AsSsize_t(arg);
+        if (want < 0 || want > PYRT_MAX_PAYLOAD)
+                return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "bad payload size %zd", want);
+        PyObject *out = PyBytes_FromStringAndSize(NULL, want);
+        if (!out)
+                return NULL;
+        char *p = PyBytes_AS_STRING(out);
+        Py_ssize_t got = 0;
+        while (got < want) {
+                ssize_t n;
+                int saved;
+                Py_BEGIN_ALLOW_THREADS
+                do
+                        n = recv(CHAN_FD, p + got, (size_t)(want - got), MSG_TRUNC);
+                while (n < 0 && errno == EINTR);
+                saved = errno;
+                Py_END_ALLOW_THREADS
+                if (n <= 0 || n > want - got) {
+                        Py_DECREF(out);
+                        if (n < 0) {
+                                errno = saved;
+                                return PyErr_SetFromErrno(PyExc_OSError);
+                        }
+                        return PyErr_Format(PyExc_OSError, "payload from supervisor cut short or too long");
+                }
+                got += n;
+        }
+        return out;
+}
+
 static PyMethodDef chan_methods[] = {
         { "send", chan_send, METH_O, "send(obj): obj as one JSON datagram to the supervisor" },
         { "recv", chan_recv, METH_NOARGS, "recv() -> dict, or None at end" },
+        { "recv_payload", chan_recv_payload, METH_O, "recv_payload(n) -> the n bytes after a reply" },
         { NULL, NULL, 0, NULL },
 };
 

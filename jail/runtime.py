@@ -93,6 +93,8 @@ class _Channel:
             raise SystemExit(0)  # the supervisor has gone
         if msg.get("type") != "reply" or msg.get("id") != call_id:
             raise RuntimeError("unexpected message from supervisor during %s" % op)
+        if "payload" in msg:  # raw bytes follow the reply (a file's content)
+            return msg["result"], _jailrun.recv_payload(msg["payload"])
         return msg["result"]
 
 
@@ -159,10 +161,16 @@ class Files:
         return self._call(op, args)
 
     def read(self, path, binary=False):
-        r = self._path("files.read", path, {"binary": bool(binary)})
-        if type(r) is dict and "latin1" in r:
-            return {"content": r["latin1"].encode("latin-1"), "size": r["size"]}
-        return r
+        r = self._path("files.read", path)
+        if type(r) is not tuple:
+            return r  # an error dict
+        result, data = r
+        if binary:
+            return {"content": data, "size": result["size"]}
+        try:
+            return {"content": data.decode("utf-8"), "size": result["size"]}
+        except UnicodeDecodeError:
+            return _error("%s: not UTF-8 text; read it with binary=True" % path)
 
     def write(self, path, data):
         if type(data) is str:

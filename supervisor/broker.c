@@ -169,11 +169,7 @@ static const char *path_arg(json_t *args, const char *op, json_t **bad, struct j
 static json_t *files_path_call(struct broker *b, const char *op, json_t *args, struct jr_err *err)
 {
         json_error_t je;
-        int binary = 0;
-        if (strcmp(op, "files.read") == 0
-                    ? json_unpack_ex(args, &je, JSON_STRICT, "{s:s, s:b}", "path", &(const char *){ 0 }, "binary",
-                                     &binary) < 0
-                    : json_unpack_ex(args, &je, JSON_STRICT, "{s:s}", "path", &(const char *){ 0 }) < 0)
+        if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s}", "path", &(const char *){ 0 }) < 0)
                 return protocol(err, op, &je);
         json_t *bad = NULL;
         int proto;
@@ -182,7 +178,7 @@ static json_t *files_path_call(struct broker *b, const char *op, json_t *args, s
                 return proto ? NULL : bad;
         struct files *f = &b->files;
         switch (op[6]) {
-        case 'r': return files_read(f, path, binary);
+        case 'r': return files_read(f, path, &b->payload, &b->payload_len);
         case 'l': return files_list(f, path);
         case 'd': return files_delete(f, path);
         case 'e': return files_exists(f, path);
@@ -284,7 +280,14 @@ json_t *broker_call(struct broker *b, const char *op, json_t *args, struct jr_er
         return NULL;
 }
 
-char *broker_reply(json_int_t id, json_t *result)
+void broker_payload_done(struct broker *b)
+{
+        free(b->payload);
+        b->payload = NULL;
+        b->payload_len = 0;
+}
+
+char *broker_reply(struct broker *b, json_int_t id, json_t *result)
 {
         json_t *raw = json_object_get(result, RAW_VALUE);
         char *out = NULL;
@@ -299,6 +302,8 @@ char *broker_reply(json_int_t id, json_t *result)
         } else {
                 _cleanup_(json_decrefp) json_t *m = json_pack("{s:s, s:I, s:O}", "type", "reply", "id", id, "result",
                                                               result);
+                if (m && b->payload && json_object_set_new(m, "payload", json_integer((json_int_t)b->payload_len)) < 0)
+                        json_decref(TAKE_PTR(m));
                 out = m ? json_dumps(m, JSON_COMPACT) : NULL;
         }
         json_decref(result);

@@ -23,6 +23,8 @@ struct broker_cfg {
 
 struct broker {
         const struct broker_cfg *cfg;
+        void *payload;              /* bytes for the jail after the current reply */
+        size_t payload_len;
         struct state_store *state;  /* opened by the first state call, after the clone */
         struct files files;         /* the workspace, opened by the first files call */
 };
@@ -36,7 +38,12 @@ void broker_close(struct broker *b);
 json_t *broker_call(struct broker *b, const char *op, json_t *args, struct jr_err *err);
 
 /* The reply message to call `id` with `result` (which it consumes), as
- * JSON text (malloc'd), or NULL when out of memory. */
-char *broker_reply(json_int_t id, json_t *result);
+ * JSON text (malloc'd), or NULL when out of memory. When the call left
+ * bytes in b->payload, the reply says how many ("payload": N) and they
+ * follow it as raw datagrams of at most CHAN_MAX_MSG bytes, no JSON
+ * escaping either side; the caller sends them, then frees them with
+ * broker_payload_done. */
+char *broker_reply(struct broker *b, json_int_t id, json_t *result);
+void broker_payload_done(struct broker *b);
 
 #endif

@@ -173,8 +173,10 @@ static int64_t usage(int dirfd, int depth, long *entries)
         return total;
 }
 
-json_t *files_read(struct files *f, const char *path, int binary)
+json_t *files_read(struct files *f, const char *path, void **data, size_t *len)
 {
+        *data = NULL;
+        *len = 0;
         json_t *e = bad_path(path, 0);
         if (e || (e = workspace(f)))
                 return e;
@@ -207,25 +209,12 @@ json_t *files_read(struct files *f, const char *path, int binary)
                         break;
                 got += (size_t)n;
         }
-        if (!binary) {
-                json_t *s = json_stringn((const char *)buf, got);
-                return s ? json_pack("{s:o, s:I}", "content", s, "size", (json_int_t)got)
-                         : fail("%.200s: not UTF-8 text; read it with binary=True", path);
+        json_t *r = json_pack("{s:I}", "size", (json_int_t)got);
+        if (r) {
+                *data = TAKE_PTR(buf);
+                *len = got;
         }
-        /* Bytes as code points U+0000..U+00FF; the runtime turns them back. */
-        _cleanup_free_ char *latin = malloc(got * 2 + 1);
-        size_t o = 0;
-        if (!latin)
-                return NULL;
-        for (size_t i = 0; i < got; i++) {
-                if (buf[i] < 0x80) {
-                        latin[o++] = (char)buf[i];
-                } else {
-                        latin[o++] = (char)(0xc0 | (buf[i] >> 6));
-                        latin[o++] = (char)(0x80 | (buf[i] & 0x3f));
-                }
-        }
-        return json_pack("{s:s%, s:I}", "latin1", latin, o, "size", (json_int_t)got);
+        return r;
 }
 
 static json_t *write_locked(struct files *f, const char *path, const void *data, size_t len)

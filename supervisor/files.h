@@ -33,8 +33,10 @@ void files_init(struct files *f, const struct files_cfg *cfg);
 void files_close(struct files *f);
 
 /* Each returns the call's result dict (a new reference), {"error": reason}
- * for anything that went wrong, or NULL only when out of memory. */
-json_t *files_read(struct files *f, const char *path, int binary);
+ * for anything that went wrong, or NULL only when out of memory. read
+ * also hands over the file's bytes (malloc'd) in *data, *len: they go to
+ * the jail as they are, after the reply (broker_reply). */
+json_t *files_read(struct files *f, const char *path, void **data, size_t *len);
 json_t *files_write(struct files *f, const char *path, const void *data, size_t len);
 json_t *files_list(struct files *f, const char *path);
 json_t *files_delete(struct files *f, const char *path);

@@ -232,8 +232,18 @@ static void on_call(struct job *j, const struct msg *m)
         json_t *result = broker_call(&j->broker, m->call.op, m->call.args, &err);
         if (!result)
                 return end_job(j, JOB_PROTOCOL, "ProtocolError", "%s", err.msg);
-        _cleanup_free_ char *reply = broker_reply(m->call.id, result);
+        _cleanup_free_ char *reply = broker_reply(&j->broker, m->call.id, result);
         int r = !reply ? -ENOMEM : send(j->chan, reply, strlen(reply), MSG_DONTWAIT | MSG_NOSIGNAL) < 0 ? -errno : 0;
+        /* The payload (a file's bytes) follows as raw datagrams. */
+        const char *p = j->broker.payload;
+        for (size_t left = reply ? j->broker.payload_len : 0; r == 0 && left;) {
+                size_t n = left < CHAN_MAX_MSG ? left : CHAN_MAX_MSG;
+                if (send(j->chan, p, n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+                        r = -errno;
+                p += n;
+                left -= n;
+        }
+        broker_payload_done(&j->broker);
         if (r < 0 && r != -EPIPE && r != -ECONNRESET)
                 end_job(j, JOB_PROTOCOL, "ProtocolError", "worker does not read its channel (%s)", strerror(-r));
 }

@@ -197,3 +197,14 @@ def test_write_is_atomic_and_durable(tmp_path, ws):
     r = worker(tmp_path, ws, 'ctx.log.info(f.write("x", "1" * 10000))')
     assert r.code == 0
     assert (ws / "x").read_text() == "1" * 10000
+
+
+def test_empty_and_max_size_reads(tmp_path, ws):
+    r = worker(tmp_path, ws, """
+ctx.log.info(f.write("e", ""), f.read("e"), f.read("e", binary=True))
+ctx.log.info(f.write("m", "z" * 51200)["size"], len(f.read("m")["content"]), f.read("m")["content"] == "z" * 51200)
+ctx.log.info(f.write("nul", b"a\\x00b"), f.read("nul", binary=True))
+""")
+    assert logs(r) == ["{'ok': True, 'size': 0} {'content': '', 'size': 0} {'content': b'', 'size': 0}",
+                       "51200 51200 True",
+                       "{'ok': True, 'size': 3} {'content': b'a\\\\x00b', 'size': 3}"], r
