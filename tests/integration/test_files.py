@@ -207,4 +207,4 @@ ctx.log.info(f.write("nul", b"a\\x00b"), f.read("nul", binary=True))
 """)
     assert logs(r) == ["{'ok': True, 'size': 0} {'content': '', 'size': 0} {'content': b'', 'size': 0}",
                        "51200 51200 True",
-                       "{'ok': True, 'size': 3} {'content': b'a\\\\x00b', 'size': 3}"], r
+                       "{'ok': True, 'size': 3} {'content': b'a\\x00b', 'size': 3}"], r
