@@ -192,16 +192,104 @@ class Files:
         return self._path("files.size", path)
 
 
+def _charset(content_type):
+    for part in content_type.split(";")[1:]:
+        k, _, v = part.strip().partition("=")
+        if k.lower() == "charset" and v:
+            return v.strip('"')
+    return "utf-8"
+
+
+class Http:
+    """ctx.http: requests the supervisor makes for the worker. Returns
+    {"status", "headers", "text", "url", "json" (when the body is JSON)}
+    or {"error": reason}; never raises for the network's failures."""
+
+    __slots__ = ("_call",)
+
+    def __init__(self, chan):
+        self._call = chan.call
+
+    def request(self, method, url, headers=None, params=None, json=None, data=None, timeout=30):
+        if type(method) is not str or type(url) is not str:
+            return _error("method and url must be str")
+        hdrs = {}
+        for k, v in (headers or {}).items():
+            if type(k) is not str:
+                return _error("header names must be str")
+            hdrs[k] = v if type(v) is str else str(v)
+        prm = {}
+        for k, v in (params or {}).items():
+            prm[str(k)] = v if type(v) is str else str(v)
+        args = {"method": method.upper(), "url": url, "headers": hdrs, "params": prm}
+        try:
+            args["timeout"] = float(timeout)
+        except (TypeError, ValueError):
+            return _error("timeout must be a number of seconds")
+        if json is not None and data is not None:
+            return _error("give json or data, not both")
+        if json is not None:
+            import json as _json
+
+            try:
+                args["body"] = _json.dumps(json, allow_nan=False)
+            except (TypeError, ValueError) as e:
+                return _error("json cannot be sent: %s" % e)
+            if not any(k.lower() == "content-type" for k in hdrs):
+                hdrs["Content-Type"] = "application/json"
+        elif isinstance(data, dict):
+            from urllib.parse import urlencode
+
+            args["body"] = urlencode({str(k): str(v) for k, v in data.items()})
+            if not any(k.lower() == "content-type" for k in hdrs):
+                hdrs["Content-Type"] = "application/x-www-form-urlencoded"
+        elif isinstance(data, (bytes, bytearray)):
+            try:
+                args["body"] = bytes(data).decode("utf-8")
+            except UnicodeDecodeError:
+                return _error("data must be text (bytes that are UTF-8)")
+        elif data is not None:
+            if type(data) is not str:
+                return _error("data must be str, bytes or dict")
+            args["body"] = data
+        r = self._call("http.request", args)
+        if type(r) is not tuple:
+            return r
+        result, body = r
+        headers = result["headers"]
+        ctype = headers.get("content-type", "")
+        out = {"status": result["status"], "headers": headers, "url": result["url"]}
+        try:
+            out["text"] = body.decode(_charset(ctype), "replace")
+        except LookupError:
+            out["text"] = body.decode("utf-8", "replace")
+        if "json" in ctype.lower():
+            import json as _json
+
+            try:
+                out["json"] = _json.loads(out["text"])
+            except ValueError:
+                pass
+        return out
+
+    def get(self, url, headers=None, params=None, timeout=30):
+        return self.request("GET", url, headers=headers, params=params, timeout=timeout)
+
+    def post(self, url, json=None, data=None, headers=None, params=None, timeout=30):
+        return self.request("POST", url, headers=headers, params=params, json=json, data=data, timeout=timeout)
+
+
 class Ctx:
     """The worker's only way out of the jail."""
 
-    __slots__ = ("log", "state", "files")
+    __slots__ = ("log", "state", "files", "http")
 
     def __init__(self, buf):
         chan = _Channel(buf)
         self.log = Log(buf)
         self.state = State(chan)
         self.files = Files(chan)
+        self.http = Http(chan)
 
 
 class _LogStream:

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/netaddr.h"
 #include "policy/policy.h"
 
 extern const char jr_profiles_json[];
@@ -24,6 +25,7 @@ enum ptype {
         P_REASONS,   /* object: dotted name (or event prefix) -> one-line reason */
         P_MODULES,   /* object: identifier -> dotted module name */
         P_RULES,     /* array of distinct strings of `choices` */
+        P_NETS,      /* array of addresses or prefixes: "127.0.0.1", "10.0.0.0/8" */
 };
 
 struct pkey {
@@ -83,6 +85,12 @@ static const struct pkey schema[] = {
         { "files", P_OBJECT, 0, 0, NULL },
         { "files.quota_bytes", P_INT, 0, 1024 * GiB, NULL },
         { "files.max_read_bytes", P_INT, 1, 512 * 1024, NULL },
+        { "http", P_OBJECT, 0, 0, NULL },
+        { "http.timeout_max", P_REAL, 0.1, 300, NULL },
+        { "http.max_response_bytes", P_INT, 1, 64 << 20, NULL },
+        { "http.max_in_flight", P_INT, 1, 64, NULL },
+        { "http.max_redirects", P_INT, 0, 20, NULL },
+        { "http.allow_addresses", P_NETS, 0, 64, NULL },
         { "log", P_OBJECT, 0, 0, NULL },
         { "log.max_chars", P_INT, 1, 4000, NULL },
         { "log.batch", P_INT, 1, 20, NULL },
@@ -222,6 +230,17 @@ static int check_value(const struct pkey *k, const json_t *v, const char *what, 
         case P_NAMES:
         case P_RULES:
                 return check_array(k, v, what, err);
+        case P_NETS: {
+                if (!json_is_array(v) || json_array_size(v) > (size_t)k->max)
+                        return bad(err, what, k->path, "expected an array of at most %.0f addresses", k->max);
+                size_t i;
+                json_t *e;
+                struct jr_net n;
+                json_array_foreach(v, i, e)
+                        if (!json_is_string(e) || jr_net_parse(json_string_value(e), &n) < 0)
+                                return bad(err, what, k->path, "[%zu]: not an address or ADDRESS/BITS", i);
+                return 0;
+        }
         case P_REASONS:
         case P_MODULES:
                 return check_map(k, v, what, err);

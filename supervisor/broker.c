@@ -21,6 +21,8 @@ void broker_init(struct broker *b, const struct broker_cfg *cfg)
 
 void broker_close(struct broker *b)
 {
+        http_free(b->http);
+        b->http = NULL;
         state_close(b->state);
         b->state = NULL;
         files_close(&b->files);
@@ -278,6 +280,16 @@ json_t *broker_call(struct broker *b, const char *op, json_t *args, struct jr_er
         jr_fail(err, 0, "unknown call '%.64s'", op);
         err->errnum = EPROTO;
         return NULL;
+}
+
+json_t *broker_http(struct broker *b, int64_t id, json_t *args, struct jr_err *err)
+{
+        if (!b->http) {
+                struct jr_err he = { 0 };
+                if (http_new(&b->http, &b->cfg->http, &he) < 0)
+                        return user_error("http unavailable: %s", he.msg);
+        }
+        return http_start(b->http, id, args, err);
 }
 
 void broker_payload_done(struct broker *b)

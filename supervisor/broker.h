@@ -12,6 +12,7 @@
 
 #include "common/err.h"
 #include "supervisor/files.h"
+#include "supervisor/http.h"
 #include "supervisor/state.h"
 
 struct broker_cfg {
@@ -19,6 +20,7 @@ struct broker_cfg {
         const char *state_url;     /* where ctx.state lives (--state) */
         uint64_t state_max_value;  /* bytes of a value's JSON text */
         struct files_cfg files;    /* the workspace (--workspace) and its limits */
+        struct http_cfg http;      /* ctx.http's limits and egress policy */
 };
 
 struct broker {
@@ -27,6 +29,7 @@ struct broker {
         size_t payload_len;
         struct state_store *state;  /* opened by the first state call, after the clone */
         struct files files;         /* the workspace, opened by the first files call */
+        struct http *http;          /* made by the first http call */
 };
 
 void broker_init(struct broker *b, const struct broker_cfg *cfg);
@@ -36,6 +39,11 @@ void broker_close(struct broker *b);
  * dict, or {"error": reason}), or NULL with err when the call breaks the
  * protocol. */
 json_t *broker_call(struct broker *b, const char *op, json_t *args, struct jr_err *err);
+
+/* Starts an http.request call: NULL when it is under way (its reply comes
+ * from http_done, see broker.http), else an immediate result, or NULL with
+ * err->errnum EPROTO. */
+json_t *broker_http(struct broker *b, int64_t id, json_t *args, struct jr_err *err);
 
 /* The reply message to call `id` with `result` (which it consumes), as
  * JSON text (malloc'd), or NULL when out of memory. When the call left

@@ -423,6 +423,15 @@ static int apply_limits(struct job_opts *o, json_t *pol)
         o->broker.state_max_value = (uint64_t)policy_int(pol, "state.max_value_bytes");
         o->broker.files.quota = (uint64_t)policy_int(pol, "files.quota_bytes");
         o->broker.files.max_read = (uint64_t)policy_int(pol, "files.max_read_bytes");
+        struct http_cfg *hc = &o->broker.http;
+        hc->timeout_max = policy_real(pol, "http.timeout_max");
+        hc->max_response = (uint64_t)policy_int(pol, "http.max_response_bytes");
+        hc->max_in_flight = (unsigned)policy_int(pol, "http.max_in_flight");
+        hc->max_redirects = (unsigned)policy_int(pol, "http.max_redirects");
+        json_t *nets = json_object_get(json_object_get(pol, "http"), "allow_addresses");
+        for (size_t i = 0; i < json_array_size(nets) && hc->nallow < HTTP_MAX_ALLOW; i++)
+                if (jr_net_parse(json_string_value(json_array_get(nets, i)), &hc->allow[hc->nallow]) == 0)
+                        hc->nallow++;
         return -1;
 }
 

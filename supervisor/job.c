@@ -43,7 +43,8 @@
 /* Queued output beyond which the jail is no longer read. */
 #define OUTQ_LIMIT (256 * 1024)
 
-enum { EV_CHAN, EV_OUT, EV_ERR, EV_PIDFD, EV_SIGNAL, EV_TIMER, EV_GRACE, EV_OOM, EV_CPU, EV_THROTTLE };
+enum { EV_CHAN, EV_OUT, EV_ERR, EV_PIDFD, EV_SIGNAL, EV_TIMER, EV_GRACE, EV_OOM, EV_CPU, EV_THROTTLE, EV_HTTP,
+       EV_HTTP_TIMER };
 
 struct job {
         const struct job_opts *o;
@@ -75,6 +76,7 @@ struct job {
         int paused;         /* the queues backed up: the jail is not read */
         struct line_buf { char text[LOG_MAX_CHARS]; size_t len; int cut; } raw[2];  /* worker fd 1, 2 */
         struct broker broker;     /* ctx calls */
+        int http_watched;         /* the broker's http fds are in our epoll set */
 };
 
 static long ms_since(const struct timespec *t0)
@@ -226,17 +228,57 @@ static void on_log(struct job *j, const struct msg *m)
 
 /* A ctx call: performed now, answered at once. A jail that calls without
  * reading its answers fills its own socket and is ended. */
+static int watch(struct job *j, int fd, uint64_t tag);
+static void send_reply(struct job *j, json_int_t id, json_t *result);
+
 static void on_call(struct job *j, const struct msg *m)
 {
         struct jr_err err = { 0 };
-        json_t *result = broker_call(&j->broker, m->call.op, m->call.args, &err);
+        json_t *result;
+        if (strcmp(m->call.op, "http.request") == 0) {
+                result = broker_http(&j->broker, m->call.id, m->call.args, &err);
+                if (!result && err.errnum != EPROTO) {  /* under way */
+                        if (!j->http_watched && j->broker.http) {
+                                if (watch(j, http_epoll_fd(j->broker.http), EV_HTTP) < 0 ||
+                                    watch(j, http_timer_fd(j->broker.http), EV_HTTP_TIMER) < 0)
+                                        return end_job(j, JOB_INTERNAL, "InternalError", "epoll_ctl: %s",
+                                                       strerror(errno));
+                                j->http_watched = 1;
+                        }
+                        return;
+                }
+        } else {
+                result = broker_call(&j->broker, m->call.op, m->call.args, &err);
+        }
         if (!result)
                 return end_job(j, JOB_PROTOCOL, "ProtocolError", "%s", err.msg);
-        _cleanup_free_ char *reply = broker_reply(&j->broker, m->call.id, result);
+        send_reply(j, m->call.id, result);
+}
+
+/* Finished http requests: their replies, body after each. */
+static void http_replies(struct job *j)
+{
+        int64_t id;
+        json_t *result;
+        void *body;
+        size_t len;
+        while (j->broker.http && http_done(j->broker.http, &id, &result, &body, &len)) {
+                j->broker.payload = body;
+                j->broker.payload_len = len;
+                if (result && !j->ended)
+                        send_reply(j, id, result);
+                else
+                        json_decref(result), broker_payload_done(&j->broker);
+        }
+}
+
+static void send_reply(struct job *j, json_int_t id, json_t *result)
+{
+        _cleanup_free_ char *reply = broker_reply(&j->broker, id, result);
         int r = !reply ? -ENOMEM : send(j->chan, reply, strlen(reply), MSG_DONTWAIT | MSG_NOSIGNAL) < 0 ? -errno : 0;
         /* The payload (a file's bytes) follows as raw datagrams. */
         const char *p = j->broker.payload;
-        for (size_t left = reply ? j->broker.payload_len : 0; r == 0 && left;) {
+        for (size_t left = reply && p ? j->broker.payload_len : 0; r == 0 && left;) {
                 size_t n = left < CHAN_MAX_MSG ? left : CHAN_MAX_MSG;
                 if (send(j->chan, p, n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
                         r = -errno;
@@ -554,6 +596,14 @@ static void handle(struct job *j, const struct epoll_event *ev)
                 j->throttled = 0;  /* flush_queues resumes reading */
                 break;
         }
+        case EV_HTTP:
+                http_on_ready(j->broker.http);
+                http_replies(j);
+                break;
+        case EV_HTTP_TIMER:
+                http_on_timer(j->broker.http);
+                http_replies(j);
+                break;
         case EV_TIMER:
                 end_job(j, JOB_TIMEOUT, "TimeoutError", "wall-clock limit of %g s exceeded",
                         j->o->timeout_s);
@@ -576,7 +626,8 @@ static int loop(struct job *j)
                 for (int pass = 0; pass < 2; pass++)
                         for (int i = 0; i < n; i++) {
                                 uint64_t t = evs[i].data.u64;
-                                int control = t != EV_CHAN && t != EV_OUT && t != EV_ERR;
+                                int control = t != EV_CHAN && t != EV_OUT && t != EV_ERR && t != EV_HTTP &&
+                                              t != EV_HTTP_TIMER;
                                 if (control == (pass == 0))
                                         handle(j, &evs[i]);
                         }

@@ -1,0 +1,504 @@
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "supervisor/http.h"
+
+#define HTTP_MAX_URL 8192
+#define HTTP_MAX_HEADERS 64
+#define HTTP_MAX_HEADER 8192
+#define HTTP_MAX_RESPONSE_HEADERS (64 * 1024)
+
+struct xfer {
+        struct http *h;
+        int64_t id;
+        CURL *easy;
+        CURLU *url;
+        struct curl_slist *req_headers;
+        char *body;
+        size_t len;
+        int too_big;
+        json_t *headers;            /* of the last response (redirects reset it) */
+        size_t header_bytes;
+        char denied[160];           /* why the egress policy refused a connection */
+        char errbuf[CURL_ERROR_SIZE];
+        struct xfer *next;
+};
+
+struct http {
+        const struct http_cfg *cfg;
+        CURLM *multi;
+        int epfd, tfd;
+        unsigned in_flight;
+        struct xfer *all;           /* in flight */
+};
+
+static const struct { const char *net; const char *why; } internal[] = {
+        { "0.0.0.0/8", "an unspecified address" },
+        { "10.0.0.0/8", "a private address" },
+        { "100.64.0.0/10", "a carrier-grade NAT address" },
+        { "127.0.0.0/8", "a loopback address" },
+        { "169.254.0.0/16", "a link-local address (cloud metadata lives there)" },
+        { "172.16.0.0/12", "a private address" },
+        { "192.0.0.0/24", "a protocol-assignment address" },
+        { "192.168.0.0/16", "a private address" },
+        { "198.18.0.0/15", "a benchmarking address" },
+        { "224.0.0.0/4", "a multicast address" },
+        { "240.0.0.0/4", "a reserved address" },
+        { "::/128", "an unspecified address" },
+        { "::1/128", "a loopback address" },
+        { "fc00::/7", "a unique local address (cloud metadata lives there)" },
+        { "fe80::/10", "a link-local address" },
+        { "ff00::/8", "a multicast address" },
+        { "2001:db8::/32", "a documentation address" },
+};
+
+const char *http_refused(const struct http_cfg *cfg, int family, const unsigned char *addr)
+{
+        unsigned char v4[4];
+        /* IPv4-mapped (::ffff:a.b.c.d) and NAT64 (64:ff9b::a.b.c.d) are
+         * judged as the IPv4 address they carry. */
+        static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+        static const unsigned char nat64[12] = { 0, 0x64, 0xff, 0x9b };
+        if (family == AF_INET6 && (memcmp(addr, mapped, 12) == 0 || memcmp(addr, nat64, 12) == 0)) {
+                memcpy(v4, addr + 12, 4);
+                family = AF_INET;
+                addr = v4;
+        }
+        for (size_t i = 0; i < cfg->nallow; i++)
+                if (jr_net_contains(&cfg->allow[i], family, addr))
+                        return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(internal); i++) {
+                struct jr_net n;
+                if (jr_net_parse(internal[i].net, &n) == 0 && jr_net_contains(&n, family, addr))
+                        return internal[i].why;
+        }
+        return NULL;
+}
+
+/* --- libcurl's callbacks ------------------------------------------------------ */
+
+static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+        struct xfer *x = clientp;
+        (void)purpose;
+        const unsigned char *addr = NULL;
+        char text[INET6_ADDRSTRLEN] = "?";
+        if (a->family == AF_INET) {
+                addr = (const unsigned char *)&((struct sockaddr_in *)&a->addr)->sin_addr;
+        } else if (a->family == AF_INET6) {
+                addr = (const unsigned char *)&((struct sockaddr_in6 *)&a->addr)->sin6_addr;
+        } else {
+                snprintf(x->denied, sizeof x->denied, "an address family other than IPv4 and IPv6");
+                return CURL_SOCKET_BAD;
+        }
+        inet_ntop(a->family, addr, text, sizeof text);
+        const char *why = http_refused(x->h->cfg, a->family, addr);
+        if (why) {
+                snprintf(x->denied, sizeof x->denied, "%s is %s", text, why);
+                return CURL_SOCKET_BAD;
+        }
+        int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+        return fd < 0 ? CURL_SOCKET_BAD : fd;
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *userdata)
+{
+        struct xfer *x = userdata;
+        size_t len = size * n;
+        if (x->len + len > x->h->cfg->max_response) {
+                x->too_big = 1;
+                return 0;  /* aborts the transfer */
+        }
+        char *grown = realloc(x->body, x->len + len + 1);
+        if (!grown)
+                return 0;
+        memcpy(grown + x->len, p, len);
+        x->body = grown;
+        x->len += len;
+        return len;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *userdata)
+{
+        struct xfer *x = userdata;
+        size_t len = size * n;
+        if ((x->header_bytes += len) > HTTP_MAX_RESPONSE_HEADERS)
+                return 0;
+        if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {  /* a new response: a redirect's, or the last */
+                json_object_clear(x->headers);
+                x->header_bytes = len;
+                return len;
+        }
+        const char *colon = memchr(p, ':', len);
+        if (!colon)
+                return len;
+        size_t nlen = (size_t)(colon - p);
+        const char *v = colon + 1, *end = p + len;
+        while (v < end && (*v == ' ' || *v == '\t'))
+                v++;
+        while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+                end--;
+        char name[256];
+        if (nlen == 0 || nlen >= sizeof name)
+                return len;
+        for (size_t i = 0; i < nlen; i++)
+                name[i] = (char)((p[i] >= 'A' && p[i] <= 'Z') ? p[i] + 32 : p[i]);
+        name[nlen] = '\0';
+        json_t *val = json_stringn(v, (size_t)(end - v));
+        if (!val)  /* not UTF-8: kept as Latin-1 would mislead; dropped */
+                return len;
+        json_t *old = json_object_get(x->headers, name);
+        if (old) {  /* repeated: joined, as HTTP allows */
+                char *joined = NULL;
+                if (asprintf(&joined, "%s, %s", json_string_value(old), json_string_value(val)) >= 0) {
+                        json_object_set_new(x->headers, name, json_string(joined));
+                        free(joined);
+                }
+                json_decref(val);
+        } else {
+                json_object_set_new(x->headers, name, val);
+        }
+        return len;
+}
+
+static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+        struct http *h = userp;
+        (void)easy;
+        struct epoll_event ev = { .data.fd = s };
+        if (what == CURL_POLL_REMOVE) {
+                epoll_ctl(h->epfd, EPOLL_CTL_DEL, s, NULL);
+                curl_multi_assign(h->multi, s, NULL);
+                return 0;
+        }
+        ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+        if (epoll_ctl(h->epfd, socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev) < 0)
+                return -1;
+        curl_multi_assign(h->multi, s, (void *)1);
+        return 0;
+}
+
+static int on_timer(CURLM *multi, long ms, void *userp)
+{
+        struct http *h = userp;
+        (void)multi;
+        struct itimerspec its = { 0 };
+        if (ms >= 0) {  /* 0: at once (a nanosecond: zero would disarm) */
+                its.it_value.tv_sec = ms / 1000;
+                its.it_value.tv_nsec = ms % 1000 * 1000000 + (ms == 0);
+        }
+        return timerfd_settime(h->tfd, 0, &its, NULL) < 0 ? -1 : 0;
+}
+
+/* --- the client --------------------------------------------------------------- */
+
+int http_new(struct http **out, const struct http_cfg *cfg, struct jr_err *err)
+{
+        /* libcurl's global set-up, once, in this single-threaded process. */
+        static int initialised;
+        if (!initialised && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+                return jr_fail(err, ENOMEM, "curl_global_init");
+        initialised = 1;
+        struct http *h = calloc(1, sizeof *h);
+        if (!h)
+                return jr_fail(err, ENOMEM, "http");
+        h->cfg = cfg;
+        h->epfd = epoll_create1(EPOLL_CLOEXEC);
+        h->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+        h->multi = curl_multi_init();
+        if (h->epfd < 0 || h->tfd < 0 || !h->multi) {
+                int r = jr_fail(err, h->multi ? errno : ENOMEM, "http client");
+                http_free(h);
+                return r;
+        }
+        curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+        curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+        curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+        curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+        *out = h;
+        return 0;
+}
+
+static void xfer_free(struct xfer *x)
+{
+        if (x->easy) {
+                curl_multi_remove_handle(x->h->multi, x->easy);
+                curl_easy_cleanup(x->easy);
+        }
+        curl_url_cleanup(x->url);
+        curl_slist_free_all(x->req_headers);
+        json_decref(x->headers);
+        free(x->body);
+        free(x);
+}
+
+void http_free(struct http *h)
+{
+        if (!h)
+                return;
+        while (h->all) {
+                struct xfer *x = h->all;
+                h->all = x->next;
+                xfer_free(x);
+        }
+        if (h->multi)
+                curl_multi_cleanup(h->multi);
+        closep(&h->epfd);
+        closep(&h->tfd);
+        free(h);
+}
+
+int http_epoll_fd(const struct http *h)
+{
+        return h->epfd;
+}
+
+int http_timer_fd(const struct http *h)
+{
+        return h->tfd;
+}
+
+__attribute__((format(printf, 1, 2)))
+static json_t *fail(const char *fmt, ...)
+{
+        char msg[600];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        return json_pack("{s:s}", "error", msg);
+}
+
+static int header_ok(const char *name, const char *value)
+{
+        size_t n = strlen(name);
+        if (n == 0 || n > 256 || strspn(name, "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij"
+                                              "klmnopqrstuvwxyz") != n)
+                return 0;
+        return strlen(value) <= HTTP_MAX_HEADER && !strpbrk(value, "\r\n");
+}
+
+/* The URL (with params added), checked: http or https, a host. */
+static json_t *build_url(struct xfer *x, const char *url, json_t *params)
+{
+        if (strlen(url) > HTTP_MAX_URL)
+                return fail("the URL is longer than %d bytes", HTTP_MAX_URL);
+        if (!(x->url = curl_url()))
+                return NULL;
+        if (curl_url_set(x->url, CURLUPART_URL, url, 0) != CURLUE_OK)
+                return fail("not a URL: %.200s", url);
+        char *scheme = NULL;
+        int web = curl_url_get(x->url, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+                  (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0);
+        curl_free(scheme);
+        if (!web)
+                return fail("only http and https URLs: %.200s", url);
+        const char *k;
+        json_t *v;
+        json_object_foreach(params, k, v) {
+                char *pair = NULL;
+                if (asprintf(&pair, "%s=%s", k, json_string_value(v)) < 0)
+                        return NULL;
+                CURLUcode rc = curl_url_set(x->url, CURLUPART_QUERY, pair, CURLU_APPENDQUERY | CURLU_URLENCODE);
+                free(pair);
+                if (rc != CURLUE_OK)
+                        return fail("query parameter %.100s cannot be added", k);
+        }
+        return NULL;
+}
+
+static json_t *setup(struct xfer *x, const char *method, json_t *headers, const char *body, size_t blen,
+                     double timeout)
+{
+        const struct http_cfg *cfg = x->h->cfg;
+        CURL *e = x->easy;
+        const char *k;
+        json_t *v;
+        size_t nh = 0;
+        json_object_foreach(headers, k, v) {
+                char *line = NULL;
+                if (++nh > HTTP_MAX_HEADERS)
+                        return fail("more than %d request headers", HTTP_MAX_HEADERS);
+                if (!header_ok(k, json_string_value(v)))
+                        return fail("request header %.100s is not a valid header", k);
+                if (asprintf(&line, "%s: %s", k, json_string_value(v)) < 0)
+                        return NULL;
+                struct curl_slist *l = curl_slist_append(x->req_headers, line);
+                free(line);
+                if (!l)
+                        return NULL;
+                x->req_headers = l;
+        }
+        long ms = (long)(timeout * 1000);
+        curl_easy_setopt(e, CURLOPT_CURLU, x->url);
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(e, CURLOPT_MAXREDIRS, (long)cfg->max_redirects);
+        curl_easy_setopt(e, CURLOPT_UNRESTRICTED_AUTH, 0L);
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, ms);
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, ms < 10000 ? ms : 10000L);
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(e, CURLOPT_PROXY, "");  /* never the operator's *_proxy variables */
+        curl_easy_setopt(e, CURLOPT_NETRC, (long)CURL_NETRC_IGNORED);
+        curl_easy_setopt(e, CURLOPT_USERAGENT, "jailrun/" PACKAGE_VERSION);
+        curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");  /* the size cap counts decoded bytes */
+        curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)cfg->max_response);
+        curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+        curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+        curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->req_headers);
+        if (strcmp(method, "HEAD") == 0)
+                curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+        else if (strcmp(method, "GET") != 0)
+                curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+        if (body) {
+                curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+                curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body);
+        }
+        return NULL;
+}
+
+json_t *http_start(struct http *h, int64_t id, json_t *args, struct jr_err *err)
+{
+        const char *method, *url, *text = NULL;
+        json_t *headers, *params;
+        double timeout;
+        size_t tlen = 0;
+        json_error_t je;
+        if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s, s:s, s:o, s:o, s:F, s?s%}", "method", &method, "url", &url,
+                           "headers", &headers, "params", &params, "timeout", &timeout, "body", &text, &tlen) < 0 ||
+            !json_is_object(headers) || !json_is_object(params)) {
+                jr_fail(err, 0, "http.request call: %s", je.text);
+                err->errnum = EPROTO;
+                return NULL;
+        }
+        const char *k;
+        json_t *v;
+        json_object_foreach(headers, k, v) if (!json_is_string(v)) return fail("header %.100s: not a str", k);
+        json_object_foreach(params, k, v) if (!json_is_string(v)) return fail("parameter %.100s: not a str", k);
+        static const char *const methods[] = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS" };
+        int known = 0;
+        for (size_t i = 0; i < ELEMENTSOF(methods); i++)
+                known |= strcmp(method, methods[i]) == 0;
+        if (!known)
+                return fail("method %.20s is not one of GET HEAD POST PUT PATCH DELETE OPTIONS", method);
+        if (!(timeout > 0) || timeout > h->cfg->timeout_max)
+                return fail("timeout must be more than 0 and at most %g seconds", h->cfg->timeout_max);
+        if (h->in_flight >= h->cfg->max_in_flight)
+                return fail("%u requests are already in flight; that is the limit", h->in_flight);
+        struct xfer *x = calloc(1, sizeof *x);
+        if (!x || !(x->headers = json_object()) || !(x->easy = curl_easy_init())) {
+                if (x)
+                        xfer_free(x);
+                return NULL;
+        }
+        x->h = h;
+        x->id = id;
+        json_t *e = build_url(x, url, params);
+        if (!e)
+                e = setup(x, method, headers, text, tlen, timeout);
+        if (e || curl_multi_add_handle(h->multi, x->easy) != CURLM_OK) {
+                xfer_free(x);
+                return e ? e : fail("the request could not be started");
+        }
+        x->next = h->all;
+        h->all = x;
+        h->in_flight++;
+        return NULL;
+}
+
+void http_on_ready(struct http *h)
+{
+        struct epoll_event evs[16];
+        int n = epoll_wait(h->epfd, evs, 16, 0);
+        int running;
+        for (int i = 0; i < n; i++) {
+                int mask = (evs[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
+                           (evs[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+                           (evs[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
+                curl_multi_socket_action(h->multi, evs[i].data.fd, mask, &running);
+        }
+}
+
+void http_on_timer(struct http *h)
+{
+        uint64_t ticks;
+        int running;
+        while (read(h->tfd, &ticks, sizeof ticks) < 0 && errno == EINTR)
+                ;
+        curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+}
+
+static json_t *outcome(struct xfer *x, CURLcode rc)
+{
+        const struct http_cfg *cfg = x->h->cfg;
+        if (rc == CURLE_OK) {
+                long status = 0;
+                char *eff = NULL;
+                curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+                curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &eff);
+                return json_pack("{s:i, s:O, s:s}", "status", (int)status, "headers", x->headers, "url", eff ? eff : "");
+        }
+        if (x->denied[0])
+                return fail("refused by the egress policy: %s", x->denied);
+        if (x->too_big || rc == CURLE_FILESIZE_EXCEEDED)
+                return fail("the response is larger than %llu bytes", (unsigned long long)cfg->max_response);
+        switch (rc) {
+        case CURLE_OPERATION_TIMEDOUT: return fail("timed out");
+        case CURLE_TOO_MANY_REDIRECTS: return fail("more than %u redirects", cfg->max_redirects);
+        case CURLE_UNSUPPORTED_PROTOCOL: return fail("only http and https, redirects included");
+        default:
+                return fail("%s%s%.300s", curl_easy_strerror(rc), x->errbuf[0] ? ": " : "", x->errbuf);
+        }
+}
+
+int http_done(struct http *h, int64_t *id, json_t **result, void **body, size_t *len)
+{
+        int left;
+        CURLMsg *m;
+        while ((m = curl_multi_info_read(h->multi, &left))) {
+                if (m->msg != CURLMSG_DONE)
+                        continue;
+                struct xfer *x = NULL;
+                curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+                if (!x)
+                        continue;
+                *id = x->id;
+                *result = outcome(x, m->data.result);
+                *body = NULL;
+                *len = 0;
+                if (m->data.result == CURLE_OK) {
+                        *body = x->body ? TAKE_PTR(x->body) : calloc(1, 1);
+                        *len = x->len;
+                }
+                for (struct xfer **p = &h->all; *p; p = &(*p)->next)
+                        if (*p == x) {
+                                *p = x->next;
+                                break;
+                        }
+                h->in_flight--;
+                xfer_free(x);
+                return 1;
+        }
+        return 0;
+}

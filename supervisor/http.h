@@ -1,0 +1,64 @@
+/* ctx.http: requests made by the supervisor for a worker, with libcurl's
+ * multi interface driven from the job's event loop (no thread per
+ * request). Its sockets live in an epoll set of its own, which the job's
+ * loop watches with a timerfd for libcurl's timeouts.
+ *
+ * Egress policy: every connection libcurl is about to open (the first,
+ * and each redirect's) is judged on the address it is about to connect to,
+ * after resolution, so neither a name that resolves inward nor an address
+ * written in another form (2130706433, 0x7f000001, [::ffff:127.0.0.1])
+ * nor DNS changing between a check and the connect gets past it:
+ * loopback, private, link-local (cloud metadata included), CGNAT, ULA,
+ * multicast and unspecified addresses are refused unless the policy lists
+ * them. Only http and https, on the request and on every redirect. */
+#ifndef JR_HTTP_H
+#define JR_HTTP_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/netaddr.h"
+
+#define HTTP_MAX_ALLOW 64
+
+struct http_cfg {
+        double timeout_max;          /* seconds a request may take at most */
+        uint64_t max_response;       /* bytes of a response body */
+        unsigned max_in_flight;      /* requests of one worker at once */
+        unsigned max_redirects;
+        /* Internal addresses allowed all the same (tests: 127.0.0.1/32). */
+        size_t nallow;
+        struct jr_net allow[HTTP_MAX_ALLOW];
+};
+
+struct http;
+
+int http_new(struct http **out, const struct http_cfg *cfg, struct jr_err *err);
+void http_free(struct http *h);
+
+/* The fds for the job's loop: an epoll set (readable when a socket is
+ * ready) and a timerfd (libcurl's next timeout). */
+int http_epoll_fd(const struct http *h);
+int http_timer_fd(const struct http *h);
+
+/* Starts request `id` (args: method, url, headers, params, body_text |
+ * body_latin1, timeout). Returns NULL when it is under way (its result
+ * comes out of http_done), an error dict for a request refused at once,
+ * or NULL with err->errnum EPROTO for malformed args. */
+json_t *http_start(struct http *h, int64_t id, json_t *args, struct jr_err *err);
+
+/* Drives the transfers: after the epoll set or the timer was readable. */
+void http_on_ready(struct http *h);
+void http_on_timer(struct http *h);
+
+/* A finished request: 1 and its id, result ({status, headers} or
+ * {"error"}) and body (malloc'd) in the out-parameters, or 0 when none
+ * is finished. */
+int http_done(struct http *h, int64_t *id, json_t **result, void **body, size_t *len);
+
+/* Why the address may not be connected to (a static string), or NULL. */
+const char *http_refused(const struct http_cfg *cfg, int family, const unsigned char *addr);
+
+#endif

@@ -1,0 +1,209 @@
+"""ctx.http: requests made by the supervisor, against a real HTTP server
+started here on 127.0.0.1 (allowed only by an explicit test policy), the
+egress policy judged on the address actually connected to, and the limits.
+Refused addresses are refused before any packet leaves."""
+import http.server
+import json
+import threading
+import time
+
+import pytest
+
+from conftest import NATIVE_POLICY, run_script
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def reply(self, code, body, ctype="application/json", extra=()):
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in extra:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        port = self.server.server_port
+        if self.path.startswith("/to-other-loopback"):
+            return self.reply(302, b"", extra=[("Location", "http://127.0.0.2:%d/" % port)])
+        if self.path.startswith("/loop"):
+            return self.reply(302, b"", extra=[("Location", "/loop")])
+        if self.path.startswith("/hop"):
+            return self.reply(301, b"", extra=[("Location", "/echo?hopped=1")])
+        if self.path.startswith("/big"):
+            return self.reply(200, b"x" * 5000, "text/plain")
+        if self.path.startswith("/slow"):
+            time.sleep(3)
+            return self.reply(200, b"late", "text/plain")
+        if self.path.startswith("/missing"):
+            return self.reply(404, b'{"error": "nope"}')
+        if self.path.startswith("/latin"):
+            return self.reply(200, "caf\u00e9".encode("latin-1"), "text/plain; charset=iso-8859-1")
+        body = json.dumps({"path": self.path, "ua": self.headers.get("User-Agent"),
+                           "x": self.headers.get("X-Test")}).encode()
+        self.reply(200, body)
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", 0))
+        body = self.rfile.read(n)
+        self.reply(201, json.dumps({"ctype": self.headers.get("Content-Type"), "body": body.decode()}).encode())
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=s.serve_forever, daemon=True)
+    t.start()
+    yield s.server_address[1]
+    s.shutdown()
+
+
+@pytest.fixture
+def allow(tmp_path):
+    pol = tmp_path / "http.json"
+    pol.write_text('{"http": {"allow_addresses": ["127.0.0.1"], "max_response_bytes": 4096}}')
+    return str(pol)
+
+
+def logs(r):
+    return [json.loads(x)["message"] for x in r.err.splitlines() if x.startswith("{")]
+
+
+def worker(tmp_path, body, *args, timeout=60):
+    src = "def tick(ctx):\n    h = ctx.http\n" + "".join("    %s\n" % l for l in body.strip().splitlines())
+    return run_script(tmp_path, src, "--profile", "worker", "--json", "--state", str(tmp_path / "s.sqlite"),
+                      "--workspace", str(tmp_path / "ws"), *args, timeout=timeout)
+
+
+def test_get_post_and_json(tmp_path, server, allow):
+    u = "http://127.0.0.1:%d" % server
+    r = worker(tmp_path, """
+r = h.get("%s/echo", params={"q": "a b&c", "n": 7}, headers={"X-Test": "yes"})
+ctx.log.info(r["status"], r["json"], r["headers"]["content-type"], r["url"])
+r = h.post("%s/p", json={"a": [1, 2]})
+ctx.log.info(r["status"], r["json"])
+ctx.log.info(h.post("%s/p", data={"k": "v w"})["json"])
+ctx.log.info(h.post("%s/p", data="raw text")["json"]["body"])
+r = h.get("%s/missing")
+ctx.log.info(r["status"], r["json"], "error" in r)
+ctx.log.info(h.get("%s/latin")["text"])
+ctx.log.info(h.get("%s/hop")["json"]["path"])
+""".replace("%s", u), "--policy", allow)
+    assert r.code == 0, r
+    assert logs(r) == [
+        "200 {'path': '/echo?q=a+b%%26c&n=7', 'ua': 'jailrun/0.1.0', 'x': 'yes'} application/json "
+        "http://127.0.0.1:%d/echo?q=a+b%%26c&n=7" % server,
+        "201 {'ctype': 'application/json', 'body': '{\"a\": [1, 2]}'}",
+        "{'ctype': 'application/x-www-form-urlencoded', 'body': 'k=v+w'}",
+        "raw text",
+        "404 {'error': 'nope'} False",
+        "caf\u00e9",
+        "/echo?hopped=1",
+    ]
+
+
+REFUSED = [
+    ("http://127.0.0.1:PORT/", "127.0.0.1 is a loopback address"),
+    ("http://2130706433:PORT/", "127.0.0.1 is a loopback address"),
+    ("http://0x7f000001:PORT/", "127.0.0.1 is a loopback address"),
+    ("http://0177.0.0.1:PORT/", "127.0.0.1 is a loopback address"),
+    ("http://127.1:PORT/", "127.0.0.1 is a loopback address"),
+    ("http://localhost:PORT/", "is a loopback address"),
+    ("http://[::1]:PORT/", "::1 is a loopback address"),
+    ("http://[::ffff:127.0.0.1]:PORT/", "::ffff:127.0.0.1 is a loopback address"),
+    ("http://0.0.0.0:PORT/", "0.0.0.0 is an unspecified address"),
+    ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is a link-local address"),
+    ("http://[fd00:ec2::254]/", "fd00:ec2::254 is a unique local address"),
+    ("http://10.1.2.3/", "10.1.2.3 is a private address"),
+    ("http://192.168.1.1/", "192.168.1.1 is a private address"),
+    ("http://172.20.0.1/", "172.20.0.1 is a private address"),
+    ("http://100.64.0.1/", "100.64.0.1 is a carrier-grade NAT address"),
+    ("http://[fe80::1]/", "fe80::1 is a link-local address"),
+    ("http://224.0.0.1/", "224.0.0.1 is a multicast address"),
+]
+
+
+@pytest.mark.parametrize("url,why", REFUSED, ids=[u for u, _ in REFUSED])
+def test_internal_addresses_are_refused_by_default(tmp_path, server, url, why):
+    r = worker(tmp_path, "ctx.log.info(h.get(%r, timeout=5))" % url.replace("PORT", str(server)))
+    assert r.code == 0, r
+    out = logs(r)[0]
+    assert out.startswith("{'error': 'refused by the egress policy: ") and why in out, out
+
+
+def test_redirects_are_judged_hop_by_hop(tmp_path, server, allow):
+    u = "http://127.0.0.1:%d" % server
+    r = worker(tmp_path, """
+ctx.log.info(h.get("%s/to-other-loopback"))
+ctx.log.info(h.get("%s/loop"))
+""".replace("%s", u), "--policy", allow)
+    assert logs(r) == ["{'error': 'refused by the egress policy: 127.0.0.2 is a loopback address'}",
+                       "{'error': 'more than 5 redirects'}"]
+
+
+@pytest.mark.parametrize("call,error", [
+    ("h.get('ftp://example.org/')", "only http and https URLs"),
+    ("h.get('file:///etc/passwd')", "only http and https URLs"),
+    ("h.get('not a url')", "not a URL"),
+    ("h.get('http://x/', headers={'X-A': 'a\\r\\nHost: evil'})", "request header X-A is not a valid header"),
+    ("h.get('http://x/', headers={'Bad Name': 'v'})", "request header Bad Name is not a valid header"),
+    ("h.request('TRACE', 'http://x/')", "method TRACE is not one of"),
+    ("h.get('http://x/', timeout=31)", "timeout must be more than 0 and at most 30 seconds"),
+    ("h.get('http://x/', timeout=0)", "timeout must be more than 0"),
+    ("h.post('http://x/', json={1, 2})", "json cannot be sent"),
+    ("h.post('http://x/', json=1, data='a')", "give json or data, not both"),
+])
+def test_bad_requests_are_error_dicts(tmp_path, call, error):
+    r = worker(tmp_path, "ctx.log.info(%s)" % call)
+    assert r.code == 0, r
+    assert error in logs(r)[0], logs(r)
+
+
+def test_limits(tmp_path, server, allow):
+    u = "http://127.0.0.1:%d" % server
+    t0 = time.monotonic()
+    r = worker(tmp_path, """
+ctx.log.info(h.get("%s/big"))
+ctx.log.info(h.get("%s/slow", timeout=1))
+""".replace("%s", u), "--policy", allow)
+    assert logs(r) == ["{'error': 'the response is larger than 4096 bytes'}", "{'error': 'timed out'}"]
+    assert time.monotonic() - t0 < 10
+
+
+def test_job_timeout_is_served_during_a_request(tmp_path, server, allow):
+    t0 = time.monotonic()
+    r = worker(tmp_path, 'h.get("http://127.0.0.1:%d/slow", timeout=30)' % server, "--policy", allow,
+               "--timeout", "1")
+    assert r.code == 124 and time.monotonic() - t0 < 5, r
+
+
+def test_in_flight_cap(tmp_path, server, allow):
+    """Calls sent without waiting for replies: the fifth is refused at once
+    with an error dict while four are in flight."""
+    pol = tmp_path / "both.json"
+    pol.write_text('{"python": {"guard": false}, "http": {"allow_addresses": ["127.0.0.1"]}}')
+    src = """
+import json, socket, time
+def tick(ctx):
+    s = socket.socket(fileno=3)
+    for i in range(1, 7):
+        s.send(json.dumps({"type": "call", "id": i, "op": "http.request", "args": {
+            "method": "GET", "url": "http://127.0.0.1:%d/slow", "headers": {}, "params": {}, "timeout": 10}}).encode())
+    seen = []
+    for _ in range(6):
+        m = json.loads(s.recv(1 << 20))
+        if "payload" in m:
+            s.recv(1 << 20) if m["payload"] else None
+        seen.append((m["id"], m["result"].get("status") or m["result"].get("error")))
+    s.detach()
+    ctx.log.info(sorted(seen))
+""" % server
+    r = run_script(tmp_path, src, "--policy", str(pol), "--json", "--state", str(tmp_path / "s.sqlite"),
+                   timeout=60)
+    got = eval(logs(r)[0])
+    refused = [i for i, v in got if isinstance(v, str) and "already in flight" in v]
+    done = [i for i, v in got if v == 200]
+    assert refused == [5, 6] and sorted(done) == [1, 2, 3, 4], got
