@@ -26,6 +26,7 @@ enum ptype {
         P_MODULES,   /* object: identifier -> dotted module name */
         P_RULES,     /* array of distinct strings of `choices` */
         P_NETS,      /* array of addresses or prefixes: "127.0.0.1", "10.0.0.0/8" */
+        P_HOSTS,     /* array of host names, "*.example.com" for subdomains */
 };
 
 struct pkey {
@@ -91,6 +92,8 @@ static const struct pkey schema[] = {
         { "http.max_in_flight", P_INT, 1, 64, NULL },
         { "http.max_redirects", P_INT, 0, 20, NULL },
         { "http.allow_addresses", P_NETS, 0, 64, NULL },
+        { "http.allow_hosts", P_HOSTS, 0, 64, NULL },
+        { "http.deny_hosts", P_HOSTS, 0, 64, NULL },
         { "log", P_OBJECT, 0, 0, NULL },
         { "log.max_chars", P_INT, 1, 4000, NULL },
         { "log.batch", P_INT, 1, 20, NULL },
@@ -230,6 +233,21 @@ static int check_value(const struct pkey *k, const json_t *v, const char *what, 
         case P_NAMES:
         case P_RULES:
                 return check_array(k, v, what, err);
+        case P_HOSTS: {
+                if (!json_is_array(v) || json_array_size(v) > (size_t)k->max)
+                        return bad(err, what, k->path, "expected an array of at most %.0f host names", k->max);
+                size_t i;
+                json_t *e;
+                json_array_foreach(v, i, e) {
+                        const char *h = json_string_value(e);
+                        const char *body = h && strncmp(h, "*.", 2) == 0 ? h + 2 : h;
+                        size_t n = body ? strlen(body) : 0;
+                        if (!h || strlen(h) != json_string_length(e) || n == 0 || n > 253 ||
+                            strspn(body, "abcdefghijklmnopqrstuvwxyz0123456789.-") != n || body[0] == '.')
+                                return bad(err, what, k->path, "[%zu]: not a lower-case host name or *.name", i);
+                }
+                return 0;
+        }
         case P_NETS: {
                 if (!json_is_array(v) || json_array_size(v) > (size_t)k->max)
                         return bad(err, what, k->path, "expected an array of at most %.0f addresses", k->max);

@@ -34,6 +34,9 @@ struct xfer {
         json_t *headers;            /* of the last response (redirects reset it) */
         size_t header_bytes;
         char denied[160];           /* why the egress policy refused a connection */
+        char refused[300];          /* why a redirect was not followed (a result, not a failure) */
+        unsigned hops;              /* redirects followed */
+        char host[256];             /* of the current URL, lower case */
         char errbuf[CURL_ERROR_SIZE];
         struct xfer *next;
 };
@@ -87,6 +90,59 @@ const char *http_refused(const struct http_cfg *cfg, int family, const unsigned 
                         return internal[i].why;
         }
         return NULL;
+}
+
+__attribute__((format(printf, 1, 2)))
+static json_t *fail(const char *fmt, ...)
+{
+        char msg[600];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        return json_pack("{s:s}", "error", msg);
+}
+
+static int host_matches(const char *pattern, const char *host)
+{
+        if (strncmp(pattern, "*.", 2) == 0) {
+                size_t p = strlen(pattern + 1), n = strlen(host);  /* ".example.com" */
+                return n > p && strcmp(host + n - p, pattern + 1) == 0;
+        }
+        return strcmp(pattern, host) == 0;
+}
+
+/* Why the policy's host lists refuse `host`, or NULL. */
+static const char *host_refused(const struct http_cfg *cfg, const char *host)
+{
+        for (size_t i = 0; i < cfg->ndeny_hosts; i++)
+                if (host_matches(cfg->deny_hosts[i], host))
+                        return "is denied by the policy";
+        if (!cfg->nallow_hosts)
+                return NULL;
+        for (size_t i = 0; i < cfg->nallow_hosts; i++)
+                if (host_matches(cfg->allow_hosts[i], host))
+                        return NULL;
+        return "is not among the allowed hosts";
+}
+
+/* The URL in x->url: http or https, its host allowed; x->host set. */
+static json_t *judge_url(struct xfer *x, const char *shown)
+{
+        char *scheme = NULL, *host = NULL;
+        int web = curl_url_get(x->url, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+                  (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0);
+        int has_host = curl_url_get(x->url, CURLUPART_HOST, &host, 0) == CURLUE_OK;
+        snprintf(x->host, sizeof x->host, "%s", has_host ? host : "");
+        curl_free(scheme);
+        curl_free(host);
+        for (char *c = x->host; *c; c++)
+                if (*c >= 'A' && *c <= 'Z')
+                        *c = (char)(*c + 32);
+        if (!web)
+                return fail("only http and https URLs: %.200s", shown);
+        const char *why = host_refused(x->h->cfg, x->host);
+        return why ? fail("refused by the egress policy: host %.200s %s", x->host, why) : NULL;
 }
 
 /* --- libcurl's callbacks ------------------------------------------------------ */
@@ -272,17 +328,6 @@ int http_timer_fd(const struct http *h)
         return h->tfd;
 }
 
-__attribute__((format(printf, 1, 2)))
-static json_t *fail(const char *fmt, ...)
-{
-        char msg[600];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-        return json_pack("{s:s}", "error", msg);
-}
-
 static int header_ok(const char *name, const char *value)
 {
         size_t n = strlen(name);
@@ -301,12 +346,9 @@ static json_t *build_url(struct xfer *x, const char *url, json_t *params)
                 return NULL;
         if (curl_url_set(x->url, CURLUPART_URL, url, 0) != CURLUE_OK)
                 return fail("not a URL: %.200s", url);
-        char *scheme = NULL;
-        int web = curl_url_get(x->url, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
-                  (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0);
-        curl_free(scheme);
-        if (!web)
-                return fail("only http and https URLs: %.200s", url);
+        json_t *bad = judge_url(x, url);
+        if (bad)
+                return bad;
         const char *k;
         json_t *v;
         json_object_foreach(params, k, v) {
@@ -347,9 +389,9 @@ static json_t *setup(struct xfer *x, const char *method, json_t *headers, const 
         curl_easy_setopt(e, CURLOPT_CURLU, x->url);
         curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-        curl_easy_setopt(e, CURLOPT_MAXREDIRS, (long)cfg->max_redirects);
-        curl_easy_setopt(e, CURLOPT_UNRESTRICTED_AUTH, 0L);
+        /* Redirects are followed here, hop by hop (http_done), so each
+         * hop's URL meets the scheme and host rules before it is asked. */
+        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, ms);
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, ms < 10000 ? ms : 10000L);
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -465,11 +507,67 @@ static json_t *outcome(struct xfer *x, CURLcode rc)
                 return fail("the response is larger than %llu bytes", (unsigned long long)cfg->max_response);
         switch (rc) {
         case CURLE_OPERATION_TIMEDOUT: return fail("timed out");
-        case CURLE_TOO_MANY_REDIRECTS: return fail("more than %u redirects", cfg->max_redirects);
         case CURLE_UNSUPPORTED_PROTOCOL: return fail("only http and https, redirects included");
         default:
                 return fail("%s%s%.300s", curl_easy_strerror(rc), x->errbuf[0] ? ": " : "", x->errbuf);
         }
+}
+
+/* Drops the headers a request must not carry to another host. */
+static void strip_credentials(struct xfer *x)
+{
+        struct curl_slist *kept = NULL;
+        for (struct curl_slist *l = x->req_headers; l; l = l->next)
+                if (strncasecmp(l->data, "authorization:", 14) != 0 && strncasecmp(l->data, "cookie:", 7) != 0 &&
+                    strncasecmp(l->data, "proxy-authorization:", 20) != 0)
+                        kept = curl_slist_append(kept, l->data);
+        curl_slist_free_all(x->req_headers);
+        x->req_headers = kept;
+        curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->req_headers);
+}
+
+/* A finished response that redirects: the next hop started (1), or not to
+ * be followed (0: it is the result, or x->refused says why not). */
+static int follow(struct xfer *x)
+{
+        long status = 0;
+        char *next = NULL;
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_getinfo(x->easy, CURLINFO_REDIRECT_URL, &next);
+        if (!next || (status != 301 && status != 302 && status != 303 && status != 307 && status != 308))
+                return 0;
+        if (x->hops++ >= x->h->cfg->max_redirects) {
+                snprintf(x->refused, sizeof x->refused, "more than %u redirects", x->h->cfg->max_redirects);
+                return 0;
+        }
+        char old[256];
+        snprintf(old, sizeof old, "%s", x->host);
+        _cleanup_free_ char *to = strdup(next);
+        if (!to || curl_url_set(x->url, CURLUPART_URL, to, 0) != CURLUE_OK) {
+                snprintf(x->refused, sizeof x->refused, "a redirect to something that is not a URL");
+                return 0;
+        }
+        json_t *bad = judge_url(x, to);
+        if (bad) {
+                snprintf(x->refused, sizeof x->refused, "%s", json_string_value(json_object_get(bad, "error")));
+                json_decref(bad);
+                return 0;
+        }
+        if (strcmp(old, x->host) != 0)
+                strip_credentials(x);
+        char *method = NULL;
+        curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_METHOD, &method);
+        if (status == 303 || ((status == 301 || status == 302) && method && strcmp(method, "POST") == 0)) {
+                curl_easy_setopt(x->easy, CURLOPT_CUSTOMREQUEST, NULL);
+                curl_easy_setopt(x->easy, CURLOPT_HTTPGET, 1L);
+        }
+        curl_multi_remove_handle(x->h->multi, x->easy);
+        curl_easy_setopt(x->easy, CURLOPT_CURLU, x->url);
+        free(x->body);
+        x->body = NULL;
+        x->len = 0;
+        json_object_clear(x->headers);
+        return curl_multi_add_handle(x->h->multi, x->easy) == CURLM_OK;
 }
 
 int http_done(struct http *h, int64_t *id, json_t **result, void **body, size_t *len)
@@ -480,10 +578,18 @@ int http_done(struct http *h, int64_t *id, json_t **result, void **body, size_t 
                 if (m->msg != CURLMSG_DONE)
                         continue;
                 struct xfer *x = NULL;
+                CURLcode rc = m->data.result;
                 curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-                if (!x)
+                if (!x || (rc == CURLE_OK && follow(x)))
                         continue;
                 *id = x->id;
+                if (x->refused[0]) {
+                        *id = x->id;
+                        *result = fail("%s", x->refused);
+                        *body = NULL;
+                        *len = 0;
+                        goto done;
+                }
                 *result = outcome(x, m->data.result);
                 *body = NULL;
                 *len = 0;
@@ -491,6 +597,7 @@ int http_done(struct http *h, int64_t *id, json_t **result, void **body, size_t 
                         *body = x->body ? TAKE_PTR(x->body) : calloc(1, 1);
                         *len = x->len;
                 }
+        done:
                 for (struct xfer **p = &h->all; *p; p = &(*p)->next)
                         if (*p == x) {
                                 *p = x->next;

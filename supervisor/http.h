@@ -22,6 +22,7 @@
 #include "common/netaddr.h"
 
 #define HTTP_MAX_ALLOW 64
+#define HTTP_MAX_HOSTS 64
 
 struct http_cfg {
         double timeout_max;          /* seconds a request may take at most */
@@ -31,6 +32,11 @@ struct http_cfg {
         /* Internal addresses allowed all the same (tests: 127.0.0.1/32). */
         size_t nallow;
         struct jr_net allow[HTTP_MAX_ALLOW];
+        /* Host names: exact, or "*.example.com" for its subdomains. Any
+         * host may be asked for when allow_hosts is empty; deny wins. */
+        size_t nallow_hosts, ndeny_hosts;
+        char allow_hosts[HTTP_MAX_HOSTS][254];
+        char deny_hosts[HTTP_MAX_HOSTS][254];
 };
 
 struct http;

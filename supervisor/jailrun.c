@@ -432,6 +432,14 @@ static int apply_limits(struct job_opts *o, json_t *pol)
         for (size_t i = 0; i < json_array_size(nets) && hc->nallow < HTTP_MAX_ALLOW; i++)
                 if (jr_net_parse(json_string_value(json_array_get(nets, i)), &hc->allow[hc->nallow]) == 0)
                         hc->nallow++;
+        json_t *allow = json_object_get(json_object_get(pol, "http"), "allow_hosts");
+        json_t *deny = json_object_get(json_object_get(pol, "http"), "deny_hosts");
+        for (size_t i = 0; i < json_array_size(allow) && i < HTTP_MAX_HOSTS; i++)
+                snprintf(hc->allow_hosts[hc->nallow_hosts++], sizeof hc->allow_hosts[0], "%s",
+                         json_string_value(json_array_get(allow, i)));
+        for (size_t i = 0; i < json_array_size(deny) && i < HTTP_MAX_HOSTS; i++)
+                snprintf(hc->deny_hosts[hc->ndeny_hosts++], sizeof hc->deny_hosts[0], "%s",
+                         json_string_value(json_array_get(deny, i)));
         return -1;
 }
 

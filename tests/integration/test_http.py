@@ -29,6 +29,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         port = self.server.server_port
         if self.path.startswith("/to-other-loopback"):
             return self.reply(302, b"", extra=[("Location", "http://127.0.0.2:%d/" % port)])
+        if self.path.startswith("/to-localhost"):
+            return self.reply(302, b"", extra=[("Location", "http://localhost:%d/echo" % port)])
+        if self.path.startswith("/same-host"):
+            return self.reply(302, b"", extra=[("Location", "/echo")])
         if self.path.startswith("/loop"):
             return self.reply(302, b"", extra=[("Location", "/loop")])
         if self.path.startswith("/hop"):
@@ -43,7 +47,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path.startswith("/latin"):
             return self.reply(200, "caf\u00e9".encode("latin-1"), "text/plain; charset=iso-8859-1")
         body = json.dumps({"path": self.path, "ua": self.headers.get("User-Agent"),
-                           "x": self.headers.get("X-Test")}).encode()
+                           "x": self.headers.get("X-Test"), "auth": self.headers.get("Authorization")}).encode()
         self.reply(200, body)
 
     def do_POST(self):
@@ -94,7 +98,7 @@ ctx.log.info(h.get("%s/hop")["json"]["path"])
 """.replace("%s", u), "--policy", allow)
     assert r.code == 0, r
     assert logs(r) == [
-        "200 {'path': '/echo?q=a+b%%26c&n=7', 'ua': 'jailrun/0.1.0', 'x': 'yes'} application/json "
+        "200 {'path': '/echo?q=a+b%%26c&n=7', 'ua': 'jailrun/0.1.0', 'x': 'yes', 'auth': None} application/json "
         "http://127.0.0.1:%d/echo?q=a+b%%26c&n=7" % server,
         "201 {'ctype': 'application/json', 'body': '{\"a\": [1, 2]}'}",
         "{'ctype': 'application/x-www-form-urlencoded', 'body': 'k=v+w'}",
@@ -207,3 +211,33 @@ def tick(ctx):
     refused = [i for i, v in got if isinstance(v, str) and "already in flight" in v]
     done = [i for i, v in got if v == 200]
     assert refused == [5, 6] and sorted(done) == [1, 2, 3, 4], got
+
+
+def test_host_lists(tmp_path, server):
+    pol = tmp_path / "hosts.json"
+    pol.write_text('{"http": {"allow_addresses": ["127.0.0.1", "::1"], "allow_hosts": ["127.0.0.1", "*.example.org"],'
+                   ' "deny_hosts": ["bad.example.org"]}}')
+    u = "http://127.0.0.1:%d" % server
+    r = worker(tmp_path, """
+ctx.log.info(h.get("%s/echo")["status"])
+ctx.log.info(h.get("http://localhost:PORT/echo"))
+ctx.log.info(h.get("http://bad.example.org/"))
+ctx.log.info(h.get("%s/to-localhost"))
+""".replace("%s", u).replace("PORT", str(server)), "--policy", str(pol))
+    assert logs(r) == [
+        "200",
+        "{'error': 'refused by the egress policy: host localhost is not among the allowed hosts'}",
+        "{'error': 'refused by the egress policy: host bad.example.org is denied by the policy'}",
+        "{'error': 'refused by the egress policy: host localhost is not among the allowed hosts'}",
+    ], r
+
+
+def test_credentials_do_not_follow_a_redirect_to_another_host(tmp_path, server):
+    pol = tmp_path / "lo.json"
+    pol.write_text('{"http": {"allow_addresses": ["127.0.0.1", "::1"]}}')
+    u = "http://127.0.0.1:%d" % server
+    r = worker(tmp_path, """
+ctx.log.info(h.get("%s/same-host", headers={"Authorization": "Bearer t0k"})["json"]["auth"])
+ctx.log.info(h.get("%s/to-localhost", headers={"Authorization": "Bearer t0k"})["json"]["auth"])
+""".replace("%s", u), "--policy", str(pol))
+    assert logs(r) == ["Bearer t0k", "None"], r
