@@ -27,6 +27,7 @@ enum ptype {
         P_RULES,     /* array of distinct strings of `choices` */
         P_NETS,      /* array of addresses or prefixes: "127.0.0.1", "10.0.0.0/8" */
         P_HOSTS,     /* array of host names, "*.example.com" for subdomains */
+        P_PROXY,     /* "" or http://HOST:PORT */
 };
 
 struct pkey {
@@ -94,6 +95,7 @@ static const struct pkey schema[] = {
         { "http.allow_addresses", P_NETS, 0, 64, NULL },
         { "http.allow_hosts", P_HOSTS, 0, 64, NULL },
         { "http.deny_hosts", P_HOSTS, 0, 64, NULL },
+        { "http.proxy", P_PROXY, 0, 0, NULL },
         { "log", P_OBJECT, 0, 0, NULL },
         { "log.max_chars", P_INT, 1, 4000, NULL },
         { "log.batch", P_INT, 1, 20, NULL },
@@ -233,6 +235,15 @@ static int check_value(const struct pkey *k, const json_t *v, const char *what, 
         case P_NAMES:
         case P_RULES:
                 return check_array(k, v, what, err);
+        case P_PROXY: {
+                const char *u = json_string_value(v);
+                if (!u)
+                        return bad(err, what, k->path, "expected a string, got %s", type_name(v));
+                if (*u && (strncmp(u, "http://", 7) != 0 || strlen(u) >= 512 || strlen(u) != json_string_length(v) ||
+                           strpbrk(u, " \t\r\n")))
+                        return bad(err, what, k->path, "'%.64s' is not \"\" or http://HOST:PORT", u);
+                return 0;
+        }
         case P_HOSTS: {
                 if (!json_is_array(v) || json_array_size(v) > (size_t)k->max)
                         return bad(err, what, k->path, "expected an array of at most %.0f host names", k->max);

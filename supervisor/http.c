@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,6 +44,9 @@ struct xfer {
 
 struct http {
         const struct http_cfg *cfg;
+        /* With a proxy: its addresses, the only ones connected to. */
+        size_t nproxy;
+        struct jr_net proxy_addr[8];
         CURLM *multi;
         int epfd, tfd;
         unsigned in_flight;
@@ -141,6 +145,17 @@ static json_t *judge_url(struct xfer *x, const char *shown)
                         *c = (char)(*c + 32);
         if (!web)
                 return fail("only http and https URLs: %.200s", shown);
+        /* Through a proxy the target is connected to by the proxy: an
+         * address written in the URL is judged here (libcurl has already
+         * turned 2130706433 and 0x7f000001 into 127.0.0.1). */
+        unsigned char lit[16];
+        char bare[256];
+        snprintf(bare, sizeof bare, "%s", x->host[0] == '[' ? x->host + 1 : x->host);
+        bare[strcspn(bare, "]")] = '\0';
+        int fam = inet_pton(AF_INET, bare, lit) == 1 ? AF_INET : inet_pton(AF_INET6, bare, lit) == 1 ? AF_INET6 : 0;
+        const char *inner = fam && x->h->cfg->proxy[0] ? http_refused(x->h->cfg, fam, lit) : NULL;
+        if (inner)
+                return fail("refused by the egress policy: %.200s is %s", bare, inner);
         const char *why = host_refused(x->h->cfg, x->host);
         return why ? fail("refused by the egress policy: host %.200s %s", x->host, why) : NULL;
 }
@@ -162,7 +177,15 @@ static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct cur
                 return CURL_SOCKET_BAD;
         }
         inet_ntop(a->family, addr, text, sizeof text);
-        const char *why = http_refused(x->h->cfg, a->family, addr);
+        const char *why = NULL;
+        if (x->h->cfg->proxy[0]) {  /* every connection goes to the proxy, and only there */
+                why = "not the egress proxy";
+                for (size_t i = 0; i < x->h->nproxy; i++)
+                        if (jr_net_contains(&x->h->proxy_addr[i], a->family, addr))
+                                why = NULL;
+        } else {
+                why = http_refused(x->h->cfg, a->family, addr);
+        }
         if (why) {
                 snprintf(x->denied, sizeof x->denied, "%s is %s", text, why);
                 return CURL_SOCKET_BAD;
@@ -262,6 +285,45 @@ static int on_timer(CURLM *multi, long ms, void *userp)
 
 /* --- the client --------------------------------------------------------------- */
 
+/* The proxy's addresses, resolved once (the operator's own host name). */
+static int proxy_addresses(struct http *h, struct jr_err *err)
+{
+        CURLU *u = curl_url();
+        char *host = NULL, *port = NULL;
+        if (!u || curl_url_set(u, CURLUPART_URL, h->cfg->proxy, 0) != CURLUE_OK ||
+            curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+                curl_url_cleanup(u);
+                return jr_fail(err, EINVAL, "proxy URL %.200s", h->cfg->proxy);
+        }
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
+        char bare[256];
+        snprintf(bare, sizeof bare, "%s", host[0] == '[' ? host + 1 : host);
+        bare[strcspn(bare, "]")] = '\0';
+        struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
+        int rc = getaddrinfo(bare, port, &hints, &res);
+        curl_free(host);
+        curl_free(port);
+        curl_url_cleanup(u);
+        if (rc != 0)
+                return jr_fail(err, EHOSTUNREACH, "proxy %.200s: %s", h->cfg->proxy, gai_strerror(rc));
+        for (struct addrinfo *a = res; a && h->nproxy < ELEMENTSOF(h->proxy_addr); a = a->ai_next) {
+                struct jr_net *n = &h->proxy_addr[h->nproxy];
+                *n = (struct jr_net){ .family = a->ai_family };
+                if (a->ai_family == AF_INET) {
+                        memcpy(n->addr, &((struct sockaddr_in *)a->ai_addr)->sin_addr, 4);
+                        n->bits = 32;
+                } else if (a->ai_family == AF_INET6) {
+                        memcpy(n->addr, &((struct sockaddr_in6 *)a->ai_addr)->sin6_addr, 16);
+                        n->bits = 128;
+                } else {
+                        continue;
+                }
+                h->nproxy++;
+        }
+        freeaddrinfo(res);
+        return h->nproxy ? 0 : jr_fail(err, EHOSTUNREACH, "proxy %.200s: no address", h->cfg->proxy);
+}
+
 int http_new(struct http **out, const struct http_cfg *cfg, struct jr_err *err)
 {
         /* libcurl's global set-up, once, in this single-threaded process. */
@@ -280,6 +342,11 @@ int http_new(struct http **out, const struct http_cfg *cfg, struct jr_err *err)
                 int r = jr_fail(err, h->multi ? errno : ENOMEM, "http client");
                 http_free(h);
                 return r;
+        }
+        if (cfg->proxy[0] && proxy_addresses(h, err) < 0) {
+                int r = -err->errnum;
+                http_free(h);
+                return r ? r : -EINVAL;
         }
         curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
         curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
@@ -395,7 +462,8 @@ static json_t *setup(struct xfer *x, const char *method, json_t *headers, const 
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, ms);
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, ms < 10000 ? ms : 10000L);
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(e, CURLOPT_PROXY, "");  /* never the operator's *_proxy variables */
+        /* The policy's proxy, never the operator's *_proxy variables. */
+        curl_easy_setopt(e, CURLOPT_PROXY, cfg->proxy);
         curl_easy_setopt(e, CURLOPT_NETRC, (long)CURL_NETRC_IGNORED);
         curl_easy_setopt(e, CURLOPT_USERAGENT, "jailrun/" PACKAGE_VERSION);
         curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");  /* the size cap counts decoded bytes */

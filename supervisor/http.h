@@ -37,6 +37,8 @@ struct http_cfg {
         size_t nallow_hosts, ndeny_hosts;
         char allow_hosts[HTTP_MAX_HOSTS][254];
         char deny_hosts[HTTP_MAX_HOSTS][254];
+        /* An egress proxy (http://HOST:PORT) for every request, or "". */
+        char proxy[512];
 };
 
 struct http;

@@ -44,6 +44,8 @@ static const char usage_text[] =
         "  --state PATH|URL       worker: the ctx.state store, a SQLite file or\n"
         "                         redis://HOST[:PORT][/DB] or unix:///SOCKET[?db=N]\n"
         "                         (default $XDG_DATA_HOME/jailrun/state.sqlite)\n"
+        "  --http-proxy URL       worker: send every ctx.http request through this proxy\n"
+        "                         (http://HOST:PORT; the policy's http.proxy)\n"
         "  --workspace DIR        worker: the ctx.files directory\n"
         "                         (default $XDG_DATA_HOME/jailrun/workspaces/NAME)\n"
         "  --timeout SECONDS      wall-clock limit for the whole job (default 300, 0 = none)\n"
@@ -198,7 +200,7 @@ static int parse_uid_range(const char *s, struct job_opts *o)
         return 0;
 }
 
-enum { OPT_PROFILE = 256, OPT_NAME, OPT_STATE, OPT_WORKSPACE, OPT_POLICY, OPT_PRINT_POLICY, OPT_CHECK, OPT_TICKS, OPT_TIMEOUT, OPT_JSON, OPT_VERBOSE, OPT_UIDS, OPT_SCRATCH,
+enum { OPT_PROFILE = 256, OPT_NAME, OPT_STATE, OPT_WORKSPACE, OPT_HTTP_PROXY, OPT_POLICY, OPT_PRINT_POLICY, OPT_CHECK, OPT_TICKS, OPT_TIMEOUT, OPT_JSON, OPT_VERBOSE, OPT_UIDS, OPT_SCRATCH,
        OPT_HELP, OPT_VERSION, OPT_MEMORY, OPT_CPUS, OPT_PIDS, OPT_CPU_TIME, OPT_CGROUP_PARENT };
 
 static const struct option longopts[] = {
@@ -207,6 +209,7 @@ static const struct option longopts[] = {
         { "name", required_argument, NULL, OPT_NAME },
         { "state", required_argument, NULL, OPT_STATE },
         { "workspace", required_argument, NULL, OPT_WORKSPACE },
+        { "http-proxy", required_argument, NULL, OPT_HTTP_PROXY },
         { "print-policy", no_argument, NULL, OPT_PRINT_POLICY },
         { "check", no_argument, NULL, OPT_CHECK },
         { "ticks", required_argument, NULL, OPT_TICKS },
@@ -232,6 +235,7 @@ struct cli {
         int print_policy;
         int check;
         int ticks_given;
+        const char *http_proxy;
 };
 
 /* Returns -1 to go on, else the exit status. */
@@ -255,6 +259,9 @@ static int parse_opt(int c, const char *arg, struct job_opts *o, struct cli *cli
                         return usage_error("--state wants a file path, redis://HOST[:PORT][/DB] or "
                                            "unix:///SOCKET[?db=N], not '%s'", arg);
                 o->broker.state_url = arg;
+                return -1;
+        case OPT_HTTP_PROXY:
+                cli->http_proxy = arg;
                 return -1;
         case OPT_WORKSPACE:
                 if (!*arg || strlen(arg) >= PATH_MAX - 64)
@@ -432,6 +439,7 @@ static int apply_limits(struct job_opts *o, json_t *pol)
         for (size_t i = 0; i < json_array_size(nets) && hc->nallow < HTTP_MAX_ALLOW; i++)
                 if (jr_net_parse(json_string_value(json_array_get(nets, i)), &hc->allow[hc->nallow]) == 0)
                         hc->nallow++;
+        snprintf(hc->proxy, sizeof hc->proxy, "%s", policy_str(pol, "http.proxy"));
         json_t *allow = json_object_get(json_object_get(pol, "http"), "allow_hosts");
         json_t *deny = json_object_get(json_object_get(pol, "http"), "deny_hosts");
         for (size_t i = 0; i < json_array_size(allow) && i < HTTP_MAX_HOSTS; i++)
@@ -460,6 +468,12 @@ static int setup_policy(struct job_opts *o, const struct cli *cli, json_t **pol)
                 return usage_error("--ticks is for running profile worker");
         if (o->entry == JAIL_ENTRY_LOAD || o->entry == JAIL_ENTRY_CHECK)
                 o->ticks = 0;
+        if (cli->http_proxy) {  /* checked like the policy's own */
+                struct jr_err perr = { 0 };
+                policy_set(*pol, "http.proxy", json_string(cli->http_proxy));
+                if (policy_check(*pol, 1, "--http-proxy", &perr) < 0)
+                        return usage_error("%s", perr.msg);
+        }
         int r = apply_limits(o, *pol);
         if (r >= 0)
                 return r;

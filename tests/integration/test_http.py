@@ -241,3 +241,54 @@ ctx.log.info(h.get("%s/same-host", headers={"Authorization": "Bearer t0k"})["jso
 ctx.log.info(h.get("%s/to-localhost", headers={"Authorization": "Bearer t0k"})["json"]["auth"])
 """.replace("%s", u), "--policy", str(pol))
     assert logs(r) == ["Bearer t0k", "None"], r
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory):
+    """A real egress proxy (tinyproxy) on 127.0.0.1."""
+    import socket
+    import subprocess
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    d = tmp_path_factory.mktemp("tinyproxy")
+    conf = d / "tinyproxy.conf"
+    conf.write_text("Port %d\nListen 127.0.0.1\nTimeout 30\nAllow 127.0.0.1\nLogLevel Critical\n"
+                    "MaxClients 20\nViaProxyName \"egress-test\"\n" % port)
+    p = subprocess.Popen(["tinyproxy", "-d", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield "http://127.0.0.1:%d" % port
+    p.terminate()
+    p.wait(timeout=10)
+
+
+def test_egress_proxy_carries_every_request(tmp_path, server, proxy):
+    r = worker(tmp_path, """
+r = h.get("http://localhost:%d/echo")
+ctx.log.info(r["status"], r["headers"].get("via"))
+ctx.log.info(h.get("http://127.0.0.1:%d/echo"))
+ctx.log.info(h.get("http://2130706433:%d/echo"))
+ctx.log.info(h.get("http://169.254.169.254/latest/"))
+""".replace("%d", str(server)), "--http-proxy", proxy)
+    assert logs(r) == [
+        "200 1.1 egress-test (tinyproxy/1.11.1)",
+        "{'error': 'refused by the egress policy: 127.0.0.1 is a loopback address'}",
+        "{'error': 'refused by the egress policy: 127.0.0.1 is a loopback address'}",
+        "{'error': 'refused by the egress policy: 169.254.169.254 is a link-local address (cloud metadata lives there)'}",
+    ], r
+
+
+def test_proxy_from_the_policy_and_unreachable(tmp_path, server):
+    pol = tmp_path / "px.json"
+    pol.write_text('{"http": {"proxy": "http://127.0.0.1:1"}}')
+    r = worker(tmp_path, 'ctx.log.info(h.get("http://localhost:%d/echo"))' % server, "--policy", str(pol))
+    assert logs(r)[0].startswith("{'error': ") and "refused by the egress policy" not in logs(r)[0], r
+    r = run_script(tmp_path, "def tick(ctx):\n    pass\n", "--http-proxy", "socks5://x:1")
+    assert r.code == 2 and "is not \"\" or http://HOST:PORT" in r.err
