@@ -92,6 +92,7 @@ static const struct pkey schema[] = {
         { "http.max_response_bytes", P_INT, 1, 64 << 20, NULL },
         { "http.max_in_flight", P_INT, 1, 64, NULL },
         { "http.max_redirects", P_INT, 0, 20, NULL },
+        { "http.rate_per_second", P_REAL, 0, 10000, NULL },
         { "http.allow_addresses", P_NETS, 0, 64, NULL },
         { "http.allow_hosts", P_HOSTS, 0, 64, NULL },
         { "http.deny_hosts", P_HOSTS, 0, 64, NULL },

@@ -13,6 +13,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
@@ -51,6 +52,8 @@ struct http {
         int epfd, tfd;
         unsigned in_flight;
         struct xfer *all;           /* in flight */
+        double tokens;              /* the rate limit's bucket */
+        struct timespec refilled;
 };
 
 static const struct { const char *net; const char *why; } internal[] = {
@@ -335,6 +338,8 @@ int http_new(struct http **out, const struct http_cfg *cfg, struct jr_err *err)
         if (!h)
                 return jr_fail(err, ENOMEM, "http");
         h->cfg = cfg;
+        h->tokens = cfg->rate < 1 ? 1 : cfg->rate;
+        clock_gettime(CLOCK_MONOTONIC, &h->refilled);
         h->epfd = epoll_create1(EPOLL_CLOEXEC);
         h->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
         h->multi = curl_multi_init();
@@ -516,6 +521,18 @@ json_t *http_start(struct http *h, int64_t id, json_t *args, struct jr_err *err)
                 return fail("timeout must be more than 0 and at most %g seconds", h->cfg->timeout_max);
         if (h->in_flight >= h->cfg->max_in_flight)
                 return fail("%u requests are already in flight; that is the limit", h->in_flight);
+        if (h->cfg->rate > 0) {
+                struct timespec now;
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                double burst = h->cfg->rate < 1 ? 1 : h->cfg->rate;
+                h->tokens += ((double)(now.tv_sec - h->refilled.tv_sec) +
+                              (double)(now.tv_nsec - h->refilled.tv_nsec) / 1e9) * h->cfg->rate;
+                h->tokens = h->tokens > burst ? burst : h->tokens;
+                h->refilled = now;
+                if (h->tokens < 1)
+                        return fail("the rate limit of %g requests a second is reached", h->cfg->rate);
+                h->tokens -= 1;
+        }
         struct xfer *x = calloc(1, sizeof *x);
         if (!x || !(x->headers = json_object()) || !(x->easy = curl_easy_init())) {
                 if (x)

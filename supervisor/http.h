@@ -29,6 +29,7 @@ struct http_cfg {
         uint64_t max_response;       /* bytes of a response body */
         unsigned max_in_flight;      /* requests of one worker at once */
         unsigned max_redirects;
+        double rate;                 /* requests started per second (a bucket of as many); 0 = no limit */
         /* Internal addresses allowed all the same (tests: 127.0.0.1/32). */
         size_t nallow;
         struct jr_net allow[HTTP_MAX_ALLOW];

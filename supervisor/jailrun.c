@@ -435,6 +435,7 @@ static int apply_limits(struct job_opts *o, json_t *pol)
         hc->max_response = (uint64_t)policy_int(pol, "http.max_response_bytes");
         hc->max_in_flight = (unsigned)policy_int(pol, "http.max_in_flight");
         hc->max_redirects = (unsigned)policy_int(pol, "http.max_redirects");
+        hc->rate = policy_real(pol, "http.rate_per_second");
         json_t *nets = json_object_get(json_object_get(pol, "http"), "allow_addresses");
         for (size_t i = 0; i < json_array_size(nets) && hc->nallow < HTTP_MAX_ALLOW; i++)
                 if (jr_net_parse(json_string_value(json_array_get(nets, i)), &hc->allow[hc->nallow]) == 0)

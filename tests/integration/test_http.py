@@ -292,3 +292,17 @@ def test_proxy_from_the_policy_and_unreachable(tmp_path, server):
     assert logs(r)[0].startswith("{'error': ") and "refused by the egress policy" not in logs(r)[0], r
     r = run_script(tmp_path, "def tick(ctx):\n    pass\n", "--http-proxy", "socks5://x:1")
     assert r.code == 2 and "is not \"\" or http://HOST:PORT" in r.err
+
+
+def test_rate_limit(tmp_path, server):
+    pol = tmp_path / "rate.json"
+    pol.write_text('{"http": {"allow_addresses": ["127.0.0.1"], "rate_per_second": 3}}')
+    r = worker(tmp_path, """
+out = []
+for i in range(5):
+    r = h.get("http://127.0.0.1:%d/echo")
+    out.append(r.get("status", r.get("error")))
+ctx.log.info(out)
+""" % server, "--policy", str(pol))
+    assert logs(r) == ["[200, 200, 200, 'the rate limit of 3 requests a second is reached', "
+                       "'the rate limit of 3 requests a second is reached']"], r
