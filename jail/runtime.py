@@ -252,25 +252,7 @@ class Http:
             if type(data) is not str:
                 return _error("data must be str, bytes or dict")
             args["body"] = data
-        r = self._call("http.request", args)
-        if type(r) is not tuple:
-            return r
-        result, body = r
-        headers = result["headers"]
-        ctype = headers.get("content-type", "")
-        out = {"status": result["status"], "headers": headers, "url": result["url"]}
-        try:
-            out["text"] = body.decode(_charset(ctype), "replace")
-        except LookupError:
-            out["text"] = body.decode("utf-8", "replace")
-        if "json" in ctype.lower():
-            import json as _json
-
-            try:
-                out["json"] = _json.loads(out["text"])
-            except ValueError:
-                pass
-        return out
+        return _response(self._call("http.request", args))
 
     def get(self, url, headers=None, params=None, timeout=30):
         return self.request("GET", url, headers=headers, params=params, timeout=timeout)
@@ -279,17 +261,98 @@ class Http:
         return self.request("POST", url, headers=headers, params=params, json=json, data=data, timeout=timeout)
 
 
+def _response(r):
+    """An http reply (result, body) as the user's dict."""
+    if type(r) is not tuple:
+        return r
+    result, body = r
+    if "headers" not in result:
+        return result
+    headers = result["headers"]
+    ctype = headers.get("content-type", "")
+    out = {"status": result["status"], "headers": headers, "url": result["url"]}
+    try:
+        out["text"] = body.decode(_charset(ctype), "replace")
+    except LookupError:
+        out["text"] = body.decode("utf-8", "replace")
+    if "json" in ctype.lower():
+        import json as _json
+
+        try:
+            out["json"] = _json.loads(out["text"])
+        except ValueError:
+            pass
+    return out
+
+
+class Messenger:
+    """ctx.NAME for a messenger adapter: send(chat, text); the token stays
+    with the supervisor."""
+
+    __slots__ = ("_call", "_name")
+
+    def __init__(self, chan, name):
+        self._call = chan.call
+        self._name = name
+
+    def send(self, chat, text):
+        if type(chat) not in (str, int) or type(text) is not str:
+            return _error("chat must be a str or int and text a str")
+        return _response(self._call("adapter.send", {"adapter": self._name, "chat": chat, "text": text}))
+
+
+class SignedRest:
+    """ctx.NAME for a signed REST adapter: request(method, path, params,
+    body); the supervisor adds the key and the signature."""
+
+    __slots__ = ("_call", "_name")
+
+    def __init__(self, chan, name):
+        self._call = chan.call
+        self._name = name
+
+    def request(self, method, path, params=None, body=None):
+        if type(method) is not str or type(path) is not str:
+            return _error("method and path must be str")
+        args = {"adapter": self._name, "method": method.upper(), "path": path,
+                "params": {str(k): v if type(v) is str else str(v) for k, v in (params or {}).items()}}
+        if body is not None:
+            if type(body) is not str:
+                import json as _json
+
+                try:
+                    body = _json.dumps(body, allow_nan=False, separators=(",", ":"))
+                except (TypeError, ValueError) as e:
+                    return _error("body cannot be sent: %s" % e)
+            args["body"] = body
+        return _response(self._call("adapter.request", args))
+
+    def get(self, path, params=None):
+        return self.request("GET", path, params=params)
+
+    def post(self, path, body=None, params=None):
+        return self.request("POST", path, params=params, body=body)
+
+
 class Ctx:
     """The worker's only way out of the jail."""
 
-    __slots__ = ("log", "state", "files", "http")
+    __slots__ = ("log", "state", "files", "http", "_adapters")
 
-    def __init__(self, buf):
+    def __init__(self, buf, adapters=None):
         chan = _Channel(buf)
         self.log = Log(buf)
         self.state = State(chan)
         self.files = Files(chan)
         self.http = Http(chan)
+        kinds = {"messenger": Messenger, "signed_rest": SignedRest}
+        self._adapters = {name: kinds[d["kind"]](chan, name) for name, d in (adapters or {}).items()}
+
+    def __getattr__(self, name):
+        try:
+            return object.__getattribute__(self, "_adapters")[name]
+        except KeyError:
+            raise AttributeError("ctx has no %r (no such adapter in the policy)" % name) from None
 
 
 class _LogStream:
@@ -500,7 +563,7 @@ def check_main(source, filename, policy):
 def worker_main(source, filename, policy, entry):
     buf = _LogBuffer()
     ticks = entry == "ticks"
-    ctx = Ctx(buf) if ticks else None
+    ctx = Ctx(buf, policy.get("adapters")) if ticks else None
     sys.stdout = _LogStream(buf, "info")
     sys.stderr = _LogStream(buf, "error")
     fname = "tick" if ticks else _ENTRY.get(policy["profile"], "tick")

@@ -28,6 +28,7 @@ enum ptype {
         P_NETS,      /* array of addresses or prefixes: "127.0.0.1", "10.0.0.0/8" */
         P_HOSTS,     /* array of host names, "*.example.com" for subdomains */
         P_PROXY,     /* "" or http://HOST:PORT */
+        P_ADAPTERS,  /* object: name -> declaration (check_adapter) */
 };
 
 struct pkey {
@@ -97,6 +98,7 @@ static const struct pkey schema[] = {
         { "http.allow_hosts", P_HOSTS, 0, 64, NULL },
         { "http.deny_hosts", P_HOSTS, 0, 64, NULL },
         { "http.proxy", P_PROXY, 0, 0, NULL },
+        { "adapters", P_ADAPTERS, 0, 32, NULL },
         { "log", P_OBJECT, 0, 0, NULL },
         { "log.max_chars", P_INT, 1, 4000, NULL },
         { "log.batch", P_INT, 1, 20, NULL },
@@ -208,6 +210,45 @@ static int check_map(const struct pkey *k, const json_t *v, const char *what, st
         return 0;
 }
 
+/* One adapter: {"kind": "messenger", "base_url", "token_secret"} or
+ * {"kind": "signed_rest", "base_url", "key_secret", "sign_secret",
+ *  "key_header", "sign_header", "timestamp_header"}. */
+static int check_adapter(const char *name, const json_t *d, const char *what, struct jr_err *err)
+{
+        static const char *const reserved[] = { "log", "state", "files", "http", NULL };
+        static const char *const messenger[] = { "kind", "base_url", "token_secret", NULL };
+        static const char *const rest[] = { "kind", "base_url", "key_secret", "sign_secret", "key_header",
+                                            "sign_header", "timestamp_header", NULL };
+        char path[128];
+        snprintf(path, sizeof path, "adapters.%.64s", name);
+        if (!is_name(name, strlen(name), 0) || strchr(name, '.') || name[0] == '_' || is_choice(name, reserved))
+                return bad(err, what, "adapters", "'%.64s' is not a free identifier for ctx", name);
+        if (!json_is_object(d))
+                return bad(err, what, path, "expected an object, got %s", type_name(d));
+        const char *kind = json_string_value(json_object_get(d, "kind"));
+        const char *const *keys = kind && strcmp(kind, "messenger") == 0 ? messenger
+                                : kind && strcmp(kind, "signed_rest") == 0 ? rest : NULL;
+        if (!keys)
+                return bad(err, what, path, "kind must be messenger or signed_rest");
+        for (const char *const *k = keys; *k; k++) {
+                const char *v = json_string_value(json_object_get(d, *k));
+                if (!v || strlen(v) > 200 || strlen(v) != json_string_length(json_object_get(d, *k)))
+                        return bad(err, what, path, "%s: expected a string", *k);
+                if (strcmp(*k, "base_url") == 0 &&
+                    ((strncmp(v, "https://", 8) != 0 && strncmp(v, "http://", 7) != 0) || v[strlen(v) - 1] == '/' ||
+                     strpbrk(v, " ?#")))
+                        return bad(err, what, path, "base_url: an http(s) URL without a trailing /, ? or #");
+                if (strstr(*k, "_secret") && !is_name(v, strlen(v), 0))
+                        return bad(err, what, path, "%s: the name of a secret (an identifier)", *k);
+                if (strstr(*k, "_header") && strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-") !=
+                                                 strlen(v))
+                        return bad(err, what, path, "%s: not a header name", *k);
+        }
+        if (json_object_size(d) != (size_t)(keys == messenger ? 3 : 7))
+                return bad(err, what, path, "unknown or missing keys (a %s takes exactly its own)", kind);
+        return 0;
+}
+
 static int check_value(const struct pkey *k, const json_t *v, const char *what, struct jr_err *err)
 {
         switch (k->type) {
@@ -236,6 +277,18 @@ static int check_value(const struct pkey *k, const json_t *v, const char *what, 
         case P_NAMES:
         case P_RULES:
                 return check_array(k, v, what, err);
+        case P_ADAPTERS: {
+                if (!json_is_object(v) || json_object_size(v) > (size_t)k->max)
+                        return bad(err, what, k->path, "expected an object of at most %.0f adapters", k->max);
+                const char *name;
+                json_t *d;
+                json_object_foreach((json_t *)v, name, d) {
+                        int r = check_adapter(name, d, what, err);
+                        if (r < 0)
+                                return r;
+                }
+                return 0;
+        }
         case P_PROXY: {
                 const char *u = json_string_value(v);
                 if (!u)

@@ -17,12 +17,15 @@ void broker_init(struct broker *b, const struct broker_cfg *cfg)
 {
         *b = (struct broker){ .cfg = cfg };
         files_init(&b->files, &cfg->files);
+        b->adapters = (struct adapters){ .decl = cfg->adapters, .secrets_path = cfg->secrets };
 }
 
 void broker_close(struct broker *b)
 {
         http_free(b->http);
         b->http = NULL;
+        json_decref(b->adapters.secrets);
+        b->adapters.secrets = NULL;
         state_close(b->state);
         b->state = NULL;
         files_close(&b->files);
@@ -290,6 +293,16 @@ json_t *broker_http(struct broker *b, int64_t id, json_t *args, struct jr_err *e
                         return user_error("http unavailable: %s", he.msg);
         }
         return http_start(b->http, id, args, err);
+}
+
+json_t *broker_adapter(struct broker *b, const char *op, int64_t id, json_t *args, struct jr_err *err)
+{
+        if (!b->http) {
+                struct jr_err he = { 0 };
+                if (http_new(&b->http, &b->cfg->http, &he) < 0)
+                        return user_error("http unavailable: %s", he.msg);
+        }
+        return adapter_start(&b->adapters, b->http, op, id, args, err);
 }
 
 void broker_payload_done(struct broker *b)

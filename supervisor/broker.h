@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "supervisor/adapters.h"
 #include "supervisor/files.h"
 #include "supervisor/http.h"
 #include "supervisor/state.h"
@@ -21,6 +22,8 @@ struct broker_cfg {
         uint64_t state_max_value;  /* bytes of a value's JSON text */
         struct files_cfg files;    /* the workspace (--workspace) and its limits */
         struct http_cfg http;      /* ctx.http's limits and egress policy */
+        const json_t *adapters;    /* the policy's adapter declarations */
+        const char *secrets;       /* --secrets: read on the first adapter call */
 };
 
 struct broker {
@@ -30,6 +33,7 @@ struct broker {
         struct state_store *state;  /* opened by the first state call, after the clone */
         struct files files;         /* the workspace, opened by the first files call */
         struct http *http;          /* made by the first http call */
+        struct adapters adapters;
 };
 
 void broker_init(struct broker *b, const struct broker_cfg *cfg);
@@ -44,6 +48,8 @@ json_t *broker_call(struct broker *b, const char *op, json_t *args, struct jr_er
  * from http_done, see broker.http), else an immediate result, or NULL with
  * err->errnum EPROTO. */
 json_t *broker_http(struct broker *b, int64_t id, json_t *args, struct jr_err *err);
+/* The same for adapter.send and adapter.request. */
+json_t *broker_adapter(struct broker *b, const char *op, int64_t id, json_t *args, struct jr_err *err);
 
 /* The reply message to call `id` with `result` (which it consumes), as
  * JSON text (malloc'd), or NULL when out of memory. When the call left

@@ -38,6 +38,7 @@ struct xfer {
         char denied[160];           /* why the egress policy refused a connection */
         char refused[300];          /* why a redirect was not followed (a result, not a failure) */
         unsigned hops;              /* redirects followed */
+        json_t *scrub;              /* strings never to give back (an adapter's secrets) */
         char host[256];             /* of the current URL, lower case */
         char errbuf[CURL_ERROR_SIZE];
         struct xfer *next;
@@ -370,6 +371,7 @@ static void xfer_free(struct xfer *x)
         curl_url_cleanup(x->url);
         curl_slist_free_all(x->req_headers);
         json_decref(x->headers);
+        json_decref(x->scrub);
         free(x->body);
         free(x);
 }
@@ -495,6 +497,11 @@ static json_t *setup(struct xfer *x, const char *method, json_t *headers, const 
 
 json_t *http_start(struct http *h, int64_t id, json_t *args, struct jr_err *err)
 {
+        return http_start_scrubbed(h, id, args, NULL, err);
+}
+
+json_t *http_start_scrubbed(struct http *h, int64_t id, json_t *args, json_t *scrub, struct jr_err *err)
+{
         const char *method, *url, *text = NULL;
         json_t *headers, *params;
         double timeout;
@@ -541,6 +548,7 @@ json_t *http_start(struct http *h, int64_t id, json_t *args, struct jr_err *err)
         }
         x->h = h;
         x->id = id;
+        x->scrub = json_incref(scrub);
         json_t *e = build_url(x, url, params);
         if (!e)
                 e = setup(x, method, headers, text, tlen, timeout);
@@ -596,6 +604,49 @@ static json_t *outcome(struct xfer *x, CURLcode rc)
         default:
                 return fail("%s%s%.300s", curl_easy_strerror(rc), x->errbuf[0] ? ": " : "", x->errbuf);
         }
+}
+
+/* Replaces every occurrence of each scrub string in buf[0..*len) by
+ * "[secret]"; returns the new buffer (buf is consumed) or NULL. */
+static char *scrub_bytes(char *buf, size_t *len, json_t *scrub)
+{
+        static const char mark[] = "[secret]";
+        size_t i;
+        json_t *s;
+        json_array_foreach(scrub, i, s) {
+                const char *needle = json_string_value(s);
+                size_t nl = needle ? strlen(needle) : 0;
+                if (nl < 4)  /* too short to be a credential; replacing it would garble */
+                        continue;
+                for (char *hit; buf && (hit = memmem(buf, *len, needle, nl));) {
+                        size_t at = (size_t)(hit - buf), nlen = *len - nl + sizeof mark - 1;
+                        char *out = malloc(nlen + 1);
+                        if (out) {
+                                memcpy(out, buf, at);
+                                memcpy(out + at, mark, sizeof mark - 1);
+                                memcpy(out + at + sizeof mark - 1, buf + at + nl, *len - at - nl);
+                                out[nlen] = '\0';
+                                *len = nlen;
+                        }
+                        free(buf);
+                        buf = out;
+                }
+        }
+        return buf;
+}
+
+/* The same on every string in a JSON value (object keys included). */
+static json_t *scrub_json(json_t *v, json_t *scrub)
+{
+        if (!v || !scrub)
+                return v;
+        _cleanup_free_ char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        size_t len = text ? strlen(text) : 0;
+        char *clean = text ? scrub_bytes(TAKE_PTR(text), &len, scrub) : NULL;
+        json_t *out = clean ? json_loadb(clean, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
+        free(clean);
+        json_decref(v);
+        return out ? out : json_pack("{s:s}", "error", "the response could not be cleaned of secrets");
 }
 
 /* Drops the headers a request must not carry to another host. */
@@ -683,6 +734,13 @@ int http_done(struct http *h, int64_t *id, json_t **result, void **body, size_t 
                         *len = x->len;
                 }
         done:
+                if (x->scrub) {
+                        *result = scrub_json(*result, x->scrub);
+                        if (*body)
+                                *body = scrub_bytes(*body, len, x->scrub);
+                        if (!*body)
+                                *len = 0;
+                }
                 for (struct xfer **p = &h->all; *p; p = &(*p)->next)
                         if (*p == x) {
                                 *p = x->next;

@@ -58,6 +58,11 @@ int http_timer_fd(const struct http *h);
  * or NULL with err->errnum EPROTO for malformed args. */
 json_t *http_start(struct http *h, int64_t id, json_t *args, struct jr_err *err);
 
+/* The same for a request built by the supervisor (an adapter's): every
+ * string of `scrub` (an array) is replaced by "[secret]" in whatever the
+ * request's result and body hold. */
+json_t *http_start_scrubbed(struct http *h, int64_t id, json_t *args, json_t *scrub, struct jr_err *err);
+
 /* Drives the transfers: after the epoll set or the timer was readable. */
 void http_on_ready(struct http *h);
 void http_on_timer(struct http *h);

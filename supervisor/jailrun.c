@@ -46,6 +46,7 @@ static const char usage_text[] =
         "                         (default $XDG_DATA_HOME/jailrun/state.sqlite)\n"
         "  --http-proxy URL       worker: send every ctx.http request through this proxy\n"
         "                         (http://HOST:PORT; the policy's http.proxy)\n"
+        "  --secrets FILE         worker: the adapters' credentials (JSON, root's alone)\n"
         "  --workspace DIR        worker: the ctx.files directory\n"
         "                         (default $XDG_DATA_HOME/jailrun/workspaces/NAME)\n"
         "  --timeout SECONDS      wall-clock limit for the whole job (default 300, 0 = none)\n"
@@ -200,7 +201,7 @@ static int parse_uid_range(const char *s, struct job_opts *o)
         return 0;
 }
 
-enum { OPT_PROFILE = 256, OPT_NAME, OPT_STATE, OPT_WORKSPACE, OPT_HTTP_PROXY, OPT_POLICY, OPT_PRINT_POLICY, OPT_CHECK, OPT_TICKS, OPT_TIMEOUT, OPT_JSON, OPT_VERBOSE, OPT_UIDS, OPT_SCRATCH,
+enum { OPT_PROFILE = 256, OPT_NAME, OPT_STATE, OPT_WORKSPACE, OPT_HTTP_PROXY, OPT_SECRETS, OPT_POLICY, OPT_PRINT_POLICY, OPT_CHECK, OPT_TICKS, OPT_TIMEOUT, OPT_JSON, OPT_VERBOSE, OPT_UIDS, OPT_SCRATCH,
        OPT_HELP, OPT_VERSION, OPT_MEMORY, OPT_CPUS, OPT_PIDS, OPT_CPU_TIME, OPT_CGROUP_PARENT };
 
 static const struct option longopts[] = {
@@ -210,6 +211,7 @@ static const struct option longopts[] = {
         { "state", required_argument, NULL, OPT_STATE },
         { "workspace", required_argument, NULL, OPT_WORKSPACE },
         { "http-proxy", required_argument, NULL, OPT_HTTP_PROXY },
+        { "secrets", required_argument, NULL, OPT_SECRETS },
         { "print-policy", no_argument, NULL, OPT_PRINT_POLICY },
         { "check", no_argument, NULL, OPT_CHECK },
         { "ticks", required_argument, NULL, OPT_TICKS },
@@ -260,6 +262,13 @@ static int parse_opt(int c, const char *arg, struct job_opts *o, struct cli *cli
                                            "unix:///SOCKET[?db=N], not '%s'", arg);
                 o->broker.state_url = arg;
                 return -1;
+        case OPT_SECRETS: {
+                struct jr_err serr = { 0 };
+                if (secrets_check(arg, &serr) < 0)
+                        return usage_error("%s", serr.msg);
+                o->broker.secrets = arg;
+                return -1;
+        }
         case OPT_HTTP_PROXY:
                 cli->http_proxy = arg;
                 return -1;
@@ -441,6 +450,7 @@ static int apply_limits(struct job_opts *o, json_t *pol)
                 if (jr_net_parse(json_string_value(json_array_get(nets, i)), &hc->allow[hc->nallow]) == 0)
                         hc->nallow++;
         snprintf(hc->proxy, sizeof hc->proxy, "%s", policy_str(pol, "http.proxy"));
+        o->broker.adapters = json_object_get(pol, "adapters");
         json_t *allow = json_object_get(json_object_get(pol, "http"), "allow_hosts");
         json_t *deny = json_object_get(json_object_get(pol, "http"), "deny_hosts");
         for (size_t i = 0; i < json_array_size(allow) && i < HTTP_MAX_HOSTS; i++)

@@ -235,8 +235,10 @@ static void on_call(struct job *j, const struct msg *m)
 {
         struct jr_err err = { 0 };
         json_t *result;
-        if (strcmp(m->call.op, "http.request") == 0) {
-                result = broker_http(&j->broker, m->call.id, m->call.args, &err);
+        int adapter = strcmp(m->call.op, "adapter.send") == 0 || strcmp(m->call.op, "adapter.request") == 0;
+        if (adapter || strcmp(m->call.op, "http.request") == 0) {
+                result = adapter ? broker_adapter(&j->broker, m->call.op, m->call.id, m->call.args, &err)
+                                 : broker_http(&j->broker, m->call.id, m->call.args, &err);
                 if (!result && err.errnum != EPROTO) {  /* under way */
                         if (!j->http_watched && j->broker.http) {
                                 if (watch(j, http_epoll_fd(j->broker.http), EV_HTTP) < 0 ||

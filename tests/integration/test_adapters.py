@@ -1,0 +1,217 @@
+"""Adapters: credentials from a root-only secrets file, used by the
+supervisor (a messenger's token in the URL, a REST exchange's HMAC
+signature) and never reaching the jail: not in any reply, error or log the
+worker gets, not in the jail's memory."""
+import hashlib
+import hmac
+import http.server
+import json
+import os
+import subprocess
+import threading
+
+import pytest
+
+from conftest import JAILRUN, NATIVE_POLICY, run_script
+
+TOKEN = "123456:AAtokenSECRETvalue"
+KEY = "KEYabcdef123"
+SIGN = "SIGNsecret987xyz"
+SECRETS = (TOKEN, KEY, SIGN)
+
+SEEN = []
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def reply(self, obj):
+        b = json.dumps(obj).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(b)))
+        self.end_headers()
+        self.wfile.write(b)
+
+    def handle_any(self, method):
+        n = int(self.headers.get("Content-Length", 0))
+        body = self.rfile.read(n).decode()
+        SEEN.append({"method": method, "path": self.path, "headers": dict(self.headers), "body": body})
+        if "/sendMessage" in self.path:
+            return self.reply({"ok": True, "echo": self.path, "got": json.loads(body)})
+        ts = self.headers.get("X-Ts", "")
+        key = self.headers.get("X-Key", "")
+        query = self.path.partition("?")[2]
+        signed = query if method in ("GET", "DELETE") else body
+        want = hmac.new(SIGN.encode(), (ts + key + signed).encode(), hashlib.sha256).hexdigest()
+        self.reply({"valid": hmac.compare_digest(want, self.headers.get("X-Sign", "")), "key_seen": key,
+                    "path": self.path})
+
+    def do_GET(self):
+        self.handle_any("GET")
+
+    def do_POST(self):
+        self.handle_any("POST")
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+    yield s.server_address[1]
+    s.shutdown()
+
+
+@pytest.fixture
+def setup(tmp_path, server):
+    secrets = tmp_path / "secrets.json"
+    secrets.write_text(json.dumps({"tg": TOKEN, "ex_key": KEY, "ex_secret": SIGN}))
+    os.chmod(secrets, 0o600)
+    base = "http://127.0.0.1:%d" % server
+    pol = tmp_path / "adapters.json"
+    pol.write_text(json.dumps({
+        "http": {"allow_addresses": ["127.0.0.1"]},
+        "adapters": {
+            "telegram": {"kind": "messenger", "base_url": base, "token_secret": "tg"},
+            "exchange": {"kind": "signed_rest", "base_url": base, "key_secret": "ex_key", "sign_secret": "ex_secret",
+                         "key_header": "X-Key", "sign_header": "X-Sign", "timestamp_header": "X-Ts"}}}))
+    return str(pol), str(secrets)
+
+
+def logs(r):
+    return [json.loads(x)["message"] for x in r.err.splitlines() if x.startswith("{")]
+
+
+def assert_no_secret(*texts):
+    for t in texts:
+        for s in SECRETS:
+            assert s not in t, "a secret reached the worker"
+
+
+def test_messenger_and_signed_rest(tmp_path, setup):
+    pol, secrets = setup
+    SEEN.clear()
+    r = run_script(tmp_path, """
+def tick(ctx):
+    r = ctx.telegram.send(42, "hello")
+    ctx.log.info(r["status"], r["json"]["ok"], r["json"]["echo"], r["json"]["got"], r["url"])
+    r = ctx.exchange.get("/v5/position", params={"symbol": "BTCUSDT", "limit": 5})
+    ctx.log.info(r["json"])
+    r = ctx.exchange.post("/v5/order", body={"side": "Buy", "qty": "1"})
+    ctx.log.info(r["json"]["valid"], r["json"]["key_seen"])
+    try:
+        ctx.nope
+    except Exception as e:
+        ctx.log.info(type(e).__name__, e)
+""", "--policy", pol, "--secrets", secrets, "--json", "--state", str(tmp_path / "s.sqlite"))
+    assert r.code == 0, r
+    out = logs(r)
+    assert out[0].startswith("200 True /bot[secret]/sendMessage {'chat_id': 42, 'text': 'hello'}"), out
+    assert out[1] == "{'valid': True, 'key_seen': '[secret]', 'path': '/v5/position?symbol=BTCUSDT&limit=5'}", out
+    assert out[2] == "True [secret]", out
+    assert out[3] == "AttributeError ctx has no 'nope' (no such adapter in the policy)", out
+    assert_no_secret(r.out, r.err)
+    # ... while the services got them
+    assert SEEN[0]["path"] == "/bot%s/sendMessage" % TOKEN
+    assert SEEN[1]["headers"]["X-Key"] == KEY and len(SEEN[1]["headers"]["X-Sign"]) == 64
+
+
+def test_errors_do_not_carry_secrets(tmp_path, setup):
+    pol, secrets = setup
+    p = json.loads(open(pol).read())
+    p["adapters"]["telegram"]["base_url"] = "http://127.0.0.1:1"  # nobody listens
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(p))
+    r = run_script(tmp_path, "def tick(ctx):\n    ctx.log.info(ctx.telegram.send('c', 't'))\n",
+                   "--policy", str(bad), "--secrets", secrets, "--json", "--state", str(tmp_path / "s.sqlite"))
+    assert logs(r)[0].startswith("{'error': "), r
+    assert_no_secret(r.out, r.err)
+
+
+def test_without_a_secrets_file(tmp_path, setup):
+    pol, _ = setup
+    r = run_script(tmp_path, "def tick(ctx):\n    ctx.log.info(ctx.telegram.send('c', 't'))\n",
+                   "--policy", pol, "--json", "--state", str(tmp_path / "s.sqlite"))
+    assert logs(r) == ["{'error': 'adapter telegram: no secrets file (jailrun --secrets): No such file or directory'}"]
+
+
+@pytest.mark.parametrize("how", ["world-readable", "group-readable", "not-root", "symlink", "missing", "directory"])
+def test_secrets_file_must_be_roots_alone(tmp_path, setup, how):
+    pol, secrets = setup
+    path = secrets
+    if how == "world-readable":
+        os.chmod(secrets, 0o604)
+    elif how == "group-readable":
+        os.chmod(secrets, 0o640)
+    elif how == "not-root":
+        os.chown(secrets, 65534, 65534)
+    elif how == "symlink":
+        path = str(tmp_path / "link.json")
+        os.symlink(secrets, path)
+    elif how == "missing":
+        path = str(tmp_path / "none.json")
+    else:
+        path = str(tmp_path)
+    r = run_script(tmp_path, "def tick(ctx):\n    pass\n", "--policy", pol, "--secrets", path)
+    assert r.code == 2 and "secrets file" in r.err, r
+
+
+SCAN = """
+import ctypes
+def found(head, tail):
+    for line in open("/proc/self/maps"):
+        parts = line.split()
+        if "r" not in parts[1] or (len(parts) > 5 and parts[5].startswith(("[vvar", "[vsyscall"))):
+            continue
+        a, b = (int(x, 16) for x in parts[0].split("-"))
+        try:
+            data = ctypes.string_at(a, b - a)
+        except Exception:
+            continue
+        i = data.find(head)
+        while i >= 0:
+            if data[i + len(head):i + len(head) + len(tail)] == tail:
+                return True
+            i = data.find(head, i + 1)
+    return False
+PAIRS = %r
+"""
+
+
+def test_secrets_are_not_in_jail_memory(tmp_path, setup):
+    """After the supervisor used them (so they are in its memory), none is
+    in the jail's: it was cloned before they were read."""
+    pol, secrets = setup
+    native = json.loads(open(pol).read())
+    native["python"] = {"guard": False}
+    npol = tmp_path / "native.json"
+    npol.write_text(json.dumps(native))
+    pairs = [(s[:5].encode(), s[5:].encode()) for s in SECRETS]
+    r = run_script(tmp_path, SCAN % pairs + """
+def tick(ctx):
+    ctx.telegram.send(1, "x")
+    ctx.exchange.get("/v5/x")
+    ctx.log.info([found(h, t) for h, t in PAIRS])
+""", "--policy", str(npol), "--secrets", secrets, "--json", "--state", str(tmp_path / "s.sqlite"))
+    assert logs(r) == ["[False, False, False]"], r
+    # profile exec, with the same secrets file given
+    script = tmp_path / "scan.py"
+    script.write_text(SCAN % pairs + "print([found(h, t) for h, t in PAIRS])\n")
+    p = subprocess.run([JAILRUN, "--profile", "exec", "--secrets", secrets, str(script)], capture_output=True,
+                       text=True, timeout=60)
+    assert p.stdout.strip() == "[False, False, False]", p
+
+
+def test_adapter_declarations_are_checked(tmp_path):
+    for decl, msg in [
+        ({"log": {"kind": "messenger", "base_url": "https://x", "token_secret": "t"}}, "is not a free identifier"),
+        ({"tg": {"kind": "pager", "base_url": "https://x"}}, "kind must be messenger or signed_rest"),
+        ({"tg": {"kind": "messenger", "base_url": "ftp://x", "token_secret": "t"}}, "base_url"),
+        ({"tg": {"kind": "messenger", "base_url": "https://x", "token_secret": "t", "extra": 1}}, "unknown or missing"),
+        ({"tg": {"kind": "messenger", "base_url": "https://x"}}, "token_secret: expected a string"),
+    ]:
+        pol = tmp_path / "p.json"
+        pol.write_text(json.dumps({"adapters": decl}))
+        r = subprocess.run([JAILRUN, "--policy", str(pol), "--print-policy"], capture_output=True, text=True)
+        assert r.returncode == 2 and msg in r.stderr, (decl, r.stderr)
