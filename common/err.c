@@ -33,3 +33,26 @@ int jr_snprintf(char *buf, size_t size, const char *fmt, ...)
                 return -ENAMETOOLONG;
         return 0;
 }
+
+char *jr_utf8_clean(char *s)
+{
+        unsigned char *p = (unsigned char *)s;
+        while (*p) {
+                size_t n = *p < 0x80 ? 1 : *p >= 0xc2 && *p < 0xe0 ? 2 : *p >= 0xe0 && *p < 0xf0 ? 3
+                         : *p >= 0xf0 && *p <= 0xf4 ? 4 : 0;
+                size_t ok = n;
+                for (size_t i = 1; i < n && ok; i++)
+                        if ((p[i] & 0xc0) != 0x80)
+                                ok = 0;
+                if (ok == 3 && ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0)))
+                        ok = 0;  /* overlong, surrogate */
+                if (ok == 4 && ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90)))
+                        ok = 0;
+                if (!ok) {
+                        *p++ = '?';
+                        continue;
+                }
+                p += n;
+        }
+        return s;
+}

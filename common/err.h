@@ -19,4 +19,9 @@ int jr_fail(struct jr_err *err, int errnum, const char *fmt, ...)
 int jr_snprintf(char *buf, size_t size, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 
+/* Makes s valid UTF-8 in place: every byte that does not belong to a
+ * complete, well-formed sequence (as left by cutting text at a byte
+ * count) becomes '?'. Returns s. */
+char *jr_utf8_clean(char *s);
+
 #endif

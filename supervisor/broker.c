@@ -39,7 +39,7 @@ static json_t *user_error(const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
-        return json_pack("{s:s}", "error", msg);
+        return json_pack("{s:s}", "error", jr_utf8_clean(msg));
 }
 
 static json_t *protocol(struct jr_err *err, const char *op, const json_error_t *je)

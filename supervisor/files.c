@@ -12,6 +12,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
@@ -37,7 +38,7 @@ static json_t *fail(const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
-        return json_pack("{s:s}", "error", msg);
+        return json_pack("{s:s}", "error", jr_utf8_clean(msg));
 }
 
 /* What went wrong with `path`, in the user's terms. */
@@ -153,8 +154,8 @@ static int64_t usage(int dirfd, int depth, long *entries)
                 if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
                         continue;
                 struct stat st;
-                if (++*entries > 1000000 || fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-                        total = *entries > 1000000 ? -E2BIG : errno == ENOENT ? total : -errno;
+                if (++*entries > FILES_MAX_INODES || fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                        total = *entries > FILES_MAX_INODES ? -E2BIG : errno == ENOENT ? total : -errno;
                         continue;
                 }
                 if (S_ISREG(st.st_mode)) {
@@ -219,6 +220,21 @@ json_t *files_read(struct files *f, const char *path, void **data, size_t *len)
 
 static json_t *write_locked(struct files *f, const char *path, const void *data, size_t len)
 {
+        /* Refused before any directory is made: a write that fails leaves
+         * nothing behind. */
+        int depth = 0;
+        for (const char *c = path; *c; c++)
+                depth += *c == '/';
+        if (depth >= FILES_MAX_DEPTH)
+                return fail("%.200s: paths are at most %d directories deep", path, FILES_MAX_DEPTH - 1);
+        long entries = 0;
+        /* A fresh open, not a dup: a dup shares the directory's offset. */
+        int top = openat(f->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int64_t used = top < 0 ? -errno : usage(top, 0, &entries);
+        if (used < 0)
+                return used == -E2BIG ? fail("the workspace holds more than %d files and directories, or is nested "
+                                             "deeper than %d", FILES_MAX_INODES, FILES_MAX_DEPTH)
+                                      : fail("measuring the workspace: %s", strerror((int)-used));
         const char *base;
         _cleanup_close_ int parent = open_parent(f, path, 1, &base);
         if (parent < 0)
@@ -233,13 +249,6 @@ static json_t *write_locked(struct files *f, const char *path, const void *data,
                 if (S_ISREG(st.st_mode))
                         existing = st.st_size;
         }
-        long entries = 0;
-        /* A fresh open, not a dup: a dup shares the directory's offset. */
-        int top = openat(f->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        int64_t used = top < 0 ? -errno : usage(top, 0, &entries);
-        if (used < 0)
-                return used == -E2BIG ? fail("the workspace is too large to measure its quota")
-                                      : fail("measuring the workspace: %s", strerror((int)-used));
         if ((uint64_t)(used - existing) + len > f->cfg->quota)
                 return fail("the workspace quota of %llu bytes would be exceeded: it holds %lld, this write "
                             "needs %zu", (unsigned long long)f->cfg->quota, (long long)used, len);
@@ -277,10 +286,19 @@ json_t *files_write(struct files *f, const char *path, const void *data, size_t 
         if (e || (e = workspace(f)))
                 return e;
         /* One writer per workspace at a time, across jailruns: the quota
-         * is measured and the file replaced under the lock. */
-        while (flock(f->dirfd, LOCK_EX) < 0)
-                if (errno != EINTR)
+         * is measured and the file replaced under the lock. Never a
+         * blocking wait: whoever holds the lock (another jailrun's write
+         * takes milliseconds; anyone else who can open the directory could
+         * hold it for ever) gets FILES_LOCK_TRIES short tries, then the
+         * worker an error, and the supervisor's loop goes on. */
+        int tries = 0;
+        while (flock(f->dirfd, LOCK_EX | LOCK_NB) < 0) {
+                if (errno != EWOULDBLOCK && errno != EINTR)
                         return fail("locking the workspace: %s", strerror(errno));
+                if (++tries >= FILES_LOCK_TRIES)
+                        return fail("the workspace is busy (another writer holds it); try again");
+                nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
+        }
         json_t *r = write_locked(f, path, data, len);
         flock(f->dirfd, LOCK_UN);
         return r;

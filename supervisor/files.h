@@ -16,6 +16,8 @@
 #define FILES_MAX_PATH 1024      /* bytes of a path the worker gives */
 #define FILES_MAX_ENTRIES 10000  /* entries one list() returns */
 #define FILES_MAX_DEPTH 32       /* directory levels walked for the quota */
+#define FILES_MAX_INODES 100000  /* files and directories in a workspace */
+#define FILES_LOCK_TRIES 20      /* 10 ms apart: the longest a write waits for the lock */
 
 struct files_cfg {
         const char *root;        /* the workspace directory */

@@ -108,7 +108,7 @@ static json_t *fail(const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
-        return json_pack("{s:s}", "error", msg);
+        return json_pack("{s:s}", "error", jr_utf8_clean(msg));
 }
 
 static int host_matches(const char *pattern, const char *host)

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
@@ -121,22 +122,34 @@ static int valid_name(const char *s)
                strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
 }
 
-/* The worker's default name: its script's, less ".py", made valid. */
+/* The worker's default name: its script's, less ".py". A name that had
+ * to be changed to be valid (characters outside [A-Za-z0-9._-], too long,
+ * a leading '.') gets a digest of the original after it, so "a b.py" and
+ * "a+b.py" do not share one namespace. */
 static void default_name(const char *script, char *out, size_t size)
 {
+        static const char ok[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-";
         const char *base = strrchr(script, '/');
         base = base ? base + 1 : script;
         size_t n = strlen(base);
         if (n > 3 && strcmp(base + n - 3, ".py") == 0)
                 n -= 3;
         size_t o = 0;
-        for (size_t i = 0; i < n && o + 1 < size && o < 64; i++) {
-                char c = base[i];
-                out[o++] = strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-", c) ? c : '_';
+        int changed = n == 0 || n > 55 || base[0] == '.';
+        for (size_t i = 0; i < n && o < 55 && o + 1 < size; i++) {
+                int good = strchr(ok, base[i]) != NULL;
+                changed |= !good;
+                out[o++] = good ? base[i] : '_';
         }
-        if (o == 0 || out[0] == '.')
-                out[o == 0 ? o++ : 0] = '_';
-        out[o] = '\0';
+        if (o && out[0] == '.')
+                out[0] = '_';
+        if (changed) {
+                unsigned char md[EVP_MAX_MD_SIZE];
+                unsigned mdlen = 0;
+                EVP_Digest(base, n, md, &mdlen, EVP_sha256(), NULL);
+                o += (size_t)snprintf(out + o, size - o, "%s%02x%02x%02x%02x", o ? "-" : "", md[0], md[1], md[2], md[3]);
+        }
+        out[o < size ? o : size - 1] = '\0';
 }
 
 /* $XDG_DATA_HOME/jailrun/WHAT, else ~/.local/share/jailrun/WHAT. */

@@ -277,6 +277,12 @@ static void http_replies(struct job *j)
 static void send_reply(struct job *j, json_int_t id, json_t *result)
 {
         _cleanup_free_ char *reply = broker_reply(&j->broker, id, result);
+        if (reply && strlen(reply) > CHAN_MAX_MSG) {  /* a legitimate call asked for too much: its error */
+                free(reply);
+                broker_payload_done(&j->broker);
+                reply = broker_reply(&j->broker, id, json_pack("{s:s}", "error", "the result is larger than one "
+                                                                "reply carries (1 MiB); ask for less"));
+        }
         int r = !reply ? -ENOMEM : send(j->chan, reply, strlen(reply), MSG_DONTWAIT | MSG_NOSIGNAL) < 0 ? -errno : 0;
         /* The payload (a file's bytes) follows as raw datagrams. */
         const char *p = j->broker.payload;

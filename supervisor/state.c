@@ -85,6 +85,20 @@ static int sqlite_open(void **out, const char *url, struct jr_err *err)
         int r = make_parent(url, err);
         if (r < 0)
                 return r;
+        /* The file exists, 0600, before SQLite opens it: SQLite gives its
+         * -wal and -shm files the database file's mode. */
+        int fd = open(url, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return jr_fail(err, errno, "state %s", url);
+        int mode_ok = fchmod(fd, 0600) == 0;
+        close(fd);
+        if (!mode_ok)
+                return jr_fail(err, errno, "chmod %s", url);
+        for (const char *suffix = "-wal"; suffix; suffix = strcmp(suffix, "-wal") == 0 ? "-shm" : NULL) {
+                char side[PATH_MAX];
+                if (jr_snprintf(side, sizeof side, "%s%s", url, suffix) == 0 && chmod(side, 0600) < 0 && errno != ENOENT)
+                        return jr_fail(err, errno, "chmod %s", side);
+        }
         _cleanup_free_ struct sqlite_store *s = calloc(1, sizeof *s);
         if (!s)
                 return jr_fail(err, ENOMEM, "state");
@@ -106,12 +120,6 @@ static int sqlite_open(void **out, const char *url, struct jr_err *err)
                 if (sqlite3_prepare_v3(s->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i], NULL) != SQLITE_OK)
                         r = db_fail(s, err, "prepare");
         if (r < 0) {
-                sqlite_close(TAKE_PTR(s));
-                return r;
-        }
-        /* The file holds every worker's state: the operator's alone. */
-        if (chmod(url, 0600) < 0) {
-                r = jr_fail(err, errno, "chmod %s", url);
                 sqlite_close(TAKE_PTR(s));
                 return r;
         }
