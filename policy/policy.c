@@ -85,6 +85,7 @@ static const struct pkey schema[] = {
         { "limits.cpu_time", P_REAL, 0, 31536000, NULL },
         { "state", P_OBJECT, 0, 0, NULL },
         { "state.max_value_bytes", P_INT, 1, 768 * 1024, NULL },
+        { "state.max_total_bytes", P_INT, 0, 1024 * GiB, NULL },
         { "files", P_OBJECT, 0, 0, NULL },
         { "files.quota_bytes", P_INT, 0, 1024 * GiB, NULL },
         { "files.max_read_bytes", P_INT, 1, 512 * 1024, NULL },

@@ -9,6 +9,7 @@
 
 #include "common/cleanup.h"
 #include "supervisor/broker.h"
+#include "supervisor/log.h"
 
 /* A result member whose string is JSON text to be spliced in as "value". */
 #define RAW_VALUE "\x01raw"
@@ -60,8 +61,11 @@ static json_t *store(struct broker *b)
         if (b->state)
                 return NULL;
         struct jr_err err = { 0 };
-        if (state_open(&b->state, b->cfg->state_url, &err) < 0)
-                return user_error("state store unavailable: %s", err.msg);
+        if (state_open(&b->state, b->cfg->state_url, b->cfg->state_max_total, &err) < 0) {
+                /* The details (paths, URLs) are the operator's, not the jail's. */
+                log_msg("ctx.state: %s", err.msg);
+                return user_error("the state store is unavailable (the operator's log says why)");
+        }
         return NULL;
 }
 
@@ -110,7 +114,9 @@ static json_t *state_set_call(struct broker *b, json_t *args, struct jr_err *err
                 return e;
         struct jr_err se = { 0 };
         if (state_set(b->state, b->cfg->ns, key, text, &se) < 0)
-                return user_error("%s", se.msg);
+                return se.errnum == EDQUOT ? user_error("the worker's state would hold more than %llu bytes; delete "
+                                                        "some", (unsigned long long)b->cfg->state_max_total)
+                                           : user_error("%s", se.msg);
         return json_pack("{s:b}", "ok", 1);
 }
 

@@ -20,6 +20,7 @@ struct broker_cfg {
         const char *ns;            /* the worker's namespace (--name) */
         const char *state_url;     /* where ctx.state lives (--state) */
         uint64_t state_max_value;  /* bytes of a value's JSON text */
+        uint64_t state_max_total;  /* bytes of all of a worker's values; 0 = no limit */
         struct files_cfg files;    /* the workspace (--workspace) and its limits */
         struct http_cfg http;      /* ctx.http's limits and egress policy */
         const json_t *adapters;    /* the policy's adapter declarations */

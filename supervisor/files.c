@@ -17,6 +17,7 @@
 
 #include "common/cleanup.h"
 #include "supervisor/files.h"
+#include "supervisor/log.h"
 
 #define RESOLVE_STRICT (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)
 
@@ -86,8 +87,9 @@ static int resolve(int dirfd, const char *path, uint64_t flags, uint64_t mode)
         return fd < 0 ? -errno : fd;
 }
 
-/* The workspace, created (0700, with its parents) on first use. */
-static json_t *workspace(struct files *f)
+/* The workspace, created (0700, with its parents) on first use. Why it
+ * cannot be goes to the operator's log: its path is not the jail's to know. */
+static json_t *workspace_open(struct files *f)
 {
         if (f->dirfd >= 0)
                 return NULL;
@@ -107,6 +109,17 @@ static json_t *workspace(struct files *f)
         f->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         if (f->dirfd < 0)
                 return fail("workspace unavailable: %s: %s", dir, strerror(errno));
+        return NULL;
+}
+
+static json_t *workspace(struct files *f)
+{
+        json_t *r = workspace_open(f);
+        if (r) {
+                log_msg("ctx.files: %s", json_string_value(json_object_get(r, "error")));
+                json_decref(r);
+                return fail("the workspace is unavailable (the operator's log says why)");
+        }
         return NULL;
 }
 

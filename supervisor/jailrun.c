@@ -450,6 +450,7 @@ static int apply_limits(struct job_opts *o, json_t *pol)
         o->cpu_time_s = policy_real(pol, "limits.cpu_time");
         o->log_max_bytes = (uint64_t)policy_int(pol, "log.max_bytes");
         o->broker.state_max_value = (uint64_t)policy_int(pol, "state.max_value_bytes");
+        o->broker.state_max_total = (uint64_t)policy_int(pol, "state.max_total_bytes");
         o->broker.files.quota = (uint64_t)policy_int(pol, "files.quota_bytes");
         o->broker.files.max_read = (uint64_t)policy_int(pol, "files.max_read_bytes");
         struct http_cfg *hc = &o->broker.http;

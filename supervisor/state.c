@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <stdint.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
@@ -16,7 +18,8 @@
  * sharing one file) before it reports the store busy. */
 #define STATE_BUSY_MS 5000
 
-enum { ST_GET, ST_SET, ST_DELETE, ST_KEYS, ST__MAX };
+enum { ST_GET, ST_SET, ST_DELETE, ST_KEYS, ST_OLD, ST_USED, ST_SUM, ST_ADD, ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
+       ST__MAX };
 
 static const char *const sql[ST__MAX] = {
         [ST_GET] = "SELECT value FROM kv WHERE ns = ?1 AND key = ?2",
@@ -24,11 +27,22 @@ static const char *const sql[ST__MAX] = {
                    "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value",
         [ST_DELETE] = "DELETE FROM kv WHERE ns = ?1 AND key = ?2",
         [ST_KEYS] = "SELECT key FROM kv WHERE ns = ?1 AND substr(key, 1, length(?2)) = ?2 ORDER BY key LIMIT ?3",
+        /* Each namespace's bytes of values, kept in step in the same
+         * transaction as every change (lengths in bytes, not characters). */
+        [ST_OLD] = "SELECT length(CAST(value AS BLOB)) FROM kv WHERE ns = ?1 AND key = ?2",
+        [ST_USED] = "SELECT bytes FROM usage WHERE ns = ?1",
+        [ST_SUM] = "SELECT coalesce(sum(length(CAST(value AS BLOB))), 0) FROM kv WHERE ns = ?1",
+        [ST_ADD] = "INSERT INTO usage (ns, bytes) VALUES (?1, ?2) "
+                   "ON CONFLICT (ns) DO UPDATE SET bytes = bytes + excluded.bytes",
+        [ST_BEGIN] = "BEGIN IMMEDIATE",
+        [ST_COMMIT] = "COMMIT",
+        [ST_ROLLBACK] = "ROLLBACK",
 };
 
 struct sqlite_store {
         sqlite3 *db;
         sqlite3_stmt *stmt[ST__MAX];
+        uint64_t max_total;  /* bytes of values per namespace; 0 = none */
 };
 
 static int db_fail(struct sqlite_store *s, struct jr_err *err, const char *what)
@@ -69,7 +83,17 @@ static int make_parent(const char *path, struct jr_err *err)
 static int exec_sql(struct sqlite_store *s, const char *text, struct jr_err *err)
 {
         char *msg = NULL;
-        if (sqlite3_exec(s->db, text, NULL, NULL, &msg) != SQLITE_OK) {
+        int rc;
+        /* Two jailruns opening a new file at once: switching to WAL can be
+         * refused as busy without the busy handler's wait; try again a
+         * little later, within a second. */
+        for (int tries = 0; (rc = sqlite3_exec(s->db, text, NULL, NULL, &msg)) == SQLITE_BUSY && tries < 100;
+             tries++) {
+                sqlite3_free(msg);
+                msg = NULL;
+                nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
+        }
+        if (rc != SQLITE_OK) {
                 jr_fail(err, 0, "state: %s: %s", text, msg ? msg : sqlite3_errmsg(s->db));
                 sqlite3_free(msg);
                 err->errnum = EIO;
@@ -80,7 +104,7 @@ static int exec_sql(struct sqlite_store *s, const char *text, struct jr_err *err
 
 static void sqlite_close(void *impl);
 
-static int sqlite_open(void **out, const char *url, struct jr_err *err)
+static int sqlite_open(void **out, const char *url, uint64_t max_total, struct jr_err *err)
 {
         int r = make_parent(url, err);
         if (r < 0)
@@ -115,7 +139,9 @@ static int sqlite_open(void **out, const char *url, struct jr_err *err)
          * crash of the process or the machine. */
         r = exec_sql(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; "
                         "CREATE TABLE IF NOT EXISTS kv (ns TEXT NOT NULL, key TEXT NOT NULL, "
-                        "value TEXT NOT NULL, PRIMARY KEY (ns, key)) WITHOUT ROWID", err);
+                        "value TEXT NOT NULL, PRIMARY KEY (ns, key)) WITHOUT ROWID; "
+                        "CREATE TABLE IF NOT EXISTS usage (ns TEXT PRIMARY KEY, bytes INTEGER NOT NULL) WITHOUT ROWID",
+                     err);
         for (int i = 0; r == 0 && i < ST__MAX; i++)
                 if (sqlite3_prepare_v3(s->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i], NULL) != SQLITE_OK)
                         r = db_fail(s, err, "prepare");
@@ -123,6 +149,7 @@ static int sqlite_open(void **out, const char *url, struct jr_err *err)
                 sqlite_close(TAKE_PTR(s));
                 return r;
         }
+        s->max_total = max_total;
         *out = TAKE_PTR(s);
         return 0;
 }
@@ -145,7 +172,7 @@ static sqlite3_stmt *start(struct sqlite_store *s, int which, const char *ns, co
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
         if (sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC) != SQLITE_OK ||
-            sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC) != SQLITE_OK)
+            (sqlite3_bind_parameter_count(st) >= 2 && sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC) != SQLITE_OK))
                 return NULL;
         return st;
 }
@@ -171,26 +198,108 @@ static int sqlite_get(void *impl, const char *ns, const char *key, char **json, 
         return r;
 }
 
+/* Runs a statement that returns at most one integer: it in *v (0 when no
+ * row). 0, or -1 with the database's error. */
+static int one_int(struct sqlite_store *s, int which, const char *ns, const char *key, int64_t *v)
+{
+        sqlite3_stmt *st = start(s, which, ns, key ? key : "");
+        int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
+        *v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+        if (st)
+                sqlite3_reset(st);
+        return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int run_stmt(struct sqlite_store *s, int which)
+{
+        sqlite3_stmt *st = s->stmt[which];
+        int rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* The namespace's bytes, counted from the values the first time (then
+ * *counted = 1: the usage row is to be made with the whole count). */
+static int used_bytes(struct sqlite_store *s, const char *ns, int64_t *used, int *counted)
+{
+        sqlite3_stmt *st = start(s, ST_USED, ns, "");
+        int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
+        *counted = 0;
+        if (rc == SQLITE_ROW) {
+                *used = sqlite3_column_int64(st, 0);
+                sqlite3_reset(st);
+                return 0;
+        }
+        *counted = 1;
+        if (st)
+                sqlite3_reset(st);
+        if (rc != SQLITE_DONE || one_int(s, ST_SUM, ns, NULL, used) < 0)
+                return -1;
+        return 0;
+}
+
+static int add_bytes(struct sqlite_store *s, const char *ns, int64_t delta)
+{
+        sqlite3_stmt *st = s->stmt[ST_ADD];
+        sqlite3_reset(st);
+        if (sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC) != SQLITE_OK || sqlite3_bind_int64(st, 2, delta) != SQLITE_OK)
+                return -1;
+        return run_stmt(s, ST_ADD);
+}
+
 static int sqlite_set(void *impl, const char *ns, const char *key, const char *json, struct jr_err *err)
 {
         struct sqlite_store *s = impl;
-        sqlite3_stmt *st = start(s, ST_SET, ns, key);
-        if (!st || sqlite3_bind_text(st, 3, json, -1, SQLITE_STATIC) != SQLITE_OK)
+        int64_t old = 0, used = 0, len = (int64_t)strlen(json);
+        int counted = 0;
+        if (run_stmt(s, ST_BEGIN) < 0)
                 return db_fail(s, err, "set");
-        int r = sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(s, err, "set");
-        sqlite3_reset(st);
+        int r = one_int(s, ST_OLD, ns, key, &old) < 0 || used_bytes(s, ns, &used, &counted) < 0 ? db_fail(s, err, "set")
+                                                                                                  : 0;
+        if (r == 0 && s->max_total && (uint64_t)(used - old + len) > s->max_total)
+                r = jr_fail(err, EDQUOT, "the worker's state would hold more than %llu bytes",
+                            (unsigned long long)s->max_total);
+        if (r == 0) {
+                sqlite3_stmt *st = start(s, ST_SET, ns, key);
+                if (!st || sqlite3_bind_text(st, 3, json, -1, SQLITE_STATIC) != SQLITE_OK ||
+                    sqlite3_step(st) != SQLITE_DONE)
+                        r = db_fail(s, err, "set");
+                if (st)
+                        sqlite3_reset(st);
+        }
+        if (r == 0 && add_bytes(s, ns, (counted ? used : 0) + len - old) < 0)
+                r = db_fail(s, err, "set");
+        if (r == 0 && run_stmt(s, ST_COMMIT) < 0)
+                r = db_fail(s, err, "set");
+        if (r < 0)
+                run_stmt(s, ST_ROLLBACK);
         return r;
 }
 
 static int sqlite_delete(void *impl, const char *ns, const char *key, int *deleted, struct jr_err *err)
 {
         struct sqlite_store *s = impl;
-        sqlite3_stmt *st = start(s, ST_DELETE, ns, key);
-        if (!st)
+        int64_t old = 0, used = 0;
+        int counted = 0;
+        *deleted = 0;
+        if (run_stmt(s, ST_BEGIN) < 0)
                 return db_fail(s, err, "delete");
-        int r = sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(s, err, "delete");
-        *deleted = r == 0 && sqlite3_changes(s->db) > 0;
-        sqlite3_reset(st);
+        sqlite3_stmt *st = one_int(s, ST_OLD, ns, key, &old) == 0 && used_bytes(s, ns, &used, &counted) == 0
+                                   ? start(s, ST_DELETE, ns, key)
+                                   : NULL;
+        int r = st && sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(s, err, "delete");
+        if (st) {
+                *deleted = r == 0 && sqlite3_changes(s->db) > 0;
+                sqlite3_reset(st);
+        }
+        if (r == 0 && *deleted && add_bytes(s, ns, (counted ? used : 0) - old) < 0)
+                r = db_fail(s, err, "delete");
+        if (r == 0 && run_stmt(s, ST_COMMIT) < 0)
+                r = db_fail(s, err, "delete");
+        if (r < 0) {
+                run_stmt(s, ST_ROLLBACK);
+                *deleted = 0;
+        }
         return r;
 }
 
@@ -234,14 +343,14 @@ struct state_store {
         void *impl;
 };
 
-int state_open(struct state_store **out, const char *url, struct jr_err *err)
+int state_open(struct state_store **out, const char *url, uint64_t max_total, struct jr_err *err)
 {
         const struct state_backend *b = state_is_redis(url) ? &state_redis_backend : &sqlite_backend;
         struct state_store *s = calloc(1, sizeof *s);
         if (!s)
                 return jr_fail(err, ENOMEM, "state");
         s->b = b;
-        int r = b->open(&s->impl, url, err);
+        int r = b->open(&s->impl, url, max_total, err);
         if (r < 0) {
                 free(s);
                 return r;

@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/err.h"
 
@@ -20,7 +21,7 @@ struct state_store;
 /* A backend: the same contract as the functions below, on its own handle. */
 struct state_backend {
         const char *name;
-        int (*open)(void **impl, const char *url, struct jr_err *err);
+        int (*open)(void **impl, const char *url, uint64_t max_total, struct jr_err *err);
         void (*close)(void *impl);
         int (*get)(void *impl, const char *ns, const char *key, char **json, struct jr_err *err);
         int (*set)(void *impl, const char *ns, const char *key, const char *json, struct jr_err *err);
@@ -37,12 +38,13 @@ int state_url_ok(const char *url);
 
 /* Opens the store at `url`: a Redis URL, else a SQLite file path (created
  * with its directory when missing). 0, or -errno with err. */
-int state_open(struct state_store **out, const char *url, struct jr_err *err);
+int state_open(struct state_store **out, const char *url, uint64_t max_total, struct jr_err *err);
 void state_close(struct state_store *s);
 
 /* The value's JSON text in *json (malloc'd; NULL when the key is absent). */
 int state_get(struct state_store *s, const char *ns, const char *key, char **json, struct jr_err *err);
-/* Stores the JSON text; returns once it is durable. */
+/* Stores the JSON text; returns once it is durable. -EDQUOT when the
+ * namespace's values would pass max_total bytes (state_open). */
 int state_set(struct state_store *s, const char *ns, const char *key, const char *json, struct jr_err *err);
 /* *deleted: whether the key was there. */
 int state_delete(struct state_store *s, const char *ns, const char *key, int *deleted, struct jr_err *err);

@@ -19,6 +19,9 @@
 
 struct redis_store {
         redisContext *c;
+        char host[PATH_MAX];
+        int port, db, unix_sock;
+        uint64_t max_total;   /* bytes of values per namespace; 0 = none */
 };
 
 int state_is_redis(const char *url)
@@ -117,37 +120,51 @@ static void redis_close(void *impl)
         free(s);
 }
 
-static int redis_open(void **out, const char *url, struct jr_err *err)
+/* (Re)connects, selects the database, checks durability. */
+static int redis_connect(struct redis_store *s, const char *url, struct jr_err *err)
 {
-        char host[PATH_MAX];
-        int port, db, unix_sock;
-        if (parse_url(url, host, sizeof host, &port, &db, &unix_sock) < 0)
-                return jr_fail(err, EINVAL, "state URL '%.200s' (redis://HOST[:PORT][/DB] or unix:///PATH[?db=N])",
-                               url);
+        if (s->c)
+                redisFree(s->c);
+        struct timeval tv = { REDIS_TIMEOUT_MS / 1000, (REDIS_TIMEOUT_MS % 1000) * 1000 };
+        s->c = s->unix_sock ? redisConnectUnixWithTimeout(s->host, tv) : redisConnectWithTimeout(s->host, s->port, tv);
+        if (!s->c || s->c->err) {
+                jr_fail(err, 0, "state: redis: %s", s->c ? s->c->errstr : "out of memory");
+                err->errnum = ECONNREFUSED;
+                return -ECONNREFUSED;
+        }
+        redisSetTimeout(s->c, tv);
+        if (s->db) {
+                _cleanup_(reply_freep) redisReply *rep = redisCommand(s->c, "SELECT %d", s->db);
+                if (!rep || rep->type == REDIS_REPLY_ERROR)
+                        return redis_fail(s, err, "select", rep);
+        }
+        if (!(config_is(s, "appendonly", "yes") && config_is(s, "appendfsync", "always"))) {
+                jr_fail(err, 0, "state: the redis server does not make a write durable before answering "
+                        "(it needs appendonly yes and appendfsync always)");
+                err->errnum = EIO;
+                return -EIO;
+        }
+        (void)url;
+        return 0;
+}
+
+/* A context that failed (a timeout, a dropped connection) is not used
+ * again: the next call connects afresh. */
+static int redis_ready(struct redis_store *s, struct jr_err *err)
+{
+        return s->c && !s->c->err ? 0 : redis_connect(s, NULL, err);
+}
+
+static int redis_open(void **out, const char *url, uint64_t max_total, struct jr_err *err)
+{
         _cleanup_free_ struct redis_store *s = calloc(1, sizeof *s);
         if (!s)
                 return jr_fail(err, ENOMEM, "state");
-        struct timeval tv = { REDIS_TIMEOUT_MS / 1000, (REDIS_TIMEOUT_MS % 1000) * 1000 };
-        s->c = unix_sock ? redisConnectUnixWithTimeout(host, tv) : redisConnectWithTimeout(host, port, tv);
-        if (!s->c || s->c->err) {
-                int r = jr_fail(err, 0, "state: connect to %.200s: %s", url, s->c ? s->c->errstr : "out of memory");
-                err->errnum = ECONNREFUSED;
-                redis_close(TAKE_PTR(s));
-                return r == 0 ? -ECONNREFUSED : -ECONNREFUSED;
-        }
-        redisSetTimeout(s->c, tv);
-        int r = 0;
-        if (db) {
-                _cleanup_(reply_freep) redisReply *rep = redisCommand(s->c, "SELECT %d", db);
-                if (!rep || rep->type == REDIS_REPLY_ERROR)
-                        r = redis_fail(s, err, "select", rep);
-        }
-        if (r == 0 && !(config_is(s, "appendonly", "yes") && config_is(s, "appendfsync", "always"))) {
-                r = jr_fail(err, 0, "state: redis at %.200s does not make a write durable before answering "
-                            "(it needs appendonly yes and appendfsync always)", url);
-                err->errnum = EIO;
-                r = -EIO;
-        }
+        s->max_total = max_total;
+        if (parse_url(url, s->host, sizeof s->host, &s->port, &s->db, &s->unix_sock) < 0)
+                return jr_fail(err, EINVAL, "state URL '%.200s' (redis://HOST[:PORT][/DB] or unix:///PATH[?db=N])",
+                               url);
+        int r = redis_connect(s, url, err);
         if (r < 0) {
                 redis_close(TAKE_PTR(s));
                 return r;
@@ -162,6 +179,9 @@ static int redis_get(void *impl, const char *ns, const char *key, char **json, s
 {
         struct redis_store *s = impl;
         *json = NULL;
+        int rr = redis_ready(s, err);
+        if (rr < 0)
+                return rr;
         char hash[128];
         snprintf(hash, sizeof hash, HASH_FMT, ns);
         _cleanup_(reply_freep) redisReply *r = redisCommand(s->c, "HGET %s %s", hash, key);
@@ -172,21 +192,51 @@ static int redis_get(void *impl, const char *ns, const char *key, char **json, s
         return 0;
 }
 
+/* HSET with the namespace's byte total kept beside it (HASH:bytes), in
+ * one script so concurrent jailruns cannot race past the cap. */
+static const char set_script[] =
+        "local old = redis.call('HSTRLEN', KEYS[1], ARGV[1]) "
+        "local used = tonumber(redis.call('GET', KEYS[2]) or '0') "
+        "local max = tonumber(ARGV[3]) "
+        "if max > 0 and used - old + #ARGV[2] > max then return -1 end "
+        "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) "
+        "redis.call('INCRBY', KEYS[2], #ARGV[2] - old) "
+        "return 1";
+
 static int redis_set(void *impl, const char *ns, const char *key, const char *json, struct jr_err *err)
 {
         struct redis_store *s = impl;
-        char hash[128];
+        int rr = redis_ready(s, err);
+        if (rr < 0)
+                return rr;
+        char hash[128], total[140], max[32];
         snprintf(hash, sizeof hash, HASH_FMT, ns);
-        _cleanup_(reply_freep) redisReply *r = redisCommand(s->c, "HSET %s %s %s", hash, key, json);
+        snprintf(total, sizeof total, "%s:bytes", hash);
+        snprintf(max, sizeof max, "%llu", (unsigned long long)s->max_total);
+        _cleanup_(reply_freep) redisReply *r = redisCommand(s->c, "EVAL %s 2 %s %s %s %s %s", set_script, hash, total,
+                                                            key, json, max);
+        if (r && r->type == REDIS_REPLY_INTEGER && r->integer == -1)
+                return jr_fail(err, EDQUOT, "the worker's state would hold more than %llu bytes",
+                               (unsigned long long)s->max_total);
         return r && r->type == REDIS_REPLY_INTEGER ? 0 : redis_fail(s, err, "set", r);
 }
+
+static const char del_script[] =
+        "local old = redis.call('HSTRLEN', KEYS[1], ARGV[1]) "
+        "local n = redis.call('HDEL', KEYS[1], ARGV[1]) "
+        "if n > 0 then redis.call('DECRBY', KEYS[2], old) end "
+        "return n";
 
 static int redis_delete(void *impl, const char *ns, const char *key, int *deleted, struct jr_err *err)
 {
         struct redis_store *s = impl;
-        char hash[128];
+        int rr = redis_ready(s, err);
+        if (rr < 0)
+                return rr;
+        char hash[128], total[140];
         snprintf(hash, sizeof hash, HASH_FMT, ns);
-        _cleanup_(reply_freep) redisReply *r = redisCommand(s->c, "HDEL %s %s", hash, key);
+        snprintf(total, sizeof total, "%s:bytes", hash);
+        _cleanup_(reply_freep) redisReply *r = redisCommand(s->c, "EVAL %s 2 %s %s %s", del_script, hash, total, key);
         if (!r || r->type != REDIS_REPLY_INTEGER)
                 return redis_fail(s, err, "delete", r);
         *deleted = r->integer > 0;
@@ -198,30 +248,56 @@ static int by_bytes(const void *a, const void *b)
         return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* prefix as a glob that matches it literally. */
+static void glob_escape(const char *prefix, char *out, size_t size)
+{
+        size_t o = 0;
+        for (const char *p = prefix; *p && o + 3 < size; p++) {
+                if (strchr("*?[]\\", *p))
+                        out[o++] = '\\';
+                out[o++] = *p;
+        }
+        out[o++] = '*';
+        out[o] = '\0';
+}
+
+/* HSCAN ... MATCH prefix*: the server filters, so the supervisor holds
+ * only the matches (at most STATE_MAX_KEYS + 1 of them). */
 static int redis_keys(void *impl, const char *ns, const char *prefix, json_t **keys, struct jr_err *err)
 {
         struct redis_store *s = impl;
-        char hash[128];
+        int rr = redis_ready(s, err);
+        if (rr < 0)
+                return rr;
+        char hash[128], pattern[2 * STATE_MAX_KEY + 4], cursor[32] = "0";
         snprintf(hash, sizeof hash, HASH_FMT, ns);
-        _cleanup_(reply_freep) redisReply *n = redisCommand(s->c, "HLEN %s", hash);
-        if (!n || n->type != REDIS_REPLY_INTEGER)
-                return redis_fail(s, err, "keys", n);
-        if (n->integer > 1000000)
-                return jr_fail(err, E2BIG, "more than %d keys", STATE_MAX_KEYS);
-        _cleanup_(reply_freep) redisReply *r = redisCommand(s->c, "HKEYS %s", hash);
-        if (!r || r->type != REDIS_REPLY_ARRAY)
-                return redis_fail(s, err, "keys", r);
-        size_t plen = strlen(prefix), m = 0;
-        _cleanup_free_ const char **pick = calloc(r->elements + 1, sizeof *pick);
+        glob_escape(prefix, pattern, sizeof pattern);
+        _cleanup_(json_decrefp) json_t *found = json_array();
+        if (!found)
+                return jr_fail(err, ENOMEM, "state keys");
+        do {
+                _cleanup_(reply_freep) redisReply *r = redisCommand(s->c, "HSCAN %s %s MATCH %s COUNT 1000", hash, cursor,
+                                                                    pattern);
+                if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
+                    r->element[1]->type != REDIS_REPLY_ARRAY)
+                        return redis_fail(s, err, "keys", r);
+                snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+                redisReply *items = r->element[1];
+                for (size_t i = 0; i + 1 < items->elements; i += 2) {  /* field, value */
+                        redisReply *e = items->element[i];
+                        if (e->type == REDIS_REPLY_STRING && strlen(e->str) == e->len &&
+                            json_array_append_new(found, json_string(e->str)) < 0)
+                                return jr_fail(err, ENOMEM, "state keys");
+                }
+                if (json_array_size(found) > STATE_MAX_KEYS)
+                        return jr_fail(err, E2BIG, "more than %d keys", STATE_MAX_KEYS);
+        } while (strcmp(cursor, "0") != 0);
+        size_t m = json_array_size(found);
+        _cleanup_free_ const char **pick = calloc(m + 1, sizeof *pick);
         if (!pick)
                 return jr_fail(err, ENOMEM, "state keys");
-        for (size_t i = 0; i < r->elements; i++) {
-                redisReply *e = r->element[i];
-                if (e->type == REDIS_REPLY_STRING && strlen(e->str) == e->len && strncmp(e->str, prefix, plen) == 0)
-                        pick[m++] = e->str;
-        }
-        if (m > STATE_MAX_KEYS)
-                return jr_fail(err, E2BIG, "more than %d keys", STATE_MAX_KEYS);
+        for (size_t i = 0; i < m; i++)
+                pick[i] = json_string_value(json_array_get(found, i));
         qsort(pick, m, sizeof *pick, by_bytes);
         _cleanup_(json_decrefp) json_t *out = json_array();
         for (size_t i = 0; out && i < m; i++)

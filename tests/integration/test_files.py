@@ -208,3 +208,34 @@ ctx.log.info(f.write("nul", b"a\\x00b"), f.read("nul", binary=True))
     assert logs(r) == ["{'ok': True, 'size': 0} {'content': '', 'size': 0} {'content': b'', 'size': 0}",
                        "51200 51200 True",
                        "{'ok': True, 'size': 3} {'content': b'a\\x00b', 'size': 3}"], r
+
+
+def test_a_held_workspace_lock_is_not_waited_on(tmp_path, ws):
+    import fcntl
+    os.makedirs(ws, mode=0o700)
+    fd = os.open(ws, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    try:
+        t0 = time.monotonic()
+        r = worker(tmp_path, ws, 'ctx.log.info(f.write("x", "1"))', "--timeout", "20")
+        took = time.monotonic() - t0
+    finally:
+        os.close(fd)
+    assert logs(r) == ["{'error': 'the workspace is busy (another writer holds it); try again'}"], r
+    assert took < 5
+
+
+def test_too_deep_a_write_leaves_nothing(tmp_path, ws):
+    r = worker(tmp_path, ws, """
+ctx.log.info(f.write("a/" * 40 + "f", "1")["error"])
+ctx.log.info(f.list())
+ctx.log.info(f.write("ok.txt", "1"))
+""")
+    assert logs(r) == [("a/" * 40 + "f")[:200] + ": paths are at most 31 directories deep",
+                       "{'entries': []}", "{'ok': True, 'size': 1}"], r
+
+
+def test_errors_on_long_unicode_paths_are_error_dicts(tmp_path, ws):
+    r = worker(tmp_path, ws, 'ctx.log.info(f.read("donn\\u00e9es/" + "\\u00e9" * 120 + ".csv"))')
+    assert r.code == 0, r
+    assert logs(r)[0].startswith("{'error': 'donn\u00e9es/"), r

@@ -59,6 +59,8 @@ def stored(db):
         sock = db[len("unix://"):]
         out = {}
         for h in filter(None, redis_cli(sock, "--raw", "KEYS", "jailrun:state:*").splitlines()):
+            if h.endswith(":bytes"):  # the namespace's byte count
+                continue
             items = redis_cli(sock, "--raw", "HGETALL", h).splitlines()
             for k, v in zip(items[::2], items[1::2]):
                 out[(h[len("jailrun:state:"):], k)] = v
@@ -76,8 +78,9 @@ def sqlite_db(tmp_path):
     return str(tmp_path / "data" / "state.sqlite")
 
 
-def worker(tmp_path, db, src, *args, name="w.py"):
-    return run_script(tmp_path, src, "--profile", "worker", "--state", db, "--json", *args, name=name)
+def worker(tmp_path, db, src, *args, name="w.py", timeout=60):
+    return run_script(tmp_path, src, "--profile", "worker", "--state", db, "--json", *args, name=name,
+                      timeout=timeout)
 
 
 def test_values_round_trip_as_json(tmp_path, db):
@@ -177,7 +180,9 @@ def test_store_file_is_private(tmp_path, sqlite_db):
 def test_store_unavailable_is_an_error_dict(tmp_path):
     r = worker(tmp_path, "/proc/no/state.sqlite", "def tick(ctx):\n    ctx.log.info(ctx.state.get('k'))\n")
     assert r.code == 0
-    assert logs(r)[0].startswith("{'error': 'state store unavailable: mkdir /proc/no"), logs(r)
+    # the worker learns that it failed; the operator, where and why
+    assert logs(r)[0] == "{'error': \"the state store is unavailable (the operator's log says why)\"}", logs(r)
+    assert "jailrun: ctx.state: mkdir /proc/no" in r.err
 
 
 def test_no_state_file_without_state_calls(tmp_path, sqlite_db):
@@ -349,8 +354,9 @@ def test_redis_that_does_not_fsync_is_refused(tmp_path):
         while not os.path.exists(sock) and time.monotonic() < deadline:
             time.sleep(0.05)
         r = worker(tmp_path, "unix://" + sock, "def tick(ctx):\n    ctx.log.info(ctx.state.set('k', 1))\n")
+        assert "the state store is unavailable" in logs(r)[0], r
         assert "does not make a write durable before answering (it needs appendonly yes and appendfsync always)" \
-            in logs(r)[0], r
+            in r.err, r
     finally:
         p.terminate()
         p.wait(timeout=10)
@@ -363,6 +369,72 @@ def test_bad_redis_urls_are_usage_errors(tmp_path, url):
     assert r.code == 2 and "--state wants a file path, redis://" in r.err, r
 
 
+def sock_hidden(messages):
+    return all("none.sock" not in m for m in messages)
+
+
 def test_redis_unreachable_is_an_error_dict(tmp_path):
     r = worker(tmp_path, "unix://" + str(tmp_path / "none.sock"), "def tick(ctx):\n    ctx.log.info(ctx.state.get('k'))\n")
-    assert r.code == 0 and "state store unavailable: state: connect to unix://" in logs(r)[0], r
+    assert r.code == 0 and "the state store is unavailable" in logs(r)[0], r
+    assert "jailrun: ctx.state: state: redis: " in r.err and sock_hidden(logs(r)), r
+
+
+def test_total_per_worker(tmp_path, db):
+    pol = tmp_path / "total.json"
+    pol.write_text('{"state": {"max_total_bytes": 1000}}')
+    r = worker(tmp_path, db, """
+        def tick(ctx):
+            ctx.log.info(ctx.state.set("a", "x" * 598))
+            ctx.log.info(ctx.state.set("b", "x" * 598)["error"])
+            ctx.log.info(ctx.state.set("a", "y" * 398), ctx.state.set("b", "z" * 398))
+            ctx.log.info(ctx.state.delete("a"), ctx.state.set("c", "w" * 398))
+    """, "--policy", str(pol))
+    assert logs(r) == ["{'ok': True}",
+                       "the worker's state would hold more than 1000 bytes; delete some",
+                       "{'ok': True} {'ok': True}",
+                       "{'ok': True, 'deleted': True} {'ok': True}"], r
+
+
+def test_keys_prefix_is_literal(tmp_path, db):
+    r = worker(tmp_path, db, """
+        def tick(ctx):
+            for k in ("a*", "a*b", "ab", "a?c", "a[x]", "a\\\\b", "%_"):
+                ctx.state.set(k, 1)
+            ctx.log.info(ctx.state.keys("a*"), ctx.state.keys("a?"), ctx.state.keys("a["), ctx.state.keys("a\\\\"),
+                         ctx.state.keys("%"))
+    """)
+    assert logs(r) == ["['a*', 'a*b'] ['a?c'] ['a[x]'] ['a\\\\b'] ['%_']"], r
+
+
+def test_a_result_too_large_for_one_reply_is_an_error(tmp_path, sqlite_db):
+    r = worker(tmp_path, sqlite_db, """
+        def tick(ctx):
+            for i in range(1100):
+                ctx.state.set("%04d" % i + "k" * 1000, 1)
+            ctx.log.info(ctx.state.keys()["error"])
+            ctx.log.info(len(ctx.state.keys("0001")))
+    """, timeout=120)
+    assert r.code == 0, r
+    assert logs(r) == ["the result is larger than one reply carries (1 MiB); ask for less", "1"], r
+
+
+def test_default_names_do_not_collide(tmp_path, sqlite_db):
+    for name in ("a b.py", "a+b.py", "a_b.py"):
+        worker(tmp_path, sqlite_db, "def tick(ctx):\n    ctx.state.set('k', %r)\n" % name, name=name)
+    names = {ns for ns, _ in stored(sqlite_db)}
+    assert len(names) == 3 and "a_b" in names, names
+
+
+def test_wal_files_are_private_while_in_use(tmp_path, sqlite_db):
+    script = tmp_path / "w.py"
+    script.write_text("import time\ndef tick(ctx):\n    ctx.state.set('k', 1)\n    time.sleep(3)\n")
+    p = subprocess.Popen([JAILRUN, "--state", sqlite_db, str(script)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(sqlite_db + "-wal") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        modes = [os.stat(sqlite_db + sfx).st_mode & 0o777 for sfx in ("", "-wal", "-shm")]
+    finally:
+        p.wait(timeout=30)
+    assert modes == [0o600, 0o600, 0o600]
