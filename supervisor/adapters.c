@@ -45,16 +45,23 @@ static int secrets_load(struct adapters *a, struct jr_err *err)
                 return jr_fail(err, EFBIG, "secrets file: larger than %d bytes", SECRETS_MAX_FILE);
         json_error_t je;
         json_t *s = json_loadfd(fd, JSON_REJECT_DUPLICATES, &je);
-        if (!json_is_object(s)) {
+        if (!json_is_object(s)) {  /* the parser's text may quote a secret: only where */
                 json_decref(s);
-                return jr_fail(err, EINVAL, "secrets file: not a JSON object of strings%s%s", s ? "" : ": ",
-                               s ? "" : je.text);
+                return jr_fail(err, EINVAL, "secrets file: not a JSON object of strings (line %d)", je.line);
         }
         const char *k;
         json_t *v;
-        json_object_foreach(s, k, v) if (!json_is_string(v)) {
-                json_decref(s);
-                return jr_fail(err, EINVAL, "secrets file: %.100s is not a string", k);
+        json_object_foreach(s, k, v) {
+                const char *t = json_string_value(v);
+                size_t n = t ? strlen(t) : 0;
+                int printable = t && n >= 4 && n <= 4096 && n == json_string_length(v);
+                for (size_t i = 0; printable && i < n; i++)
+                        printable = t[i] > 0x20 && t[i] < 0x7f;
+                if (!printable) {
+                        json_decref(s);
+                        return jr_fail(err, EINVAL, "secrets file: %.100s must be 4 to 4096 printable ASCII characters "
+                                       "without spaces", k);
+                }
         }
         a->secrets = s;
         return 0;
@@ -129,8 +136,9 @@ static json_t *signed_rest(struct adapters *a, struct http *h, int64_t id, json_
                            "method", &method, "path", &path, "params", &params, "body", &body) < 0 ||
             !json_is_object(params))
                 return protocol(err, "adapter.request", &je);
-        if (path[0] != '/' || strstr(path, "..") || strpbrk(path, "?#\r\n ") || strlen(path) > 1024)
-                return fail("path must start with / and hold no '..', '?', '#' or spaces");
+        if (path[0] != '/' || strstr(path, "..") || strpbrk(path, "?#%\\\r\n\t ") || strlen(path) > 1024 ||
+            strlen(path) != json_string_length(json_object_get(args, "path")))
+                return fail("path must start with / and hold no '..', '?', '#', '%%', backslash, spaces or NUL");
         const char *key = secret(a, decl, "key_secret"), *sign = secret(a, decl, "sign_secret");
         if (!key || !sign)
                 return fail("the secrets file lacks this adapter's key or signing secret");

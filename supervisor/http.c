@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <ifaddrs.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -65,29 +66,64 @@ static const struct { const char *net; const char *why; } internal[] = {
         { "169.254.0.0/16", "a link-local address (cloud metadata lives there)" },
         { "172.16.0.0/12", "a private address" },
         { "192.0.0.0/24", "a protocol-assignment address" },
+        { "192.0.2.0/24", "a documentation address" },
+        { "192.88.99.0/24", "a 6to4 relay address" },
+        { "198.51.100.0/24", "a documentation address" },
+        { "203.0.113.0/24", "a documentation address" },
         { "192.168.0.0/16", "a private address" },
         { "198.18.0.0/15", "a benchmarking address" },
         { "224.0.0.0/4", "a multicast address" },
         { "240.0.0.0/4", "a reserved address" },
-        { "::/128", "an unspecified address" },
         { "::1/128", "a loopback address" },
+        { "::/96", "an IPv4-compatible or unspecified address" },
+        { "100::/64", "a discard address" },
+        { "2001::/32", "a Teredo tunnel address" },
         { "fc00::/7", "a unique local address (cloud metadata lives there)" },
         { "fe80::/10", "a link-local address" },
         { "ff00::/8", "a multicast address" },
         { "2001:db8::/32", "a documentation address" },
 };
 
+/* Whether addr is one of this host's own interface addresses (read at
+ * each judgement: interfaces come and go). */
+static int own_address(int family, const unsigned char *addr)
+{
+        struct ifaddrs *ifs = NULL;
+        int own = 0;
+        if (getifaddrs(&ifs) < 0)
+                return 1;  /* cannot tell: refuse */
+        for (struct ifaddrs *i = ifs; i && !own; i = i->ifa_next) {
+                if (!i->ifa_addr || i->ifa_addr->sa_family != family)
+                        continue;
+                const void *a = family == AF_INET ? (const void *)&((struct sockaddr_in *)i->ifa_addr)->sin_addr
+                                                  : (const void *)&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
+                own = memcmp(a, addr, family == AF_INET ? 4 : 16) == 0;
+        }
+        freeifaddrs(ifs);
+        return own;
+}
+
 const char *http_refused(const struct http_cfg *cfg, int family, const unsigned char *addr)
 {
         unsigned char v4[4];
-        /* IPv4-mapped (::ffff:a.b.c.d) and NAT64 (64:ff9b::a.b.c.d) are
-         * judged as the IPv4 address they carry. */
+        /* Addresses that carry an IPv4 address are judged as it: mapped
+         * (::ffff:a.b.c.d), SIIT (::ffff:0:a.b.c.d), NAT64 (64:ff9b::/96 and
+         * the local 64:ff9b:1::/48), 6to4 (2002:AABB:CCDD::/48). */
         static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+        static const unsigned char siit[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0 };
         static const unsigned char nat64[12] = { 0, 0x64, 0xff, 0x9b };
-        if (family == AF_INET6 && (memcmp(addr, mapped, 12) == 0 || memcmp(addr, nat64, 12) == 0)) {
-                memcpy(v4, addr + 12, 4);
-                family = AF_INET;
-                addr = v4;
+        static const unsigned char nat64l[6] = { 0, 0x64, 0xff, 0x9b, 0, 1 };
+        if (family == AF_INET6) {
+                const unsigned char *carried = memcmp(addr, mapped, 12) == 0 || memcmp(addr, siit, 12) == 0 ||
+                                                               memcmp(addr, nat64, 12) == 0 || memcmp(addr, nat64l, 6) == 0
+                                                       ? addr + 12
+                                               : addr[0] == 0x20 && addr[1] == 0x02 ? addr + 2
+                                                                                    : NULL;
+                if (carried) {
+                        memcpy(v4, carried, 4);
+                        family = AF_INET;
+                        addr = v4;
+                }
         }
         for (size_t i = 0; i < cfg->nallow; i++)
                 if (jr_net_contains(&cfg->allow[i], family, addr))
@@ -97,7 +133,7 @@ const char *http_refused(const struct http_cfg *cfg, int family, const unsigned 
                 if (jr_net_parse(internal[i].net, &n) == 0 && jr_net_contains(&n, family, addr))
                         return internal[i].why;
         }
-        return NULL;
+        return own_address(family, addr) ? "an address of this host" : NULL;
 }
 
 __attribute__((format(printf, 1, 2)))
@@ -156,6 +192,9 @@ static json_t *judge_url(struct xfer *x, const char *shown)
         char bare[256];
         snprintf(bare, sizeof bare, "%s", x->host[0] == '[' ? x->host + 1 : x->host);
         bare[strcspn(bare, "]")] = '\0';
+        size_t bl = strlen(bare);
+        if (bl && bare[bl - 1] == '.')  /* "127.0.0.1." */
+                bare[bl - 1] = '\0';
         int fam = inet_pton(AF_INET, bare, lit) == 1 ? AF_INET : inet_pton(AF_INET6, bare, lit) == 1 ? AF_INET6 : 0;
         const char *inner = fam && x->h->cfg->proxy[0] ? http_refused(x->h->cfg, fam, lit) : NULL;
         if (inner)
@@ -402,9 +441,19 @@ int http_timer_fd(const struct http *h)
         return h->tfd;
 }
 
+/* Headers that frame or route the request are libcurl's alone: a worker
+ * that set Content-Length could smuggle a second request onto a kept
+ * connection. */
+static const char *const framing[] = { "content-length", "transfer-encoding", "host", "connection", "expect",
+                                       "upgrade", "keep-alive", "te", "trailer", "proxy-connection",
+                                       "proxy-authorization", NULL };
+
 static int header_ok(const char *name, const char *value)
 {
         size_t n = strlen(name);
+        for (const char *const *f = framing; *f; f++)
+                if (strcasecmp(name, *f) == 0)
+                        return 0;
         if (n == 0 || n > 256 || strspn(name, "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij"
                                               "klmnopqrstuvwxyz") != n)
                 return 0;
@@ -488,6 +537,10 @@ static json_t *setup(struct xfer *x, const char *method, json_t *headers, const 
                 curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
         else if (strcmp(method, "GET") != 0)
                 curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+        if (x->scrub) {  /* an adapter's: a connection of its own, used once */
+                curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+                curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+        }
         if (body) {
                 curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
                 curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body);
@@ -500,7 +553,19 @@ json_t *http_start(struct http *h, int64_t id, json_t *args, struct jr_err *err)
         return http_start_scrubbed(h, id, args, NULL, err);
 }
 
+
+static json_t *start(struct http *h, int64_t id, json_t *args, json_t *scrub, struct jr_err *err);
+static json_t *scrub_json(json_t *v, json_t *scrub);
+static json_t *needles(json_t *secrets);
+
 json_t *http_start_scrubbed(struct http *h, int64_t id, json_t *args, json_t *scrub, struct jr_err *err)
+{
+        _cleanup_(json_decrefp) json_t *all = scrub ? needles(scrub) : NULL;
+        json_t *r = start(h, id, args, all, err);
+        return scrub_json(r, all);  /* an error at once may quote the URL */
+}
+
+static json_t *start(struct http *h, int64_t id, json_t *args, json_t *scrub, struct jr_err *err)
 {
         const char *method, *url, *text = NULL;
         json_t *headers, *params;
@@ -516,8 +581,14 @@ json_t *http_start_scrubbed(struct http *h, int64_t id, json_t *args, json_t *sc
         }
         const char *k;
         json_t *v;
-        json_object_foreach(headers, k, v) if (!json_is_string(v)) return fail("header %.100s: not a str", k);
-        json_object_foreach(params, k, v) if (!json_is_string(v)) return fail("parameter %.100s: not a str", k);
+        json_object_foreach(headers, k, v) if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
+                return fail("header %.100s: a str without NUL", k);
+        json_object_foreach(params, k, v) if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
+                return fail("parameter %.100s: a str without NUL", k);
+        if (strlen(url) != json_string_length(json_object_get(args, "url")))
+                return fail("the URL holds NUL");
+        if (text && strcmp(method, "GET") == 0)
+                return fail("a GET request has no body");
         static const char *const methods[] = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS" };
         int known = 0;
         for (size_t i = 0; i < ELEMENTSOF(methods); i++)
@@ -591,8 +662,11 @@ static json_t *outcome(struct xfer *x, CURLcode rc)
                 long status = 0;
                 char *eff = NULL;
                 curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
-                curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &eff);
-                return json_pack("{s:i, s:O, s:s}", "status", (int)status, "headers", x->headers, "url", eff ? eff : "");
+                curl_url_get(x->url, CURLUPART_URL, &eff, 0);  /* the last hop's */
+                json_t *r = json_pack("{s:i, s:O, s:s}", "status", (int)status, "headers", x->headers, "url",
+                                      eff ? eff : "");
+                curl_free(eff);
+                return r;
         }
         if (x->denied[0])
                 return fail("refused by the egress policy: %s", x->denied);
@@ -600,7 +674,7 @@ static json_t *outcome(struct xfer *x, CURLcode rc)
                 return fail("the response is larger than %llu bytes", (unsigned long long)cfg->max_response);
         switch (rc) {
         case CURLE_OPERATION_TIMEDOUT: return fail("timed out");
-        case CURLE_UNSUPPORTED_PROTOCOL: return fail("only http and https, redirects included");
+        case CURLE_UNSUPPORTED_PROTOCOL: return fail("only http and https (HTTP/1.0 or later), redirects included");
         default:
                 return fail("%s%s%.300s", curl_easy_strerror(rc), x->errbuf[0] ? ": " : "", x->errbuf);
         }
@@ -635,18 +709,70 @@ static char *scrub_bytes(char *buf, size_t *len, json_t *scrub)
         return buf;
 }
 
-/* The same on every string in a JSON value (object keys included). */
+/* The same on every string of a JSON value, object keys included, and on
+ * the forms a secret takes in a URL (percent-encoded) and in JSON text
+ * (escaped), which the needles list holds too (http_start_scrubbed). */
 static json_t *scrub_json(json_t *v, json_t *scrub)
 {
         if (!v || !scrub)
                 return v;
-        _cleanup_free_ char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-        size_t len = text ? strlen(text) : 0;
-        char *clean = text ? scrub_bytes(TAKE_PTR(text), &len, scrub) : NULL;
-        json_t *out = clean ? json_loadb(clean, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
-        free(clean);
-        json_decref(v);
-        return out ? out : json_pack("{s:s}", "error", "the response could not be cleaned of secrets");
+        if (json_is_string(v)) {
+                size_t len = json_string_length(v);
+                char *copy = malloc(len + 1);
+                if (!copy)
+                        return v;
+                memcpy(copy, json_string_value(v), len + 1);
+                char *clean = scrub_bytes(copy, &len, scrub);
+                json_t *out = clean ? json_stringn(clean, len) : NULL;
+                free(clean);
+                json_decref(v);
+                return out ? out : json_string("[unreadable]");
+        }
+        if (json_is_array(v)) {
+                for (size_t i = 0; i < json_array_size(v); i++)
+                        json_array_set_new(v, i, scrub_json(json_incref(json_array_get(v, i)), scrub));
+                return v;
+        }
+        if (json_is_object(v)) {
+                json_t *out = json_object();
+                const char *k;
+                json_t *e;
+                json_object_foreach(v, k, e) {
+                        size_t len = strlen(k);
+                        char *copy = strdup(k);
+                        char *ck = copy ? scrub_bytes(copy, &len, scrub) : NULL;
+                        if (out && ck)
+                                json_object_set_new(out, ck, scrub_json(json_incref(e), scrub));
+                        free(ck);
+                }
+                json_decref(v);
+                return out;
+        }
+        return v;
+}
+
+/* Every form of each secret worth looking for. */
+static json_t *needles(json_t *secrets)
+{
+        json_t *all = json_array();
+        size_t i;
+        json_t *s;
+        json_array_foreach(secrets, i, s) {
+                const char *text = json_string_value(s);
+                if (!text || !all)
+                        continue;
+                json_array_append(all, s);
+                char *esc = curl_easy_escape(NULL, text, 0);  /* as libcurl puts it in a URL */
+                if (esc && strcmp(esc, text) != 0)
+                        json_array_append_new(all, json_string(esc));
+                curl_free(esc);
+                char *js = json_dumps(s, JSON_ENCODE_ANY | JSON_ENSURE_ASCII);  /* as JSON text spells it */
+                size_t n = js ? strlen(js) : 0;
+                if (n > 2 && (n - 2 != strlen(text) || strncmp(js + 1, text, n - 2) != 0))
+                        json_array_append_new(all, json_stringn(js + 1, n - 2));
+                free(js);
+        }
+        return all;
 }
 
 /* Drops the headers a request must not carry to another host. */
@@ -672,6 +798,8 @@ static int follow(struct xfer *x)
         curl_easy_getinfo(x->easy, CURLINFO_REDIRECT_URL, &next);
         if (!next || (status != 301 && status != 302 && status != 303 && status != 307 && status != 308))
                 return 0;
+        if (x->scrub)  /* an adapter's answer is its service's own: never followed with its credentials */
+                return 0;
         if (x->hops++ >= x->h->cfg->max_redirects) {
                 snprintf(x->refused, sizeof x->refused, "more than %u redirects", x->h->cfg->max_redirects);
                 return 0;
@@ -696,6 +824,13 @@ static int follow(struct xfer *x)
         if (status == 303 || ((status == 301 || status == 302) && method && strcmp(method, "POST") == 0)) {
                 curl_easy_setopt(x->easy, CURLOPT_CUSTOMREQUEST, NULL);
                 curl_easy_setopt(x->easy, CURLOPT_HTTPGET, 1L);
+                struct curl_slist *kept = NULL;  /* the body, and what described it, are gone */
+                for (struct curl_slist *l = x->req_headers; l; l = l->next)
+                        if (strncasecmp(l->data, "content-type:", 13) != 0)
+                                kept = curl_slist_append(kept, l->data);
+                curl_slist_free_all(x->req_headers);
+                x->req_headers = kept;
+                curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->req_headers);
         }
         curl_multi_remove_handle(x->h->multi, x->easy);
         curl_easy_setopt(x->easy, CURLOPT_CURLU, x->url);

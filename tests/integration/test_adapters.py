@@ -215,3 +215,56 @@ def test_adapter_declarations_are_checked(tmp_path):
         pol.write_text(json.dumps({"adapters": decl}))
         r = subprocess.run([JAILRUN, "--policy", str(pol), "--print-policy"], capture_output=True, text=True)
         assert r.returncode == 2 and msg in r.stderr, (decl, r.stderr)
+
+
+class Redirecting(Handler):
+    def do_GET(self):
+        SEEN.append({"method": "GET", "path": self.path, "headers": dict(self.headers), "body": ""})
+        if self.path.startswith("/v5/redir"):
+            self.send_response(307)
+            self.send_header("Location", "http://localhost:%d/capture" % self.server.server_port)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.reply({"path": self.path})
+
+
+def test_adapters_do_not_follow_redirects(tmp_path):
+    s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+    try:
+        base = "http://127.0.0.1:%d" % s.server_address[1]
+        secrets = tmp_path / "s.json"
+        secrets.write_text(json.dumps({"k": KEY, "s": SIGN}))
+        os.chmod(secrets, 0o600)
+        pol = tmp_path / "p.json"
+        pol.write_text(json.dumps({"http": {"allow_addresses": ["127.0.0.1", "::1"]}, "adapters": {"ex": {
+            "kind": "signed_rest", "base_url": base, "key_secret": "k", "sign_secret": "s", "key_header": "X-Key",
+            "sign_header": "X-Sign", "timestamp_header": "X-Ts"}}}))
+        SEEN.clear()
+        r = run_script(tmp_path, "def tick(ctx):\n    r = ctx.ex.get('/v5/redir')\n    ctx.log.info(r['status'])\n",
+                       "--policy", str(pol), "--secrets", str(secrets), "--json", "--state", str(tmp_path / "x.sqlite"))
+        assert logs(r) == ["307"], r
+        assert [x["path"] for x in SEEN] == ["/v5/redir"], "the key went nowhere else"
+    finally:
+        s.shutdown()
+
+
+@pytest.mark.parametrize("path,why", [("/a%2e%2e/x", "'%'"), ("/a\\x00b", "NUL"), ("/a b", "spaces"),
+                                      ("/../x", "'..'"), ("x", "start with /")])
+def test_signed_paths_are_plain(tmp_path, setup, path, why):
+    pol, secrets = setup
+    r = run_script(tmp_path, "def tick(ctx):\n    ctx.log.info(ctx.exchange.get(%r))\n" % path, "--policy", pol,
+                   "--secrets", secrets, "--json", "--state", str(tmp_path / "s.sqlite"))
+    assert "path must start with / and hold no" in logs(r)[0], r
+
+
+def test_secret_values_are_checked_without_being_shown(tmp_path, setup):
+    pol, _ = setup
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"tg": "abc def\u0007GHIJKL", "ex_key": KEY, "ex_secret": SIGN}))
+    os.chmod(bad, 0o600)
+    r = run_script(tmp_path, "def tick(ctx):\n    ctx.log.info(ctx.telegram.send(1, 'x'))\n", "--policy", pol,
+                   "--secrets", str(bad), "--json", "--state", str(tmp_path / "s.sqlite"))
+    assert "tg must be 4 to 4096 printable ASCII characters without spaces" in logs(r)[0], r
+    assert "GHIJKL" not in r.out + r.err

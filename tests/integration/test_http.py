@@ -3,6 +3,7 @@ started here on 127.0.0.1 (allowed only by an explicit test policy), the
 egress policy judged on the address actually connected to, and the limits.
 Refused addresses are refused before any packet leaves."""
 import http.server
+import subprocess
 import json
 import threading
 import time
@@ -306,3 +307,52 @@ ctx.log.info(out)
 """ % server, "--policy", str(pol))
     assert logs(r) == ["[200, 200, 200, 'the rate limit of 3 requests a second is reached', "
                        "'the rate limit of 3 requests a second is reached']"], r
+
+
+@pytest.mark.parametrize("header", ["Content-Length", "content-length", "Transfer-Encoding", "Host", "Connection",
+                                    "Expect", "Upgrade", "TE", "Proxy-Authorization"])
+def test_framing_headers_are_libcurls_alone(tmp_path, header):
+    r = worker(tmp_path, "ctx.log.info(h.post('http://x.invalid/', headers={%r: '0'}, data='a'))" % header)
+    assert logs(r) == ["{'error': 'request header %s is not a valid header'}" % header], r
+
+
+MORE_REFUSED = ["http://192.0.2.1/", "http://198.51.100.1/", "http://203.0.113.1/", "http://192.88.99.1/",
+                "http://[::127.0.0.1]/", "http://[::ffff:0:127.0.0.1]/", "http://[2002:7f00:1::]/",
+                "http://[64:ff9b:1::7f00:1]/", "http://[100::1]/", "http://[2001::1]/", "http://255.255.255.255/"]
+
+
+@pytest.mark.parametrize("url", MORE_REFUSED)
+def test_special_purpose_addresses_are_refused(tmp_path, url):
+    r = worker(tmp_path, "ctx.log.info(h.get(%r, timeout=5))" % url)
+    assert logs(r)[0].startswith("{'error': 'refused by the egress policy: "), logs(r)
+
+
+def own_addresses():
+    out = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout
+    addrs = []
+    for line in out.splitlines():
+        parts = line.split()
+        if parts[2] in ("inet", "inet6") and not parts[1] == "lo":
+            addrs.append(parts[3].split("/")[0])
+    return [a for a in addrs if not a.startswith("fe80")]
+
+
+def test_the_hosts_own_addresses_are_refused(tmp_path, server):
+    addrs = own_addresses()
+    if not addrs:
+        pytest.skip("no address besides loopback on this host")
+    urls = ["http://%s:%d/" % (a if ":" not in a else "[%s]" % a, server) for a in addrs]
+    r = worker(tmp_path, "\n".join("ctx.log.info(h.get(%r, timeout=5))" % u for u in urls))
+    assert len(logs(r)) == len(urls)
+    for line in logs(r):  # "an address of this host", unless a range said it first
+        assert line.startswith("{'error': 'refused by the egress policy: "), line
+
+
+def test_get_with_a_body_and_nul(tmp_path):
+    r = worker(tmp_path, """
+ctx.log.info(h.request("GET", "http://x.invalid/", data="b"))
+ctx.log.info(h.get("http://x.invalid/", headers={"X-A": "a\\x00b"}))
+ctx.log.info(h.get("http://x.invalid/", params={"q": "a\\x00b"}))
+""")
+    assert logs(r) == ["{'error': 'a GET request has no body'}", "{'error': 'header X-A: a str without NUL'}",
+                       "{'error': 'parameter q: a str without NUL'}"], r
