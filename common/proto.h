@@ -39,9 +39,9 @@ enum msg_type {
 /* supervisor -> child: {"type":"run","id":N,"op":"tick"}, {"type":"shutdown"}
  * and {"type":"reply","id":N,"result":...}, the answer to call N. */
 
-/* Bytes of socket buffer on each end of the channel: a datagram as large
- * as CHAN_MAX_MSG (a 512 KB state value escaped) must fit. */
-#define CHAN_SOCKBUF (4 * CHAN_MAX_MSG)
+/* Bytes of socket buffer on each end of the channel: a reply and the
+ * payload after it (up to 8 MiB: an HTTP body) must fit at once. */
+#define CHAN_SOCKBUF (16 * CHAN_MAX_MSG)
 
 enum log_level {
         LOG_LEVEL_DEBUG,

@@ -91,7 +91,9 @@ static const struct pkey schema[] = {
         { "files.max_read_bytes", P_INT, 1, 512 * 1024, NULL },
         { "http", P_OBJECT, 0, 0, NULL },
         { "http.timeout_max", P_REAL, 0.1, 300, NULL },
-        { "http.max_response_bytes", P_INT, 1, 64 << 20, NULL },
+        /* A body goes to the jail as datagrams of 1 MiB that must all fit
+         * its socket's queue at once (10 datagrams): 8 MiB at most. */
+        { "http.max_response_bytes", P_INT, 1, 8 << 20, NULL },
         { "http.max_in_flight", P_INT, 1, 64, NULL },
         { "http.max_redirects", P_INT, 0, 20, NULL },
         { "http.rate_per_second", P_REAL, 0, 10000, NULL },

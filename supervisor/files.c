@@ -70,6 +70,8 @@ static json_t *bad_path(const char *p, int dir_ok)
                 size_t k = strcspn(c, "/");
                 if (k == 2 && c[0] == '.' && c[1] == '.')
                         return fail("%.200s: '..' is not allowed in a path", p);
+                if (k > 255)
+                        return fail("%.200s: a name in a path is at most 255 bytes", p);
                 c += k + (c[k] == '/');
         }
         if (!dir_ok && (strcmp(p, ".") == 0 || p[n - 1] == '/'))
@@ -248,23 +250,29 @@ static json_t *write_locked(struct files *f, const char *path, const void *data,
                 return used == -E2BIG ? fail("the workspace holds more than %d files and directories, or is nested "
                                              "deeper than %d", FILES_MAX_INODES, FILES_MAX_DEPTH)
                                       : fail("measuring the workspace: %s", strerror((int)-used));
+        /* The file being replaced, if its directory exists: judged before
+         * any directory is made. */
         const char *base;
-        _cleanup_close_ int parent = open_parent(f, path, 1, &base);
-        if (parent < 0)
-                return errno_fail(-parent, path);
         struct stat st;
         int64_t existing = 0;
-        if (fstatat(parent, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-                if (S_ISDIR(st.st_mode))
-                        return errno_fail(EISDIR, path);
-                if (S_ISLNK(st.st_mode))
-                        return errno_fail(ELOOP, path);
-                if (S_ISREG(st.st_mode))
+        int probe = open_parent(f, path, 0, &base);
+        if (probe >= 0 && fstatat(probe, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+                int bad = S_ISDIR(st.st_mode) ? EISDIR : S_ISLNK(st.st_mode) ? ELOOP : 0;
+                if (!bad && S_ISREG(st.st_mode))
                         existing = st.st_size;
+                if (bad) {
+                        close(probe);
+                        return errno_fail(bad, path);
+                }
         }
+        if (probe >= 0)
+                close(probe);
         if ((uint64_t)(used - existing) + len > f->cfg->quota)
                 return fail("the workspace quota of %llu bytes would be exceeded: it holds %lld, this write "
                             "needs %zu", (unsigned long long)f->cfg->quota, (long long)used, len);
+        _cleanup_close_ int parent = open_parent(f, path, 1, &base);
+        if (parent < 0)
+                return errno_fail(-parent, path);
         char tmp[64];
         snprintf(tmp, sizeof tmp, ".jailrun-tmp-%d-%lu", (int)getpid(), f->seq++);
         int fd = openat(parent, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);

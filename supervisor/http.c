@@ -78,6 +78,11 @@ static const struct { const char *net; const char *why; } internal[] = {
         { "::/96", "an IPv4-compatible or unspecified address" },
         { "100::/64", "a discard address" },
         { "2001::/32", "a Teredo tunnel address" },
+        { "2001:10::/28", "an ORCHID address" },
+        { "2001:20::/28", "an ORCHIDv2 address" },
+        { "3fff::/20", "a documentation address" },
+        { "5f00::/16", "a segment-routing address" },
+        { "fec0::/10", "a site-local address" },
         { "fc00::/7", "a unique local address (cloud metadata lives there)" },
         { "fe80::/10", "a link-local address" },
         { "ff00::/8", "a multicast address" },
@@ -195,7 +200,11 @@ static json_t *judge_url(struct xfer *x, const char *shown)
         size_t bl = strlen(bare);
         if (bl && bare[bl - 1] == '.')  /* "127.0.0.1." */
                 bare[bl - 1] = '\0';
-        int fam = inet_pton(AF_INET, bare, lit) == 1 ? AF_INET : inet_pton(AF_INET6, bare, lit) == 1 ? AF_INET6 : 0;
+        /* inet_aton takes every IPv4 spelling (0177.1, 2130706433, 0x7f000001)
+         * a proxy's URL parser may take. */
+        struct in_addr v4;
+        int fam = inet_aton(bare, &v4) ? (memcpy(lit, &v4, 4), AF_INET)
+                : inet_pton(AF_INET6, bare, lit) == 1 ? AF_INET6 : 0;
         const char *inner = fam && x->h->cfg->proxy[0] ? http_refused(x->h->cfg, fam, lit) : NULL;
         if (inner)
                 return fail("refused by the egress policy: %.200s is %s", bare, inner);
@@ -235,6 +244,24 @@ static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct cur
         }
         int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
         return fd < 0 ? CURL_SOCKET_BAD : fd;
+}
+
+/* Connected, before the request goes: a peer that is this very host (an
+ * address routed locally that no interface shows, AnyIP) is refused. */
+static int on_connected(void *clientp, char *peer, char *local, int peer_port, int local_port)
+{
+        struct xfer *x = clientp;
+        (void)peer_port;
+        (void)local_port;
+        if (x->h->cfg->proxy[0] || !peer || !local || strcmp(peer, local) != 0)
+                return CURL_PREREQFUNC_OK;
+        unsigned char a[16];
+        int fam = inet_pton(AF_INET, peer, a) == 1 ? AF_INET : inet_pton(AF_INET6, peer, a) == 1 ? AF_INET6 : 0;
+        for (size_t i = 0; fam && i < x->h->cfg->nallow; i++)
+                if (jr_net_contains(&x->h->cfg->allow[i], fam, a))
+                        return CURL_PREREQFUNC_OK;  /* listed: allowed, this host or not */
+        snprintf(x->denied, sizeof x->denied, "%.60s is an address of this host", peer);
+        return CURL_PREREQFUNC_ABORT;
 }
 
 static size_t on_body(char *p, size_t size, size_t n, void *userdata)
@@ -451,8 +478,13 @@ static const char *const framing[] = { "content-length", "transfer-encoding", "h
 static int header_ok(const char *name, const char *value)
 {
         size_t n = strlen(name);
+        char norm[64];  /* some back ends take '_' for '-' */
+        snprintf(norm, sizeof norm, "%s", name);
+        for (char *c = norm; *c; c++)
+                if (*c == '_')
+                        *c = '-';
         for (const char *const *f = framing; *f; f++)
-                if (strcasecmp(name, *f) == 0)
+                if (strcasecmp(norm, *f) == 0)
                         return 0;
         if (n == 0 || n > 256 || strspn(name, "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij"
                                               "klmnopqrstuvwxyz") != n)
@@ -524,6 +556,8 @@ static json_t *setup(struct xfer *x, const char *method, json_t *headers, const 
         curl_easy_setopt(e, CURLOPT_USERAGENT, "jailrun/" PACKAGE_VERSION);
         curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");  /* the size cap counts decoded bytes */
         curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)cfg->max_response);
+        curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_connected);
+        curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
         curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
         curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
@@ -595,8 +629,10 @@ static json_t *start(struct http *h, int64_t id, json_t *args, json_t *scrub, st
                 known |= strcmp(method, methods[i]) == 0;
         if (!known)
                 return fail("method %.20s is not one of GET HEAD POST PUT PATCH DELETE OPTIONS", method);
-        if (!(timeout > 0) || timeout > h->cfg->timeout_max)
-                return fail("timeout must be more than 0 and at most %g seconds", h->cfg->timeout_max);
+        if (!(timeout > 0))
+                return fail("timeout must be more than 0 seconds");
+        if (timeout > h->cfg->timeout_max)  /* at most the policy's, however long it asks */
+                timeout = h->cfg->timeout_max;
         if (h->in_flight >= h->cfg->max_in_flight)
                 return fail("%u requests are already in flight; that is the limit", h->in_flight);
         if (h->cfg->rate > 0) {

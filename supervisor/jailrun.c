@@ -135,19 +135,25 @@ static void default_name(const char *script, char *out, size_t size)
         if (n > 3 && strcmp(base + n - 3, ".py") == 0)
                 n -= 3;
         size_t o = 0;
-        int changed = n == 0 || n > 55 || base[0] == '.';
-        for (size_t i = 0; i < n && o < 55 && o + 1 < size; i++) {
+        int changed = n == 0 || n > 50 || base[0] == '.';
+        for (size_t i = 0; i < n && o < 50 && o + 1 < size; i++) {
                 int good = strchr(ok, base[i]) != NULL;
                 changed |= !good;
                 out[o++] = good ? base[i] : '_';
         }
         if (o && out[0] == '.')
                 out[0] = '_';
+        /* A name that looks like a digested one is digested too, so no
+         * script can be named into another's namespace. */
+        size_t dash = o > 13 ? o - 13 : 0;
+        if (!changed && o > 13 && out[dash] == '-' && strspn(out + dash + 1, "0123456789abcdef") == 12)
+                changed = 1;
         if (changed) {
                 unsigned char md[EVP_MAX_MD_SIZE];
                 unsigned mdlen = 0;
                 EVP_Digest(base, n, md, &mdlen, EVP_sha256(), NULL);
-                o += (size_t)snprintf(out + o, size - o, "%s%02x%02x%02x%02x", o ? "-" : "", md[0], md[1], md[2], md[3]);
+                o += (size_t)snprintf(out + o, size - o, "%s%02x%02x%02x%02x%02x%02x", o ? "-" : "", md[0], md[1], md[2],
+                                      md[3], md[4], md[5]);
         }
         out[o < size ? o : size - 1] = '\0';
 }

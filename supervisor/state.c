@@ -27,11 +27,12 @@ static const char *const sql[ST__MAX] = {
                    "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value",
         [ST_DELETE] = "DELETE FROM kv WHERE ns = ?1 AND key = ?2",
         [ST_KEYS] = "SELECT key FROM kv WHERE ns = ?1 AND substr(key, 1, length(?2)) = ?2 ORDER BY key LIMIT ?3",
-        /* Each namespace's bytes of values, kept in step in the same
+        /* Each namespace's bytes of keys and values, kept in step in the same
          * transaction as every change (lengths in bytes, not characters). */
-        [ST_OLD] = "SELECT length(CAST(value AS BLOB)) FROM kv WHERE ns = ?1 AND key = ?2",
+        [ST_OLD] = "SELECT length(CAST(key AS BLOB)) + length(CAST(value AS BLOB)) FROM kv WHERE ns = ?1 AND key = ?2",
         [ST_USED] = "SELECT bytes FROM usage WHERE ns = ?1",
-        [ST_SUM] = "SELECT coalesce(sum(length(CAST(value AS BLOB))), 0) FROM kv WHERE ns = ?1",
+        [ST_SUM] = "SELECT coalesce(sum(length(CAST(key AS BLOB)) + length(CAST(value AS BLOB))), 0) FROM kv "
+                   "WHERE ns = ?1",
         [ST_ADD] = "INSERT INTO usage (ns, bytes) VALUES (?1, ?2) "
                    "ON CONFLICT (ns) DO UPDATE SET bytes = bytes + excluded.bytes",
         [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -250,7 +251,7 @@ static int add_bytes(struct sqlite_store *s, const char *ns, int64_t delta)
 static int sqlite_set(void *impl, const char *ns, const char *key, const char *json, struct jr_err *err)
 {
         struct sqlite_store *s = impl;
-        int64_t old = 0, used = 0, len = (int64_t)strlen(json);
+        int64_t old = 0, used = 0, len = (int64_t)(strlen(key) + strlen(json));  /* a key costs its bytes too */
         int counted = 0;
         if (run_stmt(s, ST_BEGIN) < 0)
                 return db_fail(s, err, "set");

@@ -194,13 +194,16 @@ static int redis_get(void *impl, const char *ns, const char *key, char **json, s
 
 /* HSET with the namespace's byte total kept beside it (HASH:bytes), in
  * one script so concurrent jailruns cannot race past the cap. */
-static const char set_script[] =
-        "local old = redis.call('HSTRLEN', KEYS[1], ARGV[1]) "
+static const char set_script[] =  /* a key costs its bytes too */
+        "local old = 0 "
+        "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then "
+        "  old = #ARGV[1] + redis.call('HSTRLEN', KEYS[1], ARGV[1]) end "
+        "local new = #ARGV[1] + #ARGV[2] "
         "local used = tonumber(redis.call('GET', KEYS[2]) or '0') "
         "local max = tonumber(ARGV[3]) "
-        "if max > 0 and used - old + #ARGV[2] > max then return -1 end "
+        "if max > 0 and used - old + new > max then return -1 end "
         "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) "
-        "redis.call('INCRBY', KEYS[2], #ARGV[2] - old) "
+        "redis.call('INCRBY', KEYS[2], new - old) "
         "return 1";
 
 static int redis_set(void *impl, const char *ns, const char *key, const char *json, struct jr_err *err)
@@ -222,7 +225,7 @@ static int redis_set(void *impl, const char *ns, const char *key, const char *js
 }
 
 static const char del_script[] =
-        "local old = redis.call('HSTRLEN', KEYS[1], ARGV[1]) "
+        "local old = #ARGV[1] + redis.call('HSTRLEN', KEYS[1], ARGV[1]) "
         "local n = redis.call('HDEL', KEYS[1], ARGV[1]) "
         "if n > 0 then redis.call('DECRBY', KEYS[2], old) end "
         "return n";
