@@ -29,7 +29,7 @@ int secrets_check(const char *path, struct jr_err *err)
 }
 
 /* The secrets, read now: after the jail was cloned. */
-static int secrets_load(struct adapters *a, struct jr_err *err)
+int secrets_load(struct adapters *a, struct jr_err *err)
 {
         if (a->secrets)
                 return 0;
@@ -65,6 +65,19 @@ static int secrets_load(struct adapters *a, struct jr_err *err)
         }
         a->secrets = s;
         return 0;
+}
+
+json_t *adapter_secrets(struct adapters *a)
+{
+        json_t *all = json_array();
+        const char *k;
+        json_t *v;
+        if (a->secrets_path && !a->secrets) {
+                struct jr_err err = { 0 };
+                secrets_load(a, &err);  /* a failure is the adapter call's to report */
+        }
+        json_object_foreach(a->secrets, k, v) if (all) json_array_append(all, v);
+        return all;
 }
 
 __attribute__((format(printf, 1, 2)))
@@ -114,8 +127,8 @@ static json_t *messenger(struct adapters *a, struct http *h, int64_t id, json_t 
         _cleanup_(json_decrefp) json_t *req = json_pack("{s:s, s:s, s:{s:s}, s:{}, s:f, s:s}", "method", "POST", "url",
                                                         url, "headers", "Content-Type", "application/json", "params",
                                                         "timeout", 30.0, "body", body);
-        _cleanup_(json_decrefp) json_t *scrub = json_pack("[s]", token);
-        return req && scrub ? http_start_scrubbed(h, id, req, scrub, err) : NULL;
+        _cleanup_(json_decrefp) json_t *scrub = adapter_secrets(a);
+        return req && scrub ? http_start_scrubbed(h, id, req, scrub, 1, err) : NULL;
 }
 
 static void hex(const unsigned char *in, size_t n, char *out)
@@ -184,8 +197,8 @@ static json_t *signed_rest(struct adapters *a, struct http *h, int64_t id, json_
                                                         "headers", headers, "params", "timeout", 30.0);
         if (req && body)
                 json_object_set_new(req, "body", json_string(body));
-        _cleanup_(json_decrefp) json_t *scrub = json_pack("[s, s]", key, sign);
-        return req && scrub ? http_start_scrubbed(h, id, req, scrub, err) : NULL;
+        _cleanup_(json_decrefp) json_t *scrub = adapter_secrets(a);
+        return req && scrub ? http_start_scrubbed(h, id, req, scrub, 1, err) : NULL;
 }
 
 json_t *adapter_start(struct adapters *a, struct http *h, const char *op, int64_t id, json_t *args,

@@ -26,6 +26,13 @@ struct adapters {
         json_t *secrets;        /* name -> value, read on first use */
 };
 
+/* Reads the secrets file (once; 0 or -errno with err). */
+int secrets_load(struct adapters *a, struct jr_err *err);
+
+/* Every secret value (loading the file first when given), as a new
+ * array: what every response the worker gets is scrubbed of. */
+json_t *adapter_secrets(struct adapters *a);
+
 /* Builds and starts the request of an adapter call (ops adapter.send and
  * adapter.request). Returns like http_start. */
 json_t *adapter_start(struct adapters *a, struct http *h, const char *op, int64_t id, json_t *args,

@@ -298,7 +298,11 @@ json_t *broker_http(struct broker *b, int64_t id, json_t *args, struct jr_err *e
                 if (http_new(&b->http, &b->cfg->http, &he) < 0)
                         return user_error("http unavailable: %s", he.msg);
         }
-        return http_start(b->http, id, args, err);
+        /* Once there are secrets, no response reaches the worker with one
+         * in it, whoever's request it answers (a server that echoes what an
+         * adapter sent it earlier). */
+        _cleanup_(json_decrefp) json_t *scrub = b->cfg->secrets ? adapter_secrets(&b->adapters) : NULL;
+        return http_start_scrubbed(b->http, id, args, scrub && json_array_size(scrub) ? scrub : NULL, 0, err);
 }
 
 json_t *broker_adapter(struct broker *b, const char *op, int64_t id, json_t *args, struct jr_err *err)

@@ -39,7 +39,8 @@ struct xfer {
         char denied[160];           /* why the egress policy refused a connection */
         char refused[300];          /* why a redirect was not followed (a result, not a failure) */
         unsigned hops;              /* redirects followed */
-        json_t *scrub;              /* strings never to give back (an adapter's secrets) */
+        json_t *scrub;              /* strings never to give back (the secrets' forms) */
+        int adapter;                /* built by the supervisor with credentials */
         char host[256];             /* of the current URL, lower case */
         char errbuf[CURL_ERROR_SIZE];
         struct xfer *next;
@@ -571,7 +572,7 @@ static json_t *setup(struct xfer *x, const char *method, json_t *headers, const 
                 curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
         else if (strcmp(method, "GET") != 0)
                 curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-        if (x->scrub) {  /* an adapter's: a connection of its own, used once */
+        if (x->adapter) {  /* an adapter's: a connection of its own, used once */
                 curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
                 curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
         }
@@ -584,22 +585,24 @@ static json_t *setup(struct xfer *x, const char *method, json_t *headers, const 
 
 json_t *http_start(struct http *h, int64_t id, json_t *args, struct jr_err *err)
 {
-        return http_start_scrubbed(h, id, args, NULL, err);
+        return http_start_scrubbed(h, id, args, NULL, 0, err);
 }
 
 
-static json_t *start(struct http *h, int64_t id, json_t *args, json_t *scrub, struct jr_err *err);
+static json_t *start(struct http *h, int64_t id, json_t *args, json_t *scrub, int adapter, struct jr_err *err);
 static json_t *scrub_json(json_t *v, json_t *scrub);
 static json_t *needles(json_t *secrets);
+static void scrub_body(struct xfer *x, json_t **result, void **body, size_t *len);
 
-json_t *http_start_scrubbed(struct http *h, int64_t id, json_t *args, json_t *scrub, struct jr_err *err)
+json_t *http_start_scrubbed(struct http *h, int64_t id, json_t *args, json_t *scrub, int adapter,
+                            struct jr_err *err)
 {
         _cleanup_(json_decrefp) json_t *all = scrub ? needles(scrub) : NULL;
-        json_t *r = start(h, id, args, all, err);
+        json_t *r = start(h, id, args, all, adapter, err);
         return scrub_json(r, all);  /* an error at once may quote the URL */
 }
 
-static json_t *start(struct http *h, int64_t id, json_t *args, json_t *scrub, struct jr_err *err)
+static json_t *start(struct http *h, int64_t id, json_t *args, json_t *scrub, int adapter, struct jr_err *err)
 {
         const char *method, *url, *text = NULL;
         json_t *headers, *params;
@@ -656,6 +659,7 @@ static json_t *start(struct http *h, int64_t id, json_t *args, json_t *scrub, st
         x->h = h;
         x->id = id;
         x->scrub = json_incref(scrub);
+        x->adapter = adapter;
         json_t *e = build_url(x, url, params);
         if (!e)
                 e = setup(x, method, headers, text, tlen, timeout);
@@ -716,6 +720,15 @@ static json_t *outcome(struct xfer *x, CURLcode rc)
         }
 }
 
+/* memmem, ignoring ASCII case (a header name comes back lower-cased). */
+static char *memcasemem(char *hay, size_t n, const char *needle, size_t nl)
+{
+        for (size_t i = 0; nl && i + nl <= n; i++)
+                if (strncasecmp(hay + i, needle, nl) == 0)
+                        return hay + i;
+        return NULL;
+}
+
 /* Replaces every occurrence of each scrub string in buf[0..*len) by
  * "[secret]"; returns the new buffer (buf is consumed) or NULL. */
 static char *scrub_bytes(char *buf, size_t *len, json_t *scrub)
@@ -728,7 +741,7 @@ static char *scrub_bytes(char *buf, size_t *len, json_t *scrub)
                 size_t nl = needle ? strlen(needle) : 0;
                 if (nl < 4)  /* too short to be a credential; replacing it would garble */
                         continue;
-                for (char *hit; buf && (hit = memmem(buf, *len, needle, nl));) {
+                for (char *hit; buf && (hit = memcasemem(buf, *len, needle, nl));) {
                         size_t at = (size_t)(hit - buf), nlen = *len - nl + sizeof mark - 1;
                         char *out = malloc(nlen + 1);
                         if (out) {
@@ -807,8 +820,73 @@ static json_t *needles(json_t *secrets)
                 if (n > 2 && (n - 2 != strlen(text) || strncmp(js + 1, text, n - 2) != 0))
                         json_array_append_new(all, json_stringn(js + 1, n - 2));
                 free(js);
+                /* ... and as other encoders spell it: '/' kept or escaped as
+                 * \/, every other punctuation percent- or \u-escaped. */
+                size_t tl = strlen(text);
+                char *keep = malloc(tl * 3 + 1), *slash = malloc(tl * 2 + 1), *uesc = malloc(tl * 6 + 1);
+                size_t a = 0, b = 0, c = 0;
+                for (size_t k = 0; keep && slash && uesc && k < tl; k++) {
+                        unsigned char ch = (unsigned char)text[k];
+                        int plain = (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                                    ch == '-' || ch == '.' || ch == '_' || ch == '~';
+                        a += plain || ch == '/' ? (keep[a] = (char)ch, 1) : (size_t)sprintf(keep + a, "%%%02X", ch);
+                        b += ch == '/' ? (size_t)sprintf(slash + b, "\\/") : (slash[b] = (char)ch, 1);
+                        c += plain ? (uesc[c] = (char)ch, 1) : (size_t)sprintf(uesc + c, "\\u%04X", ch);
+                }
+                if (keep && slash && uesc) {
+                        keep[a] = slash[b] = uesc[c] = '\0';
+                        const char *forms[] = { keep, slash, uesc };
+                        for (size_t f = 0; f < 3; f++)
+                                if (strcmp(forms[f], text) != 0)
+                                        json_array_append_new(all, json_string(forms[f]));
+                }
+                free(keep);
+                free(slash);
+                free(uesc);
         }
         return all;
+}
+
+/* A body that may hold a secret in a form bytes do not show: a JSON body
+ * is decoded, its strings cleaned, and printed again (escapes no longer
+ * hide anything); a charset other than UTF-8's family cannot be checked
+ * at all, so such a body is withheld. */
+static void scrub_body(struct xfer *x, json_t **result, void **body, size_t *len)
+{
+        const char *ctype = json_string_value(json_object_get(json_object_get(*result, "headers"), "content-type"));
+        char cs[64] = "";
+        const char *p = ctype ? strcasestr(ctype, "charset=") : NULL;
+        if (p) {
+                snprintf(cs, sizeof cs, "%s", p + 8);
+                cs[strcspn(cs, " ;\"")] = '\0';
+                if (cs[0] == '"')
+                        memmove(cs, cs + 1, strlen(cs));
+        }
+        static const char *const fine[] = { "", "utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin1" };
+        int ok = 0;
+        for (size_t i = 0; i < ELEMENTSOF(fine); i++)
+                ok |= strcasecmp(cs, fine[i]) == 0;
+        if (!ok) {
+                free(*body);
+                *body = NULL;
+                *len = 0;
+                json_decref(*result);
+                *result = fail("the response's charset %.40s cannot be checked for secrets", cs);
+                return;
+        }
+        if (!ctype || !strcasestr(ctype, "json"))
+                return;
+        json_t *doc = json_loadb(*body, *len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        if (!doc)
+                return;
+        doc = scrub_json(doc, x->scrub);
+        char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        json_decref(doc);
+        if (text) {
+                free(*body);
+                *body = text;
+                *len = strlen(text);
+        }
 }
 
 /* Drops the headers a request must not carry to another host. */
@@ -834,7 +912,7 @@ static int follow(struct xfer *x)
         curl_easy_getinfo(x->easy, CURLINFO_REDIRECT_URL, &next);
         if (!next || (status != 301 && status != 302 && status != 303 && status != 307 && status != 308))
                 return 0;
-        if (x->scrub)  /* an adapter's answer is its service's own: never followed with its credentials */
+        if (x->adapter)  /* an adapter's answer is its service's own: never followed with its credentials */
                 return 0;
         if (x->hops++ >= x->h->cfg->max_redirects) {
                 snprintf(x->refused, sizeof x->refused, "more than %u redirects", x->h->cfg->max_redirects);
@@ -905,6 +983,8 @@ int http_done(struct http *h, int64_t *id, json_t **result, void **body, size_t 
                         *len = x->len;
                 }
         done:
+                if (x->scrub && *body)
+                        scrub_body(x, result, body, len);
                 if (x->scrub) {
                         *result = scrub_json(*result, x->scrub);
                         if (*body)

@@ -58,10 +58,13 @@ int http_timer_fd(const struct http *h);
  * or NULL with err->errnum EPROTO for malformed args. */
 json_t *http_start(struct http *h, int64_t id, json_t *args, struct jr_err *err);
 
-/* The same for a request built by the supervisor (an adapter's): every
- * string of `scrub` (an array) is replaced by "[secret]" in whatever the
- * request's result and body hold. */
-json_t *http_start_scrubbed(struct http *h, int64_t id, json_t *args, json_t *scrub, struct jr_err *err);
+/* The same with every string of `scrub` (an array: the secrets loaded)
+ * replaced by "[secret]" in whatever the result and body hold, in the
+ * forms text takes in URLs and JSON; `adapter`: a request the supervisor
+ * built with credentials (a connection of its own, used once; redirects
+ * not followed). */
+json_t *http_start_scrubbed(struct http *h, int64_t id, json_t *args, json_t *scrub, int adapter,
+                            struct jr_err *err);
 
 /* Drives the transfers: after the epoll set or the timer was readable. */
 void http_on_ready(struct http *h);

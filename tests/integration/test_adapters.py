@@ -268,3 +268,74 @@ def test_secret_values_are_checked_without_being_shown(tmp_path, setup):
                    "--secrets", str(bad), "--json", "--state", str(tmp_path / "s.sqlite"))
     assert "tg must be 4 to 4096 printable ASCII characters without spaces" in logs(r)[0], r
     assert "GHIJKL" not in r.out + r.err
+
+
+ODD_KEY = "EXKEY-abc+/=9876"
+LAST = {}
+
+
+class Echo(http.server.BaseHTTPRequestHandler):
+    """Says the key back in the ways other services' encoders would."""
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        key = self.headers.get("X-Key") or LAST.get("key", "")
+        if self.headers.get("X-Key"):
+            LAST["key"] = key
+        mode = self.path.partition("m=")[2]
+        import urllib.parse
+        ctype, extra = "application/json", []
+        if mode == "php":
+            body = json.dumps({"k": key}).replace("/", "\\/").encode()
+        elif mode == "net":
+            body = ('{"k": "%s"}' % "".join(c if c.isalnum() else "\\u%04X" % ord(c) for c in key)).encode()
+        elif mode == "quote":
+            body, ctype = urllib.parse.quote(key).encode(), "text/plain"
+        elif mode == "lowerhex":
+            body, ctype = urllib.parse.quote(key, safe="").lower().encode(), "text/plain"
+        elif mode == "utf16":
+            body, ctype = key.encode("utf-16-le"), "text/plain; charset=utf-16le"
+        elif mode == "header":
+            body, extra = b"{}", [(key.lower().replace("/", "-").replace("=", "-").replace("+", "-"), "v"),
+                                  ("X-Echo", key)]
+        else:
+            body = json.dumps({"k": key}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in extra:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_secrets_are_scrubbed_in_every_spelling(tmp_path):
+    s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+    try:
+        base = "http://127.0.0.1:%d" % s.server_address[1]
+        secrets = tmp_path / "s.json"
+        secrets.write_text(json.dumps({"k": ODD_KEY, "s": SIGN}))
+        os.chmod(secrets, 0o600)
+        pol = tmp_path / "p.json"
+        pol.write_text(json.dumps({"http": {"allow_addresses": ["127.0.0.1"]}, "adapters": {"ex": {
+            "kind": "signed_rest", "base_url": base, "key_secret": "k", "sign_secret": "s", "key_header": "X-Key",
+            "sign_header": "X-Sign", "timestamp_header": "X-Ts"}}}))
+        r = run_script(tmp_path, """
+def tick(ctx):
+    for m in ("plain", "php", "net", "quote", "lowerhex", "utf16", "header"):
+        ctx.log.info(m, ctx.ex.get("/e", params={"m": m}))
+    ctx.log.info("http", ctx.http.get("%s/last?m=plain"))
+""" % base, "--policy", str(pol), "--secrets", str(secrets), "--json", "--state", str(tmp_path / "x.sqlite"))
+        assert r.code == 0, r
+        out = "\n".join(logs(r))
+        variants = [ODD_KEY, ODD_KEY.replace("/", "\\/"), "EXKEY%2Dabc", "abc%2B/%3D9876", "abc%2b%2f%3d9876",
+                    "\\u002B", ODD_KEY.lower()]
+        for v in variants:
+            assert v not in out, (v, out)
+        assert "charset utf-16le cannot be checked for secrets" in out
+        assert out.count("[secret]") >= 5, out
+    finally:
+        s.shutdown()
