@@ -11,6 +11,7 @@
 
 #include "common/proto.h"
 #include "jail/guard.h"
+#include "jail/indicators.h"
 #include "jail/pyrt.h"
 
 #include <marshal.h>
@@ -285,7 +286,8 @@ static PyStatus set_paths(PyConfig *c, const struct pyrt_cfg *cfg)
 
 static int init_interpreter(const struct pyrt_cfg *cfg)
 {
-        if (PyImport_AppendInittab("_jailrun", chan_init) < 0 || guard_install() < 0)
+        if (PyImport_AppendInittab("_jailrun", chan_init) < 0 ||
+            PyImport_AppendInittab("indicators", indicators_init) < 0 || guard_install() < 0)
                 return -1;
         /* UTF-8 mode: the jail's text (argv, file names, stdio) is UTF-8
          * whatever the C library's locale data says. */

@@ -501,6 +501,9 @@ def _register_indicators(policy):
     for name, mod in _jailrun_ta.modules().items():
         if name in wanted and name not in sys.modules:
             sys.modules[name] = mod
+    if "tesstrade_indicators" in wanted and "tesstrade_indicators" not in sys.modules:
+        # the name scripts written for another engine import
+        sys.modules["tesstrade_indicators"] = _jailrun.trusted_import("indicators")
 
 
 def _load_guarded(source, filename, ctx, policy):

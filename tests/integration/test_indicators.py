@@ -168,3 +168,89 @@ def test_import_names_and_bad_arguments(tmp_path):
     """, "--profile", "strategy", "--json")
     msgs = [json.loads(x)["message"] for x in r.err.splitlines()]
     assert msgs == ["True ['ema', 'rsi', 'sma']", "ValueError length must be a positive integer, not 0", "True"], r
+
+
+STREAMING = """
+import indicators
+import tesstrade_indicators as ti
+closes, highs, lows = CLOSE, HIGH, LOW
+objs = {"Sma": ti.Sma(10), "Ema": ti.Ema(10), "Wma": ti.Wma(10), "Rsi": ti.Rsi(14), "Atr": ti.Atr(14),
+        "Macd": indicators.Macd(12, 26, 9), "Sma1": indicators.Sma(1)}
+out = {}
+for i in range(len(closes)):
+    for name, o in objs.items():
+        if name == "Atr":
+            o.update(highs[i], lows[i], closes[i])
+        else:
+            o.update(closes[i])
+        v = o.value()
+        if name == "Macd":
+            for k, part in enumerate(("Macd", "Macds", "Macdh")):
+                out.setdefault(part, []).append(None if v is None else v[k])
+        else:
+            out.setdefault(name, []).append(v)
+        full = v is not None and (name != "Macd" or v[1] is not None)
+        if full != o.is_ready():
+            print("is_ready disagrees", name, i)
+for name in sorted(out):
+    for i in range(0, len(out[name]), 40):
+        print(name, i, json.dumps(out[name][i:i + 40]))
+
+def on_bar_strategy(sdk, params):
+    pass
+"""
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_streaming_indicators_match_the_reference_formulas(tmp_path, seed):
+    """indicators / tesstrade_indicators: O(1) streaming classes, value by
+    value against the same references, to 1e-9, None before ready."""
+    c, h, l = walk(seed)
+    src = STREAMING.replace("CLOSE", repr(c.tolist())).replace("HIGH", repr(h.tolist())).replace("LOW", repr(l.tolist()))
+    pol = tmp_path / "p.json"
+    pol.write_text('{"validator": {"max_nodes": 100000}}')
+    r = run_script(tmp_path, src, "--profile", "strategy", "--policy", str(pol), "--json")
+    assert r.code == 0, r
+    got = {}
+    for line in r.err.splitlines():
+        msg = json.loads(line)["message"]
+        assert not msg.startswith("is_ready"), msg
+        name, start, vals = msg.split(" ", 2)
+        got.setdefault(name, [None] * N)[int(start):int(start) + 40] = json.loads(vals)
+    m = ref_macd(c, 12, 26, 9)
+    ref = {"Sma": ref_sma(c, 10), "Ema": ref_ema(c, 10), "Wma": ref_wma(c, 10), "Rsi": ref_rsi(c, 14),
+           "Atr": ref_atr(h, l, c, 14), "Macd": m[0], "Macds": m[1], "Macdh": m[2], "Sma1": c}
+    assert set(got) == set(ref)
+    for name, want in ref.items():
+        for i, (g, w) in enumerate(zip(got[name], want)):
+            if math.isnan(w):
+                assert g is None, (name, i, g)
+            else:
+                assert g is not None and abs(g - w) <= 1e-9 * max(1.0, abs(w)), (name, i, g, w)
+
+
+def test_streaming_indicators_refuse_bad_input(tmp_path):
+    r = run_script(tmp_path, """
+        import indicators as ind
+        def attempt(f, *a):
+            try:
+                f(*a)
+                print("ok")
+            except (ValueError, TypeError) as e:
+                print(type(e).__name__, e)
+        attempt(ind.Sma, 0)
+        attempt(ind.Rsi, -3)
+        attempt(ind.Macd, 12, 26, 0)
+        s = ind.Sma(3)
+        attempt(s.update, "x")
+        attempt(s.update, float("nan"))
+        attempt(ind.Atr(3).update, 1.0)
+        print(s.value(), s.is_ready())
+        def on_bar_strategy(sdk, params):
+            pass
+    """, "--profile", "strategy", "--json")
+    msgs = [json.loads(x)["message"] for x in r.err.splitlines()]
+    print(msgs)
+    assert r.code == 0, r
+    assert msgs[-1] == "None False"
+    assert all(m.startswith(("ValueError", "TypeError")) for m in msgs[:-1]), msgs
