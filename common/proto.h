@@ -6,6 +6,9 @@
 
 /* The child's end of the channel, fixed so the runtime can find it. */
 #define CHAN_FD 3
+/* A read-only file the supervisor hands the jail (a backtest's bars, in a
+ * sealed memfd), or closed. */
+#define DATA_FD 4
 
 /* Hard cap on one datagram; larger is a protocol violation. */
 #define CHAN_MAX_MSG (1024 * 1024)
@@ -17,6 +20,9 @@
 /* A batch is also flushed once it holds this many encoded bytes, so one
  * datagram always fits the default socket send buffer. */
 #define LOG_MAX_BATCH_BYTES (64 * 1024)
+
+/* Most bars one "bars" message may report. */
+#define BARS_MAX_BATCH 4096
 
 /* Most violations one check message may list (the validator's 200 and a
  * line saying how many more). */
@@ -33,6 +39,7 @@ enum msg_type {
         MSG_RESULT,     /* {"id", "ok": true} or {"id", "error": {type, message, line}} */
         MSG_CHECK,      /* --check: {"violations": [{line, col, type, reason}, ...]} */
         MSG_CALL,       /* {"id": N >= 1, "op": "state.get", "args": {...}}: a ctx call */
+        MSG_BARS,       /* backtest: {"first", "us": [...], "signals": [...], "errors": [...]} */
         MSG__MAX,
 };
 

@@ -98,14 +98,15 @@ static int wait_attached(int sync, char go, struct jr_err *err)
         return 0;
 }
 
-/* Puts stdio on 0-2 and the channel on CHAN_FD. Goes through high numbers
+/* Puts stdio on 0-2, the channel on CHAN_FD and the data file, if any, on
+ * DATA_FD. Goes through high numbers
  * first so no source is overwritten before it is copied. */
 static int place_fds(const struct jail_cfg *cfg, struct jr_err *err)
 {
-        const int src[4] = { cfg->stdin_fd, cfg->stdout_fd, cfg->stderr_fd, cfg->channel_fd };
-        int tmp[4];
-        for (int i = 0; i < 4; i++)
-                if ((tmp[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 10)) < 0)
+        const int src[5] = { cfg->stdin_fd, cfg->stdout_fd, cfg->stderr_fd, cfg->channel_fd, cfg->data_fd };
+        int tmp[5] = { -1, -1, -1, -1, -1 };
+        for (int i = 0; i < 5; i++)
+                if (src[i] >= 0 && (tmp[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 10)) < 0)
                         return jr_fail(err, errno, "dup fd %d", src[i]);
         for (int i = 0; i < 4; i++)
                 if (dup2(tmp[i], i) < 0)
@@ -113,6 +114,8 @@ static int place_fds(const struct jail_cfg *cfg, struct jr_err *err)
         /* The channel must not leak into anything the script execs. */
         if (fcntl(CHAN_FD, F_SETFD, FD_CLOEXEC) < 0)
                 return jr_fail(err, errno, "cloexec channel");
+        if (cfg->data_fd >= 0 && dup3(tmp[4], DATA_FD, O_CLOEXEC) < 0)
+                return jr_fail(err, errno, "dup3 to fd %d", DATA_FD);
         return 0;
 }
 
@@ -276,9 +279,9 @@ static int build_world(const struct jail_cfg *cfg, struct mnt_plan *plan, struct
         return r < 0 ? r : net_setup_lo(err);
 }
 
-static int close_fds(struct jr_err *err)
+static int close_fds(const struct jail_cfg *cfg, struct jr_err *err)
 {
-        if (syscall(SYS_close_range, CHAN_FD + 1, ~0U, 0) < 0)
+        if (syscall(SYS_close_range, cfg->data_fd >= 0 ? DATA_FD + 1 : CHAN_FD + 1, ~0U, 0) < 0)
                 return jr_fail(err, errno, "close_range");
         return 0;
 }
@@ -288,6 +291,7 @@ static const char *const entry_names[] = {
         [JAIL_ENTRY_SCRIPT] = "script",
         [JAIL_ENTRY_LOAD] = "load",
         [JAIL_ENTRY_CHECK] = "check",
+        [JAIL_ENTRY_BACKTEST] = "backtest",
 };
 
 _Noreturn static void run_interpreter(const struct jail_cfg *cfg, int chan)
@@ -299,6 +303,7 @@ _Noreturn static void run_interpreter(const struct jail_cfg *cfg, int chan)
                 .script = cfg->script,
                 .script_len = cfg->script_len,
                 .script_name = cfg->script_name,
+                .data_name = cfg->data_name ? cfg->data_name : "",
                 .argc = cfg->argc,
                 .argv = cfg->argv,
                 .pypath = JR_PYPATH,
@@ -338,7 +343,7 @@ _Noreturn void jail_child_main(const struct jail_cfg *cfg)
         STEP("limits", set_rlimits(cfg, &err));
         /* Capabilities go after every step that needs one, before seccomp. */
         STEP("capabilities", caps_drop_all(&err));
-        STEP("close fds", close_fds(&err));
+        STEP("close fds", close_fds(cfg, &err));
         /* seccomp goes last: it refuses the calls the steps above make. */
         STEP("seccomp", filt_install(cfg->profile == JAIL_PROFILE_EXEC, &err));
         struct verify_cfg vc = { .host_uid = cfg->host_uid, .host_gid = cfg->host_gid, .plan = &plan };

@@ -32,6 +32,7 @@ enum jail_entry {
         JAIL_ENTRY_SCRIPT,  /* run it top to bottom (profile exec) */
         JAIL_ENTRY_LOAD,    /* load it, check its entry point, wait for shutdown */
         JAIL_ENTRY_CHECK,   /* validate it without running it: one "check" message */
+        JAIL_ENTRY_BACKTEST, /* parse the bars on DATA_FD, load it, run on_bar_strategy per bar */
 };
 
 struct jail_cfg {
@@ -45,6 +46,10 @@ struct jail_cfg {
         int stdout_fd;
         int stderr_fd;
         int channel_fd;
+        /* Moved to DATA_FD when >= 0 (the bars of a backtest) and named
+         * data_name inside; else DATA_FD is closed like every other. */
+        int data_fd;
+        const char *data_name;
 
         /* Read end of the go-ahead pipe: the supervisor writes one byte once
          * the uid/gid maps are in place; EOF means it died, so we exit. */

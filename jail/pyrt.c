@@ -252,11 +252,17 @@ static struct PyModuleDef chan_module = {
         chan_methods, NULL, NULL, NULL, NULL,
 };
 
+/* Set by pyrt_run before the interpreter starts (inittab functions take
+ * no arguments). */
+static const char *data_name = "";
+
 static PyObject *chan_init(void)
 {
         PyObject *m = PyModule_Create(&chan_module);
         if (m && (PyModule_AddFunctions(m, guard_methods) < 0 ||
-                  PyModule_AddStringConstant(m, "DATAPATH", JR_DATAPATH) < 0))
+                  PyModule_AddStringConstant(m, "DATAPATH", JR_DATAPATH) < 0 ||
+                  PyModule_AddIntConstant(m, "DATA_FD", DATA_FD) < 0 ||
+                  PyModule_AddStringConstant(m, "DATA_NAME", data_name) < 0))
                 Py_CLEAR(m);
         return m;
 }
@@ -370,6 +376,7 @@ static PyObject *load_runtime(void)
 
 int pyrt_run(const struct pyrt_cfg *cfg)
 {
+        data_name = cfg->data_name ? cfg->data_name : "";
         if (init_interpreter(cfg) < 0)
                 return 70;
         PyObject *rt = load_runtime();

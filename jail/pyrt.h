@@ -12,6 +12,7 @@ struct pyrt_cfg {
         const char *script;
         size_t script_len;
         const char *script_name;
+        const char *data_name;    /* what DATA_FD holds, for messages; "" if nothing */
         int argc;
         char *const *argv;
         const char *pypath;   /* ':'-separated module search path */

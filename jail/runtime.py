@@ -553,6 +553,8 @@ def main(entry, source, filename, argv, policy):
         return exec_main(source, filename, argv)
     if entry == "check":
         return check_main(source, filename, policy)
+    if entry == "backtest":
+        return backtest_main(source, filename, policy)
     return worker_main(source, filename, policy, entry)
 
 
@@ -606,6 +608,60 @@ def worker_main(source, filename, policy, entry):
         sys.stderr.flush()
         buf.flush()
         _send(reply)
+
+
+def backtest_main(source, filename, policy):
+    """--bars: parse the bars, load the strategy under a memory cap, then
+    run every bar as the supervisor's run message says."""
+    import _jailrun_backtest as bt
+    import _jailrun_guard
+
+    buf = _LogBuffer()
+    sys.stdout = _LogStream(buf, "info")
+    sys.stderr = _LogStream(buf, "error")
+    opts = policy["backtest"]
+    try:
+        try:
+            bars = bt.read_bars(_jailrun.DATA_FD, _jailrun.DATA_NAME)
+        except bt.BarsError as e:
+            e.jr_type = "BarsError"
+            raise
+        bt.cap_memory(opts["memory"])
+        g = _load(source, filename, None, policy)
+        fn = g.get("on_bar_strategy")
+        if not callable(fn):
+            raise RuntimeError("%s defines no on_bar_strategy(sdk, params) function" % filename)
+    except BaseException as e:
+        sys.stdout.flush()
+        buf.flush()
+        _remember_source(source, filename)
+        _send({"type": "result", "id": 0, "error": _error_info(e, filename)})
+        return 1
+    buf.flush()
+    _send({"type": "ready", "bars": len(bars)})
+    _remember_source(source, filename)
+    while True:
+        msg = _jailrun.recv()
+        if msg is None or msg.get("type") == "shutdown":
+            return 0
+        if msg.get("type") != "run" or msg.get("op") != "backtest":
+            raise RuntimeError("unexpected message from supervisor: %r" % (msg.get("type"),))
+
+        def flushed(m):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            buf.flush()
+            _send(m)
+
+        why = bt.run(fn, bars, msg["params"], opts, lambda e: _error_info(e, filename),
+                     _jailrun_guard.SecurityError, flushed)
+        sys.stdout.flush()
+        buf.flush()
+        if why is None:
+            _send({"type": "result", "id": msg["id"], "ok": True})
+        else:
+            _send({"type": "result", "id": msg["id"],
+                   "error": {"type": "BacktestAborted", "message": why, "line": None}})
 
 
 def exec_main(source, filename, argv):

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
@@ -221,7 +222,8 @@ static int parse_uid_range(const char *s, struct job_opts *o)
 }
 
 enum { OPT_PROFILE = 256, OPT_NAME, OPT_STATE, OPT_WORKSPACE, OPT_HTTP_PROXY, OPT_SECRETS, OPT_POLICY, OPT_PRINT_POLICY, OPT_CHECK, OPT_TICKS, OPT_TIMEOUT, OPT_JSON, OPT_VERBOSE, OPT_UIDS, OPT_SCRATCH,
-       OPT_HELP, OPT_VERSION, OPT_MEMORY, OPT_CPUS, OPT_PIDS, OPT_CPU_TIME, OPT_CGROUP_PARENT };
+       OPT_HELP, OPT_VERSION, OPT_MEMORY, OPT_CPUS, OPT_PIDS, OPT_CPU_TIME, OPT_CGROUP_PARENT, OPT_BARS,
+       OPT_PARAMS, OPT_BAR_TIMEOUT, OPT_REPORT };
 
 static const struct option longopts[] = {
         { "profile", required_argument, NULL, OPT_PROFILE },
@@ -242,6 +244,10 @@ static const struct option longopts[] = {
         { "pids", required_argument, NULL, OPT_PIDS },
         { "cpu-time", required_argument, NULL, OPT_CPU_TIME },
         { "cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT },
+        { "bars", required_argument, NULL, OPT_BARS },
+        { "params", required_argument, NULL, OPT_PARAMS },
+        { "bar-timeout", required_argument, NULL, OPT_BAR_TIMEOUT },
+        { "report", required_argument, NULL, OPT_REPORT },
         { "json", no_argument, NULL, OPT_JSON },
         { "verbose", no_argument, NULL, OPT_VERBOSE },
         { "help", no_argument, NULL, OPT_HELP },
@@ -257,7 +263,32 @@ struct cli {
         int check;
         int ticks_given;
         const char *http_proxy;
+        const char *params;      /* backtest: the params file */
+        double bar_timeout;      /* backtest: seconds; < 0 = the policy's */
+        const char *report;      /* backtest: where the report goes; "-" = stdout */
 };
+
+/* DURATION: a number of seconds, or with a unit: 800ms, 1.5s, 2m, 1h. */
+static int parse_duration(const char *s, double lo, double hi, double *out)
+{
+        char *end;
+        errno = 0;
+        double v = strtod(s, &end);
+        if (errno || end == s || !isfinite(v))
+                return -EINVAL;
+        static const struct { const char *unit; double scale; } units[] = {
+                { "", 1 }, { "s", 1 }, { "ms", 1e-3 }, { "m", 60 }, { "h", 3600 },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(units); i++)
+                if (strcmp(end, units[i].unit) == 0) {
+                        v *= units[i].scale;
+                        if (v < lo || v > hi)
+                                return -ERANGE;
+                        *out = v;
+                        return 0;
+                }
+        return -EINVAL;
+}
 
 /* Returns -1 to go on, else the exit status. */
 static int parse_opt(int c, const char *arg, struct job_opts *o, struct cli *cli)
@@ -342,6 +373,17 @@ static int parse_opt(int c, const char *arg, struct job_opts *o, struct cli *cli
                                            "'.', '..' or job-N) below the hierarchy's root, not '%s'", arg);
                 o->cgroup_parent = arg;
                 return -1;
+        case OPT_BARS:
+                if (!*arg)
+                        return usage_error("%s", "--bars wants a CSV or JSON-lines file of bars");
+                o->bars_path = arg;
+                return -1;
+        case OPT_PARAMS: cli->params = arg; return -1;
+        case OPT_REPORT: cli->report = arg; return -1;
+        case OPT_BAR_TIMEOUT:
+                if (parse_duration(arg, 0.001, 3600, &cli->bar_timeout) < 0)
+                        return usage_error("--bar-timeout wants a duration from 1ms to 1h (800ms, 2s), not '%s'", arg);
+                return -1;
         case OPT_JSON: o->json = 1; return -1;
         case OPT_VERBOSE: o->verbose = 1; return -1;
         case OPT_HELP: fputs(usage_text, stdout); return 0;
@@ -359,6 +401,76 @@ static const char *status_word(enum job_status s)
                 [JOB_INTERNAL] = "internal",
         };
         return words[s];
+}
+
+/* The backtest report, to a file (written whole, then renamed into place)
+ * or to stdout for "-". */
+static int write_report(const char *path, const json_t *report)
+{
+        const size_t flags = JSON_INDENT(1) | JSON_ENSURE_ASCII;
+        if (strcmp(path, "-") == 0) {
+                json_dumpf(report, stdout, flags);
+                fputc('\n', stdout);
+                return 0;
+        }
+        char tmp[PATH_MAX];
+        if (jr_snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) < 0) {
+                log_msg("--report %s: path too long", path);
+                return -1;
+        }
+        _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+        int r = fd < 0 ? -errno : json_dumpfd(report, fd, flags) < 0 || write(fd, "\n", 1) != 1 ? -EIO : 0;
+        if (r == 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r == 0 && rename(tmp, path) < 0)
+                r = -errno;
+        if (r < 0) {
+                if (fd >= 0)
+                        unlink(tmp);
+                log_msg("--report %s: %s", path, strerror(-r));
+        }
+        return r;
+}
+
+/* The backtest's figures: in --json, an object; else a line or two. */
+static json_t *backtest_json(const struct job_result *r)
+{
+        return json_pack("{s:O, s:I, s:I, s:I, s:I, s:I, s:{s:i, s:i, s:i}}", "outcome",
+                         json_object_get(r->report, "outcome"), "bars", (json_int_t)r->bars, "bars_run",
+                         (json_int_t)r->bars_run, "bars_failed", (json_int_t)r->bars_failed, "signals",
+                         (json_int_t)r->signals, "orders", (json_int_t)r->orders, "bar_us", "p50",
+                         (int)r->bar_us_p50, "p99", (int)r->bar_us_p99, "max", (int)r->bar_us_max);
+}
+
+static void print_backtest(const struct job_result *r)
+{
+        log_msg("backtest %s: %llu bars, %llu run, %llu failed, %llu signals, %llu orders; per bar p50 %u us, "
+                "p99 %u us, max %u us",
+                json_string_value(json_object_get(r->report, "outcome")), (unsigned long long)r->bars,
+                (unsigned long long)r->bars_run, (unsigned long long)r->bars_failed,
+                (unsigned long long)r->signals, (unsigned long long)r->orders, r->bar_us_p50, r->bar_us_p99,
+                r->bar_us_max);
+        /* The jail's words, escaped. */
+        struct outq q;
+        outq_init(&q, STDERR_FILENO, SIZE_MAX);
+        json_t *errors = json_object_get(r->report, "errors"), *e;
+        const char *cat;
+        json_object_foreach(errors, cat, e) {
+                json_t *f = json_object_get(e, "first");
+                outq_printf(&q, "jailrun:   %s x%lld, first at bar %lld (line %lld): ", cat,
+                            (long long)json_integer_value(json_object_get(e, "count")),
+                            (long long)json_integer_value(json_object_get(f, "bar")),
+                            (long long)json_integer_value(json_object_get(f, "line")));
+                log_escaped(&q, json_string_value(json_object_get(f, "message")));
+                outq_put(&q, "\n", 1);
+        }
+        if (r->status == JOB_ERROR && strcmp(r->etype, "BacktestAborted") == 0) {
+                outq_puts(&q, "jailrun: BacktestAborted: ");
+                log_escaped(&q, r->emsg);
+                outq_put(&q, "\n", 1);
+        }
+        outq_flush_all(&q);
+        outq_free(&q);
 }
 
 static void print_result(const struct job_opts *o, const struct job_result *r)
@@ -385,6 +497,8 @@ static void print_result(const struct job_opts *o, const struct job_result *r)
                         json_object_set_new(stats, "log_dropped", json_integer((json_int_t)r->log_dropped));
                 json_t *j = json_pack("{s:s, s:o, s:i, s:o}", "status", status_word(r->status), "error",
                                       err, "exit_code", r->exit_code, "stats", stats);
+                if (j && r->report)
+                        json_object_set_new(j, "backtest", backtest_json(r));
                 if (r->stdout_mid_line)
                         fputc('\n', stdout);  /* the result is always a line of its own */
                 if (j) {
@@ -394,6 +508,8 @@ static void print_result(const struct job_opts *o, const struct job_result *r)
                 }
                 return;
         }
+        if (r->report)
+                print_backtest(r);
         /* User-code errors were printed as they came, with their traceback. */
         if (r->status != JOB_OK && r->status != JOB_ERROR)
                 log_msg("%s: %s", r->etype, r->emsg);
@@ -455,6 +571,10 @@ static int apply_limits(struct job_opts *o, json_t *pol)
         o->timeout_s = policy_real(pol, "limits.timeout");
         o->cpu_time_s = policy_real(pol, "limits.cpu_time");
         o->log_max_bytes = (uint64_t)policy_int(pol, "log.max_bytes");
+        o->bar_timeout_s = policy_real(pol, "backtest.bar_timeout");
+        o->bar_grace_s = policy_real(pol, "backtest.grace");
+        o->abort_percent = policy_real(pol, "backtest.abort_percent");
+        o->abort_min = (unsigned)policy_int(pol, "backtest.abort_min");
         o->broker.state_max_value = (uint64_t)policy_int(pol, "state.max_value_bytes");
         o->broker.state_max_total = (uint64_t)policy_int(pol, "state.max_total_bytes");
         o->broker.files.quota = (uint64_t)policy_int(pol, "files.quota_bytes");
@@ -482,6 +602,53 @@ static int apply_limits(struct job_opts *o, json_t *pol)
         return -1;
 }
 
+/* --params: a JSON object of at most 64 KiB, read-only to the strategy. */
+static int load_params(const char *path, json_t **out)
+{
+        struct stat st;
+        if (stat(path, &st) < 0)
+                return usage_error("--params %s: %s", path, strerror(errno));
+        if (!S_ISREG(st.st_mode) || st.st_size > 64 * 1024)
+                return usage_error("--params %s: not a regular file of at most 64 KiB", path);
+        json_error_t je;
+        json_t *p = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+        if (!p)
+                return usage_error("--params %s:%d:%d: %s", path, je.line, je.column, je.text);
+        if (!json_is_object(p)) {
+                json_decref(p);
+                return usage_error("--params %s: the params must be a JSON object", path);
+        }
+        *out = p;
+        return -1;
+}
+
+/* --bars and what goes with it: a backtest of profile strategy. */
+static int setup_backtest(struct job_opts *o, const struct cli *cli, json_t *pol, int strategy)
+{
+        struct jr_err perr = { 0 };
+        if (!strategy || cli->check)
+                return usage_error("%s", "--bars, --params, --bar-timeout and --report run a backtest: "
+                                         "profile strategy, without --check");
+        if (!o->bars_path)
+                return usage_error("%s", "--params, --bar-timeout and --report need --bars");
+        o->entry = JAIL_ENTRY_BACKTEST;
+        o->ticks = 1;
+        if (cli->bar_timeout >= 0) {
+                policy_set(pol, "backtest.bar_timeout", json_real(cli->bar_timeout));
+                if (policy_check(pol, 1, "--bar-timeout", &perr) < 0)
+                        return usage_error("%s", perr.msg);
+        }
+        json_t *params = NULL;
+        if (cli->params) {
+                int r = load_params(cli->params, &params);
+                if (r >= 0)
+                        return r;
+        }
+        o->params = params ? params : json_object();
+        o->progress = !o->json && isatty(STDERR_FILENO);
+        return -1;
+}
+
 /* The profile, entry and policy text the job runs with. */
 static int setup_policy(struct job_opts *o, const struct cli *cli, json_t **pol)
 {
@@ -499,6 +666,11 @@ static int setup_policy(struct job_opts *o, const struct cli *cli, json_t **pol)
                 return usage_error("--ticks is for running profile worker");
         if (o->entry == JAIL_ENTRY_LOAD || o->entry == JAIL_ENTRY_CHECK)
                 o->ticks = 0;
+        if (o->bars_path || cli->params || cli->report || cli->bar_timeout >= 0) {
+                int r = setup_backtest(o, cli, *pol, strategy);
+                if (r >= 0)
+                        return r;
+        }
         if (cli->http_proxy) {  /* checked like the policy's own */
                 struct jr_err perr = { 0 };
                 policy_set(*pol, "http.proxy", json_string(cli->http_proxy));
@@ -590,7 +762,7 @@ int main(int argc, char *argv[])
         struct job_opts o = { .profile = JAIL_PROFILE_WORKER, .ticks = 1, .timeout_s = -1, .cpu_time_s = -1,
                               .uid_lo = UID_RANGE_DEFAULT_LO, .uid_hi = UID_RANGE_DEFAULT_HI,
                               .scratch_bytes = SCRATCH_DEFAULT, .cgroup_parent = CGROUP_PARENT_DEFAULT };
-        struct cli cli = { 0 };
+        struct cli cli = { .bar_timeout = -1 };
         int c;
         while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
                 int r = parse_opt(c, optarg, &o, &cli);
@@ -649,14 +821,17 @@ int main(int argc, char *argv[])
         signal(SIGPIPE, SIG_IGN);
 
         struct job_result res;
-        job_run(&o, &res);
-        if (res.exit_code == EXIT_USAGE)
+        if (job_run(&o, &res) < 0 && res.exit_code == EXIT_USAGE)
                 return EXIT_USAGE;
+        if (res.report && cli.report && write_report(cli.report, res.report) < 0 && res.exit_code == 0)
+                res.exit_code = EXIT_USER_ERROR;
         if (o.entry == JAIL_ENTRY_CHECK)
                 print_check(&o, &res);
         else
                 print_result(&o, &res);
         json_decref(res.violations);
+        json_decref(res.report);
+        json_decref((json_t *)o.params);
         fflush(stdout);
         return res.exit_code;
 }

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "supervisor/backtest.h"
 #include "supervisor/broker.h"
 #include "supervisor/job.h"
 #include "supervisor/jobio.h"
@@ -44,7 +45,12 @@
 #define OUTQ_LIMIT (256 * 1024)
 
 enum { EV_CHAN, EV_OUT, EV_ERR, EV_PIDFD, EV_SIGNAL, EV_TIMER, EV_GRACE, EV_OOM, EV_CPU, EV_THROTTLE, EV_HTTP,
-       EV_HTTP_TIMER };
+       EV_HTTP_TIMER, EV_BAR };
+
+/* A backtest's jail reports at least this often while bars run. */
+#define BAR_REPORT_S 0.25
+/* How often the progress line is redrawn. */
+#define PROGRESS_S 0.5
 
 struct job {
         const struct job_opts *o;
@@ -77,6 +83,10 @@ struct job {
         struct line_buf { char text[LOG_MAX_CHARS]; size_t len; int cut; } raw[2];  /* worker fd 1, 2 */
         struct broker broker;     /* ctx calls */
         int http_watched;         /* the broker's http fds are in our epoll set */
+        struct backtest bt;
+        int barfd;                /* backtest: fires when the jail has been silent too long */
+        struct timespec progress_at;
+        int progress_shown;
 };
 
 static long ms_since(const struct timespec *t0)
@@ -136,8 +146,11 @@ static void next_tick_or_stop(struct job *j)
         if (j->sent < j->o->ticks) {
                 j->sent++;
                 j->inflight = 1;
-                r = send_json(j, json_pack("{s:s, s:I, s:s}", "type", "run", "id",
-                                           (json_int_t)j->sent, "op", "tick"));
+                r = j->o->entry == JAIL_ENTRY_BACKTEST
+                            ? send_json(j, json_pack("{s:s, s:I, s:s, s:O}", "type", "run", "id", (json_int_t)j->sent,
+                                                     "op", "backtest", "params", j->o->params))
+                            : send_json(j, json_pack("{s:s, s:I, s:s}", "type", "run", "id",
+                                                     (json_int_t)j->sent, "op", "tick"));
         } else {
                 r = send_json(j, json_pack("{s:s}", "type", "shutdown"));
         }
@@ -182,6 +195,62 @@ static void on_error_result(struct job *j, const struct msg *m)
         }
 }
 
+static int timer_arm(struct job *j, int *fd, double first, double every, uint64_t tag);
+
+/* The jail must report within this long, or a bar is stuck where its own
+ * timer cannot reach it (native code, signals blocked). */
+static void arm_bar_watch(struct job *j)
+{
+        double s = j->o->bar_timeout_s + j->o->bar_grace_s + BAR_REPORT_S;
+        if (timer_arm(j, &j->barfd, s, 0, EV_BAR) < 0)
+                end_job(j, JOB_INTERNAL, "InternalError", "arm the bar timer: %s", strerror(errno));
+}
+
+static void progress(struct job *j)
+{
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (!j->o->progress || (j->progress_shown && ms_since(&j->progress_at) < PROGRESS_S * 1000))
+                return;
+        double s = (double)us_since(&j->cloned) / 1e6;
+        outq_printf(&j->errq, "\rjailrun: %llu/%llu bars, %.0f bars/s\033[K", (unsigned long long)j->bt.done,
+                    (unsigned long long)j->bt.total, s > 0 ? (double)j->bt.done / s : 0.0);
+        j->progress_at = now;
+        j->progress_shown = 1;
+}
+
+static void on_bars(struct job *j, const struct msg *m)
+{
+        struct jr_err err = { 0 };
+        if (j->o->entry != JAIL_ENTRY_BACKTEST || !j->inflight)
+                return end_job(j, JOB_PROTOCOL, "ProtocolError", "unexpected bars report");
+        if (bt_add(&j->bt, m, &err) < 0)
+                return end_job(j, JOB_PROTOCOL, "ProtocolError", "%s", err.msg);
+        if (bt_over(&j->bt))
+                return end_job(j, JOB_ERROR, "BacktestAborted",
+                               "%llu of %llu bars failed by bar %llu (the run stops once more than %g%% of "
+                               "the bars and at least %u have failed)",
+                               (unsigned long long)j->bt.failed, (unsigned long long)j->bt.total,
+                               (unsigned long long)j->bt.done - 1, j->o->abort_percent, j->o->abort_min);
+        arm_bar_watch(j);
+        progress(j);
+}
+
+/* The end of a backtest, as the jail tells it, against what it reported. */
+static int backtest_result(struct job *j, const struct msg *m)
+{
+        if (m->result.ok && j->bt.done != j->bt.total) {
+                end_job(j, JOB_PROTOCOL, "ProtocolError", "the run ended after %llu of %llu bars",
+                        (unsigned long long)j->bt.done, (unsigned long long)j->bt.total);
+                return -1;
+        }
+        if (!m->result.ok && strcmp(m->result.etype, "BacktestAborted") == 0 && !bt_over(&j->bt)) {
+                end_job(j, JOB_PROTOCOL, "ProtocolError", "the jail stopped the run without cause");
+                return -1;
+        }
+        return 0;
+}
+
 static void on_result(struct job *j, const struct msg *m)
 {
         /* A tick's result is due only while that tick runs; an error result
@@ -193,6 +262,8 @@ static void on_result(struct job *j, const struct msg *m)
         if (!tick && !last)
                 return end_job(j, JOB_PROTOCOL, "ProtocolError", "unexpected result (id %lld)",
                                (long long)m->result.id);
+        if (tick && j->o->entry == JAIL_ENTRY_BACKTEST && backtest_result(j, m) < 0)
+                return;
         if (!m->result.ok)
                 on_error_result(j, m);
         if (last) {
@@ -322,12 +393,21 @@ static void on_message(struct job *j, struct msg *m)
                 snprintf(j->res->emsg, sizeof j->res->emsg, "jail set-up failed at %s: %s",
                          m->fatal.step, m->fatal.message);
                 return;
-        case MSG_READY:
+        case MSG_READY: {
+                int bt = j->o->entry == JAIL_ENTRY_BACKTEST;
+                struct jr_err err = { 0 };
                 if (j->ready || j->final_result || j->o->entry == JAIL_ENTRY_SCRIPT ||
-                    j->o->entry == JAIL_ENTRY_CHECK)
+                    j->o->entry == JAIL_ENTRY_CHECK || bt != (m->ready.bars > 0))
                         return end_job(j, JOB_PROTOCOL, "ProtocolError", "unexpected ready");
+                if (bt && bt_start(&j->bt, (uint64_t)m->ready.bars, &err) < 0)
+                        return end_job(j, JOB_PROTOCOL, "ProtocolError", "%s", err.msg);
                 j->ready = 1;
+                if (bt)
+                        arm_bar_watch(j);
                 return next_tick_or_stop(j);
+        }
+        case MSG_BARS:
+                return on_bars(j, m);
         case MSG_LOG:
                 return on_log(j, m);
         case MSG_RESULT:
@@ -616,6 +696,16 @@ static void handle(struct job *j, const struct epoll_event *ev)
                 end_job(j, JOB_TIMEOUT, "TimeoutError", "wall-clock limit of %g s exceeded",
                         j->o->timeout_s);
                 break;
+        case EV_BAR:
+                if (j->throttled || j->paused) {  /* the delay is ours: its reports wait unread */
+                        arm_bar_watch(j);
+                        break;
+                }
+                end_job(j, JOB_TIMEOUT, "TimeoutError",
+                        "bar %llu did not return within its budget of %g s and %g s of grace; the jail was "
+                        "killed (a bar stuck where its own timer cannot stop it, such as native code)",
+                        (unsigned long long)j->bt.done, j->o->bar_timeout_s, j->o->bar_grace_s);
+                break;
         }
 }
 
@@ -680,7 +770,7 @@ static void finish_exit(struct job *j, int wstatus)
                         res->exit_code = EXIT_TIMEOUT;
                 else if (res->status == JOB_MEMORY)
                         res->exit_code = EXIT_OOM;
-                else if (res->status == JOB_PROTOCOL)
+                else if (res->status == JOB_PROTOCOL || res->status == JOB_ERROR)
                         res->exit_code = EXIT_USER_ERROR;
                 return;  /* JOB_SIGNAL set its own code */
         }
@@ -719,7 +809,9 @@ static void finish_exit(struct job *j, int wstatus)
         }
         if (j->have_error) {
                 res->status = JOB_ERROR;
-                res->exit_code = EXIT_USER_ERROR;
+                /* A bars file the jail could not use is the caller's error. */
+                res->exit_code = !j->ready && j->o->entry == JAIL_ENTRY_BACKTEST &&
+                                 strcmp(res->etype, "BarsError") == 0 ? EXIT_USAGE : EXIT_USER_ERROR;
         } else if (code == 0 && j->ready && res->ticks_done == j->o->ticks) {
                 res->status = JOB_OK;
                 res->exit_code = 0;
@@ -759,6 +851,27 @@ static int loop_fds(struct job *j, struct jr_err *err)
         return 0;
 }
 
+/* The report and figures of a backtest that started, however it ended. */
+static void backtest_outcome(struct job *j)
+{
+        struct job_result *res = j->res;
+        const char *outcome = res->status == JOB_OK ? "completed"
+                              : res->status == JOB_TIMEOUT ? "timeout"
+                              : res->status == JOB_MEMORY ? "memory"
+                              : res->status == JOB_CPU_TIME ? "cpu-time"
+                              : res->status == JOB_SIGNAL ? "interrupted"
+                              : strcmp(res->etype, "BacktestAborted") == 0 ? "aborted" : "error";
+        char reason[sizeof res->etype + sizeof res->emsg + 2];
+        snprintf(reason, sizeof reason, "%s: %s", res->etype, res->emsg);
+        res->report = bt_report(&j->bt, outcome, res->status == JOB_OK ? NULL : reason);
+        res->bars = j->bt.total;
+        res->bars_run = j->bt.done;
+        res->bars_failed = j->bt.failed;
+        res->signals = json_array_size(j->bt.signals);
+        res->orders = j->bt.orders;
+        bt_times(&j->bt, &res->bar_us_p50, &res->bar_us_p99, &res->bar_us_max);
+}
+
 static void job_close(struct job *j)
 {
         /* The job is over: the reader now gets all of it, however slowly. */
@@ -767,10 +880,11 @@ static void job_close(struct job *j)
         outq_free(&j->outq);
         outq_free(&j->errq);
         int *all[] = { &j->chan, &j->out, &j->err, &j->sigfd, &j->timerfd, &j->epfd, &j->gracefd,
-                       &j->cpufd, &j->throttlefd, &j->sp.pidfd };
+                       &j->cpufd, &j->throttlefd, &j->barfd, &j->sp.pidfd };
         for (size_t i = 0; i < ELEMENTSOF(all); i++)
                 closep(all[i]);
         free(j->buf);
+        bt_free(&j->bt);
 }
 
 /* Clones the jail and serves it until it is gone. */
@@ -855,7 +969,7 @@ int job_run(const struct job_opts *o, struct job_result *res)
                 return log_errno(r, "%s", err.msg);
         }
         struct job j = { .o = o, .res = res, .chan = -1, .out = -1, .err = -1, .sigfd = -1,
-                         .timerfd = -1, .epfd = -1, .gracefd = -1, .cpufd = -1, .throttlefd = -1,
+                         .timerfd = -1, .epfd = -1, .gracefd = -1, .cpufd = -1, .throttlefd = -1, .barfd = -1,
                          .tokens = READ_BURST, .sp = { .pidfd = -1 },
                          .cg = { .dirfd = -1, .oom_fd = -1 } };
         res->cg = (struct cg_stats){ -1, -1, -1, -1, -1, -1 };
@@ -863,8 +977,16 @@ int job_run(const struct job_opts *o, struct job_result *res)
         broker_init(&j.broker, &o->broker);
         outq_init(&j.outq, STDOUT_FILENO, OUTQ_LIMIT);
         outq_init(&j.errq, STDERR_FILENO, OUTQ_LIMIT);
+        bt_init(&j.bt, o->abort_percent, o->abort_min);
+        _cleanup_close_ int bars_fd = -1;
         if (!(j.buf = malloc(CHAN_MAX_MSG)))
                 r = jr_fail(&err, ENOMEM, "channel buffer");
+        if (r == 0 && o->entry == JAIL_ENTRY_BACKTEST && (r = bt_bars_memfd(o->bars_path, &bars_fd, &err)) < 0) {
+                res->exit_code = EXIT_USAGE;
+                job_close(&j);
+                broker_close(&j.broker);
+                return log_errno(r, "%s", err.msg);
+        }
         if (r == 0)
                 r = uidlock_acquire(&lock, o->uid_lo, o->uid_hi, (unsigned)getpid(), &err);
         struct timespec tc;
@@ -886,6 +1008,9 @@ int job_run(const struct job_opts *o, struct job_result *res)
                 .argv = o->argv,
                 .scratch_bytes = o->scratch_bytes,
                 .max_tasks = o->pids,
+                .data_fd = bars_fd,
+                .data_name = o->bars_path ? (strrchr(o->bars_path, '/') ? strrchr(o->bars_path, '/') + 1
+                                                                        : o->bars_path) : NULL,
         };
         if (r == 0)
                 r = run_jail(&j, &cfg, &err);
@@ -897,6 +1022,10 @@ int job_run(const struct job_opts *o, struct job_result *res)
         uidlock_release(&lock);
         broker_close(&j.broker);
         res->log_dropped = j.log_dropped;
+        if (j.progress_shown)
+                outq_puts(&j.errq, "\r\033[K");
+        if (j.bt.signals)
+                backtest_outcome(&j);
         if (j.log_dropped)
                 outq_printf(&j.errq, "jailrun: %llu log messages dropped in all (log limit of %llu bytes)\n",
                             (unsigned long long)j.log_dropped, (unsigned long long)o->log_max_bytes);

@@ -42,6 +42,14 @@ struct job_opts {
         const char *cgroup_parent;
         uint64_t log_max_bytes;      /* message text per job; 0 = no limit */
         struct broker_cfg broker;    /* ctx services: namespace, state store, limits */
+        /* Backtest (entry JAIL_ENTRY_BACKTEST). */
+        const char *bars_path;
+        const json_t *params;        /* an object */
+        double bar_timeout_s;        /* the jail's soft budget per bar */
+        double bar_grace_s;          /* past budget + grace without news, the jail is killed */
+        double abort_percent;        /* the 5 % rule */
+        unsigned abort_min;
+        int progress;                /* a progress line on stderr */
         int show_version;
 };
 
@@ -63,7 +71,14 @@ struct job_result {
         long cpu_ms;
         json_t *violations;          /* --check: what the validator found (owned) */
         uint64_t log_dropped;        /* messages dropped past log_max_bytes */
+        /* Backtest. */
+        json_t *report;              /* owned; NULL if the run never started */
+        uint64_t bars, bars_run, bars_failed, signals, orders;
+        uint32_t bar_us_p50, bar_us_p99, bar_us_max;
 };
+
+/* Most bytes of a bars file. */
+#define JOB_MAX_BARS_FILE (1024UL << 20)
 
 /* Runs the job to its end; fills res (including exit_code) and returns 0,
  * or returns -errno for a failure before the jail existed (usage errors

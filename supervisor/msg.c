@@ -171,6 +171,42 @@ static int decode_fatal(struct msg *m, struct jr_err *err)
         return 0;
 }
 
+static int decode_ready(struct msg *m, struct jr_err *err)
+{
+        json_error_t je;
+        m->ready.bars = -1;
+        if (json_unpack_ex(m->root, &je, JSON_STRICT, "{s:s, s?I}", "type", &(const char *){ 0 }, "bars",
+                           &m->ready.bars) < 0)
+                return bad(err, "ready message", &je);
+        if (json_object_get(m->root, "bars") && m->ready.bars < 1)
+                return bad(err, "ready: bars must be positive", NULL);
+        return 0;
+}
+
+/* The shape of a backtest batch; what its entries say is checked by
+ * backtest.c, which knows the run. */
+static int decode_bars(struct msg *m, struct jr_err *err)
+{
+        json_error_t je;
+        if (json_unpack_ex(m->root, &je, JSON_STRICT, "{s:s, s:I, s:o, s:o, s:o}", "type", &(const char *){ 0 },
+                           "first", &m->bars.first, "us", &m->bars.us, "signals", &m->bars.signals, "errors",
+                           &m->bars.errors) < 0)
+                return bad(err, "bars message", &je);
+        size_t n = json_array_size(m->bars.us);
+        if (!json_is_array(m->bars.us) || n == 0 || n > BARS_MAX_BATCH)
+                return bad(err, "bars: us must be an array of 1 to 4096 times", NULL);
+        if (!json_is_array(m->bars.signals) || json_array_size(m->bars.signals) > n ||
+            !json_is_array(m->bars.errors) || json_array_size(m->bars.errors) > n)
+                return bad(err, "bars: signals and errors must be arrays, one entry per bar at most", NULL);
+        if (m->bars.first < 0)
+                return bad(err, "bars: first is negative", NULL);
+        size_t i;
+        json_t *v;
+        json_array_foreach(m->bars.us, i, v) if (!json_is_integer(v) || json_integer_value(v) < 0)
+                return bad(err, "bars: a time is not a non-negative integer", NULL);
+        return 0;
+}
+
 /* Messages that are their type alone. */
 static int decode_bare(struct msg *m, struct jr_err *err)
 {
@@ -186,7 +222,8 @@ static const struct {
         int (*decode)(struct msg *, struct jr_err *);
 } kinds[] = {
         { "jailed", MSG_JAILED, decode_bare },
-        { "ready", MSG_READY, decode_bare },
+        { "ready", MSG_READY, decode_ready },
+        { "bars", MSG_BARS, decode_bars },
         { "fatal", MSG_FATAL, decode_fatal },
         { "log", MSG_LOG, decode_log },
         { "result", MSG_RESULT, decode_result },

@@ -31,6 +31,15 @@ struct msg {
                         const char *traceback;  /* may be "" */
                 } result;
                 struct {
+                        json_int_t bars;  /* backtest: bars in the file; -1 otherwise */
+                } ready;
+                struct {
+                        json_int_t first;  /* index of the first bar in the batch */
+                        json_t *us;        /* array of 1..BARS_MAX_BATCH integers >= 0 */
+                        json_t *signals;   /* arrays; backtest.c checks their entries */
+                        json_t *errors;
+                } bars;
+                struct {
                         json_t *violations;  /* array of {line, col, type, reason}, validated */
                 } check;
                 struct {

@@ -1,0 +1,372 @@
+"""The backtest runner of profile strategy (jailrun --bars): parses the
+bars the supervisor handed over, then calls on_bar_strategy(sdk, params)
+once per bar, with a per-bar time budget (a TimeoutError raised inside the
+bar), a cap on the strategy's own memory (a MemoryError inside), and the
+outcome of each bar sent to the supervisor in batches, which builds the
+report. Trusted code: it runs before and around the user's, never as it.
+"""
+import csv
+import io
+import json
+import math
+import os
+import resource
+import signal
+import time
+
+import _jailrun
+
+# The error categories of a failed bar (jailrun-backtest(7)).
+CATEGORIES = ("SecurityError", "TimeoutError", "MemoryError", "ProtocolError", "RuntimeError")
+FIELDS = ("time", "open", "high", "low", "close", "volume")
+BUY_ACTIONS = ("buy_to_open", "buy_to_close")
+SELL_ACTIONS = ("sell_to_open", "sell_to_close")
+ORDER_TYPES = ("market", "limit", "stop")
+MAX_ORDERS_PER_BAR = 100
+MAX_RETURN_BYTES = 64 * 1024
+# A batch goes to the supervisor after this many bars, bytes or seconds;
+# the last bound lets the supervisor tell a stuck bar from a slow run.
+BATCH_BARS = 512
+BATCH_BYTES = 256 * 1024
+BATCH_NS = 250 * 1000 * 1000
+# Once a bar overran its budget, TimeoutError is raised again this often
+# until the bar returns, so catching it does not keep the bar running.
+REPEAT_S = 0.05
+# Room kept above the strategy's cap for the runtime's own buffers.
+MEMORY_MARGIN = 16 << 20
+
+
+class ProtocolError(Exception):
+    """The strategy broke the engine's contract: a bad order, a return value
+    that is not JSON."""
+
+
+ProtocolError.__module__ = "builtins"
+
+
+class BarsError(Exception):
+    """The bars file cannot be used; the message names the line."""
+
+
+class Candle(dict):
+    """One bar: a dict that cannot be changed."""
+
+    __slots__ = ()
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("sdk.candles is read-only; copy a candle with dict(candle) to change it")
+
+    __setitem__ = __delitem__ = setdefault = pop = popitem = clear = update = __ior__ = _read_only
+
+
+class Candles(list):
+    """The bars up to the current one: a list that cannot be changed."""
+
+    __slots__ = ()
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("sdk.candles is read-only; copy it with list(sdk.candles) to change it")
+
+    __setitem__ = __delitem__ = append = extend = insert = pop = remove = clear = sort = reverse = _read_only
+    __iadd__ = __imul__ = _read_only
+
+
+# --- the bars file ------------------------------------------------------------------
+
+def _time(v, where):
+    if isinstance(v, str):
+        v = v.strip()
+        try:
+            return int(v)
+        except ValueError:
+            try:
+                v = float(v)
+            except ValueError:
+                raise BarsError("%s: time %r is not a number (seconds or milliseconds since the epoch)"
+                                % (where, v)) from None
+    if type(v) is int:
+        return v
+    if type(v) is float and math.isfinite(v) and v == int(v):
+        return int(v)
+    raise BarsError("%s: time %r is not a whole number of seconds or milliseconds since the epoch"
+                    % (where, v))
+
+
+def _number(v, field, where):
+    if isinstance(v, str):
+        try:
+            x = float(v)
+        except ValueError:
+            raise BarsError("%s: %s %r is not a number" % (where, field, v.strip())) from None
+    elif type(v) in (int, float):
+        x = float(v)
+    else:
+        raise BarsError("%s: %s is %s, not a number" % (where, field, type(v).__name__))
+    if not math.isfinite(x):
+        raise BarsError("%s: %s %r is not a finite number" % (where, field, v))
+    return x
+
+
+def _candle(get, where, prev):
+    t = _time(get("time"), where)
+    if prev is not None and t <= prev:
+        raise BarsError("%s: time %d is not after the previous bar's %d (bars must be in time order)"
+                        % (where, t, prev))
+    return Candle(time=t, open=_number(get("open"), "open", where), high=_number(get("high"), "high", where),
+                  low=_number(get("low"), "low", where), close=_number(get("close"), "close", where),
+                  volume=_number(get("volume"), "volume", where))
+
+
+def _parse_csv(text, name):
+    rows = csv.reader(io.StringIO(text, newline=""))
+    header = None
+    out = []
+    prev = None
+    for row in rows:
+        if not row or all(not c.strip() for c in row):
+            continue
+        where = "%s:%d" % (name, rows.line_num)
+        if header is None:
+            header = {c.strip().lower(): i for i, c in enumerate(row)}
+            missing = [f for f in FIELDS if f not in header]
+            if missing:
+                raise BarsError("%s: the header has no column %s (it needs %s)"
+                                % (where, ", ".join(missing), ", ".join(FIELDS)))
+            continue
+        if len(row) < len(header):
+            raise BarsError("%s: %d fields where the header has %d" % (where, len(row), len(header)))
+        c = _candle(lambda f: row[header[f]], where, prev)
+        prev = c["time"]
+        out.append(c)
+    return out
+
+
+def _parse_jsonl(text, name):
+    out = []
+    prev = None
+    for n, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        where = "%s:%d" % (name, n)
+        try:
+            obj = json.loads(line)
+        except ValueError as e:
+            raise BarsError("%s: not JSON: %s" % (where, e)) from None
+        if type(obj) is not dict:
+            raise BarsError("%s: a bar must be a JSON object" % where)
+        missing = [f for f in FIELDS if f not in obj]
+        if missing:
+            raise BarsError("%s: the bar has no %s" % (where, ", ".join(missing)))
+        c = _candle(obj.get, where, prev)
+        prev = c["time"]
+        out.append(c)
+    return out
+
+
+def read_bars(fd, name):
+    """The bars in the file the supervisor passed on fd `fd`, as a tuple of
+    Candles; BarsError names the line of the first problem."""
+    chunks = []
+    while True:
+        b = os.read(fd, 1 << 20)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(fd)
+    try:
+        text = b"".join(chunks).decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise BarsError("%s: not UTF-8 text (byte %d)" % (name, e.start)) from None
+    del chunks
+    bars = _parse_jsonl(text, name) if text.lstrip().startswith("{") else _parse_csv(text, name)
+    if not bars:
+        raise BarsError("%s: no bars" % name)
+    return tuple(bars)
+
+
+def cap_memory(extra):
+    """Limits the address space to what is mapped now (the interpreter, the
+    libraries, the bars) plus `extra` bytes and a margin: past it,
+    allocations fail and raise MemoryError inside the strategy."""
+    with open("/proc/self/statm", "rb") as f:
+        mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    limit = mapped + extra + MEMORY_MARGIN
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+# --- the run ------------------------------------------------------------------------
+
+class _Bar:
+    """What the bar in progress did; never reachable from the strategy."""
+
+    index = 0
+    orders = []
+    in_bar = False
+    timed_out = False
+    budget_ms = 0
+
+
+def _order(side, actions, action, qty, order_type, price, extra):
+    if extra:
+        raise ProtocolError("sdk.%s() got an unknown field %r" % (side, sorted(extra)[0]))
+    if action is None:
+        raise ProtocolError("sdk.%s() needs action= (one of %s)" % (side, ", ".join(actions)))
+    if type(action) is not str or action not in actions:
+        raise ProtocolError("sdk.%s(): action %r is not one of %s" % (side, action, ", ".join(actions)))
+    if type(qty) not in (int, float) or not math.isfinite(qty) or qty <= 0:
+        raise ProtocolError("sdk.%s(): qty must be a positive number, not %r" % (side, qty))
+    if type(order_type) is not str or order_type not in ORDER_TYPES:
+        raise ProtocolError("sdk.%s(): order_type %r is not one of %s" % (side, order_type, ", ".join(ORDER_TYPES)))
+    order = {"side": side, "action": action, "qty": qty, "order_type": order_type}
+    if order_type == "market":
+        if price is not None:
+            raise ProtocolError("sdk.%s(): a market order takes no price" % side)
+    else:
+        if type(price) not in (int, float) or not math.isfinite(price) or price <= 0:
+            raise ProtocolError("sdk.%s(): a %s order needs a positive price, not %r" % (side, order_type, price))
+        order["price"] = price
+    if len(_Bar.orders) >= MAX_ORDERS_PER_BAR:
+        raise ProtocolError("more than %d orders in one bar" % MAX_ORDERS_PER_BAR)
+    _Bar.orders.append(order)
+
+
+class Sdk:
+    """What on_bar_strategy gets: candles, state, buy, sell."""
+
+    __slots__ = ("candles", "state")
+
+    def __init__(self):
+        self.candles = Candles()
+        self.state = {}
+
+    def buy(self, action=None, qty=None, order_type="market", price=None, **extra):
+        _order("buy", BUY_ACTIONS, action, qty, order_type, price, extra)
+
+    def sell(self, action=None, qty=None, order_type="market", price=None, **extra):
+        _order("sell", SELL_ACTIONS, action, qty, order_type, price, extra)
+
+    def __repr__(self):
+        return "<sdk: %d candles>" % len(self.candles)
+
+
+def _on_alarm(signum, frame):
+    if _Bar.in_bar:
+        _Bar.timed_out = True
+        raise TimeoutError("bar %d exceeded its time budget of %d ms" % (_Bar.index, _Bar.budget_ms))
+
+
+def _params_maker(params):
+    """A fresh copy of params for every bar: writes to it are ignored."""
+    if all(type(v) in (str, int, float, bool, type(None)) for v in params.values()):
+        return lambda: dict(params)
+    text = json.dumps(params)
+    return lambda: json.loads(text)
+
+
+def _encode_return(ret, index):
+    try:
+        text = json.dumps(ret, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as e:
+        raise ProtocolError("bar %d: the return value is not JSON (dict, list, str, int, float, bool or None;"
+                            " no sets, objects or NaN): %s" % (index, e)) from None
+    if len(text) > MAX_RETURN_BYTES:
+        raise ProtocolError("bar %d: the return value is %d bytes of JSON; the limit is %d"
+                            % (index, len(text), MAX_RETURN_BYTES))
+    return text
+
+
+def _category(e, security_error):
+    if _Bar.timed_out or isinstance(e, TimeoutError):
+        return "TimeoutError"
+    if isinstance(e, MemoryError):
+        return "MemoryError"
+    if isinstance(e, security_error):
+        return "SecurityError"
+    if isinstance(e, ProtocolError):
+        return "ProtocolError"
+    return "RuntimeError"
+
+
+class _Batch:
+    def __init__(self, send):
+        self.send = send
+        self.first = 0
+        self.us = []
+        self.signals = []
+        self.errors = []
+        self.bytes = 0
+        self.since = time.perf_counter_ns()
+
+    def flush(self, now):
+        if self.us:
+            self.send({"type": "bars", "first": self.first, "us": self.us, "signals": self.signals,
+                       "errors": self.errors})
+            self.first += len(self.us)
+            self.us, self.signals, self.errors, self.bytes = [], [], [], 0
+        self.since = now
+
+
+def run(fn, bars, params, opts, error_info, security_error, send):
+    """Calls fn(sdk, params) for every bar. Returns None when every bar ran,
+    or the reason the run was aborted."""
+    window = opts["window"]
+    budget = opts["bar_timeout"]
+    _Bar.budget_ms = int(round(budget * 1000))
+    pct, least = opts["abort_percent"], opts["abort_min"]
+    fresh = _params_maker(params)
+    sdk = Sdk()
+    n = len(bars)
+    failed = 0
+    batch = _Batch(send)
+    clock = time.perf_counter_ns
+    arm = signal.setitimer
+    real = signal.ITIMER_REAL
+    signal.signal(signal.SIGALRM, _on_alarm)
+    for i in range(n):
+        sdk.candles = Candles(bars[i + 1 - window if window and i >= window else 0:i + 1])
+        p = fresh()
+        _Bar.index, _Bar.orders, _Bar.timed_out = i, [], False
+        err = text = None
+        t0 = clock()
+        try:
+            _Bar.in_bar = True
+            arm(real, budget, REPEAT_S)
+            ret = fn(sdk, p)
+            if ret is not None:
+                text = _encode_return(ret, i)
+            _Bar.in_bar = False
+            if _Bar.timed_out:
+                raise TimeoutError("bar %d exceeded its time budget of %d ms" % (i, _Bar.budget_ms))
+        except BaseException as e:
+            _Bar.in_bar = False
+            err = e
+        finally:
+            _Bar.in_bar = False
+            arm(real, 0)
+        t1 = clock()
+        batch.us.append((t1 - t0) // 1000)
+        if err is not None:
+            failed += 1
+            info = error_info(err)
+            cat = _category(err, security_error)
+            msg = info["message"] if cat != "RuntimeError" else "%s: %s" % (info["type"], info["message"])
+            batch.errors.append({"bar": i, "time": bars[i]["time"], "type": cat, "message": msg,
+                                 "line": info["line"]})
+            batch.bytes += len(msg) + 64
+        elif text is not None or _Bar.orders:
+            sig = {"bar": i, "time": bars[i]["time"]}
+            if text is not None:
+                sig["return"] = text
+                batch.bytes += len(text)
+            if _Bar.orders:
+                sig["orders"] = _Bar.orders
+                batch.bytes += 96 * len(_Bar.orders)
+            batch.signals.append(sig)
+        if len(batch.us) >= BATCH_BARS or batch.bytes >= BATCH_BYTES or t1 - batch.since >= BATCH_NS:
+            batch.flush(t1)
+        if failed * 100 > pct * n and failed >= least:
+            batch.flush(t1)
+            return ("%d of %d bars failed by bar %d (the run stops past %g%% of the bars and at least %d)"
+                    % (failed, n, i, pct, least))
+    batch.flush(clock())
+    return None

@@ -1,0 +1,52 @@
+/* A backtest's outcome, built by the supervisor from the jail's batches
+ * (every batch is hostile and checked against the run so far): the
+ * signals, the failed bars by category, the per-bar times and the 5 %
+ * rule. Its report (jailrun-backtest(7)) holds no wall-clock figure, so the
+ * same bars, params and script give the same bytes. */
+#ifndef JR_BACKTEST_H
+#define JR_BACKTEST_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "supervisor/msg.h"
+
+/* The error categories of a failed bar, in report order. */
+#define BT_CATEGORIES 5
+extern const char *const bt_category_names[BT_CATEGORIES];
+
+struct backtest {
+        uint64_t total;            /* bars in the file, as the jail parsed them */
+        uint64_t done;             /* bars reported */
+        uint64_t failed;
+        uint64_t orders;
+        uint32_t *us;              /* per-bar time, microseconds (capped) */
+        size_t us_cap;
+        uint64_t signal_bytes;     /* what the signals take, roughly */
+        json_t *signals;           /* [{bar, time, return?, orders?}] */
+        uint64_t count[BT_CATEGORIES];
+        json_t *first[BT_CATEGORIES];  /* the first failure of each category */
+        double abort_percent;      /* the run stops once failed > percent of total ... */
+        unsigned abort_min;        /* ... and failed >= this */
+};
+
+void bt_init(struct backtest *b, double abort_percent, unsigned abort_min);
+/* The jail said how many bars it parsed. */
+int bt_start(struct backtest *b, uint64_t total, struct jr_err *err);
+/* One batch; -EPROTO with the reason when it does not fit the run. */
+int bt_add(struct backtest *b, const struct msg *m, struct jr_err *err);
+/* The failures crossed the 5 % rule. */
+int bt_over(const struct backtest *b);
+/* The report; outcome is "completed", "aborted", "timeout", ...; reason
+ * may be NULL. */
+json_t *bt_report(const struct backtest *b, const char *outcome, const char *reason);
+/* Per-bar time percentiles over the bars run (0 when none). */
+void bt_times(const struct backtest *b, uint32_t *p50, uint32_t *p99, uint32_t *max);
+void bt_free(struct backtest *b);
+
+/* The bars file at `path` copied into a sealed memfd (*out), for the jail's
+ * DATA_FD. */
+int bt_bars_memfd(const char *path, int *out, struct jr_err *err);
+
+#endif
