@@ -21,6 +21,10 @@
  * datagram always fits the default socket send buffer. */
 #define LOG_MAX_BATCH_BYTES (64 * 1024)
 
+/* A backtest's jail names itself this and the bar it is in (PR_SET_NAME),
+ * so a bar stuck in native code can still be named. */
+#define BAR_COMM_PREFIX "jr-bar "
+
 /* Most bars one "bars" message may report. */
 #define BARS_MAX_BATCH 4096
 

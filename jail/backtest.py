@@ -319,6 +319,7 @@ def run(fn, bars, params, opts, error_info, security_error, send):
     failed = 0
     batch = _Batch(send)
     clock = time.perf_counter_ns
+    mark = _jailrun.bar_mark
     arm = signal.setitimer
     real = signal.ITIMER_REAL
     signal.signal(signal.SIGALRM, _on_alarm)
@@ -326,6 +327,7 @@ def run(fn, bars, params, opts, error_info, security_error, send):
         sdk.candles = Candles(bars[i + 1 - window if window and i >= window else 0:i + 1])
         p = fresh()
         _Bar.index, _Bar.orders, _Bar.timed_out = i, [], False
+        mark(i)
         err = text = None
         t0 = clock()
         try:

@@ -188,8 +188,8 @@ static int wipe_args_env(const struct jail_cfg *cfg, struct pyrt_cfg *pc, struct
         if (field < 51 || v[48] > v[49] || v[50] > v[51])
                 return jr_fail(err, EPROTO, "parse /proc/self/stat");
         char **argv = calloc((size_t)cfg->argc + 1, sizeof *argv);
-        char *name = strdup(cfg->script_name);
-        if (!argv || !name)
+        char *name = strdup(cfg->script_name), *data = strdup(cfg->data_name ? cfg->data_name : "");
+        if (!argv || !name || !data)
                 return jr_fail(err, ENOMEM, "copy arguments");
         for (int i = 0; i < cfg->argc; i++)
                 if (!(argv[i] = strdup(cfg->argv[i])))
@@ -198,6 +198,7 @@ static int wipe_args_env(const struct jail_cfg *cfg, struct pyrt_cfg *pc, struct
         memset((void *)v[50], 0, v[51] - v[50]);  /* env_start .. env_end */
         pc->argv = argv;
         pc->script_name = name;
+        pc->data_name = data;
         return 0;
 }
 

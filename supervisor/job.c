@@ -236,6 +236,22 @@ static void on_bars(struct job *j, const struct msg *m)
         progress(j);
 }
 
+/* The bar a silent jail is in: the name it gave itself (BAR_COMM_PREFIX),
+ * kept within the bars not yet reported; the first of them if unreadable. */
+static uint64_t stuck_bar(struct job *j)
+{
+        char path[64], comm[32] = "";
+        snprintf(path, sizeof path, "/proc/%d/comm", (int)j->sp.pid);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd < 0 ? -1 : read(fd, comm, sizeof comm - 1);
+        size_t plen = strlen(BAR_COMM_PREFIX);
+        if (n <= (ssize_t)plen || strncmp(comm, BAR_COMM_PREFIX, plen) != 0)
+                return j->bt.done;
+        comm[n] = '\0';
+        unsigned long long bar = strtoull(comm + plen, NULL, 10);
+        return bar >= j->bt.done && bar < j->bt.total ? bar : j->bt.done;
+}
+
 /* The end of a backtest, as the jail tells it, against what it reported. */
 static int backtest_result(struct job *j, const struct msg *m)
 {
@@ -704,7 +720,7 @@ static void handle(struct job *j, const struct epoll_event *ev)
                 end_job(j, JOB_TIMEOUT, "TimeoutError",
                         "bar %llu did not return within its budget of %g s and %g s of grace; the jail was "
                         "killed (a bar stuck where its own timer cannot stop it, such as native code)",
-                        (unsigned long long)j->bt.done, j->o->bar_timeout_s, j->o->bar_grace_s);
+                        (unsigned long long)stuck_bar(j), j->o->bar_timeout_s, j->o->bar_grace_s);
                 break;
         }
 }

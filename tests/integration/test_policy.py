@@ -27,7 +27,7 @@ def test_print_policy_of_each_profile(profile):
     assert r.returncode == 0, r.stderr
     p = json.loads(r.stdout)
     assert p["profile"] == profile
-    assert set(p) == {"profile", "python", "validator", "limits", "state", "files", "http", "adapters", "log"}
+    assert set(p) == {"profile", "python", "validator", "limits", "state", "files", "http", "adapters", "backtest", "log"}
     assert p["python"]["guard"] == (profile != "exec")
 
 

@@ -1,0 +1,438 @@
+"""The backtest runner: jailrun --profile strategy --bars FILE. Seed 003's
+contract (002 where 003 is silent): on_bar_strategy(sdk, params) per bar,
+the per-bar budget, the 5 % rule, the error catalog, read-only candles and
+params, JSON returns, a deterministic report."""
+import json
+import os
+import pty
+import random
+import subprocess
+import textwrap
+import time
+
+import pytest
+
+from conftest import JAILRUN, run_script
+
+
+def write_bars(path, n, seed=1, fmt="csv", start=1700000000, step=60):
+    rnd = random.Random(seed)
+    c = 100.0
+    rows = []
+    for i in range(n):
+        o = c
+        c = round(c + rnd.gauss(0, 1), 4)
+        rows.append({"time": start + step * i, "open": o, "high": round(max(o, c) + 0.25, 4),
+                     "low": round(min(o, c) - 0.25, 4), "close": c, "volume": rnd.randint(1, 1000)})
+    with open(path, "w") as f:
+        if fmt == "csv":
+            f.write("time,open,high,low,close,volume\n")
+            for r in rows:
+                f.write("%d,%r,%r,%r,%r,%d\n" % (r["time"], r["open"], r["high"], r["low"], r["close"], r["volume"]))
+        else:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+    return rows
+
+
+def backtest(tmp_path, source, n=100, *args, bars=None, name="strategy.py", timeout=120):
+    """Runs a backtest over n random-walk bars; returns (Result, report or None)."""
+    if bars is None:
+        bars = tmp_path / "bars.csv"
+        if not bars.exists():
+            write_bars(bars, n)
+    report = tmp_path / "report.json"
+    if report.exists():
+        report.unlink()
+    r = run_script(tmp_path, source, "--profile", "strategy", "--bars", str(bars), "--report", str(report),
+                   *args, name=name, timeout=timeout)
+    rep = json.loads(report.read_text()) if report.exists() else None
+    return r, rep
+
+
+# --- the seeds' examples ------------------------------------------------------------
+
+SEED_002 = """
+def on_bar_strategy(sdk, params):
+    closes = np.array([c["close"] for c in sdk.candles])
+    vol = np.std(closes[-20:])  # standard deviation of the last 20 closes
+    return {"vol": float(vol)}
+"""
+
+SEED_003 = """
+import tesstrade_indicators as ti
+_rsi = ti.Rsi(14) # constructed once at module scope; state survives across bars
+def on_bar_strategy(sdk, params):
+    _rsi.update(sdk.candles[-1]["close"])
+    if _rsi.is_ready() and _rsi.value() < 30:
+        sdk.buy(action="buy_to_open", qty=1, order_type="market")
+"""
+
+SEED_BUFFER = """
+def on_bar_strategy(sdk, params):
+    buf = sdk.state.setdefault("buffer", [])
+    buf.append(sdk.candles[-1]["close"])
+    if len(buf) > 1000:
+        del buf[:len(buf) - 1000]  # keep only the last 1000
+    seed = int(sdk.candles[-1]["time"]) % 10_000
+    pseudo_random = (seed * 1103515245 + 12345) % 2_147_483_648
+    return [len(buf), pseudo_random % 7, hash(int(sdk.candles[-1]["time"])) % 5]
+"""
+
+SAMPLES = {"seed002": SEED_002, "seed003": SEED_003, "buffer": SEED_BUFFER}
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_seed_strategies_run_and_reports_are_byte_identical(tmp_path, name):
+    write_bars(tmp_path / "bars.csv", 1200)
+    r1, rep1 = backtest(tmp_path, SAMPLES[name])
+    first = (tmp_path / "report.json").read_bytes()
+    r2, rep2 = backtest(tmp_path, SAMPLES[name])
+    assert r1.code == 0 and r2.code == 0, (r1, r2)
+    assert (tmp_path / "report.json").read_bytes() == first
+    assert rep1["outcome"] == "completed" and rep1["bars"] == rep1["bars_run"] == rep1["bars_ok"] == 1200
+    assert rep1["bars_failed"] == 0 and rep1["errors"] == {}
+    if name == "seed003":
+        assert rep1["orders_count"] > 0
+        assert all(s["orders"] == [{"side": "buy", "action": "buy_to_open", "qty": 1, "order_type": "market"}]
+                   for s in rep1["signals"])
+    if name == "buffer":
+        assert rep1["signals"][-1]["return"][0] == 1000  # the cap held
+        assert rep1["signals"][10]["return"][0] == 11
+    if name == "seed002":
+        assert len(rep1["signals"]) == 1200
+
+
+def test_seed002_values_match_plain_numpy(tmp_path):
+    rows = write_bars(tmp_path / "bars.csv", 300)
+    r, rep = backtest(tmp_path, SEED_002)
+    assert r.code == 0, r
+    import numpy as np
+    closes = [b["close"] for b in rows]
+    for s in rep["signals"]:
+        i = s["bar"]
+        window = closes[max(0, i + 1 - 500):i + 1]
+        assert abs(s["return"]["vol"] - float(np.std(np.array(window)[-20:]))) < 1e-12
+
+
+def test_jsonl_bars_give_the_same_report(tmp_path):
+    write_bars(tmp_path / "bars.csv", 200, seed=7)
+    write_bars(tmp_path / "bars.jsonl", 200, seed=7, fmt="jsonl")
+    r1, _ = backtest(tmp_path, SEED_002, bars=tmp_path / "bars.csv")
+    a = (tmp_path / "report.json").read_bytes()
+    r2, _ = backtest(tmp_path, SEED_002, bars=tmp_path / "bars.jsonl")
+    assert r1.code == r2.code == 0, (r1, r2)
+    assert (tmp_path / "report.json").read_bytes() == a
+
+
+# --- what a strategy sees -----------------------------------------------------------
+
+def test_candles_window_state_and_params(tmp_path):
+    (tmp_path / "p.json").write_text('{"period": 3, "nested": {"k": [1, 2]}}')
+    r, rep = backtest(tmp_path, """
+        def on_bar_strategy(sdk, params):
+            sdk.state["n"] = sdk.state.get("n", 0) + 1
+            seen = [params["period"], len(params["nested"]["k"])]
+            params["period"] = 99            # ignored: a fresh copy each bar
+            params["nested"]["k"].append(5)  # ignored too
+            c = sdk.candles[-1]
+            return {"n": sdk.state["n"], "len": len(sdk.candles), "first": sdk.candles[0]["time"],
+                    "keys": list(c.keys()), "seen": seen}
+    """, 700, "--params", str(tmp_path / "p.json"))
+    assert r.code == 0, r
+    sig = rep["signals"]
+    assert [s["return"]["n"] for s in sig] == list(range(1, 701))
+    assert all(s["return"]["seen"] == [3, 2] for s in sig)
+    assert [s["return"]["len"] for s in sig] == [min(i + 1, 500) for i in range(700)]
+    assert sig[699]["return"]["first"] == 1700000000 + 60 * 200
+    assert sig[0]["return"]["keys"] == ["time", "open", "high", "low", "close", "volume"]
+
+
+def test_window_from_the_policy(tmp_path):
+    (tmp_path / "pol.json").write_text('{"backtest": {"window": 10}}')
+    r, rep = backtest(tmp_path, """
+        def on_bar_strategy(sdk, params):
+            return len(sdk.candles)
+    """, 30, "--policy", str(tmp_path / "pol.json"))
+    assert r.code == 0, r
+    assert [s["return"] for s in rep["signals"]] == [min(i + 1, 10) for i in range(30)]
+
+
+def test_candles_are_read_only(tmp_path):
+    r, rep = backtest(tmp_path, """
+        def on_bar_strategy(sdk, params):
+            i = len(sdk.candles) - 1
+            if i == 1:
+                sdk.candles.append({"close": 1})
+            if i == 2:
+                sdk.candles[-1]["close"] = 0.0
+            if i == 3:
+                sdk.candles[0] = None
+            if i == 4:
+                sdk.candles.sort()
+            if i == 5:
+                sdk.candles[-1].update({"close": 1})
+            c = dict(sdk.candles[-1])   # a copy may be changed
+            c["close"] = 1.0
+            return sdk.candles[-1]["close"] != 1.0
+    """, 100)
+    assert r.code == 0, r
+    e = rep["errors"]["RuntimeError"]
+    assert e["count"] == 5
+    assert e["first"]["bar"] == 1 and e["first"]["line"] == 5
+    assert e["first"]["message"] == "TypeError: sdk.candles is read-only; copy it with list(sdk.candles) to change it"
+    assert all(s["return"] is True for s in rep["signals"])
+
+
+# --- the error catalog --------------------------------------------------------------
+
+CATALOG = """
+def on_bar_strategy(sdk, params):
+    i = len(sdk.candles) - 1
+    if i == 10:
+        open("/etc/passwd")                       # SecurityError: a blocked builtin
+    if i == 20:
+        sdk.buy(qty=1)                            # ProtocolError: no action
+    if i == 30:
+        return {1, 2}                             # ProtocolError: not JSON
+    if i == 40:
+        return [1.0, float("nan")]                # ProtocolError: NaN
+    if i == 50:
+        return sdk.candles[1000]                  # RuntimeError: IndexError
+    if i == 60:
+        x = "y" * (200 << 20)                     # MemoryError: over the strategy's cap
+    if i == 70:
+        for k in range(10 ** 10):                 # TimeoutError: over the budget
+            pass
+    if i == 80:
+        sdk.sell(action="buy_to_open", qty=1)     # ProtocolError: not a sell action
+    if i == 90:
+        sdk.buy(action="buy_to_open", qty=1, order_type="limit", price=99.5)
+"""
+
+
+def test_every_category_with_bar_and_line(tmp_path):
+    r, rep = backtest(tmp_path, CATALOG, 200, "--bar-timeout", "200ms")
+    assert r.code == 0, r  # 8 of 200 bars failed: within 5 %
+    assert rep["outcome"] == "completed" and rep["bars_failed"] == 8
+    errs = rep["errors"]
+    assert set(errs) == {"SecurityError", "ProtocolError", "RuntimeError", "MemoryError", "TimeoutError"}
+    assert errs["SecurityError"]["first"]["bar"] == 10 and errs["SecurityError"]["first"]["line"] == 5
+    assert "open" in errs["SecurityError"]["first"]["message"]
+    assert errs["ProtocolError"]["count"] == 4
+    assert errs["ProtocolError"]["first"]["bar"] == 20 and errs["ProtocolError"]["first"]["line"] == 7
+    assert errs["ProtocolError"]["first"]["message"].startswith("sdk.buy() needs action=")
+    assert errs["RuntimeError"]["first"]["bar"] == 50 and errs["RuntimeError"]["first"]["line"] == 13
+    assert errs["RuntimeError"]["first"]["message"] == "IndexError: list index out of range"
+    assert errs["MemoryError"]["first"]["bar"] == 60 and errs["MemoryError"]["first"]["line"] == 15
+    assert errs["TimeoutError"]["first"]["bar"] == 70
+    assert errs["TimeoutError"]["first"]["message"] == "bar 70 exceeded its time budget of 200 ms"
+    assert rep["failures"] == {"SecurityError": 1, "TimeoutError": 1, "MemoryError": 1, "ProtocolError": 4,
+                               "RuntimeError": 1}
+    sig = [s for s in rep["signals"] if s["bar"] == 90]
+    assert sig[0]["orders"] == [{"side": "buy", "action": "buy_to_open", "qty": 1, "order_type": "limit",
+                                 "price": 99.5}]
+    # the errors of bars 30 and 40 name the bar
+    r2, rep2 = backtest(tmp_path, """
+        def on_bar_strategy(sdk, params):
+            return {1, 2}
+    """, 3)
+    assert rep2["errors"]["ProtocolError"]["first"]["message"].startswith(
+        "bar 0: the return value is not JSON (dict, list, str, int, float, bool or None; no sets, objects or NaN)")
+
+
+def test_a_caught_timeout_still_fails_the_bar_and_the_run_goes_on(tmp_path):
+    r, rep = backtest(tmp_path, """
+        def on_bar_strategy(sdk, params):
+            if len(sdk.candles) == 3:
+                for attempt in range(3):
+                    try:
+                        for k in range(10 ** 10):
+                            pass
+                    except Exception:
+                        pass                  # swallowed: the bar still failed
+            return len(sdk.candles)
+    """, 40, "--bar-timeout", "100ms")
+    assert r.code == 0, r
+    assert rep["bars_failed"] == 1 and rep["errors"]["TimeoutError"]["first"]["bar"] == 2
+    assert [s["bar"] for s in rep["signals"]] == [i for i in range(40) if i != 2]
+
+
+def test_hard_stage_kills_a_bar_stuck_in_native_code(tmp_path):
+    """sum() over a range runs in C and never returns to the interpreter's
+    loop, where the bar's TimeoutError would be raised: the supervisor
+    kills the jail after the budget and the grace."""
+    (tmp_path / "pol.json").write_text('{"backtest": {"grace": 0.5}}')
+    t0 = time.monotonic()
+    r, rep = backtest(tmp_path, """
+        def on_bar_strategy(sdk, params):
+            if len(sdk.candles) == 5:
+                sum(range(10 ** 13))
+            return 1
+    """, 50, "--bar-timeout", "100ms", "--policy", str(tmp_path / "pol.json"), "--json")
+    took = time.monotonic() - t0
+    assert r.code == 124, r
+    assert r.json["status"] == "timeout"
+    assert r.json["error"]["message"].startswith("bar 4 did not return within its budget of 0.1 s and 0.5 s of grace")
+    assert rep["outcome"] == "timeout" and rep["bars_run"] <= 4  # what was reported before it stuck
+    assert took < 20
+
+
+# --- the 5 % rule -------------------------------------------------------------------
+
+FAIL_AT = """
+FAIL = set(params["fail"])
+def on_bar_strategy(sdk, params):
+    if len(sdk.candles) - 1 in FAIL:
+        raise ValueError("bad bar")
+    return 1
+"""
+
+
+@pytest.mark.parametrize("n,fails,aborted", [(100, 4, False), (100, 5, False), (100, 6, True), (50, 5, True),
+                                             (50, 4, False)])
+def test_five_percent_rule(tmp_path, n, fails, aborted):
+    fail = [3 + 7 * k for k in range(fails)]
+    (tmp_path / "p.json").write_text(json.dumps({"fail": fail}))
+    src = FAIL_AT.replace('set(params["fail"])', repr(set(fail)))
+    r, rep = backtest(tmp_path, src, n, "--params", str(tmp_path / "p.json"), "--json")
+    assert rep["errors"]["RuntimeError"]["first"] == {"bar": 3, "time": 1700000000 + 180,
+                                                      "message": "ValueError: bad bar", "line": 5}
+    if aborted:
+        assert r.code == 1, r
+        assert r.json["error"]["type"] == "BacktestAborted"
+        assert rep["outcome"] == "aborted"
+        assert rep["bars_run"] == fail[-1] + 1  # it stopped at the failure that crossed the line
+        assert rep["bars_failed"] == fails
+        assert r.json["error"]["message"].startswith("%d of %d bars failed by bar %d" % (fails, n, fail[-1]))
+    else:
+        assert r.code == 0, r
+        assert rep["outcome"] == "completed" and rep["bars_run"] == n and rep["bars_failed"] == fails
+
+
+# --- the command line and bad input -------------------------------------------------
+
+def test_json_result_has_the_backtest_figures(tmp_path):
+    r, rep = backtest(tmp_path, SEED_003, 300, "--json")
+    assert r.code == 0, r
+    b = r.json["backtest"]
+    assert b["outcome"] == "completed" and b["bars"] == b["bars_run"] == 300
+    assert b["orders"] == rep["orders_count"] and b["signals"] == rep["signals_count"]
+    assert 0 < b["bar_us"]["p50"] <= b["bar_us"]["p99"] <= b["bar_us"]["max"]
+
+
+def test_report_to_stdout(tmp_path):
+    write_bars(tmp_path / "bars.csv", 5)
+    r = run_script(tmp_path, "def on_bar_strategy(sdk, params):\n    return 1\n", "--profile", "strategy",
+                   "--bars", str(tmp_path / "bars.csv"), "--report", "-")
+    assert r.code == 0, r
+    assert json.loads(r.out)["signals_count"] == 5
+
+
+BAD_BARS = [
+    ("empty.csv", "", "no bars"),
+    ("header.csv", "time,open,high,low,close\n1,1,1,1,1\n", "header.csv:1: the header has no column volume"),
+    ("word.csv", "time,open,high,low,close,volume\n1,1,1,x,1,1\n", "word.csv:2: low 'x' is not a number"),
+    ("order.csv", "time,open,high,low,close,volume\n60,1,1,1,1,1\n60,1,1,1,1,1\n",
+     "order.csv:3: time 60 is not after the previous bar's 60"),
+    ("inf.csv", "time,open,high,low,close,volume\n1,1,1,1,inf,1\n", "inf.csv:2: close 'inf' is not a finite number"),
+    ("short.csv", "time,open,high,low,close,volume\n1,1,1\n", "short.csv:2: 3 fields where the header has 6"),
+    ("frac.csv", "time,open,high,low,close,volume\n1.5,1,1,1,1,1\n", "frac.csv:2: time 1.5 is not a whole number"),
+    ("bin.csv", b"time,open\xff\n", "bin.csv: not UTF-8 text"),
+    ("bad.jsonl", '{"time": 1, "open": 1, "high": 1, "low": 1, "close": 1, "volume": 1}\n{oops\n',
+     "bad.jsonl:2: not JSON"),
+    ("miss.jsonl", '{"time": 1, "open": 1, "high": 1, "low": 1, "close": 1}\n', "miss.jsonl:1: the bar has no volume"),
+    ("str.jsonl", '{"time": 1, "open": "1", "high": 1, "low": 1, "close": 1, "volume": true}\n',
+     "str.jsonl:1: volume is bool, not a number"),
+]
+
+
+@pytest.mark.parametrize("name,content,message", BAD_BARS, ids=[b[0] for b in BAD_BARS])
+def test_bad_bars_files(tmp_path, name, content, message):
+    p = tmp_path / name
+    p.write_bytes(content if isinstance(content, bytes) else content.encode())
+    r = run_script(tmp_path, "def on_bar_strategy(sdk, params):\n    return 1\n", "--profile", "strategy",
+                   "--bars", str(p), "--json")
+    assert r.code == 2, r
+    assert r.json["error"]["type"] == "BarsError"
+    assert message in r.json["error"]["message"], r.json
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--bars", "/nonexistent/bars.csv"], "--bars /nonexistent/bars.csv: No such file or directory"),
+    (["--bars", "/tmp"], "not a regular file"),
+    (["--bars", "B", "--profile", "worker"], "profile strategy"),
+    (["--params", "P"], "need --bars"),
+    (["--bars", "B", "--check"], "without --check"),
+    (["--bars", "B", "--bar-timeout", "0"], "--bar-timeout wants a duration"),
+    (["--bars", "B", "--bar-timeout", "5 parsecs"], "--bar-timeout wants a duration"),
+    (["--bars", "B", "--params", "BADP"], "--params"),
+    (["--bars", "B", "--params", "LISTP"], "the params must be a JSON object"),
+])
+def test_usage_errors(tmp_path, args, message):
+    write_bars(tmp_path / "B", 3)
+    (tmp_path / "BADP").write_text('{"a": 1, "a": 2}')
+    (tmp_path / "LISTP").write_text('[1]')
+    args = [str(tmp_path / a) if a in ("B", "BADP", "LISTP", "P") else a for a in args]
+    if "--profile" not in args:
+        args = ["--profile", "strategy"] + args
+    src = tmp_path / "s.py"
+    src.write_text("def on_bar_strategy(sdk, params):\n    return 1\n")
+    r = subprocess.run([JAILRUN, *args, str(src)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r
+    assert message in r.stderr, r.stderr
+
+
+def test_strategy_without_entry_point(tmp_path):
+    r, rep = backtest(tmp_path, "x = 1\n", 3, "--json")
+    assert r.code == 1 and rep is None
+    assert "defines no on_bar_strategy(sdk, params)" in r.json["error"]["message"]
+
+
+def test_progress_line_on_a_terminal(tmp_path):
+    write_bars(tmp_path / "bars.csv", 3000)
+    src = tmp_path / "s.py"
+    src.write_text(textwrap.dedent("""
+        def on_bar_strategy(sdk, params):
+            x = 0
+            for k in range(3000):
+                x += k
+            return None
+    """))
+    master, slave = pty.openpty()
+    p = subprocess.Popen([JAILRUN, "--profile", "strategy", "--bars", str(tmp_path / "bars.csv"), str(src)],
+                         stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    p.wait(timeout=60)
+    os.close(master)
+    assert p.returncode == 0
+    text = out.decode()
+    assert "/3000 bars, " in text and " bars/s" in text, text
+    assert "backtest completed: 3000 bars" in text
+
+
+@pytest.mark.parametrize("policy,message", [
+    ('{"backtest": {"bar_timeout": 0}}', "backtest.bar_timeout"),
+    ('{"backtest": {"window": -1}}', "backtest.window"),
+    ('{"backtest": {"abort_percent": 101}}', "backtest.abort_percent"),
+    ('{"backtest": {"memory": "64M"}}', "backtest.memory"),
+    ('{"backtest": {"speed": 1}}', "$.backtest: unknown key 'speed'"),
+])
+def test_bad_backtest_policy(tmp_path, policy, message):
+    write_bars(tmp_path / "B", 3)
+    (tmp_path / "pol.json").write_text(policy)
+    src = tmp_path / "s.py"
+    src.write_text("def on_bar_strategy(sdk, params):\n    return 1\n")
+    r = subprocess.run([JAILRUN, "--profile", "strategy", "--policy", str(tmp_path / "pol.json"), "--bars",
+                        str(tmp_path / "B"), str(src)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r
+    assert message in r.stderr, r.stderr
