@@ -1,6 +1,8 @@
 # A strategy for profile strategy: np, pd, math, json and datetime are
 # globals, no import needed. Check it with
 #   jailrun --profile strategy --check examples/strategy.py
+# and run it over the sample bars with
+#   jailrun --profile strategy --bars examples/bars.csv --report /tmp/report.json examples/strategy.py
 
 
 def on_bar_strategy(sdk, params):

@@ -184,6 +184,22 @@ def read_bars(fd, name):
     return tuple(bars)
 
 
+def heavy_modules(source, injected):
+    """numpy and pandas if the script may use them: it names them, an
+    injected alias of them, or an indicator module built on them."""
+    import re
+
+    text = source.decode("utf-8", "replace") if isinstance(source, bytes) else source
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text))
+    wanted = set()
+    for name, mod in injected.items():
+        if name in words or mod in words:
+            wanted.add(mod)
+    if words & {"ta", "pandas_ta", "talib"}:
+        wanted |= {"numpy", "pandas"}
+    return sorted(wanted & {"numpy", "pandas"})
+
+
 def cap_memory(extra):
     """Limits the address space to what is mapped now (the interpreter, the
     libraries, the bars) plus `extra` bytes and a margin: past it,

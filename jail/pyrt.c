@@ -328,6 +328,11 @@ static int init_interpreter(const struct pyrt_cfg *cfg)
         c.user_site_directory = 0;
         c.write_bytecode = 0;
         c.use_environment = 0;
+        /* A backtest is reproducible: str hashes (set order) too. */
+        if (strcmp(cfg->entry, "backtest") == 0) {
+                c.use_hash_seed = 1;
+                c.hash_seed = 0;
+        }
         c.parse_argv = 0;
         st = set_paths(&c, cfg);
         if (!PyStatus_Exception(st))

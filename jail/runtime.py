@@ -626,6 +626,11 @@ def backtest_main(source, filename, policy):
         except bt.BarsError as e:
             e.jr_type = "BarsError"
             raise
+        # The heavy injected modules the script names, imported now rather
+        # than on first use: the first bar's budget and the strategy's
+        # memory cap are its own.
+        for mod in bt.heavy_modules(source, policy["python"]["globals"]):
+            __import__(mod)
         bt.cap_memory(opts["memory"])
         g = _load(source, filename, None, policy)
         fn = g.get("on_bar_strategy")

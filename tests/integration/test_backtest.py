@@ -436,3 +436,27 @@ def test_bad_backtest_policy(tmp_path, policy, message):
                         str(tmp_path / "B"), str(src)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2, r
     assert message in r.stderr, r.stderr
+
+
+def test_fixed_hash_seed_keeps_set_order(tmp_path):
+    """str hashes are the same from run to run, so is a set's order."""
+    src = """
+        def on_bar_strategy(sdk, params):
+            words = {"w%d" % k for k in range(40)}
+            return [list(words)[:10], hash("abc")]
+    """
+    r1, rep1 = backtest(tmp_path, src, 3)
+    r2, rep2 = backtest(tmp_path, src, 3)
+    assert r1.code == r2.code == 0, (r1, r2)
+    assert rep1["signals"] == rep2["signals"]
+
+
+def test_injected_modules_are_loaded_before_the_first_bar(tmp_path):
+    """Importing pandas takes longer than this budget: it must not be the
+    first bar's cost (nor count against the strategy's memory)."""
+    r, rep = backtest(tmp_path, """
+        def on_bar_strategy(sdk, params):
+            return float(pd.Series([c["close"] for c in sdk.candles]).mean())
+    """, 20, "--bar-timeout", "150ms")
+    assert r.code == 0, r
+    assert rep["bars_failed"] == 0 and rep["signals_count"] == 20
