@@ -217,7 +217,6 @@ class _Bar:
 
     index = 0
     orders = []
-    in_bar = False
     timed_out = False
     budget_ms = 0
 
@@ -266,7 +265,10 @@ class Sdk:
 
 
 def _on_alarm(signum, frame):
-    if _Bar.in_bar:
+    # The C handler (jail/barclock.c) asks for this only while a bar is
+    # overdue; a request left over from a bar that has since ended is
+    # dropped here.
+    if _jailrun.bar_overdue():
         _Bar.timed_out = True
         raise TimeoutError("bar %d exceeded its time budget of %d ms" % (_Bar.index, _Bar.budget_ms))
 
@@ -331,38 +333,40 @@ def run(fn, bars, params, opts, error_info, security_error, send):
     pct, least = opts["abort_percent"], opts["abort_min"]
     fresh = _params_maker(params)
     sdk = Sdk()
-    n = len(bars)
-    failed = 0
     batch = _Batch(send)
     clock = time.perf_counter_ns
-    mark = _jailrun.bar_mark
-    arm = signal.setitimer
-    real = signal.ITIMER_REAL
+    begin, end = _jailrun.bar_begin, _jailrun.bar_end
     signal.signal(signal.SIGALRM, _on_alarm)
+    _jailrun.bar_watch(budget, min(REPEAT_S, budget / 4))  # one periodic tick, no timer per bar
+    try:
+        return _loop(fn, bars, window, fresh, sdk, batch, pct, least, error_info, security_error, begin, end, clock)
+    finally:
+        _jailrun.bar_unwatch()
+
+
+def _loop(fn, bars, window, fresh, sdk, batch, pct, least, error_info, security_error, begin, end, clock):
+    n = len(bars)
+    failed = 0
     for i in range(n):
         sdk.candles = Candles(bars[i + 1 - window if window and i >= window else 0:i + 1])
         p = fresh()
         _Bar.index, _Bar.orders, _Bar.timed_out = i, [], False
-        mark(i)
         err = text = None
-        t0 = clock()
         try:
-            _Bar.in_bar = True
-            arm(real, budget, REPEAT_S)
+            begin(i)
             ret = fn(sdk, p)
             if ret is not None:
                 text = _encode_return(ret, i)
-            _Bar.in_bar = False
-            if _Bar.timed_out:
-                raise TimeoutError("bar %d exceeded its time budget of %d ms" % (i, _Bar.budget_ms))
+            took, overran = end()
         except BaseException as e:
-            _Bar.in_bar = False
+            took, overran = end()
             err = e
-        finally:
-            _Bar.in_bar = False
-            arm(real, 0)
+        if overran:
+            _Bar.timed_out = True
+            if not isinstance(err, TimeoutError):
+                err = TimeoutError("bar %d exceeded its time budget of %d ms" % (i, _Bar.budget_ms))
         t1 = clock()
-        batch.us.append((t1 - t0) // 1000)
+        batch.us.append(took // 1000)
         if err is not None:
             failed += 1
             info = error_info(err)

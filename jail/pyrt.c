@@ -7,10 +7,10 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 
 #include "common/proto.h"
+#include "jail/barclock.h"
 #include "jail/guard.h"
 #include "jail/indicators.h"
 #include "jail/pyrt.h"
@@ -203,21 +203,6 @@ static PyObject *chan_recv(PyObject *self, PyObject *noarg)
         return out;
 }
 
-/* _jailrun.bar_mark(i): names the process BAR_COMM_PREFIX and the bar it
- * is in, where the supervisor can read it however the bar is stuck. */
-static PyObject *chan_bar_mark(PyObject *self, PyObject *arg)
-{
-        (void)self;
-        long long i = PyLong_AsLongLong(arg);
-        if (i == -1 && PyErr_Occurred())
-                return NULL;
-        char name[16];
-        snprintf(name, sizeof name, BAR_COMM_PREFIX "%lld", i);
-        if (prctl(PR_SET_NAME, name) < 0)
-                return PyErr_SetFromErrno(PyExc_OSError);
-        Py_RETURN_NONE;
-}
-
 /* Largest payload the supervisor announces (a file read, an HTTP body). */
 #define PYRT_MAX_PAYLOAD (64L << 20)
 
@@ -260,7 +245,6 @@ static PyMethodDef chan_methods[] = {
         { "send", chan_send, METH_O, "send(obj): obj as one JSON datagram to the supervisor" },
         { "recv", chan_recv, METH_NOARGS, "recv() -> dict, or None at end" },
         { "recv_payload", chan_recv_payload, METH_O, "recv_payload(n) -> the n bytes after a reply" },
-        { "bar_mark", chan_bar_mark, METH_O, "bar_mark(i): the backtest is in bar i" },
         { NULL, NULL, 0, NULL },
 };
 
@@ -276,7 +260,7 @@ static const char *data_name = "";
 static PyObject *chan_init(void)
 {
         PyObject *m = PyModule_Create(&chan_module);
-        if (m && (PyModule_AddFunctions(m, guard_methods) < 0 ||
+        if (m && (PyModule_AddFunctions(m, guard_methods) < 0 || PyModule_AddFunctions(m, barclock_methods) < 0 ||
                   PyModule_AddStringConstant(m, "DATAPATH", JR_DATAPATH) < 0 ||
                   PyModule_AddIntConstant(m, "DATA_FD", DATA_FD) < 0 ||
                   PyModule_AddStringConstant(m, "DATA_NAME", data_name) < 0))

@@ -435,7 +435,8 @@ static int write_report(const char *path, const json_t *report)
 /* The backtest's figures: in --json, an object; else a line or two. */
 static json_t *backtest_json(const struct job_result *r)
 {
-        return json_pack("{s:O, s:I, s:I, s:I, s:I, s:I, s:{s:i, s:i, s:i}}", "outcome",
+        return json_pack("{s:I, s:O, s:I, s:I, s:I, s:I, s:I, s:{s:i, s:i, s:i}}", "run_us",
+                         (json_int_t)r->run_us, "outcome",
                          json_object_get(r->report, "outcome"), "bars", (json_int_t)r->bars, "bars_run",
                          (json_int_t)r->bars_run, "bars_failed", (json_int_t)r->bars_failed, "signals",
                          (json_int_t)r->signals, "orders", (json_int_t)r->orders, "bar_us", "p50",

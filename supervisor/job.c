@@ -87,6 +87,7 @@ struct job {
         int barfd;                /* backtest: fires when the jail has been silent too long */
         struct timespec progress_at;
         int progress_shown;
+        struct timespec run_sent;  /* backtest: when the run began */
 };
 
 static long ms_since(const struct timespec *t0)
@@ -146,6 +147,7 @@ static void next_tick_or_stop(struct job *j)
         if (j->sent < j->o->ticks) {
                 j->sent++;
                 j->inflight = 1;
+                clock_gettime(CLOCK_MONOTONIC, &j->run_sent);
                 r = j->o->entry == JAIL_ENTRY_BACKTEST
                             ? send_json(j, json_pack("{s:s, s:I, s:s, s:O}", "type", "run", "id", (json_int_t)j->sent,
                                                      "op", "backtest", "params", j->o->params))
@@ -278,8 +280,11 @@ static void on_result(struct job *j, const struct msg *m)
         if (!tick && !last)
                 return end_job(j, JOB_PROTOCOL, "ProtocolError", "unexpected result (id %lld)",
                                (long long)m->result.id);
-        if (tick && j->o->entry == JAIL_ENTRY_BACKTEST && backtest_result(j, m) < 0)
-                return;
+        if (tick && j->o->entry == JAIL_ENTRY_BACKTEST) {
+                j->res->run_us = us_since(&j->run_sent);
+                if (backtest_result(j, m) < 0)
+                        return;
+        }
         if (!m->result.ok)
                 on_error_result(j, m);
         if (last) {

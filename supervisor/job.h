@@ -75,6 +75,7 @@ struct job_result {
         json_t *report;              /* owned; NULL if the run never started */
         uint64_t bars, bars_run, bars_failed, signals, orders;
         uint32_t bar_us_p50, bar_us_p99, bar_us_max;
+        long run_us;                 /* from the run message to the run's result */
 };
 
 /* Most bytes of a bars file. */
