@@ -75,19 +75,21 @@ class Candles(list):
 
 def _time(v, where):
     if isinstance(v, str):
-        v = v.strip()
+        text = v.strip()
         try:
-            return int(v)
+            v = int(text)
         except ValueError:
             try:
-                v = float(v)
+                v = float(text)
             except ValueError:
                 raise BarsError("%s: time %r is not a number (seconds or milliseconds since the epoch)"
-                                % (where, v)) from None
-    if type(v) is int:
-        return v
+                                % (where, text)) from None
     if type(v) is float and math.isfinite(v) and v == int(v):
-        return int(v)
+        v = int(v)
+    if type(v) is int:
+        if -(1 << 63) <= v < (1 << 63):
+            return v
+        raise BarsError("%s: time %d is out of range (a 64-bit count of seconds or milliseconds)" % (where, v))
     raise BarsError("%s: time %r is not a whole number of seconds or milliseconds since the epoch"
                     % (where, v))
 
@@ -119,6 +121,13 @@ def _candle(get, where, prev):
 
 def _parse_csv(text, name):
     rows = csv.reader(io.StringIO(text, newline=""))
+    try:
+        return _csv_rows(rows, name)
+    except csv.Error as e:
+        raise BarsError("%s:%d: %s" % (name, rows.line_num, e)) from None
+
+
+def _csv_rows(rows, name):
     header = None
     out = []
     prev = None

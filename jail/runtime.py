@@ -5,6 +5,7 @@
 # Start-up cost matters: traceback and linecache load only when an error
 # is reported.
 import builtins
+import signal
 import sys
 
 import _jailrun
@@ -585,12 +586,17 @@ def worker_main(source, filename, policy, entry):
         _send({"type": "result", "id": 0, "error": _error_info(e, filename)})
         return 1
     buf.flush()
+    on_error = g.get("on_error") if ticks and callable(g.get("on_error")) else None
+    if ticks:
+        _Tick.limit = policy["limits"]["tick_timeout"]
+        signal.signal(signal.SIGALRM, _on_tick_alarm)
+        _jailrun.bar_watch(_Tick.limit, min(0.05, _Tick.limit / 4))
     _send({"type": "ready"})
+    _remember_source(source, filename)
     while True:
-        raw = _jailrun.recv()
-        if raw is None:
+        msg = _jailrun.recv()
+        if msg is None:
             return 0
-        msg = raw
         kind = msg.get("type")
         if kind == "shutdown":
             sys.stdout.flush()
@@ -599,15 +605,68 @@ def worker_main(source, filename, policy, entry):
         if kind != "run":
             raise RuntimeError("unexpected message from supervisor: %r" % (kind,))
         reply = {"type": "result", "id": msg["id"], "ok": True}
-        try:
-            tick(ctx)
-        except BaseException as e:
-            _remember_source(source, filename)
-            reply = {"type": "result", "id": msg["id"], "error": _error_info(e, filename)}
+        _Tick.index = msg["id"]
+        if msg.get("op") == "on_error":
+            # the jail this tick ran in was killed: say so to the new one
+            _call_on_error(on_error, ctx, msg["error"], buf, filename)
+        else:
+            err = _timed(tick, ctx)
+            if err is not None:
+                info = _error_info(err, filename)
+                reply = {"type": "result", "id": msg["id"], "error": info}
+                if on_error is not None:
+                    _call_on_error(on_error, ctx, {"type": info["type"], "message": info["message"],
+                                                   "line": info["line"], "tick": msg["id"]}, buf, filename)
         sys.stdout.flush()
         sys.stderr.flush()
         buf.flush()
         _send(reply)
+
+
+class _Tick:
+    """The tick in progress, for the clock's TimeoutError."""
+
+    index = 0
+    limit = 60.0
+
+
+def _on_tick_alarm(signum, frame):
+    # Asked for by the C clock (jail/barclock.c) while a tick is overdue;
+    # a request left over from a tick that has since ended is dropped.
+    if _jailrun.bar_overdue():
+        raise TimeoutError("tick %d exceeded its time limit of %g s" % (_Tick.index, _Tick.limit))
+
+
+def _timed(fn, *args):
+    """fn(*args) under the tick clock: the exception it raised, a
+    TimeoutError if it overran without one, or None."""
+    err = None
+    try:
+        _jailrun.bar_begin(_Tick.index)
+        fn(*args)
+        took, over = _jailrun.bar_end()
+    except BaseException as e:
+        took, over = _jailrun.bar_end()
+        err = e
+    if over and not isinstance(err, TimeoutError):
+        err = TimeoutError("tick %d exceeded its time limit of %g s" % (_Tick.index, _Tick.limit))
+    return err
+
+
+def _call_on_error(on_error, ctx, info, buf, filename):
+    """on_error(ctx, error) once for a failed tick, under the same clock; what
+    it raises is logged, never handed to on_error again."""
+    if on_error is None:
+        return
+    err = _timed(on_error, ctx, dict(info))
+    if err is not None:
+        try:
+            e = _error_info(err, filename)
+            where = " (line %d)" % e["line"] if e["line"] else ""
+            text = "on_error raised %s: %s%s" % (e["type"], e["message"], where)
+        except BaseException:
+            text = "on_error raised an exception that could not be read"
+        buf.add("error", text)
 
 
 def backtest_main(source, filename, policy):

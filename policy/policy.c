@@ -83,6 +83,8 @@ static const struct pkey schema[] = {
         { "limits.pids_max", P_INT, 4, 1000000, NULL },
         { "limits.timeout", P_REAL, 0, 31536000, NULL },
         { "limits.cpu_time", P_REAL, 0, 31536000, NULL },
+        { "limits.tick_timeout", P_REAL, 0.001, 86400, NULL },
+        { "limits.tick_grace", P_REAL, 0.1, 600, NULL },
         { "state", P_OBJECT, 0, 0, NULL },
         { "state.max_value_bytes", P_INT, 1, 768 * 1024, NULL },
         { "state.max_total_bytes", P_INT, 0, 1024 * GiB, NULL },

@@ -21,11 +21,12 @@ const char *const bt_category_names[BT_CATEGORIES] = { "SecurityError", "Timeout
 #define BT_MAX_RETURN (64 * 1024)
 #define BT_MAX_RETURN_DEPTH 32
 #define BT_MAX_ORDERS 100
-#define BT_MAX_TEXT 4096
+#define BT_MAX_TEXT (64 * 1024)  /* as a result's error message */
 /* Most bars one run may have, and most bytes its signals may take in the
  * report (the jail's parse is bounded by its memory; these bound ours). */
 #define BT_MAX_BARS (100u * 1000 * 1000)
 #define BT_MAX_SIGNAL_BYTES (128u << 20)
+#define BT_NODE_COST 256
 
 static int bad(struct jr_err *err, const char *what)
 {
@@ -50,18 +51,28 @@ int bt_start(struct backtest *b, uint64_t total, struct jr_err *err)
         return 0;
 }
 
-static int depth_ok(const json_t *j, int depth)
+/* The number of values in j (itself included), or 0 if it nests deeper
+ * than BT_MAX_RETURN_DEPTH. */
+static size_t nodes(const json_t *j, int depth)
 {
         if (depth > BT_MAX_RETURN_DEPTH)
                 return 0;
-        size_t i;
-        const char *k;
+        size_t i, n = 1, k;
+        const char *key;
         json_t *v;
         if (json_is_array(j))
-                json_array_foreach(j, i, v) if (!depth_ok(v, depth + 1)) return 0;
+                json_array_foreach(j, i, v) {
+                        if (!(k = nodes(v, depth + 1)))
+                                return 0;
+                        n += k;
+                }
         if (json_is_object(j))
-                json_object_foreach((json_t *)j, k, v) if (!depth_ok(v, depth + 1)) return 0;
-        return 1;
+                json_object_foreach((json_t *)j, key, v) {
+                        if (!(k = nodes(v, depth + 1)))
+                                return 0;
+                        n += k;
+                }
+        return n;
 }
 
 static int one_of(const char *s, const char *const *names)
@@ -104,9 +115,6 @@ static int add_signal(struct backtest *b, json_t *s, uint64_t lo, uint64_t hi, u
         if (bar < (json_int_t)lo || bar >= (json_int_t)hi || (*last != UINT64_MAX && (uint64_t)bar <= *last))
                 return bad(err, "a signal's bar is outside the batch or out of order");
         *last = (uint64_t)bar;
-        b->signal_bytes += rlen + 64 + 128 * json_array_size(orders);
-        if (b->signal_bytes > BT_MAX_SIGNAL_BYTES)
-                return bad(err, "the signals exceed 128 MiB; return less per bar");
         _cleanup_(json_decrefp) json_t *out = json_pack("{s:I, s:I}", "bar", bar, "time", t);
         if (!out)
                 return jr_fail(err, ENOMEM, "backtest");
@@ -114,12 +122,19 @@ static int add_signal(struct backtest *b, json_t *s, uint64_t lo, uint64_t hi, u
                 json_error_t je;
                 json_t *v = rlen <= BT_MAX_RETURN ? json_loadb(ret, rlen, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je)
                                                   : NULL;
-                if (!v || !depth_ok(v, 1)) {
+                size_t n = v ? nodes(v, 1) : 0;
+                if (!n) {
                         json_decref(v);
                         return bad(err, "a return value is not JSON of at most 64 KiB and depth 32");
                 }
+                /* What the parsed value costs us: its text and about this
+                 * much per value (a jansson node and its key). */
+                b->signal_bytes += rlen + BT_NODE_COST * n;
                 json_object_set_new(out, "return", v);
         }
+        b->signal_bytes += BT_NODE_COST * (4 + 8 * json_array_size(orders));
+        if (b->signal_bytes > BT_MAX_SIGNAL_BYTES)
+                return bad(err, "the signals exceed 128 MiB; return less per bar");
         if (orders) {
                 size_t i, n = json_array_size(orders);
                 json_t *o;
@@ -254,7 +269,8 @@ void bt_free(struct backtest *b)
  * as they are now, read-only, and never the host path. */
 int bt_bars_memfd(const char *path, int *out, struct jr_err *err)
 {
-        _cleanup_close_ int in = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* O_NONBLOCK: a FIFO must not hang us before it is refused. */
+        _cleanup_close_ int in = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         struct stat st;
         if (in < 0)
                 return jr_fail(err, errno, "--bars %s", path);

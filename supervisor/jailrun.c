@@ -41,7 +41,11 @@ static const char usage_text[] =
         "  --policy FILE          a JSON policy over the profile's, key by key (jailrun-policy(5))\n"
         "  --print-policy         print the effective policy and exit\n"
         "  --check                validate the script without running it (exit 0 clean, 1 not)\n"
-        "  --ticks N              worker: call tick(ctx) N times (default 1)\n"
+        "  --ticks N              worker: call tick(ctx) N times (default 1; with --interval,\n"
+        "                         until stopped)\n"
+        "  --interval DURATION    worker: a tick every DURATION (5s, 1m); SIGTERM stops after\n"
+        "                         the tick in flight, SIGHUP reloads the script\n"
+        "  --tick-timeout DURATION  worker: TimeoutError inside a tick past it (default 60s)\n"
         "  --name NAME            worker: its namespace in ctx.state (default: the script's name)\n"
         "  --state PATH|URL       worker: the ctx.state store, a SQLite file or\n"
         "                         redis://HOST[:PORT][/DB] or unix:///SOCKET[?db=N]\n"
@@ -51,7 +55,12 @@ static const char usage_text[] =
         "  --secrets FILE         worker: the adapters' credentials (JSON, root's alone)\n"
         "  --workspace DIR        worker: the ctx.files directory\n"
         "                         (default $XDG_DATA_HOME/jailrun/workspaces/NAME)\n"
-        "  --timeout SECONDS      wall-clock limit for the whole job (default 300, 0 = none)\n"
+        "  --timeout SECONDS      wall-clock limit for the whole job (default 300, 0 = none;\n"
+        "                         none with --interval)\n"
+        "  --bars FILE            strategy: run a backtest over these bars (CSV or JSON lines)\n"
+        "  --params FILE          backtest: the strategy's params (a JSON object)\n"
+        "  --bar-timeout DURATION backtest: time per bar (default 800ms)\n"
+        "  --report FILE          backtest: write the report there ('-': stdout)\n"
         "  --scratch-size SIZE    exec: size of the writable scratch dir (default 64M)\n"
         "  --uid-range LO-HI      host uids for jails (default 100000-165535)\n"
         "  --memory SIZE          memory limit (worker, strategy 256M, max 1G; exec 512M, max 2G)\n"
@@ -223,7 +232,7 @@ static int parse_uid_range(const char *s, struct job_opts *o)
 
 enum { OPT_PROFILE = 256, OPT_NAME, OPT_STATE, OPT_WORKSPACE, OPT_HTTP_PROXY, OPT_SECRETS, OPT_POLICY, OPT_PRINT_POLICY, OPT_CHECK, OPT_TICKS, OPT_TIMEOUT, OPT_JSON, OPT_VERBOSE, OPT_UIDS, OPT_SCRATCH,
        OPT_HELP, OPT_VERSION, OPT_MEMORY, OPT_CPUS, OPT_PIDS, OPT_CPU_TIME, OPT_CGROUP_PARENT, OPT_BARS,
-       OPT_PARAMS, OPT_BAR_TIMEOUT, OPT_REPORT };
+       OPT_PARAMS, OPT_BAR_TIMEOUT, OPT_REPORT, OPT_INTERVAL, OPT_TICK_TIMEOUT };
 
 static const struct option longopts[] = {
         { "profile", required_argument, NULL, OPT_PROFILE },
@@ -244,6 +253,8 @@ static const struct option longopts[] = {
         { "pids", required_argument, NULL, OPT_PIDS },
         { "cpu-time", required_argument, NULL, OPT_CPU_TIME },
         { "cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT },
+        { "interval", required_argument, NULL, OPT_INTERVAL },
+        { "tick-timeout", required_argument, NULL, OPT_TICK_TIMEOUT },
         { "bars", required_argument, NULL, OPT_BARS },
         { "params", required_argument, NULL, OPT_PARAMS },
         { "bar-timeout", required_argument, NULL, OPT_BAR_TIMEOUT },
@@ -266,6 +277,7 @@ struct cli {
         const char *params;      /* backtest: the params file */
         double bar_timeout;      /* backtest: seconds; < 0 = the policy's */
         const char *report;      /* backtest: where the report goes; "-" = stdout */
+        double tick_timeout;     /* worker: seconds; < 0 = the policy's */
 };
 
 /* DURATION: a number of seconds, or with a unit: 800ms, 1.5s, 2m, 1h. */
@@ -373,6 +385,15 @@ static int parse_opt(int c, const char *arg, struct job_opts *o, struct cli *cli
                                            "'.', '..' or job-N) below the hierarchy's root, not '%s'", arg);
                 o->cgroup_parent = arg;
                 return -1;
+        case OPT_INTERVAL:
+                if (parse_duration(arg, 0.001, MAX_SECONDS, &o->interval_s) < 0)
+                        return usage_error("--interval wants a duration from 1ms to a year (5s, 1m), not '%s'", arg);
+                return -1;
+        case OPT_TICK_TIMEOUT:
+                if (parse_duration(arg, 0.001, 86400, &cli->tick_timeout) < 0)
+                        return usage_error("--tick-timeout wants a duration from 1ms to 1 day (60s, 500ms), not '%s'",
+                                           arg);
+                return -1;
         case OPT_BARS:
                 if (!*arg)
                         return usage_error("%s", "--bars wants a CSV or JSON-lines file of bars");
@@ -401,6 +422,21 @@ static const char *status_word(enum job_status s)
                 [JOB_INTERNAL] = "internal",
         };
         return words[s];
+}
+
+/* "jailrun: TYPE: message" on stderr: both may hold what the jail sent
+ * (an exception's words, the keys of a malformed message), so escaped. */
+static void print_error(const char *etype, const char *emsg)
+{
+        struct outq q;
+        outq_init(&q, STDERR_FILENO, SIZE_MAX);
+        outq_puts(&q, "jailrun: ");
+        log_escaped(&q, etype);
+        outq_puts(&q, ": ");
+        log_escaped(&q, emsg);
+        outq_put(&q, "\n", 1);
+        outq_flush_all(&q);
+        outq_free(&q);
 }
 
 /* The backtest report, to a file (written whole, then renamed into place)
@@ -494,6 +530,13 @@ static void print_result(const struct job_opts *o, const struct job_result *r)
                 for (size_t i = 0; stats && i < ELEMENTSOF(acct); i++)
                         if (acct[i].v >= 0)
                                 json_object_set_new(stats, acct[i].key, json_integer(acct[i].v));
+                if (stats && o->entry == JAIL_ENTRY_TICKS) {
+                        json_object_set_new(stats, "ticks", json_integer(r->ticks_done));
+                        json_object_set_new(stats, "ticks_failed", json_integer(r->ticks_failed));
+                        json_object_set_new(stats, "restarts", json_integer(r->restarts));
+                        if (o->interval_s > 0)
+                                json_object_set_new(stats, "slots_skipped", json_integer((json_int_t)r->slots_skipped));
+                }
                 if (stats && r->log_dropped)
                         json_object_set_new(stats, "log_dropped", json_integer((json_int_t)r->log_dropped));
                 json_t *j = json_pack("{s:s, s:o, s:i, s:o}", "status", status_word(r->status), "error",
@@ -513,7 +556,7 @@ static void print_result(const struct job_opts *o, const struct job_result *r)
                 print_backtest(r);
         /* User-code errors were printed as they came, with their traceback. */
         if (r->status != JOB_OK && r->status != JOB_ERROR)
-                log_msg("%s: %s", r->etype, r->emsg);
+                print_error(r->etype, r->emsg);
         else if (r->status == JOB_ERROR && r->line && o->entry != JAIL_ENTRY_SCRIPT)
                 log_msg("failed at line %ld", r->line);
         if (o->verbose && r->backend)
@@ -523,8 +566,8 @@ static void print_result(const struct job_opts *o, const struct job_result *r)
                         (long long)r->cg.peak_memory_bytes, (long long)r->cg.cpu_user_us,
                         (long long)r->cg.cpu_system_us, (long long)r->cg.pids_peak);
         if (o->verbose && o->entry == JAIL_ENTRY_TICKS)
-                log_msg("wall %ld ms, cpu %ld ms, jail set-up %.1f ms, %u ticks", r->wall_ms, r->cpu_ms,
-                        (double)r->setup_us / 1000, r->ticks_done);
+                log_msg("wall %ld ms, cpu %ld ms, jail set-up %.1f ms, %u ticks (%u failed), %u restarts", r->wall_ms,
+                        r->cpu_ms, (double)r->setup_us / 1000, r->ticks_done, r->ticks_failed, r->restarts);
         else if (o->verbose)
                 log_msg("wall %ld ms, cpu %ld ms, jail set-up %.1f ms", r->wall_ms, r->cpu_ms,
                         (double)r->setup_us / 1000);
@@ -573,6 +616,8 @@ static int apply_limits(struct job_opts *o, json_t *pol)
         o->cpu_time_s = policy_real(pol, "limits.cpu_time");
         o->log_max_bytes = (uint64_t)policy_int(pol, "log.max_bytes");
         o->bar_timeout_s = policy_real(pol, "backtest.bar_timeout");
+        o->tick_timeout_s = policy_real(pol, "limits.tick_timeout");
+        o->tick_grace_s = policy_real(pol, "limits.tick_grace");
         o->bar_grace_s = policy_real(pol, "backtest.grace");
         o->abort_percent = policy_real(pol, "backtest.abort_percent");
         o->abort_min = (unsigned)policy_int(pol, "backtest.abort_min");
@@ -603,23 +648,70 @@ static int apply_limits(struct job_opts *o, json_t *pol)
         return -1;
 }
 
-/* --params: a JSON object of at most 64 KiB, read-only to the strategy. */
+/* Nesting of a JSON value, 1 for a scalar; stops counting past limit. */
+static int json_depth(const json_t *j, int limit)
+{
+        int d = 0;
+        size_t i;
+        const char *k;
+        json_t *v;
+        if (limit <= 0)
+                return 1;
+        if (json_is_array(j))
+                json_array_foreach(j, i, v) {
+                        int x = json_depth(v, limit - 1);
+                        d = x > d ? x : d;
+                }
+        if (json_is_object(j))
+                json_object_foreach((json_t *)j, k, v) {
+                        int x = json_depth(v, limit - 1);
+                        d = x > d ? x : d;
+                }
+        return d + 1;
+}
+
+/* --params: a JSON object of at most 64 KiB and 32 levels, read-only to
+ * the strategy. */
 static int load_params(const char *path, json_t **out)
 {
         struct stat st;
-        if (stat(path, &st) < 0)
+        /* O_NONBLOCK: a FIFO must not hang us before it is refused. */
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0 || fstat(fd, &st) < 0)
                 return usage_error("--params %s: %s", path, strerror(errno));
         if (!S_ISREG(st.st_mode) || st.st_size > 64 * 1024)
                 return usage_error("--params %s: not a regular file of at most 64 KiB", path);
         json_error_t je;
-        json_t *p = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+        json_t *p = json_loadfd(fd, JSON_REJECT_DUPLICATES, &je);
         if (!p)
                 return usage_error("--params %s:%d:%d: %s", path, je.line, je.column, je.text);
-        if (!json_is_object(p)) {
+        const char *why = !json_is_object(p) ? "the params must be a JSON object"
+                          : json_depth(p, 40) > 32 ? "the params nest deeper than 32 levels" : NULL;
+        if (why) {
                 json_decref(p);
-                return usage_error("--params %s: the params must be a JSON object", path);
+                return usage_error("--params %s: %s", path, why);
         }
         *out = p;
+        return -1;
+}
+
+/* --interval and --tick-timeout: a worker's ticks. */
+static int setup_schedule(struct job_opts *o, const struct cli *cli, json_t *pol)
+{
+        struct jr_err perr = { 0 };
+        if (o->entry != JAIL_ENTRY_TICKS)
+                return usage_error("%s", "--interval and --tick-timeout are for running profile worker");
+        if (cli->tick_timeout >= 0) {
+                policy_set(pol, "limits.tick_timeout", json_real(cli->tick_timeout));
+                if (policy_check(pol, 1, "--tick-timeout", &perr) < 0)
+                        return usage_error("%s", perr.msg);
+        }
+        if (o->interval_s > 0) {
+                o->forever = !cli->ticks_given;
+                /* A schedule runs until stopped: no wall-clock limit unless asked. */
+                if (o->timeout_s < 0)
+                        o->timeout_s = 0;
+        }
         return -1;
 }
 
@@ -667,6 +759,11 @@ static int setup_policy(struct job_opts *o, const struct cli *cli, json_t **pol)
                 return usage_error("--ticks is for running profile worker");
         if (o->entry == JAIL_ENTRY_LOAD || o->entry == JAIL_ENTRY_CHECK)
                 o->ticks = 0;
+        if (o->interval_s > 0 || cli->tick_timeout >= 0) {
+                int r = setup_schedule(o, cli, *pol);
+                if (r >= 0)
+                        return r;
+        }
         if (o->bars_path || cli->params || cli->report || cli->bar_timeout >= 0) {
                 int r = setup_backtest(o, cli, *pol, strategy);
                 if (r >= 0)
@@ -710,7 +807,7 @@ static void print_check(const struct job_opts *o, const struct job_result *r)
                 return;
         }
         if (r->status != JOB_OK) {
-                log_msg("%s: %s", r->etype, r->emsg);
+                print_error(r->etype, r->emsg);
                 return;
         }
         struct outq q;
@@ -763,7 +860,7 @@ int main(int argc, char *argv[])
         struct job_opts o = { .profile = JAIL_PROFILE_WORKER, .ticks = 1, .timeout_s = -1, .cpu_time_s = -1,
                               .uid_lo = UID_RANGE_DEFAULT_LO, .uid_hi = UID_RANGE_DEFAULT_HI,
                               .scratch_bytes = SCRATCH_DEFAULT, .cgroup_parent = CGROUP_PARENT_DEFAULT };
-        struct cli cli = { .bar_timeout = -1 };
+        struct cli cli = { .bar_timeout = -1, .tick_timeout = -1 };
         int c;
         while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
                 int r = parse_opt(c, optarg, &o, &cli);

@@ -30,6 +30,7 @@
 #include "supervisor/outq.h"
 #include "supervisor/spawn.h"
 #include "supervisor/uidlock.h"
+#include "supervisor/zygote.h"
 
 
 /* Raw output of a worker (native writes to fd 1/2; print() goes to the
@@ -45,7 +46,11 @@
 #define OUTQ_LIMIT (256 * 1024)
 
 enum { EV_CHAN, EV_OUT, EV_ERR, EV_PIDFD, EV_SIGNAL, EV_TIMER, EV_GRACE, EV_OOM, EV_CPU, EV_THROTTLE, EV_HTTP,
-       EV_HTTP_TIMER, EV_BAR };
+       EV_HTTP_TIMER, EV_BAR, EV_SLOT, EV_TICK };
+
+/* Consecutive failed jails of a worker wait 0, 1, 2, 4, ... seconds, at
+ * most this long, before the next one starts. */
+#define BACKOFF_MAX_S 60
 
 /* A backtest's jail reports at least this often while bars run. */
 #define BAR_REPORT_S 0.25
@@ -88,6 +93,26 @@ struct job {
         struct timespec progress_at;
         int progress_shown;
         struct timespec run_sent;  /* backtest: when the run began */
+        /* Worker lifecycle (across jails). */
+        struct zygote zyg;        /* clones every jail after the first */
+        struct timespec started;  /* the job's start, for --timeout across jails */
+        char *script;             /* the script the next jail runs (owned) */
+        size_t script_len;
+        char *prev_script;        /* during a reload: the one to go back to */
+        size_t prev_script_len;
+        int scheduled;            /* the first tick ran: sched0 and slot hold */
+        struct timespec sched0;   /* slot k starts at sched0 + k * interval */
+        uint64_t slot;            /* the slot of the last tick sent */
+        int slotfd, tickfd;       /* the next slot; the tick's hard limit */
+        int shutdown_sent;        /* we asked the jail to stop */
+        int stopping;             /* SIGTERM: stop after the tick in flight */
+        int reloading;            /* SIGHUP: a jail with the new script comes next */
+        int restarting;           /* this jail is being replaced */
+        int ever_ready;           /* some jail of this job loaded the script */
+        int on_error_pending;     /* a restarted jail's first task: on_error */
+        int on_error_inflight;
+        json_t *pending_error;    /* {type, message, line, tick} for it */
+        unsigned fails;           /* failed jails in a row, for the back-off */
 };
 
 static long ms_since(const struct timespec *t0)
@@ -141,24 +166,96 @@ static int send_json(struct job *j, json_t *m)
         return 0;
 }
 
-static void next_tick_or_stop(struct job *j)
+static void sent_or_end(struct job *j, int r)
 {
-        int r;
-        if (j->sent < j->o->ticks) {
-                j->sent++;
-                j->inflight = 1;
-                clock_gettime(CLOCK_MONOTONIC, &j->run_sent);
-                r = j->o->entry == JAIL_ENTRY_BACKTEST
-                            ? send_json(j, json_pack("{s:s, s:I, s:s, s:O}", "type", "run", "id", (json_int_t)j->sent,
-                                                     "op", "backtest", "params", j->o->params))
-                            : send_json(j, json_pack("{s:s, s:I, s:s}", "type", "run", "id",
-                                                     (json_int_t)j->sent, "op", "tick"));
-        } else {
-                r = send_json(j, json_pack("{s:s}", "type", "shutdown"));
-        }
         if (r < 0 && r != -EPIPE && r != -ECONNRESET)
                 end_job(j, JOB_PROTOCOL, "ProtocolError", "worker does not read its channel (%s)",
                         strerror(-r));
+}
+
+static int timer_arm(struct job *j, int *fd, double first, double every, uint64_t tag);
+
+static void send_shutdown(struct job *j)
+{
+        j->shutdown_sent = 1;
+        if (j->slotfd >= 0)
+                timer_arm(j, &j->slotfd, 0, 0, EV_SLOT);  /* disarmed */
+        sent_or_end(j, send_json(j, json_pack("{s:s}", "type", "shutdown")));
+}
+
+/* A run message for the jail: tick `id`, or on_error for it, under the
+ * tick's hard limit (EV_TICK). */
+static void send_run(struct job *j, json_t *msg)
+{
+        j->inflight = 1;
+        clock_gettime(CLOCK_MONOTONIC, &j->run_sent);
+        if (j->o->entry == JAIL_ENTRY_TICKS &&
+            timer_arm(j, &j->tickfd, j->o->tick_timeout_s + j->o->tick_grace_s, 0, EV_TICK) < 0)
+                return end_job(j, JOB_INTERNAL, "InternalError", "arm the tick timer: %s", strerror(errno));
+        sent_or_end(j, send_json(j, msg));
+}
+
+static void send_tick(struct job *j)
+{
+        j->sent++;
+        send_run(j, j->o->entry == JAIL_ENTRY_BACKTEST
+                            ? json_pack("{s:s, s:I, s:s, s:O}", "type", "run", "id", (json_int_t)j->sent, "op",
+                                        "backtest", "params", j->o->params)
+                            : json_pack("{s:s, s:I, s:s}", "type", "run", "id", (json_int_t)j->sent, "op", "tick"));
+}
+
+static double secs_since(const struct timespec *t0)
+{
+        return (double)us_since(t0) / 1e6;
+}
+
+/* --interval: the next tick at the start of its slot, or now if that slot
+ * has begun (a tick that overran its slot); slots that passed with no tick
+ * are skipped and said so. */
+static void schedule_tick(struct job *j)
+{
+        double iv = j->o->interval_s;
+        if (!j->scheduled) {
+                j->scheduled = 1;
+                clock_gettime(CLOCK_MONOTONIC, &j->sched0);
+                j->slot = 0;
+                return send_tick(j);
+        }
+        uint64_t cur = (uint64_t)(secs_since(&j->sched0) / iv);
+        if (cur > j->slot) {
+                uint64_t skipped = cur - j->slot - 1;
+                if (skipped) {
+                        j->res->slots_skipped += skipped;
+                        outq_printf(&j->errq, "jailrun: %llu slot%s of %g s skipped; tick %u starts late\n",
+                                    (unsigned long long)skipped, skipped == 1 ? "" : "s", iv, j->sent + 1);
+                }
+                j->slot = cur;
+                return send_tick(j);
+        }
+        double wait = (double)(j->slot + 1) * iv - secs_since(&j->sched0);
+        if (timer_arm(j, &j->slotfd, wait > 0 ? wait : 1e-6, 0, EV_SLOT) < 0)
+                end_job(j, JOB_INTERNAL, "InternalError", "arm the slot timer: %s", strerror(errno));
+}
+
+/* After ready or a result: on_error owed by a restart, the next tick,
+ * a restart for a reload, or the end. */
+static void next_tick_or_stop(struct job *j)
+{
+        if (j->on_error_pending) {
+                j->on_error_pending = 0;
+                j->on_error_inflight = 1;
+                return send_run(j, json_pack("{s:s, s:I, s:s, s:O}", "type", "run", "id", (json_int_t)j->sent, "op",
+                                             "on_error", "error", j->pending_error));
+        }
+        if (j->reloading && !j->stopping) {  /* SIGHUP: this jail goes, the next runs the new script */
+                j->restarting = 1;
+                return kill_jail(j);
+        }
+        if (j->stopping || (!j->o->forever && j->sent >= j->o->ticks))
+                return send_shutdown(j);
+        if (j->o->interval_s > 0)
+                return schedule_tick(j);
+        send_tick(j);
 }
 
 /* Queues untrusted multi-line text, each line escaped and indented, so
@@ -285,6 +382,13 @@ static void on_result(struct job *j, const struct msg *m)
                 if (backtest_result(j, m) < 0)
                         return;
         }
+        if (tick && j->tickfd >= 0)
+                timer_arm(j, &j->tickfd, 0, 0, EV_TICK);  /* disarmed */
+        if (tick && j->on_error_inflight) {  /* on_error ran in the new jail */
+                j->on_error_inflight = 0;
+                j->inflight = 0;
+                return next_tick_or_stop(j);
+        }
         if (!m->result.ok)
                 on_error_result(j, m);
         if (last) {
@@ -293,6 +397,10 @@ static void on_result(struct job *j, const struct msg *m)
         }
         j->inflight = 0;
         j->res->ticks_done++;
+        if (m->result.ok)
+                j->fails = 0;
+        else
+                j->res->ticks_failed++;
         next_tick_or_stop(j);
 }
 
@@ -423,6 +531,13 @@ static void on_message(struct job *j, struct msg *m)
                 if (bt && bt_start(&j->bt, (uint64_t)m->ready.bars, &err) < 0)
                         return end_job(j, JOB_PROTOCOL, "ProtocolError", "%s", err.msg);
                 j->ready = 1;
+                j->ever_ready = 1;
+                if (j->reloading == 2) {
+                        j->reloading = 0;
+                        free(j->prev_script);
+                        j->prev_script = NULL;
+                        outq_printf(&j->errq, "jailrun: reloaded %s\n", j->o->script_path);
+                }
                 if (bt)
                         arm_bar_watch(j);
                 return next_tick_or_stop(j);
@@ -618,11 +733,74 @@ static void drain_pipe(struct job *j, int *fd, int which, int max)
         }
 }
 
+/* Replaces the jail: killed now, a fresh one started by job_run, which
+ * first calls on_error(ctx, {type, message, line, tick}) in it. */
+static void restart_jail(struct job *j, const char *type, const char *msg)
+{
+        if (j->restarting || j->ended)
+                return;
+        json_decref(j->pending_error);
+        j->pending_error = json_pack("{s:s, s:s, s:n, s:I}", "type", type, "message", msg, "line", "tick",
+                                     (json_int_t)j->sent);
+        j->restarting = 1;
+        if (j->inflight && !j->on_error_inflight) {  /* the tick in flight failed */
+                j->res->ticks_done++;
+                j->res->ticks_failed++;
+                if (!j->have_error) {
+                        j->have_error = 1;
+                        snprintf(j->res->etype, sizeof j->res->etype, "%s", type);
+                        snprintf(j->res->emsg, sizeof j->res->emsg, "%s", msg);
+                }
+        }
+        kill_jail(j);
+}
+
+/* The tick (or on_error) did not return by its time limit and grace. */
+static void on_tick_limit(struct job *j)
+{
+        char msg[256];
+        snprintf(msg, sizeof msg, "tick %u did not return within its time limit of %g s and %g s of grace; "
+                 "its jail was killed and a fresh one started", j->sent, j->o->tick_timeout_s, j->o->tick_grace_s);
+        outq_printf(&j->errq, "jailrun: %s\n", msg);
+        restart_jail(j, "TimeoutError", msg);
+}
+
+/* --interval: SIGTERM lets the tick in flight end, then stops; SIGHUP
+ * starts a jail with the script read again once no tick runs. 1 when
+ * served so. */
+static int gentle_signal(struct job *j, int sig)
+{
+        if (j->o->interval_s <= 0 || !j->ready || (sig != SIGTERM && sig != SIGHUP) ||
+            (sig == SIGTERM && j->stopping))
+                return 0;
+        if (sig == SIGHUP) {
+                struct jr_err err = { 0 };
+                char *text = NULL;
+                size_t len = 0;
+                if (read_script(j->o->script_path, &text, &len, &err) < 0) {
+                        outq_printf(&j->errq, "jailrun: SIGHUP: %s; the script running goes on\n", err.msg);
+                        return 1;
+                }
+                free(j->prev_script);
+                j->prev_script = j->script, j->prev_script_len = j->script_len;
+                j->script = text, j->script_len = len;
+                j->reloading = 1;
+                outq_printf(&j->errq, "jailrun: SIGHUP: reloading %s%s\n", j->o->script_path,
+                            j->inflight ? " after the tick in flight" : "");
+        } else {
+                j->stopping = 1;
+                outq_printf(&j->errq, "jailrun: SIGTERM: stopping%s\n", j->inflight ? " after the tick in flight" : "");
+        }
+        if (!j->inflight && !j->shutdown_sent && !j->restarting)
+                next_tick_or_stop(j);
+        return 1;
+}
+
 static void on_signal(struct job *j)
 {
         struct signalfd_siginfo si;
         while (read(j->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
-                if (j->ended)
+                if (j->ended || gentle_signal(j, (int)si.ssi_signo))
                         continue;
                 end_job(j, JOB_SIGNAL, "Interrupted", "jailrun received signal %u (%s)",
                         si.ssi_signo, strsignal((int)si.ssi_signo));
@@ -716,6 +894,20 @@ static void handle(struct job *j, const struct epoll_event *ev)
         case EV_TIMER:
                 end_job(j, JOB_TIMEOUT, "TimeoutError", "wall-clock limit of %g s exceeded",
                         j->o->timeout_s);
+                break;
+        case EV_SLOT: {
+                uint64_t x;
+                while (read(j->slotfd, &x, sizeof x) < 0 && errno == EINTR)
+                        ;
+                if (!j->inflight && !j->shutdown_sent && !j->restarting && !j->ended) {
+                        j->slot++;
+                        send_tick(j);
+                }
+                break;
+        }
+        case EV_TICK:
+                if (j->inflight && !j->restarting)
+                        on_tick_limit(j);
                 break;
         case EV_BAR:
                 if (j->throttled || j->paused) {  /* the delay is ours: its reports wait unread */
@@ -833,7 +1025,7 @@ static void finish_exit(struct job *j, int wstatus)
                 /* A bars file the jail could not use is the caller's error. */
                 res->exit_code = !j->ready && j->o->entry == JAIL_ENTRY_BACKTEST &&
                                  strcmp(res->etype, "BarsError") == 0 ? EXIT_USAGE : EXIT_USER_ERROR;
-        } else if (code == 0 && j->ready && res->ticks_done == j->o->ticks) {
+        } else if (code == 0 && j->ready && j->shutdown_sent) {
                 res->status = JOB_OK;
                 res->exit_code = 0;
         } else {
@@ -861,8 +1053,10 @@ static int loop_fds(struct job *j, struct jr_err *err)
         /* The CPU-time limit is read every 100 ms, or at once if shorter. */
         double every = j->o->cpu_time_s < 0.1 ? j->o->cpu_time_s : 0.1;
         int r = j->o->cpu_time_s > 0 ? timer_arm(j, &j->cpufd, every, every, EV_CPU) : 0;
-        if (r == 0 && j->o->timeout_s > 0)
-                r = timer_arm(j, &j->timerfd, j->o->timeout_s, 0, EV_TIMER);
+        if (r == 0 && j->o->timeout_s > 0) {  /* what is left of it, after earlier jails */
+                double left = j->o->timeout_s - secs_since(&j->started);
+                r = timer_arm(j, &j->timerfd, left > 0 ? left : 1e-6, 0, EV_TIMER);
+        }
         if (r < 0)
                 return jr_fail(err, -r, "arm the job's timers");
         if (watch(j, j->chan, EV_CHAN) < 0 || watch(j, j->out, EV_OUT) < 0 ||
@@ -893,6 +1087,17 @@ static void backtest_outcome(struct job *j)
         bt_times(&j->bt, &res->bar_us_p50, &res->bar_us_p99, &res->bar_us_max);
 }
 
+/* What one jail's life used: its fds and the event loop's. */
+static void jail_fds_close(struct job *j)
+{
+        int *all[] = { &j->chan, &j->out, &j->err, &j->sigfd, &j->timerfd, &j->epfd, &j->gracefd,
+                       &j->cpufd, &j->throttlefd, &j->barfd, &j->slotfd, &j->tickfd, &j->sp.pidfd };
+        for (size_t i = 0; i < ELEMENTSOF(all); i++) {
+                closep(all[i]);
+                *all[i] = -1;
+        }
+}
+
 static void job_close(struct job *j)
 {
         /* The job is over: the reader now gets all of it, however slowly. */
@@ -900,15 +1105,38 @@ static void job_close(struct job *j)
         outq_flush_all(&j->errq);
         outq_free(&j->outq);
         outq_free(&j->errq);
-        int *all[] = { &j->chan, &j->out, &j->err, &j->sigfd, &j->timerfd, &j->epfd, &j->gracefd,
-                       &j->cpufd, &j->throttlefd, &j->barfd, &j->sp.pidfd };
-        for (size_t i = 0; i < ELEMENTSOF(all); i++)
-                closep(all[i]);
+        jail_fds_close(j);
         free(j->buf);
         bt_free(&j->bt);
+        zygote_stop(&j->zyg);
+        json_decref(j->pending_error);
+        free(j->prev_script);
+        free(j->script);
 }
 
-/* Clones the jail and serves it until it is gone. */
+/* Between two jails of a worker: the next starts from a clean slate; the
+ * job's counts, schedule, queues and broker (less its transfers, which
+ * were the old jail's) go on. */
+static void jail_reset(struct job *j)
+{
+        jail_fds_close(j);
+        if (j->broker.http) {
+                http_free(j->broker.http);
+                j->broker.http = NULL;
+        }
+        j->http_watched = 0;
+        j->jailed = j->ready = j->fatal = j->inflight = j->final_result = j->exited = 0;
+        j->ended = j->paused = j->throttled = j->restarting = j->shutdown_sent = 0;
+        j->on_error_inflight = 0;
+        j->tokens = READ_BURST;
+        memset(j->raw, 0, sizeof j->raw);
+        j->sp = (struct spawn){ .pidfd = -1 };
+}
+
+static int wants_restart(struct job *j, int ws);
+
+/* Clones the jail and serves it until it is gone; 1 when a worker's jail
+ * is to be replaced. */
 static int run_jail(struct job *j, struct jail_cfg *cfg, struct jr_err *err)
 {
         struct fds f;
@@ -922,7 +1150,8 @@ static int run_jail(struct job *j, struct jail_cfg *cfg, struct jr_err *err)
                 cfg->close_fd = f.sync[1];
                 clock_gettime(CLOCK_MONOTONIC, &j->cloned);
                 j->refilled = j->cloned;
-                r = spawn_jail(cfg, TAKE_FD(f.sync[1]), &j->cg, &j->sp, err);
+                r = j->zyg.pid > 0 ? zygote_spawn(&j->zyg, cfg, TAKE_FD(f.sync[1]), &j->cg, &j->sp, err)
+                                   : spawn_jail(cfg, TAKE_FD(f.sync[1]), &j->cg, &j->sp, err);
         }
         if (r < 0) {
                 fds_close(&f);
@@ -932,6 +1161,12 @@ static int run_jail(struct job *j, struct jail_cfg *cfg, struct jr_err *err)
         j->out = TAKE_FD(f.out[0]);
         j->err = TAKE_FD(f.err[0]);
         fds_close(&f);  /* the child's ends: only the child holds them now */
+        /* A worker's later jails come from a copy of us made now, before
+         * any of its calls is served: it never holds what they return. */
+        struct jr_err zerr = { 0 };
+        if (j->o->entry == JAIL_ENTRY_TICKS && j->zyg.pid <= 0 &&
+            zygote_start(&j->zyg, cfg, j->cg.dirfd, &zerr) < 0)
+                outq_printf(&j->errq, "jailrun: %s: the worker cannot be restarted\n", zerr.msg);
         r = loop_fds(j, err);
         if (r < 0)
                 end_job(j, JOB_INTERNAL, "InternalError", "%s", err->msg);
@@ -950,8 +1185,151 @@ static int run_jail(struct job *j, struct jail_cfg *cfg, struct jr_err *err)
          * reaped, which getrusage misses. */
         if (j->res->cg.cpu_user_us >= 0 && j->res->cg.cpu_system_us >= 0)
                 j->res->cpu_ms = (j->res->cg.cpu_user_us + j->res->cg.cpu_system_us) / 1000;
+        if (wants_restart(j, ws))
+                return 1;
         finish_status(j, ws);
         return 0;
+}
+
+/* Ends the job between two jails (nothing runs): a signal, or the job's
+ * time limit. */
+static void end_between(struct job *j, int sig)
+{
+        struct job_result *res = j->res;
+        if (sig == SIGTERM && j->o->interval_s > 0) {  /* the gentle stop, with nothing in flight */
+                res->status = j->have_error ? JOB_ERROR : JOB_OK;
+                res->exit_code = j->have_error ? EXIT_USER_ERROR : 0;
+        } else if (sig) {
+                res->status = JOB_SIGNAL;
+                res->exit_code = 128 + sig;
+                snprintf(res->etype, sizeof res->etype, "Interrupted");
+                snprintf(res->emsg, sizeof res->emsg, "jailrun received signal %d (%s)", sig, strsignal(sig));
+        } else {
+                res->status = JOB_TIMEOUT;
+                res->exit_code = EXIT_TIMEOUT;
+                snprintf(res->etype, sizeof res->etype, "TimeoutError");
+                snprintf(res->emsg, sizeof res->emsg, "wall-clock limit of %g s exceeded", j->o->timeout_s);
+        }
+}
+
+/* The back-off before the next jail, serving signals: 0 to go on, -1 when
+ * the job ended (its status set). SIGHUP reloads and goes on at once. */
+static int wait_backoff(struct job *j, double delay)
+{
+        double limit = j->o->timeout_s > 0 ? j->o->timeout_s - secs_since(&j->started) : -1;
+        int deadline = limit >= 0 && limit < delay;
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        double end = (double)until.tv_sec + until.tv_nsec / 1e9 + (deadline ? (limit > 0 ? limit : 0) : delay);
+        sigset_t set;
+        sigemptyset(&set);
+        int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+        for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
+                sigaddset(&set, sigs[i]);
+        for (;;) {
+                struct timespec now;
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                double left = end - ((double)now.tv_sec + now.tv_nsec / 1e9);
+                if (left <= 0)
+                        break;
+                struct timespec ts = to_ts(left);
+                int sig = sigtimedwait(&set, NULL, &ts);
+                if (sig < 0 && errno == EINTR)
+                        continue;
+                if (sig < 0)
+                        break;
+                if (sig != SIGHUP) {
+                        end_between(j, sig);
+                        return -1;
+                }
+                char *text = NULL;
+                size_t len = 0;
+                struct jr_err err = { 0 };
+                if (read_script(j->o->script_path, &text, &len, &err) < 0) {
+                        outq_printf(&j->errq, "jailrun: SIGHUP: %s\n", err.msg);
+                        continue;
+                }
+                free(j->prev_script);
+                j->prev_script = j->script, j->prev_script_len = j->script_len;
+                j->script = text, j->script_len = len;
+                j->reloading = 2;
+                return 0;
+        }
+        if (deadline) {
+                end_between(j, 0);
+                return -1;
+        }
+        return 0;
+}
+
+/* Between two jails of a worker: what the next one runs, and when. */
+static int between_jails(struct job *j)
+{
+        double delay = 0;
+        if (j->reloading == 2) {  /* the new script did not load: back to the one before */
+                outq_printf(&j->errq, "jailrun: the reloaded script did not load; the previous one runs on\n");
+                free(j->script);
+                j->script = j->prev_script, j->script_len = j->prev_script_len;
+                j->prev_script = NULL;
+                j->reloading = 0;
+        } else if (j->reloading == 1) {
+                j->reloading = 2;
+        } else {
+                j->fails++;
+                unsigned shift = j->fails < 2 ? 0 : j->fails - 2 > 6 ? 6 : j->fails - 2;
+                delay = j->fails < 2 ? 0 : (double)(1u << shift) > BACKOFF_MAX_S ? BACKOFF_MAX_S : (double)(1u << shift);
+                j->on_error_pending = j->pending_error != NULL;
+        }
+        j->res->restarts++;
+        if (delay > 0)
+                outq_printf(&j->errq, "jailrun: a new jail for the worker in %g s (restart %u, %u failures in a row)\n",
+                            delay, j->res->restarts, j->fails);
+        else
+                outq_printf(&j->errq, "jailrun: a new jail for the worker (restart %u)\n", j->res->restarts);
+        outq_flush_all(&j->errq);
+        return delay > 0 ? wait_backoff(j, delay) : 0;
+}
+
+/* A worker's jail that died on its own (--interval): why, as a tick error. */
+static void crash_reason(struct job *j, int ws, char *type, size_t tsize, char *msg, size_t msize)
+{
+        if (j->ended) {  /* ended by us: memory, a protocol violation, the task limit */
+                snprintf(type, tsize, "%s", j->res->etype);
+                snprintf(msg, msize, "%s", j->res->emsg);
+        } else if (WIFSIGNALED(ws)) {
+                snprintf(type, tsize, "Killed");
+                snprintf(msg, msize, "the worker's jail was killed by signal %d (%s)%s", WTERMSIG(ws),
+                         strsignal(WTERMSIG(ws)), WTERMSIG(ws) == SIGSYS ? ": a forbidden system call" : "");
+        } else {
+                snprintf(type, tsize, "RuntimeError");
+                snprintf(msg, msize, "the worker's jail exited with status %d", WEXITSTATUS(ws));
+        }
+}
+
+/* After a worker's jail is gone: 1 if another is to replace it (a tick
+ * past its hard limit, a reload, or with --interval a jail that died). */
+static int wants_restart(struct job *j, int ws)
+{
+        if (j->o->entry != JAIL_ENTRY_TICKS || !j->ever_ready || j->shutdown_sent || j->zyg.pid <= 0)
+                return 0;
+        if (j->reloading == 2 && !j->ready)  /* the reloaded script did not load */
+                return 1;
+        if (j->restarting)
+                return 1;
+        if (j->o->interval_s <= 0 || j->stopping)
+                return 0;
+        if (j->ended && j->res->status != JOB_MEMORY && j->res->status != JOB_PROTOCOL &&
+            j->res->status != JOB_PIDS)
+                return 0;  /* our own end: a signal, the job's time or CPU limit */
+        char type[sizeof j->res->etype], msg[sizeof j->res->emsg];
+        crash_reason(j, ws, type, sizeof type, msg, sizeof msg);
+        j->ended = 0;
+        j->res->status = JOB_INTERNAL;
+        outq_printf(&j->errq, "jailrun: ");
+        log_escaped(&j->errq, msg);
+        outq_puts(&j->errq, "\n");
+        restart_jail(j, type, msg);
+        return 1;
 }
 
 /* The job's cgroup with the limits asked for, after removing what a killed
@@ -982,7 +1360,7 @@ int job_run(const struct job_opts *o, struct job_result *res)
         clock_gettime(CLOCK_MONOTONIC, &t0);
         *res = (struct job_result){ .status = JOB_INTERNAL };
         struct jr_err err = { 0 };
-        _cleanup_free_ char *script = NULL;
+        char *script = NULL;
         size_t len = 0;
         int r = read_script(o->script_path, &script, &len, &err);
         if (r < 0) {
@@ -991,8 +1369,8 @@ int job_run(const struct job_opts *o, struct job_result *res)
         }
         struct job j = { .o = o, .res = res, .chan = -1, .out = -1, .err = -1, .sigfd = -1,
                          .timerfd = -1, .epfd = -1, .gracefd = -1, .cpufd = -1, .throttlefd = -1, .barfd = -1,
-                         .tokens = READ_BURST, .sp = { .pidfd = -1 },
-                         .cg = { .dirfd = -1, .oom_fd = -1 } };
+                         .slotfd = -1, .tickfd = -1, .tokens = READ_BURST, .sp = { .pidfd = -1 },
+                         .cg = { .dirfd = -1, .oom_fd = -1 }, .script = script, .script_len = len, .started = t0 };
         res->cg = (struct cg_stats){ -1, -1, -1, -1, -1, -1 };
         struct uidlock lock = { .fd = -1 };
         broker_init(&j.broker, &o->broker);
@@ -1035,6 +1413,17 @@ int job_run(const struct job_opts *o, struct job_result *res)
         };
         if (r == 0)
                 r = run_jail(&j, &cfg, &err);
+        while (r == 1) {  /* a worker's jail is replaced */
+                r = between_jails(&j);
+                if (r < 0) {  /* the job ended while waiting */
+                        r = 0;
+                        break;
+                }
+                jail_reset(&j);
+                cfg.script = j.script;
+                cfg.script_len = j.script_len;
+                r = run_jail(&j, &cfg, &err);
+        }
         struct jr_err cg_err = { 0 };
         clock_gettime(CLOCK_MONOTONIC, &tc);
         if (j.cg.h && cg_job_destroy(&j.cg, &cg_err) < 0)

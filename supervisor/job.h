@@ -28,6 +28,10 @@ struct job_opts {
         const char *policy_json;     /* the effective policy, for the jail */
         const char *script_path;
         unsigned ticks;              /* worker: tick(ctx) calls; 0 for a load */
+        int forever;                 /* worker with --interval and no --ticks: until stopped */
+        double interval_s;           /* worker: a tick every this long; 0 = one after another */
+        double tick_timeout_s;       /* worker: TimeoutError inside the tick past this ... */
+        double tick_grace_s;         /* ... and the jail replaced this much later */
         double timeout_s;            /* wall clock for the whole job; 0 = none */
         int json;
         int verbose;
@@ -64,6 +68,9 @@ struct job_result {
         struct cg_stats cg;          /* kernel accounting; -1 where unavailable */
         const char *backend;         /* cgroup backend used */
         unsigned ticks_done;
+        unsigned ticks_failed;       /* worker: ticks that raised, timed out or died */
+        unsigned restarts;           /* worker: jails started after the first */
+        uint64_t slots_skipped;      /* worker --interval: slots no tick ran in */
         long wall_ms;
         long setup_us;               /* clone to the jail's "jailed" message, supervisor clock */
         long cg_setup_us;            /* creating the job's cgroup and applying its limits */

@@ -28,7 +28,8 @@ void format_size(uint64_t bytes, char *out, size_t size)
 /* Reads the script whole; the jail gets its text, never its host path. */
 int read_script(const char *path, char **out, size_t *len, struct jr_err *err)
 {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* O_NONBLOCK: a FIFO must not hang us before it is refused. */
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
                 return jr_fail(err, errno, "cannot open script '%s'", path);
         struct stat st;

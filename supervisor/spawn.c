@@ -60,12 +60,14 @@ static int write_maps(pid_t pid, uid_t uid, gid_t gid, struct jr_err *err)
  * With a v2 group (cgfd >= 0) clone3 places the child in it at birth, and
  * the cgroup namespace is made then; otherwise the child is moved after
  * the clone and makes its cgroup namespace itself once there (*late). */
-static pid_t clone_jail(int *pidfd, int cgfd, int *late)
+static pid_t clone_jail(int *pidfd, int cgfd, int *late, unsigned long extra)
 {
         struct clone_args a = {
-                .flags = JAIL_NS_FLAGS | CLONE_PIDFD | (cgfd >= 0 ? CLONE_INTO_CGROUP : 0),
+                .flags = JAIL_NS_FLAGS | CLONE_PIDFD | extra | (cgfd >= 0 ? CLONE_INTO_CGROUP : 0),
                 .pidfd = (unsigned long)pidfd,
-                .exit_signal = SIGCHLD,
+                /* A sibling's exit signal is its parent's (the kernel
+                 * wants 0 here): SIGCHLD, ours being a plain fork. */
+                .exit_signal = (extra & CLONE_PARENT) ? 0 : SIGCHLD,
                 .cgroup = cgfd >= 0 ? (unsigned long)cgfd : 0,
         };
         *late = cgfd < 0;
@@ -74,7 +76,7 @@ static pid_t clone_jail(int *pidfd, int cgfd, int *late)
         pid_t pid = (pid_t)syscall(SYS_clone3, &a, sizeof a);
         if (pid < 0 && errno == ENOSYS) {
                 *late = 1;
-                pid = (pid_t)syscall(SYS_clone, (JAIL_NS_FLAGS & ~CLONE_NEWCGROUP) | CLONE_PIDFD | SIGCHLD,
+                pid = (pid_t)syscall(SYS_clone, (JAIL_NS_FLAGS & ~CLONE_NEWCGROUP) | CLONE_PIDFD | extra | SIGCHLD,
                                      NULL, pidfd, NULL, 0);
         }
         return pid;
@@ -125,17 +127,16 @@ static int release(int go, const char *byte, struct jr_err *err)
         return n == 1 ? 0 : jr_fail(err, errno, "release the jail child");
 }
 
-int spawn_jail(const struct jail_cfg *cfg, int sync_wr, struct cg_job *cg, struct spawn *out,
-               struct jr_err *err)
+int spawn_clone(const struct jail_cfg *cfg, int cgfd, int as_sibling, struct spawn *out, int *late,
+                struct jr_err *err)
 {
-        _cleanup_close_ int go = sync_wr;
         /* The child starts with our supplementary groups; root's must not
          * follow it into the jail, and setgroups is denied in there. */
         if (setgroups(0, NULL) < 0 && (errno != EPERM || getgroups(0, NULL) != 0))
                 return jr_fail(err, errno, "clear supplementary groups");
         fflush(NULL);  /* no buffered output duplicated into the child */
-        int pidfd = -1, late = 1;
-        pid_t pid = clone_jail(&pidfd, cg ? cg->dirfd : -1, &late);
+        int pidfd = -1;
+        pid_t pid = clone_jail(&pidfd, cgfd, late, as_sibling ? CLONE_PARENT : 0);
         if (pid < 0) {
                 int r = jr_fail(err, errno, "clone into new namespaces");
                 explain_userns(err);
@@ -143,6 +144,29 @@ int spawn_jail(const struct jail_cfg *cfg, int sync_wr, struct cg_job *cg, struc
         }
         if (pid == 0)
                 jail_child_main(cfg);
+        *out = (struct spawn){ .pid = pid, .pidfd = pidfd };
+        return 0;
+}
+
+int spawn_jail(const struct jail_cfg *cfg, int sync_wr, struct cg_job *cg, struct spawn *out,
+               struct jr_err *err)
+{
+        int late = 1;
+        struct spawn s;
+        int r = spawn_clone(cfg, cg ? cg->dirfd : -1, 0, &s, &late, err);
+        if (r < 0) {
+                close(sync_wr);
+                return r;
+        }
+        return spawn_release(cfg, &s, late, sync_wr, cg, out, err);
+}
+
+int spawn_release(const struct jail_cfg *cfg, const struct spawn *s, int late, int sync_wr, struct cg_job *cg,
+                  struct spawn *out, struct jr_err *err)
+{
+        _cleanup_close_ int go = sync_wr;
+        pid_t pid = s->pid;
+        int pidfd = s->pidfd;
         int r = write_maps(pid, cfg->host_uid, cfg->host_gid, err);
         if (r == 0)
                 r = release(go, late ? JAIL_GO_CGROUPNS : JAIL_GO, err);

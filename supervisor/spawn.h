@@ -22,4 +22,14 @@ struct spawn {
 int spawn_jail(const struct jail_cfg *cfg, int sync_wr, struct cg_job *cg, struct spawn *out,
                struct jr_err *err);
 
+/* The two halves of spawn_jail, for a jail cloned by another (clean)
+ * process. spawn_clone clones the child (a sibling of the caller, i.e. a
+ * child of the caller's parent, if as_sibling) and says whether it must be
+ * moved into its cgroup (*late); spawn_release, in the supervisor, writes
+ * its maps, moves it and lets it go, as spawn_jail does. */
+int spawn_clone(const struct jail_cfg *cfg, int cgfd, int as_sibling, struct spawn *out, int *late,
+                struct jr_err *err);
+int spawn_release(const struct jail_cfg *cfg, const struct spawn *s, int late, int sync_wr, struct cg_job *cg,
+                  struct spawn *out, struct jr_err *err);
+
 #endif

@@ -158,17 +158,31 @@ def test_secrets_file_must_be_roots_alone(tmp_path, setup, how):
 
 
 SCAN = """
-import ctypes
+import ctypes, os
+def readable(a, n):
+    # copied by the kernel through a pipe: memory unmapped since /proc/self/maps
+    # was read (the heap trimmed meanwhile) is EFAULT, not a crash
+    r, w = os.pipe()
+    out = []
+    try:
+        for off in range(0, n, 65536):
+            k = min(65536, n - off)
+            try:
+                got = os.write(w, (ctypes.c_char * k).from_address(a + off))
+            except OSError:
+                break
+            out.append(os.read(r, got))
+    finally:
+        os.close(r)
+        os.close(w)
+    return b"".join(out)
 def found(head, tail):
-    for line in open("/proc/self/maps"):
+    for line in open("/proc/self/maps").read().splitlines():
         parts = line.split()
         if "r" not in parts[1] or (len(parts) > 5 and parts[5].startswith(("[vvar", "[vsyscall"))):
             continue
         a, b = (int(x, 16) for x in parts[0].split("-"))
-        try:
-            data = ctypes.string_at(a, b - a)
-        except Exception:
-            continue
+        data = readable(a, b - a)
         i = data.find(head)
         while i >= 0:
             if data[i + len(head):i + len(head) + len(tail)] == tail:
@@ -339,3 +353,34 @@ def tick(ctx):
         assert out.count("[secret]") >= 5, out
     finally:
         s.shutdown()
+
+
+def test_restarted_jail_holds_no_secret_or_state(tmp_path, setup):
+    """A worker's later jails come from a process that never served it: after
+    the supervisor used the secrets, stored and read a state value, the
+    jail that replaces a crashed one finds none of them in its memory."""
+    pol, secrets = setup
+    native = json.loads(open(pol).read())
+    native["python"] = {"guard": False}
+    npol = tmp_path / "native.json"
+    npol.write_text(json.dumps(native))
+    value = "STATEvalue-Zq81kx"
+    pairs = [(s[:5].encode(), s[5:].encode()) for s in SECRETS] + [(value[:5].encode(), value[5:].encode())]
+    r = run_script(tmp_path, SCAN % pairs + """
+import os
+restarted = False
+def tick(ctx):
+    if not restarted:
+        ctx.telegram.send(1, "x")
+        ctx.exchange.get("/v5/x")
+        ctx.state.set("v", "%s"[::-1])  # the value itself is not in the source
+        ctx.state.get("v")
+        os._exit(1)
+    ctx.log.info([found(h, t) for h, t in PAIRS])
+def on_error(ctx, error):
+    global restarted
+    restarted = True
+""" % value[::-1], "--policy", str(npol), "--secrets", secrets, "--json", "--state", str(tmp_path / "s.sqlite"),
+                   "--interval", "10ms", "--ticks", "2")
+    assert logs(r) == ["[False, False, False, False]"], r
+    assert r.json["stats"]["restarts"] == 1

@@ -460,3 +460,74 @@ def test_injected_modules_are_loaded_before_the_first_bar(tmp_path):
     """, 20, "--bar-timeout", "150ms")
     assert r.code == 0, r
     assert rep["bars_failed"] == 0 and rep["signals_count"] == 20
+
+
+# --- after the red team ---------------------------------------------------------------
+
+HOSTILE = '{"python": {"guard": false}, "validator": {"enabled": false}}'
+
+
+def test_hostile_message_text_reaches_the_terminal_escaped(tmp_path):
+    """jansson's reason for a malformed message names the jail's own keys:
+    printed, they must not carry escapes or forged lines."""
+    (tmp_path / "h.json").write_text(HOSTILE)
+    r, rep = backtest(tmp_path, r'''
+import socket
+s = socket.socket(fileno=3)
+s.send(b'{"type":"ready","bars":5,"\\u001b[1A\\r\\u001b[2Kjailrun: all good\\njailrun: forged\\u001b[8m":1}')
+def on_bar_strategy(sdk, params):
+    return 1
+''', 5, "--policy", str(tmp_path / "h.json"))
+    assert r.code == 1, r
+    assert "\x1b" not in r.err and "\r" not in r.err, repr(r.err)
+    assert not any(line.startswith("jailrun: forged") for line in r.err.splitlines()), r.err
+
+
+def test_long_non_ascii_error_message_fails_one_bar(tmp_path):
+    r, rep = backtest(tmp_path, '''
+        def on_bar_strategy(sdk, params):
+            if len(sdk.candles) == 3:
+                raise ValueError("\\u20ac" * 2000)
+            return 1
+    ''', 20)
+    assert r.code == 0, r
+    assert rep["bars_failed"] == 1 and rep["errors"]["RuntimeError"]["first"]["bar"] == 2
+    assert rep["errors"]["RuntimeError"]["first"]["message"] == "ValueError: " + "\u20ac" * 2000
+
+
+def test_fifos_are_refused_not_waited_on(tmp_path):
+    src = tmp_path / "s.py"
+    src.write_text("def on_bar_strategy(sdk, params):\n    return 1\n")
+    write_bars(tmp_path / "b.csv", 3)
+    os.mkfifo(tmp_path / "fifo")
+    for args in (["--bars", str(tmp_path / "fifo"), str(src)],
+                 ["--bars", str(tmp_path / "b.csv"), "--params", str(tmp_path / "fifo"), str(src)],
+                 [str(tmp_path / "fifo")]):
+        p = subprocess.run([JAILRUN, "--profile", "strategy", *args], capture_output=True, text=True, timeout=30)
+        assert p.returncode == 2, (args, p)
+        assert "regular file" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("bigfield.csv", 'time,open,high,low,close,volume\n1,"%s",1,1,1,1\n' % ("9" * 200000),
+     "bigfield.csv:2: field larger than field limit"),
+    ("bigtime.csv", "time,open,high,low,close,volume\n%d,1,1,1,1,1\n" % (2 ** 70),
+     "bigtime.csv:2: time %d is out of range" % (2 ** 70)),
+], ids=["bigfield", "bigtime"])
+def test_more_bad_bars_files(tmp_path, name, content, message):
+    p = tmp_path / name
+    p.write_text(content)
+    r = run_script(tmp_path, "def on_bar_strategy(sdk, params):\n    return 1\n", "--profile", "strategy",
+                   "--bars", str(p), "--json")
+    assert r.code == 2, r
+    assert r.json["error"]["type"] == "BarsError" and message in r.json["error"]["message"], r.json
+
+
+def test_deep_params_are_refused(tmp_path):
+    write_bars(tmp_path / "b.csv", 3)
+    (tmp_path / "p.json").write_text('{"a":' + "[" * 1500 + "]" * 1500 + "}")
+    src = tmp_path / "s.py"
+    src.write_text("def on_bar_strategy(sdk, params):\n    return 1\n")
+    p = subprocess.run([JAILRUN, "--profile", "strategy", "--bars", str(tmp_path / "b.csv"), "--params",
+                        str(tmp_path / "p.json"), str(src)], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and "nest deeper than 32 levels" in p.stderr, p

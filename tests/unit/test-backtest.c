@@ -3,6 +3,7 @@
  * report and the per-bar time percentiles. */
 #include "config.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "supervisor/backtest.h"
@@ -142,6 +143,34 @@ START_TEST(five_percent)
 }
 END_TEST
 
+/* A return value of many small values costs far more parsed than as text:
+ * the signals' budget counts the values, so a run of them is refused long
+ * before the supervisor holds gigabytes (a red-team finding). */
+START_TEST(signals_budget_counts_values)
+{
+        struct backtest b;
+        start(&b, 100000);
+        size_t n = 21800, len = 3 * n + 2;
+        char *ret = malloc(len + 1), *msg = malloc(len + 256);
+        ret[0] = '[';
+        for (size_t i = 0; i < n; i++)
+                memcpy(ret + 1 + 3 * i, i + 1 < n ? "{}," : "{} ", 3);
+        ret[len - 1] = ']';
+        ret[len] = '\0';
+        int refused_at = -1;
+        for (int k = 0; k < 200 && refused_at < 0; k++) {
+                snprintf(msg, len + 256, "{\"type\":\"bars\",\"first\":%d,\"us\":[1],\"signals\":[{\"bar\":%d,"
+                         "\"time\":1,\"return\":\"%s\"}],\"errors\":[]}", k, k, ret);
+                if (add(&b, msg) < 0)
+                        refused_at = k;
+        }
+        ck_assert_msg(refused_at > 0 && refused_at < 40, "refused at %d", refused_at);
+        free(ret);
+        free(msg);
+        bt_free(&b);
+}
+END_TEST
+
 START_TEST(bar_counts)
 {
         struct backtest b;
@@ -162,6 +191,7 @@ int main(void)
         tcase_add_loop_test(tc, bad_batches, 0, (int)(sizeof bad / sizeof bad[0]));
         tcase_add_test(tc, five_percent);
         tcase_add_test(tc, bar_counts);
+        tcase_add_test(tc, signals_budget_counts_values);
         suite_add_tcase(s, tc);
         return unit_run(s);
 }
