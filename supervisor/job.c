@@ -49,8 +49,10 @@ enum { EV_CHAN, EV_OUT, EV_ERR, EV_PIDFD, EV_SIGNAL, EV_TIMER, EV_GRACE, EV_OOM,
        EV_HTTP_TIMER, EV_BAR, EV_SLOT, EV_TICK };
 
 /* Consecutive failed jails of a worker wait 0, 1, 2, 4, ... seconds, at
- * most this long, before the next one starts. */
+ * most this long, before the next one starts; a jail that lived this long
+ * before it failed starts the count again. */
 #define BACKOFF_MAX_S 60
+#define BACKOFF_RESET_S 30
 
 /* A backtest's jail reports at least this often while bars run. */
 #define BAR_REPORT_S 0.25
@@ -226,7 +228,7 @@ static void schedule_tick(struct job *j)
                 uint64_t skipped = cur - j->slot - 1;
                 if (skipped) {
                         j->res->slots_skipped += skipped;
-                        outq_printf(&j->errq, "jailrun: %llu slot%s of %g s skipped; tick %u starts late\n",
+                        log_note(&j->errq, j->o->json, "%llu slot%s of %g s skipped; tick %u starts late",
                                     (unsigned long long)skipped, skipped == 1 ? "" : "s", iv, j->sent + 1);
                 }
                 j->slot = cur;
@@ -386,6 +388,8 @@ static void on_result(struct job *j, const struct msg *m)
                 timer_arm(j, &j->tickfd, 0, 0, EV_TICK);  /* disarmed */
         if (tick && j->on_error_inflight) {  /* on_error ran in the new jail */
                 j->on_error_inflight = 0;
+                json_decref(j->pending_error);
+                j->pending_error = NULL;
                 j->inflight = 0;
                 return next_tick_or_stop(j);
         }
@@ -397,9 +401,7 @@ static void on_result(struct job *j, const struct msg *m)
         }
         j->inflight = 0;
         j->res->ticks_done++;
-        if (m->result.ok)
-                j->fails = 0;
-        else
+        if (!m->result.ok)
                 j->res->ticks_failed++;
         next_tick_or_stop(j);
 }
@@ -415,7 +417,7 @@ static void on_log(struct job *j, const struct msg *m)
                 uint64_t max = j->o->log_max_bytes;
                 if (max && j->log_bytes + json_string_length(text) > max) {
                         if (!j->log_dropped++)
-                                outq_printf(&j->errq, "jailrun: log messages beyond %llu bytes dropped\n",
+                                log_note(&j->errq, j->o->json, "log messages beyond %llu bytes dropped",
                                             (unsigned long long)max);
                         continue;
                 }
@@ -536,7 +538,7 @@ static void on_message(struct job *j, struct msg *m)
                         j->reloading = 0;
                         free(j->prev_script);
                         j->prev_script = NULL;
-                        outq_printf(&j->errq, "jailrun: reloaded %s\n", j->o->script_path);
+                        log_note(&j->errq, j->o->json, "reloaded %s", j->o->script_path);
                 }
                 if (bt)
                         arm_bar_watch(j);
@@ -680,7 +682,7 @@ static void worker_output(struct job *j, int fd, const char *buf, size_t n)
         if (n > room) {
                 n = room;
                 if (!j->dropped_noted)
-                        outq_printf(&j->errq, "jailrun: worker output beyond %d bytes dropped\n",
+                        log_note(&j->errq, j->o->json, "worker output beyond %d bytes dropped",
                                     WORKER_RAW_OUTPUT_MAX);
                 j->dropped_noted = 1;
         }
@@ -761,7 +763,7 @@ static void on_tick_limit(struct job *j)
         char msg[256];
         snprintf(msg, sizeof msg, "tick %u did not return within its time limit of %g s and %g s of grace; "
                  "its jail was killed and a fresh one started", j->sent, j->o->tick_timeout_s, j->o->tick_grace_s);
-        outq_printf(&j->errq, "jailrun: %s\n", msg);
+        log_note(&j->errq, j->o->json, "%s", msg);
         restart_jail(j, "TimeoutError", msg);
 }
 
@@ -778,18 +780,18 @@ static int gentle_signal(struct job *j, int sig)
                 char *text = NULL;
                 size_t len = 0;
                 if (read_script(j->o->script_path, &text, &len, &err) < 0) {
-                        outq_printf(&j->errq, "jailrun: SIGHUP: %s; the script running goes on\n", err.msg);
+                        log_note(&j->errq, j->o->json, "SIGHUP: %s; the script running goes on", err.msg);
                         return 1;
                 }
                 free(j->prev_script);
                 j->prev_script = j->script, j->prev_script_len = j->script_len;
                 j->script = text, j->script_len = len;
                 j->reloading = 1;
-                outq_printf(&j->errq, "jailrun: SIGHUP: reloading %s%s\n", j->o->script_path,
+                log_note(&j->errq, j->o->json, "SIGHUP: reloading %s%s", j->o->script_path,
                             j->inflight ? " after the tick in flight" : "");
         } else {
                 j->stopping = 1;
-                outq_printf(&j->errq, "jailrun: SIGTERM: stopping%s\n", j->inflight ? " after the tick in flight" : "");
+                log_note(&j->errq, j->o->json, "SIGTERM: stopping%s", j->inflight ? " after the tick in flight" : "");
         }
         if (!j->inflight && !j->shutdown_sent && !j->restarting)
                 next_tick_or_stop(j);
@@ -1166,7 +1168,7 @@ static int run_jail(struct job *j, struct jail_cfg *cfg, struct jr_err *err)
         struct jr_err zerr = { 0 };
         if (j->o->entry == JAIL_ENTRY_TICKS && j->zyg.pid <= 0 &&
             zygote_start(&j->zyg, cfg, j->cg.dirfd, &zerr) < 0)
-                outq_printf(&j->errq, "jailrun: %s: the worker cannot be restarted\n", zerr.msg);
+                log_note(&j->errq, j->o->json, "%s: the worker cannot be restarted", zerr.msg);
         r = loop_fds(j, err);
         if (r < 0)
                 end_job(j, JOB_INTERNAL, "InternalError", "%s", err->msg);
@@ -1246,7 +1248,7 @@ static int wait_backoff(struct job *j, double delay)
                 size_t len = 0;
                 struct jr_err err = { 0 };
                 if (read_script(j->o->script_path, &text, &len, &err) < 0) {
-                        outq_printf(&j->errq, "jailrun: SIGHUP: %s\n", err.msg);
+                        log_note(&j->errq, j->o->json, "SIGHUP: %s", err.msg);
                         continue;
                 }
                 free(j->prev_script);
@@ -1267,7 +1269,7 @@ static int between_jails(struct job *j)
 {
         double delay = 0;
         if (j->reloading == 2) {  /* the new script did not load: back to the one before */
-                outq_printf(&j->errq, "jailrun: the reloaded script did not load; the previous one runs on\n");
+                log_note(&j->errq, j->o->json, "the reloaded script did not load; the previous one runs on");
                 free(j->script);
                 j->script = j->prev_script, j->script_len = j->prev_script_len;
                 j->prev_script = NULL;
@@ -1275,17 +1277,21 @@ static int between_jails(struct job *j)
         } else if (j->reloading == 1) {
                 j->reloading = 2;
         } else {
-                j->fails++;
+                /* A loop is jails failing young, whatever their ticks did
+                 * before: one that returns a tick, then dies, is one. */
+                j->fails = secs_since(&j->cloned) >= BACKOFF_RESET_S ? 1 : j->fails + 1;
                 unsigned shift = j->fails < 2 ? 0 : j->fails - 2 > 6 ? 6 : j->fails - 2;
                 delay = j->fails < 2 ? 0 : (double)(1u << shift) > BACKOFF_MAX_S ? BACKOFF_MAX_S : (double)(1u << shift);
-                j->on_error_pending = j->pending_error != NULL;
         }
+        /* on_error first in the new jail: owed by a failure, also when a
+         * reload replaces the jail that failed. */
+        j->on_error_pending = j->pending_error != NULL;
         j->res->restarts++;
         if (delay > 0)
-                outq_printf(&j->errq, "jailrun: a new jail for the worker in %g s (restart %u, %u failures in a row)\n",
+                log_note(&j->errq, j->o->json, "a new jail for the worker in %g s (restart %u, %u failures in a row)",
                             delay, j->res->restarts, j->fails);
         else
-                outq_printf(&j->errq, "jailrun: a new jail for the worker (restart %u)\n", j->res->restarts);
+                log_note(&j->errq, j->o->json, "a new jail for the worker (restart %u)", j->res->restarts);
         outq_flush_all(&j->errq);
         return delay > 0 ? wait_backoff(j, delay) : 0;
 }
@@ -1325,9 +1331,7 @@ static int wants_restart(struct job *j, int ws)
         crash_reason(j, ws, type, sizeof type, msg, sizeof msg);
         j->ended = 0;
         j->res->status = JOB_INTERNAL;
-        outq_printf(&j->errq, "jailrun: ");
-        log_escaped(&j->errq, msg);
-        outq_puts(&j->errq, "\n");
+        log_note(&j->errq, j->o->json, "%s", msg);
         restart_jail(j, type, msg);
         return 1;
 }
@@ -1437,7 +1441,7 @@ int job_run(const struct job_opts *o, struct job_result *res)
         if (j.bt.signals)
                 backtest_outcome(&j);
         if (j.log_dropped)
-                outq_printf(&j.errq, "jailrun: %llu log messages dropped in all (log limit of %llu bytes)\n",
+                log_note(&j.errq, o->json, "%llu log messages dropped in all (log limit of %llu bytes)",
                             (unsigned long long)j.log_dropped, (unsigned long long)o->log_max_bytes);
         job_close(&j);
         res->wall_ms = ms_since(&t0);

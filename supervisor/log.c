@@ -173,3 +173,25 @@ void log_output(struct outq *q, int json, int fd, const char *text, size_t len)
         log_escapedn(q, text, len);
         outq_put(q, "\n", 1);
 }
+
+void log_note(struct outq *q, int json, const char *fmt, ...)
+{
+        char text[2048];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(text, sizeof text, fmt, ap);
+        va_end(ap);
+        if (json) {
+                json_t *s = json_string(text);
+                if (!s) {  /* not UTF-8: what the jail sent, cut or raw */
+                        for (char *p = text; *p; p++)
+                                if ((unsigned char)*p >= 0x80)
+                                        *p = '?';
+                        s = json_string(text);
+                }
+                return json_line(q, json_pack("{s:s, s:o}", "type", "note", "message", s));
+        }
+        outq_puts(q, "jailrun: ");
+        log_escaped(q, text);
+        outq_put(q, "\n", 1);
+}

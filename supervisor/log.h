@@ -29,4 +29,9 @@ void log_jail(struct outq *q, int json, enum log_level level, const char *text, 
  * {"type":"output","stream":"stdout"|"stderr","message":...}. */
 void log_output(struct outq *q, int json, int fd, const char *text, size_t len);
 
+/* A note of jailrun's own during a job (a restart, a skipped slot): the
+ * line "jailrun: TEXT", or with --json {"type":"note","message":TEXT}.
+ * TEXT may quote what the jail sent: it is escaped either way. */
+void log_note(struct outq *q, int json, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #endif

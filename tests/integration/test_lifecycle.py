@@ -17,7 +17,14 @@ def logs(r):
 
 
 def notes(r):
-    return [x for x in r.err.splitlines() if x.startswith("jailrun: ")]
+    """jailrun's own notes: "jailrun: ..." lines, or with --json note objects."""
+    out = []
+    for x in r.err.splitlines():
+        if x.startswith("jailrun: "):
+            out.append(x)
+        elif x.startswith('{"type":"note"'):
+            out.append("jailrun: " + json.loads(x)["message"])
+    return out
 
 
 # --- the soft stage and on_error -----------------------------------------------------
@@ -313,3 +320,27 @@ def test_sigterm_during_the_back_off(tmp_path):
         p.kill()
     assert time.monotonic() - t0 < 2
     assert p.returncode == 1  # stopped; ticks had failed
+
+
+def test_a_jail_that_dies_after_its_tick_still_backs_off(tmp_path):
+    """A good tick does not clear a crash loop: jails that die young wait
+    longer and longer, whatever their ticks returned (a red-team finding)."""
+    t0 = time.monotonic()
+    r = run_script(tmp_path, """
+        import os, threading, time
+        def tick(ctx):
+            threading.Thread(target=lambda: (time.sleep(0.005), os._exit(9)), daemon=True).start()
+    """, "--policy", NATIVE_POLICY, "--interval", "20ms", "--timeout", "5", "--json", timeout=60)
+    assert time.monotonic() - t0 < 30
+    restarts = r.json["stats"]["restarts"]
+    assert 2 <= restarts <= 5, r.json  # 0 + 1 + 2 s of back-off fit in 5 s; not one per slot
+    assert any("in 2 s (restart 3, 3 failures in a row)" in n for n in notes(r)), notes(r)
+
+
+def test_json_mode_keeps_stderr_json(tmp_path):
+    (tmp_path / "p.json").write_text('{"limits": {"tick_timeout": 0.2, "tick_grace": 0.3}}')
+    r = run_script(tmp_path, STUCK, "--ticks", "3", "--interval", "10ms", "--policy", str(tmp_path / "p.json"),
+                   "--json")
+    lines = r.err.splitlines()
+    assert lines and all(json.loads(x)["type"] in ("log", "note", "output") for x in lines), r.err
+    assert any(json.loads(x)["type"] == "note" for x in lines)
