@@ -80,7 +80,7 @@ def setup(tmp_path, server):
 
 
 def logs(r):
-    return [json.loads(x)["message"] for x in r.err.splitlines() if x.startswith("{")]
+    return [json.loads(x)["message"] for x in r.err.splitlines() if x.startswith('{"type":"log"')]
 
 
 def assert_no_secret(*texts):

@@ -13,7 +13,7 @@ from conftest import JAILRUN, run_script
 
 
 def logs(r):
-    return [json.loads(x)["message"] for x in r.err.splitlines() if x.startswith("{")]
+    return [json.loads(x)["message"] for x in r.err.splitlines() if x.startswith('{"type":"log"')]
 
 
 @pytest.fixture

@@ -74,7 +74,7 @@ def allow(tmp_path):
 
 
 def logs(r):
-    return [json.loads(x)["message"] for x in r.err.splitlines() if x.startswith("{")]
+    return [json.loads(x)["message"] for x in r.err.splitlines() if x.startswith('{"type":"log"')]
 
 
 def worker(tmp_path, body, *args, timeout=60):

@@ -117,7 +117,7 @@ def test_policy_log_limits(tmp_path):
     pol = write(tmp_path, "p.json", '{"log": {"max_chars": 100, "batch": 3}}')
     r = run_script(tmp_path, "def tick(ctx):\n    for i in range(4):\n        ctx.log.info('y' * 500)\n",
                    "--policy", pol, "--json")
-    lines = [json.loads(x) for x in r.err.splitlines() if x.startswith("{")]
+    lines = [json.loads(x) for x in r.err.splitlines() if x.startswith('{"type":"log"')]
     assert [len(x["message"]) for x in lines] == [100] * 4
 
 
@@ -239,7 +239,7 @@ def test_policy_log_total_is_capped(tmp_path):
     pol = write(tmp_path, "p.json", '{"log": {"max_bytes": 1000}}')
     r = run_script(tmp_path, "def tick(ctx):\n    for i in range(50):\n        ctx.log.info('y' * 100)\n",
                    "--policy", pol, "--json")
-    lines = [json.loads(x) for x in r.err.splitlines() if x.startswith("{")]
+    lines = [json.loads(x) for x in r.err.splitlines() if x.startswith('{"type":"log"')]
     assert len(lines) == 10
     assert r.err.count("log messages beyond 1000 bytes dropped") == 1
     assert json.loads(r.out.splitlines()[-1])["stats"]["log_dropped"] == 40

@@ -15,7 +15,7 @@ from conftest import JAILRUN, NATIVE_POLICY, run_script
 
 
 def logs(r):
-    return [json.loads(x)["message"] for x in r.err.splitlines() if x.startswith("{")]
+    return [json.loads(x)["message"] for x in r.err.splitlines() if x.startswith('{"type":"log"')]
 
 
 def final(r):
