@@ -5,16 +5,23 @@ bar), a cap on the strategy's own memory (a MemoryError inside), and the
 outcome of each bar sent to the supervisor in batches, which builds the
 report. Trusted code: it runs before and around the user's, never as it.
 """
-import csv
-import io
-import json
-import math
-import os
-import resource
-import signal
-import time
-
 import _jailrun
+
+csv = io = json = math = os = resource = _signal = time = None
+
+
+def _imports():
+    """The modules a backtest uses, imported when one starts: every runtime
+    module runs at each jail's start, and these would cost every job."""
+    global csv, io, json, math, os, resource, _signal, time
+    import csv
+    import io
+    import json
+    import math
+    import os
+    import resource
+    import _signal
+    import time
 
 # The error categories of a failed bar (jailrun-backtest(7)).
 CATEGORIES = ("SecurityError", "TimeoutError", "MemoryError", "ProtocolError", "RuntimeError")
@@ -175,6 +182,7 @@ def _parse_jsonl(text, name):
 def read_bars(fd, name):
     """The bars in the file the supervisor passed on fd `fd`, as a tuple of
     Candles; BarsError names the line of the first problem."""
+    _imports()
     chunks = []
     while True:
         b = os.read(fd, 1 << 20)
@@ -213,6 +221,7 @@ def cap_memory(extra):
     """Limits the address space to what is mapped now (the interpreter, the
     libraries, the bars) plus `extra` bytes and a margin: past it,
     allocations fail and raise MemoryError inside the strategy."""
+    _imports()
     with open("/proc/self/statm", "rb") as f:
         mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
     limit = mapped + extra + MEMORY_MARGIN
@@ -336,6 +345,7 @@ class _Batch:
 def run(fn, bars, params, opts, error_info, security_error, send):
     """Calls fn(sdk, params) for every bar. Returns None when every bar ran,
     or the reason the run was aborted."""
+    _imports()
     window = opts["window"]
     budget = opts["bar_timeout"]
     _Bar.budget_ms = int(round(budget * 1000))
@@ -345,7 +355,7 @@ def run(fn, bars, params, opts, error_info, security_error, send):
     batch = _Batch(send)
     clock = time.perf_counter_ns
     begin, end = _jailrun.bar_begin, _jailrun.bar_end
-    signal.signal(signal.SIGALRM, _on_alarm)
+    _signal.signal(_signal.SIGALRM, _on_alarm)
     _jailrun.bar_watch(budget, min(REPEAT_S, budget / 4))  # one periodic tick, no timer per bar
     try:
         return _loop(fn, bars, window, fresh, sdk, batch, pct, least, error_info, security_error, begin, end, clock)

@@ -399,8 +399,12 @@ int http_new(struct http **out, const struct http_cfg *cfg, struct jr_err *err)
 {
         /* libcurl's global set-up, once, in this single-threaded process. */
         static int initialised;
-        if (!initialised && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-                return jr_fail(err, ENOMEM, "curl_global_init");
+        CURLcode c = initialised ? CURLE_OK : curl_global_init(CURL_GLOBAL_DEFAULT);
+        if (c != CURLE_OK) {
+                jr_fail(err, ENOSYS, "curl_global_init");
+                snprintf(err->msg, sizeof err->msg, "libcurl: %s", curl_easy_strerror(c));
+                return -ENOSYS;
+        }
         initialised = 1;
         struct http *h = calloc(1, sizeof *h);
         if (!h)

@@ -3,6 +3,7 @@ started here on 127.0.0.1 (allowed only by an explicit test policy), the
 egress policy judged on the address actually connected to, and the limits.
 Refused addresses are refused before any packet leaves."""
 import http.server
+import os
 import subprocess
 import json
 import threading
@@ -10,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import NATIVE_POLICY, run_script
+from conftest import JAILRUN, NATIVE_POLICY, run_script
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -361,3 +362,23 @@ def test_timeout_is_capped_not_refused(tmp_path, server, allow):
     r = worker(tmp_path, 'ctx.log.info(h.get("http://127.0.0.1:%d/echo", timeout=3600)["status"])' % server,
                "--policy", allow)
     assert logs(r) == ["200"], r
+
+
+def test_without_libcurl_http_is_an_error_dict(tmp_path):
+    """libcurl is loaded on the first request (its ~30 libraries cost every
+    job otherwise): when it cannot be, ctx.http says so and the job goes on."""
+    fake = tmp_path / "lib"
+    fake.mkdir()
+    (fake / "libcurl.so.4").write_bytes(b"")
+    script = tmp_path / "h.py"
+    script.write_text("def tick(ctx):\n    ctx.log.info(ctx.http.get('http://127.0.0.1:9/'))\n")
+    p = subprocess.run([JAILRUN, "--json", str(script)], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "LD_LIBRARY_PATH": str(fake)})
+    assert p.returncode == 0, p
+    msgs = [json.loads(x)["message"] for x in p.stderr.splitlines() if x.startswith('{"type":"log"')]
+    assert msgs == ["{'error': 'http unavailable: libcurl: libcurl (libcurl.so.4) could not be loaded'}"], p
+
+
+def test_jailrun_does_not_load_libcurl_until_a_request():
+    maps = subprocess.run(["ldd", JAILRUN], capture_output=True, text=True).stdout
+    assert "libcurl" not in maps and "libssl" not in maps, maps
