@@ -241,10 +241,13 @@ static PyObject *chan_recv_payload(PyObject *self, PyObject *arg)
         return out;
 }
 
+static PyObject *chan_runtime_module(PyObject *self, PyObject *arg);
+
 static PyMethodDef chan_methods[] = {
         { "send", chan_send, METH_O, "send(obj): obj as one JSON datagram to the supervisor" },
         { "recv", chan_recv, METH_NOARGS, "recv() -> dict, or None at end" },
         { "recv_payload", chan_recv_payload, METH_O, "recv_payload(n) -> the n bytes after a reply" },
+        { "runtime_module", chan_runtime_module, METH_O, "runtime_module(name) -> a module of the runtime, made on first use" },
         { NULL, NULL, 0, NULL },
 };
 
@@ -366,18 +369,40 @@ static int call_main(PyObject *rt, const struct pyrt_cfg *cfg)
         return status < 0 || status > 255 ? 70 : (int)status;
 }
 
+static PyObject *exec_runtime_module(const struct jr_module *m)
+{
+        PyObject *code = PyMarshal_ReadObjectFromString((const char *)m->code, (Py_ssize_t)m->len);
+        PyObject *mod = code ? PyImport_ExecCodeModule(m->name, code) : NULL;
+        Py_XDECREF(code);
+        return mod;
+}
+
+/* The runtime proper, the last module; the others (the Python layer, the
+ * validator, the indicators, the backtest runner) are made when the
+ * runtime first asks for them: a job that needs none pays for none. */
 static PyObject *load_runtime(void)
 {
-        PyObject *rt = NULL;
-        for (const struct jr_module *m = jr_runtime_modules; m->name; m++) {
-                PyObject *code = PyMarshal_ReadObjectFromString((const char *)m->code, (Py_ssize_t)m->len);
-                Py_XDECREF(rt);
-                rt = code ? PyImport_ExecCodeModule(m->name, code) : NULL;
-                Py_XDECREF(code);
-                if (!rt)
-                        return NULL;
-        }
-        return rt;  /* the last one: the runtime proper */
+        const struct jr_module *last = jr_runtime_modules;
+        while (last[1].name)
+                last++;
+        return exec_runtime_module(last);
+}
+
+/* _jailrun.runtime_module(name) -> the runtime module `name`, made on the
+ * first call. */
+static PyObject *chan_runtime_module(PyObject *self, PyObject *arg)
+{
+        (void)self;
+        const char *name = PyUnicode_AsUTF8(arg);
+        if (!name)
+                return NULL;
+        PyObject *have = PyDict_GetItemWithError(PyImport_GetModuleDict(), arg);
+        if (have || PyErr_Occurred())
+                return Py_XNewRef(have);
+        for (const struct jr_module *m = jr_runtime_modules; m->name; m++)
+                if (strcmp(m->name, name) == 0)
+                        return exec_runtime_module(m);
+        return PyErr_Format(PyExc_ImportError, "no runtime module %s", name);
 }
 
 int pyrt_run(const struct pyrt_cfg *cfg)

@@ -495,7 +495,7 @@ def _refuse(items, error_class):
 def _register_indicators(policy):
     """The indicator modules (jail/ta.py) under the names the policy
     allows: `import ta` and the injected `ta` find them."""
-    import _jailrun_ta
+    _jailrun_ta = _jailrun.runtime_module("_jailrun_ta")
 
     wanted = set(policy["python"]["imports"])
     for name, mod in _jailrun_ta.modules().items():
@@ -509,14 +509,13 @@ def _register_indicators(policy):
 def _load_guarded(source, filename, ctx, policy):
     """Validates, then runs the module under the profile's Python layer:
     restricted builtins and imports, neutralised names, the audit hook."""
-    import _jailrun_guard as guard
+    guard = _jailrun.runtime_module("_jailrun_guard")
 
     limit = policy["validator"]["max_source_bytes"]
     _register_indicators(policy)
     code = None
     if policy["validator"]["enabled"]:
-        import _jailrun_validate
-
+        _jailrun_validate = _jailrun.runtime_module("_jailrun_validate")
         items, tree = _jailrun_validate.check_tree(policy, source, filename)
         if items:
             raise _refuse(items, guard.SecurityError)
@@ -559,8 +558,7 @@ def main(entry, source, filename, argv, policy):
 
 
 def check_main(source, filename, policy):
-    import _jailrun_validate
-
+    _jailrun_validate = _jailrun.runtime_module("_jailrun_validate")
     _send({"type": "check", "violations": _jailrun_validate.check(policy, source, filename)})
     return 0
 
@@ -673,8 +671,8 @@ def _call_on_error(on_error, ctx, info, buf, filename):
 def backtest_main(source, filename, policy):
     """--bars: parse the bars, load the strategy under a memory cap, then
     run every bar as the supervisor's run message says."""
-    import _jailrun_backtest as bt
-    import _jailrun_guard
+    bt = _jailrun.runtime_module("_jailrun_backtest")
+    _jailrun_guard = _jailrun.runtime_module("_jailrun_guard")
 
     buf = _LogBuffer()
     sys.stdout = _LogStream(buf, "info")
