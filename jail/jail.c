@@ -17,45 +17,18 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/proto.h"
 #include "jail/caps.h"
-#include "jail/filt.h"
 #include "jail/jail.h"
 #include "jail/mnt.h"
 #include "jail/net.h"
-#include "jail/pyrt.h"
+#include "jail/jexec.h"
 #include "jail/verify.h"
-
-/* Sends one message that is its type alone. */
-static int notify(int chan, const char *type)
-{
-        char *s = NULL;
-        json_t *m = json_pack("{s:s}", "type", type);
-        if (m)
-                s = json_dumps(m, JSON_COMPACT);
-        json_decref(m);
-        ssize_t n = s ? send(chan, s, strlen(s), MSG_NOSIGNAL) : -1;
-        free(s);
-        return n < 0 ? -1 : 0;
-}
-
-/* Reports the failing step over the channel (or stderr before the channel
- * is in place) and exits. */
-_Noreturn static void fatal(const char *step, const struct jr_err *err, int chan)
-{
-        json_t *m = json_pack("{s:s, s:s, s:i, s:s}", "type", "fatal", "step", step, "errno",
-                              err->errnum, "message", err->msg);
-        char *s = m ? json_dumps(m, JSON_COMPACT) : NULL;
-        if (s && chan >= 0)
-                (void)!send(chan, s, strlen(s), MSG_NOSIGNAL);
-        else
-                dprintf(STDERR_FILENO, "jailrun: jail set-up failed at %s: %s\n", step, err->msg);
-        _exit(EXIT_SETUP);
-}
 
 /* Reads one byte of the sync pipe; EOF (the supervisor died) or anything
  * unexpected ends the child. */
@@ -169,39 +142,6 @@ static int reset_signals(struct jr_err *err)
         return 0;
 }
 
-/* The supervisor's argv and environment strings are still in our memory,
- * and /proc/self/cmdline and /proc/self/environ read them from there (not
- * from `environ`): zero both areas so the jail cannot read the operator's
- * environment or command line. Copies what the interpreter needs first. */
-static int wipe_args_env(const struct jail_cfg *cfg, struct pyrt_cfg *pc, struct jr_err *err)
-{
-        char stat[4096];
-        ssize_t n = read_small_file("/proc/self/stat", stat, sizeof stat);
-        if (n < 0)
-                return jr_fail(err, (int)-n, "read /proc/self/stat");
-        char *p = strrchr(stat, ')');
-        unsigned long v[52] = { 0 };
-        int field = 2;  /* ')' ends field 2 */
-        for (char *save = NULL, *t = p ? strtok_r(p + 1, " ", &save) : NULL; t && field < 51;
-             t = strtok_r(NULL, " ", &save))
-                v[++field] = strtoul(t, NULL, 10);
-        if (field < 51 || v[48] > v[49] || v[50] > v[51])
-                return jr_fail(err, EPROTO, "parse /proc/self/stat");
-        char **argv = calloc((size_t)cfg->argc + 1, sizeof *argv);
-        char *name = strdup(cfg->script_name), *data = strdup(cfg->data_name ? cfg->data_name : "");
-        if (!argv || !name || !data)
-                return jr_fail(err, ENOMEM, "copy arguments");
-        for (int i = 0; i < cfg->argc; i++)
-                if (!(argv[i] = strdup(cfg->argv[i])))
-                        return jr_fail(err, ENOMEM, "copy arguments");
-        memset((void *)v[48], 0, v[49] - v[48]);  /* arg_start .. arg_end */
-        memset((void *)v[50], 0, v[51] - v[50]);  /* env_start .. env_end */
-        pc->argv = argv;
-        pc->script_name = name;
-        pc->data_name = data;
-        return 0;
-}
-
 struct host_view {
         char maps[256 * 1024];
         char exe[PATH_MAX];
@@ -274,6 +214,7 @@ static int build_world(const struct jail_cfg *cfg, struct mnt_plan *plan, struct
                 .interp = hv.interp,
                 .pypath = JR_PYPATH,
                 .datapath = JR_DATAPATH,
+                .program = cfg->program,
                 .scratch_bytes = cfg->profile == JAIL_PROFILE_EXEC ? cfg->scratch_bytes : 0,
         };
         r = mnt_build_root(&mc, plan, err);
@@ -287,32 +228,48 @@ static int close_fds(const struct jail_cfg *cfg, struct jr_err *err)
         return 0;
 }
 
-static const char *const entry_names[] = {
-        [JAIL_ENTRY_TICKS] = "ticks",
-        [JAIL_ENTRY_SCRIPT] = "script",
-        [JAIL_ENTRY_LOAD] = "load",
-        [JAIL_ENTRY_CHECK] = "check",
-        [JAIL_ENTRY_BACKTEST] = "backtest",
-};
-
-_Noreturn static void run_interpreter(const struct jail_cfg *cfg, int chan)
+/* The configuration on CFG_FD, not close-on-exec: the one fd the exec adds
+ * to 0-4. */
+static int place_config(const struct jail_cfg *cfg, struct jr_err *err)
 {
-        struct jr_err err = { 0 };
-        struct pyrt_cfg pc = {
-                .entry = entry_names[cfg->entry],
+        struct jexec_cfg c = {
+                .profile = cfg->profile,
+                .entry = cfg->entry,
+                .host_uid = cfg->host_uid,
+                .host_gid = cfg->host_gid,
                 .policy_json = cfg->policy_json,
                 .script = cfg->script,
                 .script_len = cfg->script_len,
                 .script_name = cfg->script_name,
                 .data_name = cfg->data_name ? cfg->data_name : "",
                 .argc = cfg->argc,
-                .argv = cfg->argv,
-                .pypath = JR_PYPATH,
-                .home = JR_PYHOME,
+                .argv = (char **)cfg->argv,
         };
-        if (wipe_args_env(cfg, &pc, &err) < 0)
-                fatal("wipe environment", &err, chan);
-        _exit(pyrt_run(&pc));
+        int fd = jexec_make(&c, err);
+        if (fd < 0)
+                return fd;
+        if (fd == CFG_FD)  /* it came out there: keep it, across the exec */
+                return fcntl(fd, F_SETFD, 0) < 0 ? jr_fail(err, errno, "keep fd %d", CFG_FD) : 0;
+        int r = dup2(fd, CFG_FD) < 0 ? jr_fail(err, errno, "dup2 to fd %d", CFG_FD) : 0;
+        close(fd);
+        return r;
+}
+
+/* Replaces this process, a copy of the supervisor's memory, with the jail
+ * program: nothing of the supervisor's (its heap, its argv and
+ * environment, its libraries) is left for user code to read. The file was
+ * checked by the supervisor and is bound read-only at MNT_PROGRAM (the
+ * kernel refuses to execute it through an fd of the host's mount); the
+ * loader and the libraries it needs are in the jail's mounts. */
+static int exec_jail_program(const struct jail_cfg *cfg, struct jr_err *err)
+{
+        char *const argv[] = { (char *)"jailrun-jail", NULL };
+        /* The channel and the data file cross; the program marks them
+         * close-on-exec again before anything of the user's runs. */
+        if (fcntl(CHAN_FD, F_SETFD, 0) < 0 || (cfg->data_fd >= 0 && fcntl(DATA_FD, F_SETFD, 0) < 0))
+                return jr_fail(err, errno, "keep the channel across the exec");
+        execve(MNT_PROGRAM, argv, environ);
+        return jr_fail(err, errno, "execute the jail program %s", MNT_PROGRAM);
 }
 
 _Noreturn void jail_child_main(const struct jail_cfg *cfg)
@@ -323,7 +280,7 @@ _Noreturn void jail_child_main(const struct jail_cfg *cfg)
 #define STEP(name, call)                                \
         do {                                            \
                 if ((call) < 0)                         \
-                        fatal(name, &err, chan);        \
+                        jail_fatal(name, &err, chan);        \
         } while (0)
 
         /* If the supervisor dies the jail dies with it (we are also the pid
@@ -339,21 +296,63 @@ _Noreturn void jail_child_main(const struct jail_cfg *cfg)
         STEP("cgroup", wait_attached(sync, go, &err));
         /* New session: no controlling terminal for TIOCSTI to target. */
         if (setsid() < 0)
-                fatal("session", &(struct jr_err){ .errnum = errno, .msg = "setsid" }, chan);
+                jail_fatal("session", &(struct jr_err){ .errnum = errno, .msg = "setsid" }, chan);
         STEP("environment", set_env(cfg, &err));
         STEP("limits", set_rlimits(cfg, &err));
         /* Capabilities go after every step that needs one, before seccomp. */
         STEP("capabilities", caps_drop_all(&err));
         STEP("close fds", close_fds(cfg, &err));
-        /* seccomp goes last: it refuses the calls the steps above make. */
-        STEP("seccomp", filt_install(cfg->profile == JAIL_PROFILE_EXEC, &err));
         struct verify_cfg vc = { .host_uid = cfg->host_uid, .host_gid = cfg->host_gid, .plan = &plan };
-        STEP("verify", verify_jail(&vc, &err));
-#undef STEP
+        STEP("verify", verify_world(&vc, &err));
         mntplan_free(&plan);
-        /* The last word of the trusted set-up: from here on the channel
-         * carries what user code may have forged. */
-        if (notify(chan, "jailed") < 0)
-                _exit(EXIT_SETUP);
-        run_interpreter(cfg, chan);
+        STEP("configuration", place_config(cfg, &err));
+        /* seccomp, the process checks and the "jailed" report follow in
+         * the jail program (jail/jailprog.c): the worker's filter refuses
+         * execve. */
+        STEP("exec", exec_jail_program(cfg, &err));
+#undef STEP
+        _exit(EXIT_SETUP);
+}
+
+/* Where the jail program is: beside the installed libexec files when this
+ * is the installed jailrun, else in the build tree this jailrun was built
+ * in (supervisor/jailrun -> jail/jailrun-jail). */
+static int program_path(char *path, size_t size, struct jr_err *err)
+{
+        char exe[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (n < 0)
+                return jr_fail(err, errno, "readlink /proc/self/exe");
+        exe[n] = '\0';
+        if (strcmp(exe, JR_BINDIR "/jailrun") == 0)
+                return jr_snprintf(path, size, "%s/jailrun-jail", JR_PKGLIBEXECDIR);
+        char *slash = strrchr(exe, '/');
+        if (slash)
+                *slash = '\0';
+        if (jr_snprintf(path, size, "%s/../jail/jailrun-jail", exe) < 0)
+                return jr_fail(err, ENAMETOOLONG, "path of the jail program");
+        return 0;
+}
+
+int jail_program_find(char *path, size_t size, struct jr_err *err)
+{
+        int r = program_path(path, size, err);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int fd = open(path, O_PATH | O_CLOEXEC);
+        if (fd < 0)
+                return jr_fail(err, errno, "open the jail program %s", path);
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return jr_fail(err, errno, "stat the jail program %s", path);
+        if (!S_ISREG(st.st_mode))
+                return jr_fail(err, EINVAL, "the jail program %s is not a regular file", path);
+        if ((st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & (S_IWGRP | S_IWOTH)))
+                return jr_fail(err, EPERM, "the jail program %s may be written by others than root (owner %u, mode %04o)",
+                               path, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+        /* Each jail executes it as its own unprivileged uid. */
+        if ((st.st_mode & S_IXOTH) == 0)
+                return jr_fail(err, EACCES, "the jail program %s is not executable by others (mode %04o)",
+                               path, (unsigned)(st.st_mode & 07777));
+        return 0;
 }

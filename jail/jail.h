@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+struct jr_err;
+
 /* Open files per process in a jail (RLIMIT_NOFILE, hard). */
 #define JAIL_MAX_FILES 1024
 
@@ -57,6 +59,9 @@ struct jail_cfg {
         /* Supervisor-only fd the child must close before anything else (the
          * go-ahead pipe's write end), or -1. */
         int close_fd;
+        /* The jail program (jail_program_find), executed once the jail is
+         * built. */
+        const char *program;
 
         uid_t host_uid;  /* what uid 0 inside maps to; checked, not set */
         gid_t host_gid;
@@ -76,9 +81,18 @@ struct jail_cfg {
 };
 
 /* Runs in the freshly cloned child (new user, mount, net, pid, ipc, uts and
- * cgroup namespaces). Builds the jail, then runs the embedded interpreter.
- * Never returns: exits with the script's status, or EXIT_SETUP after
- * reporting the failing step over the channel. */
+ * cgroup namespaces). Builds the jail, then executes the jail program
+ * (jailrun-jail), which loads the seccomp filter and runs the interpreter.
+ * Never returns: the program exits with the script's status, or the child
+ * with EXIT_SETUP after reporting the failing step over the channel. */
 _Noreturn void jail_child_main(const struct jail_cfg *cfg);
+
+/* Finds the jail program for jail_cfg.program: in jailrun's libexec
+ * directory (pkglibexecdir) for the installed jailrun, or in the build
+ * tree (../jail/jailrun-jail from supervisor/jailrun). It must be a regular
+ * file owned by root (or by jailrun's user) that nobody else may write,
+ * and executable by others (the jails' uids). Returns 0 with the path in
+ * path, or -errno with the path and reason in err. */
+int jail_program_find(char *path, size_t size, struct jr_err *err);
 
 #endif

@@ -83,6 +83,24 @@ static int apply_plan(const struct mnt_plan *plan, struct jr_err *err)
         return 0;
 }
 
+/* Binds the jail program read-only at MNT_PROGRAM, making the directories
+ * on the way (in the jail's tmpfs: none of them may lie in a bind). */
+static int bind_program(const struct mnt_cfg *cfg, struct jr_err *err)
+{
+        char src[PATH_MAX], dst[PATH_MAX];
+        if (jr_snprintf(src, sizeof src, OLD "%s", cfg->program) < 0 ||
+            jr_snprintf(dst, sizeof dst, NEW "%s", MNT_PROGRAM) < 0)
+                return jr_fail(err, ENAMETOOLONG, "path of the jail program '%s'", cfg->program);
+        for (char *s = strchr(dst + sizeof NEW, '/'); s; s = strchr(s + 1, '/')) {
+                *s = '\0';
+                int r = mkdir(dst, 0755);
+                *s = '/';
+                if (r < 0 && errno != EEXIST)
+                        return jr_fail(err, errno, "mkdir on the way to %s", MNT_PROGRAM);
+        }
+        return bind_ro(src, dst, 0, err);
+}
+
 static int add_path_list(struct mnt_plan *plan, const char *list, struct jr_err *err)
 {
         char buf[4096];
@@ -219,6 +237,8 @@ int mnt_build_root(const struct mnt_cfg *cfg, struct mnt_plan *plan, struct jr_e
         if (r == 0)
                 r = apply_plan(plan, err);
         if (r == 0)
+                r = bind_program(cfg, err);
+        if (r == 0)
                 r = make_dev(err);
         if (r == 0)
                 r = make_proc_and_scratch(cfg, err);
@@ -229,7 +249,7 @@ int mnt_build_root(const struct mnt_cfg *cfg, struct mnt_plan *plan, struct jr_e
 
 int mnt_expected(const struct mnt_plan *plan, const char *mp)
 {
-        static const char *const fixed[] = { "/", "/proc", "/dev", MNT_SCRATCH };
+        static const char *const fixed[] = { "/", "/proc", "/dev", MNT_SCRATCH, MNT_PROGRAM };
         for (size_t i = 0; i < ELEMENTSOF(fixed); i++)
                 if (strcmp(mp, fixed[i]) == 0)
                         return 1;

@@ -13,10 +13,14 @@ struct mnt_cfg {
         const char *interp;      /* the program's ELF interpreter (PT_INTERP) or NULL */
         const char *pypath;      /* ':'-separated module search path */
         const char *datapath;    /* ':'-separated data dirs (time zones) */
+        const char *program;     /* the jail program on the host, bound at MNT_PROGRAM */
         unsigned long scratch_bytes;  /* 0: no scratch dir */
 };
 
 #define MNT_SCRATCH "/scratch"
+/* Where the jail program is in every jail: its installed path, whichever
+ * file (installed or in a build tree) was bound there. */
+#define MNT_PROGRAM JR_PKGLIBEXECDIR "/jailrun-jail"
 
 /* Builds the root and pivots into it; the old root is detached and gone.
  * `plan` is filled (and kept for mnt_expected). Returns 0 or -errno with

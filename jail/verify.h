@@ -14,9 +14,16 @@ struct verify_cfg {
         const struct mnt_plan *plan;
 };
 
-/* Returns 0 when every check holds, else -errno with the check named in
- * err ("check seccomp: ..."). Needs only read access to /proc/self. */
-int verify_jail(const struct verify_cfg *cfg, struct jr_err *err);
+/* Each returns 0 when every check holds, else -errno with the check named
+ * in err ("check seccomp: ..."), and needs only read access to /proc/self.
+ * verify_world: the network, the cgroup namespace and every mount against
+ * cfg->plan (the set-up checks these before it executes the jail program;
+ * nothing after changes them). verify_process: seccomp in filter mode,
+ * no_new_privs, every capability set empty, the id maps, no groups, pid 1
+ * (the jail program checks these once it has loaded its filter: what an
+ * execve left is what counts). */
+int verify_world(const struct verify_cfg *cfg, struct jr_err *err);
+int verify_process(const struct verify_cfg *cfg, struct jr_err *err);
 
 /* The checks on the texts the kernel gives (unit-tested on bad ones).
  * Each returns 0, or -EPERM/-EPROTO with the failed check named in err. */

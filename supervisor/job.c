@@ -1390,6 +1390,9 @@ int job_run(const struct job_opts *o, struct job_result *res)
                 broker_close(&j.broker);
                 return log_errno(r, "%s", err.msg);
         }
+        char program[PATH_MAX];
+        if (r == 0)
+                r = jail_program_find(program, sizeof program, &err);
         if (r == 0)
                 r = uidlock_acquire(&lock, o->uid_lo, o->uid_hi, (unsigned)getpid(), &err);
         struct timespec tc;
@@ -1412,6 +1415,7 @@ int job_run(const struct job_opts *o, struct job_result *res)
                 .scratch_bytes = o->scratch_bytes,
                 .max_tasks = o->pids,
                 .data_fd = bars_fd,
+                .program = program,
                 .data_name = o->bars_path ? (strrchr(o->bars_path, '/') ? strrchr(o->bars_path, '/') + 1
                                                                         : o->bars_path) : NULL,
         };

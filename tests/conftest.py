@@ -53,14 +53,16 @@ def native_opts(source, args):
     return ()
 
 
-def run_script(tmp_path, source, *args, name="script.py", timeout=60, stdin=None, script_args=()):
-    """Writes `source` to a file and runs `jailrun ARGS FILE [-- script_args]`."""
+def run_script(tmp_path, source, *args, name="script.py", timeout=60, stdin=None, script_args=(), env=None):
+    """Writes `source` to a file and runs `jailrun ARGS FILE [-- script_args]`
+    (with env added to jailrun's environment)."""
     path = tmp_path / name
     path.write_text(textwrap.dedent(source))
     cmd = [JAILRUN, *native_opts(textwrap.dedent(source), args), *args, str(path)]
     if script_args:
         cmd += ["--", *script_args]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, **env} if env else None,
                           stdin=stdin if stdin is not None else subprocess.DEVNULL) as p:
         SPAWNED.append(p.pid)
         try:

@@ -194,9 +194,9 @@ def _sha256(path):
 
 
 def test_proc_self_exe_cannot_be_written_or_replaced(jail):
-    # /proc/self/exe of the jail is the jailrun binary on the host: a magic
-    # link that crosses out of the jail's mount namespace.
-    exe = os.path.realpath(JAILRUN)
+    # /proc/self/exe of the jail is the jail program (jailrun-jail), bound
+    # read-only from the host at its installed path.
+    exe = os.path.join(os.path.dirname(os.path.realpath(JAILRUN)), "..", "jail", "jailrun-jail")
     before = (_sha256(exe), os.stat(exe).st_mtime_ns, os.stat(exe).st_mode)
     _, r = run_attack(jail, """
         x = "/proc/self/exe"
@@ -212,8 +212,9 @@ def test_proc_self_exe_cannot_be_written_or_replaced(jail):
         report("symlink_over", err_of(os.symlink, "/scratch/evil", x))
         report("link_follow", err_of(os.link, x, "/scratch/exe-link", follow_symlinks=True))
         report("pid1_open_w", err_of(os.open, "/proc/1/exe", os.O_WRONLY))
-        # the host path it points at does not exist in the jail
+        # the path it points at is the read-only bind (a mount point)
         target = os.readlink(x)
+        report("target", target)
         report("rename_target", err_of(os.rename, "/scratch/evil", target))
         # re-opening a read-only descriptor of it for writing
         fd = os.open(x, os.O_RDONLY)
@@ -224,12 +225,13 @@ def test_proc_self_exe_cannot_be_written_or_replaced(jail):
         report("mmap_shared_w", err_of(mmap.mmap, fd, 4096, mmap.MAP_SHARED,
                                        mmap.PROT_READ | mmap.PROT_WRITE))
     """)
+    assert r.pop("target").endswith("/libexec/jailrun/jailrun-jail"), r
     assert r == {
-        "open_w": errno.EACCES, "open_rw": errno.EACCES, "open_trunc": errno.EACCES,
-        "open_append": errno.EACCES, "truncate": errno.EACCES, "chmod": errno.EPERM,
+        "open_w": errno.EACCES, "open_rw": errno.EACCES, "open_trunc": errno.EROFS,
+        "open_append": errno.EACCES, "truncate": errno.EACCES, "chmod": errno.EROFS,
         "rename_over": errno.EXDEV, "unlink": errno.EPERM, "symlink_over": errno.EEXIST,
         "link_follow": errno.EXDEV, "pid1_open_w": errno.EACCES,
-        "rename_target": errno.ENOENT, "reopen_w": errno.EACCES,
+        "rename_target": errno.EXDEV, "reopen_w": errno.EACCES,
         "ftruncate_ro_fd": errno.EINVAL, "pwrite_ro_fd": errno.EBADF,
         "mmap_shared_w": errno.EACCES,
     }, r
@@ -237,16 +239,25 @@ def test_proc_self_exe_cannot_be_written_or_replaced(jail):
 
 
 def test_proc_is_pid_subset_and_read_only_where_it_matters(jail):
-    _, r = run_attack(jail, """
+    res, r = run_attack(jail, """
         report("entries", sorted(os.listdir("/proc")))
         report("sys_write", err_of(lambda: open("/proc/sys/kernel/core_pattern", "w")))
         report("sysrq", err_of(lambda: open("/proc/sysrq-trigger", "w")))
-        report("mem_self", err_of(os.open, "/proc/self/mem", os.O_RDWR))
         report("create", err_of(lambda: os.close(os.open("/proc/evil", os.O_CREAT | os.O_WRONLY))))
+        # another process of the jail (one the script starts) and pid 1's files
+        pid = os.fork()
+        if pid == 0:
+            os.write(1, ("CHILD %d %d %d\\n" % (err_of(os.open, "/proc/1/mem", os.O_RDONLY),
+                                                err_of(lambda: open("/proc/1/environ", "rb").read()),
+                                                err_of(lambda: open("/proc/1/maps").read()))).encode())
+            os._exit(0)
+        os.waitpid(pid, 0)
     """)
     # subset=pid: process directories and the self links only
     assert r["entries"] == ["1", "self", "thread-self"], r
     assert r["sys_write"] == errno.ENOENT and r["sysrq"] == errno.ENOENT, r
-    # the jail is not dumpable: its own mem file belongs to the unmapped root
-    assert r["mem_self"] == errno.EACCES, r
     assert r["create"] == errno.ENOENT, r
+    # pid 1 (the jail program) is not dumpable: what the script starts may
+    # not read its memory, environment or mappings
+    child = [l for l in res.out.splitlines() if l.startswith("CHILD ")]
+    assert child == ["CHILD %d %d %d" % ((errno.EACCES,) * 3)], res
