@@ -366,8 +366,9 @@ def run(fn, bars, params, opts, error_info, security_error, send):
 def _loop(fn, bars, window, fresh, sdk, batch, pct, least, error_info, security_error, begin, end, clock):
     n = len(bars)
     failed = 0
+    make = _jailrun.bar_window
     for i in range(n):
-        sdk.candles = Candles(bars[i + 1 - window if window and i >= window else 0:i + 1])
+        sdk.candles = make(Candles, bars, i + 1 - window if window and i >= window else 0, i + 1)
         p = fresh()
         _Bar.index, _Bar.orders, _Bar.timed_out = i, [], False
         err = text = None

@@ -124,11 +124,47 @@ static PyObject *bar_end(PyObject *self, PyObject *noarg)
         return Py_BuildValue("(LO)", (long long)took, overdue || took >= budget_ns ? Py_True : Py_False);
 }
 
+/* bar_window(cls, bars, lo, hi) -> a new cls (a list subclass that adds no
+ * state) holding bars[lo:hi], clamped: one copy of the references, where
+ * cls(bars[lo:hi]) makes two (a bar's window is up to its whole history). */
+static PyObject *bar_window(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+        (void)self;
+        if (nargs != 4 || !PyType_Check(args[0]) || !PyType_IsSubtype((PyTypeObject *)args[0], &PyList_Type) ||
+            ((PyTypeObject *)args[0])->tp_basicsize != PyList_Type.tp_basicsize ||
+            !(PyList_Check(args[1]) || PyTuple_Check(args[1])))
+                return PyErr_Format(PyExc_TypeError, "bar_window(cls, bars, lo, hi): cls a list subclass, bars a list or tuple");
+        Py_ssize_t lo = PyLong_AsSsize_t(args[2]), hi = PyLong_AsSsize_t(args[3]);
+        if ((lo == -1 || hi == -1) && PyErr_Occurred())
+                return NULL;
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(args[1]);
+        lo = lo < 0 ? 0 : lo > n ? n : lo;
+        hi = hi < lo ? lo : hi > n ? n : hi;
+        PyTypeObject *t = (PyTypeObject *)args[0];
+        PyObject *w = t->tp_alloc(t, 0);
+        if (!w || hi == lo)
+                return w;
+        PyObject **items = PyMem_New(PyObject *, (size_t)(hi - lo));
+        if (!items) {
+                Py_DECREF(w);
+                return PyErr_NoMemory();
+        }
+        for (Py_ssize_t i = lo; i < hi; i++)
+                items[i - lo] = Py_NewRef(PySequence_Fast_GET_ITEM(args[1], i));
+        PyListObject *l = (PyListObject *)w;
+        l->ob_item = items;
+        l->allocated = hi - lo;
+        Py_SET_SIZE(l, hi - lo);
+        return w;
+}
+
 PyMethodDef barclock_methods[] = {
         { "bar_watch", bar_watch, METH_VARARGS, "bar_watch(budget_s, tick_s): start the bar clock" },
         { "bar_unwatch", bar_unwatch, METH_NOARGS, "stop the bar clock" },
         { "bar_begin", bar_begin, METH_O, "bar_begin(i): bar i starts" },
         { "bar_end", bar_end, METH_NOARGS, "bar_end() -> (ns, overran)" },
         { "bar_overdue", bar_overdue, METH_NOARGS, "whether the bar in progress overran" },
+        { "bar_window", (PyCFunction)(void (*)(void))bar_window, METH_FASTCALL,
+          "bar_window(cls, bars, lo, hi) -> cls holding bars[lo:hi], one copy" },
         { NULL, NULL, 0, NULL },
 };
