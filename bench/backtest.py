@@ -6,7 +6,8 @@
    the run, the report), and the run alone (backtest.run_us of the --json
    result). Target >= 50 000 bars/s.
 2. Seed 002's example (np.std over the last 20 of 500 closes) over BARS2
-   bars: jailed, against the same loop in plain python3.11 (candles as a
+   bars: jailed (candles read-only, and with backtest.candles "checked"),
+   against the same loop in plain python3.11 (candles as a
    list of dicts, a 500-bar window sliced per bar, the same function).
    Both without start-up and parsing: the jailed loop's time is the
    result's backtest.run_us (from the supervisor's run message to the
@@ -141,10 +142,11 @@ def write_bars(path, n, seed=1):
                                            round(min(o, c) - 0.25, 4), c, rnd.randint(1, 1000)))
 
 
-def jailed(script, bars):
+def jailed(script, bars, policy=None):
     """Wall seconds of one backtest, and its --json result."""
     t0 = time.perf_counter()
-    p = subprocess.run([JAILRUN, "--profile", "strategy", "--timeout", "0", "--bars", bars, "--json", script],
+    pol = ["--policy", policy] if policy else []
+    p = subprocess.run([JAILRUN, "--profile", "strategy", "--timeout", "0", *pol, "--bars", bars, "--json", script],
                        capture_output=True, text=True)
     dt = time.perf_counter() - t0
     res = json.loads(p.stdout.strip().splitlines()[-1])
@@ -157,9 +159,9 @@ def median_run(script, bars):
     return statistics.median(jailed(script, bars)[0] for _ in range(REPS))
 
 
-def median_loop(script, bars):
+def median_loop(script, bars, policy=None):
     """The run alone (backtest.run_us), seconds."""
-    return statistics.median(jailed(script, bars)[1]["backtest"]["run_us"] / 1e6 for _ in range(REPS))
+    return statistics.median(jailed(script, bars, policy)[1]["backtest"]["run_us"] / 1e6 for _ in range(REPS))
 
 
 def main():
@@ -186,12 +188,18 @@ def main():
         out["trivial"] = {"one_bar_s": t1, "bars_100k_s": t100k, "end_to_end_bars_per_s": 100000 / t100k,
                           "loop_s": loop, "loop_bars_per_s": 100000 / loop, "us_per_bar": loop / 100000 * 1e6}
 
-        # 2. seed 002 example, jailed vs plain
+        # 2. seed 002 example, jailed vs plain; and with backtest.candles
+        # "checked" (plain dicts, a change found after the bar)
+        checked = os.path.join(d, "checked.json")
+        with open(checked, "w") as f:
+            f.write('{"backtest": {"candles": "checked"}}')
         s2 = median_loop(scripts["seed002"], b2)
+        c2 = median_loop(scripts["seed002"], b2, checked)
         plain_s = statistics.median(float(subprocess.run([PY, "-I", plain, b2], capture_output=True, text=True,
                                                          check=True).stdout) for _ in range(REPS))
         out["seed002"] = {"bars": BARS2, "jailed_loop_s": s2, "plain_loop_s": plain_s,
-                          "overhead": s2 / plain_s - 1}
+                          "overhead": s2 / plain_s - 1, "checked_loop_s": c2,
+                          "checked_overhead": c2 / plain_s - 1}
 
         # 3. streaming vs recomputing RSI, per bar
         r2 = median_loop(scripts["stream"], b2)
@@ -214,6 +222,8 @@ def main():
                                         t["loop_bars_per_s"], t["us_per_bar"]))
     print("seed 002 example, %d bars: jailed loop %.3f s, plain python3.11 %.3f s: overhead %+.1f %%"
           % (s["bars"], s["jailed_loop_s"], s["plain_loop_s"], s["overhead"] * 100))
+    print("  with backtest.candles \"checked\": jailed loop %.3f s: overhead %+.1f %%"
+          % (s["checked_loop_s"], s["checked_overhead"] * 100))
     print("RSI per bar: streaming %.2f us, recomputing ta.rsi over 500 closes %.1f us: %.0fx"
           % (r["stream_us_per_bar"], r["recompute_us_per_bar"], r["speedup"]))
     p, j = out["parts"]["plain"], out["parts"]["jailed"]

@@ -116,25 +116,25 @@ def _number(v, field, where):
     return x
 
 
-def _candle(get, where, prev):
+def _candle(get, where, prev, make):
     t = _time(get("time"), where)
     if prev is not None and t <= prev:
         raise BarsError("%s: time %d is not after the previous bar's %d (bars must be in time order)"
                         % (where, t, prev))
-    return Candle(time=t, open=_number(get("open"), "open", where), high=_number(get("high"), "high", where),
+    return make(time=t, open=_number(get("open"), "open", where), high=_number(get("high"), "high", where),
                   low=_number(get("low"), "low", where), close=_number(get("close"), "close", where),
                   volume=_number(get("volume"), "volume", where))
 
 
-def _parse_csv(text, name):
+def _parse_csv(text, name, make):
     rows = csv.reader(io.StringIO(text, newline=""))
     try:
-        return _csv_rows(rows, name)
+        return _csv_rows(rows, name, make)
     except csv.Error as e:
         raise BarsError("%s:%d: %s" % (name, rows.line_num, e)) from None
 
 
-def _csv_rows(rows, name):
+def _csv_rows(rows, name, make):
     header = None
     out = []
     prev = None
@@ -151,13 +151,13 @@ def _csv_rows(rows, name):
             continue
         if len(row) < len(header):
             raise BarsError("%s: %d fields where the header has %d" % (where, len(row), len(header)))
-        c = _candle(lambda f: row[header[f]], where, prev)
+        c = _candle(lambda f: row[header[f]], where, prev, make)
         prev = c["time"]
         out.append(c)
     return out
 
 
-def _parse_jsonl(text, name):
+def _parse_jsonl(text, name, make):
     out = []
     prev = None
     for n, line in enumerate(text.split("\n"), 1):
@@ -173,15 +173,16 @@ def _parse_jsonl(text, name):
         missing = [f for f in FIELDS if f not in obj]
         if missing:
             raise BarsError("%s: the bar has no %s" % (where, ", ".join(missing)))
-        c = _candle(obj.get, where, prev)
+        c = _candle(obj.get, where, prev, make)
         prev = c["time"]
         out.append(c)
     return out
 
 
-def read_bars(fd, name):
+def read_bars(fd, name, checked=False):
     """The bars in the file the supervisor passed on fd `fd`, as a tuple of
-    Candles; BarsError names the line of the first problem."""
+    Candles (plain dicts when `checked`: backtest.candles "checked");
+    BarsError names the line of the first problem."""
     _imports()
     chunks = []
     while True:
@@ -195,7 +196,8 @@ def read_bars(fd, name):
     except UnicodeDecodeError as e:
         raise BarsError("%s: not UTF-8 text (byte %d)" % (name, e.start)) from None
     del chunks
-    bars = _parse_jsonl(text, name) if text.lstrip().startswith("{") else _parse_csv(text, name)
+    make = dict if checked else Candle
+    bars = _parse_jsonl(text, name, make) if text.lstrip().startswith("{") else _parse_csv(text, name, make)
     if not bars:
         raise BarsError("%s: no bars" % name)
     return tuple(bars)
@@ -344,7 +346,8 @@ class _Batch:
 
 def run(fn, bars, params, opts, error_info, security_error, send):
     """Calls fn(sdk, params) for every bar. Returns None when every bar ran,
-    or the reason the run was aborted."""
+    the reason (str) the 5 % rule aborted it, or the ProtocolError that
+    stopped it (a changed candle, backtest.candles "checked")."""
     _imports()
     window = opts["window"]
     budget = opts["bar_timeout"]
@@ -357,18 +360,31 @@ def run(fn, bars, params, opts, error_info, security_error, send):
     begin, end = _jailrun.bar_begin, _jailrun.bar_end
     _signal.signal(_signal.SIGALRM, _on_alarm)
     _jailrun.bar_watch(budget, min(REPEAT_S, budget / 4))  # one periodic tick, no timer per bar
+    changed = None
+    if opts.get("candles") == "checked":
+        _jailrun.bar_seal(bars)
+        changed = _jailrun.bar_changed
     try:
-        return _loop(fn, bars, window, fresh, sdk, batch, pct, least, error_info, security_error, begin, end, clock)
+        return _loop(fn, bars, window, fresh, sdk, batch, pct, least, error_info, security_error, begin, end, clock,
+                     changed)
     finally:
         _jailrun.bar_unwatch()
 
 
-def _loop(fn, bars, window, fresh, sdk, batch, pct, least, error_info, security_error, begin, end, clock):
+def _changed_error(i, k):
+    """A candle found changed after bar i (backtest.candles "checked")."""
+    return ProtocolError("bar %d: the strategy changed sdk.candles[%d] (the candle of bar %d), which is read-only:"
+                         " copy a candle with dict(candle) to change it; the run stops here" % (i, k - i - 1, k))
+
+
+def _loop(fn, bars, window, fresh, sdk, batch, pct, least, error_info, security_error, begin, end, clock,
+          changed):
     n = len(bars)
     failed = 0
     make = _jailrun.bar_window
     for i in range(n):
-        sdk.candles = make(Candles, bars, i + 1 - window if window and i >= window else 0, i + 1)
+        lo = i + 1 - window if window and i >= window else 0
+        sdk.candles = make(Candles, bars, lo, i + 1)
         p = fresh()
         _Bar.index, _Bar.orders, _Bar.timed_out = i, [], False
         err = text = None
@@ -385,6 +401,10 @@ def _loop(fn, bars, window, fresh, sdk, batch, pct, least, error_info, security_
             _Bar.timed_out = True
             if not isinstance(err, TimeoutError):
                 err = TimeoutError("bar %d exceeded its time budget of %d ms" % (i, _Bar.budget_ms))
+        k = changed(bars, lo, i + 1) if changed is not None else -1
+        if k >= 0:
+            _Bar.timed_out = False
+            err = _changed_error(i, k)
         t1 = clock()
         batch.us.append(took // 1000)
         if err is not None:
@@ -406,6 +426,9 @@ def _loop(fn, bars, window, fresh, sdk, batch, pct, least, error_info, security_
             batch.signals.append(sig)
         if len(batch.us) >= BATCH_BARS or batch.bytes >= BATCH_BYTES or t1 - batch.since >= BATCH_NS:
             batch.flush(t1)
+        if k >= 0:
+            batch.flush(t1)
+            return err
         if failed * 100 > pct * n and failed >= least:
             batch.flush(t1)
             return ("%d of %d bars failed by bar %d (the run stops past %g%% of the bars and at least %d)"

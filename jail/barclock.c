@@ -158,6 +158,79 @@ static PyObject *bar_window(PyObject *self, PyObject *const *args, Py_ssize_t na
         return w;
 }
 
+/* backtest.candles "checked": the version tag of every candle dict, taken
+ * once the bars are parsed. A dict's tag changes with every change to it
+ * (CPython 3.11, PEP 509), so comparing tags finds any write without
+ * making the candles a slower dict subclass. One run per process. */
+static uint64_t *seal_tags;
+static Py_ssize_t seal_n;
+
+static int sealable(PyObject *bars)
+{
+        if (!PyTuple_Check(bars)) {
+                PyErr_SetString(PyExc_TypeError, "the bars must be a tuple");
+                return 0;
+        }
+        return 1;
+}
+
+/* bar_seal(bars): remembers every candle's version tag. */
+static PyObject *bar_seal(PyObject *self, PyObject *bars)
+{
+        (void)self;
+        if (!sealable(bars))
+                return NULL;
+        Py_ssize_t n = PyTuple_GET_SIZE(bars);
+        uint64_t *tags = PyMem_RawMalloc((size_t)(n ? n : 1) * sizeof *tags);
+        if (!tags)
+                return PyErr_NoMemory();
+        for (Py_ssize_t i = 0; i < n; i++) {
+                PyObject *d = PyTuple_GET_ITEM(bars, i);
+                if (!PyDict_CheckExact(d)) {
+                        PyMem_RawFree(tags);
+                        return PyErr_Format(PyExc_TypeError, "bar %zd is not a dict", i);
+                }
+                tags[i] = ((PyDictObject *)d)->ma_version_tag;
+        }
+        PyMem_RawFree(seal_tags);
+        seal_tags = tags;
+        seal_n = n;
+        Py_RETURN_NONE;
+}
+
+/* bar_changed(bars, lo, hi) -> the first index in [lo, hi) whose candle
+ * changed since it was sealed, or -1; bar_reseal(bars, k) takes candle k's
+ * tag again (after it was put back). */
+static PyObject *bar_changed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+        (void)self;
+        if (nargs != 3 || !sealable(args[0]))
+                return nargs != 3 ? PyErr_Format(PyExc_TypeError, "bar_changed(bars, lo, hi)") : NULL;
+        Py_ssize_t lo = PyLong_AsSsize_t(args[1]), hi = PyLong_AsSsize_t(args[2]);
+        if ((lo == -1 || hi == -1) && PyErr_Occurred())
+                return NULL;
+        if (PyTuple_GET_SIZE(args[0]) != seal_n || lo < 0 || hi > seal_n)
+                return PyErr_Format(PyExc_ValueError, "bar_changed: not the sealed bars, or out of range");
+        for (Py_ssize_t i = lo; i < hi; i++)
+                if (((PyDictObject *)PyTuple_GET_ITEM(args[0], i))->ma_version_tag != seal_tags[i])
+                        return PyLong_FromSsize_t(i);
+        return PyLong_FromLong(-1);
+}
+
+static PyObject *bar_reseal(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+        (void)self;
+        if (nargs != 2 || !sealable(args[0]))
+                return nargs != 2 ? PyErr_Format(PyExc_TypeError, "bar_reseal(bars, k)") : NULL;
+        Py_ssize_t k = PyLong_AsSsize_t(args[1]);
+        if (k == -1 && PyErr_Occurred())
+                return NULL;
+        if (PyTuple_GET_SIZE(args[0]) != seal_n || k < 0 || k >= seal_n)
+                return PyErr_Format(PyExc_ValueError, "bar_reseal: not the sealed bars, or out of range");
+        seal_tags[k] = ((PyDictObject *)PyTuple_GET_ITEM(args[0], k))->ma_version_tag;
+        Py_RETURN_NONE;
+}
+
 PyMethodDef barclock_methods[] = {
         { "bar_watch", bar_watch, METH_VARARGS, "bar_watch(budget_s, tick_s): start the bar clock" },
         { "bar_unwatch", bar_unwatch, METH_NOARGS, "stop the bar clock" },
@@ -166,5 +239,10 @@ PyMethodDef barclock_methods[] = {
         { "bar_overdue", bar_overdue, METH_NOARGS, "whether the bar in progress overran" },
         { "bar_window", (PyCFunction)(void (*)(void))bar_window, METH_FASTCALL,
           "bar_window(cls, bars, lo, hi) -> cls holding bars[lo:hi], one copy" },
+        { "bar_seal", bar_seal, METH_O, "bar_seal(bars): remember every candle's version" },
+        { "bar_changed", (PyCFunction)(void (*)(void))bar_changed, METH_FASTCALL,
+          "bar_changed(bars, lo, hi) -> first changed candle in [lo, hi), or -1" },
+        { "bar_reseal", (PyCFunction)(void (*)(void))bar_reseal, METH_FASTCALL,
+          "bar_reseal(bars, k): candle k as it is now is the sealed one" },
         { NULL, NULL, 0, NULL },
 };

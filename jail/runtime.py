@@ -680,7 +680,7 @@ def backtest_main(source, filename, policy):
     opts = policy["backtest"]
     try:
         try:
-            bars = bt.read_bars(_jailrun.DATA_FD, _jailrun.DATA_NAME)
+            bars = bt.read_bars(_jailrun.DATA_FD, _jailrun.DATA_NAME, opts.get("candles") == "checked")
         except bt.BarsError as e:
             e.jr_type = "BarsError"
             raise
@@ -722,6 +722,9 @@ def backtest_main(source, filename, policy):
         buf.flush()
         if why is None:
             _send({"type": "result", "id": msg["id"], "ok": True})
+        elif isinstance(why, bt.ProtocolError):
+            _send({"type": "result", "id": msg["id"],
+                   "error": {"type": "ProtocolError", "message": str(why), "line": None}})
         else:
             _send({"type": "result", "id": msg["id"],
                    "error": {"type": "BacktestAborted", "message": why, "line": None}})

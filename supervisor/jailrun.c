@@ -493,11 +493,13 @@ static void print_backtest(const struct job_result *r)
         json_t *errors = json_object_get(r->report, "errors"), *e;
         const char *cat;
         json_object_foreach(errors, cat, e) {
-                json_t *f = json_object_get(e, "first");
-                outq_printf(&q, "jailrun:   %s x%lld, first at bar %lld (line %lld): ", cat,
+                json_t *f = json_object_get(e, "first"), *line = json_object_get(f, "line");
+                outq_printf(&q, "jailrun:   %s x%lld, first at bar %lld", cat,
                             (long long)json_integer_value(json_object_get(e, "count")),
-                            (long long)json_integer_value(json_object_get(f, "bar")),
-                            (long long)json_integer_value(json_object_get(f, "line")));
+                            (long long)json_integer_value(json_object_get(f, "bar")));
+                if (json_is_integer(line))
+                        outq_printf(&q, " (line %lld)", (long long)json_integer_value(line));
+                outq_puts(&q, ": ");
                 log_escaped(&q, json_string_value(json_object_get(f, "message")));
                 outq_put(&q, "\n", 1);
         }

@@ -184,6 +184,63 @@ def test_candles_are_read_only(tmp_path):
     assert all(s["return"] is True for s in rep["signals"])
 
 
+CHECKED = '{"backtest": {"candles": "checked"}}'
+
+
+@pytest.mark.parametrize("change", [
+    'sdk.candles[-3]["close"] = 0.0',
+    'sdk.candles[-3]["close"] = 1e9',
+    'sdk.candles[-3]["close"] = sdk.candles[-3]["close"]',   # the same object: nothing changes
+    'sdk.candles[-3]["extra"] = 1',
+    'del sdk.candles[-3]["volume"]',
+    'sdk.candles[-3].clear()',
+    'sdk.candles[-3].update({})',                           # a no-op: not a change
+])
+def test_checked_candles_find_a_change_and_stop_the_run(tmp_path, change):
+    """backtest.candles "checked": plain dicts, any change to one found after
+    the bar, which fails and stops the run as a ProtocolError."""
+    (tmp_path / "pol.json").write_text(CHECKED)
+    r, rep = backtest(tmp_path, """
+        def on_bar_strategy(sdk, params):
+            if len(sdk.candles) == 31:
+                %s
+            return type(sdk.candles[-1]).__name__ == "dict"
+    """ % change, 100, "--policy", str(tmp_path / "pol.json"), "--json")
+    if change.endswith("update({})") or change.endswith('= sdk.candles[-3]["close"]'):
+        assert r.code == 0 and rep["bars_failed"] == 0, r
+        return
+    assert r.code == 1, r
+    assert r.json["error"]["type"] == "ProtocolError", r
+    msg = ("bar 30: the strategy changed sdk.candles[-3] (the candle of bar 28), which is read-only:"
+           " copy a candle with dict(candle) to change it; the run stops here")
+    assert r.json["error"]["message"] == msg, r
+    assert rep["bars_run"] == 31 and rep["bars_failed"] == 1 and rep["outcome"] == "error", rep
+    assert rep["errors"]["ProtocolError"]["first"] == {"bar": 30, "time": 1700000000 + 60 * 30,
+                                                       "message": msg, "line": None}, rep
+    assert all(sig["return"] is True for sig in rep["signals"]), rep
+
+
+def test_checked_candles_keep_the_list_read_only_and_the_reports_equal(tmp_path):
+    """In "checked" mode sdk.candles is still a read-only list (a write to
+    it fails that bar at once), and a strategy that changes nothing gets the
+    report it gets with read-only candles, byte for byte."""
+    (tmp_path / "pol.json").write_text(CHECKED)
+    src = """
+        def on_bar_strategy(sdk, params):
+            if len(sdk.candles) == 5:
+                sdk.candles.append(None)
+            closes = np.array([c["close"] for c in sdk.candles])
+            return {"vol": float(np.std(closes[-20:]))}
+    """
+    r1, _ = backtest(tmp_path, src, 300)
+    ro = (tmp_path / "report.json").read_bytes()
+    r2, rep = backtest(tmp_path, src, 300, "--policy", str(tmp_path / "pol.json"))
+    assert r1.code == 0 and r2.code == 0, (r1, r2)
+    assert (tmp_path / "report.json").read_bytes() == ro
+    e = rep["errors"]["RuntimeError"]["first"]
+    assert e["bar"] == 4 and e["line"] == 4 and "read-only" in e["message"], rep
+
+
 # --- the error catalog --------------------------------------------------------------
 
 CATALOG = """
@@ -426,6 +483,7 @@ def test_progress_line_on_a_terminal(tmp_path):
     ('{"backtest": {"abort_percent": 101}}', "backtest.abort_percent"),
     ('{"backtest": {"memory": "64M"}}', "backtest.memory"),
     ('{"backtest": {"speed": 1}}', "$.backtest: unknown key 'speed'"),
+    ('{"backtest": {"candles": "frozen"}}', "backtest.candles"),
 ])
 def test_bad_backtest_policy(tmp_path, policy, message):
     write_bars(tmp_path / "B", 3)
