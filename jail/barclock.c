@@ -199,8 +199,7 @@ static PyObject *bar_seal(PyObject *self, PyObject *bars)
 }
 
 /* bar_changed(bars, lo, hi) -> the first index in [lo, hi) whose candle
- * changed since it was sealed, or -1; bar_reseal(bars, k) takes candle k's
- * tag again (after it was put back). */
+ * changed since it was sealed, or -1. */
 static PyObject *bar_changed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
         (void)self;
@@ -217,20 +216,6 @@ static PyObject *bar_changed(PyObject *self, PyObject *const *args, Py_ssize_t n
         return PyLong_FromLong(-1);
 }
 
-static PyObject *bar_reseal(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-        (void)self;
-        if (nargs != 2 || !sealable(args[0]))
-                return nargs != 2 ? PyErr_Format(PyExc_TypeError, "bar_reseal(bars, k)") : NULL;
-        Py_ssize_t k = PyLong_AsSsize_t(args[1]);
-        if (k == -1 && PyErr_Occurred())
-                return NULL;
-        if (PyTuple_GET_SIZE(args[0]) != seal_n || k < 0 || k >= seal_n)
-                return PyErr_Format(PyExc_ValueError, "bar_reseal: not the sealed bars, or out of range");
-        seal_tags[k] = ((PyDictObject *)PyTuple_GET_ITEM(args[0], k))->ma_version_tag;
-        Py_RETURN_NONE;
-}
-
 PyMethodDef barclock_methods[] = {
         { "bar_watch", bar_watch, METH_VARARGS, "bar_watch(budget_s, tick_s): start the bar clock" },
         { "bar_unwatch", bar_unwatch, METH_NOARGS, "stop the bar clock" },
@@ -242,7 +227,5 @@ PyMethodDef barclock_methods[] = {
         { "bar_seal", bar_seal, METH_O, "bar_seal(bars): remember every candle's version" },
         { "bar_changed", (PyCFunction)(void (*)(void))bar_changed, METH_FASTCALL,
           "bar_changed(bars, lo, hi) -> first changed candle in [lo, hi), or -1" },
-        { "bar_reseal", (PyCFunction)(void (*)(void))bar_reseal, METH_FASTCALL,
-          "bar_reseal(bars, k): candle k as it is now is the sealed one" },
         { NULL, NULL, 0, NULL },
 };
