@@ -347,7 +347,7 @@ class _Batch:
 def run(fn, bars, params, opts, error_info, security_error, send):
     """Calls fn(sdk, params) for every bar. Returns None when every bar ran,
     the reason (str) the 5 % rule aborted it, or the ProtocolError that
-    stopped it (a changed candle, backtest.candles "checked")."""
+    stopped it (a changed candle)."""
     _imports()
     window = opts["window"]
     budget = opts["bar_timeout"]
@@ -360,10 +360,11 @@ def run(fn, bars, params, opts, error_info, security_error, send):
     begin, end = _jailrun.bar_begin, _jailrun.bar_end
     _signal.signal(_signal.SIGALRM, _on_alarm)
     _jailrun.bar_watch(budget, min(REPEAT_S, budget / 4))  # one periodic tick, no timer per bar
-    changed = None
-    if opts.get("candles") == "checked":
-        _jailrun.bar_seal(bars)
-        changed = _jailrun.bar_changed
+    # Read-only candles refuse changes through their own methods; a change
+    # past them (dict.update(candle, ...)), or to "checked" plain dicts, is
+    # found after the bar by the dicts' version tags.
+    _jailrun.bar_seal(bars)
+    changed = _jailrun.bar_changed
     try:
         return _loop(fn, bars, window, fresh, sdk, batch, pct, least, error_info, security_error, begin, end, clock,
                      changed)
@@ -372,7 +373,7 @@ def run(fn, bars, params, opts, error_info, security_error, send):
 
 
 def _changed_error(i, k):
-    """A candle found changed after bar i (backtest.candles "checked")."""
+    """A candle found changed after bar i."""
     return ProtocolError("bar %d: the strategy changed sdk.candles[%d] (the candle of bar %d), which is read-only:"
                          " copy a candle with dict(candle) to change it; the run stops here" % (i, k - i - 1, k))
 
@@ -401,7 +402,7 @@ def _loop(fn, bars, window, fresh, sdk, batch, pct, least, error_info, security_
             _Bar.timed_out = True
             if not isinstance(err, TimeoutError):
                 err = TimeoutError("bar %d exceeded its time budget of %d ms" % (i, _Bar.budget_ms))
-        k = changed(bars, lo, i + 1) if changed is not None else -1
+        k = changed(bars, lo, i + 1)
         if k >= 0:
             _Bar.timed_out = False
             err = _changed_error(i, k)

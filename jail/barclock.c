@@ -158,10 +158,11 @@ static PyObject *bar_window(PyObject *self, PyObject *const *args, Py_ssize_t na
         return w;
 }
 
-/* backtest.candles "checked": the version tag of every candle dict, taken
- * once the bars are parsed. A dict's tag changes with every change to it
- * (CPython 3.11, PEP 509), so comparing tags finds any write without
- * making the candles a slower dict subclass. One run per process. */
+/* The version tag of every candle dict, taken once the bars are parsed. A
+ * dict's tag changes with every change to it (CPython 3.11, PEP 509), so
+ * comparing tags after a bar finds any write: with backtest.candles
+ * "checked" (plain dicts, read faster) and with read-only candles written
+ * past their class (dict.update(candle, ...)). One run per process. */
 static uint64_t *seal_tags;
 static Py_ssize_t seal_n;
 
@@ -186,7 +187,7 @@ static PyObject *bar_seal(PyObject *self, PyObject *bars)
                 return PyErr_NoMemory();
         for (Py_ssize_t i = 0; i < n; i++) {
                 PyObject *d = PyTuple_GET_ITEM(bars, i);
-                if (!PyDict_CheckExact(d)) {
+                if (!PyDict_Check(d)) {
                         PyMem_RawFree(tags);
                         return PyErr_Format(PyExc_TypeError, "bar %zd is not a dict", i);
                 }

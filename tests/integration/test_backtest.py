@@ -220,6 +220,23 @@ def test_checked_candles_find_a_change_and_stop_the_run(tmp_path, change):
     assert all(sig["return"] is True for sig in rep["signals"]), rep
 
 
+@pytest.mark.parametrize("checked", [False, True])
+def test_a_candle_changed_past_its_class_stops_the_run(tmp_path, checked):
+    """dict's own methods called on a read-only candle get past its class;
+    the change is found after the bar all the same, in both modes."""
+    (tmp_path / "pol.json").write_text(CHECKED if checked else "{}")
+    r, rep = backtest(tmp_path, """
+        def on_bar_strategy(sdk, params):
+            if len(sdk.candles) == 3:
+                dict.update(sdk.candles[-2], {"close": -1.0})
+            return sdk.candles[0]["close"]
+    """, 100, "--policy", str(tmp_path / "pol.json"), "--json")
+    assert r.code == 1 and r.json["error"]["type"] == "ProtocolError", r
+    assert r.json["error"]["message"].startswith("bar 2: the strategy changed sdk.candles[-2] (the candle of bar 1)")
+    assert rep["bars_run"] == 3 and [s["bar"] for s in rep["signals"]] == [0, 1], rep
+    assert -1.0 not in [s["return"] for s in rep["signals"]], rep
+
+
 def test_checked_candles_keep_the_list_read_only_and_the_reports_equal(tmp_path):
     """In "checked" mode sdk.candles is still a read-only list (a write to
     it fails that bar at once), and a strategy that changes nothing gets the
