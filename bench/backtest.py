@@ -193,10 +193,14 @@ def main():
         checked = os.path.join(d, "checked.json")
         with open(checked, "w") as f:
             f.write('{"backtest": {"candles": "checked"}}')
-        s2 = median_loop(scripts["seed002"], b2)
-        c2 = median_loop(scripts["seed002"], b2, checked)
-        plain_s = statistics.median(float(subprocess.run([PY, "-I", plain, b2], capture_output=True, text=True,
-                                                         check=True).stdout) for _ in range(REPS))
+        # interleaved, so a burst of load on this shared machine hits all three
+        ro_t, ch_t, pl_t = [], [], []
+        for _ in range(REPS):
+            ro_t.append(jailed(scripts["seed002"], b2)[1]["backtest"]["run_us"] / 1e6)
+            ch_t.append(jailed(scripts["seed002"], b2, checked)[1]["backtest"]["run_us"] / 1e6)
+            pl_t.append(float(subprocess.run([PY, "-I", plain, b2], capture_output=True, text=True,
+                                             check=True).stdout))
+        s2, c2, plain_s = (statistics.median(t) for t in (ro_t, ch_t, pl_t))
         out["seed002"] = {"bars": BARS2, "jailed_loop_s": s2, "plain_loop_s": plain_s,
                           "overhead": s2 / plain_s - 1, "checked_loop_s": c2,
                           "checked_overhead": c2 / plain_s - 1}

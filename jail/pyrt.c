@@ -11,6 +11,7 @@
 
 #include "common/proto.h"
 #include "jail/barclock.h"
+#include "jail/candle.h"
 #include "jail/guard.h"
 #include "jail/indicators.h"
 #include "jail/pyrt.h"
@@ -264,6 +265,7 @@ static PyObject *chan_init(void)
 {
         PyObject *m = PyModule_Create(&chan_module);
         if (m && (PyModule_AddFunctions(m, guard_methods) < 0 || PyModule_AddFunctions(m, barclock_methods) < 0 ||
+                  candle_add_types(m) < 0 ||
                   PyModule_AddStringConstant(m, "DATAPATH", JR_DATAPATH) < 0 ||
                   PyModule_AddIntConstant(m, "DATA_FD", DATA_FD) < 0 ||
                   PyModule_AddStringConstant(m, "DATA_NAME", data_name) < 0))

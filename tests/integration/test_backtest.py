@@ -184,6 +184,50 @@ def test_candles_are_read_only(tmp_path):
     assert all(s["return"] is True for s in rep["signals"])
 
 
+@pytest.mark.parametrize("write, which", [
+    ('c.setdefault("x", 1)', "candle"), ('c.pop("close")', "candle"), ("c.popitem()", "candle"),
+    ("c.clear()", "candle"), ('c |= {"close": 1}', "candle"), ('del c["close"]', "candle"),
+    ('type(c).fromkeys("ab")', "candle"),
+    ("sdk.candles += [c]", "list"), ("sdk.candles *= 2", "list"), ("del sdk.candles[0]", "list"),
+    ("sdk.candles[0:1] = []", "list"), ("sdk.candles.insert(0, c)", "list"), ("sdk.candles.extend([c])", "list"),
+    ("sdk.candles.reverse()", "list"), ("sdk.candles.pop()", "list"), ("sdk.candles.remove(c)", "list"),
+    ("sdk.candles.clear()", "list"),
+])
+def test_every_mutator_of_the_candles_refuses(tmp_path, write, which):
+    r, rep = backtest(tmp_path, """
+        def on_bar_strategy(sdk, params):
+            c = sdk.candles[-1]
+            if len(sdk.candles) == 3:
+                %s
+            return [len(sdk.candles), c["close"], isinstance(c, dict), isinstance(sdk.candles, list)]
+    """ % write, 20, "--json")
+    assert r.code == 0, r
+    e = rep["errors"]["RuntimeError"]
+    hint = "copy a candle with dict(candle)" if which == "candle" else "copy it with list(sdk.candles)"
+    assert e["count"] == 1 and e["first"]["bar"] == 2 and e["first"]["line"] == 5, rep
+    assert e["first"]["message"] == "TypeError: sdk.candles is read-only; %s to change it" % hint, rep
+    sig = {s["bar"]: s["return"] for s in rep["signals"]}
+    assert sig[1][:1] == [2] and sig[3][:1] == [4] and sig[3][2:] == [True, True], rep
+
+
+def test_copies_of_the_candles_are_plain_and_may_change(tmp_path):
+    r, rep = backtest(tmp_path, """
+        def on_bar_strategy(sdk, params):
+            c = sdk.candles[-1]
+            mine = [dict(c), c.copy(), c | {"extra": 1}, {**c}]
+            for d in mine:
+                d["close"] = -1.0
+            window = list(sdk.candles)
+            window.append(None)
+            tail = sdk.candles[-2:]
+            tail.append(None)
+            return [type(d).__name__ for d in mine] + [len(window) - len(sdk.candles), c["close"] != -1.0,
+                                                       type(tail).__name__]
+    """, 10, "--json")
+    assert r.code == 0 and rep["bars_failed"] == 0, (r, rep)
+    assert all(s["return"] == ["dict"] * 4 + [1, True, "list"] for s in rep["signals"]), rep
+
+
 CHECKED = '{"backtest": {"candles": "checked"}}'
 
 
