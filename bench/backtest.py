@@ -6,9 +6,9 @@
    the run, the report), and the run alone (backtest.run_us of the --json
    result). Target >= 50 000 bars/s.
 2. Seed 002's example (np.std over the last 20 of 500 closes) over BARS2
-   bars: jailed (candles read-only, and with backtest.candles "checked"),
-   against the same loop in plain python3.11 (candles as a
-   list of dicts, a 500-bar window sliced per bar, the same function).
+   bars: jailed (read-only candles), against the same loop in plain
+   python3.11 (candles as a list of dicts, a 500-bar window sliced per
+   bar, the same function).
    Both without start-up and parsing: the jailed loop's time is the
    result's backtest.run_us (from the supervisor's run message to the
    run's result: every bar, the runtime's work around each, the reports
@@ -17,9 +17,11 @@
    ta.rsi over the 500 closes of the window on every bar, both jailed, per
    bar of the run alone.
 
-4. Where the rest of 2. goes: the seed 002 loop on plain dicts and on
-   read-only dicts (the candles' type), and a pure-Python loop, each in
-   plain python3.11 and in a jail (profile exec), timed inside.
+4. Where the rest of 2. goes: the seed 002 loop on plain dicts, on the
+   read-only candles (jailed only: a C type of the jail's runtime) and on a
+   read-only dict class written in Python (what the candles were before),
+   and a pure-Python loop, each in plain python3.11 and in a jail (profile
+   exec), timed inside.
 
 Median of REPS runs each. Writes bench/out/backtest.json and prints a
 summary. Knobs: BT_REPS (default 7), BT_BARS2 (default 20000).
@@ -102,6 +104,12 @@ for i in range(5000):
     c += r.gauss(0, 1)
     rows.append({"time": i, "open": c, "high": c, "low": c, "close": c, "volume": 1.0})
 crow = tuple(Candle(x) for x in rows)
+sets = [("dicts_us", rows), ("pyclass_dicts_us", crow)]
+try:
+    import _jailrun  # in a jail: the candles' own type
+    sets.append(("readonly_dicts_us", tuple(_jailrun.Candle(**x) for x in rows)))
+except ImportError:
+    pass
 def f(candles):
     closes = np.array([c["close"] for c in candles])
     return np.std(closes[-20:])
@@ -111,7 +119,7 @@ def pure():
         t += (i * i) % 7
     return t
 out = {}
-for name, data in (("dicts_us", rows), ("readonly_dicts_us", crow)):
+for name, data in sets:
     t0 = time.perf_counter()
     for i in range(len(data)):
         f(data[max(0, i - 499):i + 1])
@@ -142,11 +150,10 @@ def write_bars(path, n, seed=1):
                                            round(min(o, c) - 0.25, 4), c, rnd.randint(1, 1000)))
 
 
-def jailed(script, bars, policy=None):
+def jailed(script, bars):
     """Wall seconds of one backtest, and its --json result."""
     t0 = time.perf_counter()
-    pol = ["--policy", policy] if policy else []
-    p = subprocess.run([JAILRUN, "--profile", "strategy", "--timeout", "0", *pol, "--bars", bars, "--json", script],
+    p = subprocess.run([JAILRUN, "--profile", "strategy", "--timeout", "0", "--bars", bars, "--json", script],
                        capture_output=True, text=True)
     dt = time.perf_counter() - t0
     res = json.loads(p.stdout.strip().splitlines()[-1])
@@ -159,9 +166,9 @@ def median_run(script, bars):
     return statistics.median(jailed(script, bars)[0] for _ in range(REPS))
 
 
-def median_loop(script, bars, policy=None):
+def median_loop(script, bars):
     """The run alone (backtest.run_us), seconds."""
-    return statistics.median(jailed(script, bars, policy)[1]["backtest"]["run_us"] / 1e6 for _ in range(REPS))
+    return statistics.median(jailed(script, bars)[1]["backtest"]["run_us"] / 1e6 for _ in range(REPS))
 
 
 def main():
@@ -188,22 +195,15 @@ def main():
         out["trivial"] = {"one_bar_s": t1, "bars_100k_s": t100k, "end_to_end_bars_per_s": 100000 / t100k,
                           "loop_s": loop, "loop_bars_per_s": 100000 / loop, "us_per_bar": loop / 100000 * 1e6}
 
-        # 2. seed 002 example, jailed vs plain; and with backtest.candles
-        # "checked" (plain dicts, a change found after the bar)
-        checked = os.path.join(d, "checked.json")
-        with open(checked, "w") as f:
-            f.write('{"backtest": {"candles": "checked"}}')
-        # interleaved, so a burst of load on this shared machine hits all three
-        ro_t, ch_t, pl_t = [], [], []
+        # 2. seed 002 example, jailed vs plain, interleaved so that a burst
+        # of load on this shared machine hits both
+        jl_t, pl_t = [], []
         for _ in range(REPS):
-            ro_t.append(jailed(scripts["seed002"], b2)[1]["backtest"]["run_us"] / 1e6)
-            ch_t.append(jailed(scripts["seed002"], b2, checked)[1]["backtest"]["run_us"] / 1e6)
+            jl_t.append(jailed(scripts["seed002"], b2)[1]["backtest"]["run_us"] / 1e6)
             pl_t.append(float(subprocess.run([PY, "-I", plain, b2], capture_output=True, text=True,
                                              check=True).stdout))
-        s2, c2, plain_s = (statistics.median(t) for t in (ro_t, ch_t, pl_t))
-        out["seed002"] = {"bars": BARS2, "jailed_loop_s": s2, "plain_loop_s": plain_s,
-                          "overhead": s2 / plain_s - 1, "checked_loop_s": c2,
-                          "checked_overhead": c2 / plain_s - 1}
+        s2, plain_s = statistics.median(jl_t), statistics.median(pl_t)
+        out["seed002"] = {"bars": BARS2, "jailed_loop_s": s2, "plain_loop_s": plain_s, "overhead": s2 / plain_s - 1}
 
         # 3. streaming vs recomputing RSI, per bar
         r2 = median_loop(scripts["stream"], b2)
@@ -226,13 +226,12 @@ def main():
                                         t["loop_bars_per_s"], t["us_per_bar"]))
     print("seed 002 example, %d bars: jailed loop %.3f s, plain python3.11 %.3f s: overhead %+.1f %%"
           % (s["bars"], s["jailed_loop_s"], s["plain_loop_s"], s["overhead"] * 100))
-    print("  with backtest.candles \"checked\": jailed loop %.3f s: overhead %+.1f %%"
-          % (s["checked_loop_s"], s["checked_overhead"] * 100))
     print("RSI per bar: streaming %.2f us, recomputing ta.rsi over 500 closes %.1f us: %.0fx"
           % (r["stream_us_per_bar"], r["recompute_us_per_bar"], r["speedup"]))
     p, j = out["parts"]["plain"], out["parts"]["jailed"]
-    print("seed 002 step on plain dicts: python3.11 %.1f us, jailed %.1f us; on read-only dicts: %.1f us, %.1f us"
-          % (p["dicts_us"], j["dicts_us"], p["readonly_dicts_us"], j["readonly_dicts_us"]))
+    print("seed 002 step on plain dicts: python3.11 %.1f us, jailed %.1f us; jailed on the read-only candles: %.1f us;"
+          " on a read-only dict class written in Python: %.1f us, %.1f us"
+          % (p["dicts_us"], j["dicts_us"], j["readonly_dicts_us"], p["pyclass_dicts_us"], j["pyclass_dicts_us"]))
     print("pure-Python loop: python3.11 %.1f ms, jailed %.1f ms (%+.0f %%)"
           % (p["pure_ms"], j["pure_ms"], (j["pure_ms"] / p["pure_ms"] - 1) * 100))
 

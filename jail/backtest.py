@@ -162,9 +162,9 @@ def _parse_jsonl(text, name, make):
     return out
 
 
-def read_bars(fd, name, checked=False):
+def read_bars(fd, name):
     """The bars in the file the supervisor passed on fd `fd`, as a tuple of
-    Candles (plain dicts when `checked`: backtest.candles "checked");
+    Candles;
     BarsError names the line of the first problem."""
     _imports()
     chunks = []
@@ -179,7 +179,7 @@ def read_bars(fd, name, checked=False):
     except UnicodeDecodeError as e:
         raise BarsError("%s: not UTF-8 text (byte %d)" % (name, e.start)) from None
     del chunks
-    make = dict if checked else Candle
+    make = Candle
     bars = _parse_jsonl(text, name, make) if text.lstrip().startswith("{") else _parse_csv(text, name, make)
     if not bars:
         raise BarsError("%s: no bars" % name)
@@ -344,8 +344,8 @@ def run(fn, bars, params, opts, error_info, security_error, send):
     _signal.signal(_signal.SIGALRM, _on_alarm)
     _jailrun.bar_watch(budget, min(REPEAT_S, budget / 4))  # one periodic tick, no timer per bar
     # Read-only candles refuse changes through their own methods; a change
-    # past them (dict.update(candle, ...)), or to "checked" plain dicts, is
-    # found after the bar by the dicts' version tags.
+    # past them (dict.update(candle, ...)) is found after the bar by the
+    # dicts' version tags.
     _jailrun.bar_seal(bars)
     changed = _jailrun.bar_changed
     try:

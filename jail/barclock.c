@@ -160,9 +160,9 @@ static PyObject *bar_window(PyObject *self, PyObject *const *args, Py_ssize_t na
 
 /* The version tag of every candle dict, taken once the bars are parsed. A
  * dict's tag changes with every change to it (CPython 3.11, PEP 509), so
- * comparing tags after a bar finds any write: with backtest.candles
- * "checked" (plain dicts, read faster) and with read-only candles written
- * past their class (dict.update(candle, ...)). One run per process. */
+ * comparing tags after a bar finds any write the read-only candles' own
+ * methods did not refuse (dict.update(candle, ...)). One run per
+ * process. */
 static uint64_t *seal_tags;
 static Py_ssize_t seal_n;
 

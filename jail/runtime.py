@@ -680,7 +680,7 @@ def backtest_main(source, filename, policy):
     opts = policy["backtest"]
     try:
         try:
-            bars = bt.read_bars(_jailrun.DATA_FD, _jailrun.DATA_NAME, opts.get("candles") == "checked")
+            bars = bt.read_bars(_jailrun.DATA_FD, _jailrun.DATA_NAME)
         except bt.BarsError as e:
             e.jr_type = "BarsError"
             raise

@@ -41,7 +41,6 @@ struct pkey {
 static const char *const profiles[] = { "worker", "strategy", "exec", NULL };
 static const char *const import_errors[] = { "ImportError", "SecurityError", NULL };
 static const char *const dunder_policies[] = { "allow-list", "deny-list", NULL };
-static const char *const candle_modes[] = { "read-only", "checked", NULL };
 static const char *const open_rules[] = { "read-library", "deny", "allow", NULL };
 static const char *const rules[] = { "imports", "lambda", "dunder", "global", "nonlocal", "while_true", "del",
                                      "dynamic_code", "string_attributes", "metaclass", NULL };
@@ -109,7 +108,6 @@ static const struct pkey schema[] = {
         { "backtest.bar_timeout", P_REAL, 0.001, 3600, NULL },
         { "backtest.grace", P_REAL, 0.1, 600, NULL },
         { "backtest.window", P_INT, 0, 1e8, NULL },
-        { "backtest.candles", P_CHOICE, 0, 0, candle_modes },
         { "backtest.memory", P_INT, 1 << 20, 64 * GiB, NULL },
         { "backtest.abort_percent", P_REAL, 0, 100, NULL },
         { "backtest.abort_min", P_INT, 1, 1e9, NULL },
