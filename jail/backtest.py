@@ -348,9 +348,12 @@ def run(fn, bars, params, opts, error_info, security_error, send):
     # dicts' version tags.
     _jailrun.bar_seal(bars)
     changed = _jailrun.bar_changed
+    # A bar's time for the report is taken now: the strategy may have
+    # changed the candle itself when its bar fails.
+    times = tuple(b["time"] for b in bars)
     try:
-        return _loop(fn, bars, window, fresh, sdk, batch, pct, least, error_info, security_error, begin, end, clock,
-                     changed)
+        return _loop(fn, bars, times, window, fresh, sdk, batch, pct, least, error_info, security_error, begin, end,
+                     clock, changed)
     finally:
         _jailrun.bar_unwatch()
 
@@ -361,7 +364,7 @@ def _changed_error(i, k):
                          " copy a candle with dict(candle) to change it; the run stops here" % (i, k - i - 1, k))
 
 
-def _loop(fn, bars, window, fresh, sdk, batch, pct, least, error_info, security_error, begin, end, clock,
+def _loop(fn, bars, times, window, fresh, sdk, batch, pct, least, error_info, security_error, begin, end, clock,
           changed):
     n = len(bars)
     failed = 0
@@ -396,11 +399,11 @@ def _loop(fn, bars, window, fresh, sdk, batch, pct, least, error_info, security_
             info = error_info(err)
             cat = _category(err, security_error)
             msg = info["message"] if cat != "RuntimeError" else "%s: %s" % (info["type"], info["message"])
-            batch.errors.append({"bar": i, "time": bars[i]["time"], "type": cat, "message": msg,
+            batch.errors.append({"bar": i, "time": times[i], "type": cat, "message": msg,
                                  "line": info["line"]})
             batch.bytes += len(msg) + 64
         elif text is not None or _Bar.orders:
-            sig = {"bar": i, "time": bars[i]["time"]}
+            sig = {"bar": i, "time": times[i]}
             if text is not None:
                 sig["return"] = text
                 batch.bytes += len(text)

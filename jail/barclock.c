@@ -126,18 +126,20 @@ static PyObject *bar_end(PyObject *self, PyObject *noarg)
 
 /* bar_window(cls, bars, lo, hi) -> a new cls (a list subclass that adds no
  * state) holding bars[lo:hi], clamped: one copy of the references, where
- * cls(bars[lo:hi]) makes two (a bar's window is up to its whole history). */
+ * cls(bars[lo:hi]) makes two (a bar's window is up to its whole history).
+ * bars is a tuple: the allocation may run a collection, and so any
+ * __del__, which could shrink a list under the copy. */
 static PyObject *bar_window(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
         (void)self;
         if (nargs != 4 || !PyType_Check(args[0]) || !PyType_IsSubtype((PyTypeObject *)args[0], &PyList_Type) ||
             ((PyTypeObject *)args[0])->tp_basicsize != PyList_Type.tp_basicsize ||
-            !(PyList_Check(args[1]) || PyTuple_Check(args[1])))
-                return PyErr_Format(PyExc_TypeError, "bar_window(cls, bars, lo, hi): cls a list subclass, bars a list or tuple");
+            !PyTuple_Check(args[1]))
+                return PyErr_Format(PyExc_TypeError, "bar_window(cls, bars, lo, hi): cls a list subclass, bars a tuple");
         Py_ssize_t lo = PyLong_AsSsize_t(args[2]), hi = PyLong_AsSsize_t(args[3]);
         if ((lo == -1 || hi == -1) && PyErr_Occurred())
                 return NULL;
-        Py_ssize_t n = PySequence_Fast_GET_SIZE(args[1]);
+        Py_ssize_t n = PyTuple_GET_SIZE(args[1]);
         lo = lo < 0 ? 0 : lo > n ? n : lo;
         hi = hi < lo ? lo : hi > n ? n : hi;
         PyTypeObject *t = (PyTypeObject *)args[0];
@@ -150,7 +152,7 @@ static PyObject *bar_window(PyObject *self, PyObject *const *args, Py_ssize_t na
                 return PyErr_NoMemory();
         }
         for (Py_ssize_t i = lo; i < hi; i++)
-                items[i - lo] = Py_NewRef(PySequence_Fast_GET_ITEM(args[1], i));
+                items[i - lo] = Py_NewRef(PyTuple_GET_ITEM(args[1], i));
         PyListObject *l = (PyListObject *)w;
         l->ob_item = items;
         l->allocated = hi - lo;
@@ -162,7 +164,8 @@ static PyObject *bar_window(PyObject *self, PyObject *const *args, Py_ssize_t na
  * dict's tag changes with every change to it (CPython 3.11, PEP 509), so
  * comparing tags after a bar finds any write the read-only candles' own
  * methods did not refuse (dict.update(candle, ...)). One run per
- * process. */
+ * process; the sealed tuple is held, and only it is checked. */
+static PyObject *sealed;
 static uint64_t *seal_tags;
 static Py_ssize_t seal_n;
 
@@ -196,6 +199,7 @@ static PyObject *bar_seal(PyObject *self, PyObject *bars)
         PyMem_RawFree(seal_tags);
         seal_tags = tags;
         seal_n = n;
+        Py_XSETREF(sealed, Py_NewRef(bars));
         Py_RETURN_NONE;
 }
 
@@ -209,7 +213,7 @@ static PyObject *bar_changed(PyObject *self, PyObject *const *args, Py_ssize_t n
         Py_ssize_t lo = PyLong_AsSsize_t(args[1]), hi = PyLong_AsSsize_t(args[2]);
         if ((lo == -1 || hi == -1) && PyErr_Occurred())
                 return NULL;
-        if (PyTuple_GET_SIZE(args[0]) != seal_n || lo < 0 || hi > seal_n)
+        if (args[0] != sealed || lo < 0 || hi > seal_n)
                 return PyErr_Format(PyExc_ValueError, "bar_changed: not the sealed bars, or out of range");
         for (Py_ssize_t i = lo; i < hi; i++)
                 if (((PyDictObject *)PyTuple_GET_ITEM(args[0], i))->ma_version_tag != seal_tags[i])

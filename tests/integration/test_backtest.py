@@ -184,6 +184,24 @@ def test_candles_are_read_only(tmp_path):
     assert all(s["return"] is True for s in rep["signals"])
 
 
+@pytest.mark.parametrize("change", ['dict.pop(sdk.candles[-1], "time")', 'dict.update(sdk.candles[-1], time=nan)',
+                                    'dict.update(sdk.candles[-1], time="x")', "dict.clear(sdk.candles[-1])"])
+def test_a_changed_time_of_the_failing_bar_keeps_the_report(tmp_path, change):
+    """The bar whose own candle lost or spoiled its time still gets a clean
+    ProtocolError and the report keeps the bars before it (red team)."""
+    r, rep = backtest(tmp_path, """
+        nan = float("nan")
+        def on_bar_strategy(sdk, params):
+            if len(sdk.candles) == 3:
+                %s
+            return 1
+    """ % change, 10, "--json")
+    assert r.code == 1 and r.json["error"]["type"] == "ProtocolError", r
+    assert "Traceback" not in r.err, r
+    assert rep["bars_run"] == 3 and [s["bar"] for s in rep["signals"]] == [0, 1], rep
+    assert rep["errors"]["ProtocolError"]["first"]["time"] == 1700000000 + 60 * 2, rep
+
+
 @pytest.mark.parametrize("write, which", [
     ('c.setdefault("x", 1)', "candle"), ('c.pop("close")', "candle"), ("c.popitem()", "candle"),
     ("c.clear()", "candle"), ('c |= {"close": 1}', "candle"), ('del c["close"]', "candle"),
@@ -610,3 +628,30 @@ def test_deep_params_are_refused(tmp_path):
     p = subprocess.run([JAILRUN, "--profile", "strategy", "--bars", str(tmp_path / "b.csv"), "--params",
                         str(tmp_path / "p.json"), str(src)], capture_output=True, text=True, timeout=30)
     assert p.returncode == 2 and "nest deeper than 32 levels" in p.stderr, p
+
+
+def test_the_runtime_bar_helpers_refuse_what_they_could_not_read_safely(tmp_path):
+    """bar_window takes only a tuple (a list could shrink under the copy,
+    a __del__ run by the allocation's collection), bar_changed only the
+    sealed tuple itself (red team); profile exec, where _jailrun is open."""
+    r = run_script(tmp_path, """
+        import _jailrun
+        bars = tuple(_jailrun.Candle(time=i) for i in range(3))
+        for call in (lambda: _jailrun.bar_window(_jailrun.Candles, list(bars), 0, 3),
+                     lambda: _jailrun.bar_changed(bars, 0, 3),
+                     lambda: (_jailrun.bar_seal(bars), _jailrun.bar_changed((object(),) * 3, 0, 3)),
+                     lambda: _jailrun.bar_changed(tuple(bars), 0, 4)):
+            try:
+                call()
+                print("accepted")
+            except (TypeError, ValueError) as e:
+                print(type(e).__name__, e)
+        print(_jailrun.bar_changed(bars, 0, 3), len(_jailrun.bar_window(_jailrun.Candles, bars, 1, 9)))
+    """, "--profile", "exec")
+    assert r.code == 0, r
+    assert r.out.splitlines() == [
+        "TypeError bar_window(cls, bars, lo, hi): cls a list subclass, bars a tuple",
+        "ValueError bar_changed: not the sealed bars, or out of range",
+        "ValueError bar_changed: not the sealed bars, or out of range",
+        "ValueError bar_changed: not the sealed bars, or out of range",
+        "-1 2"], r
