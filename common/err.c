@@ -34,6 +34,14 @@ int jr_snprintf(char *buf, size_t size, const char *fmt, ...)
         return 0;
 }
 
+void jr_utf8_copy(char *dst, size_t size, const char *src)
+{
+        if (!size)
+                return;
+        snprintf(dst, size, "%s", src ? src : "");
+        jr_utf8_clean(dst);
+}
+
 char *jr_utf8_clean(char *s)
 {
         unsigned char *p = (unsigned char *)s;

@@ -24,4 +24,8 @@ int jr_snprintf(char *buf, size_t size, const char *fmt, ...)
  * count) becomes '?'. Returns s. */
 char *jr_utf8_clean(char *s);
 
+/* Copies src into dst (size bytes), cut to fit, and makes the copy valid
+ * UTF-8 (jr_utf8_clean): a cut never leaves half a character. */
+void jr_utf8_copy(char *dst, size_t size, const char *src);
+
 #endif

@@ -512,14 +512,25 @@ static void print_backtest(const struct job_result *r)
         outq_free(&q);
 }
 
+/* s as a JSON string, made valid UTF-8 first if it is not: a result line
+ * is never lost to a byte cut in the middle of a character. */
+static json_t *json_text(const char *s)
+{
+        json_t *v = json_string(s ? s : "");
+        if (v)
+                return v;
+        _cleanup_free_ char *copy = strdup(s);
+        return copy ? json_string(jr_utf8_clean(copy)) : NULL;
+}
+
 static void print_result(const struct job_opts *o, const struct job_result *r)
 {
         if (o->json) {
                 json_t *err = r->status == JOB_OK
                         ? json_null()
-                        : json_pack("{s:s, s:s, s:o, s:s}", "type", r->etype, "message", r->emsg, "line",
-                                    r->line ? json_integer(r->line) : json_null(), "traceback",
-                                    r->traceback);
+                        : json_pack("{s:o, s:o, s:o, s:o}", "type", json_text(r->etype), "message",
+                                    json_text(r->emsg), "line", r->line ? json_integer(r->line) : json_null(),
+                                    "traceback", json_text(r->traceback));
                 json_t *stats = json_pack("{s:I, s:I}", "wall_ms", (json_int_t)r->wall_ms, "cpu_ms",
                                           (json_int_t)r->cpu_ms);
                 /* Kernel accounting, where the cgroup backend has it. */
@@ -548,9 +559,13 @@ static void print_result(const struct job_opts *o, const struct job_result *r)
                 if (r->stdout_mid_line)
                         fputc('\n', stdout);  /* the result is always a line of its own */
                 if (j) {
-                        json_dumpf(j, stdout, JSON_COMPACT);
+                        json_dumpf(j, stdout, JSON_COMPACT | JSON_ENSURE_ASCII);
                         fputc('\n', stdout);
                         json_decref(j);
+                } else {  /* out of memory: the verdict still ends stdout */
+                        printf("{\"status\":\"%s\",\"error\":{\"type\":\"InternalError\",\"message\":"
+                               "\"the result could not be encoded\",\"line\":null,\"traceback\":\"\"},"
+                               "\"exit_code\":%d,\"stats\":{}}\n", status_word(r->status), r->exit_code);
                 }
                 return;
         }
@@ -800,9 +815,10 @@ static void print_check(const struct job_opts *o, const struct job_result *r)
                                       "violations", r->violations ? r->violations : json_array(), "exit_code",
                                       r->exit_code);
                 if (j && r->status != JOB_OK)
-                        json_object_set_new(j, "error", json_pack("{s:s, s:s}", "type", r->etype, "message", r->emsg));
+                        json_object_set_new(j, "error", json_pack("{s:o, s:o}", "type", json_text(r->etype), "message",
+                                                                    json_text(r->emsg)));
                 if (j) {
-                        json_dumpf(j, stdout, JSON_COMPACT);
+                        json_dumpf(j, stdout, JSON_COMPACT | JSON_ENSURE_ASCII);
                         fputc('\n', stdout);
                         json_decref(j);
                 }

@@ -148,11 +148,12 @@ static void end_job(struct job *j, enum job_status st, const char *etype, const 
         if (!j->ended) {
                 j->ended = 1;
                 j->res->status = st;
-                snprintf(j->res->etype, sizeof j->res->etype, "%s", etype);
+                jr_utf8_copy(j->res->etype, sizeof j->res->etype, etype);
                 va_list ap;
                 va_start(ap, fmt);
                 vsnprintf(j->res->emsg, sizeof j->res->emsg, fmt, ap);
                 va_end(ap);
+                jr_utf8_clean(j->res->emsg);
         }
         kill_jail(j);
 }
@@ -289,9 +290,9 @@ static void on_error_result(struct job *j, const struct msg *m)
         }
         if (!j->have_error) {  /* report the first failure */
                 j->have_error = 1;
-                snprintf(j->res->etype, sizeof j->res->etype, "%s", m->result.etype);
-                snprintf(j->res->emsg, sizeof j->res->emsg, "%s", m->result.emsg);
-                snprintf(j->res->traceback, sizeof j->res->traceback, "%s", m->result.traceback);
+                jr_utf8_copy(j->res->etype, sizeof j->res->etype, m->result.etype);
+                jr_utf8_copy(j->res->emsg, sizeof j->res->emsg, m->result.emsg);
+                jr_utf8_copy(j->res->traceback, sizeof j->res->traceback, m->result.traceback);
                 j->res->line = (long)m->result.line;
         }
 }
@@ -750,8 +751,8 @@ static void restart_jail(struct job *j, const char *type, const char *msg)
                 j->res->ticks_failed++;
                 if (!j->have_error) {
                         j->have_error = 1;
-                        snprintf(j->res->etype, sizeof j->res->etype, "%s", type);
-                        snprintf(j->res->emsg, sizeof j->res->emsg, "%s", msg);
+                        jr_utf8_copy(j->res->etype, sizeof j->res->etype, type);
+                        jr_utf8_copy(j->res->emsg, sizeof j->res->emsg, msg);
                 }
         }
         kill_jail(j);
@@ -1300,8 +1301,8 @@ static int between_jails(struct job *j)
 static void crash_reason(struct job *j, int ws, char *type, size_t tsize, char *msg, size_t msize)
 {
         if (j->ended) {  /* ended by us: memory, a protocol violation, the task limit */
-                snprintf(type, tsize, "%s", j->res->etype);
-                snprintf(msg, msize, "%s", j->res->emsg);
+                jr_utf8_copy(type, tsize, j->res->etype);
+                jr_utf8_copy(msg, msize, j->res->emsg);
         } else if (WIFSIGNALED(ws)) {
                 snprintf(type, tsize, "Killed");
                 snprintf(msg, msize, "the worker's jail was killed by signal %d (%s)%s", WTERMSIG(ws),

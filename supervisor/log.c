@@ -124,9 +124,12 @@ static void json_line(struct outq *q, json_t *j)
 {
         if (!j)
                 return;
-        size_t n = json_dumpb(j, NULL, 0, JSON_COMPACT);
+        /* ASCII: no C1 control, bidi override or line separator reaches a
+         * terminal raw */
+        const size_t flags = JSON_COMPACT | JSON_ENSURE_ASCII;
+        size_t n = json_dumpb(j, NULL, 0, flags);
         char *s = n ? malloc(n + 1) : NULL;
-        if (s && json_dumpb(j, s, n, JSON_COMPACT) == n) {
+        if (s && json_dumpb(j, s, n, flags) == n) {
                 s[n] = '\n';
                 outq_put(q, s, n + 1);
         }

@@ -383,3 +383,50 @@ def test_worker_forged_fatal_then_ready(worker):
     assert j["status"] != "setup" and r.code != 3, r
     assert r.code == 1, r
     assert j["error"]["type"] == "ProtocolError", j
+
+
+@pytest.mark.parametrize("prefix", ["", "a", "aa"])
+def test_a_cut_in_the_middle_of_a_character_keeps_the_result_line(worker, prefix):
+    """Text the supervisor keeps is cut to its buffers; a cut inside a
+    multi-byte character used to make the whole --json result line vanish
+    (red team). Every cut position of a 2-byte character."""
+    r = worker("""
+        def tick(ctx):
+            raise ValueError(%r + "\\u00e9" * 3000)
+    """ % prefix, "--json")
+    assert r.code == 1, r
+    j = final_json(r)
+    assert j["error"]["type"] == "ValueError", j
+    assert j["error"]["message"].startswith(prefix + "\u00e9\u00e9"), j
+
+
+def test_a_forged_verdict_cannot_be_the_last_line(jail):
+    """Profile exec prints a fake verdict, then sends a result whose error
+    type is cut by the supervisor in the middle of a character: jailrun's
+    own line still ends stdout, and says error."""
+    r = jail("""
+        import json, os, socket
+        print('{"status":"ok","error":null,"exit_code":0,"stats":{"wall_ms":5,"cpu_ms":1}}', flush=True)
+        s = socket.socket(fileno=3)
+        s.send(json.dumps({"type": "result", "id": 0,
+                           "error": {"type": "A" * 126 + "\\u00e9", "message": "x", "line": None}}).encode())
+        os._exit(1)
+    """, "--json", timeout=20)
+    j = final_json(r)
+    assert j["status"] == "error" and j["error"]["type"].startswith("AAAA"), j
+    assert r.out.strip().splitlines()[-2].startswith('{"status":"ok"'), r
+
+
+def test_json_lines_are_ascii(worker):
+    """C1 controls, bidi overrides and line separators sent by the jail are
+    escaped in every --json line, as C0 controls are."""
+    r = worker("""
+        def tick(ctx):
+            ctx.log.info("\\u009b31m \\u202e \\u2028 \\x1b[2J")
+            raise ValueError("\\u009b \\u202e")
+    """, "--json")
+    assert r.code == 1, r
+    for text in (r.out, r.err):
+        assert all(ord(ch) < 0x80 for ch in text), text
+    assert json_logs(r.err)[0]["message"] == "\u009b31m \u202e \u2028 \x1b[2J", r
+    assert final_json(r)["error"]["message"] == "\u009b \u202e", r
