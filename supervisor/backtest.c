@@ -37,11 +37,17 @@ static int bad(struct jr_err *err, const char *what)
 
 void bt_init(struct backtest *b, double abort_percent, unsigned abort_min)
 {
-        *b = (struct backtest){ .abort_percent = abort_percent, .abort_min = abort_min };
+        *b = (struct backtest){ .abort_percent = abort_percent, .abort_min = abort_min, .max_total = BT_MAX_BARS };
 }
 
 int bt_start(struct backtest *b, uint64_t total, struct jr_err *err)
 {
+        if (!b->signals && total > b->max_total) {
+                snprintf(err->msg, sizeof err->msg, "the jail claims %llu bars; the bars file has %llu lines",
+                         (unsigned long long)total, (unsigned long long)b->max_total);
+                err->errnum = EPROTO;
+                return -EPROTO;
+        }
         if (b->signals || total == 0 || total > BT_MAX_BARS)
                 return bad(err, "the bar count is out of range");
         b->total = total;
@@ -101,8 +107,17 @@ static int check_order(json_t *o)
                qty > 0 && isfinite(qty) && !p == (strcmp(type, "market") == 0);
 }
 
+/* A batch being checked: it joins the run only once all of it is good. */
+struct pending {
+        json_t *signals;
+        uint64_t signal_bytes;     /* the run's, with this batch's */
+        uint64_t orders, failed;
+        uint64_t count[BT_CATEGORIES];
+        json_t *first[BT_CATEGORIES];
+};
+
 /* {bar, time, return?, orders?}: the return text is parsed here. */
-static int add_signal(struct backtest *b, json_t *s, uint64_t lo, uint64_t hi, uint64_t *last,
+static int add_signal(struct pending *b, json_t *s, uint64_t lo, uint64_t hi, uint64_t *last,
                       struct jr_err *err)
 {
         json_int_t bar, t;
@@ -148,7 +163,7 @@ static int add_signal(struct backtest *b, json_t *s, uint64_t lo, uint64_t hi, u
 }
 
 /* {bar, time, type, message, line}. */
-static int add_error(struct backtest *b, json_t *e, uint64_t lo, uint64_t hi, uint64_t *last, struct jr_err *err)
+static int add_error(const struct backtest *run, struct pending *b, json_t *e, uint64_t lo, uint64_t hi, uint64_t *last, struct jr_err *err)
 {
         json_int_t bar, t;
         const char *type, *msg;
@@ -168,8 +183,49 @@ static int add_error(struct backtest *b, json_t *e, uint64_t lo, uint64_t hi, ui
         if (c == BT_CATEGORIES)
                 return bad(err, "an error's type is not a category");
         b->failed++;
-        if (b->count[c]++ == 0)
+        if (run->count[c] + b->count[c]++ == 0)
                 b->first[c] = json_pack("{s:I, s:I, s:s, s:O}", "bar", bar, "time", t, "message", msg, "line", line);
+        return 0;
+}
+
+static void pending_free(struct pending *p)
+{
+        json_decref(p->signals);
+        for (int c = 0; c < BT_CATEGORIES; c++)
+                json_decref(p->first[c]);
+}
+
+static int check_batch(const struct backtest *b, const struct msg *m, struct pending *p, struct jr_err *err)
+{
+        uint64_t lo = b->done, hi = b->done + json_array_size(m->bars.us), last = UINT64_MAX;
+        size_t i;
+        json_t *v;
+        json_array_foreach(m->bars.signals, i, v) {
+                int r = add_signal(p, v, lo, hi, &last, err);
+                if (r < 0)
+                        return r;
+        }
+        last = UINT64_MAX;
+        json_array_foreach(m->bars.errors, i, v) {
+                int r = add_error(b, p, v, lo, hi, &last, err);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int grow_times(struct backtest *b, size_t n, struct jr_err *err)
+{
+        if (b->done + n <= b->us_cap)
+                return 0;
+        size_t cap = b->us_cap ? b->us_cap : 4096;  /* grown as bars come, not as the jail claims */
+        while (cap < b->done + n)
+                cap *= 2;
+        uint32_t *us = realloc(b->us, cap * sizeof *us);
+        if (!us)
+                return jr_fail(err, ENOMEM, "backtest");
+        b->us = us;
+        b->us_cap = cap;
         return 0;
 }
 
@@ -178,34 +234,31 @@ int bt_add(struct backtest *b, const struct msg *m, struct jr_err *err)
         size_t n = json_array_size(m->bars.us), i;
         if (!b->signals || (uint64_t)m->bars.first != b->done || n > b->total - b->done)
                 return bad(err, "it does not follow the bars reported so far");
-        if (b->done + n > b->us_cap) {  /* grown as bars come, not as the jail claims */
-                size_t cap = b->us_cap ? b->us_cap : 4096;
-                while (cap < b->done + n)
-                        cap *= 2;
-                uint32_t *us = realloc(b->us, cap * sizeof *us);
-                if (!us)
-                        return jr_fail(err, ENOMEM, "backtest");
-                b->us = us;
-                b->us_cap = cap;
+        struct pending p = { .signals = json_array(), .signal_bytes = b->signal_bytes };
+        int r = p.signals ? check_batch(b, m, &p, err) : jr_fail(err, ENOMEM, "backtest");
+        if (r == 0)
+                r = grow_times(b, n, err);
+        if (r == 0 && json_array_extend(b->signals, p.signals) < 0)
+                r = jr_fail(err, ENOMEM, "backtest");
+        if (r < 0) {
+                pending_free(&p);
+                return r;
         }
-        uint64_t lo = b->done, hi = b->done + n, last = UINT64_MAX;
+        b->signal_bytes = p.signal_bytes;
+        b->orders += p.orders;
+        b->failed += p.failed;
+        for (int c = 0; c < BT_CATEGORIES; c++) {
+                b->count[c] += p.count[c];
+                if (p.first[c])
+                        b->first[c] = TAKE_PTR(p.first[c]);
+        }
         json_t *v;
-        json_array_foreach(m->bars.signals, i, v) {
-                int r = add_signal(b, v, lo, hi, &last, err);
-                if (r < 0)
-                        return r;
-        }
-        last = UINT64_MAX;
-        json_array_foreach(m->bars.errors, i, v) {
-                int r = add_error(b, v, lo, hi, &last, err);
-                if (r < 0)
-                        return r;
-        }
         json_array_foreach(m->bars.us, i, v) {
                 json_int_t us = json_integer_value(v);
-                b->us[lo + i] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+                b->us[b->done + i] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
         }
-        b->done = hi;
+        b->done += n;
+        pending_free(&p);
         return 0;
 }
 
@@ -267,7 +320,29 @@ void bt_free(struct backtest *b)
 
 /* Copies the bars file into a sealed memfd for the jail: it gets the bytes
  * as they are now, read-only, and never the host path. */
-int bt_bars_memfd(const char *path, int *out, struct jr_err *err)
+/* Lines in the sealed memfd of `size` bytes: its newlines, and one more
+ * for a last line without one. */
+static int count_lines(int fd, off_t size, uint64_t *lines, struct jr_err *err)
+{
+        *lines = 0;
+        if (size == 0)
+                return 0;
+        const char *p = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED)
+                return jr_fail(err, errno, "map the bars");
+        uint64_t n = 0;
+        for (const char *q = p, *end = p + size; q < end; q++) {
+                q = memchr(q, '\n', (size_t)(end - q));
+                if (!q)
+                        break;
+                n++;
+        }
+        *lines = n + (p[size - 1] != '\n');
+        munmap((void *)p, (size_t)size);
+        return 0;
+}
+
+int bt_bars_memfd(const char *path, int *out, uint64_t *lines, struct jr_err *err)
 {
         /* O_NONBLOCK: a FIFO must not hang us before it is refused. */
         _cleanup_close_ int in = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -298,6 +373,12 @@ int bt_bars_memfd(const char *path, int *out, struct jr_err *err)
         }
         if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
                 return jr_fail(err, errno, "seal the bars");
+        struct stat sealed;
+        if (fstat(fd, &sealed) < 0)
+                return jr_fail(err, errno, "fstat the bars");
+        int r = count_lines(fd, sealed.st_size, lines, err);
+        if (r < 0)
+                return r;
         if (lseek(fd, 0, SEEK_SET) < 0)
                 return jr_fail(err, errno, "lseek");
         *out = TAKE_FD(fd);

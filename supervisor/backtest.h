@@ -18,6 +18,7 @@ extern const char *const bt_category_names[BT_CATEGORIES];
 
 struct backtest {
         uint64_t total;            /* bars in the file, as the jail parsed them */
+        uint64_t max_total;        /* the file's lines: no more bars can be in it */
         uint64_t done;             /* bars reported */
         uint64_t failed;
         uint64_t orders;
@@ -46,7 +47,8 @@ void bt_times(const struct backtest *b, uint32_t *p50, uint32_t *p99, uint32_t *
 void bt_free(struct backtest *b);
 
 /* The bars file at `path` copied into a sealed memfd (*out), for the jail's
- * DATA_FD. */
-int bt_bars_memfd(const char *path, int *out, struct jr_err *err);
+ * DATA_FD, and its count of lines (*lines), which bounds the bars the jail
+ * may claim and so what the run costs the supervisor. */
+int bt_bars_memfd(const char *path, int *out, uint64_t *lines, struct jr_err *err);
 
 #endif

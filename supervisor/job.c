@@ -1385,7 +1385,7 @@ int job_run(const struct job_opts *o, struct job_result *res)
         _cleanup_close_ int bars_fd = -1;
         if (!(j.buf = malloc(CHAN_MAX_MSG)))
                 r = jr_fail(&err, ENOMEM, "channel buffer");
-        if (r == 0 && o->entry == JAIL_ENTRY_BACKTEST && (r = bt_bars_memfd(o->bars_path, &bars_fd, &err)) < 0) {
+        if (r == 0 && o->entry == JAIL_ENTRY_BACKTEST && (r = bt_bars_memfd(o->bars_path, &bars_fd, &j.bt.max_total, &err)) < 0) {
                 res->exit_code = EXIT_USAGE;
                 job_close(&j);
                 broker_close(&j.broker);

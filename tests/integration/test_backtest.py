@@ -655,3 +655,25 @@ def test_the_runtime_bar_helpers_refuse_what_they_could_not_read_safely(tmp_path
         "ValueError bar_changed: not the sealed bars, or out of range",
         "ValueError bar_changed: not the sealed bars, or out of range",
         "-1 2"], r
+
+
+def test_a_jail_cannot_claim_more_bars_than_the_file_has_lines(tmp_path):
+    """The bar count the jail reports bounds what the supervisor keeps per
+    bar; it may not exceed the bars file's lines (red team: 10^8 bars
+    claimed for a 2-bar file cost the supervisor ~1 GB). The Python layer
+    is off, standing for a jail whose runtime has fallen."""
+    (tmp_path / "noguard.json").write_text('{"python": {"guard": false}}')
+    r, rep = backtest(tmp_path, """
+        import json, socket
+        s = socket.socket(fileno=3)
+        s.send(json.dumps({"type": "ready", "bars": 100000000}).encode())
+        import time
+        time.sleep(30)
+        def on_bar_strategy(sdk, params):
+            pass
+    """, 2, "--policy", str(tmp_path / "noguard.json"), "--json", "--timeout", "20")
+    assert r.code == 1, r
+    j = r.json
+    assert j["error"]["type"] == "ProtocolError", j
+    assert j["error"]["message"] == "the jail claims 100000000 bars; the bars file has 3 lines", j
+    assert j["stats"]["wall_ms"] < 15000, j

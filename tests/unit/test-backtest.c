@@ -104,6 +104,12 @@ static const char *const bad[] = {
         "{\"type\":\"bars\",\"first\":2,\"us\":[1],\"signals\":[],\"errors\":[],\"more\":1}",
         "{\"type\":\"bars\",\"first\":2,\"us\":[1],\"signals\":{},\"errors\":[]}",
         "{\"type\":\"bars\",\"first\":-2,\"us\":[1],\"signals\":[],\"errors\":[]}",
+        /* good entries before a bad one: none of them may stay (red team) */
+        "{\"type\":\"bars\",\"first\":2,\"us\":[1,1],\"signals\":[{\"bar\":2,\"time\":1,\"return\":\"1\"}],"
+        "\"errors\":[{\"bar\":3,\"time\":1,\"type\":\"Bogus\",\"message\":\"m\",\"line\":null}]}",
+        "{\"type\":\"bars\",\"first\":2,\"us\":[1,1],\"signals\":[],\"errors\":[{\"bar\":2,\"time\":1,\"type\":"
+        "\"RuntimeError\",\"message\":\"m\",\"line\":null},{\"bar\":3,\"time\":1,\"type\":\"Nope\",\"message\":"
+        "\"m\",\"line\":null}]}",
 };
 
 START_TEST(bad_batches)
@@ -112,6 +118,13 @@ START_TEST(bad_batches)
         start(&b, 10);
         ck_assert_int_eq(add(&b, "{\"type\":\"bars\",\"first\":0,\"us\":[1,1],\"signals\":[],\"errors\":[]}"), 0);
         ck_assert_msg(add(&b, bad[_i]) < 0, "accepted: %s", bad[_i]);
+        /* the run is as it was before the refused batch */
+        ck_assert_uint_eq(b.done, 2);
+        ck_assert_uint_eq(b.failed, 0);
+        ck_assert_uint_eq(b.orders, 0);
+        ck_assert_uint_eq(json_array_size(b.signals), 0);
+        for (int c = 0; c < BT_CATEGORIES; c++)
+                ck_assert(b.count[c] == 0 && b.first[c] == NULL);
         bt_free(&b);
 }
 END_TEST
@@ -179,6 +192,14 @@ START_TEST(bar_counts)
         ck_assert_int_lt(bt_start(&b, 0, &err), 0);
         ck_assert_int_eq(bt_start(&b, 3, &err), 0);
         ck_assert_int_lt(bt_start(&b, 3, &err), 0);  /* once */
+        bt_free(&b);
+        /* no more bars than the file has lines (red team: the supervisor's
+         * memory grew with the count the jail claimed) */
+        bt_init(&b, 5, 5);
+        b.max_total = 3;
+        ck_assert_int_lt(bt_start(&b, 4, &err), 0);
+        ck_assert_str_eq(err.msg, "the jail claims 4 bars; the bars file has 3 lines");
+        ck_assert_int_eq(bt_start(&b, 3, &err), 0);
         bt_free(&b);
 }
 END_TEST
