@@ -107,6 +107,7 @@ struct job {
         uint64_t slot;            /* the slot of the last tick sent */
         int slotfd, tickfd;       /* the next slot; the tick's hard limit */
         int shutdown_sent;        /* we asked the jail to stop */
+        int shutdown_killed;      /* ... and killed it when it did not, limits.tick_grace later */
         int stopping;             /* SIGTERM: stop after the tick in flight */
         int reloading;            /* SIGHUP: a jail with the new script comes next */
         int restarting;           /* this jail is being replaced */
@@ -183,6 +184,11 @@ static void send_shutdown(struct job *j)
         j->shutdown_sent = 1;
         if (j->slotfd >= 0)
                 timer_arm(j, &j->slotfd, 0, 0, EV_SLOT);  /* disarmed */
+        /* A jail that does not exit (a thread of its own keeps it) is
+         * killed a grace later: every tick is done, so the job is not
+         * failed for it. */
+        if (timer_arm(j, &j->tickfd, j->o->tick_grace_s, 0, EV_TICK) < 0)
+                return end_job(j, JOB_INTERNAL, "InternalError", "arm the shutdown timer: %s", strerror(errno));
         sent_or_end(j, send_json(j, json_pack("{s:s}", "type", "shutdown")));
 }
 
@@ -911,6 +917,12 @@ static void handle(struct job *j, const struct epoll_event *ev)
         case EV_TICK:
                 if (j->inflight && !j->restarting)
                         on_tick_limit(j);
+                else if (j->shutdown_sent && !j->ended && !j->shutdown_killed) {
+                        j->shutdown_killed = 1;
+                        log_note(&j->errq, j->o->json, "the jail did not exit within %g s of being asked to stop; "
+                                 "it was killed", j->o->tick_grace_s);
+                        kill_jail(j);
+                }
                 break;
         case EV_BAR:
                 if (j->throttled || j->paused) {  /* the delay is ours: its reports wait unread */
@@ -990,7 +1002,7 @@ static void finish_exit(struct job *j, int wstatus)
                         res->exit_code = EXIT_USER_ERROR;
                 return;  /* JOB_SIGNAL set its own code */
         }
-        if (WIFSIGNALED(wstatus)) {
+        if (WIFSIGNALED(wstatus) && !j->shutdown_killed) {
                 int sig = WTERMSIG(wstatus);
                 res->status = JOB_SIGNAL;
                 res->exit_code = 128 + sig;
@@ -999,7 +1011,7 @@ static void finish_exit(struct job *j, int wstatus)
                          strsignal(sig), sig == SIGSYS ? ": a forbidden system call" : "");
                 return;
         }
-        int code = WEXITSTATUS(wstatus);
+        int code = WIFSIGNALED(wstatus) ? 0 : WEXITSTATUS(wstatus);  /* killed after the stop: as an exit */
         if (j->fatal) {
                 res->exit_code = EXIT_SETUP;
                 return;
@@ -1129,7 +1141,7 @@ static void jail_reset(struct job *j)
         }
         j->http_watched = 0;
         j->jailed = j->ready = j->fatal = j->inflight = j->final_result = j->exited = 0;
-        j->ended = j->paused = j->throttled = j->restarting = j->shutdown_sent = 0;
+        j->ended = j->paused = j->throttled = j->restarting = j->shutdown_sent = j->shutdown_killed = 0;
         j->on_error_inflight = 0;
         j->tokens = READ_BURST;
         memset(j->raw, 0, sizeof j->raw);

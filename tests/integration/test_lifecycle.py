@@ -344,3 +344,40 @@ def test_json_mode_keeps_stderr_json(tmp_path):
     lines = r.err.splitlines()
     assert lines and all(json.loads(x)["type"] in ("log", "note", "output") for x in lines), r.err
     assert any(json.loads(x)["type"] == "note" for x in lines)
+
+
+NO_EXIT = """
+import threading, time
+def _forever():
+    while True:
+        time.sleep(1)
+def tick(ctx):
+    ctx.log.info("tick")
+    if threading.active_count() == 1:
+        threading.Thread(target=_forever).start()
+"""
+
+
+@pytest.mark.parametrize("stop", ["ticks", "sigterm"])
+def test_a_jail_that_will_not_exit_after_the_stop_is_killed(tmp_path, stop):
+    """A thread of the jail's own keeps it alive after shutdown: it is
+    killed limits.tick_grace later, and the job keeps the status its ticks
+    earned (red team: an --interval job hung until a second SIGTERM)."""
+    pol = json.loads(open(NATIVE_POLICY).read())
+    pol.setdefault("limits", {})["tick_grace"] = 0.5
+    (tmp_path / "pol.json").write_text(json.dumps(pol))
+    args = ["--policy", str(tmp_path / "pol.json"), "--interval", "200ms", "--json"]
+    t0 = time.monotonic()
+    p = start(tmp_path, NO_EXIT, *args, *(["--ticks", "2"] if stop == "ticks" else []))
+    try:
+        if stop == "sigterm":
+            wait_for(p, '"tick"')
+            p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    assert time.monotonic() - t0 < 15, err
+    assert p.returncode == 0, (out, err)
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["status"] == "ok" and res["stats"]["ticks_failed"] == 0, res
+    assert "the jail did not exit within 0.5 s of being asked to stop; it was killed" in err, err
