@@ -345,8 +345,10 @@ static int count_lines(int fd, off_t size, uint64_t *lines, struct jr_err *err)
 int bt_bars_memfd(const char *path, int *out, uint64_t *lines, struct jr_err *err)
 {
         /* O_NONBLOCK: a FIFO must not hang us before it is refused. */
-        _cleanup_close_ int in = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        _cleanup_close_ int in = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
         struct stat st;
+        if (in < 0 && errno == ELOOP)
+                return jr_fail(err, 0, "--bars %s: %s", path, BT_NO_LINK);
         if (in < 0)
                 return jr_fail(err, errno, "--bars %s", path);
         if (fstat(in, &st) < 0)

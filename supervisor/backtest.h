@@ -51,4 +51,9 @@ void bt_free(struct backtest *b);
  * may claim and so what the run costs the supervisor. */
 int bt_bars_memfd(const char *path, int *out, uint64_t *lines, struct jr_err *err);
 
+/* Why a data file that is a symbolic link is refused: jailrun reads it as
+ * root, and a link planted where the file should be would hand the jail
+ * (and the messages of its parse) a file its user could not read. */
+#define BT_NO_LINK "a symbolic link; data files are read as root and no link is followed: name the file itself"
+
 #endif

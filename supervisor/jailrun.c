@@ -19,6 +19,7 @@
 
 #include "common/cleanup.h"
 #include "common/err.h"
+#include "supervisor/backtest.h"
 #include "supervisor/job.h"
 #include "supervisor/log.h"
 #include "supervisor/state.h"
@@ -692,8 +693,11 @@ static int json_depth(const json_t *j, int limit)
 static int load_params(const char *path, json_t **out)
 {
         struct stat st;
-        /* O_NONBLOCK: a FIFO must not hang us before it is refused. */
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        /* O_NONBLOCK: a FIFO must not hang us before it is refused;
+         * O_NOFOLLOW: as --bars (bt_bars_memfd). */
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
+        if (fd < 0 && errno == ELOOP)
+                return usage_error("--params %s: %s", path, BT_NO_LINK);
         if (fd < 0 || fstat(fd, &st) < 0)
                 return usage_error("--params %s: %s", path, strerror(errno));
         if (!S_ISREG(st.st_mode) || st.st_size > 64 * 1024)

@@ -605,6 +605,29 @@ def test_fifos_are_refused_not_waited_on(tmp_path):
         assert "regular file" in p.stderr, p.stderr
 
 
+def test_data_files_that_are_symbolic_links_are_refused(tmp_path):
+    """jailrun reads --bars and --params as root: a link planted where the
+    file should be would hand the jail, and its parse errors, a file the
+    user could not read (red team: a root-only file's first line came back
+    in a BarsError)."""
+    src = tmp_path / "s.py"
+    src.write_text("def on_bar_strategy(sdk, params):\n    return 1\n")
+    write_bars(tmp_path / "b.csv", 3)
+    secret = tmp_path / "secret"
+    secret.write_text("SECRETHASH\n")
+    secret.chmod(0o600)
+    os.symlink(secret, tmp_path / "link.csv")
+    os.symlink(secret, tmp_path / "link.json")
+    for args, what in ((["--bars", str(tmp_path / "link.csv")], "--bars"),
+                       (["--bars", str(tmp_path / "b.csv"), "--params", str(tmp_path / "link.json")], "--params")):
+        p = subprocess.run([JAILRUN, "--profile", "strategy", *args, str(src)], capture_output=True, text=True,
+                           timeout=30)
+        assert p.returncode == 2, (args, p)
+        assert "%s %s: a symbolic link; data files are read as root and no link is followed" % (
+            what, args[-1]) in p.stderr, p.stderr
+        assert "SECRET" not in p.stderr + p.stdout, p
+
+
 @pytest.mark.parametrize("name,content,message", [
     ("bigfield.csv", 'time,open,high,low,close,volume\n1,"%s",1,1,1,1\n' % ("9" * 200000),
      "bigfield.csv:2: field larger than field limit"),
