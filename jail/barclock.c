@@ -5,7 +5,9 @@
  * names the process after it (BAR_COMM_PREFIX, where the supervisor reads
  * it should it have to kill a stuck bar) and asks the interpreter to run
  * the Python-level SIGALRM handler, which raises TimeoutError in the bar
- * at its next bytecode, again at every tick until the bar returns. */
+ * at its next bytecode, again at every tick until the bar returns.
+ * A worker's tick shares the clock, which also asks for its log entries
+ * to go out once the first has waited LOG_WAIT_NS. */
 #include "config.h"
 
 #define PY_SSIZE_T_CLEAN
@@ -24,6 +26,10 @@
 static volatile sig_atomic_t in_bar;
 static volatile sig_atomic_t overdue;
 static volatile int64_t bar_index, bar_start_ns, budget_ns;
+static volatile int64_t log_since;      /* when the oldest unsent log entry came; 0: none */
+static volatile sig_atomic_t log_due;  /* the Python-level handler is to send them */
+
+#define LOG_WAIT_NS 100000000
 
 static int64_t now_ns(void)
 {
@@ -49,12 +55,20 @@ static void name_bar(int64_t i)
 
 static void on_tick(int sig)
 {
-        int saved = errno;
-        if (in_bar && now_ns() - bar_start_ns >= budget_ns) {
+        int saved = errno, trip = 0;
+        int64_t now = now_ns();
+        if (in_bar && now - bar_start_ns >= budget_ns) {
                 overdue = 1;
                 name_bar(bar_index);
-                PyErr_SetInterruptEx(sig);
+                trip = 1;
         }
+        if (log_since && now - log_since >= LOG_WAIT_NS) {
+                log_since = 0;
+                log_due = 1;
+                trip = 1;
+        }
+        if (trip)
+                PyErr_SetInterruptEx(sig);
         errno = saved;
 }
 
@@ -113,6 +127,24 @@ static PyObject *bar_overdue(PyObject *self, PyObject *noarg)
 {
         (void)self, (void)noarg;
         return PyBool_FromLong(in_bar && overdue);
+}
+
+/* log_mark(): a log entry waits to be sent (kept: the oldest's time) */
+static PyObject *log_mark(PyObject *self, PyObject *noarg)
+{
+        (void)self, (void)noarg;
+        if (!log_since)
+                log_since = now_ns();
+        Py_RETURN_NONE;
+}
+
+/* log_take() -> whether the clock asked for the waiting entries to be sent */
+static PyObject *log_take(PyObject *self, PyObject *noarg)
+{
+        (void)self, (void)noarg;
+        int due = log_due;
+        log_due = 0;
+        return PyBool_FromLong(due);
 }
 
 /* bar_end() -> (nanoseconds the bar took, whether it overran) */
@@ -227,6 +259,8 @@ PyMethodDef barclock_methods[] = {
         { "bar_begin", bar_begin, METH_O, "bar_begin(i): bar i starts" },
         { "bar_end", bar_end, METH_NOARGS, "bar_end() -> (ns, overran)" },
         { "bar_overdue", bar_overdue, METH_NOARGS, "whether the bar in progress overran" },
+        { "log_mark", log_mark, METH_NOARGS, "log_mark(): a log entry waits to be sent" },
+        { "log_take", log_take, METH_NOARGS, "log_take() -> whether the waiting log entries are due" },
         { "bar_window", (PyCFunction)(void (*)(void))bar_window, METH_FASTCALL,
           "bar_window(cls, bars, lo, hi) -> cls holding bars[lo:hi], one copy" },
         { "bar_seal", bar_seal, METH_O, "bar_seal(bars): remember every candle's version" },

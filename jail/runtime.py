@@ -20,7 +20,7 @@ _send = _jailrun.send
 
 class _LogBuffer:
     """Log entries waiting to go out: at most 20 per datagram, flushed when
-    full, at the end of every tick and on exit."""
+    full, before every ctx call, at the end of every tick and on exit."""
 
     __slots__ = ("entries", "size")
 
@@ -44,6 +44,19 @@ class _LogBuffer:
         if self.entries:
             entries, self.entries, self.size = self.entries, [], 0
             _send({"type": "log", "entries": entries})
+
+
+class _TickLogBuffer(_LogBuffer):
+    """A worker's: entries also go out once the first has waited 100 ms,
+    when the tick clock's signal asks (_on_tick_alarm), so a long tick's
+    log shows while it runs."""
+
+    __slots__ = ()
+
+    def add(self, level, text):
+        if not self.entries:
+            _jailrun.log_mark()
+        _LogBuffer.add(self, level, text)
 
 
 def _text(args):
@@ -564,8 +577,8 @@ def check_main(source, filename, policy):
 
 
 def worker_main(source, filename, policy, entry):
-    buf = _LogBuffer()
     ticks = entry == "ticks"
+    buf = _TickLogBuffer() if ticks else _LogBuffer()
     ctx = Ctx(buf, policy.get("adapters")) if ticks else None
     sys.stdout = _LogStream(buf, "info")
     sys.stderr = _LogStream(buf, "error")
@@ -586,6 +599,7 @@ def worker_main(source, filename, policy, entry):
     on_error = g.get("on_error") if ticks and callable(g.get("on_error")) else None
     if ticks:
         _Tick.limit = policy["limits"]["tick_timeout"]
+        _Tick.buf = buf
         import _signal  # not `signal`: its enums cost every jail ~5 ms to import
 
         _signal.signal(_signal.SIGALRM, _on_tick_alarm)
@@ -627,11 +641,22 @@ class _Tick:
 
     index = 0
     limit = 60.0
+    buf = None
+
+
+# Frames the clock's signal must not send the log from: they change it.
+_LOG_BUSY = frozenset(f.__code__ for f in (_LogBuffer.add, _LogBuffer.flush, _TickLogBuffer.add))
 
 
 def _on_tick_alarm(signum, frame):
-    # Asked for by the C clock (jail/barclock.c) while a tick is overdue;
-    # a request left over from a tick that has since ended is dropped.
+    # Asked for by the C clock (jail/barclock.c) while a tick is overdue
+    # or log entries have waited; a request left over from a tick that has
+    # since ended is dropped.
+    if _jailrun.log_take():
+        if frame is not None and frame.f_code in _LOG_BUSY:
+            _jailrun.log_mark()  # at the clock's next tick
+        elif _Tick.buf is not None:
+            _Tick.buf.flush()
     if _jailrun.bar_overdue():
         raise TimeoutError("tick %d exceeded its time limit of %g s" % (_Tick.index, _Tick.limit))
 
