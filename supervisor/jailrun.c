@@ -548,8 +548,11 @@ static void print_result(const struct job_opts *o, const struct job_result *r)
                         json_object_set_new(stats, "ticks", json_integer(r->ticks_done));
                         json_object_set_new(stats, "ticks_failed", json_integer(r->ticks_failed));
                         json_object_set_new(stats, "restarts", json_integer(r->restarts));
-                        if (o->interval_s > 0)
+                        if (o->interval_s > 0) {
                                 json_object_set_new(stats, "slots_skipped", json_integer((json_int_t)r->slots_skipped));
+                                json_object_set_new(stats, "reloads", json_integer(r->reloads));
+                                json_object_set_new(stats, "reloads_failed", json_integer(r->reloads_failed));
+                        }
                 }
                 if (stats && r->log_dropped)
                         json_object_set_new(stats, "log_dropped", json_integer((json_int_t)r->log_dropped));

@@ -59,6 +59,42 @@ enum { EV_CHAN, EV_OUT, EV_ERR, EV_PIDFD, EV_SIGNAL, EV_TIMER, EV_GRACE, EV_OOM,
 /* How often the progress line is redrawn. */
 #define PROGRESS_S 0.5
 
+/* A worker's script text, shared by the next jail, the current one and
+ * the last that loaded. */
+struct script {
+        char *text;
+        size_t len;
+        unsigned refs;
+        int reload;  /* read again on SIGHUP */
+};
+
+static struct script *script_new(char *text, size_t len, int reload)
+{
+        struct script *sc = calloc(1, sizeof *sc);
+        if (!sc) {
+                free(text);
+                return NULL;
+        }
+        *sc = (struct script){ .text = text, .len = len, .refs = 1, .reload = reload };
+        return sc;
+}
+
+static struct script *script_ref(struct script *sc)
+{
+        if (sc)
+                sc->refs++;
+        return sc;
+}
+
+static void script_unref(struct script **sc)
+{
+        if (*sc && !--(*sc)->refs) {
+                free((*sc)->text);
+                free(*sc);
+        }
+        *sc = NULL;
+}
+
 struct job {
         const struct job_opts *o;
         struct job_result *res;
@@ -98,10 +134,10 @@ struct job {
         /* Worker lifecycle (across jails). */
         struct zygote zyg;        /* clones every jail after the first */
         struct timespec started;  /* the job's start, for --timeout across jails */
-        char *script;             /* the script the next jail runs (owned) */
-        size_t script_len;
-        char *prev_script;        /* during a reload: the one to go back to */
-        size_t prev_script_len;
+        struct script *next;      /* what the next jail runs (SIGHUP: the text read again) */
+        struct script *cur;       /* what this jail runs; next != cur: a reload waits */
+        struct script *good;      /* the last that loaded (reached ready) */
+        char reload_error[256];   /* why a reloaded script did not load */
         int scheduled;            /* the first tick ran: sched0 and slot hold */
         struct timespec sched0;   /* slot k starts at sched0 + k * interval */
         uint64_t slot;            /* the slot of the last tick sent */
@@ -109,14 +145,21 @@ struct job {
         int shutdown_sent;        /* we asked the jail to stop */
         int shutdown_killed;      /* ... and killed it when it did not, limits.tick_grace later */
         int stopping;             /* SIGTERM: stop after the tick in flight */
-        int reloading;            /* SIGHUP: a jail with the new script comes next */
-        int restarting;           /* this jail is being replaced */
-        int ever_ready;           /* some jail of this job loaded the script */
+        int restarting;           /* we killed this jail: it is being replaced (or the job stops) */
+        int restart_now;          /* ... for a reload: no back-off */
         int on_error_pending;     /* a restarted jail's first task: on_error */
         int on_error_inflight;
         json_t *pending_error;    /* {type, message, line, tick} for it */
         unsigned fails;           /* failed jails in a row, for the back-off */
+        int64_t oom_seen;         /* the group's OOM kills before this jail */
+        int jail_oom;             /* this jail's processes were killed at the memory limit */
 };
+
+/* A SIGHUP's text waits for a jail to run it. */
+static int reload_waiting(const struct job *j)
+{
+        return j->next != j->cur;
+}
 
 static long ms_since(const struct timespec *t0)
 {
@@ -256,8 +299,8 @@ static void next_tick_or_stop(struct job *j)
                 return send_run(j, json_pack("{s:s, s:I, s:s, s:O}", "type", "run", "id", (json_int_t)j->sent, "op",
                                              "on_error", "error", j->pending_error));
         }
-        if (j->reloading && !j->stopping) {  /* SIGHUP: this jail goes, the next runs the new script */
-                j->restarting = 1;
+        if (reload_waiting(j) && !j->stopping) {  /* SIGHUP: this jail goes, the next runs the new script */
+                j->restarting = j->restart_now = 1;
                 return kill_jail(j);
         }
         if (j->stopping || (!j->o->forever && j->sent >= j->o->ticks))
@@ -281,6 +324,13 @@ static void print_block(struct outq *q, const char *text)
         }
 }
 
+/* A reloaded script that did not load: the job goes on with the one
+ * before, so its error is not the job's. */
+static int rejected_reload(const struct job *j)
+{
+        return !j->ready && j->good && j->cur != j->good;
+}
+
 static void on_error_result(struct job *j, const struct msg *m)
 {
         /* In profile exec the script's own stderr already carried it. */
@@ -289,12 +339,23 @@ static void on_error_result(struct job *j, const struct msg *m)
                         outq_puts(&j->errq, "Traceback (most recent call last):\n");
                         print_block(&j->errq, m->result.traceback);
                 }
+                /* A type of the jail's naming must not pass for our own note. */
+                if (strncmp(m->result.etype, "jailrun", 7) == 0)
+                        outq_puts(&j->errq, "  ");
                 log_escaped(&j->errq, m->result.etype);
                 outq_puts(&j->errq, ": ");
                 log_escaped(&j->errq, m->result.emsg);
                 outq_put(&j->errq, "\n", 1);
         }
-        if (!j->have_error) {  /* report the first failure */
+        if (rejected_reload(j)) {  /* said when the next jail starts */
+                char line[32] = "";
+                if (m->result.line > 0 && strncmp(m->result.emsg, "line ", 5) != 0)
+                        snprintf(line, sizeof line, " (line %lld)", (long long)m->result.line);
+                size_t room = sizeof j->reload_error - strlen(line);
+                snprintf(j->reload_error, room, "%s: %s", m->result.etype, m->result.emsg);
+                jr_utf8_clean(j->reload_error);
+                strcat(j->reload_error, line);
+        } else if (!j->have_error) {  /* report the first failure */
                 j->have_error = 1;
                 jr_utf8_copy(j->res->etype, sizeof j->res->etype, m->result.etype);
                 jr_utf8_copy(j->res->emsg, sizeof j->res->emsg, m->result.emsg);
@@ -540,12 +601,13 @@ static void on_message(struct job *j, struct msg *m)
                 if (bt && bt_start(&j->bt, (uint64_t)m->ready.bars, &err) < 0)
                         return end_job(j, JOB_PROTOCOL, "ProtocolError", "%s", err.msg);
                 j->ready = 1;
-                j->ever_ready = 1;
-                if (j->reloading == 2) {
-                        j->reloading = 0;
-                        free(j->prev_script);
-                        j->prev_script = NULL;
-                        log_note(&j->errq, j->o->json, "reloaded %s", j->o->script_path);
+                if (j->good != j->cur) {  /* this text loads: the one to go back to */
+                        if (j->cur->reload) {
+                                j->res->reloads++;
+                                log_note(&j->errq, j->o->json, "reloaded %s", j->o->script_path);
+                        }
+                        script_unref(&j->good);
+                        j->good = script_ref(j->cur);
                 }
                 if (bt)
                         arm_bar_watch(j);
@@ -774,34 +836,53 @@ static void on_tick_limit(struct job *j)
         restart_jail(j, "TimeoutError", msg);
 }
 
+/* SIGHUP: the script read again, for the next jail. 0, or -1 (said why). */
+static int reload_script(struct job *j, const char *when)
+{
+        struct jr_err err = { 0 };
+        char *text = NULL;
+        size_t len = 0;
+        if (read_script(j->o->script_path, &text, &len, &err) < 0) {
+                log_note(&j->errq, j->o->json, "SIGHUP: %s; the script running goes on", err.msg);
+                return -1;
+        }
+        struct script *sc = script_new(text, len, 1);
+        if (!sc) {
+                log_note(&j->errq, j->o->json, "SIGHUP: out of memory; the script running goes on");
+                return -1;
+        }
+        script_unref(&j->next);  /* a text read earlier and not run yet goes */
+        j->next = sc;
+        log_note(&j->errq, j->o->json, "SIGHUP: reloading %s%s", j->o->script_path, when);
+        return 0;
+}
+
 /* --interval: SIGTERM lets the tick in flight end, then stops; SIGHUP
- * starts a jail with the script read again once no tick runs. 1 when
- * served so. */
+ * starts a jail with the script read again once no tick runs. A jail
+ * still loading has nothing to finish: it goes at once. 1 when served so. */
 static int gentle_signal(struct job *j, int sig)
 {
-        if (j->o->interval_s <= 0 || !j->ready || (sig != SIGTERM && sig != SIGHUP) ||
-            (sig == SIGTERM && j->stopping))
+        if (j->o->interval_s <= 0 || (sig != SIGTERM && sig != SIGHUP) || (sig == SIGTERM && j->stopping))
                 return 0;
+        const char *when = j->inflight ? " after the tick in flight" : !j->ready ? " (the jail loading goes)" : "";
         if (sig == SIGHUP) {
-                struct jr_err err = { 0 };
-                char *text = NULL;
-                size_t len = 0;
-                if (read_script(j->o->script_path, &text, &len, &err) < 0) {
-                        log_note(&j->errq, j->o->json, "SIGHUP: %s; the script running goes on", err.msg);
+                if (j->stopping || j->shutdown_sent) {
+                        log_note(&j->errq, j->o->json, "SIGHUP: the worker is stopping; not reloaded");
                         return 1;
                 }
-                free(j->prev_script);
-                j->prev_script = j->script, j->prev_script_len = j->script_len;
-                j->script = text, j->script_len = len;
-                j->reloading = 1;
-                log_note(&j->errq, j->o->json, "SIGHUP: reloading %s%s", j->o->script_path,
-                            j->inflight ? " after the tick in flight" : "");
+                if (reload_script(j, when) < 0)
+                        return 1;
         } else {
                 j->stopping = 1;
-                log_note(&j->errq, j->o->json, "SIGTERM: stopping%s", j->inflight ? " after the tick in flight" : "");
+                log_note(&j->errq, j->o->json, "SIGTERM: stopping%s", when);
         }
-        if (!j->inflight && !j->shutdown_sent && !j->restarting)
+        if (!j->ready) {  /* loading: a reload or the stop need not wait for it */
+                j->restarting = 1;
+                j->restart_now = sig == SIGHUP;
+                kill_jail(j);
+        } else if (!j->inflight && !j->shutdown_sent && !j->restarting) {
                 next_tick_or_stop(j);
+        }
         return 1;
 }
 
@@ -879,9 +960,13 @@ static void handle(struct job *j, const struct epoll_event *ev)
         case EV_GRACE:
                 end_job(j, JOB_PROTOCOL, "ProtocolError", "worker closed its channel");
                 break;
-        case EV_OOM:  /* v1: the memory controller hit the limit */
+        case EV_OOM: {  /* v1: the memory controller hit the limit */
+                uint64_t x;  /* read, or it fires for every later jail of the job */
+                while (read(j->cg.oom_fd, &x, sizeof x) < 0 && errno == EINTR)
+                        ;
                 end_memory(j);
                 break;
+        }
         case EV_CPU:
                 check_cpu_time(j);
                 break;
@@ -991,7 +1076,7 @@ static void finish_exit(struct job *j, int wstatus)
 {
         struct job_result *res = j->res;
         int exec = j->o->entry == JAIL_ENTRY_SCRIPT;
-        if (!j->ended && res->cg.oom_kills > 0)
+        if (!j->ended && j->jail_oom)
                 end_memory(j);  /* v2: the whole group was killed at the limit */
         if (j->ended) {
                 if (res->status == JOB_TIMEOUT || res->status == JOB_CPU_TIME)
@@ -1125,8 +1210,9 @@ static void job_close(struct job *j)
         bt_free(&j->bt);
         zygote_stop(&j->zyg);
         json_decref(j->pending_error);
-        free(j->prev_script);
-        free(j->script);
+        script_unref(&j->next);
+        script_unref(&j->cur);
+        script_unref(&j->good);
 }
 
 /* Between two jails of a worker: the next starts from a clean slate; the
@@ -1142,7 +1228,8 @@ static void jail_reset(struct job *j)
         j->http_watched = 0;
         j->jailed = j->ready = j->fatal = j->inflight = j->final_result = j->exited = 0;
         j->ended = j->paused = j->throttled = j->restarting = j->shutdown_sent = j->shutdown_killed = 0;
-        j->on_error_inflight = 0;
+        j->on_error_inflight = j->jail_oom = 0;
+        j->reload_error[0] = '\0';
         j->tokens = READ_BURST;
         memset(j->raw, 0, sizeof j->raw);
         j->sp = (struct spawn){ .pidfd = -1 };
@@ -1200,10 +1287,14 @@ static int run_jail(struct job *j, struct jail_cfg *cfg, struct jr_err *err)
          * reaped, which getrusage misses. */
         if (j->res->cg.cpu_user_us >= 0 && j->res->cg.cpu_system_us >= 0)
                 j->res->cpu_ms = (j->res->cg.cpu_user_us + j->res->cg.cpu_system_us) / 1000;
-        if (wants_restart(j, ws))
-                return 1;
-        finish_status(j, ws);
-        return 0;
+        /* The group's OOM count is the job's: this jail's are the new ones. */
+        j->jail_oom = j->res->cg.oom_kills > j->oom_seen;
+        if (j->jail_oom)
+                j->oom_seen = j->res->cg.oom_kills;
+        int w = wants_restart(j, ws);
+        if (w == 0)
+                finish_status(j, ws);
+        return w == 1;
 }
 
 /* Ends the job between two jails (nothing runs): a signal, or the job's
@@ -1257,18 +1348,10 @@ static int wait_backoff(struct job *j, double delay)
                         end_between(j, sig);
                         return -1;
                 }
-                char *text = NULL;
-                size_t len = 0;
-                struct jr_err err = { 0 };
-                if (read_script(j->o->script_path, &text, &len, &err) < 0) {
-                        log_note(&j->errq, j->o->json, "SIGHUP: %s", err.msg);
-                        continue;
-                }
-                free(j->prev_script);
-                j->prev_script = j->script, j->prev_script_len = j->script_len;
-                j->script = text, j->script_len = len;
-                j->reloading = 2;
-                return 0;
+                int r = reload_script(j, " (the back-off ends)");
+                outq_flush_all(&j->errq);
+                if (r == 0)
+                        return 0;
         }
         if (deadline) {
                 end_between(j, 0);
@@ -1281,14 +1364,8 @@ static int wait_backoff(struct job *j, double delay)
 static int between_jails(struct job *j)
 {
         double delay = 0;
-        if (j->reloading == 2) {  /* the new script did not load: back to the one before */
-                log_note(&j->errq, j->o->json, "the reloaded script did not load; the previous one runs on");
-                free(j->script);
-                j->script = j->prev_script, j->script_len = j->prev_script_len;
-                j->prev_script = NULL;
-                j->reloading = 0;
-        } else if (j->reloading == 1) {
-                j->reloading = 2;
+        if (j->restart_now) {  /* a reload, or back to the script before it */
+                j->restart_now = 0;
         } else {
                 /* A loop is jails failing young, whatever their ticks did
                  * before: one that returns a tick, then dies, is one. */
@@ -1312,6 +1389,8 @@ static int between_jails(struct job *j)
 /* A worker's jail that died on its own (--interval): why, as a tick error. */
 static void crash_reason(struct job *j, int ws, char *type, size_t tsize, char *msg, size_t msize)
 {
+        if (!j->ended && j->jail_oom)
+                end_memory(j);  /* v2: the kernel killed the group at the limit */
         if (j->ended) {  /* ended by us: memory, a protocol violation, the task limit */
                 jr_utf8_copy(type, tsize, j->res->etype);
                 jr_utf8_copy(msg, msize, j->res->emsg);
@@ -1325,21 +1404,54 @@ static void crash_reason(struct job *j, int ws, char *type, size_t tsize, char *
         }
 }
 
+/* A jail's end the worker survives with --interval: one it died of. */
+static int restartable_end(const struct job *j)
+{
+        return j->res->status == JOB_MEMORY || j->res->status == JOB_PROTOCOL || j->res->status == JOB_PIDS;
+}
+
+/* A jail whose script never loaded: the next runs a newer SIGHUP's text,
+ * or the last that loaded; 1, or 0 when none did (the job ends so). */
+static int after_failed_load(struct job *j, int ws)
+{
+        if (reload_waiting(j))
+                return j->restart_now = 1;
+        if (!j->good)
+                return 0;
+        if (!j->reload_error[0]) {  /* it died without a word: why, as for a crash */
+                char type[sizeof j->res->etype];
+                crash_reason(j, ws, type, sizeof type, j->reload_error, sizeof j->reload_error);
+        }
+        log_note(&j->errq, j->o->json, "the reloaded script did not load (%s); the previous one runs on",
+                 j->reload_error);
+        j->res->reloads_failed++;
+        script_unref(&j->next);
+        j->next = script_ref(j->good);
+        return j->restart_now = 1;
+}
+
 /* After a worker's jail is gone: 1 if another is to replace it (a tick
- * past its hard limit, a reload, or with --interval a jail that died). */
+ * past its hard limit, a reload, or with --interval a jail that died), 2
+ * if the job stopped with no tick to finish (its status set), 0 for the
+ * status the jail's end gives. */
 static int wants_restart(struct job *j, int ws)
 {
-        if (j->o->entry != JAIL_ENTRY_TICKS || !j->ever_ready || j->shutdown_sent || j->zyg.pid <= 0)
+        if (j->o->entry != JAIL_ENTRY_TICKS || j->shutdown_sent)
                 return 0;
-        if (j->reloading == 2 && !j->ready)  /* the reloaded script did not load */
-                return 1;
+        if (j->ended && (j->stopping || !restartable_end(j)))
+                return 0;  /* our own end: a signal, the job's time or CPU limit */
+        if (j->stopping && (j->restarting || !j->ready)) {  /* SIGTERM while loading or being replaced */
+                end_between(j, SIGTERM);
+                return 2;
+        }
+        if (j->zyg.pid <= 0)
+                return 0;
+        if (!j->ready && j->cur != j->good)
+                return after_failed_load(j, ws);
         if (j->restarting)
                 return 1;
         if (j->o->interval_s <= 0 || j->stopping)
                 return 0;
-        if (j->ended && j->res->status != JOB_MEMORY && j->res->status != JOB_PROTOCOL &&
-            j->res->status != JOB_PIDS)
-                return 0;  /* our own end: a signal, the job's time or CPU limit */
         char type[sizeof j->res->etype], msg[sizeof j->res->emsg];
         crash_reason(j, ws, type, sizeof type, msg, sizeof msg);
         j->ended = 0;
@@ -1387,7 +1499,9 @@ int job_run(const struct job_opts *o, struct job_result *res)
         struct job j = { .o = o, .res = res, .chan = -1, .out = -1, .err = -1, .sigfd = -1,
                          .timerfd = -1, .epfd = -1, .gracefd = -1, .cpufd = -1, .throttlefd = -1, .barfd = -1,
                          .slotfd = -1, .tickfd = -1, .tokens = READ_BURST, .sp = { .pidfd = -1 },
-                         .cg = { .dirfd = -1, .oom_fd = -1 }, .script = script, .script_len = len, .started = t0 };
+                         .cg = { .dirfd = -1, .oom_fd = -1 }, .started = t0 };
+        j.next = script_new(script, len, 0);
+        j.cur = script_ref(j.next);
         res->cg = (struct cg_stats){ -1, -1, -1, -1, -1, -1 };
         struct uidlock lock = { .fd = -1 };
         broker_init(&j.broker, &o->broker);
@@ -1395,7 +1509,7 @@ int job_run(const struct job_opts *o, struct job_result *res)
         outq_init(&j.errq, STDERR_FILENO, OUTQ_LIMIT);
         bt_init(&j.bt, o->abort_percent, o->abort_min);
         _cleanup_close_ int bars_fd = -1;
-        if (!(j.buf = malloc(CHAN_MAX_MSG)))
+        if (!j.next || !(j.buf = malloc(CHAN_MAX_MSG)))
                 r = jr_fail(&err, ENOMEM, "channel buffer");
         if (r == 0 && o->entry == JAIL_ENTRY_BACKTEST && (r = bt_bars_memfd(o->bars_path, &bars_fd, &j.bt.max_total, &err)) < 0) {
                 res->exit_code = EXIT_USAGE;
@@ -1420,7 +1534,7 @@ int job_run(const struct job_opts *o, struct job_result *res)
                 .policy_json = o->policy_json,
                 .host_uid = lock.uid,
                 .host_gid = (gid_t)lock.uid,
-                .script = script,
+                .script = j.next ? j.next->text : NULL,
                 .script_len = len,
                 .script_name = name ? name + 1 : o->script_path,
                 .argc = o->argc,
@@ -1441,8 +1555,10 @@ int job_run(const struct job_opts *o, struct job_result *res)
                         break;
                 }
                 jail_reset(&j);
-                cfg.script = j.script;
-                cfg.script_len = j.script_len;
+                script_unref(&j.cur);
+                j.cur = script_ref(j.next);
+                cfg.script = j.cur->text;
+                cfg.script_len = j.cur->len;
                 r = run_jail(&j, &cfg, &err);
         }
         struct jr_err cg_err = { 0 };

@@ -70,6 +70,8 @@ struct job_result {
         unsigned ticks_done;
         unsigned ticks_failed;       /* worker: ticks that raised, timed out or died */
         unsigned restarts;           /* worker: jails started after the first */
+        unsigned reloads;            /* worker: SIGHUP's scripts that loaded */
+        unsigned reloads_failed;     /* ... and that did not (the one before ran on) */
         uint64_t slots_skipped;      /* worker --interval: slots no tick ran in */
         long wall_ms;
         long setup_us;               /* clone to the jail's "jailed" message, supervisor clock */

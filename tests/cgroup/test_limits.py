@@ -78,6 +78,34 @@ def test_worker_memory_bomb(tmp_path):
     assert j["error"]["message"] == "memory limit of 64 MiB exceeded"
 
 
+def test_a_worker_lives_on_after_its_jail_hit_the_memory_limit(tmp_path):
+    """--interval: the jail killed at the limit is replaced and the next one
+    ticks (red team: on v1 the limit's event stayed readable and killed
+    every later jail at once); the job's status is its ticks', not the
+    limit's (on v2 the group's OOM count of an earlier jail ended it so)."""
+    r = run_script(tmp_path, """
+        import time
+        n = 0
+        keep = []
+        def tick(ctx):
+            global n
+            n += 1
+            ctx.log.info("tick", n)
+            if n == 3:
+                time.sleep(0.3)  # the log goes out (at 100 ms) before the jail dies
+                while True:
+                    keep.append(b"x" * (8 << 20))
+        def on_error(ctx, error):
+            ctx.log.info("on_error", error["type"], error["message"])
+    """, "--memory", "64M", "--interval", "50ms", "--ticks", "6", "--json", timeout=120)
+    j = result(r)
+    logs = [json.loads(x)["message"] for x in r.err.splitlines() if x.startswith('{"type":"log"')]
+    oom = "on_error MemoryError memory limit of 64 MiB exceeded"
+    assert logs == ["tick 1", "tick 2", "tick 3", oom, "tick 1", "tick 2", "tick 3", oom], r.err
+    assert r.code == 1 and j["status"] == "error", j
+    assert (j["error"]["type"], j["stats"]["ticks_failed"], j["stats"]["restarts"]) == ("MemoryError", 2, 2), j
+
+
 def test_memory_under_the_limit_is_fine(tmp_path):
     r = run_script(tmp_path, "b = bytearray(40 << 20)\nprint(len(b))\n", "--profile", "exec",
                    "--memory", "128M", "--json")

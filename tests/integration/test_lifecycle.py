@@ -342,23 +342,161 @@ def test_second_sigterm_stops_at_once(tmp_path):
 
 def test_sighup_reloads_the_script(tmp_path):
     src = "def tick(ctx):\n    ctx.log.info('VERSION')\n"
-    p = start(tmp_path, src.replace("VERSION", "v1"), "--interval", "100ms")
+    p = start(tmp_path, src.replace("VERSION", "v1"), "--interval", "100ms", "--json")
     try:
-        wait_for(p, "INFO v1")
+        wait_for(p, "INFO v1".join(['"message":"', '"']).replace("INFO ", ""))
         (tmp_path / "w.py").write_text("def tick(ctx)\n    broken\n")  # does not load: v1 goes on
         p.send_signal(signal.SIGHUP)
-        wait_for(p, "the reloaded script did not load; the previous one runs on")
-        wait_for(p, "INFO v1")
+        wait_for(p, "the reloaded script did not load (SyntaxError: line 1:13: expected ':'); "
+                    "the previous one runs on")
+        wait_for(p, '"message":"v1"')
         (tmp_path / "w.py").write_text(src.replace("VERSION", "v2"))
         p.send_signal(signal.SIGHUP)
-        wait_for(p, "jailrun: reloaded")
+        wait_for(p, "reloaded " + str(tmp_path / "w.py"))
+        wait_for(p, '"message":"v2"')
+        p.send_signal(signal.SIGTERM)
+        out, err = finish(p)
+    finally:
+        p.kill()
+    assert '"v1"' not in err  # after the reload, only v2
+    res = json.loads(out.strip().splitlines()[-1])
+    # a script that did not load is the operator's, said at once: no tick failed
+    assert p.returncode == 0 and res["status"] == "ok", res
+    assert (res["stats"]["reloads"], res["stats"]["reloads_failed"]) == (1, 1), res
+
+
+SLOW_LOAD = """
+x = 0
+for i in range(10 ** 9):  # loading takes long
+    x += i
+def tick(ctx):
+    ctx.log.info("VERSION")
+"""
+QUICK = "def tick(ctx):\n    ctx.log.info('VERSION')\n"
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGQUIT, 131), (signal.SIGTERM, 0)])
+def test_a_stop_while_the_reloaded_script_loads(tmp_path, sig, code):
+    """SIGINT and SIGQUIT stop at once and SIGTERM stops (no tick to let
+    finish) while a reloaded script loads; none is lost to the reload (red
+    team: the job ran on, with a false "did not load")."""
+    p = start(tmp_path, QUICK.replace("VERSION", "v1"), "--interval", "100ms")
+    try:
+        wait_for(p, "INFO v1")
+        (tmp_path / "w.py").write_text(SLOW_LOAD.replace("VERSION", "v2"))
+        p.send_signal(signal.SIGHUP)
+        wait_for(p, "a new jail for the worker (restart 1)")
+        t0 = time.monotonic()
+        p.send_signal(sig)
+        out, err = finish(p)
+    finally:
+        p.kill()
+    assert time.monotonic() - t0 < 5
+    assert p.returncode == code, err
+    assert "did not load" not in err and "restart 2" not in err, err
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
+def test_a_stop_soon_after_sighup(tmp_path, sig, code):
+    p = start(tmp_path, QUICK.replace("VERSION", "v1"), "--interval", "5s")
+    try:
+        wait_for(p, "INFO v1")
+        p.send_signal(signal.SIGHUP)
+        time.sleep(0.002)
+        p.send_signal(sig)
+        out, err = finish(p)
+    finally:
+        p.kill()
+    assert p.returncode == code, err
+    assert "did not load" not in err, err
+
+
+def test_a_second_sighup_while_the_first_loads_wins(tmp_path):
+    p = start(tmp_path, QUICK.replace("VERSION", "v1"), "--interval", "100ms")
+    try:
+        wait_for(p, "INFO v1")
+        (tmp_path / "w.py").write_text(SLOW_LOAD.replace("VERSION", "v2"))
+        p.send_signal(signal.SIGHUP)
+        wait_for(p, "a new jail for the worker (restart 1)")
+        (tmp_path / "w.py").write_text(QUICK.replace("VERSION", "v3"))
+        p.send_signal(signal.SIGHUP)
+        wait_for(p, "SIGHUP: reloading %s (the jail loading goes)" % (tmp_path / "w.py"))
+        wait_for(p, "INFO v3")
+        p.send_signal(signal.SIGTERM)
+        out, err = finish(p)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err
+    assert "INFO v2" not in err and "did not load" not in err, err
+
+
+def test_two_reloads_that_do_not_load_go_back_to_the_last_that_did(tmp_path):
+    """The second SIGHUP's text replaces the first's, not the script that
+    loaded (red team: the first, never loaded, became the one to go back
+    to, and with it broken the job crash-looped for good)."""
+    p = start(tmp_path, "import time\ndef tick(ctx):\n    ctx.log.info('v1')\n    time.sleep(1)\n",
+              "--interval", "100ms")
+    try:
+        wait_for(p, "INFO v1")  # the tick sleeps on: both signals come during it
+        (tmp_path / "w.py").write_text("raise RuntimeError('bad1')\n")
+        p.send_signal(signal.SIGHUP)
+        wait_for(p, "SIGHUP: reloading")
+        (tmp_path / "w.py").write_text("def tick(ctx)\n")
+        p.send_signal(signal.SIGHUP)
+        wait_for(p, "the reloaded script did not load (SyntaxError")
+        wait_for(p, "INFO v1")
+        p.send_signal(signal.SIGTERM)
+        out, err = finish(p)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err
+    assert "bad1" not in err and "exited with status" not in err, err
+
+
+@pytest.mark.parametrize("sig", ["sighup", "sigterm"])
+def test_a_signal_while_the_first_jail_loads(tmp_path, sig):
+    """SIGHUP or SIGTERM before the script first loaded: a reload and a
+    gentle stop, not an interrupted job (red team: 129 and 143)."""
+    p = start(tmp_path, SLOW_LOAD.replace("VERSION", "v1"), "--interval", "100ms")
+    try:
+        time.sleep(0.5)
+        if sig == "sighup":
+            (tmp_path / "w.py").write_text(QUICK.replace("VERSION", "v2"))
+            p.send_signal(signal.SIGHUP)
+            wait_for(p, "reloaded")
+            wait_for(p, "INFO v2")
+        p.send_signal(signal.SIGTERM)
+        out, err = finish(p)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err
+
+
+def test_sighup_while_a_restarted_jail_loads(tmp_path):
+    src = "import os\n" + SLOW_LOAD.replace("ctx.log.info(\"VERSION\")", "os._exit(3)").replace("10 ** 9", "10 ** 7")
+    p = start(tmp_path, src, "--policy", NATIVE_POLICY, "--interval", "100ms")
+    try:
+        wait_for(p, "a new jail for the worker (restart 1)")
+        (tmp_path / "w.py").write_text(QUICK.replace("VERSION", "v2"))
+        p.send_signal(signal.SIGHUP)
         wait_for(p, "INFO v2")
         p.send_signal(signal.SIGTERM)
         out, err = finish(p)
     finally:
         p.kill()
-    assert "INFO v1" not in err  # after the reload, only v2
-    assert p.returncode == 1  # the broken script's load error counts
+    assert p.returncode == 1, err  # the tick that crashed failed
+
+
+def test_an_error_type_cannot_pass_for_a_note(tmp_path):
+    r = run_script(tmp_path, """
+        class jailrun(Exception):
+            pass
+        def tick(ctx):
+            raise jailrun("SIGTERM: stopping")
+    """)
+    assert r.code == 1
+    assert [x for x in r.err.splitlines() if x.startswith("jailrun: SIGTERM")] == [], r.err
+    assert "  jailrun: SIGTERM: stopping" in r.err
 
 
 def test_sigterm_during_the_back_off(tmp_path):
