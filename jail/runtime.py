@@ -8,6 +8,7 @@ import builtins
 import sys
 
 import _jailrun
+import _thread
 
 LOG_MAX_CHARS = 4000
 LOG_MAX_BATCH = 20
@@ -20,27 +21,35 @@ _send = _jailrun.send
 
 class _LogBuffer:
     """Log entries waiting to go out: at most 20 per datagram, flushed when
-    full, before every ctx call, at the end of every tick and on exit."""
+    full, before every ctx call, at the end of every tick and on exit.
+    Threads may log at once: the lock keeps every entry once, in order."""
 
-    __slots__ = ("entries", "size")
+    __slots__ = ("entries", "size", "lock")
 
     def __init__(self):
         self.entries = []
         self.size = 0
+        self.lock = _thread.allocate_lock()
 
     def add(self, level, text):
         if len(text) > LOG_MAX_CHARS:
             text = text[:LOG_MAX_CHARS]
         # Encoded size bound: every char may become a 6-byte escape.
         cost = len(text) * 6 + 32
-        if self.entries and self.size + cost > LOG_MAX_BATCH_BYTES:
-            self.flush()
-        self.entries.append({"level": level, "msg": text})
-        self.size += cost
-        if len(self.entries) >= LOG_MAX_BATCH:
-            self.flush()
+        with self.lock:
+            if self.entries and self.size + cost > LOG_MAX_BATCH_BYTES:
+                self._out()
+            self.entries.append({"level": level, "msg": text})
+            self.size += cost
+            if len(self.entries) >= LOG_MAX_BATCH:
+                self._out()
 
     def flush(self):
+        if self.entries:
+            with self.lock:
+                self._out()
+
+    def _out(self):  # the lock held
         if self.entries:
             entries, self.entries, self.size = self.entries, [], 0
             _send({"type": "log", "entries": entries})
@@ -580,8 +589,9 @@ def worker_main(source, filename, policy, entry):
     ticks = entry == "ticks"
     buf = _TickLogBuffer() if ticks else _LogBuffer()
     ctx = Ctx(buf, policy.get("adapters")) if ticks else None
-    sys.stdout = _LogStream(buf, "info")
-    sys.stderr = _LogStream(buf, "error")
+    # The runtime flushes these, whatever the script makes of sys.stdout.
+    sys.stdout = so = _LogStream(buf, "info")
+    sys.stderr = se = _LogStream(buf, "error")
     fname = "tick" if ticks else _ENTRY.get(policy["profile"], "tick")
     try:
         g = _load(source, filename, ctx, policy)
@@ -590,7 +600,7 @@ def worker_main(source, filename, policy, entry):
                                % (filename, fname, "ctx" if fname == "tick" else "sdk, params"))
         tick = g[fname]
     except BaseException as e:
-        sys.stdout.flush()
+        so.flush()
         buf.flush()
         _remember_source(source, filename)
         _send({"type": "result", "id": 0, "error": _error_info(e, filename)})
@@ -612,7 +622,7 @@ def worker_main(source, filename, policy, entry):
             return 0
         kind = msg.get("type")
         if kind == "shutdown":
-            sys.stdout.flush()
+            so.flush()
             buf.flush()
             return 0
         if kind != "run":
@@ -630,8 +640,8 @@ def worker_main(source, filename, policy, entry):
                 if on_error is not None:
                     _call_on_error(on_error, ctx, {"type": info["type"], "message": info["message"],
                                                    "line": info["line"], "tick": msg["id"]}, buf, filename)
-        sys.stdout.flush()
-        sys.stderr.flush()
+        so.flush()
+        se.flush()
         buf.flush()
         _send(reply)
 
@@ -645,7 +655,8 @@ class _Tick:
 
 
 # Frames the clock's signal must not send the log from: they change it.
-_LOG_BUSY = frozenset(f.__code__ for f in (_LogBuffer.add, _LogBuffer.flush, _TickLogBuffer.add))
+_LOG_BUSY = frozenset(f.__code__ for f in (_LogBuffer.add, _LogBuffer.flush, _LogBuffer._out,
+                                            _TickLogBuffer.add))
 
 
 def _on_tick_alarm(signum, frame):
@@ -682,6 +693,7 @@ def _call_on_error(on_error, ctx, info, buf, filename):
     it raises is logged, never handed to on_error again."""
     if on_error is None:
         return
+    buf.flush()  # the tick's log is out, whatever on_error does
     err = _timed(on_error, ctx, dict(info))
     if err is not None:
         try:
@@ -700,8 +712,9 @@ def backtest_main(source, filename, policy):
     _jailrun_guard = _jailrun.runtime_module("_jailrun_guard")
 
     buf = _LogBuffer()
-    sys.stdout = _LogStream(buf, "info")
-    sys.stderr = _LogStream(buf, "error")
+    # The runtime flushes these, whatever the script makes of sys.stdout.
+    sys.stdout = so = _LogStream(buf, "info")
+    sys.stderr = se = _LogStream(buf, "error")
     opts = policy["backtest"]
     try:
         try:
@@ -720,7 +733,7 @@ def backtest_main(source, filename, policy):
         if not callable(fn):
             raise RuntimeError("%s defines no on_bar_strategy(sdk, params) function" % filename)
     except BaseException as e:
-        sys.stdout.flush()
+        so.flush()
         buf.flush()
         _remember_source(source, filename)
         _send({"type": "result", "id": 0, "error": _error_info(e, filename)})
@@ -736,14 +749,14 @@ def backtest_main(source, filename, policy):
             raise RuntimeError("unexpected message from supervisor: %r" % (msg.get("type"),))
 
         def flushed(m):
-            sys.stdout.flush()
-            sys.stderr.flush()
+            so.flush()
+            se.flush()
             buf.flush()
             _send(m)
 
         why = bt.run(fn, bars, msg["params"], opts, lambda e: _error_info(e, filename),
                      _jailrun_guard.SecurityError, flushed)
-        sys.stdout.flush()
+        so.flush()
         buf.flush()
         if why is None:
             _send({"type": "result", "id": msg["id"], "ok": True})
@@ -804,6 +817,8 @@ def finish(status):
 
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # as python3: nothing to flush
+            continue
         try:
             stream.flush()
         except BaseException:

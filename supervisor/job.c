@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -151,6 +153,12 @@ struct job {
         int on_error_inflight;
         json_t *pending_error;    /* {type, message, line, tick} for it */
         unsigned fails;           /* failed jails in a row, for the back-off */
+        struct first_error {      /* the first failure, kept while an end of ours overwrites it */
+                char etype[sizeof ((struct job_result *)0)->etype];
+                char emsg[sizeof ((struct job_result *)0)->emsg];
+                char traceback[sizeof ((struct job_result *)0)->traceback];
+                long line;
+        } *first;
         int64_t oom_seen;         /* the group's OOM kills before this jail */
         int jail_oom;             /* this jail's processes were killed at the memory limit */
 };
@@ -191,6 +199,12 @@ static void end_job(struct job *j, enum job_status st, const char *etype, const 
 {
         if (!j->ended) {
                 j->ended = 1;
+                if (j->have_error && !j->first && (j->first = malloc(sizeof *j->first))) {
+                        memcpy(j->first->etype, j->res->etype, sizeof j->first->etype);
+                        memcpy(j->first->emsg, j->res->emsg, sizeof j->first->emsg);
+                        memcpy(j->first->traceback, j->res->traceback, sizeof j->first->traceback);
+                        j->first->line = j->res->line;
+                }
                 j->res->status = st;
                 jr_utf8_copy(j->res->etype, sizeof j->res->etype, etype);
                 va_list ap;
@@ -324,6 +338,18 @@ static void print_block(struct outq *q, const char *text)
         }
 }
 
+/* An error type that starts a line of its own: a dotted ASCII name that
+ * cannot pass for our notes ("jailrun: ..."), or it is indented. */
+static int plain_type(const char *t)
+{
+        if (strncasecmp(t, "jailrun", 7) == 0 || !*t)
+                return 0;
+        for (; *t; t++)
+                if (!(isalnum((unsigned char)*t) || *t == '_' || *t == '.') || (unsigned char)*t >= 0x80)
+                        return 0;
+        return 1;
+}
+
 /* A reloaded script that did not load: the job goes on with the one
  * before, so its error is not the job's. */
 static int rejected_reload(const struct job *j)
@@ -339,8 +365,7 @@ static void on_error_result(struct job *j, const struct msg *m)
                         outq_puts(&j->errq, "Traceback (most recent call last):\n");
                         print_block(&j->errq, m->result.traceback);
                 }
-                /* A type of the jail's naming must not pass for our own note. */
-                if (strncmp(m->result.etype, "jailrun", 7) == 0)
+                if (!plain_type(m->result.etype))
                         outq_puts(&j->errq, "  ");
                 log_escaped(&j->errq, m->result.etype);
                 outq_puts(&j->errq, ": ");
@@ -349,8 +374,12 @@ static void on_error_result(struct job *j, const struct msg *m)
         }
         if (rejected_reload(j)) {  /* said when the next jail starts */
                 char line[32] = "";
-                if (m->result.line > 0 && strncmp(m->result.emsg, "line ", 5) != 0)
+                if (m->result.line > 0)
+                        snprintf(line, sizeof line, "line %lld", (long long)m->result.line);
+                if (line[0] && !strstr(m->result.emsg, line))  /* the message may say it already */
                         snprintf(line, sizeof line, " (line %lld)", (long long)m->result.line);
+                else
+                        line[0] = '\0';
                 size_t room = sizeof j->reload_error - strlen(line);
                 snprintf(j->reload_error, room, "%s: %s", m->result.etype, m->result.emsg);
                 jr_utf8_clean(j->reload_error);
@@ -737,8 +766,10 @@ static void drain_chan(struct job *j, uint32_t events, int max)
                         end_job(j, JOB_PROTOCOL, "ProtocolError", "%s", e.msg);
                         continue;
                 }
-                if (!j->ended)
+                if (!j->ended && !j->restarting)  /* a jail we killed has had its say */
                         on_message(j, &m);
+                else if (m.type == MSG_LOG)  /* ... but its log still shows */
+                        on_log(j, &m);
                 msg_free(&m);
         }
 }
@@ -804,25 +835,52 @@ static void drain_pipe(struct job *j, int *fd, int which, int max)
         }
 }
 
+/* An end of ours the worker goes on from (or stops gently after): the
+ * job's error is still its first failure. */
+static void keep_first_error(struct job *j)
+{
+        if (!j->first)
+                return;
+        memcpy(j->res->etype, j->first->etype, sizeof j->first->etype);
+        memcpy(j->res->emsg, j->first->emsg, sizeof j->first->emsg);
+        memcpy(j->res->traceback, j->first->traceback, sizeof j->first->traceback);
+        j->res->line = j->first->line;
+        free(j->first);
+        j->first = NULL;
+}
+
+/* The tick in flight died with its jail: it failed. */
+static void fail_in_flight(struct job *j, const char *type, const char *msg)
+{
+        if (!j->inflight || j->on_error_inflight)
+                return;
+        j->res->ticks_done++;
+        j->res->ticks_failed++;
+        if (!j->have_error) {
+                j->have_error = 1;
+                jr_utf8_copy(j->res->etype, sizeof j->res->etype, type);
+                jr_utf8_copy(j->res->emsg, sizeof j->res->emsg, msg);
+                j->res->traceback[0] = '\0';
+                j->res->line = 0;
+        }
+}
+
 /* Replaces the jail: killed now, a fresh one started by job_run, which
- * first calls on_error(ctx, {type, message, line, tick}) in it. */
+ * first calls on_error(ctx, {type, message, line, tick}) in it, unless it
+ * was on_error that failed (it is never handed its own failure). */
 static void restart_jail(struct job *j, const char *type, const char *msg)
 {
         if (j->restarting || j->ended)
                 return;
         json_decref(j->pending_error);
-        j->pending_error = json_pack("{s:s, s:s, s:n, s:I}", "type", type, "message", msg, "line", "tick",
-                                     (json_int_t)j->sent);
+        j->pending_error = NULL;
+        if (j->on_error_inflight)
+                log_note(&j->errq, j->o->json, "on_error did not return; it is not called for this failure again");
+        else
+                j->pending_error = json_pack("{s:s, s:s, s:n, s:I}", "type", type, "message", msg, "line", "tick",
+                                             (json_int_t)j->sent);
         j->restarting = 1;
-        if (j->inflight && !j->on_error_inflight) {  /* the tick in flight failed */
-                j->res->ticks_done++;
-                j->res->ticks_failed++;
-                if (!j->have_error) {
-                        j->have_error = 1;
-                        jr_utf8_copy(j->res->etype, sizeof j->res->etype, type);
-                        jr_utf8_copy(j->res->emsg, sizeof j->res->emsg, msg);
-                }
-        }
+        fail_in_flight(j, type, msg);
         kill_jail(j);
 }
 
@@ -864,7 +922,10 @@ static int gentle_signal(struct job *j, int sig)
 {
         if (j->o->interval_s <= 0 || (sig != SIGTERM && sig != SIGHUP) || (sig == SIGTERM && j->stopping))
                 return 0;
-        const char *when = j->inflight ? " after the tick in flight" : !j->ready ? " (the jail loading goes)" : "";
+        const char *when = j->inflight                   ? " after the tick in flight"
+                           : !j->ready && (sig == SIGTERM || j->good) ? " (the jail loading goes)"
+                           : !j->ready                  ? " once the script running has loaded"
+                                                        : "";
         if (sig == SIGHUP) {
                 if (j->stopping || j->shutdown_sent) {
                         log_note(&j->errq, j->o->json, "SIGHUP: the worker is stopping; not reloaded");
@@ -876,7 +937,9 @@ static int gentle_signal(struct job *j, int sig)
                 j->stopping = 1;
                 log_note(&j->errq, j->o->json, "SIGTERM: stopping%s", when);
         }
-        if (!j->ready) {  /* loading: a reload or the stop need not wait for it */
+        /* A jail loading has no tick to finish: it goes now, unless the
+         * text it loads is the only one that may (the first jail's). */
+        if (!j->ready && (sig == SIGTERM || j->good)) {
                 j->restarting = 1;
                 j->restart_now = sig == SIGHUP;
                 kill_jail(j);
@@ -1000,7 +1063,11 @@ static void handle(struct job *j, const struct epoll_event *ev)
                 break;
         }
         case EV_TICK:
-                if (j->inflight && !j->restarting)
+                if ((j->throttled || j->paused) && j->inflight && !j->restarting) {
+                        /* the delay is ours: its result may wait unread */
+                        if (timer_arm(j, &j->tickfd, BAR_REPORT_S, 0, EV_TICK) < 0)
+                                end_job(j, JOB_INTERNAL, "InternalError", "arm the tick timer: %s", strerror(errno));
+                } else if (j->inflight && !j->restarting)
                         on_tick_limit(j);
                 else if (j->shutdown_sent && !j->ended && !j->shutdown_killed) {
                         j->shutdown_killed = 1;
@@ -1210,6 +1277,7 @@ static void job_close(struct job *j)
         bt_free(&j->bt);
         zygote_stop(&j->zyg);
         json_decref(j->pending_error);
+        free(j->first);
         script_unref(&j->next);
         script_unref(&j->cur);
         script_unref(&j->good);
@@ -1414,8 +1482,10 @@ static int restartable_end(const struct job *j)
  * or the last that loaded; 1, or 0 when none did (the job ends so). */
 static int after_failed_load(struct job *j, int ws)
 {
-        if (reload_waiting(j))
+        if (reload_waiting(j)) {
+                keep_first_error(j);
                 return j->restart_now = 1;
+        }
         if (!j->good)
                 return 0;
         if (!j->reload_error[0]) {  /* it died without a word: why, as for a crash */
@@ -1425,6 +1495,7 @@ static int after_failed_load(struct job *j, int ws)
         log_note(&j->errq, j->o->json, "the reloaded script did not load (%s); the previous one runs on",
                  j->reload_error);
         j->res->reloads_failed++;
+        keep_first_error(j);
         script_unref(&j->next);
         j->next = script_ref(j->good);
         return j->restart_now = 1;
@@ -1438,9 +1509,17 @@ static int wants_restart(struct job *j, int ws)
 {
         if (j->o->entry != JAIL_ENTRY_TICKS || j->shutdown_sent)
                 return 0;
-        if (j->ended && (j->stopping || !restartable_end(j)))
+        if (j->ended && !restartable_end(j))
                 return 0;  /* our own end: a signal, the job's time or CPU limit */
-        if (j->stopping && (j->restarting || !j->ready)) {  /* SIGTERM while loading or being replaced */
+        if (j->stopping && j->o->interval_s > 0) {  /* SIGTERM: nothing runs any more */
+                if (!j->restarting && j->ready) {  /* the jail died on its own, maybe in a tick */
+                        char type[sizeof j->res->etype], msg[sizeof j->res->emsg];
+                        crash_reason(j, ws, type, sizeof type, msg, sizeof msg);
+                        log_note(&j->errq, j->o->json, "%s", msg);
+                        keep_first_error(j);
+                        fail_in_flight(j, type, msg);
+                }
+                keep_first_error(j);
                 end_between(j, SIGTERM);
                 return 2;
         }
@@ -1448,14 +1527,17 @@ static int wants_restart(struct job *j, int ws)
                 return 0;
         if (!j->ready && j->cur != j->good)
                 return after_failed_load(j, ws);
-        if (j->restarting)
+        if (j->restarting) {
+                keep_first_error(j);
                 return 1;
-        if (j->o->interval_s <= 0 || j->stopping)
+        }
+        if (j->o->interval_s <= 0)
                 return 0;
         char type[sizeof j->res->etype], msg[sizeof j->res->emsg];
         crash_reason(j, ws, type, sizeof type, msg, sizeof msg);
         j->ended = 0;
         j->res->status = JOB_INTERNAL;
+        keep_first_error(j);
         log_note(&j->errq, j->o->json, "%s", msg);
         restart_jail(j, type, msg);
         return 1;

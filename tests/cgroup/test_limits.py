@@ -3,8 +3,10 @@ hybrid host, v2 in tests/vm): memory, tasks, CPU share, CPU time, the kill
 that reaches every process, and no group left behind."""
 import json
 import os
+import select
 import signal
 import subprocess
+import textwrap
 import time
 
 import pytest
@@ -104,6 +106,36 @@ def test_a_worker_lives_on_after_its_jail_hit_the_memory_limit(tmp_path):
     assert logs == ["tick 1", "tick 2", "tick 3", oom, "tick 1", "tick 2", "tick 3", oom], r.err
     assert r.code == 1 and j["status"] == "error", j
     assert (j["error"]["type"], j["stats"]["ticks_failed"], j["stats"]["restarts"]) == ("MemoryError", 2, 2), j
+
+
+def test_sigterm_then_the_tick_in_flight_hits_the_memory_limit(tmp_path):
+    """The gentle stop's tick died of the limit: a failed tick (exit 1),
+    as any tick's death is under --interval, not the job's memory end."""
+    path = tmp_path / "w.py"
+    path.write_text(textwrap.dedent("""
+        import time
+        keep = []
+        def tick(ctx):
+            ctx.log.info("begin")
+            time.sleep(1.5)  # the log goes out at 100 ms; SIGTERM comes meanwhile
+            while True:
+                keep.append(b"x" * (8 << 20))
+    """))
+    p = subprocess.Popen([JAILRUN, "--memory", "64M", "--interval", "100ms", "--json", str(path)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        seen, end = b"", time.monotonic() + 20
+        while b"begin" not in seen and time.monotonic() < end:
+            if select.select([p.stderr], [], [], 1)[0]:
+                seen += os.read(p.stderr.fileno(), 65536)
+        assert b"begin" in seen, seen
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    j = json.loads(out.decode().strip().splitlines()[-1])
+    assert p.returncode == 1 and j["status"] == "error", (j, err)
+    assert (j["error"]["type"], j["stats"]["ticks"], j["stats"]["ticks_failed"]) == ("MemoryError", 1, 1), j
 
 
 def test_memory_under_the_limit_is_fine(tmp_path):
