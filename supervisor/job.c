@@ -884,6 +884,16 @@ static void restart_jail(struct job *j, const char *type, const char *msg)
         kill_jail(j);
 }
 
+/* A tick past its hard limit whose result may be waiting unread because
+ * our own output is backed up (a slow reader). What a jail can queue there
+ * is bounded (log.max_bytes, the raw output cap), so a flood cannot stretch
+ * the limit of a tick stuck in C for long; nor can it while over its read
+ * budget, a delay of its own making. */
+static int held_back(const struct job *j)
+{
+        return j->inflight && !j->restarting && !j->throttled && (outq_full(&j->outq) || outq_full(&j->errq));
+}
+
 /* The tick (or on_error) did not return by its time limit and grace. */
 static void on_tick_limit(struct job *j)
 {
@@ -1063,8 +1073,7 @@ static void handle(struct job *j, const struct epoll_event *ev)
                 break;
         }
         case EV_TICK:
-                if ((j->throttled || j->paused) && j->inflight && !j->restarting) {
-                        /* the delay is ours: its result may wait unread */
+                if (held_back(j)) {  /* the delay is our reader's: the result may wait unread */
                         if (timer_arm(j, &j->tickfd, BAR_REPORT_S, 0, EV_TICK) < 0)
                                 end_job(j, JOB_INTERNAL, "InternalError", "arm the tick timer: %s", strerror(errno));
                 } else if (j->inflight && !j->restarting)
