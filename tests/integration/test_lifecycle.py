@@ -531,6 +531,28 @@ def tick(ctx):
     assert res["stats"]["ticks_failed"] == 0 and res["stats"]["ticks"] >= 1, res
 
 
+def test_a_log_flood_does_not_stretch_the_limit_of_a_tick_stuck_in_c(tmp_path):
+    """A thread floods the log while the tick sleeps in C: the hard limit
+    still ends it (the wait for a slow reader is not the jail's to use)."""
+    pol = json.loads(open(NATIVE_POLICY).read())
+    pol.setdefault("limits", {})["tick_grace"] = 0.5
+    (tmp_path / "pol.json").write_text(json.dumps(pol))
+    t0 = time.monotonic()
+    r = run_script(tmp_path, """
+        import ctypes, signal, threading
+        def flood(ctx):
+            while True:
+                ctx.log.info("x" * 3000)
+        def tick(ctx):
+            threading.Thread(target=flood, args=(ctx,), daemon=True).start()
+            signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])
+            ctypes.CDLL(None).sleep(60)  # the GIL released, the clock's signal blocked
+    """, "--policy", str(tmp_path / "pol.json"), "--tick-timeout", "0.5", "--ticks", "1", "--json", timeout=90)
+    assert time.monotonic() - t0 < 30
+    assert any("tick 1 did not return within its time limit of 0.5 s" in n for n in notes(r)), notes(r)[:5]
+    assert r.json["stats"]["ticks_failed"] == 1, r.json
+
+
 def test_on_error_that_kills_its_jail_is_not_called_for_that_again(tmp_path):
     """A crash inside on_error is not handed to on_error in the next jail
     (red team: every jail's on_error crashed on the last one's crash, and
