@@ -29,17 +29,18 @@ class _LogBuffer:
     def __init__(self):
         self.entries = []
         self.size = 0
-        self.lock = _thread.allocate_lock()
+        self.lock = _thread.RLock()
 
     def add(self, level, text):
         if len(text) > LOG_MAX_CHARS:
             text = text[:LOG_MAX_CHARS]
         # Encoded size bound: every char may become a 6-byte escape.
         cost = len(text) * 6 + 32
+        entry = {"level": level, "msg": text}  # allocated (a collection may run) before the lock
         with self.lock:
             if self.entries and self.size + cost > LOG_MAX_BATCH_BYTES:
                 self._out()
-            self.entries.append({"level": level, "msg": text})
+            self.entries.append(entry)
             self.size += cost
             if len(self.entries) >= LOG_MAX_BATCH:
                 self._out()
@@ -49,10 +50,18 @@ class _LogBuffer:
             with self.lock:
                 self._out()
 
-    def _out(self):  # the lock held
-        if self.entries:
-            entries, self.entries, self.size = self.entries, [], 0
-            _send({"type": "log", "entries": entries})
+    def _out(self):
+        # The lock held. It is re-entrant: a finalizer or a signal handler of
+        # the script's that logs runs in the middle of add(); the swap below
+        # allocates nothing and checks no signal, so it cannot be split.
+        fresh = []
+        entries = self.entries
+        self.entries = fresh
+        self.size = 0
+        # One that logs between add()'s append and its count check makes
+        # the batch one too long.
+        for k in range(0, len(entries), LOG_MAX_BATCH):
+            _send({"type": "log", "entries": entries[k:k + LOG_MAX_BATCH]})
 
 
 class _TickLogBuffer(_LogBuffer):
@@ -638,8 +647,15 @@ def worker_main(source, filename, policy, entry):
                 info = _error_info(err, filename)
                 reply = {"type": "result", "id": msg["id"], "error": info}
                 if on_error is not None:
+                    # The tick's failure first: should on_error not return,
+                    # the supervisor knows what failed, and that on_error ran.
+                    so.flush()
+                    se.flush()
+                    buf.flush()
+                    _send(dict(reply, on_error=True))
                     _call_on_error(on_error, ctx, {"type": info["type"], "message": info["message"],
                                                    "line": info["line"], "tick": msg["id"]}, buf, filename)
+                    reply = {"type": "result", "id": msg["id"], "ok": True}
         so.flush()
         se.flush()
         buf.flush()

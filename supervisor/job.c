@@ -249,15 +249,25 @@ static void send_shutdown(struct job *j)
         sent_or_end(j, send_json(j, json_pack("{s:s}", "type", "shutdown")));
 }
 
-/* A run message for the jail: tick `id`, or on_error for it, under the
- * tick's hard limit (EV_TICK). */
-static void send_run(struct job *j, json_t *msg)
+/* The hard limit (EV_TICK) of what the jail runs now: a tick, or on_error. */
+static void send_run_timer(struct job *j)
 {
         j->inflight = 1;
         clock_gettime(CLOCK_MONOTONIC, &j->run_sent);
         if (j->o->entry == JAIL_ENTRY_TICKS &&
             timer_arm(j, &j->tickfd, j->o->tick_timeout_s + j->o->tick_grace_s, 0, EV_TICK) < 0)
-                return end_job(j, JOB_INTERNAL, "InternalError", "arm the tick timer: %s", strerror(errno));
+                end_job(j, JOB_INTERNAL, "InternalError", "arm the tick timer: %s", strerror(errno));
+}
+
+/* A run message for the jail: tick `id`, or on_error for it, under the
+ * tick's hard limit. */
+static void send_run(struct job *j, json_t *msg)
+{
+        send_run_timer(j);
+        if (j->ended) {
+                json_decref(msg);
+                return;
+        }
         sent_or_end(j, send_json(j, msg));
 }
 
@@ -496,10 +506,16 @@ static void on_result(struct job *j, const struct msg *m)
                 j->final_result = 1;
                 return;
         }
-        j->inflight = 0;
         j->res->ticks_done++;
         if (!m->result.ok)
                 j->res->ticks_failed++;
+        if (!m->result.ok && m->result.on_error && j->o->entry == JAIL_ENTRY_TICKS) {
+                /* on_error runs now, in this jail, under the tick's limits;
+                 * should it not return, it is not handed its own failure. */
+                j->on_error_inflight = 1;
+                return send_run_timer(j);
+        }
+        j->inflight = 0;
         next_tick_or_stop(j);
 }
 
@@ -1544,6 +1560,15 @@ static int wants_restart(struct job *j, int ws)
                 return 0;
         char type[sizeof j->res->etype], msg[sizeof j->res->emsg];
         crash_reason(j, ws, type, sizeof type, msg, sizeof msg);
+        if (!j->o->forever && j->sent >= j->o->ticks && (!j->inflight || j->on_error_inflight)) {
+                /* every tick ran and none is owed its on_error: no new jail */
+                log_note(&j->errq, j->o->json, "%s", msg);
+                if (j->on_error_inflight)
+                        log_note(&j->errq, j->o->json, "on_error did not return");
+                keep_first_error(j);
+                end_between(j, SIGTERM);
+                return 2;
+        }
         j->ended = 0;
         j->res->status = JOB_INTERNAL;
         keep_first_error(j);

@@ -92,13 +92,17 @@ static int decode_result(struct msg *m, struct jr_err *err)
 {
         json_error_t je;
         json_t *e = NULL, *line = NULL;
-        int ok = 0;
+        int ok = 0, on_error = 0;
         const char *tb = NULL;
-        if (json_unpack_ex(m->root, &je, JSON_STRICT, "{s:s, s:I, s?b, s?o}", "type",
-                           &(const char *){ 0 }, "id", &m->result.id, "ok", &ok, "error", &e) < 0)
+        if (json_unpack_ex(m->root, &je, JSON_STRICT, "{s:s, s:I, s?b, s?o, s?b}", "type",
+                           &(const char *){ 0 }, "id", &m->result.id, "ok", &ok, "error", &e, "on_error",
+                           &on_error) < 0)
                 return bad(err, "result message", &je);
         if (!ok == !e)
                 return bad(err, "result needs exactly one of ok:true and error", NULL);
+        if (ok && on_error)
+                return bad(err, "on_error follows only an error", NULL);
+        m->result.on_error = on_error;
         m->result.ok = ok;
         if (m->result.id < 0)
                 return bad(err, "result id is negative", NULL);

@@ -29,6 +29,7 @@ struct msg {
                         const char *emsg;
                         json_int_t line;  /* 0 when unknown */
                         const char *traceback;  /* may be "" */
+                        int on_error;     /* a tick's error: on_error runs now, a second result ends it */
                 } result;
                 struct {
                         json_int_t bars;  /* backtest: bars in the file; -1 otherwise */

@@ -566,12 +566,83 @@ def test_on_error_that_kills_its_jail_is_not_called_for_that_again(tmp_path):
             ctx.log.info("on_error", error["message"])
             ctx.state.keys()
             os._exit(5)
-    """, "--policy", NATIVE_POLICY, "--interval", "50ms", "--ticks", "1", "--timeout", "30", "--json", timeout=60)
+    """, "--policy", NATIVE_POLICY, "--interval", "50ms", "--ticks", "2", "--timeout", "30", "--json", timeout=60)
     assert time.monotonic() - t0 < 20
-    assert logs(r) == ["on_error the worker's jail exited with status 3"], r.err
+    assert logs(r) == ["on_error the worker's jail exited with status 3"] * 2, r.err
     assert "jailrun: on_error did not return; it is not called for this failure again" in notes(r)
-    assert r.code == 1 and r.json["stats"]["restarts"] == 2, r.json
+    assert notes(r)[-1] == "jailrun: on_error did not return", notes(r)  # every tick ran: no new jail
+    assert r.code == 1 and r.json["stats"]["restarts"] == 3, r.json
     assert r.json["error"]["message"] == "the worker's jail exited with status 3"
+
+
+def test_on_error_that_crashes_in_the_ticks_jail_runs_once(tmp_path):
+    """The tick's failure reaches the supervisor before on_error runs: a
+    crash inside on_error is not handed to on_error, the job's error is the
+    tick's, and with every tick done no jail replaces it (red team)."""
+    r = run_script(tmp_path, """
+        import ctypes
+        def tick(ctx):
+            raise ValueError("boom")
+        def on_error(ctx, error):
+            ctx.log.info("on_error", error["type"])
+            ctx.state.keys()
+            ctypes.string_at(0)
+    """, "--policy", NATIVE_POLICY, "--interval", "50ms", "--ticks", "1", "--timeout", "30", "--json", timeout=60)
+    assert logs(r) == ["on_error ValueError"], r.err
+    assert "jailrun: on_error did not return" in notes(r), notes(r)
+    assert r.code == 1 and r.json["error"]["type"] == "ValueError", r.json
+    assert (r.json["stats"]["ticks_failed"], r.json["stats"]["restarts"]) == (1, 0), r.json
+
+
+def test_the_scripts_own_signal_handler_may_log(tmp_path):
+    """ctx.log from a handler that interrupts ctx.log (the lock is
+    re-entrant; red team: the tick deadlocked until its hard limit)."""
+    r = run_script(tmp_path, """
+        import signal, time
+        def tick(ctx):
+            n = [0]
+            def on_alarm(s, f):
+                n[0] += 1
+                ctx.log.info("h", n[0])
+            signal.signal(signal.SIGVTALRM, on_alarm)
+            signal.setitimer(signal.ITIMER_VIRTUAL, 0.0005, 0.0005)
+            t, i = time.time(), 0
+            while time.time() - t < 0.5:
+                ctx.log.info("x", i)
+                i += 1
+            signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+            ctx.log.info("handled", n[0] > 10)
+    """, "--policy", NATIVE_POLICY, "--tick-timeout", "5", "--ticks", "1", "--json")
+    assert r.code == 0, r
+    got = logs(r)
+    assert got[-1] == "handled True"
+    xs = [int(x.split()[1]) for x in got if x.startswith("x ")]
+    hs = [int(x.split()[1]) for x in got if x.startswith("h ")]
+    assert xs == list(range(len(xs))) and hs == list(range(1, len(hs) + 1)), got[:50]
+
+
+def test_a_finalizer_that_logs_during_logging(tmp_path):
+    """A collection inside ctx.log runs __del__, which logs: every line
+    once (the log's own allocations happen outside its swap)."""
+    r = run_script(tmp_path, """
+        import gc
+        class C:
+            def __init__(self, k):
+                self.k, self.me = k, self
+            def __del__(self):
+                ctx.log.info("del", self.k)
+        def tick(ctx):
+            gc.set_threshold(10, 1, 1)
+            for i in range(20000):
+                C(i)
+                ctx.log.info("x", i)
+            gc.collect()
+    """, "--policy", NATIVE_POLICY, "--ticks", "1", "--json")
+    assert r.code == 0, r
+    got = logs(r)
+    assert [int(x.split()[1]) for x in got if x.startswith("x ")] == list(range(20000))
+    dels = sorted(int(x.split()[1]) for x in got if x.startswith("del "))
+    assert dels == list(range(20000)), (len(dels), dels[:10])
 
 
 def test_threads_logging_at_once_keep_every_line_once_in_order(tmp_path):

@@ -22,6 +22,7 @@ static const struct decode_case cases[] = {
         { "log", "{\"type\":\"log\",\"entries\":[{\"level\":\"info\",\"msg\":\"hi\"}]}", 0, MSG_LOG },
         { "result ok", "{\"type\":\"result\",\"id\":3,\"ok\":true}", 0, MSG_RESULT },
         { "result error", "{\"type\":\"result\",\"id\":1,\"error\":{\"type\":\"ValueError\",\"message\":\"m\",\"line\":4}}", 0, MSG_RESULT },
+        { "result error then on_error", "{\"type\":\"result\",\"id\":1,\"error\":{\"type\":\"E\",\"message\":\"m\",\"line\":null},\"on_error\":true}", 0, MSG_RESULT },
         { "result error null line", "{\"type\":\"result\",\"id\":1,\"error\":{\"type\":\"E\",\"message\":\"m\",\"line\":null,\"traceback\":\"t\"}}", 0, MSG_RESULT },
         { "fatal", "{\"type\":\"fatal\",\"step\":\"mounts\",\"errno\":1,\"message\":\"x\"}", 0, MSG_FATAL },
         /* hostile */
@@ -41,6 +42,7 @@ static const struct decode_case cases[] = {
         { "log extra field", "{\"type\":\"log\",\"entries\":[{\"level\":\"info\",\"msg\":\"x\",\"y\":1}]}", -EPROTO, 0 },
         { "result both", "{\"type\":\"result\",\"id\":1,\"ok\":true,\"error\":{\"type\":\"E\",\"message\":\"m\",\"line\":1}}", -EPROTO, 0 },
         { "result neither", "{\"type\":\"result\",\"id\":1}", -EPROTO, 0 },
+        { "result ok then on_error", "{\"type\":\"result\",\"id\":1,\"ok\":true,\"on_error\":true}", -EPROTO, 0 },
         { "result ok false", "{\"type\":\"result\",\"id\":1,\"ok\":false}", -EPROTO, 0 },
         { "result negative id", "{\"type\":\"result\",\"id\":-1,\"ok\":true}", -EPROTO, 0 },
         { "result id string", "{\"type\":\"result\",\"id\":\"1\",\"ok\":true}", -EPROTO, 0 },
