@@ -531,7 +531,8 @@ def tick(ctx):
     assert res["stats"]["ticks_failed"] == 0 and res["stats"]["ticks"] >= 1, res
 
 
-def test_a_log_flood_does_not_stretch_the_limit_of_a_tick_stuck_in_c(tmp_path):
+@pytest.mark.parametrize("flood", ["ctx.log.info('x' * 3000)", "os.write(2, b'x' * 65535 + b'\\n')"])
+def test_a_log_flood_does_not_stretch_the_limit_of_a_tick_stuck_in_c(tmp_path, flood):
     """A thread floods the log while the tick sleeps in C: the hard limit
     still ends it (the wait for a slow reader is not the jail's to use)."""
     pol = json.loads(open(NATIVE_POLICY).read())
@@ -539,15 +540,16 @@ def test_a_log_flood_does_not_stretch_the_limit_of_a_tick_stuck_in_c(tmp_path):
     (tmp_path / "pol.json").write_text(json.dumps(pol))
     t0 = time.monotonic()
     r = run_script(tmp_path, """
-        import ctypes, signal, threading
+        import ctypes, os, signal, threading
         def flood(ctx):
             while True:
-                ctx.log.info("x" * 3000)
+                FLOOD
         def tick(ctx):
             threading.Thread(target=flood, args=(ctx,), daemon=True).start()
             signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])
             ctypes.CDLL(None).sleep(60)  # the GIL released, the clock's signal blocked
-    """, "--policy", str(tmp_path / "pol.json"), "--tick-timeout", "0.5", "--ticks", "1", "--json", timeout=90)
+    """.replace("FLOOD", flood), "--policy", str(tmp_path / "pol.json"), "--tick-timeout", "0.5", "--ticks", "1",
+                   "--json", timeout=90)
     assert time.monotonic() - t0 < 30
     assert any("tick 1 did not return within its time limit of 0.5 s" in n for n in notes(r)), notes(r)[:5]
     assert r.json["stats"]["ticks_failed"] == 1, r.json
