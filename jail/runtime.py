@@ -24,11 +24,12 @@ class _LogBuffer:
     full, before every ctx call, at the end of every tick and on exit.
     Threads may log at once: the lock keeps every entry once, in order."""
 
-    __slots__ = ("entries", "size", "lock")
+    __slots__ = ("entries", "size", "lock", "sending")
 
     def __init__(self):
         self.entries = []
         self.size = 0
+        self.sending = False
         self.lock = _thread.RLock()
 
     def add(self, level, text):
@@ -52,16 +53,23 @@ class _LogBuffer:
 
     def _out(self):
         # The lock held. It is re-entrant: a finalizer or a signal handler of
-        # the script's that logs runs in the middle of add(); the swap below
-        # allocates nothing and checks no signal, so it cannot be split.
-        fresh = []
-        entries = self.entries
-        self.entries = fresh
-        self.size = 0
-        # One that logs between add()'s append and its count check makes
-        # the batch one too long.
-        for k in range(0, len(entries), LOG_MAX_BATCH):
-            _send({"type": "log", "entries": entries[k:k + LOG_MAX_BATCH]})
+        # the script's that logs runs in the middle of add() or of this. Such
+        # a nested call only adds: the outer one sends, oldest first, until
+        # nothing is left. The flag test and set, and the swap, allocate
+        # nothing and check no signal, so neither can be split.
+        if self.sending:
+            return
+        self.sending = True
+        try:
+            while self.entries:
+                fresh = []
+                entries = self.entries
+                self.entries = fresh
+                self.size = 0
+                for k in range(0, len(entries), LOG_MAX_BATCH):
+                    _send({"type": "log", "entries": entries[k:k + LOG_MAX_BATCH]})
+        finally:
+            self.sending = False
 
 
 class _TickLogBuffer(_LogBuffer):

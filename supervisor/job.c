@@ -44,6 +44,11 @@
 #define READ_RATE (4.0 * 1024 * 1024)
 #define READ_BURST (8.0 * 1024 * 1024)
 
+/* What a log message or a line of raw output costs on top of its text,
+ * against the log and output budgets: about its printed frame, so empty
+ * lines cannot print without end. */
+#define LOG_ENTRY_COST 48
+
 /* Queued output beyond which the jail is no longer read. */
 #define OUTQ_LIMIT (256 * 1024)
 
@@ -153,6 +158,7 @@ struct job {
         int on_error_inflight;
         json_t *pending_error;    /* {type, message, line, tick} for it */
         unsigned fails;           /* failed jails in a row, for the back-off */
+        double tick_waited;       /* seconds the tick's hard limit waited for our reader */
         struct first_error {      /* the first failure, kept while an end of ours overwrites it */
                 char etype[sizeof ((struct job_result *)0)->etype];
                 char emsg[sizeof ((struct job_result *)0)->emsg];
@@ -253,6 +259,7 @@ static void send_shutdown(struct job *j)
 static void send_run_timer(struct job *j)
 {
         j->inflight = 1;
+        j->tick_waited = 0;
         clock_gettime(CLOCK_MONOTONIC, &j->run_sent);
         if (j->o->entry == JAIL_ENTRY_TICKS &&
             timer_arm(j, &j->tickfd, j->o->tick_timeout_s + j->o->tick_grace_s, 0, EV_TICK) < 0)
@@ -527,14 +534,14 @@ static void on_log(struct job *j, const struct msg *m)
         json_t *e;
         json_array_foreach(m->log.entries, i, e) {
                 json_t *text = json_object_get(e, "msg");
-                uint64_t max = j->o->log_max_bytes;
-                if (max && j->log_bytes + json_string_length(text) > max) {
+                uint64_t max = j->o->log_max_bytes, cost = json_string_length(text) + LOG_ENTRY_COST;
+                if (max && j->log_bytes + cost > max) {
                         if (!j->log_dropped++)
                                 log_note(&j->errq, j->o->json, "log messages beyond %llu bytes dropped",
                                             (unsigned long long)max);
                         continue;
                 }
-                j->log_bytes += json_string_length(text);
+                j->log_bytes += cost;
                 log_jail(&j->errq, j->o->json,
                          (enum log_level)msg_log_level(json_string_value(json_object_get(e, "level"))),
                          json_string_value(text), json_string_length(text));
@@ -794,26 +801,29 @@ static void drain_chan(struct job *j, uint32_t events, int max)
  * than the log limit is cut there), up to WORKER_RAW_OUTPUT_MAX bytes. */
 static void worker_output(struct job *j, int fd, const char *buf, size_t n)
 {
-        size_t room = WORKER_RAW_OUTPUT_MAX - j->raw_bytes;
-        if (n > room) {
-                n = room;
-                if (!j->dropped_noted)
-                        log_note(&j->errq, j->o->json, "worker output beyond %d bytes dropped",
-                                    WORKER_RAW_OUTPUT_MAX);
-                j->dropped_noted = 1;
-        }
-        j->raw_bytes += n;
         struct line_buf *lb = &j->raw[fd - 1];
         for (size_t i = 0; i < n; i++) {
+                /* Each byte counts, and each line printed its frame too. */
+                if (j->raw_bytes >= WORKER_RAW_OUTPUT_MAX) {
+                        if (!j->dropped_noted)
+                                log_note(&j->errq, j->o->json, "worker output beyond %d bytes dropped",
+                                         WORKER_RAW_OUTPUT_MAX);
+                        j->dropped_noted = 1;
+                        return;
+                }
+                j->raw_bytes++;
                 if (buf[i] == '\n') {
-                        if (!lb->cut)
+                        if (!lb->cut) {
                                 log_output(&j->errq, j->o->json, fd, lb->text, lb->len);
+                                j->raw_bytes += LOG_ENTRY_COST;
+                        }
                         lb->len = 0;
                         lb->cut = 0;
                 } else if (lb->len < sizeof lb->text) {
                         lb->text[lb->len++] = buf[i];
                 } else if (!lb->cut) {
                         log_output(&j->errq, j->o->json, fd, lb->text, lb->len);
+                        j->raw_bytes += LOG_ENTRY_COST;
                         lb->cut = 1;
                 }
         }
@@ -901,21 +911,23 @@ static void restart_jail(struct job *j, const char *type, const char *msg)
 }
 
 /* A tick past its hard limit whose result may be waiting unread because
- * our own output is backed up (a slow reader). What a jail can queue there
- * is bounded (log.max_bytes, the raw output cap), so a flood cannot stretch
- * the limit of a tick stuck in C for long; nor can it while over its read
- * budget, a delay of its own making. */
+ * our own output is backed up (a slow reader): it waits, at most one more
+ * tick limit, so a flood cannot keep a tick stuck in C alive; and never
+ * while the jail is over its read budget, a delay of its own making. */
 static int held_back(const struct job *j)
 {
-        return j->inflight && !j->restarting && !j->throttled && (outq_full(&j->outq) || outq_full(&j->errq));
+        return j->inflight && !j->restarting && !j->throttled && (outq_full(&j->outq) || outq_full(&j->errq)) &&
+               j->tick_waited < j->o->tick_timeout_s;
 }
 
 /* The tick (or on_error) did not return by its time limit and grace. */
 static void on_tick_limit(struct job *j)
 {
         char msg[256];
-        snprintf(msg, sizeof msg, "tick %u did not return within its time limit of %g s and %g s of grace; "
-                 "its jail was killed and a fresh one started", j->sent, j->o->tick_timeout_s, j->o->tick_grace_s);
+        int last = j->on_error_inflight && !j->o->forever && j->sent >= j->o->ticks;  /* nothing follows */
+        snprintf(msg, sizeof msg, "%s %u did not return within its time limit of %g s and %g s of grace; "
+                 "its jail was killed%s", j->on_error_inflight ? "on_error for tick" : "tick", j->sent,
+                 j->o->tick_timeout_s, j->o->tick_grace_s, last ? "" : " and a fresh one started");
         log_note(&j->errq, j->o->json, "%s", msg);
         restart_jail(j, "TimeoutError", msg);
 }
@@ -1090,6 +1102,7 @@ static void handle(struct job *j, const struct epoll_event *ev)
         }
         case EV_TICK:
                 if (held_back(j)) {  /* the delay is our reader's: the result may wait unread */
+                        j->tick_waited += BAR_REPORT_S;
                         if (timer_arm(j, &j->tickfd, BAR_REPORT_S, 0, EV_TICK) < 0)
                                 end_job(j, JOB_INTERNAL, "InternalError", "arm the tick timer: %s", strerror(errno));
                 } else if (j->inflight && !j->restarting)
@@ -1292,9 +1305,21 @@ static void jail_fds_close(struct job *j)
 
 static void job_close(struct job *j)
 {
-        /* The job is over: the reader now gets all of it, however slowly. */
-        outq_flush_all(&j->outq);
-        outq_flush_all(&j->errq);
+        /* The job is over: the reader now gets all of it, however slowly,
+         * unless SIGINT, SIGTERM or SIGQUIT comes first (then the rest is
+         * dropped: the jail may have queued megabytes for a slow reader). */
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGQUIT);
+        _cleanup_close_ int stop = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (j->res->status == JOB_SIGNAL) {  /* stopped at once: what the reader takes now */
+                outq_flush_some(&j->outq);
+                outq_flush_some(&j->errq);
+        } else if (outq_flush_all_until(&j->outq, stop) < 0 || outq_flush_all_until(&j->errq, stop) < 0) {
+                j->errq.len = j->outq.len = 0;
+        }
         outq_free(&j->outq);
         outq_free(&j->errq);
         jail_fds_close(j);
@@ -1552,6 +1577,12 @@ static int wants_restart(struct job *j, int ws)
                 return 0;
         if (!j->ready && j->cur != j->good)
                 return after_failed_load(j, ws);
+        if (j->restarting && !reload_waiting(j) && !j->pending_error && !j->o->forever &&
+            j->sent >= j->o->ticks) {  /* on_error went past its limit after the last tick */
+                keep_first_error(j);
+                end_between(j, SIGTERM);
+                return 2;
+        }
         if (j->restarting) {
                 keep_first_error(j);
                 return 1;

@@ -101,6 +101,22 @@ size_t outq_flush_some(struct outq *q)
         return q->len ? flush(q, 0) : 0;
 }
 
+int outq_flush_all_until(struct outq *q, int stopfd)
+{
+        while (q->len && !q->broken) {
+                struct pollfd p[2] = { { .fd = q->fd, .events = POLLOUT }, { .fd = stopfd, .events = POLLIN } };
+                int n;
+                while ((n = poll(p, stopfd >= 0 ? 2 : 1, -1)) < 0 && errno == EINTR)
+                        ;
+                if (n > 0 && (p[1].revents & POLLIN)) {
+                        q->len = 0;
+                        return -1;
+                }
+                flush(q, 0);
+        }
+        return 0;
+}
+
 void outq_flush_all(struct outq *q)
 {
         if (q->len)

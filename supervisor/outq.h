@@ -33,6 +33,10 @@ size_t outq_flush_some(struct outq *q);
 /* Writes everything, waiting for the reader (the job is over by then). */
 void outq_flush_all(struct outq *q);
 
+/* The same, unless stopfd becomes readable first (a signal): then what is
+ * left is dropped. 0, or -1 when stopped. */
+int outq_flush_all_until(struct outq *q, int stopfd);
+
 static inline int outq_full(const struct outq *q)
 {
         return q->len >= q->limit;

@@ -311,7 +311,7 @@ def test_the_log_sent_early_keeps_every_line_once_in_order(tmp_path):
         import time
         def tick(ctx):
             t, i = time.monotonic(), 0
-            while time.monotonic() - t < 0.6:
+            while time.monotonic() - t < 0.6 and i < 100000:  # within the log limit
                 ctx.log.info("n", i)
                 print("p", i)
                 i += 1
@@ -518,9 +518,9 @@ def tick(ctx):
     for i in range(3000):
         ctx.log.info("%d %s" % (i, "x" * 1000))
     ctx.log.info("done")
-""", "--interval", "1s", "--tick-timeout", "1", "--policy", str(tmp_path / "pol.json"), "--json")
+""", "--interval", "1s", "--tick-timeout", "2", "--policy", str(tmp_path / "pol.json"), "--json")
     try:
-        time.sleep(4)  # 1 s + 0.5 s of limit, long past
+        time.sleep(3)  # past the 2.5 s of limit, within the one more tick limit it may wait
         p.send_signal(signal.SIGTERM)
         out, err = finish(p, 30)
     finally:
@@ -609,7 +609,7 @@ def test_the_scripts_own_signal_handler_may_log(tmp_path):
             signal.signal(signal.SIGVTALRM, on_alarm)
             signal.setitimer(signal.ITIMER_VIRTUAL, 0.0005, 0.0005)
             t, i = time.time(), 0
-            while time.time() - t < 0.5:
+            while time.time() - t < 0.5 and i < 100000:  # within the log limit
                 ctx.log.info("x", i)
                 i += 1
             signal.setitimer(signal.ITIMER_VIRTUAL, 0)
@@ -645,6 +645,52 @@ def test_a_finalizer_that_logs_during_logging(tmp_path):
     assert [int(x.split()[1]) for x in got if x.startswith("x ")] == list(range(20000))
     dels = sorted(int(x.split()[1]) for x in got if x.startswith("del "))
     assert dels == list(range(20000)), (len(dels), dels[:10])
+
+
+def test_empty_log_messages_count_against_the_log_limit(tmp_path):
+    """Every message costs its text and its frame (48 bytes): empty ones
+    cannot print without end (red team: 742 764 lines past a 100-byte limit)."""
+    (tmp_path / "pol.json").write_text('{"log": {"max_bytes": 4800}}')
+    r = run_script(tmp_path, """
+        def tick(ctx):
+            for i in range(100000):
+                ctx.log.info("")
+    """, "--policy", str(tmp_path / "pol.json"), "--ticks", "1", "--json")
+    assert r.code == 0, r
+    assert len(logs(r)) == 100
+    assert r.json["stats"]["log_dropped"] == 100000 - 100, r.json
+
+
+def test_empty_lines_of_raw_output_count_against_its_cap(tmp_path):
+    r = run_script(tmp_path, """
+        import os
+        def tick(ctx):
+            os.write(1, b"\\n" * 1000000)
+    """, "--policy", NATIVE_POLICY, "--ticks", "1", "--json")
+    assert r.code == 0, r
+    out = [x for x in r.err.splitlines() if x.startswith('{"type":"output"')]
+    assert len(out) == (1 << 20) // 49 + 1, len(out)
+    assert "jailrun: worker output beyond 1048576 bytes dropped" in notes(r)
+
+
+def test_a_signal_ends_jailrun_though_nobody_reads_its_stderr(tmp_path):
+    """Megabytes queued for a reader that never reads: SIGTERM stops
+    jailrun now, dropping them, as it stops the job (red team: ten minutes)."""
+    p = start(tmp_path, """
+def tick(ctx):
+    for i in range(5000):
+        ctx.log.info("%d %s" % (i, "x" * 2000))
+""", "--ticks", "1", "--json")
+    try:
+        time.sleep(2)  # the tick is done; its log waits on us
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=10)  # stderr still unread
+        out = p.stdout.read()
+    finally:
+        p.kill()
+        p.communicate()
+    assert p.returncode == 143
+    assert json.loads(out.strip().splitlines()[-1])["status"] == "signal"
 
 
 def test_threads_logging_at_once_keep_every_line_once_in_order(tmp_path):

@@ -274,10 +274,11 @@ def test_native_output_is_capped_at_1_mib(worker):
     """, timeout=60)
     assert r.code == 0, r
     out = [l for l in r.err.splitlines() if l.startswith("OUTPUT ")]
-    # 1 MiB of 100-byte lines: 10485 whole ones and the start of the next
-    assert len(out) == 10486, len(out)
-    assert out[-1] == "OUTPUT " + "Q" * 76
-    assert (r.out + r.err).count("Q") == 10485 * 99 + 76
+    # 1 MiB of 100-byte lines, each counting 48 bytes more for its frame:
+    # 7085 whole ones (1 048 580 bytes), and nothing of the next
+    assert len(out) == 7085, len(out)
+    assert out[-1] == "OUTPUT " + "Q" * 99
+    assert (r.out + r.err).count("Q") == 7085 * 99
     assert r.err.count("worker output beyond 1048576 bytes dropped") == 1, r.err[-500:]
     assert "INFO done" in r.err
 
