@@ -560,13 +560,22 @@ static void print_result(const struct job_opts *o, const struct job_result *r)
                                       err, "exit_code", r->exit_code, "stats", stats);
                 if (j && r->report)
                         json_object_set_new(j, "backtest", backtest_json(r));
-                if (r->stdout_mid_line)
-                        fputc('\n', stdout);  /* the result is always a line of its own */
-                if (j) {
-                        json_dumpf(j, stdout, JSON_COMPACT | JSON_ENSURE_ASCII);
-                        fputc('\n', stdout);
-                        json_decref(j);
-                } else {  /* out of memory: the verdict still ends stdout */
+                char *line = j ? json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+                json_decref(j);
+                if (line) {  /* through a queue: a stalled reader does not hold a stop signal off */
+                        fflush(stdout);
+                        struct outq q;
+                        outq_init(&q, STDOUT_FILENO, SIZE_MAX);
+                        if (r->stdout_mid_line)
+                                outq_put(&q, "\n", 1);  /* the result is always a line of its own */
+                        outq_puts(&q, line);
+                        outq_put(&q, "\n", 1);
+                        outq_flush_all(&q);
+                        outq_free(&q);
+                        free(line);
+                } else {
+                        if (r->stdout_mid_line)
+                                fputc('\n', stdout);  /* out of memory: the verdict still ends stdout */
                         printf("{\"status\":\"%s\",\"error\":{\"type\":\"InternalError\",\"message\":"
                                "\"the result could not be encoded\",\"line\":null,\"traceback\":\"\"},"
                                "\"exit_code\":%d,\"stats\":{}}\n", status_word(r->status), r->exit_code);
@@ -946,6 +955,13 @@ int main(int argc, char *argv[])
         struct job_result res;
         if (job_run(&o, &res) < 0 && res.exit_code == EXIT_USAGE)
                 return EXIT_USAGE;
+        /* Stopped at once by a signal the job's loop took: pending again
+         * (blocked), so what is printed now is not held by a stalled reader
+         * (outq_flush_all gives up once one is pending). */
+        int sig = res.exit_code - 128;
+        if (res.status == JOB_SIGNAL && strcmp(res.etype, "Interrupted") == 0 &&
+            (sig == SIGINT || sig == SIGTERM || sig == SIGQUIT))
+                raise(sig);
         if (res.report && cli.report && write_report(cli.report, res.report) < 0 && res.exit_code == 0)
                 res.exit_code = EXIT_USER_ERROR;
         if (o.entry == JAIL_ENTRY_CHECK)

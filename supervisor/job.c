@@ -374,21 +374,46 @@ static int rejected_reload(const struct job *j)
         return !j->ready && j->good && j->cur != j->good;
 }
 
+/* What of a tick's error is printed, as the jail's runtime cuts it (a
+ * forged report is not): the message's head, the traceback's tail. */
+#define PRINT_MAX_MESSAGE 4000
+#define PRINT_MAX_TRACEBACK 16000
+
+/* A failed tick's report in text mode (traceback, then Type: message),
+ * charged to the log budget like the messages it stands among. */
+static void print_error_report(struct job *j, const struct msg *m)
+{
+        const char *tb = m->result.traceback;
+        size_t tlen = strlen(tb), mlen = strlen(m->result.emsg);
+        if (tlen > PRINT_MAX_TRACEBACK)
+                tb += tlen - PRINT_MAX_TRACEBACK, tlen = PRINT_MAX_TRACEBACK;
+        if (mlen > PRINT_MAX_MESSAGE)
+                mlen = PRINT_MAX_MESSAGE;
+        uint64_t max = j->o->log_max_bytes, cost = tlen + mlen + strlen(m->result.etype) + LOG_ENTRY_COST;
+        if (max && j->log_bytes + cost > max) {
+                if (!j->log_dropped++)
+                        log_note(&j->errq, j->o->json, "log messages beyond %llu bytes dropped",
+                                 (unsigned long long)max);
+                return;
+        }
+        j->log_bytes += cost;
+        if (tlen) {
+                outq_puts(&j->errq, "Traceback (most recent call last):\n");
+                print_block(&j->errq, tb);
+        }
+        if (!plain_type(m->result.etype))  /* a type of the jail's naming must not pass for our note */
+                outq_puts(&j->errq, "  ");
+        log_escaped(&j->errq, m->result.etype);
+        outq_puts(&j->errq, ": ");
+        log_escapedn(&j->errq, m->result.emsg, mlen);
+        outq_put(&j->errq, "\n", 1);
+}
+
 static void on_error_result(struct job *j, const struct msg *m)
 {
         /* In profile exec the script's own stderr already carried it. */
-        if (!j->o->json && j->o->entry != JAIL_ENTRY_SCRIPT) {
-                if (m->result.traceback[0]) {
-                        outq_puts(&j->errq, "Traceback (most recent call last):\n");
-                        print_block(&j->errq, m->result.traceback);
-                }
-                if (!plain_type(m->result.etype))
-                        outq_puts(&j->errq, "  ");
-                log_escaped(&j->errq, m->result.etype);
-                outq_puts(&j->errq, ": ");
-                log_escaped(&j->errq, m->result.emsg);
-                outq_put(&j->errq, "\n", 1);
-        }
+        if (!j->o->json && j->o->entry != JAIL_ENTRY_SCRIPT)
+                print_error_report(j, m);
         if (rejected_reload(j)) {  /* said when the next jail starts */
                 char line[32] = "";
                 if (m->result.line > 0)
@@ -1306,19 +1331,14 @@ static void jail_fds_close(struct job *j)
 static void job_close(struct job *j)
 {
         /* The job is over: the reader now gets all of it, however slowly,
-         * unless SIGINT, SIGTERM or SIGQUIT comes first (then the rest is
-         * dropped: the jail may have queued megabytes for a slow reader). */
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGINT);
-        sigaddset(&set, SIGTERM);
-        sigaddset(&set, SIGQUIT);
-        _cleanup_close_ int stop = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-        if (j->res->status == JOB_SIGNAL) {  /* stopped at once: what the reader takes now */
+         * unless a signal comes meanwhile (outq_flush_all); after a stop at
+         * once, what it takes now. */
+        if (j->res->status == JOB_SIGNAL && strcmp(j->res->etype, "Interrupted") == 0) {
                 outq_flush_some(&j->outq);
                 outq_flush_some(&j->errq);
-        } else if (outq_flush_all_until(&j->outq, stop) < 0 || outq_flush_all_until(&j->errq, stop) < 0) {
-                j->errq.len = j->outq.len = 0;
+        } else {
+                outq_flush_all(&j->outq);
+                outq_flush_all(&j->errq);
         }
         outq_free(&j->outq);
         outq_free(&j->errq);
@@ -1467,7 +1487,7 @@ static int wait_backoff(struct job *j, double delay)
                         return -1;
                 }
                 int r = reload_script(j, " (the back-off ends)");
-                outq_flush_all(&j->errq);
+                outq_flush_some(&j->errq);
                 if (r == 0)
                         return 0;
         }
@@ -1500,7 +1520,7 @@ static int between_jails(struct job *j)
                             delay, j->res->restarts, j->fails);
         else
                 log_note(&j->errq, j->o->json, "a new jail for the worker (restart %u)", j->res->restarts);
-        outq_flush_all(&j->errq);
+        outq_flush_some(&j->errq);  /* the rest goes with the next jail's loop */
         return delay > 0 ? wait_backoff(j, delay) : 0;
 }
 

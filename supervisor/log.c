@@ -2,17 +2,26 @@
 
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "supervisor/log.h"
 #include "supervisor/msg.h"
 
+/* Through an output queue: a stalled reader does not hold a stop signal off. */
 static void vlog(const char *fmt, va_list ap)
 {
         char line[1024];
         vsnprintf(line, sizeof line, fmt, ap);
-        fprintf(stderr, "jailrun: %s\n", line);
+        struct outq q;
+        outq_init(&q, STDERR_FILENO, SIZE_MAX);
+        outq_puts(&q, "jailrun: ");
+        outq_puts(&q, line);
+        outq_put(&q, "\n", 1);
+        outq_flush_all(&q);
+        outq_free(&q);
 }
 
 int log_errno(int r, const char *fmt, ...)

@@ -3,10 +3,12 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "supervisor/outq.h"
@@ -108,8 +110,8 @@ int outq_flush_all_until(struct outq *q, int stopfd)
                 int n;
                 while ((n = poll(p, stopfd >= 0 ? 2 : 1, -1)) < 0 && errno == EINTR)
                         ;
-                if (n > 0 && (p[1].revents & POLLIN)) {
-                        q->len = 0;
+                if (n > 0 && !p[0].revents && (p[1].revents & POLLIN)) {
+                        q->len = 0;  /* the reader takes nothing, and we are asked to stop */
                         return -1;
                 }
                 flush(q, 0);
@@ -117,8 +119,19 @@ int outq_flush_all_until(struct outq *q, int stopfd)
         return 0;
 }
 
+/* SIGINT, SIGTERM and SIGQUIT are blocked in jailrun (served by its
+ * loops): one that comes while a reader holds us up is seen here. */
 void outq_flush_all(struct outq *q)
 {
-        if (q->len)
-                flush(q, 1);
+        if (!q->len)
+                return;
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGQUIT);
+        int stop = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+        outq_flush_all_until(q, stop);
+        if (stop >= 0)
+                close(stop);
 }

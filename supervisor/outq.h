@@ -30,7 +30,9 @@ void outq_printf(struct outq *q, const char *fmt, ...) __attribute__((format(pri
  * blocks. Returns the bytes still queued. */
 size_t outq_flush_some(struct outq *q);
 
-/* Writes everything, waiting for the reader (the job is over by then). */
+/* Writes everything, waiting for the reader (the job is over by then),
+ * unless SIGINT, SIGTERM or SIGQUIT comes while the reader takes nothing:
+ * then what is left is dropped. */
 void outq_flush_all(struct outq *q);
 
 /* The same, unless stopfd becomes readable first (a signal): then what is

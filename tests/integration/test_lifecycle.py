@@ -673,6 +673,41 @@ def test_empty_lines_of_raw_output_count_against_its_cap(tmp_path):
     assert "jailrun: worker output beyond 1048576 bytes dropped" in notes(r)
 
 
+def test_error_reports_count_against_the_log_limit(tmp_path):
+    """A failed tick's printed report (traceback, Type: message) is
+    charged like a log message (red team: 3.2 MB past a 1000-byte limit)."""
+    (tmp_path / "pol.json").write_text('{"log": {"max_bytes": 20000}}')
+    r = run_script(tmp_path, "def tick(ctx):\n    raise ValueError('\\x7f' * 4000)\n",
+                   "--policy", str(tmp_path / "pol.json"), "--ticks", "50")
+    assert r.code == 1
+    assert r.err.count("\nValueError: ") == 4, r.err.count("\nValueError: ")
+    assert len(r.err) < 100000
+    assert "jailrun: log messages beyond 20000 bytes dropped" in r.err
+
+
+@pytest.mark.parametrize("mode", ["text", "json"])
+def test_a_stop_signal_is_not_held_by_a_reader_that_never_reads(tmp_path, mode):
+    """The job is stopped at once; the line jailrun then prints would wait
+    for the reader: it does not (red team: until the reader died)."""
+    p = start(tmp_path, """
+def tick(ctx):
+    for i in range(300):
+        ctx.log.info("x" * 3000)
+    raise ValueError("end")
+""", "--ticks", "1", *(["--json"] if mode == "json" else []))
+    try:
+        time.sleep(2)  # our output backs up; the jail waits on us
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=10)
+        out = p.stdout.read()
+    finally:
+        p.kill()
+        p.communicate()
+    assert p.returncode == 143
+    if mode == "json":
+        assert json.loads(out.strip().splitlines()[-1])["status"] == "signal"
+
+
 def test_a_signal_ends_jailrun_though_nobody_reads_its_stderr(tmp_path):
     """Megabytes queued for a reader that never reads: SIGTERM stops
     jailrun now, dropping them, as it stops the job (red team: ten minutes)."""
