@@ -374,6 +374,22 @@ static int rejected_reload(const struct job *j)
         return !j->ready && j->good && j->cur != j->good;
 }
 
+/* Charges `cost` bytes of what the jail has printed to the policy's log
+ * total (log.max_bytes): 1 to print it; 0 past the total, where it is
+ * counted and dropped, said once now and once at the end. */
+static int log_charge(struct job *j, uint64_t cost)
+{
+        uint64_t max = j->o->log_max_bytes;
+        if (max && j->log_bytes + cost > max) {
+                if (!j->log_dropped++)
+                        log_note(&j->errq, j->o->json, "log messages beyond %llu bytes dropped",
+                                 (unsigned long long)max);
+                return 0;
+        }
+        j->log_bytes += cost;
+        return 1;
+}
+
 /* What of a tick's error is printed, as the jail's runtime cuts it (a
  * forged report is not): the message's head, the traceback's tail. */
 #define PRINT_MAX_MESSAGE 4000
@@ -389,14 +405,8 @@ static void print_error_report(struct job *j, const struct msg *m)
                 tb += tlen - PRINT_MAX_TRACEBACK, tlen = PRINT_MAX_TRACEBACK;
         if (mlen > PRINT_MAX_MESSAGE)
                 mlen = PRINT_MAX_MESSAGE;
-        uint64_t max = j->o->log_max_bytes, cost = tlen + mlen + strlen(m->result.etype) + LOG_ENTRY_COST;
-        if (max && j->log_bytes + cost > max) {
-                if (!j->log_dropped++)
-                        log_note(&j->errq, j->o->json, "log messages beyond %llu bytes dropped",
-                                 (unsigned long long)max);
+        if (!log_charge(j, tlen + mlen + strlen(m->result.etype) + LOG_ENTRY_COST))
                 return;
-        }
-        j->log_bytes += cost;
         if (tlen) {
                 outq_puts(&j->errq, "Traceback (most recent call last):\n");
                 print_block(&j->errq, tb);
@@ -551,22 +561,15 @@ static void on_result(struct job *j, const struct msg *m)
         next_tick_or_stop(j);
 }
 
-/* The jail's log messages, up to the policy's total (log.max_bytes);
- * past it they are counted and dropped, said once now and once at the end. */
+/* The jail's log messages, up to the policy's total (log_charge). */
 static void on_log(struct job *j, const struct msg *m)
 {
         size_t i;
         json_t *e;
         json_array_foreach(m->log.entries, i, e) {
                 json_t *text = json_object_get(e, "msg");
-                uint64_t max = j->o->log_max_bytes, cost = json_string_length(text) + LOG_ENTRY_COST;
-                if (max && j->log_bytes + cost > max) {
-                        if (!j->log_dropped++)
-                                log_note(&j->errq, j->o->json, "log messages beyond %llu bytes dropped",
-                                            (unsigned long long)max);
+                if (!log_charge(j, json_string_length(text) + LOG_ENTRY_COST))
                         continue;
-                }
-                j->log_bytes += cost;
                 log_jail(&j->errq, j->o->json,
                          (enum log_level)msg_log_level(json_string_value(json_object_get(e, "level"))),
                          json_string_value(text), json_string_length(text));
@@ -1542,6 +1545,15 @@ static void crash_reason(struct job *j, int ws, char *type, size_t tsize, char *
         }
 }
 
+/* The job ends with this jail, as a gentle stop: its status is its
+ * ticks' and its error their first failure. 2, as wants_restart says it. */
+static int stop_after_jail(struct job *j)
+{
+        keep_first_error(j);
+        end_between(j, SIGTERM);
+        return 2;
+}
+
 /* A jail's end the worker survives with --interval: one it died of. */
 static int restartable_end(const struct job *j)
 {
@@ -1586,23 +1598,17 @@ static int wants_restart(struct job *j, int ws)
                         char type[sizeof j->res->etype], msg[sizeof j->res->emsg];
                         crash_reason(j, ws, type, sizeof type, msg, sizeof msg);
                         log_note(&j->errq, j->o->json, "%s", msg);
-                        keep_first_error(j);
                         fail_in_flight(j, type, msg);
                 }
-                keep_first_error(j);
-                end_between(j, SIGTERM);
-                return 2;
+                return stop_after_jail(j);
         }
         if (j->zyg.pid <= 0)
                 return 0;
         if (!j->ready && j->cur != j->good)
                 return after_failed_load(j, ws);
         if (j->restarting && !reload_waiting(j) && !j->pending_error && !j->o->forever &&
-            j->sent >= j->o->ticks) {  /* on_error went past its limit after the last tick */
-                keep_first_error(j);
-                end_between(j, SIGTERM);
-                return 2;
-        }
+            j->sent >= j->o->ticks)  /* on_error went past its limit after the last tick */
+                return stop_after_jail(j);
         if (j->restarting) {
                 keep_first_error(j);
                 return 1;
@@ -1616,9 +1622,7 @@ static int wants_restart(struct job *j, int ws)
                 log_note(&j->errq, j->o->json, "%s", msg);
                 if (j->on_error_inflight)
                         log_note(&j->errq, j->o->json, "on_error did not return");
-                keep_first_error(j);
-                end_between(j, SIGTERM);
-                return 2;
+                return stop_after_jail(j);
         }
         j->ended = 0;
         j->res->status = JOB_INTERNAL;

@@ -2,6 +2,7 @@
 two-stage tick time limit (TimeoutError inside the tick, then a fresh jail),
 on_error(ctx, error), restarts with back-off, SIGTERM and SIGHUP."""
 import codecs
+import contextlib
 import json
 import os
 import select
@@ -266,6 +267,16 @@ def wait_for(p, what, timeout=10):
     raise AssertionError("no %r in %r" % (what, rest))
 
 
+@contextlib.contextmanager
+def started(tmp_path, source, *args):
+    """start(), killed however the test ends."""
+    p = start(tmp_path, source, *args)
+    try:
+        yield p
+    finally:
+        p.kill()
+
+
 def finish(p, timeout=20):
     """communicate(), with stderr from where wait_for left off."""
     out, err = p.communicate(timeout=timeout)
@@ -273,19 +284,16 @@ def finish(p, timeout=20):
 
 
 def test_sigterm_lets_the_tick_finish(tmp_path):
-    p = start(tmp_path, """
+    with started(tmp_path, """
 import time
 def tick(ctx):
     ctx.log.info("begin")
     time.sleep(0.8)
     ctx.log.info("done")
-""", "--interval", "100ms")
-    try:
+""", "--interval", "100ms") as p:
         wait_for(p, "INFO begin")
         p.send_signal(signal.SIGTERM)
         out, err = finish(p)
-    finally:
-        p.kill()
     assert p.returncode == 0, err
     assert "jailrun: SIGTERM: stopping after the tick in flight" in err
     assert err.rstrip().endswith("INFO done"), err
@@ -325,26 +333,22 @@ def test_the_log_sent_early_keeps_every_line_once_in_order(tmp_path):
 
 
 def test_second_sigterm_stops_at_once(tmp_path):
-    p = start(tmp_path, "import time\ndef tick(ctx):\n    ctx.log.info('begin')\n    time.sleep(30)\n",
-              "--interval", "1s")
-    try:
+    with started(tmp_path, "import time\ndef tick(ctx):\n    ctx.log.info('begin')\n    time.sleep(30)\n",
+                 "--interval", "1s") as p:
         wait_for(p, "INFO begin")
         p.send_signal(signal.SIGTERM)
         wait_for(p, "SIGTERM: stopping")
         t0 = time.monotonic()
         p.send_signal(signal.SIGTERM)
         out, err = finish(p)
-    finally:
-        p.kill()
     assert p.returncode == 143
     assert time.monotonic() - t0 < 3
 
 
 def test_sighup_reloads_the_script(tmp_path):
     src = "def tick(ctx):\n    ctx.log.info('VERSION')\n"
-    p = start(tmp_path, src.replace("VERSION", "v1"), "--interval", "100ms", "--json")
-    try:
-        wait_for(p, "INFO v1".join(['"message":"', '"']).replace("INFO ", ""))
+    with started(tmp_path, src.replace("VERSION", "v1"), "--interval", "100ms", "--json") as p:
+        wait_for(p, '"message":"v1"')
         (tmp_path / "w.py").write_text("def tick(ctx)\n    broken\n")  # does not load: v1 goes on
         p.send_signal(signal.SIGHUP)
         wait_for(p, "the reloaded script did not load (SyntaxError: line 1:13: expected ':'); "
@@ -356,8 +360,6 @@ def test_sighup_reloads_the_script(tmp_path):
         wait_for(p, '"message":"v2"')
         p.send_signal(signal.SIGTERM)
         out, err = finish(p)
-    finally:
-        p.kill()
     assert '"v1"' not in err  # after the reload, only v2
     res = json.loads(out.strip().splitlines()[-1])
     # a script that did not load is the operator's, said at once: no tick failed
@@ -380,8 +382,7 @@ def test_a_stop_while_the_reloaded_script_loads(tmp_path, sig, code):
     """SIGINT and SIGQUIT stop at once and SIGTERM stops (no tick to let
     finish) while a reloaded script loads; none is lost to the reload (red
     team: the job ran on, with a false "did not load")."""
-    p = start(tmp_path, QUICK.replace("VERSION", "v1"), "--interval", "100ms")
-    try:
+    with started(tmp_path, QUICK.replace("VERSION", "v1"), "--interval", "100ms") as p:
         wait_for(p, "INFO v1")
         (tmp_path / "w.py").write_text(SLOW_LOAD.replace("VERSION", "v2"))
         p.send_signal(signal.SIGHUP)
@@ -389,8 +390,6 @@ def test_a_stop_while_the_reloaded_script_loads(tmp_path, sig, code):
         t0 = time.monotonic()
         p.send_signal(sig)
         out, err = finish(p)
-    finally:
-        p.kill()
     assert time.monotonic() - t0 < 5
     assert p.returncode == code, err
     assert "did not load" not in err and "restart 2" not in err, err
@@ -398,22 +397,18 @@ def test_a_stop_while_the_reloaded_script_loads(tmp_path, sig, code):
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
 def test_a_stop_soon_after_sighup(tmp_path, sig, code):
-    p = start(tmp_path, QUICK.replace("VERSION", "v1"), "--interval", "5s")
-    try:
+    with started(tmp_path, QUICK.replace("VERSION", "v1"), "--interval", "5s") as p:
         wait_for(p, "INFO v1")
         p.send_signal(signal.SIGHUP)
         time.sleep(0.002)
         p.send_signal(sig)
         out, err = finish(p)
-    finally:
-        p.kill()
     assert p.returncode == code, err
     assert "did not load" not in err, err
 
 
 def test_a_second_sighup_while_the_first_loads_wins(tmp_path):
-    p = start(tmp_path, QUICK.replace("VERSION", "v1"), "--interval", "100ms")
-    try:
+    with started(tmp_path, QUICK.replace("VERSION", "v1"), "--interval", "100ms") as p:
         wait_for(p, "INFO v1")
         (tmp_path / "w.py").write_text(SLOW_LOAD.replace("VERSION", "v2"))
         p.send_signal(signal.SIGHUP)
@@ -424,8 +419,6 @@ def test_a_second_sighup_while_the_first_loads_wins(tmp_path):
         wait_for(p, "INFO v3")
         p.send_signal(signal.SIGTERM)
         out, err = finish(p)
-    finally:
-        p.kill()
     assert p.returncode == 0, err
     assert "INFO v2" not in err and "did not load" not in err, err
 
@@ -434,9 +427,8 @@ def test_two_reloads_that_do_not_load_go_back_to_the_last_that_did(tmp_path):
     """The second SIGHUP's text replaces the first's, not the script that
     loaded (red team: the first, never loaded, became the one to go back
     to, and with it broken the job crash-looped for good)."""
-    p = start(tmp_path, "import time\ndef tick(ctx):\n    ctx.log.info('v1')\n    time.sleep(1)\n",
-              "--interval", "100ms")
-    try:
+    with started(tmp_path, "import time\ndef tick(ctx):\n    ctx.log.info('v1')\n    time.sleep(1)\n",
+                 "--interval", "100ms") as p:
         wait_for(p, "INFO v1")  # the tick sleeps on: both signals come during it
         (tmp_path / "w.py").write_text("raise RuntimeError('bad1')\n")
         p.send_signal(signal.SIGHUP)
@@ -447,8 +439,6 @@ def test_two_reloads_that_do_not_load_go_back_to_the_last_that_did(tmp_path):
         wait_for(p, "INFO v1")
         p.send_signal(signal.SIGTERM)
         out, err = finish(p)
-    finally:
-        p.kill()
     assert p.returncode == 0, err
     assert "bad1" not in err and "exited with status" not in err, err
 
@@ -457,9 +447,8 @@ def test_two_reloads_that_do_not_load_go_back_to_the_last_that_did(tmp_path):
 def test_a_signal_while_the_first_jail_loads(tmp_path, sig):
     """SIGHUP or SIGTERM before the script first loaded: a reload and a
     gentle stop, not an interrupted job (red team: 129 and 143)."""
-    p = start(tmp_path, SLOW_LOAD.replace("VERSION", "v1").replace("10 ** 9", sig == "sighup" and "3 * 10 ** 7"
-                                                                   or "10 ** 9"), "--interval", "100ms")
-    try:
+    with started(tmp_path, SLOW_LOAD.replace("VERSION", "v1").replace("10 ** 9", sig == "sighup" and "3 * 10 ** 7"
+                                                                   or "10 ** 9"), "--interval", "100ms") as p:
         time.sleep(0.5)
         if sig == "sighup":  # waits for the first script's load: the one to go back to
             (tmp_path / "w.py").write_text(QUICK.replace("VERSION", "v2"))
@@ -468,23 +457,18 @@ def test_a_signal_while_the_first_jail_loads(tmp_path, sig):
             wait_for(p, "INFO v2")
         p.send_signal(signal.SIGTERM)
         out, err = finish(p)
-    finally:
-        p.kill()
     assert p.returncode == 0, err
 
 
 def test_sighup_while_a_restarted_jail_loads(tmp_path):
     src = "import os\n" + SLOW_LOAD.replace("ctx.log.info(\"VERSION\")", "os._exit(3)").replace("10 ** 9", "10 ** 7")
-    p = start(tmp_path, src, "--policy", NATIVE_POLICY, "--interval", "100ms")
-    try:
+    with started(tmp_path, src, "--policy", NATIVE_POLICY, "--interval", "100ms") as p:
         wait_for(p, "a new jail for the worker (restart 1)")
         (tmp_path / "w.py").write_text(QUICK.replace("VERSION", "v2"))
         p.send_signal(signal.SIGHUP)
         wait_for(p, "INFO v2")
         p.send_signal(signal.SIGTERM)
         out, err = finish(p)
-    finally:
-        p.kill()
     assert p.returncode == 1, err  # the tick that crashed failed
 
 
@@ -513,18 +497,15 @@ def test_a_slow_reader_of_our_stderr_is_not_the_ticks_fault(tmp_path):
     the tick's hard limit waits with it (red team: the tick, done in 25 ms,
     was killed as stuck, and counted twice)."""
     (tmp_path / "pol.json").write_text('{"limits": {"tick_grace": 0.5}}')
-    p = start(tmp_path, """
+    with started(tmp_path, """
 def tick(ctx):
     for i in range(3000):
         ctx.log.info("%d %s" % (i, "x" * 1000))
     ctx.log.info("done")
-""", "--interval", "1s", "--tick-timeout", "2", "--policy", str(tmp_path / "pol.json"), "--json")
-    try:
+""", "--interval", "1s", "--tick-timeout", "2", "--policy", str(tmp_path / "pol.json"), "--json") as p:
         time.sleep(3)  # past the 2.5 s of limit, within the one more tick limit it may wait
         p.send_signal(signal.SIGTERM)
         out, err = finish(p, 30)
-    finally:
-        p.kill()
     res = json.loads(out.strip().splitlines()[-1])
     assert "did not return" not in err
     assert p.returncode == 0 and res["stats"]["restarts"] == 0, res
@@ -762,15 +743,12 @@ def test_a_tick_that_drops_sys_stdout_is_still_a_tick(tmp_path):
 
 
 def test_sigterm_during_the_back_off(tmp_path):
-    p = start(tmp_path, "import os\ndef tick(ctx):\n    os._exit(3)\n", "--policy", NATIVE_POLICY, "--interval",
-              "10ms")
-    try:
+    with started(tmp_path, "import os\ndef tick(ctx):\n    os._exit(3)\n", "--policy", NATIVE_POLICY, "--interval",
+                 "10ms") as p:
         wait_for(p, "in 1 s (restart 2")
         t0 = time.monotonic()
         p.send_signal(signal.SIGTERM)
         out, err = finish(p)
-    finally:
-        p.kill()
     assert time.monotonic() - t0 < 2
     assert p.returncode == 1  # stopped; ticks had failed
 
@@ -821,14 +799,11 @@ def test_a_jail_that_will_not_exit_after_the_stop_is_killed(tmp_path, stop):
     (tmp_path / "pol.json").write_text(json.dumps(pol))
     args = ["--policy", str(tmp_path / "pol.json"), "--interval", "200ms", "--json"]
     t0 = time.monotonic()
-    p = start(tmp_path, NO_EXIT, *args, *(["--ticks", "2"] if stop == "ticks" else []))
-    try:
+    with started(tmp_path, NO_EXIT, *args, *(["--ticks", "2"] if stop == "ticks" else [])) as p:
         if stop == "sigterm":
             wait_for(p, '"tick"')
             p.send_signal(signal.SIGTERM)
         out, err = finish(p, 30)
-    finally:
-        p.kill()
     assert time.monotonic() - t0 < 15, err
     assert p.returncode == 0, (out, err)
     res = json.loads(out.strip().splitlines()[-1])
