@@ -3,6 +3,7 @@ import time
 
 import pytest
 
+from hostprobe import slack
 from jr_helpers import final_json, host_stays_clean, json_logs, log_lines  # noqa: F401
 
 
@@ -212,7 +213,7 @@ def test_flood_ends_in_bounded_time(worker):
     """, timeout=60)
     elapsed = time.monotonic() - t0
     assert r.code == 0, r.err[-2000:]
-    assert elapsed < 30, elapsed
+    assert elapsed < slack(30), elapsed
     lines = log_lines(r.err)
     assert lines[-1] == "INFO the end"
     nums = [int(l.split()[2]) for l in lines[:-1]]
