@@ -47,6 +47,14 @@ class _State:
     profile = "worker"
 
 
+def import_refusal(name, profile, kind, allowed):
+    """The text of a refused import, the same whether the validator finds
+    it (jail/validate.py) or the import runs: profile worker's is the one
+    its users know (no "the"), the allowed modules sorted."""
+    article = "" if kind == "ImportError" else "the "
+    return "Import of %s is not allowed in %s%s sandbox. Allowed: %r" % (name, article, profile, sorted(allowed))
+
+
 def _is_dunder(name):
     return len(name) > 4 and name.startswith("__") and name.endswith("__")
 
@@ -140,13 +148,10 @@ class Guard:
         _jailrun.set_type_attr(str, "format_map", format_map)
 
     # --- imports ----------------------------------------------------------
-    def _import_error(self, name, line):
-        allowed = sorted(self.allowed)
-        if self.py["import_error"] == "ImportError":
-            return ImportError("Import of %s is not allowed in %s sandbox. Allowed: %r" % (name, self.profile, allowed))
-        where = " (line %d)" % line if line else ""
-        return SecurityError("Import of %s is not allowed in the %s sandbox%s. Allowed: %r"
-                             % (name, self.profile, where, allowed))
+    def _import_error(self, name):
+        kind = self.py["import_error"]
+        text = import_refusal(name, self.profile, kind, self.allowed)
+        return ImportError(text, name=name) if kind == "ImportError" else SecurityError(text)
 
     def blocked_reason(self, name):
         """The reason a dotted module name (or one of its parents) is
@@ -178,8 +183,7 @@ class Guard:
                     builtins.__import__(name, globals, locals, fromlist, 0)
                 return None
             if level != 0 or not isinstance(name, str) or name.partition(".")[0] not in allowed:
-                line = sys._getframe(1).f_lineno if level == 0 else 0
-                raise self._import_error(name if isinstance(name, str) else repr(name), line)
+                raise self._import_error(name if isinstance(name, str) else repr(name))
             hit = self.blocked_reason(name)
             if hit:
                 raise SecurityError("%s is not available in the %s sandbox: %s" % (hit[0], self.profile, hit[1]))

@@ -19,6 +19,8 @@ WORKER_IMPORTS = ("math statistics datetime json collections time re functools i
 ALLOWED_LIST = ("['base64', 'collections', 'copy', 'datetime', 'decimal', 'functools', 'hashlib', 'hmac', "
                 "'itertools', 'json', 'math', 'numpy', 'pandas', 'random', 're', 'statistics', 'time']")
 
+STRATEGY_ALLOWED_LIST = ("['datetime', 'indicators', 'json', 'math', 'numpy', 'pandas', 'pandas_ta', 'ta', 'talib', "
+                         "'tesstrade_indicators']")
 STRATEGY_BUILTINS = ("None True False bool int float str list tuple dict set frozenset abs min max sum round pow "
                      "divmod len range enumerate zip reversed sorted filter map all any isinstance issubclass type "
                      "callable hasattr getattr chr ord format repr ascii id hash iter next slice Exception "
@@ -168,8 +170,21 @@ def test_003_forbidden_modules(tmp_path, line):
     err = final(r)["error"]
     mod = line.split()[1]
     assert err["type"] == "SecurityError", err
-    assert err["message"].startswith("line 2:0: Import of %s is not allowed in the strategy sandbox" % mod), err
+    assert err["message"] == "line 2:0: Import of %s is not allowed in the strategy sandbox. Allowed: %s" % (
+        mod, STRATEGY_ALLOWED_LIST), err
     assert err["line"] == 2
+
+
+def test_003_import_refused_where_it_runs_reads_the_same(tmp_path):
+    # The validator's imports rule off: the import runs and the guard refuses
+    # it, in the validator's words, the line in the report.
+    pol = tmp_path / "p.json"
+    pol.write_text('{"validator": {"forbid": []}}')
+    r = strategy(tmp_path, "x = 1\nimport random\ndef on_bar_strategy(sdk, params):\n    pass\n",
+                 "--policy", str(pol))
+    err = final(r)["error"]
+    assert err == {"type": "SecurityError", "line": 2, "traceback": err["traceback"],
+                   "message": "Import of random is not allowed in the strategy sandbox. Allowed: " + STRATEGY_ALLOWED_LIST}
 
 
 def test_003_allowed_imports(tmp_path):
