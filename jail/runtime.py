@@ -131,7 +131,8 @@ class _Channel:
         if msg is None:
             raise SystemExit(0)  # the supervisor has gone
         if msg.get("type") != "reply" or msg.get("id") != call_id:
-            raise RuntimeError("unexpected message from supervisor during %s" % op)
+            raise _jailrun.runtime_module("_jailrun_guard").ProtocolError(
+                "unexpected message from supervisor during %s" % op)
         if "payload" in msg:  # raw bytes follow the reply (a file's content)
             return msg["result"], _jailrun.recv_payload(msg["payload"])
         return msg["result"]
@@ -566,7 +567,7 @@ def _load_guarded(source, filename, ctx, policy):
     if code is None:
         code = _compile(source, filename)
     gd = guard.Guard(policy, filename)
-    b = gd.builtins(builtins.print)
+    b = gd.builtins(builtins.print, code)
     if policy["python"]["attribute_guard"]:
         gd.guard_format()
     g = {"__name__": "__main__", "__builtins__": b}
