@@ -18,6 +18,18 @@ class SecurityError(PermissionError):
 SecurityError.__module__ = "builtins"
 
 
+class ProtocolError(Exception):
+    """A message on the channel to the supervisor that breaks its protocol
+    (a reply out of turn)."""
+
+
+ProtocolError.__module__ = "builtins"
+
+# Exception classes of the sandbox's own that a policy's "builtins" may
+# name; the rest come from the builtins module.
+_OWN_CLASSES = {"SecurityError": SecurityError, "ProtocolError": ProtocolError}
+
+
 class _Blocked:
     """Stands where the policy neutralised a name: any use says why."""
 
@@ -45,6 +57,14 @@ class _Blocked:
 
 class _State:
     profile = "worker"
+
+
+def import_refusal(name, profile, kind, allowed):
+    """The text of a refused import, the same whether the validator finds
+    it (jail/validate.py) or the import runs: profile worker's is the one
+    its users know (no "the"), the allowed modules sorted."""
+    article = "" if kind == "ImportError" else "the "
+    return "Import of %s is not allowed in %s%s sandbox. Allowed: %r" % (name, article, profile, sorted(allowed))
 
 
 def _is_dunder(name):
@@ -140,13 +160,10 @@ class Guard:
         _jailrun.set_type_attr(str, "format_map", format_map)
 
     # --- imports ----------------------------------------------------------
-    def _import_error(self, name, line):
-        allowed = sorted(self.allowed)
-        if self.py["import_error"] == "ImportError":
-            return ImportError("Import of %s is not allowed in %s sandbox. Allowed: %r" % (name, self.profile, allowed))
-        where = " (line %d)" % line if line else ""
-        return SecurityError("Import of %s is not allowed in the %s sandbox%s. Allowed: %r"
-                             % (name, self.profile, where, allowed))
+    def _import_error(self, name):
+        kind = self.py["import_error"]
+        text = import_refusal(name, self.profile, kind, self.allowed)
+        return ImportError(text, name=name) if kind == "ImportError" else SecurityError(text)
 
     def blocked_reason(self, name):
         """The reason a dotted module name (or one of its parents) is
@@ -178,8 +195,7 @@ class Guard:
                     builtins.__import__(name, globals, locals, fromlist, 0)
                 return None
             if level != 0 or not isinstance(name, str) or name.partition(".")[0] not in allowed:
-                line = sys._getframe(1).f_lineno if level == 0 else 0
-                raise self._import_error(name if isinstance(name, str) else repr(name), line)
+                raise self._import_error(name if isinstance(name, str) else repr(name))
             hit = self.blocked_reason(name)
             if hit:
                 raise SecurityError("%s is not available in the %s sandbox: %s" % (hit[0], self.profile, hit[1]))
@@ -285,12 +301,16 @@ class Guard:
         return checked
 
     # --- builtins and globals ---------------------------------------------
-    def builtins(self, print_fn):
+    def builtins(self, print_fn, code=None):
+        """The builtins of user code compiled as `code` (its module's code
+        object, nested code included)."""
         real = builtins.__dict__
         b = {}
         for name in self.py["builtins"]:
             if name in real:
                 b[name] = real[name]
+            elif name in _OWN_CLASSES:
+                b[name] = _OWN_CLASSES[name]
         for name, why in self.py["blocked_builtins"].items():
             b[name] = _blocked_builtin(name, why, self.profile)
         b["__build_class__"] = real["__build_class__"]
@@ -304,6 +324,9 @@ class Guard:
                 b["hasattr"] = self._hasattr()
             if "type" in b:
                 b["type"] = self._type()
+        hints = {k: v for k, v in self.py["absent_builtins"].items() if k not in b}
+        if hints and code is not None and _looks_up(code, hints):
+            b = _absent_builtins_dict(hints, self.profile)(b)
         return b
 
     def _type(self):
@@ -342,6 +365,55 @@ class Guard:
         py = self.py
         _jailrun.guard_on(SecurityError, self.filename, self.profile, py["audit_deny"], py["audit_deny_user"],
                           py["denied_modules"], py["open"], roots)
+
+
+def _absent_builtins_dict(hints, profile):
+    """A dict class for builtins whose missing names in `hints` fail with
+    what to use instead: NameError("open is not available in the worker
+    sandbox; use ctx.files.read/write"), still a NameError (with .name) so
+    `except NameError` works, and the names stay absent ('open' in the
+    builtins is false). CPython consults __missing__ only when builtins is
+    not an exact dict, which takes global lookups off their fast path:
+    Guard.builtins uses this only for code that looks one of the names up."""
+
+    class Builtins(dict):
+        __slots__ = ()
+
+        def __missing__(self, name):
+            hint = hints.get(name) if type(name) is str else None
+            if hint is None:
+                raise KeyError(name)  # the interpreter's own NameError
+            raise NameError("%s is not available in the %s sandbox; %s" % (name, profile, hint), name=name)
+
+    return Builtins
+
+
+def _looks_up(code, names):
+    """Whether `code`, or code nested in it, looks one of `names` up as a
+    global or builtin (LOAD_GLOBAL, LOAD_NAME: CPython 3.11 bytecode; an
+    attribute such as re.compile does not count)."""
+    import opcode
+
+    load_global, load_name = opcode.opmap["LOAD_GLOBAL"], opcode.opmap["LOAD_NAME"]
+    extended = opcode.EXTENDED_ARG
+    code_type = type(code)
+    stack = [code]
+    while stack:
+        co = stack.pop()
+        stack.extend(c for c in co.co_consts if type(c) is code_type)
+        co_names = co.co_names
+        if names.keys().isdisjoint(co_names):
+            continue
+        raw, arg = co.co_code, 0
+        for i in range(0, len(raw), 2):
+            op, arg = raw[i], arg << 8 | raw[i + 1]
+            if op == extended:
+                continue
+            if op == load_global or op == load_name:
+                if co_names[arg >> 1 if op == load_global else arg] in names:
+                    return True
+            arg = 0
+    return False
 
 
 def _blocked_builtin(name, why, profile):

@@ -131,7 +131,8 @@ class _Channel:
         if msg is None:
             raise SystemExit(0)  # the supervisor has gone
         if msg.get("type") != "reply" or msg.get("id") != call_id:
-            raise RuntimeError("unexpected message from supervisor during %s" % op)
+            raise _jailrun.runtime_module("_jailrun_guard").ProtocolError(
+                "unexpected message from supervisor during %s" % op)
         if "payload" in msg:  # raw bytes follow the reply (a file's content)
             return msg["result"], _jailrun.recv_payload(msg["payload"])
         return msg["result"]
@@ -566,7 +567,7 @@ def _load_guarded(source, filename, ctx, policy):
     if code is None:
         code = _compile(source, filename)
     gd = guard.Guard(policy, filename)
-    b = gd.builtins(builtins.print)
+    b = gd.builtins(builtins.print, code)
     if policy["python"]["attribute_guard"]:
         gd.guard_format()
     g = {"__name__": "__main__", "__builtins__": b}
@@ -623,7 +624,7 @@ def worker_main(source, filename, policy, entry):
         _send({"type": "result", "id": 0, "error": _error_info(e, filename)})
         return 1
     buf.flush()
-    on_error = g.get("on_error") if ticks and callable(g.get("on_error")) else None
+    on_error = _on_error_handler(g.get("on_error")) if ticks else None
     if ticks:
         _Tick.limit = policy["limits"]["tick_timeout"]
         _Tick.buf = buf
@@ -704,13 +705,70 @@ def _timed(fn, *args):
     return err
 
 
+def _on_error_handler(fn):
+    """(fn, what it takes) for the script's on_error, decided once from its
+    signature: on_error(ctx, error), on_error(error) (on_error(ctx) when that
+    one parameter is named ctx) or on_error(); None when there is none."""
+    if not callable(fn):
+        return None
+    try:
+        params = _positional_params(fn)
+    except BaseException:  # a callable shaped to break this: the documented form
+        params = None
+    if params is None or len(params) >= 2:
+        return fn, ("ctx", "error")
+    if params == ["ctx"]:
+        return fn, ("ctx",)
+    return fn, ("error",) if params else ()
+
+
+def _positional_params(fn):
+    """The names of the positional parameters `fn` takes ("*", "*" for
+    *args), or None when it is not a function, a bound method or an object
+    whose class defines __call__. Read from the code object: no user code
+    runs (no attribute hooks, no inspect)."""
+    bound = 0
+    if type(fn) is _MethodType:
+        bound, fn = 1, _method_func(fn)
+    elif type(fn) is not _FunctionType:
+        call = None
+        for cls in _type_mro(type(fn)):
+            call = _type_dict(cls).get("__call__")
+            if call is not None:
+                break
+        bound, fn = 1, call
+    if type(fn) is not _FunctionType:
+        return None
+    code = _func_code(fn)
+    names = list(code.co_varnames[:code.co_argcount])[bound:]
+    if code.co_flags & 0x04:  # CO_VARARGS
+        names += ["*", "*"]
+    return names
+
+
+class _Probe:
+    def method(self):
+        pass
+
+
+_FunctionType = type(_positional_params)
+_MethodType = type(_Probe().method)
+_method_func = _MethodType.__func__.__get__
+_func_code = _FunctionType.__code__.__get__
+_type_mro = type.__dict__["__mro__"].__get__
+_type_dict = type.__dict__["__dict__"].__get__
+
+
 def _call_on_error(on_error, ctx, info, buf, filename):
-    """on_error(ctx, error) once for a failed tick, under the same clock; what
-    it raises is logged, never handed to on_error again."""
+    """on_error once for a failed tick, given what it takes (ctx, the error
+    dict, both or neither: _on_error_handler), under the same clock; what it
+    raises is logged, never handed to on_error again."""
     if on_error is None:
         return
+    fn, wants = on_error
+    args = {"ctx": ctx, "error": dict(info)}
     buf.flush()  # the tick's log is out, whatever on_error does
-    err = _timed(on_error, ctx, dict(info))
+    err = _timed(fn, *[args[w] for w in wants])
     if err is not None:
         try:
             e = _error_info(err, filename)

@@ -12,6 +12,11 @@ _BLOCK_NAMES = ("If", "For", "AsyncFor", "While", "With", "AsyncWith", "Try", "T
 
 # Sizes reported on violations are kept to this many per script.
 MAX_VIOLATIONS = 200
+# Characters of a violation's reason; a refused import's lists the allowed
+# modules, so it gets more. 201 of them, in UTF-8, stay under the 4096 bytes
+# the supervisor takes for one and the 1 MiB of a message.
+REASON_MAX = 300
+IMPORT_REASON_MAX = 1000
 
 
 def _is_dunder(name):
@@ -24,14 +29,14 @@ class _Report:
         self.more = 0
         self.tree = None
 
-    def add(self, node, kind, reason):
+    def add(self, node, kind, reason, limit=REASON_MAX):
         if len(self.items) >= MAX_VIOLATIONS:
             self.more += 1
             return
         line = getattr(node, "lineno", 1) or 1
         col = getattr(node, "col_offset", 0) or 0
-        if len(reason) > 300:
-            reason = reason[:300] + "..."
+        if len(reason) > limit:
+            reason = reason[:limit] + "..."
         self.items.append({"line": line, "col": col, "type": kind, "reason": reason})
 
 
@@ -221,11 +226,15 @@ class Validator:
             names = [a.name for a in node.names]
         for name in names:
             if name.startswith(".") or name.partition(".")[0] not in self.imports:
-                if self.import_error == "ImportError":
-                    reason = "Import of %s is not allowed in %s sandbox." % (name, self.profile)
-                else:
-                    reason = "Import of %s is not allowed in the %s sandbox" % (name, self.profile)
-                rep.add(node, self.import_error, reason)
+                rep.add(node, self.import_error, self.import_refusal(name), IMPORT_REASON_MAX)
+
+    def import_refusal(self, name):
+        """The guard's own text (jail/guard.py), so a refused import reads
+        the same found here or where it runs."""
+        import _jailrun
+
+        refusal = _jailrun.runtime_module("_jailrun_guard").import_refusal
+        return refusal(name, self.profile, self.import_error, self.imports)
 
     def visit_name(self, node, rep):
         name, rules = node.id, self.rules

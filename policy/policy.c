@@ -56,6 +56,7 @@ static const struct pkey schema[] = {
         { "python.import_error", P_CHOICE, 0, 0, import_errors },
         { "python.builtins", P_NAMES, 0, 4096, NULL },
         { "python.blocked_builtins", P_REASONS, 0, 4096, NULL },
+        { "python.absent_builtins", P_REASONS, 0, 4096, NULL },
         { "python.globals", P_MODULES, 0, 4096, NULL },
         { "python.attribute_guard", P_BOOL, 0, 0, NULL },
         { "python.dunder_policy", P_CHOICE, 0, 0, dunder_policies },

@@ -1,6 +1,6 @@
 """A worker's life (seeds 000/001): ticks on a schedule (--interval), the
 two-stage tick time limit (TimeoutError inside the tick, then a fresh jail),
-on_error(ctx, error), restarts with back-off, SIGTERM and SIGHUP."""
+on_error(ctx, error) or on_error(error), restarts with back-off, SIGTERM and SIGHUP."""
 import codecs
 import contextlib
 import json
@@ -112,6 +112,43 @@ def test_on_error_over_its_time_is_stopped_too(tmp_path):
     (line,) = logs(r)
     assert line in ("on_error raised TimeoutError: tick 1 exceeded its time limit of 0.15 s (line %d)" % k
                     for k in (5, 6)), line
+
+
+@pytest.mark.parametrize("handler,said", [
+    ("def on_error(ctx, error):\n    ctx.log.info(type(ctx).__name__, error['type'])", "Ctx ValueError"),
+    ("def on_error(error):\n    ctx.log.info(error['message'], error['tick'])", "v 1"),
+    ("def on_error(err, extra=None):\n    ctx.log.info(type(err).__name__, type(extra).__name__)", "Ctx dict"),
+    ("def on_error(ctx):\n    ctx.log.info('ctx', type(ctx).__name__)", "ctx Ctx"),
+    ("def on_error():\n    ctx.log.info('no arguments')", "no arguments"),
+    ("def on_error(*args):\n    ctx.log.info(len(args))", "2"),
+    ("def on_error(error, *rest):\n    ctx.log.info(type(error).__name__, len(rest))", "Ctx 1"),
+    ("on_error = lambda error: ctx.log.info('lambda', error['type'])", "lambda ValueError"),
+    ("class H:\n    def handle(self, error):\n        ctx.log.info('method', error['line'])\non_error = H().handle",
+     "method 2"),
+    ("class H:\n    def __call__(self, error):\n        ctx.log.info('object', error['type'])\non_error = H()",
+     "object ValueError"),
+    ("class H:\n    def __init__(self, ctx, error):\n        ctx.log.info('class', error['type'])\non_error = H",
+     "class ValueError"),
+])
+def test_on_error_takes_ctx_and_error_or_the_error_alone(tmp_path, handler, said):
+    # Decided once at load from the signature: two or more positional
+    # parameters (or *args) get (ctx, error), one gets the error (or ctx
+    # when it is named so), none nothing; other callables get (ctx, error).
+    r = run_script(tmp_path, "def tick(ctx):\n    raise ValueError('v')\n" + handler + "\n", "--json")
+    assert r.code == 1, r
+    assert logs(r) == [said], r.err
+
+
+def test_on_error_with_the_error_alone_in_a_fresh_jail(tmp_path):
+    r = run_script(tmp_path, """
+        import os
+        def tick(ctx):
+            os._exit(7)
+        def on_error(error):
+            ctx.log.info("on_error", error["type"], error["message"], error["line"])
+    """, "--policy", NATIVE_POLICY, "--interval", "50ms", "--ticks", "1", "--json", timeout=60)
+    assert r.code == 1, r
+    assert logs(r) == ["on_error RuntimeError the worker's jail exited with status 7 None"]
 
 
 # --- the hard stage: a fresh jail ----------------------------------------------------

@@ -146,7 +146,8 @@ def test_check_lists_every_violation(tmp_path):
     r, path = check(tmp_path, "import random\nf = lambda: 1\nx = ().__class__\n", "--profile", "strategy")
     assert r.returncode == 1, r.stderr
     assert r.stdout.splitlines() == [
-        "%s:1:0: SecurityError: Import of random is not allowed in the strategy sandbox" % path,
+        "%s:1:0: SecurityError: Import of random is not allowed in the strategy sandbox. Allowed: ['datetime', "
+        "'indicators', 'json', 'math', 'numpy', 'pandas', 'pandas_ta', 'ta', 'talib', 'tesstrade_indicators']" % path,
         "%s:2:4: SecurityError: lambda is not allowed; use a def" % path,
         "%s:3:4: SecurityError: access to the attribute __class__ is not allowed" % path,
     ]
@@ -162,7 +163,25 @@ def test_check_json(tmp_path):
     j = json.loads(r.stdout)
     assert r.returncode == 1
     assert j == {"file": path, "status": "violations", "exit_code": 1, "violations": [
-        {"line": 1, "col": 0, "type": "ImportError", "reason": "Import of os is not allowed in worker sandbox."}]}
+        {"line": 1, "col": 0, "type": "ImportError", "reason": "Import of os is not allowed in worker sandbox. Allowed: "
+         "['base64', 'collections', 'copy', 'datetime', 'decimal', 'functools', 'hashlib', 'hmac', 'itertools', "
+         "'json', 'math', 'numpy', 'pandas', 'random', 're', 'statistics', 'time']"}]}
+
+
+def test_check_refused_imports_name_the_allowed_modules_within_bounds(tmp_path):
+    # Each reason carries the allowed list (cut at 1000 characters past a
+    # long name): 250 of them stay one message the supervisor takes.
+    src = "".join("import m%d_%s\n" % (i, "x" * 3000) for i in range(250))
+    r, path = check(tmp_path, src, "--json")
+    assert r.returncode == 1, r.stderr
+    v = json.loads(r.stdout)["violations"]
+    assert len(v) == 201 and v[-1]["reason"] == "50 more violations not listed"
+    assert all(len(x["reason"]) == 1003 and x["reason"].endswith("...") for x in v[:200])
+    r, _ = check(tmp_path, "import os.path\nfrom sys import argv\n", "--json")
+    reasons = [x["reason"] for x in json.loads(r.stdout)["violations"]]
+    assert [x.split(". Allowed: ")[0] for x in reasons] == [
+        "Import of os.path is not allowed in worker sandbox", "Import of sys is not allowed in worker sandbox"]
+    assert all(x.endswith("'re', 'statistics', 'time']") for x in reasons)
 
 
 def test_check_does_not_run_the_script(tmp_path):

@@ -14,11 +14,18 @@ WORKER_BUILTINS = ("abs all any divmod max min pow round sum bool chr dict float
                    "len list oct ord range repr reversed set slice sorted str super tuple type zip enumerate filter "
                    "map next getattr hasattr hash isinstance issubclass print Exception ValueError TypeError "
                    "KeyError IndexError RuntimeError StopIteration ZeroDivisionError").split()
+# Beyond seed 001's list: the exception classes scripts catch (issue 14).
+WORKER_EXCEPTIONS = ("BaseException ArithmeticError AssertionError AttributeError FloatingPointError ImportError "
+                     "LookupError MemoryError ModuleNotFoundError NameError NotImplementedError OverflowError "
+                     "RecursionError TimeoutError UnboundLocalError UnicodeError UnicodeDecodeError "
+                     "UnicodeEncodeError SecurityError ProtocolError").split()
 WORKER_IMPORTS = ("math statistics datetime json collections time re functools itertools decimal hashlib hmac "
                   "base64 copy random numpy pandas").split()
 ALLOWED_LIST = ("['base64', 'collections', 'copy', 'datetime', 'decimal', 'functools', 'hashlib', 'hmac', "
                 "'itertools', 'json', 'math', 'numpy', 'pandas', 'random', 're', 'statistics', 'time']")
 
+STRATEGY_ALLOWED_LIST = ("['datetime', 'indicators', 'json', 'math', 'numpy', 'pandas', 'pandas_ta', 'ta', 'talib', "
+                         "'tesstrade_indicators']")
 STRATEGY_BUILTINS = ("None True False bool int float str list tuple dict set frozenset abs min max sum round pow "
                      "divmod len range enumerate zip reversed sorted filter map all any isinstance issubclass type "
                      "callable hasattr getattr chr ord format repr ascii id hash iter next slice Exception "
@@ -100,15 +107,148 @@ def test_001_builtins_are_exactly_the_list(tmp_path):
         "--policy", os.path.join(os.path.dirname(HERE), "policies", "audit-only.json"))
     assert r.code == 0, r
     names = eval(logs(r)[0]["message"])  # a repr of a list of str
-    assert set(names) == set(WORKER_BUILTINS) | {"True", "False", "None"}
+    assert set(names) == set(WORKER_BUILTINS) | set(WORKER_EXCEPTIONS) | {"True", "False", "None"}
 
 
-@pytest.mark.parametrize("name", ["open", "exec", "eval", "compile", "input", "globals", "locals", "vars", "dir",
-                                  "setattr", "delattr", "breakpoint", "memoryview", "exit", "quit", "help"])
-def test_001_blocked_builtins_are_absent(tmp_path, name):
+def test_001_exception_classes_are_catchable(tmp_path):
+    # `except X` for the classes scripts catch; SecurityError is the class
+    # the sandbox raises (module views, the audit hook), ImportError the
+    # refused import's.
+    r = worker(tmp_path, """
+        def fails(kind):
+            if kind == "lookup":
+                return {}["k"]
+            if kind == "arithmetic":
+                return 1 / 0
+            if kind == "overflow":
+                return 10.0 ** 400
+            if kind == "unicode":
+                return b"\\xff".decode()
+            assert kind == "ok", "an assertion"
+
+        def tick(ctx):
+            try:
+                import os
+            except ImportError as e:
+                ctx.log.info("ImportError", e.name)
+            try:
+                import numpy
+                numpy.load("x")
+            except SecurityError as e:
+                ctx.log.info("SecurityError", e)
+            try:
+                import pandas
+                pandas.DataFrame({"a": [1]}).to_csv("/etc/jr_x")
+            except SecurityError as e:
+                ctx.log.info("SecurityError", str(e).partition(" is ")[0])
+            try:
+                undefined_name
+            except NameError as e:
+                ctx.log.info("NameError", e.name)
+            try:
+                ctx.nope
+            except AttributeError:
+                ctx.log.info("AttributeError")
+            for cls, kind in [(LookupError, "lookup"), (ArithmeticError, "arithmetic"), (OverflowError, "overflow"),
+                              (UnicodeDecodeError, "unicode"), (AssertionError, "assert")]:
+                try:
+                    fails(kind)
+                except cls as e:
+                    ctx.log.info(cls.__name__, "caught", type(e).__name__)
+            ctx.log.info(issubclass(ProtocolError, Exception), issubclass(ModuleNotFoundError, ImportError),
+                         issubclass(SecurityError, Exception), BaseException in Exception.mro())
+    """)
+    assert r.code == 0, r
+    assert [e["message"] for e in logs(r)] == [
+        "ImportError os", "SecurityError numpy.load is not available in the worker sandbox: file I/O; use ctx.files",
+        "SecurityError open('/etc/jr_x')", "NameError undefined_name", "AttributeError",
+        "LookupError caught KeyError", "ArithmeticError caught ZeroDivisionError",
+        "OverflowError caught OverflowError", "UnicodeDecodeError caught UnicodeDecodeError",
+        "AssertionError caught AssertionError", "True True True True"]
+
+
+# Builtins seed 001 lists as blocked: absent (NameError), saying what to use.
+ABSENT = {
+    "open": "use ctx.files.read/write",
+    "exec": "write the code in the script (no dynamic code execution)",
+    "eval": "read data with json.loads, numbers with int() or float() (no dynamic code execution)",
+    "compile": "write the code in the script (no dynamic code execution)",
+    "input": "there is no console: read input with ctx.files or ctx.state",
+    "globals": "keep values in a dict (no namespace introspection)",
+    "locals": "keep values in a dict (no namespace introspection)",
+    "vars": "keep values in a dict (no namespace introspection)",
+    "dir": "test attributes with hasattr (no introspection)",
+    "setattr": "assign with obj.name = value",
+    "delattr": "delete with del obj.name",
+    "breakpoint": "there is no debugger: log with ctx.log",
+    "memoryview": "slice the bytes instead (no raw memory access)",
+    "exit": "return from tick() instead",
+    "quit": "return from tick() instead",
+    "help": "jailrun-policy(5) lists what is available",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ABSENT))
+def test_001_blocked_builtins_are_absent_and_say_why(tmp_path, name):
     r = worker(tmp_path, "def tick(ctx):\n    %s\n" % name)
     err = final(r)["error"]
-    assert err["type"] == "NameError" and err["message"] == "name '%s' is not defined" % name, err
+    assert err["type"] == "NameError", err
+    assert err["message"] == "%s is not available in the worker sandbox; %s" % (name, ABSENT[name]), err
+    assert err["line"] == 2
+
+
+def test_001_absent_builtin_message_inside_except_name_error(tmp_path):
+    # The message is the exception's own: `except NameError` sees it, wherever
+    # the name is looked up (module, class body, comprehension, nested def).
+    r = worker(tmp_path, """
+        try:
+            open("notes.txt")
+        except NameError as e:
+            print("module", e.name, "|", e)
+        class C:
+            try:
+                eval("1")
+            except NameError as e:
+                print("class", e.name)
+        def tick(ctx):
+            def inner():
+                return [exec for _ in range(1)]
+            try:
+                inner()
+            except NameError as e:
+                print("nested", e.name)
+            try:
+                opn
+            except NameError as e:
+                print(e)
+    """)
+    assert r.code == 0, r
+    assert [e["message"] for e in logs(r)] == [
+        "module open | open is not available in the worker sandbox; use ctx.files.read/write",
+        "class eval", "nested exec", "name 'opn' is not defined"]
+
+
+def test_001_absent_builtins_stay_absent(tmp_path):
+    # Only the failed lookup's message changes: the names are not in the
+    # builtins, and a script that never names one (re.compile is an
+    # attribute) keeps CPython's plain dict and its fast global lookups.
+    audit_only = os.path.join(os.path.dirname(HERE), "policies", "audit-only.json")
+    r = worker(tmp_path, """
+        def tick(ctx):
+            b = __builtins__
+            ctx.log.info("open" in b, b.get("open"), type(b) is dict)
+            try:
+                open
+            except NameError as e:
+                ctx.log.info(e)
+    """, "--policy", audit_only)
+    assert r.code == 0, r
+    assert [e["message"] for e in logs(r)] == [
+        "False None False", "open is not available in the worker sandbox; use ctx.files.read/write"]
+    r = worker(tmp_path, "import re\npat = re.compile('a+')\ndef tick(ctx):\n"
+               "    ctx.log.info(type(__builtins__) is dict, pat.match('aa').group())\n", "--policy", audit_only)
+    assert r.code == 0, r
+    assert logs(r)[0]["message"] == "True aa"
 
 
 def test_001_dunder_import_is_the_restricted_one(tmp_path):
@@ -168,8 +308,21 @@ def test_003_forbidden_modules(tmp_path, line):
     err = final(r)["error"]
     mod = line.split()[1]
     assert err["type"] == "SecurityError", err
-    assert err["message"].startswith("line 2:0: Import of %s is not allowed in the strategy sandbox" % mod), err
+    assert err["message"] == "line 2:0: Import of %s is not allowed in the strategy sandbox. Allowed: %s" % (
+        mod, STRATEGY_ALLOWED_LIST), err
     assert err["line"] == 2
+
+
+def test_003_import_refused_where_it_runs_reads_the_same(tmp_path):
+    # The validator's imports rule off: the import runs and the guard refuses
+    # it, in the validator's words, the line in the report.
+    pol = tmp_path / "p.json"
+    pol.write_text('{"validator": {"forbid": []}}')
+    r = strategy(tmp_path, "x = 1\nimport random\ndef on_bar_strategy(sdk, params):\n    pass\n",
+                 "--policy", str(pol))
+    err = final(r)["error"]
+    assert err == {"type": "SecurityError", "line": 2, "traceback": err["traceback"],
+                   "message": "Import of random is not allowed in the strategy sandbox. Allowed: " + STRATEGY_ALLOWED_LIST}
 
 
 def test_003_allowed_imports(tmp_path):

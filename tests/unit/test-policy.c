@@ -97,6 +97,8 @@ static const struct { const char *json, *msg; } bad_docs[] = {
         { "{\"python\": {\"globals\": {\"a.b\": \"numpy\"}}}", "is not an identifier" },
         { "{\"python\": {\"blocked_names\": {\"numpy.load\": \"\"}}}", "one-line reason" },
         { "{\"python\": {\"blocked_names\": {\"numpy.load\": \"a\\nb\"}}}", "one-line reason" },
+        { "{\"python\": {\"absent_builtins\": {\"open\": \"\"}}}", "$.python.absent_builtins: .open: '' is not a one-line" },
+        { "{\"python\": {\"absent_builtins\": {\"op en\": \"x\"}}}", "key 'op en' is not a Python name" },
         { "{\"limits\": {\"pids\": 0}}", "$.limits.pids: 0 is out of range" },
         { "{\"limits\": {\"pids\": 1.5}}", "$.limits.pids: expected an integer, got a number" },
         { "{\"limits\": {\"memory\": 1e300}}", "$.limits.memory: expected an integer" },
