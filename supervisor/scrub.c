@@ -1,0 +1,346 @@
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cleanup.h"
+#include "common/err.h"
+#include "supervisor/ctype.h"
+#include "supervisor/scrub.h"
+
+/* --- finding a secret under escapes ---------------------------------------- */
+
+enum { ESC_PERCENT = 1, ESC_BACKSLASH = 2, ESC_HTML = 4, ESC_FAMILIES = 8 };
+
+/* HTML's named references to printable ASCII (HTML's own list; those
+ * without ';' are the legacy ones it reads without one). */
+static const struct { const char *name; char ch; } entities[] = {
+        { "excl;", '!' }, { "QUOT", '"' }, { "quot", '"' }, { "QUOT;", '"' }, { "quot;", '"' }, { "num;", '#' },
+        { "dollar;", '$' }, { "percnt;", '%' }, { "AMP", '&' }, { "amp", '&' }, { "AMP;", '&' }, { "amp;", '&' },
+        { "apos;", '\'' }, { "lpar;", '(' }, { "rpar;", ')' }, { "ast;", '*' }, { "midast;", '*' },
+        { "plus;", '+' }, { "comma;", ',' }, { "period;", '.' }, { "sol;", '/' }, { "colon;", ':' },
+        { "semi;", ';' }, { "LT", '<' }, { "lt", '<' }, { "LT;", '<' }, { "lt;", '<' }, { "equals;", '=' },
+        { "GT", '>' }, { "gt", '>' }, { "GT;", '>' }, { "gt;", '>' }, { "quest;", '?' }, { "commat;", '@' },
+        { "lbrack;", '[' }, { "lsqb;", '[' }, { "bsol;", '\\' }, { "rbrack;", ']' }, { "rsqb;", ']' },
+        { "Hat;", '^' }, { "lowbar;", '_' }, { "UnderBar;", '_' }, { "DiacriticalGrave;", '`' },
+        { "grave;", '`' }, { "lbrace;", '{' }, { "lcub;", '{' }, { "verbar;", '|' }, { "vert;", '|' },
+        { "VerticalLine;", '|' }, { "rbrace;", '}' }, { "rcub;", '}' },
+};
+
+static int hexval(unsigned char c)
+{
+        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Exactly k hex digits at t (n bytes left) into *v. */
+static int hexn(const unsigned char *t, size_t n, size_t k, unsigned long *v)
+{
+        if (n < k)
+                return 0;
+        *v = 0;
+        for (size_t i = 0; i < k; i++) {
+                int h = hexval(t[i]);
+                if (h < 0)
+                        return 0;
+                *v = *v * 16 + (unsigned long)h;
+        }
+        return 1;
+}
+
+/* &#65; &#x41; (';' optional, any number of digits, as HTML reads them). */
+static size_t numeric_ref(const unsigned char *t, size_t n, unsigned long *ch)
+{
+        int hex = n > 2 && (t[2] == 'x' || t[2] == 'X');
+        size_t i = hex ? 3 : 2, first = i;
+        unsigned long v = 0;
+        for (; i < n && (hex ? hexval(t[i]) >= 0 : t[i] >= '0' && t[i] <= '9'); i++)
+                if (v < 0x110000)  /* past Unicode: no character of a secret, and no overflow */
+                        v = v * (hex ? 16 : 10) + (unsigned long)hexval(t[i]);
+        if (i == first)
+                return 0;
+        *ch = v;
+        return i < n && t[i] == ';' ? i + 1 : i;
+}
+
+static size_t named_ref(const unsigned char *t, size_t n, unsigned long *ch)
+{
+        size_t best = 0;
+        for (size_t i = 0; i < ELEMENTSOF(entities); i++) {
+                size_t k = strlen(entities[i].name);
+                if (k + 1 <= n && k + 1 > best && memcmp(t + 1, entities[i].name, k) == 0) {
+                        best = k + 1;
+                        *ch = (unsigned char)entities[i].ch;
+                }
+        }
+        return best;
+}
+
+/* The escape of the families `esc` at t (n > 0 bytes left): its length,
+ * the character it stands for in *ch; 0 when there is none. */
+static size_t escape_at(const unsigned char *t, size_t n, unsigned esc, unsigned long *ch)
+{
+        if (t[0] == '%' && (esc & ESC_PERCENT))
+                return hexn(t + 1, n - 1, 2, ch) ? 3 : 0;
+        if (t[0] == '\\' && (esc & ESC_BACKSLASH) && n >= 2) {
+                if (t[1] == 'u')
+                        return hexn(t + 2, n - 2, 4, ch) ? 6 : 0;
+                if (t[1] == 'U')
+                        return hexn(t + 2, n - 2, 8, ch) ? 10 : 0;
+                if (t[1] == 'x')
+                        return hexn(t + 2, n - 2, 2, ch) ? 4 : 0;
+                int punct = t[1] > 0x20 && t[1] < 0x7f && !(t[1] >= '0' && t[1] <= '9') &&
+                            !((t[1] | 0x20) >= 'a' && (t[1] | 0x20) <= 'z');
+                *ch = t[1];
+                return punct ? 2 : 0;
+        }
+        if (t[0] == '&' && (esc & ESC_HTML) && n >= 2)
+                return t[1] == '#' ? numeric_ref(t, n, ch) : named_ref(t, n, ch);
+        return 0;
+}
+
+static unsigned long lower(unsigned long c)
+{
+        return c >= 'A' && c <= 'Z' ? c + 32 : c;
+}
+
+/* Whether the secret starts at t[p], read as a decoder of the families
+ * `esc` reads it (each escape of those one character, everything else
+ * itself); where it ends in *end. */
+static int match_at(const unsigned char *t, size_t n, size_t p, const char *s, size_t m, unsigned esc, size_t *end)
+{
+        for (size_t i = 0; i < m; i++) {
+                if (p >= n)
+                        return 0;
+                unsigned long ch = 0;
+                size_t k = escape_at(t + p, n - p, esc, &ch);
+                if (!k) {
+                        k = 1;
+                        ch = t[p];
+                }
+                if (lower(ch) != lower((unsigned char)s[i]))
+                        return 0;
+                p += k;
+        }
+        *end = p;
+        return 1;
+}
+
+/* A reader decodes some families and leaves the others as they are, so
+ * each of the eight sets is tried: "&#65;%42" is "A%42" to one, "&#65;B"
+ * to another. Tried from every position, since a reader's escapes
+ * start wherever the previous one ended. */
+int scrub_find(const char *text, size_t n, size_t from, const char *secret, size_t m, size_t *start, size_t *end)
+{
+        const unsigned char *t = (const unsigned char *)text;
+        unsigned long first = lower((unsigned char)secret[0]);
+        for (size_t p = from; m && p < n; p++) {
+                if (lower(t[p]) != first && t[p] != '%' && t[p] != '\\' && t[p] != '&')
+                        continue;
+                size_t best = 0, e;
+                for (unsigned esc = 0; esc < ESC_FAMILIES; esc++)
+                        if (match_at(t, n, p, secret, m, esc, &e) && e > best)
+                                best = e;
+                if (best) {
+                        *start = p;
+                        *end = best;
+                        return 1;
+                }
+        }
+        return 0;
+}
+
+json_t *scrub_needles(json_t *secrets)
+{
+        json_t *all = json_array();
+        size_t i;
+        json_t *s;
+        json_array_foreach(secrets, i, s) if (all && json_string_value(s) && strlen(json_string_value(s)) >= 4)
+                json_array_append(all, s);  /* shorter: no credential, and replacing it would garble */
+        return all;
+}
+
+/* --- replacing ------------------------------------------------------------------ */
+
+static char *replace_all(char *buf, size_t *len, const char *secret, size_t m)
+{
+        size_t s, e, at = 0;
+        if (!scrub_find(buf, *len, 0, secret, m, &s, &e))
+                return buf;
+        char *out = NULL;
+        size_t olen = 0;
+        FILE *f = open_memstream(&out, &olen);
+        if (!f) {
+                free(buf);
+                return NULL;
+        }
+        do {
+                fwrite(buf + at, 1, s - at, f);
+                fputs(SCRUB_MARK, f);
+                at = e;
+        } while (scrub_find(buf, *len, at, secret, m, &s, &e));
+        fwrite(buf + at, 1, *len - at, f);
+        int bad = ferror(f);
+        free(buf);
+        if (fclose(f) != 0 || bad) {
+                free(out);
+                return NULL;
+        }
+        *len = olen;
+        return out;
+}
+
+char *scrub_text(char *buf, size_t *len, json_t *needles)
+{
+        size_t i, s, e;
+        json_t *v;
+        json_array_foreach(needles, i, v) {
+                if (buf)
+                        buf = replace_all(buf, len, json_string_value(v), json_string_length(v));
+        }
+        json_array_foreach(needles, i, v) {  /* a mark and its neighbours may spell one anew */
+                if (buf && scrub_find(buf, *len, 0, json_string_value(v), json_string_length(v), &s, &e)) {
+                        free(buf);
+                        buf = NULL;
+                }
+        }
+        return buf;
+}
+
+json_t *scrub_json(json_t *v, json_t *needles)
+{
+        if (!v || !needles)
+                return v;
+        if (json_is_string(v)) {
+                size_t len = json_string_length(v);
+                char *copy = malloc(len + 1);
+                if (copy)
+                        memcpy(copy, json_string_value(v), len + 1);
+                char *clean = copy ? scrub_text(copy, &len, needles) : NULL;
+                json_t *out = clean ? json_stringn(clean, len) : NULL;
+                free(clean);
+                json_decref(v);
+                return out ? out : json_string(SCRUB_MARK);
+        }
+        if (json_is_array(v)) {
+                for (size_t i = 0; i < json_array_size(v); i++)
+                        json_array_set_new(v, i, scrub_json(json_incref(json_array_get(v, i)), needles));
+                return v;
+        }
+        if (json_is_object(v)) {
+                json_t *out = json_object();
+                const char *k;
+                json_t *e;
+                json_object_foreach(v, k, e) {
+                        size_t len = strlen(k);
+                        char *copy = strdup(k);
+                        char *ck = copy ? scrub_text(copy, &len, needles) : NULL;
+                        if (out)
+                                json_object_set_new(out, ck ? ck : SCRUB_MARK, scrub_json(json_incref(e), needles));
+                        free(ck);
+                }
+                json_decref(v);
+                return out;
+        }
+        return v;
+}
+
+/* --- the body -------------------------------------------------------------------- */
+
+__attribute__((format(printf, 2, 3)))
+static void withhold(char *why, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, 400, fmt, ap);
+        va_end(ap);
+}
+
+/* A charset name fit to quote: short and plain, or described. */
+static const char *shown(const char *name, char *buf, size_t size)
+{
+        size_t n = strlen(name);
+        if (n && n <= 40 && strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:+-") == n)
+                return name;
+        snprintf(buf, size, "(a name of %zu bytes)", n);
+        return buf;
+}
+
+/* The charset the body is read in; NULL (and why) when, with secrets at
+ * stake, it cannot be known or checked. */
+static const struct charset *decide(int verdict, const struct ctype *ct, int doubtful, int strict, char *why)
+{
+        char b[40];
+        if (strict && (doubtful || verdict == CTYPE_MALFORMED))
+                return withhold(why, "the response's Content-Type cannot be read with certainty, so its body cannot "
+                                "be checked for secrets"), NULL;
+        if (strict && verdict == CTYPE_REPEATED)
+                return withhold(why, "the response's Content-Type names its charset more than once, so its body "
+                                "cannot be checked for secrets"), NULL;
+        if (verdict != CTYPE_OK || !ct->has_charset)
+                return charset_utf8();  /* HTTP's JSON and today's text: UTF-8 */
+        const struct charset *cs = charset_find(ct->charset);
+        if (strict && (!cs || !charset_checkable(cs)))
+                return withhold(why, "the response's charset %s cannot be checked for secrets",
+                                shown(ct->charset, b, sizeof b)), NULL;
+        return cs ? cs : charset_utf8();
+}
+
+/* With secrets at stake: what the raw bytes and the decoded text must
+ * not show. */
+static int doubtful_text(const struct charset *cs, const char *raw, size_t n, const char *text, size_t tlen,
+                         json_t *needles, char *why)
+{
+        const char *bom = bom_of(raw, n);
+        if (bom && !(strcmp(bom, "UTF-8") == 0 && cs == charset_utf8()))
+                return withhold(why, "the response begins with a %s byte order mark while its charset is %s, so it "
+                                "cannot be checked for secrets",
+                                bom, charset_name(cs)), 1;
+        if (memchr(text, '\0', tlen))
+                return withhold(why, "the response holds NUL characters (UTF-16 or UTF-32 text, or binary data), so "
+                                "it cannot be checked for secrets"), 1;
+        size_t i, s, e;
+        json_t *v;
+        json_array_foreach(needles, i, v) if (charset_raw_search(cs) &&
+                                              scrub_find(raw, n, 0, json_string_value(v), json_string_length(v), &s, &e))
+                return withhold(why, "the response's bytes hold a credential that its charset %s decodes to other "
+                                "characters", charset_name(cs)), 1;
+        return 0;
+}
+
+void scrub_body(json_t **result, int doubtful, json_t *needles, void **body, size_t *len)
+{
+        const char *value = json_string_value(json_object_get(json_object_get(*result, "headers"), "content-type"));
+        struct ctype ct = { 0 };
+        int verdict = value ? ctype_parse(value, &ct) : CTYPE_OK;
+        int strict = needles && json_array_size(needles);
+        char why[400] = "";
+        _cleanup_free_ char *raw = *body;
+        size_t n = *len;
+        *body = NULL;
+        *len = 0;
+        char *text = NULL;
+        size_t tlen = 0, bad = 0;
+        const struct charset *cs = decide(verdict, &ct, doubtful, strict, why);
+        int r = cs ? charset_decode(cs, strict, raw, n, &text, &tlen, &bad) : 0;
+        if (r == -EILSEQ)
+                withhold(why, "the response is not valid %s text (at byte %zu), so it cannot be checked for "
+                         "secrets", charset_name(cs), bad);
+        else if (r < 0)
+                withhold(why, "the response's charset %s cannot be decoded here: %s", charset_name(cs), strerror(-r));
+        else if (cs && strict && !doubtful_text(cs, raw, n, text, tlen, needles, why) &&
+                 !(text = scrub_text(text, &tlen, needles)))
+                withhold(why, "the response's text cannot be cleaned of its credentials");
+        if (why[0]) {
+                free(text);
+                json_decref(*result);
+                *result = json_pack("{s:s}", "error", jr_utf8_clean(why));
+                return;
+        }
+        json_object_set_new(*result, "charset", json_string("utf-8"));
+        json_object_set_new(*result, "json", json_boolean(verdict == CTYPE_OK && ctype_is_json(&ct)));
+        *body = text;
+        *len = tlen;
+}
