@@ -288,16 +288,21 @@ static const struct charset *decide(int verdict, const struct ctype *ct, int dou
         return cs ? cs : charset_utf8();
 }
 
-/* With secrets at stake: what the raw bytes and the decoded text must
- * not show. */
-static int doubtful_text(const struct charset *cs, const char *raw, size_t n, const char *text, size_t tlen,
-                         json_t *needles, char *why)
+/* With secrets at stake: a mark of another charset than the one decided
+ * (a reader that sniffs would follow it). */
+static int contradicted(const struct charset *cs, const char *raw, size_t n, char *why)
 {
         const char *bom = bom_of(raw, n);
         if (bom && !(strcmp(bom, "UTF-8") == 0 && cs == charset_utf8()))
                 return withhold(why, "the response begins with a %s byte order mark while its charset is %s, so it "
-                                "cannot be checked for secrets",
-                                bom, charset_name(cs)), 1;
+                                "cannot be checked for secrets", bom, charset_name(cs)), 1;
+        return 0;
+}
+
+/* ... and what the raw bytes and the decoded text must not show. */
+static int doubtful_text(const struct charset *cs, const char *raw, size_t n, const char *text, size_t tlen,
+                         json_t *needles, char *why)
+{
         if (memchr(text, '\0', tlen))
                 return withhold(why, "the response holds NUL characters (UTF-16 or UTF-32 text, or binary data), so "
                                 "it cannot be checked for secrets"), 1;
@@ -324,6 +329,8 @@ void scrub_body(json_t **result, int doubtful, json_t *needles, void **body, siz
         char *text = NULL;
         size_t tlen = 0, bad = 0;
         const struct charset *cs = decide(verdict, &ct, doubtful, strict, why);
+        if (cs && strict && contradicted(cs, raw, n, why))
+                cs = NULL;
         int r = cs ? charset_decode(cs, strict, raw, n, &text, &tlen, &bad) : 0;
         if (r == -EILSEQ)
                 withhold(why, "the response is not valid %s text (at byte %zu), so it cannot be checked for "
