@@ -311,7 +311,7 @@ static int doubtful_text(const struct charset *cs, const char *raw, size_t n, co
         json_array_foreach(needles, i, v) if (charset_raw_search(cs) &&
                                               scrub_find(raw, n, 0, json_string_value(v), json_string_length(v), &s, &e))
                 return withhold(why, "the response's bytes hold a credential that its charset %s decodes to other "
-                                "characters", charset_name(cs)), 1;
+                                "characters, so it cannot be checked for secrets", charset_name(cs)), 1;
         return 0;
 }
 
@@ -339,7 +339,8 @@ void scrub_body(json_t **result, int doubtful, json_t *needles, void **body, siz
                 withhold(why, "the response's charset %s cannot be decoded here: %s", charset_name(cs), strerror(-r));
         else if (cs && strict && !doubtful_text(cs, raw, n, text, tlen, needles, why) &&
                  !(text = scrub_text(text, &tlen, needles)))
-                withhold(why, "the response's text cannot be cleaned of its credentials");
+                withhold(why, "the response's text could not be cleaned of its credentials (out of memory, or "
+                         "the marks spell one), so it cannot be checked for secrets");
         if (why[0]) {
                 free(text);
                 json_decref(*result);
