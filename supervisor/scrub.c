@@ -13,7 +13,7 @@
 
 /* --- finding a secret under escapes ---------------------------------------- */
 
-enum { ESC_PERCENT = 1, ESC_BACKSLASH = 2, ESC_HTML = 4, ESC_FAMILIES = 8 };
+#define SCRUB_STEPS_PER_BYTE 16
 
 /* HTML's named references to printable ASCII (HTML's own list; those
  * without ';' are the legacy ones it reads without one). */
@@ -68,9 +68,12 @@ static size_t numeric_ref(const unsigned char *t, size_t n, unsigned long *ch)
 static size_t named_ref(const unsigned char *t, size_t n, unsigned long *ch)
 {
         size_t best = 0;
+        if (n < 3 || !((t[1] | 0x20) >= 'a' && (t[1] | 0x20) <= 'z'))
+                return 0;
         for (size_t i = 0; i < ELEMENTSOF(entities); i++) {
                 size_t k = strlen(entities[i].name);
-                if (k + 1 <= n && k + 1 > best && memcmp(t + 1, entities[i].name, k) == 0) {
+                if (entities[i].name[0] == (char)t[1] && k + 1 <= n && k + 1 > best &&
+                    memcmp(t + 1, entities[i].name, k) == 0) {
                         best = k + 1;
                         *ch = (unsigned char)entities[i].ch;
                 }
@@ -78,13 +81,13 @@ static size_t named_ref(const unsigned char *t, size_t n, unsigned long *ch)
         return best;
 }
 
-/* The escape of the families `esc` at t (n > 0 bytes left): its length,
- * the character it stands for in *ch; 0 when there is none. */
-static size_t escape_at(const unsigned char *t, size_t n, unsigned esc, unsigned long *ch)
+/* The escape at t (n > 0 bytes left): its length, the character it stands
+ * for in *ch; 0 when there is none. */
+static size_t escape_at(const unsigned char *t, size_t n, unsigned long *ch)
 {
-        if (t[0] == '%' && (esc & ESC_PERCENT))
+        if (t[0] == '%')
                 return hexn(t + 1, n - 1, 2, ch) ? 3 : 0;
-        if (t[0] == '\\' && (esc & ESC_BACKSLASH) && n >= 2) {
+        if (t[0] == '\\' && n >= 2) {
                 if (t[1] == 'u')
                         return hexn(t + 2, n - 2, 4, ch) ? 6 : 0;
                 if (t[1] == 'U')
@@ -96,7 +99,7 @@ static size_t escape_at(const unsigned char *t, size_t n, unsigned esc, unsigned
                 *ch = t[1];
                 return punct ? 2 : 0;
         }
-        if (t[0] == '&' && (esc & ESC_HTML) && n >= 2)
+        if (t[0] == '&' && n >= 2)
                 return t[1] == '#' ? numeric_ref(t, n, ch) : named_ref(t, n, ch);
         return 0;
 }
@@ -106,47 +109,54 @@ static unsigned long lower(unsigned long c)
         return c >= 'A' && c <= 'Z' ? c + 32 : c;
 }
 
-/* Whether the secret starts at t[p], read as a decoder of the families
- * `esc` reads it (each escape of those one character, everything else
- * itself); where it ends in *end. */
-static int match_at(const unsigned char *t, size_t n, size_t p, const char *s, size_t m, unsigned esc, size_t *end)
+/* Whether secret s[i..m) starts at t[p] (1, its end in *end), each of its
+ * characters written as itself or as an escape, in any mix (a reader may
+ * decode one kind of escape and not another: "&#65;%42" is "A%42" to one,
+ * "&#65;B" to another, so every reading is tried). A character that
+ * matches both ways (a '%' written "%25") forks. -1 when the budget of
+ * steps is spent. */
+static int match_from(const unsigned char *t, size_t n, size_t p, const char *s, size_t i, size_t m, size_t *end,
+                      size_t *budget)
 {
-        for (size_t i = 0; i < m; i++) {
+        for (; i < m; i++) {
                 if (p >= n)
                         return 0;
+                if (*budget == 0)
+                        return -1;
+                (*budget)--;
                 unsigned long ch = 0;
-                size_t k = escape_at(t + p, n - p, esc, &ch);
-                if (!k) {
-                        k = 1;
-                        ch = t[p];
-                }
-                if (lower(ch) != lower((unsigned char)s[i]))
+                size_t k = escape_at(t + p, n - p, &ch);
+                unsigned long want = lower((unsigned char)s[i]);
+                int esc = k && lower(ch) == want, lit = lower(t[p]) == want;
+                int r = esc && lit ? match_from(t, n, p + k, s, i + 1, m, end, budget) : 0;
+                if (r)
+                        return r;
+                if (!esc && !lit)
                         return 0;
-                p += k;
+                p += lit ? 1 : k;
         }
         *end = p;
         return 1;
 }
 
-/* A reader decodes some families and leaves the others as they are, so
- * each of the eight sets is tried: "&#65;%42" is "A%42" to one, "&#65;B"
- * to another. Tried from every position, since a reader's escapes
- * start wherever the previous one ended. */
-int scrub_find(const char *text, size_t n, size_t from, const char *secret, size_t m, size_t *start, size_t *end)
+/* Tried from every position: a reader's escapes start wherever the
+ * previous one ended. */
+int scrub_find(const char *text, size_t n, size_t from, const char *secret, size_t m, size_t *start, size_t *end,
+               size_t *budget)
 {
         const unsigned char *t = (const unsigned char *)text;
-        unsigned long first = lower((unsigned char)secret[0]);
-        for (size_t p = from; m && p < n; p++) {
-                if (lower(t[p]) != first && t[p] != '%' && t[p] != '\\' && t[p] != '&')
-                        continue;
-                size_t best = 0, e;
-                for (unsigned esc = 0; esc < ESC_FAMILIES; esc++)
-                        if (match_at(t, n, p, secret, m, esc, &e) && e > best)
-                                best = e;
-                if (best) {
+        unsigned char may[256] = { 0 };  /* the bytes a match can begin with */
+        if (!m)
+                return 0;
+        may['%'] = may['\\'] = may['&'] = 1;
+        may[(unsigned char)secret[0]] = may[lower((unsigned char)secret[0])] = 1;
+        if (lower((unsigned char)secret[0]) >= 'a' && lower((unsigned char)secret[0]) <= 'z')
+                may[lower((unsigned char)secret[0]) - 32] = 1;
+        for (size_t p = from; p < n; p++) {
+                int r = may[t[p]] ? match_from(t, n, p, secret, 0, m, end, budget) : 0;
+                if (r) {
                         *start = p;
-                        *end = best;
-                        return 1;
+                        return r;
                 }
         }
         return 0;
@@ -164,11 +174,16 @@ json_t *scrub_needles(json_t *secrets)
 
 /* --- replacing ------------------------------------------------------------------ */
 
-static char *replace_all(char *buf, size_t *len, const char *secret, size_t m)
+static char *replace_all(char *buf, size_t *len, const char *secret, size_t m, int *replaced, size_t *budget)
 {
         size_t s, e, at = 0;
-        if (!scrub_find(buf, *len, 0, secret, m, &s, &e))
-                return buf;
+        int r = scrub_find(buf, *len, 0, secret, m, &s, &e, budget);
+        if (r <= 0) {
+                if (r < 0)
+                        free(buf);
+                return r < 0 ? NULL : buf;
+        }
+        *replaced = 1;
         char *out = NULL;
         size_t olen = 0;
         FILE *f = open_memstream(&out, &olen);
@@ -180,9 +195,9 @@ static char *replace_all(char *buf, size_t *len, const char *secret, size_t m)
                 fwrite(buf + at, 1, s - at, f);
                 fputs(SCRUB_MARK, f);
                 at = e;
-        } while (scrub_find(buf, *len, at, secret, m, &s, &e));
+        } while ((r = scrub_find(buf, *len, at, secret, m, &s, &e, budget)) > 0);
         fwrite(buf + at, 1, *len - at, f);
-        int bad = ferror(f);
+        int bad = ferror(f) || r < 0;
         free(buf);
         if (fclose(f) != 0 || bad) {
                 free(out);
@@ -196,12 +211,18 @@ char *scrub_text(char *buf, size_t *len, json_t *needles)
 {
         size_t i, s, e;
         json_t *v;
+        int replaced = 0;
+        /* Steps a search may take: a few a byte for any text; a periodic
+         * secret against text repeating it would take its length times
+         * more, and such a body is withheld rather than searched. */
+        size_t budget = SCRUB_STEPS_PER_BYTE * (*len + 1024) * (json_array_size(needles) + 1);
         json_array_foreach(needles, i, v) {
                 if (buf)
-                        buf = replace_all(buf, len, json_string_value(v), json_string_length(v));
+                        buf = replace_all(buf, len, json_string_value(v), json_string_length(v), &replaced, &budget);
         }
         json_array_foreach(needles, i, v) {  /* a mark and its neighbours may spell one anew */
-                if (buf && scrub_find(buf, *len, 0, json_string_value(v), json_string_length(v), &s, &e)) {
+                if (buf && replaced &&
+                    scrub_find(buf, *len, 0, json_string_value(v), json_string_length(v), &s, &e, &budget)) {
                         free(buf);
                         buf = NULL;
                 }
@@ -306,10 +327,11 @@ static int doubtful_text(const struct charset *cs, const char *raw, size_t n, co
         if (memchr(text, '\0', tlen))
                 return withhold(why, "the response holds NUL characters (UTF-16 or UTF-32 text, or binary data), so "
                                 "it cannot be checked for secrets"), 1;
-        size_t i, s, e;
+        size_t i, s, e, budget = SCRUB_STEPS_PER_BYTE * (n + 1024) * (json_array_size(needles) + 1);
         json_t *v;
         json_array_foreach(needles, i, v) if (charset_raw_search(cs) &&
-                                              scrub_find(raw, n, 0, json_string_value(v), json_string_length(v), &s, &e))
+                                              scrub_find(raw, n, 0, json_string_value(v), json_string_length(v), &s, &e,
+                                                         &budget))
                 return withhold(why, "the response's bytes hold a credential that its charset %s decodes to other "
                                 "characters, so it cannot be checked for secrets", charset_name(cs)), 1;
         return 0;
@@ -339,8 +361,8 @@ void scrub_body(json_t **result, int doubtful, json_t *needles, void **body, siz
                 withhold(why, "the response's charset %s cannot be decoded here: %s", charset_name(cs), strerror(-r));
         else if (cs && strict && !doubtful_text(cs, raw, n, text, tlen, needles, why) &&
                  !(text = scrub_text(text, &tlen, needles)))
-                withhold(why, "the response's text could not be cleaned of its credentials (out of memory, or "
-                         "the marks spell one), so it cannot be checked for secrets");
+                withhold(why, "the response's text could not be cleaned of its credentials (out of memory, a "
+                         "search too long, or the marks spelling one), so it cannot be checked for secrets");
         if (why[0]) {
                 free(text);
                 json_decref(*result);

@@ -22,12 +22,16 @@
 json_t *scrub_needles(json_t *secrets);
 
 /* Whether secret[0..m) occurs in t[0..n) at or after `from`, read with any
- * mix of escapes; its first occurrence's span in *start, *end. */
-int scrub_find(const char *t, size_t n, size_t from, const char *secret, size_t m, size_t *start, size_t *end);
+ * mix of escapes: 1 and its first occurrence's span in *start, *end; 0;
+ * -1 when *budget (steps, decremented) ran out first. */
+int scrub_find(const char *t, size_t n, size_t from, const char *secret, size_t m, size_t *start, size_t *end,
+               size_t *budget);
 
 /* buf[0..*len) (malloc'd, consumed) with every needle replaced by
- * SCRUB_MARK, NUL-terminated; NULL when out of memory, or when a needle
- * remains even so (the marks and their neighbours spelling one). */
+ * SCRUB_MARK, NUL-terminated; NULL when out of memory, when the search
+ * takes more than a fixed number of steps a byte (a periodic secret against
+ * text that repeats it), or when a needle remains even so (the marks and
+ * their neighbours spelling one). */
 char *scrub_text(char *buf, size_t *len, json_t *needles);
 
 /* The same on every string of a JSON value, object keys included (a
