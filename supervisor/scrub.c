@@ -331,9 +331,9 @@ static int doubtful_text(const struct charset *cs, const char *raw, size_t n, co
         json_t *v;
         json_array_foreach(needles, i, v) if (charset_raw_search(cs) &&
                                               scrub_find(raw, n, 0, json_string_value(v), json_string_length(v), &s, &e,
-                                                         &budget))
-                return withhold(why, "the response's bytes hold a credential that its charset %s decodes to other "
-                                "characters, so it cannot be checked for secrets", charset_name(cs)), 1;
+                                                         &budget) != 0)  /* found, or searched too long */
+                return withhold(why, "the response's bytes hold a credential that its charset %s may decode to "
+                                "other characters, so it cannot be checked for secrets", charset_name(cs)), 1;
         return 0;
 }
 
