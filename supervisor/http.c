@@ -19,6 +19,7 @@
 
 #include "common/cleanup.h"
 #include "supervisor/http.h"
+#include "supervisor/scrub.h"
 
 #define HTTP_MAX_URL 8192
 #define HTTP_MAX_HEADERS 64
@@ -39,7 +40,9 @@ struct xfer {
         char denied[160];           /* why the egress policy refused a connection */
         char refused[300];          /* why a redirect was not followed (a result, not a failure) */
         unsigned hops;              /* redirects followed */
-        json_t *scrub;              /* strings never to give back (the secrets' forms) */
+        json_t *scrub;              /* strings never to give back (the secrets) */
+        int ctype_doubt;            /* the last response's Content-Type came folded or not as UTF-8 */
+        int after_ctype;            /* the header line before was Content-Type */
         int adapter;                /* built by the supervisor with credentials */
         char host[256];             /* of the current URL, lower case */
         char errbuf[CURL_ERROR_SIZE];
@@ -291,8 +294,14 @@ static size_t on_header(char *p, size_t size, size_t n, void *userdata)
         if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {  /* a new response: a redirect's, or the last */
                 json_object_clear(x->headers);
                 x->header_bytes = len;
+                x->ctype_doubt = x->after_ctype = 0;
                 return len;
         }
+        if (len && (p[0] == ' ' || p[0] == '\t')) {  /* obs-fold: the line continues the one before */
+                x->ctype_doubt |= x->after_ctype;
+                return len;
+        }
+        x->after_ctype = 0;
         const char *colon = memchr(p, ':', len);
         if (!colon)
                 return len;
@@ -309,8 +318,13 @@ static size_t on_header(char *p, size_t size, size_t n, void *userdata)
                 name[i] = (char)((p[i] >= 'A' && p[i] <= 'Z') ? p[i] + 32 : p[i]);
         name[nlen] = '\0';
         json_t *val = json_stringn(v, (size_t)(end - v));
-        if (!val)  /* not UTF-8: kept as Latin-1 would mislead; dropped */
+        int ctype = strcmp(name, "content-type") == 0;
+        x->after_ctype = ctype;
+        if (!val || memchr(v, '\0', (size_t)(end - v))) {  /* not UTF-8: kept as Latin-1 would mislead; dropped */
+                x->ctype_doubt |= ctype;
+                json_decref(val);
                 return len;
+        }
         json_t *old = json_object_get(x->headers, name);
         if (old) {  /* repeated: joined, as HTTP allows */
                 char *joined = NULL;
@@ -594,14 +608,11 @@ json_t *http_start(struct http *h, int64_t id, json_t *args, struct jr_err *err)
 
 
 static json_t *start(struct http *h, int64_t id, json_t *args, json_t *scrub, int adapter, struct jr_err *err);
-static json_t *scrub_json(json_t *v, json_t *scrub);
-static json_t *needles(json_t *secrets);
-static void scrub_body(struct xfer *x, json_t **result, void **body, size_t *len);
 
 json_t *http_start_scrubbed(struct http *h, int64_t id, json_t *args, json_t *scrub, int adapter,
                             struct jr_err *err)
 {
-        _cleanup_(json_decrefp) json_t *all = scrub ? needles(scrub) : NULL;
+        _cleanup_(json_decrefp) json_t *all = scrub ? scrub_needles(scrub) : NULL;
         json_t *r = start(h, id, args, all, adapter, err);
         return scrub_json(r, all);  /* an error at once may quote the URL */
 }
@@ -724,175 +735,6 @@ static json_t *outcome(struct xfer *x, CURLcode rc)
         }
 }
 
-/* memmem, ignoring ASCII case (a header name comes back lower-cased). */
-static char *memcasemem(char *hay, size_t n, const char *needle, size_t nl)
-{
-        for (size_t i = 0; nl && i + nl <= n; i++)
-                if (strncasecmp(hay + i, needle, nl) == 0)
-                        return hay + i;
-        return NULL;
-}
-
-/* Replaces every occurrence of each scrub string in buf[0..*len) by
- * "[secret]"; returns the new buffer (buf is consumed) or NULL. */
-static char *scrub_bytes(char *buf, size_t *len, json_t *scrub)
-{
-        static const char mark[] = "[secret]";
-        size_t i;
-        json_t *s;
-        json_array_foreach(scrub, i, s) {
-                const char *needle = json_string_value(s);
-                size_t nl = needle ? strlen(needle) : 0;
-                if (nl < 4)  /* too short to be a credential; replacing it would garble */
-                        continue;
-                for (char *hit; buf && (hit = memcasemem(buf, *len, needle, nl));) {
-                        size_t at = (size_t)(hit - buf), nlen = *len - nl + sizeof mark - 1;
-                        char *out = malloc(nlen + 1);
-                        if (out) {
-                                memcpy(out, buf, at);
-                                memcpy(out + at, mark, sizeof mark - 1);
-                                memcpy(out + at + sizeof mark - 1, buf + at + nl, *len - at - nl);
-                                out[nlen] = '\0';
-                                *len = nlen;
-                        }
-                        free(buf);
-                        buf = out;
-                }
-        }
-        return buf;
-}
-
-/* The same on every string of a JSON value, object keys included, and on
- * the forms a secret takes in a URL (percent-encoded) and in JSON text
- * (escaped), which the needles list holds too (http_start_scrubbed). */
-static json_t *scrub_json(json_t *v, json_t *scrub)
-{
-        if (!v || !scrub)
-                return v;
-        if (json_is_string(v)) {
-                size_t len = json_string_length(v);
-                char *copy = malloc(len + 1);
-                if (!copy)
-                        return v;
-                memcpy(copy, json_string_value(v), len + 1);
-                char *clean = scrub_bytes(copy, &len, scrub);
-                json_t *out = clean ? json_stringn(clean, len) : NULL;
-                free(clean);
-                json_decref(v);
-                return out ? out : json_string("[unreadable]");
-        }
-        if (json_is_array(v)) {
-                for (size_t i = 0; i < json_array_size(v); i++)
-                        json_array_set_new(v, i, scrub_json(json_incref(json_array_get(v, i)), scrub));
-                return v;
-        }
-        if (json_is_object(v)) {
-                json_t *out = json_object();
-                const char *k;
-                json_t *e;
-                json_object_foreach(v, k, e) {
-                        size_t len = strlen(k);
-                        char *copy = strdup(k);
-                        char *ck = copy ? scrub_bytes(copy, &len, scrub) : NULL;
-                        if (out && ck)
-                                json_object_set_new(out, ck, scrub_json(json_incref(e), scrub));
-                        free(ck);
-                }
-                json_decref(v);
-                return out;
-        }
-        return v;
-}
-
-/* Every form of each secret worth looking for. */
-static json_t *needles(json_t *secrets)
-{
-        json_t *all = json_array();
-        size_t i;
-        json_t *s;
-        json_array_foreach(secrets, i, s) {
-                const char *text = json_string_value(s);
-                if (!text || !all)
-                        continue;
-                json_array_append(all, s);
-                char *esc = curl_easy_escape(NULL, text, 0);  /* as libcurl puts it in a URL */
-                if (esc && strcmp(esc, text) != 0)
-                        json_array_append_new(all, json_string(esc));
-                curl_free(esc);
-                char *js = json_dumps(s, JSON_ENCODE_ANY | JSON_ENSURE_ASCII);  /* as JSON text spells it */
-                size_t n = js ? strlen(js) : 0;
-                if (n > 2 && (n - 2 != strlen(text) || strncmp(js + 1, text, n - 2) != 0))
-                        json_array_append_new(all, json_stringn(js + 1, n - 2));
-                free(js);
-                /* ... and as other encoders spell it: '/' kept or escaped as
-                 * \/, every other punctuation percent- or \u-escaped. */
-                size_t tl = strlen(text);
-                char *keep = malloc(tl * 3 + 1), *slash = malloc(tl * 2 + 1), *uesc = malloc(tl * 6 + 1);
-                size_t a = 0, b = 0, c = 0;
-                for (size_t k = 0; keep && slash && uesc && k < tl; k++) {
-                        unsigned char ch = (unsigned char)text[k];
-                        int plain = (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-                                    ch == '-' || ch == '.' || ch == '_' || ch == '~';
-                        a += plain || ch == '/' ? (keep[a] = (char)ch, 1) : (size_t)sprintf(keep + a, "%%%02X", ch);
-                        b += ch == '/' ? (size_t)sprintf(slash + b, "\\/") : (slash[b] = (char)ch, 1);
-                        c += plain ? (uesc[c] = (char)ch, 1) : (size_t)sprintf(uesc + c, "\\u%04X", ch);
-                }
-                if (keep && slash && uesc) {
-                        keep[a] = slash[b] = uesc[c] = '\0';
-                        const char *forms[] = { keep, slash, uesc };
-                        for (size_t f = 0; f < 3; f++)
-                                if (strcmp(forms[f], text) != 0)
-                                        json_array_append_new(all, json_string(forms[f]));
-                }
-                free(keep);
-                free(slash);
-                free(uesc);
-        }
-        return all;
-}
-
-/* A body that may hold a secret in a form bytes do not show: a JSON body
- * is decoded, its strings cleaned, and printed again (escapes no longer
- * hide anything); a charset other than UTF-8's family cannot be checked
- * at all, so such a body is withheld. */
-static void scrub_body(struct xfer *x, json_t **result, void **body, size_t *len)
-{
-        const char *ctype = json_string_value(json_object_get(json_object_get(*result, "headers"), "content-type"));
-        char cs[64] = "";
-        const char *p = ctype ? strcasestr(ctype, "charset=") : NULL;
-        if (p) {
-                snprintf(cs, sizeof cs, "%s", p + 8);
-                cs[strcspn(cs, " ;\"")] = '\0';
-                if (cs[0] == '"')
-                        memmove(cs, cs + 1, strlen(cs));
-        }
-        static const char *const fine[] = { "", "utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin1" };
-        int ok = 0;
-        for (size_t i = 0; i < ELEMENTSOF(fine); i++)
-                ok |= strcasecmp(cs, fine[i]) == 0;
-        if (!ok) {
-                free(*body);
-                *body = NULL;
-                *len = 0;
-                json_decref(*result);
-                *result = fail("the response's charset %.40s cannot be checked for secrets", cs);
-                return;
-        }
-        if (!ctype || !strcasestr(ctype, "json"))
-                return;
-        json_t *doc = json_loadb(*body, *len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-        if (!doc)
-                return;
-        doc = scrub_json(doc, x->scrub);
-        char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-        json_decref(doc);
-        if (text) {
-                free(*body);
-                *body = text;
-                *len = strlen(text);
-        }
-}
-
 /* Drops the headers a request must not carry to another host. */
 static void strip_credentials(struct xfer *x)
 {
@@ -987,15 +829,10 @@ int http_done(struct http *h, int64_t *id, json_t **result, void **body, size_t 
                         *len = x->len;
                 }
         done:
-                if (x->scrub && *body)
-                        scrub_body(x, result, body, len);
-                if (x->scrub) {
+                if (*body)  /* the worker gets text, in the charset decided here */
+                        scrub_body(result, x->ctype_doubt, x->scrub, body, len);
+                if (x->scrub)
                         *result = scrub_json(*result, x->scrub);
-                        if (*body)
-                                *body = scrub_bytes(*body, len, x->scrub);
-                        if (!*body)
-                                *len = 0;
-                }
                 for (struct xfer **p = &h->all; *p; p = &(*p)->next)
                         if (*p == x) {
                                 *p = x->next;

@@ -59,8 +59,9 @@ int http_timer_fd(const struct http *h);
 json_t *http_start(struct http *h, int64_t id, json_t *args, struct jr_err *err);
 
 /* The same with every string of `scrub` (an array: the secrets loaded)
- * replaced by "[secret]" in whatever the result and body hold, in the
- * forms text takes in URLs and JSON; `adapter`: a request the supervisor
+ * replaced by "[secret]" in whatever the result and body hold, under any
+ * escapes, and a body that cannot be checked withheld (scrub.h);
+ * `adapter`: a request the supervisor
  * built with credentials (a connection of its own, used once; redirects
  * not followed). */
 json_t *http_start_scrubbed(struct http *h, int64_t id, json_t *args, json_t *scrub, int adapter,
@@ -70,9 +71,10 @@ json_t *http_start_scrubbed(struct http *h, int64_t id, json_t *args, json_t *sc
 void http_on_ready(struct http *h);
 void http_on_timer(struct http *h);
 
-/* A finished request: 1 and its id, result ({status, headers} or
- * {"error"}) and body (malloc'd) in the out-parameters, or 0 when none
- * is finished. */
+/* A finished request: 1 and its id, result ({status, headers, url,
+ * charset: "utf-8", json} or {"error"}) and body (malloc'd UTF-8 text, the
+ * charset decided and decoded here: scrub_body) in the out-parameters, or
+ * 0 when none is finished. */
 int http_done(struct http *h, int64_t *id, json_t **result, void **body, size_t *len);
 
 /* Why the address may not be connected to (a static string), or NULL. */

@@ -384,3 +384,165 @@ def on_error(ctx, error):
                    "--interval", "10ms", "--ticks", "2")
     assert logs(r) == ["[False, False, False, False]"], r
     assert r.json["stats"]["restarts"] == 1
+
+
+def _split(key):
+    """The key with its characters written in turn plainly, %-escaped,
+    JSON-escaped and as HTML references: a reader that decodes each kind
+    gets it back."""
+    forms = (lambda c: c, lambda c: "%%%02X" % ord(c), lambda c: "\\u%04x" % ord(c), lambda c: "&#%d;" % ord(c))
+    return "".join(forms[i % 4](c) for i, c in enumerate(key))
+
+
+def charset_modes(key):
+    """mode: (Content-Type (a list: sent that many times), body, what the worker must get)."""
+    k, u16 = key.encode(), key.encode("utf-16-le")
+    doc = json.dumps({"k": key})
+    half = len(key) // 2
+    return {
+        "quoted": ('text/plain; charset="utf-16"', key.encode("utf-16"), "charset utf-16 cannot be checked"),
+        "quoted-escape": ('text/plain; charset="utf\\-16le"', u16, "charset utf-16le cannot be checked"),
+        "decoy": ("text/plain; x=charset=utf-8; charset=utf-16", key.encode("utf-16"), "Content-Type cannot be read"),
+        "decoy-quoted": ('text/plain; x="; charset=utf-8"; charset=utf-16le', u16, "charset utf-16le cannot be checked"),
+        "repeated": ("text/plain; charset=utf-8; charset=utf-16le", u16, "names its charset more than once"),
+        "two-headers": (["text/plain; charset=utf-8", "text/plain; charset=utf-16le"], u16,
+                        "Content-Type cannot be read"),
+        "folded": ("text/plain;\r\n charset=utf-16le", u16, "Content-Type cannot be read"),
+        "unknown": ("text/plain; charset=x-klingon", k, "charset x-klingon cannot be checked"),
+        "utf-7": ("text/plain; charset=utf-7", key.encode("utf-7"), "charset utf-7 cannot be checked"),
+        "utf-16be": ("text/plain; charset=UTF-16BE", key.encode("utf-16-be"), "charset UTF-16BE cannot be checked"),
+        "utf-32": ("application/json; charset=utf-32", doc.encode("utf-32"), "charset utf-32 cannot be checked"),
+        "cp037": ("text/plain; charset=cp037", key.encode("cp037"), "charset cp037 cannot be checked"),
+        "json-utf16": ("application/json", doc.encode("utf-16-le"), "NUL characters"),
+        "json-utf32": ("application/json", doc.encode("utf-32-be"), "NUL characters"),
+        "bom16": ("text/plain", key.encode("utf-16"), "UTF-16LE byte order mark while its charset is utf-8"),
+        "bom32": ("text/plain; charset=utf-8", key.encode("utf-32"), "UTF-32LE byte order mark"),
+        "bom8-latin1": ("text/plain; charset=iso-8859-1", b"\xef\xbb\xbf" + k,
+                        "UTF-8 byte order mark while its charset is iso-8859-1"),
+        "meta": ("text/html", b'<meta charset="utf-16le">' + u16, "NUL characters"),
+        "split-utf16": ("text/plain", k[:half] + key[half:].encode("utf-16-le"), "NUL characters"),
+        "overlong": ("text/plain", k[:5] + b"\xc0\x80" + k[5:], "not valid utf-8 text (at byte 5)"),
+        "sjis-trail": ("text/plain; charset=shift_jis", b"\x81" + k, "bytes hold a credential"),
+        # decoded here, and the key replaced
+        "cp1252": ("text/plain; charset=windows-1252", b"\x80 " + key.encode("cp1252"), "[secret]"),
+        "latin1-quoted": ('text/plain; charset="ISO-8859-1"', ("caf\u00e9 " + key).encode("latin-1"), "[secret]"),
+        "utf8-bom": ("application/json; charset=utf-8", b"\xef\xbb\xbf" + doc.encode(), "[secret]"),
+        "split": ("text/plain", _split(key).encode(), "[secret]"),
+        "split-json": ("application/json", ('{"k": "%s%s"}' % (key[:half], "".join("\\u%04X" % ord(c) for c in key[half:])))
+                       .encode(), "[secret]"),
+        "json-as-text": ("text/plain", json.dumps(key.lower()).encode(), "[secret]"),
+    }
+
+
+class Charsets(http.server.BaseHTTPRequestHandler):
+    """Says the key back in the charset and spelling the query asks for."""
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        key = self.headers.get("X-Key") or LAST.get("key", "")
+        if self.headers.get("X-Key"):
+            LAST["key"] = key
+        ctype, body, _ = charset_modes(key)[self.path.partition("m=")[2]]
+        self.send_response(200)
+        for c in ctype if isinstance(ctype, list) else [ctype]:
+            self.send_header("Content-Type", c)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+ATTACK = """
+import codecs, html, json
+from urllib.parse import unquote, unquote_plus
+KEY = %r[::-1]
+
+def readings(r):
+    "Every way a worker might read the reply again."
+    t = r.get("text", "") + " " + r.get("error", "")
+    out = [json.dumps(r), repr(r), t]
+    for f in (unquote, unquote_plus, html.unescape, lambda s: s.replace("\\x00", ""),
+              lambda s: s.replace("\\ufffd", ""), lambda s: unquote(html.unescape(s))):
+        out.append(f(t))
+    try:
+        out.append(json.dumps(json.loads(t), ensure_ascii=False))
+    except ValueError:
+        pass
+    for raw in (t.encode("utf-8"), t.encode("latin-1", "ignore"), t.encode("cp1252", "ignore")):
+        for skip in range(4):
+            for cs in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be", "utf-16", "utf-7", "shift_jis"):
+                out.append(raw[skip:].decode(cs, "ignore"))
+    return out
+
+def tick(ctx):
+    for m in MODES:
+        for who, r in (("adapter", ctx.ex.get("/c", params={"m": m})), ("http", ctx.http.get(BASE + "/c?m=" + m))):
+            ctx.log.info(who, m, json.dumps(r)[:300])
+            if any(KEY.lower() in x.lower() for x in readings(r)):
+                ctx.log.info("LEAK", who, m)
+"""
+
+
+def test_no_charset_or_spelling_carries_a_secret(tmp_path):
+    """Issue 14: the supervisor read Content-Type one way and the runtime
+    another, so a UTF-16 echo of a credential reached the worker in clear."""
+    s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Charsets)
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+    try:
+        base = "http://127.0.0.1:%d" % s.server_address[1]
+        secrets = tmp_path / "s.json"
+        secrets.write_text(json.dumps({"k": ODD_KEY, "s": SIGN}))
+        os.chmod(secrets, 0o600)
+        pol = tmp_path / "p.json"
+        pol.write_text(json.dumps({"python": {"guard": False},
+                                   "http": {"allow_addresses": ["127.0.0.1"], "rate_per_second": 1000},
+                                   "adapters": {"ex": {
+                                       "kind": "signed_rest", "base_url": base, "key_secret": "k", "sign_secret": "s",
+                                       "key_header": "X-Key", "sign_header": "X-Sign", "timestamp_header": "X-Ts"}}}))
+        modes = charset_modes(ODD_KEY)
+        src = ATTACK % ODD_KEY[::-1] + "MODES = %r\nBASE = %r\n" % (list(modes), base)
+        r = run_script(tmp_path, src, "--policy", str(pol), "--secrets", str(secrets), "--json",
+                       "--state", str(tmp_path / "x.sqlite"))
+        assert r.code == 0, r
+        out = logs(r)
+        assert not [x for x in out if x.startswith("LEAK")], out
+        got = {}
+        for line in out:
+            who, m, reply = line.split(" ", 2)
+            got[who, m] = json.loads(reply + "\"}" if not reply.endswith("}") else reply)
+        for m, (_, _, want) in modes.items():
+            for who in ("adapter", "http"):
+                reply = got[who, m]
+                if want == "[secret]":
+                    assert "[secret]" in reply["text"] and "error" not in reply, (who, m, reply)
+                else:
+                    assert want in reply["error"] and "cannot be checked for secrets" in reply["error"], (who, m, reply)
+                    assert "text" not in reply, (who, m, reply)
+        assert ODD_KEY.lower() not in (r.out + r.err).lower()
+    finally:
+        s.shutdown()
+
+
+def test_without_secrets_every_known_charset_is_decoded(tmp_path):
+    """No secret at stake: text in UTF-16, UTF-32 or EBCDIC is decoded by
+    the supervisor all the same, and an unknown charset's bytes are read as
+    UTF-8, bad bytes replaced."""
+    s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Charsets)
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+    try:
+        base = "http://127.0.0.1:%d" % s.server_address[1]
+        LAST["key"] = "caf\u00e9-\u00e8"
+        pol = tmp_path / "p.json"
+        pol.write_text(json.dumps({"http": {"allow_addresses": ["127.0.0.1"]}}))
+        r = run_script(tmp_path, """
+def tick(ctx):
+    for m in ("quoted", "utf-16be", "utf-32", "cp037", "bom16", "unknown", "cp1252"):
+        r = ctx.http.get("%s/c?m=" + m)
+        ctx.log.info(m, r.get("json", r.get("text", r.get("error"))))
+""" % base, "--policy", str(pol), "--json", "--state", str(tmp_path / "x.sqlite"))
+        assert logs(r) == ["quoted caf\u00e9-\u00e8", "utf-16be caf\u00e9-\u00e8", "utf-32 {'k': 'caf\u00e9-\u00e8'}",
+                           "cp037 caf\u00e9-\u00e8", "bom16 \ufffd\ufffdc\x00a\x00f\x00\ufffd\x00-\x00\ufffd\x00",
+                           "unknown caf\u00e9-\u00e8", "cp1252 \u20ac caf\u00e9-\u00e8"], r
+    finally:
+        s.shutdown()
