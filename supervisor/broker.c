@@ -139,24 +139,35 @@ static json_t *state_delete_call(struct broker *b, json_t *args, struct jr_err *
         return json_pack("{s:b, s:b}", "ok", 1, "deleted", deleted);
 }
 
+/* One page of keys: {"keys": [...], "cursor": the last key, or null when
+ * no key after it starts with the prefix}. The cursor is the last key
+ * itself: it must start with the prefix, and resumes just after it. */
 static json_t *state_keys_call(struct broker *b, json_t *args, struct jr_err *err)
 {
-        const char *prefix;
-        size_t len;
+        const char *prefix, *cursor = NULL;
+        size_t len, clen = 0;
+        json_int_t limit = STATE_PAGE_KEYS;
         json_error_t je;
-        if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s%}", "prefix", &prefix, &len) < 0)
+        if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s%, s?s%, s?I}", "prefix", &prefix, &len, "cursor", &cursor,
+                           &clen, "limit", &limit) < 0)
                 return protocol(err, "state.keys", &je);
         if (len > STATE_MAX_KEY || strlen(prefix) != len)
                 return user_error("prefix must be at most %d bytes of text without NUL", STATE_MAX_KEY);
+        if (cursor && (!key_ok(cursor, clen) || strncmp(cursor, prefix, len) != 0))
+                return user_error("cursor must be one keys() returned for this prefix");
+        if (limit < 1 || limit > STATE_MAX_KEYS)
+                return user_error("limit must be 1 to %d", STATE_MAX_KEYS);
         json_t *e = store(b);
         if (e)
                 return e;
         json_t *keys;
+        int more = 0;
         struct jr_err se = { 0 };
-        if (state_keys(b->state, b->cfg->ns, prefix, &keys, &se) < 0)
-                return se.errnum == E2BIG ? user_error("more than %d keys; ask for a longer prefix", STATE_MAX_KEYS)
-                                          : user_error("%s", se.msg);
-        return json_pack("{s:o}", "keys", keys);
+        struct state_page page = { .prefix = prefix, .after = cursor, .limit = (unsigned)limit };
+        if (state_keys(b->state, b->cfg->ns, &page, &keys, &more, &se) < 0)
+                return user_error("%s", se.msg);
+        json_t *last = json_array_get(keys, json_array_size(keys) - 1);
+        return json_pack("{s:o, s:O}", "keys", keys, "cursor", more && last ? last : json_null());
 }
 
 /* A path argument: its text, or NULL with *bad set to a user error. */
