@@ -326,7 +326,6 @@ static json_t *usage_load(struct files *f, struct files_usage *u, int recount)
                 return fail("measuring the workspace: %s", strerror((int)-used));
         *u = (struct files_usage){ .bytes = used < 0 ? 0 : used, .entries = entries, .over = used == -E2BIG };
         f->counted = usage_store(f, u) == 0;
-        f->recounts++;
         return NULL;
 }
 

@@ -47,8 +47,7 @@ struct files {
         const struct files_cfg *cfg;
         int dirfd;               /* the workspace, opened on first use; -1 before */
         unsigned long seq;       /* names this jailrun's temporary files */
-        int counted;             /* this job counted the workspace and the record is its */
-        unsigned recounts;       /* walks of the whole workspace this job made */
+        int counted;             /* this job has counted the workspace: the record can be believed */
 };
 
 void files_init(struct files *f, const struct files_cfg *cfg);

@@ -267,6 +267,42 @@ def tick(ctx):
     assert usage_record(ws) == {"version": 1, "bytes": 801, "entries": 3, "over": False}
 
 
+def test_writes_do_not_walk_the_workspace(tmp_path, ws):
+    """A write costs its own path and data, not the workspace: a file put
+    in behind jailrun's back while a job runs is not seen by that job's
+    writes (nothing walks the workspace for them); the next job counts it."""
+    pol = tmp_path / "p.json"
+    pol.write_text('{"files": {"quota_bytes": 1000}}')
+    src = tmp_path / "w.py"
+    src.write_text("""
+import time
+def tick(ctx):
+    f = ctx.files
+    ctx.log.info(f.write("a", "x" * 10))
+    t = time.monotonic()
+    while not f.exists("go") and time.monotonic() - t < 60:
+        time.sleep(0.01)
+    ctx.log.info(f.write("b", "y" * 500))
+""")
+    p = subprocess.Popen([JAILRUN, "--policy", str(pol), "--workspace", str(ws), "--state",
+                          str(tmp_path / "s.sqlite"), str(src)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (ws / "a").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (ws / "ext").write_bytes(b"e" * 900)
+        (ws / "go").write_bytes(b"")
+        out, err = p.communicate(timeout=90)
+    finally:
+        p.kill()
+        p.wait()
+    assert p.returncode == 0, err
+    assert (ws / "b").read_text() == "y" * 500, err
+    r = worker(tmp_path, ws, 'ctx.log.info(f.write("c", "1")["error"])', "--policy", str(pol))
+    assert logs(r) == ["the workspace quota of 1000 bytes would be exceeded: it holds 1410, this write needs 1"], r
+
+
 def test_jailruns_own_names_are_out_of_reach(tmp_path, ws):
     """The count and temporary files are jailrun's: no path names them,
     list does not show them, and temporary files a jailrun that died in a
