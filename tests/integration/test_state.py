@@ -213,6 +213,9 @@ def tick(ctx):
     ('send(b\'{"type":"call","id":0,"op":"state.get","args":{"key":"k"}}\')', "call id must be positive"),
     ('send(b\'{"type":"call","id":1,"op":"state.get","args":[]}\')', "call args must be an object"),
     ('send(b\'{"type":"call","id":1,"op":"state.set","args":{"key":"k"}}\')', "state.set call:"),
+    ('send(b\'{"type":"call","id":1,"op":"state.keys","args":{"prefix":"","cursor":5}}\')', "state.keys call:"),
+    ('send(b\'{"type":"call","id":1,"op":"state.keys","args":{"prefix":"","limit":"9"}}\')', "state.keys call:"),
+    ('send(b\'{"type":"call","id":1,"op":"state.keys","args":{"prefix":"","after":"a"}}\')', "state.keys call:"),
 ])
 def test_malformed_calls_are_protocol_errors(tmp_path, sqlite_db, body, reason):
     r = run_script(tmp_path, HOSTILE % body, "--policy", NATIVE_POLICY, "--state", sqlite_db, "--json", "--timeout", "10")
