@@ -145,10 +145,13 @@ def _error(text):
 class State:
     """ctx.state: JSON values kept by the supervisor under this worker's
     name. get returns the value (or default); set and delete return
-    {"ok": True, ...}; keys returns a sorted list; any failure returns
-    {"error": reason} instead of raising."""
+    {"ok": True, ...}; keys returns a sorted list, or one page of it,
+    {"keys": [...], "cursor": next or None}, when given a cursor or a
+    limit; any failure returns {"error": reason} instead of raising."""
 
     __slots__ = ("_call",)
+    _KEYS_PAGE = 1000   # keys a page holds unless limit says (STATE_PAGE_KEYS)
+    _KEYS_MAX = 10000   # most keys a page, or keys() without a cursor, holds (STATE_MAX_KEYS)
 
     def __init__(self, chan):
         self._call = chan.call
@@ -174,11 +177,33 @@ class State:
             return _error("key must be a str, not %s" % type(key).__name__)
         return self._call("state.delete", {"key": key})
 
-    def keys(self, prefix=""):
+    def keys(self, prefix="", cursor=None, limit=None):
         if type(prefix) is not str:
             return _error("prefix must be a str, not %s" % type(prefix).__name__)
-        r = self._call("state.keys", {"prefix": prefix})
-        return r if "error" in r else r["keys"]
+        if cursor is not None and type(cursor) is not str:
+            return _error("cursor must be a str or None, not %s" % type(cursor).__name__)
+        if limit is not None and (type(limit) is not int or not 1 <= limit <= self._KEYS_MAX):
+            return _error("limit must be an int from 1 to %d" % self._KEYS_MAX)
+        if cursor is not None or limit is not None:  # one page
+            args = {"prefix": prefix, "limit": limit or self._KEYS_PAGE}
+            if cursor is not None:
+                args["cursor"] = cursor
+            return self._call("state.keys", args)
+        # Every key, as a list: the supervisor answers a page at a time
+        # (each call costs it its own page), up to the old limit.
+        out, args = [], {"prefix": prefix, "limit": self._KEYS_MAX}
+        while True:
+            r = self._call("state.keys", args)
+            if "error" in r:
+                return r
+            out += r["keys"]
+            if len(out) > self._KEYS_MAX:
+                return _error("more than %d keys; ask for a longer prefix, or page through them with "
+                              "keys(prefix, cursor=..., limit=...)" % self._KEYS_MAX)
+            if r["cursor"] is None:
+                return out
+            args["cursor"] = r["cursor"]
+            args["limit"] = self._KEYS_MAX + 1 - len(out)
 
 
 class Files:

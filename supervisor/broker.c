@@ -14,9 +14,11 @@
 /* A result member whose string is JSON text to be spliced in as "value". */
 #define RAW_VALUE "\x01raw"
 
-void broker_init(struct broker *b, const struct broker_cfg *cfg)
+void broker_init(struct broker *b, const struct broker_cfg *cfg, double (*job_cpu)(void *), void *ctx)
 {
-        *b = (struct broker){ .cfg = cfg };
+        *b = (struct broker){ .cfg = cfg, .cpu = { .job_cpu = job_cpu, .ctx = ctx } };
+        clock_gettime(CLOCK_MONOTONIC, &b->cpu.started);
+        b->cpu.read_at = b->cpu.started;
         files_init(&b->files, &cfg->files);
         b->adapters = (struct adapters){ .decl = cfg->adapters, .secrets_path = cfg->secrets };
 }
@@ -139,24 +141,35 @@ static json_t *state_delete_call(struct broker *b, json_t *args, struct jr_err *
         return json_pack("{s:b, s:b}", "ok", 1, "deleted", deleted);
 }
 
+/* One page of keys: {"keys": [...], "cursor": the last key, or null when
+ * no key after it starts with the prefix}. The cursor is the last key
+ * itself: it must start with the prefix, and resumes just after it. */
 static json_t *state_keys_call(struct broker *b, json_t *args, struct jr_err *err)
 {
-        const char *prefix;
-        size_t len;
+        const char *prefix, *cursor = NULL;
+        size_t len, clen = 0;
+        json_int_t limit = STATE_PAGE_KEYS;
         json_error_t je;
-        if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s%}", "prefix", &prefix, &len) < 0)
+        if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s%, s?s%, s?I}", "prefix", &prefix, &len, "cursor", &cursor,
+                           &clen, "limit", &limit) < 0)
                 return protocol(err, "state.keys", &je);
         if (len > STATE_MAX_KEY || strlen(prefix) != len)
                 return user_error("prefix must be at most %d bytes of text without NUL", STATE_MAX_KEY);
+        if (cursor && (!key_ok(cursor, clen) || strncmp(cursor, prefix, len) != 0))
+                return user_error("cursor must be one keys() returned for this prefix");
+        if (limit < 1 || limit > STATE_MAX_KEYS)
+                return user_error("limit must be 1 to %d", STATE_MAX_KEYS);
         json_t *e = store(b);
         if (e)
                 return e;
         json_t *keys;
+        int more = 0;
         struct jr_err se = { 0 };
-        if (state_keys(b->state, b->cfg->ns, prefix, &keys, &se) < 0)
-                return se.errnum == E2BIG ? user_error("more than %d keys; ask for a longer prefix", STATE_MAX_KEYS)
-                                          : user_error("%s", se.msg);
-        return json_pack("{s:o}", "keys", keys);
+        struct state_page page = { .prefix = prefix, .after = cursor, .limit = (unsigned)limit };
+        if (state_keys(b->state, b->cfg->ns, &page, &keys, &more, &se) < 0)
+                return user_error("%s", se.msg);
+        json_t *last = json_array_get(keys, json_array_size(keys) - 1);
+        return json_pack("{s:o, s:O}", "keys", keys, "cursor", more && last ? last : json_null());
 }
 
 /* A path argument: its text, or NULL with *bad set to a user error. */
@@ -277,15 +290,66 @@ static const struct {
         { "files.size", files_size_call },
 };
 
+static double seconds(const struct timespec *a, const struct timespec *b)
+{
+        return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
+/* What is left of the budget, in seconds (below 0: spent). The job's own
+ * CPU is read again only when the budget looks spent, and at most every
+ * BROKER_CPU_REREAD: a job refused in a loop costs a reading now and then. */
+static double cpu_left(struct broker_cpu *c)
+{
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double left = BROKER_CPU_RESERVE + BROKER_CPU_TRICKLE * seconds(&c->started, &now) + c->job_seen -
+                      (double)c->used_ns / 1e9;
+        if (left >= 0 || !c->job_cpu || seconds(&c->read_at, &now) < BROKER_CPU_REREAD)
+                return left;
+        c->read_at = now;
+        double job = c->job_cpu(c->ctx);
+        if (job > c->job_seen) {
+                left += job - c->job_seen;
+                c->job_seen = job;
+        }
+        return left;
+}
+
+static json_t *cpu_refusal(double left)
+{
+        double wait = -left / BROKER_CPU_TRICKLE;  /* if the job does nothing meanwhile */
+        json_t *r = user_error("rate limited: this job's state and files calls have used their supervisor CPU "
+                               "budget (as much CPU as the job has used itself, plus %.0f ms a second and %g s in "
+                               "reserve); try again in at most %.3f s", BROKER_CPU_TRICKLE * 1000,
+                               BROKER_CPU_RESERVE, wait);
+        if (r && json_object_set_new(r, "retry_after", json_real(wait)) < 0)
+                json_decref(TAKE_PTR(r));
+        return r;
+}
+
 json_t *broker_call(struct broker *b, const char *op, json_t *args, struct jr_err *err)
 {
-        for (size_t i = 0; i < ELEMENTSOF(ops); i++)
-                if (strcmp(op, ops[i].op) == 0) {
-                        json_t *r = ops[i].fn(b, args, err);
-                        if (!r && err->errnum != EPROTO)
-                                return jr_fail(err, ENOMEM, "%s call", op), NULL;
+        for (size_t i = 0; i < ELEMENTSOF(ops); i++) {
+                if (strcmp(op, ops[i].op) != 0)
+                        continue;
+                json_t *r;
+                double left = cpu_left(&b->cpu);
+                if (left < 0) {
+                        b->cpu.refused++;
+                        if (!(r = cpu_refusal(left)))
+                                jr_fail(err, ENOMEM, "%s call", op);
                         return r;
                 }
+                struct timespec t0, t1;
+                clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+                r = ops[i].fn(b, args, err);
+                clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+                b->cpu.used_ns += (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000u + (uint64_t)t1.tv_nsec -
+                                  (uint64_t)t0.tv_nsec;
+                if (!r && err->errnum != EPROTO)
+                        return jr_fail(err, ENOMEM, "%s call", op), NULL;
+                return r;
+        }
         jr_fail(err, 0, "unknown call '%.64s'", op);
         err->errnum = EPROTO;
         return NULL;

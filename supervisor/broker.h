@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "common/err.h"
 #include "supervisor/adapters.h"
@@ -27,8 +28,31 @@ struct broker_cfg {
         const char *secrets;       /* --secrets: read on the first adapter call */
 };
 
+/* The supervisor's CPU a job's state and files calls may use, measured
+ * around each on the calling thread's CPU clock: as much as the job has
+ * used itself (its cgroup's count), plus BROKER_CPU_TRICKLE of a core
+ * for every second it has run, plus BROKER_CPU_RESERVE. Past it a call
+ * gets an error dict saying so, at once, until the job has run more or
+ * time has passed. A call costs the supervisor what it asks (never the
+ * size of the job's store), and the job cannot make the supervisor work
+ * for it much more than it works itself. Real workers do not come near
+ * it: a durable write or a set costs well under a millisecond. */
+#define BROKER_CPU_RESERVE 1.0    /* seconds */
+#define BROKER_CPU_TRICKLE 0.05   /* seconds a second */
+#define BROKER_CPU_REREAD 0.05    /* seconds between readings of the job's own CPU */
+
+struct broker_cpu {
+        double (*job_cpu)(void *ctx);  /* the job's CPU so far, in seconds; < 0 when unknown */
+        void *ctx;
+        double job_seen;               /* its last reading */
+        struct timespec started, read_at;  /* CLOCK_MONOTONIC */
+        uint64_t used_ns;              /* the supervisor's CPU the calls used */
+        uint64_t refused;              /* calls refused */
+};
+
 struct broker {
         const struct broker_cfg *cfg;
+        struct broker_cpu cpu;
         void *payload;              /* bytes for the jail after the current reply */
         size_t payload_len;
         struct state_store *state;  /* opened by the first state call, after the clone */
@@ -37,12 +61,13 @@ struct broker {
         struct adapters adapters;
 };
 
-void broker_init(struct broker *b, const struct broker_cfg *cfg);
+/* job_cpu(ctx) tells the CPU budget what the job has used itself. */
+void broker_init(struct broker *b, const struct broker_cfg *cfg, double (*job_cpu)(void *), void *ctx);
 void broker_close(struct broker *b);
 
-/* Performs one call. Returns its result (a new reference: the operation's
- * dict, or {"error": reason}), or NULL with err when the call breaks the
- * protocol. */
+/* Performs one call, charged to the CPU budget (or refused by it).
+ * Returns its result (a new reference: the operation's dict, or
+ * {"error": reason}), or NULL with err when the call breaks the protocol. */
 json_t *broker_call(struct broker *b, const char *op, json_t *args, struct jr_err *err);
 
 /* Starts an http.request call: NULL when it is under way (its reply comes

@@ -72,6 +72,8 @@ static json_t *bad_path(const char *p, int dir_ok)
                         return fail("%.200s: '..' is not allowed in a path", p);
                 if (k > 255)
                         return fail("%.200s: a name in a path is at most 255 bytes", p);
+                if (strncmp(c, FILES_RESERVED, strlen(FILES_RESERVED)) == 0)
+                        return fail("%.200s: names starting with " FILES_RESERVED " are jailrun's own", p);
                 c += k + (c[k] == '/');
         }
         if (!dir_ok && (strcmp(p, ".") == 0 || p[n - 1] == '/'))
@@ -125,70 +127,6 @@ static json_t *workspace(struct files *f)
         return NULL;
 }
 
-/* Splits path into its directory (opened strictly, created component by
- * component when `make`) and its last component, in *base. */
-static int open_parent(struct files *f, const char *path, int make, const char **base)
-{
-        char buf[FILES_MAX_PATH + 1];
-        snprintf(buf, sizeof buf, "%s", path);
-        char *slash = strrchr(buf, '/');
-        *base = slash ? path + (slash - buf) + 1 : path;
-        int cur = dup(f->dirfd);
-        if (cur < 0 || !slash)
-                return cur < 0 ? -errno : cur;
-        *slash = '\0';
-        for (char *save = NULL, *c = strtok_r(buf, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
-                if (strcmp(c, ".") == 0)
-                        continue;
-                if (make && mkdirat(cur, c, 0700) < 0 && errno != EEXIST) {
-                        int e = -errno;
-                        close(cur);
-                        return e;
-                }
-                int next = resolve(cur, c, O_RDONLY | O_DIRECTORY, 0);
-                close(cur);
-                if (next < 0)
-                        return next;
-                cur = next;
-        }
-        return cur;
-}
-
-/* Bytes of regular files below dirfd (which it consumes), or -errno. */
-static int64_t usage(int dirfd, int depth, long *entries)
-{
-        DIR *d = fdopendir(dirfd);
-        if (!d) {
-                int e = -errno;
-                close(dirfd);
-                return e;
-        }
-        int64_t total = 0;
-        struct dirent *de;
-        while (total >= 0 && (de = readdir(d))) {
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                        continue;
-                struct stat st;
-                if (++*entries > FILES_MAX_INODES || fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-                        total = *entries > FILES_MAX_INODES ? -E2BIG : errno == ENOENT ? total : -errno;
-                        continue;
-                }
-                if (S_ISREG(st.st_mode)) {
-                        total += st.st_size;
-                } else if (S_ISDIR(st.st_mode)) {
-                        if (depth >= FILES_MAX_DEPTH) {
-                                total = -E2BIG;
-                                continue;
-                        }
-                        int sub = resolve(dirfd, de->d_name, O_RDONLY | O_DIRECTORY, 0);
-                        int64_t u = sub < 0 ? sub : usage(sub, depth + 1, entries);
-                        total = u < 0 ? (u == -ENOENT ? total : u) : total + u;
-                }
-        }
-        closedir(d);
-        return total;
-}
-
 json_t *files_read(struct files *f, const char *path, void **data, size_t *len)
 {
         *data = NULL;
@@ -233,51 +171,206 @@ json_t *files_read(struct files *f, const char *path, void **data, size_t *len)
         return r;
 }
 
-static json_t *write_locked(struct files *f, const char *path, const void *data, size_t len)
+/* Splits path into its directory (opened strictly, created component by
+ * component when `make`) and its last component, in *base. *dirs (may be
+ * NULL) counts the directories made; without `make`, on -ENOENT, it
+ * counts the missing one and those below it. */
+static int open_parent(struct files *f, const char *path, int make, const char **base, int *dirs)
 {
-        /* Refused before any directory is made: a write that fails leaves
-         * nothing behind. */
-        int depth = 0;
-        for (const char *c = path; *c; c++)
-                depth += *c == '/';
-        if (depth >= FILES_MAX_DEPTH)
-                return fail("%.200s: paths are at most %d directories deep", path, FILES_MAX_DEPTH - 1);
+        char buf[FILES_MAX_PATH + 1];
+        snprintf(buf, sizeof buf, "%s", path);
+        char *slash = strrchr(buf, '/');
+        int n = 0;
+        *base = slash ? path + (slash - buf) + 1 : path;
+        if (dirs)
+                *dirs = 0;
+        int cur = fcntl(f->dirfd, F_DUPFD_CLOEXEC, 0);
+        if (cur < 0 || !slash)
+                return cur < 0 ? -errno : cur;
+        *slash = '\0';
+        char *save = NULL;
+        for (char *c = strtok_r(buf, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+                if (strcmp(c, ".") == 0)
+                        continue;
+                int made = make && mkdirat(cur, c, 0700) == 0;
+                if (make && !made && errno != EEXIST) {
+                        int e = -errno;
+                        close(cur);
+                        return e;
+                }
+                n += made;
+                if (dirs)
+                        *dirs = n;
+                int next = resolve(cur, c, O_RDONLY | O_DIRECTORY, 0);
+                close(cur);
+                if (next == -ENOENT && !make && dirs)
+                        for (*dirs = 1; (c = strtok_r(NULL, "/", &save));)
+                                *dirs += strcmp(c, ".") != 0;
+                if (next < 0)
+                        return next;
+                cur = next;
+        }
+        return cur;
+}
+
+/* Bytes of regular files below dirfd (which it consumes), every entry
+ * counted in *entries, or -errno (-E2BIG past the limits). Temporary
+ * files are removed: the walk runs under the lock, when no write is under
+ * way, so any there was left by a jailrun that died in a write. */
+static int64_t walk(int dirfd, int depth, long *entries)
+{
+        DIR *d = fdopendir(dirfd);
+        if (!d) {
+                int e = -errno;
+                close(dirfd);
+                return e;
+        }
+        int64_t total = 0;
+        struct dirent *de;
+        while (total >= 0 && (de = readdir(d))) {
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+                    (depth == 0 && strcmp(de->d_name, FILES_USAGE) == 0) ||
+                    (strncmp(de->d_name, FILES_TMP, strlen(FILES_TMP)) == 0 && unlinkat(dirfd, de->d_name, 0) == 0))
+                        continue;
+                struct stat st;
+                if (++*entries > FILES_MAX_INODES || fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                        total = *entries > FILES_MAX_INODES ? -E2BIG : errno == ENOENT ? total : -errno;
+                        continue;
+                }
+                if (S_ISREG(st.st_mode)) {
+                        total += st.st_size;
+                } else if (S_ISDIR(st.st_mode)) {
+                        if (depth >= FILES_MAX_DEPTH) {
+                                total = -E2BIG;
+                                continue;
+                        }
+                        int sub = resolve(dirfd, de->d_name, O_RDONLY | O_DIRECTORY, 0);
+                        int64_t u = sub < 0 ? sub : walk(sub, depth + 1, entries);
+                        total = u < 0 ? (u == -ENOENT ? total : u) : total + u;
+                }
+        }
+        closedir(d);
+        return total;
+}
+
+/* The running count, FILES_USAGE: {"version": 1, "bytes", "entries",
+ * "over"}; 0, or -errno when it is missing or not one. */
+static int usage_read(struct files *f, struct files_usage *u)
+{
+        _cleanup_close_ int fd = resolve(f->dirfd, FILES_USAGE, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0);
+        struct stat st;
+        char buf[256];
+        if (fd < 0)
+                return fd;
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size >= (off_t)sizeof buf)
+                return -EINVAL;
+        ssize_t n;
+        while ((n = pread(fd, buf, sizeof buf, 0)) < 0 && errno == EINTR)
+                ;
+        if (n < 0)
+                return -errno;
+        json_error_t je;
+        json_int_t version, bytes, entries;
+        int over;
+        _cleanup_(json_decrefp) json_t *j = json_loadb(buf, (size_t)n, JSON_REJECT_DUPLICATES, &je);
+        if (!j || json_unpack_ex(j, &je, JSON_STRICT, "{s:I, s:I, s:I, s:b}", "version", &version, "bytes", &bytes,
+                                 "entries", &entries, "over", &over) < 0)
+                return -EINVAL;
+        if (version != 1 || bytes < 0 || entries < 0 || entries > FILES_MAX_INODES + 1)
+                return -EINVAL;
+        *u = (struct files_usage){ .bytes = bytes, .entries = entries, .over = over };
+        return 0;
+}
+
+/* Replaces the record (not fsync'd: every job counts afresh at its first
+ * change, so a record a crash left behind is never trusted). */
+static int usage_store(struct files *f, const struct files_usage *u)
+{
+        _cleanup_(json_decrefp) json_t *j = json_pack("{s:i, s:I, s:I, s:b}", "version", 1, "bytes",
+                                                      (json_int_t)u->bytes, "entries", (json_int_t)u->entries,
+                                                      "over", u->over);
+        _cleanup_free_ char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        if (!text)
+                return -ENOMEM;
+        _cleanup_close_ int fd = resolve(f->dirfd, FILES_USAGE, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY,
+                                         0600);
+        struct stat st;
+        size_t len = strlen(text);
+        if (fd < 0)
+                return fd;
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+                return -EINVAL;
+        for (size_t done = 0; done < len;) {
+                ssize_t n = pwrite(fd, text + done, len - done, (off_t)done);
+                if (n < 0 && errno != EINTR)
+                        return -errno;
+                done += n > 0 ? (size_t)n : 0;
+        }
+        return ftruncate(fd, (off_t)len) < 0 ? -errno : 0;
+}
+
+/* The workspace's usage, under the lock: counted afresh at the job's
+ * first change (the record a jailrun that died mid-write left may
+ * overstate it), when `recount` (the record was caught out) or when the
+ * record is missing or malformed; else the record the last change left,
+ * whichever jailrun made it. */
+static json_t *usage_load(struct files *f, struct files_usage *u, int recount)
+{
+        if (f->counted && !recount && usage_read(f, u) == 0)
+                return NULL;
         long entries = 0;
         /* A fresh open, not a dup: a dup shares the directory's offset. */
         int top = openat(f->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        int64_t used = top < 0 ? -errno : usage(top, 0, &entries);
-        if (used < 0)
-                return used == -E2BIG ? fail("the workspace holds more than %d files and directories, or is nested "
-                                             "deeper than %d", FILES_MAX_INODES, FILES_MAX_DEPTH)
-                                      : fail("measuring the workspace: %s", strerror((int)-used));
-        /* The file being replaced, if its directory exists: judged before
-         * any directory is made. */
+        int64_t used = top < 0 ? -errno : walk(top, 0, &entries);
+        if (used < 0 && used != -E2BIG)
+                return fail("measuring the workspace: %s", strerror((int)-used));
+        *u = (struct files_usage){ .bytes = used < 0 ? 0 : used, .entries = entries, .over = used == -E2BIG };
+        f->counted = usage_store(f, u) == 0;
+        return NULL;
+}
+
+/* What a write to path replaces, judged before anything is made. */
+struct target {
+        int64_t existing;  /* bytes of the regular file being replaced */
+        int fresh;         /* no entry of that name yet */
+        int missing;       /* directories to make */
+};
+
+static json_t *probe(struct files *f, const char *path, struct target *t)
+{
         const char *base;
         struct stat st;
-        int64_t existing = 0;
-        int probe = open_parent(f, path, 0, &base);
-        if (probe >= 0 && fstatat(probe, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-                int bad = S_ISDIR(st.st_mode) ? EISDIR : S_ISLNK(st.st_mode) ? ELOOP : 0;
-                if (!bad && S_ISREG(st.st_mode))
-                        existing = st.st_size;
-                if (bad) {
-                        close(probe);
-                        return errno_fail(bad, path);
-                }
-        }
-        if (probe >= 0)
-                close(probe);
-        if ((uint64_t)(used - existing) + len > f->cfg->quota)
-                return fail("the workspace quota of %llu bytes would be exceeded: it holds %lld, this write "
-                            "needs %zu", (unsigned long long)f->cfg->quota, (long long)used, len);
-        _cleanup_close_ int parent = open_parent(f, path, 1, &base);
+        *t = (struct target){ .fresh = 1 };
+        _cleanup_close_ int dir = open_parent(f, path, 0, &base, &t->missing);
+        if (dir == -ENOENT)
+                return NULL;
+        if (dir < 0)
+                return errno_fail(-dir, path);
+        if (fstatat(dir, base, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT ? NULL : errno_fail(errno, path);
+        if (S_ISDIR(st.st_mode) || S_ISLNK(st.st_mode))
+                return errno_fail(S_ISDIR(st.st_mode) ? EISDIR : ELOOP, path);
+        t->fresh = 0;
+        t->existing = S_ISREG(st.st_mode) ? st.st_size : 0;
+        return NULL;
+}
+
+/* Writes a temporary file beside path, fsync'd, renames it over path and
+ * fsyncs the directory: a reader sees the old file or the new one. 0, or
+ * -errno; *made counts the directories made, *renamed says whether the
+ * new file took its place. */
+static int replace(struct files *f, const char *path, const void *data, size_t len, int *made, int *renamed)
+{
+        const char *base;
+        *renamed = 0;
+        _cleanup_close_ int parent = open_parent(f, path, 1, &base, made);
         if (parent < 0)
-                return errno_fail(-parent, path);
+                return parent;
         char tmp[64];
-        snprintf(tmp, sizeof tmp, ".jailrun-tmp-%d-%lu", (int)getpid(), f->seq++);
+        snprintf(tmp, sizeof tmp, FILES_TMP "%d-%lu", (int)getpid(), f->seq++);
         int fd = openat(parent, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0)
-                return errno_fail(errno, path);
+                return -errno;
         int err = 0;
         for (size_t done = 0; !err && done < len;) {
                 ssize_t n = write(fd, (const char *)data + done, len - done);
@@ -294,24 +387,66 @@ static json_t *write_locked(struct files *f, const char *path, const void *data,
                 err = errno;
         if (err) {
                 unlinkat(parent, tmp, 0);
-                return errno_fail(err, path);
+                return -err;
         }
-        if (fsync(parent) < 0)
-                return errno_fail(errno, path);
+        *renamed = 1;
+        return fsync(parent) < 0 ? -errno : 0;
+}
+
+static json_t *write_locked(struct files *f, const char *path, const void *data, size_t len)
+{
+        /* Refused before any directory is made: a write that fails leaves
+         * nothing behind. */
+        int depth = 0;
+        for (const char *c = path; *c; c++)
+                depth += *c == '/';
+        if (depth >= FILES_MAX_DEPTH)
+                return fail("%.200s: paths are at most %d directories deep", path, FILES_MAX_DEPTH - 1);
+        struct files_usage u;
+        struct target t;
+        json_t *e = usage_load(f, &u, 0);
+        if (!e)
+                e = probe(f, path, &t);
+        /* A file larger than the whole count: something outside jailrun
+         * changed the workspace; count it again. */
+        if (!e && !u.over && t.existing > u.bytes)
+                e = usage_load(f, &u, 1);
+        if (e)
+                return e;
+        if (u.over)
+                return fail("the workspace holds more than %d files and directories, or is nested deeper than %d",
+                            FILES_MAX_INODES, FILES_MAX_DEPTH);
+        if ((uint64_t)(u.bytes - t.existing) + len > f->cfg->quota)
+                return fail("the workspace quota of %llu bytes would be exceeded: it holds %lld, this write "
+                            "needs %zu", (unsigned long long)f->cfg->quota, (long long)u.bytes, len);
+        if (u.entries + t.missing + t.fresh > FILES_MAX_INODES)
+                return fail("%.200s: the workspace would hold more than %d files and directories", path,
+                            FILES_MAX_INODES);
+        /* Counted before the file is there: a jailrun that dies in between
+         * leaves the count high, never low. */
+        struct files_usage after = { u.bytes - t.existing + (int64_t)len, u.entries + t.missing + t.fresh, 0 };
+        int r = usage_store(f, &after);
+        if (r < 0) {
+                f->counted = 0;
+                return fail("recording the workspace's usage: %s", strerror(-r));
+        }
+        int made = 0, renamed = 0;
+        r = replace(f, path, data, len, &made, &renamed);
+        if (r < 0 && !renamed && usage_store(f, &(struct files_usage){ u.bytes, u.entries + made, 0 }) < 0)
+                f->counted = 0;
+        if (r < 0)
+                return errno_fail(-r, path);
         return json_pack("{s:b, s:I}", "ok", 1, "size", (json_int_t)len);
 }
 
-json_t *files_write(struct files *f, const char *path, const void *data, size_t len)
+/* One changer per workspace at a time, across jailruns: the count is
+ * read, checked and changed with the files under the lock. Never a
+ * blocking wait: whoever holds the lock (another jailrun's write takes
+ * milliseconds; anyone else who can open the directory could hold it for
+ * ever) gets FILES_LOCK_TRIES short tries, then the worker an error, and
+ * the supervisor's loop goes on. */
+static json_t *lock(struct files *f)
 {
-        json_t *e = bad_path(path, 0);
-        if (e || (e = workspace(f)))
-                return e;
-        /* One writer per workspace at a time, across jailruns: the quota
-         * is measured and the file replaced under the lock. Never a
-         * blocking wait: whoever holds the lock (another jailrun's write
-         * takes milliseconds; anyone else who can open the directory could
-         * hold it for ever) gets FILES_LOCK_TRIES short tries, then the
-         * worker an error, and the supervisor's loop goes on. */
         int tries = 0;
         while (flock(f->dirfd, LOCK_EX | LOCK_NB) < 0) {
                 if (errno != EWOULDBLOCK && errno != EINTR)
@@ -320,15 +455,54 @@ json_t *files_write(struct files *f, const char *path, const void *data, size_t 
                         return fail("the workspace is busy (another writer holds it); try again");
                 nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
         }
+        return NULL;
+}
+
+json_t *files_write(struct files *f, const char *path, const void *data, size_t len)
+{
+        json_t *e = bad_path(path, 0);
+        if (e || (e = workspace(f)) || (e = lock(f)))
+                return e;
         json_t *r = write_locked(f, path, data, len);
         flock(f->dirfd, LOCK_UN);
         return r;
 }
-
 static int by_name(const void *a, const void *b)
 {
-        return strcmp(json_string_value(json_object_get(*(json_t *const *)a, "name")),
-                      json_string_value(json_object_get(*(json_t *const *)b, "name")));
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The names in d, at most FILES_MAX_ENTRIES (malloc'd, in *names): read
+ * before anything is looked at, so a directory too large costs no more
+ * than its names. The count, or -E2BIG, -errno. */
+static long list_names(DIR *d, char **names)
+{
+        long n = 0;
+        struct dirent *de;
+        errno = 0;
+        while ((de = readdir(d))) {
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+                    strncmp(de->d_name, FILES_RESERVED, strlen(FILES_RESERVED)) == 0)
+                        continue;
+                if (n == FILES_MAX_ENTRIES)
+                        return -E2BIG;
+                if (!(names[n] = strdup(de->d_name)))
+                        return -ENOMEM;
+                n++;
+        }
+        return errno ? -errno : n;
+}
+
+static json_t *list_entry(int dirfd, const char *name)
+{
+        struct stat st;
+        if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return json_null();  /* gone meanwhile, or unreadable: skipped */
+        const char *type = S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "dir"
+                         : S_ISLNK(st.st_mode) ? "symlink" : "other";
+        json_t *s = json_string(name);
+        return json_pack("{s:o, s:s, s:I}", "name", s ? s : json_string("?"), "type", type,
+                         "size", (json_int_t)(S_ISREG(st.st_mode) ? st.st_size : 0));
 }
 
 json_t *files_list(struct files *f, const char *path)
@@ -344,44 +518,37 @@ json_t *files_list(struct files *f, const char *path)
                 close(fd);
                 return errno_fail(errno, path);
         }
-        json_t *items[FILES_MAX_ENTRIES];
-        size_t n = 0;
-        struct dirent *de;
-        json_t *r = NULL;
-        while ((de = readdir(d))) {
-                struct stat st;
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
-                    strncmp(de->d_name, ".jailrun-tmp-", 13) == 0 ||
-                    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                        continue;
-                if (n == FILES_MAX_ENTRIES) {
-                        r = fail("%.200s: more than %d entries", path, FILES_MAX_ENTRIES);
-                        break;
-                }
-                const char *type = S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "dir"
-                                 : S_ISLNK(st.st_mode) ? "symlink" : "other";
-                json_t *name = json_string(de->d_name);
-                items[n] = json_pack("{s:o*, s:s, s:I}", "name", name ? name : json_string("?"), "type", type,
-                                     "size", (json_int_t)(S_ISREG(st.st_mode) ? st.st_size : 0));
-                if (items[n])
-                        n++;
+        _cleanup_free_ char **names = calloc(FILES_MAX_ENTRIES, sizeof *names);
+        long n = names ? list_names(d, names) : -ENOMEM;
+        json_t *arr = n >= 0 ? json_array() : NULL;
+        if (n >= 0)
+                qsort(names, (size_t)n, sizeof *names, by_name);
+        for (long i = 0; arr && i < n; i++) {
+                json_t *item = list_entry(dirfd(d), names[i]);
+                if (!item || (!json_is_null(item) && json_array_append(arr, item) < 0))
+                        json_decref(TAKE_PTR(arr));
+                json_decref(item);
         }
+        for (long i = 0; names && i < FILES_MAX_ENTRIES && names[i]; i++)
+                free(names[i]);
         closedir(d);
-        qsort(items, n, sizeof items[0], by_name);
-        json_t *arr = r ? NULL : json_array();
-        for (size_t i = 0; i < n; i++)
-                if (!arr || json_array_append_new(arr, items[i]) < 0)
-                        json_decref(items[i]);
-        return r ? r : arr ? json_pack("{s:o}", "entries", arr) : NULL;
+        if (n == -E2BIG)
+                return fail("%.200s: more than %d entries", path, FILES_MAX_ENTRIES);
+        if (n < 0 && n != -ENOMEM)
+                return errno_fail((int)-n, path);
+        return arr ? json_pack("{s:o}", "entries", arr) : NULL;
 }
 
-json_t *files_delete(struct files *f, const char *path)
+/* Counted out after it is gone: a jailrun that dies in between leaves
+ * the count high, never low. */
+static json_t *delete_locked(struct files *f, const char *path)
 {
-        json_t *e = bad_path(path, 0);
-        if (e || (e = workspace(f)))
+        struct files_usage u;
+        json_t *e = usage_load(f, &u, 0);
+        if (e)
                 return e;
         const char *base;
-        _cleanup_close_ int parent = open_parent(f, path, 0, &base);
+        _cleanup_close_ int parent = open_parent(f, path, 0, &base, NULL);
         struct stat st;
         if (parent < 0)
                 return errno_fail(-parent, path);
@@ -389,9 +556,26 @@ json_t *files_delete(struct files *f, const char *path)
                 return errno_fail(errno, path);
         if (unlinkat(parent, base, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) < 0)
                 return errno_fail(errno, path);
+        struct files_usage after = { u.bytes - (S_ISREG(st.st_mode) ? st.st_size : 0), u.entries - 1, 0 };
+        if (u.over)
+                ;  /* stays so until a job counts afresh */
+        else if (after.bytes < 0 || after.entries < 0)  /* changed outside jailrun: counted again */
+                json_decref(usage_load(f, &after, 1));
+        else if (usage_store(f, &after) < 0)
+                f->counted = 0;
         if (fsync(parent) < 0)
                 return errno_fail(errno, path);
         return json_pack("{s:b}", "ok", 1);
+}
+
+json_t *files_delete(struct files *f, const char *path)
+{
+        json_t *e = bad_path(path, 0);
+        if (e || (e = workspace(f)) || (e = lock(f)))
+                return e;
+        json_t *r = delete_locked(f, path);
+        flock(f->dirfd, LOCK_UN);
+        return r;
 }
 
 json_t *files_exists(struct files *f, const char *path)

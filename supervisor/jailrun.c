@@ -540,6 +540,9 @@ static void print_result(const struct job_opts *o, const struct job_result *r)
                         { "cpu_user_us", r->cg.cpu_user_us },
                         { "cpu_system_us", r->cg.cpu_system_us },
                         { "pids_peak", r->cg.pids_peak },
+                        { "supervisor_cpu_us", r->supervisor_cpu_us },
+                        { "ctx_cpu_us", r->ctx_cpu_us },
+                        { "ctx_refused", r->ctx_refused },
                 };
                 for (size_t i = 0; stats && i < ELEMENTSOF(acct); i++)
                         if (acct[i].v >= 0)

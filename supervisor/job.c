@@ -576,6 +576,18 @@ static void on_log(struct job *j, const struct msg *m)
         }
 }
 
+/* The job's CPU so far, in seconds (its cgroup's count; -1 when unknown),
+ * for the broker's CPU budget. */
+static double job_cpu_s(void *ctx)
+{
+        struct job *j = ctx;
+        struct cg_stats st;
+        if (!j->cg.h)
+                return -1;
+        cg_job_stats(&j->cg, &st);
+        return st.cpu_user_us < 0 || st.cpu_system_us < 0 ? -1 : (double)(st.cpu_user_us + st.cpu_system_us) / 1e6;
+}
+
 /* A ctx call: performed now, answered at once. A jail that calls without
  * reading its answers fills its own socket and is ended. */
 static int watch(struct job *j, int fd, uint64_t tag);
@@ -1675,7 +1687,7 @@ int job_run(const struct job_opts *o, struct job_result *res)
         j.cur = script_ref(j.next);
         res->cg = (struct cg_stats){ -1, -1, -1, -1, -1, -1 };
         struct uidlock lock = { .fd = -1 };
-        broker_init(&j.broker, &o->broker);
+        broker_init(&j.broker, &o->broker, job_cpu_s, &j);
         outq_init(&j.outq, STDOUT_FILENO, OUTQ_LIMIT);
         outq_init(&j.errq, STDERR_FILENO, OUTQ_LIMIT);
         bt_init(&j.bt, o->abort_percent, o->abort_min);
@@ -1738,6 +1750,8 @@ int job_run(const struct job_opts *o, struct job_result *res)
                 log_msg("cgroup clean-up: %s", cg_err.msg);
         res->cg_teardown_us = us_since(&tc);
         uidlock_release(&lock);
+        res->ctx_cpu_us = (int64_t)(j.broker.cpu.used_ns / 1000);
+        res->ctx_refused = (int64_t)j.broker.cpu.refused;
         broker_close(&j.broker);
         res->log_dropped = j.log_dropped;
         if (j.progress_shown)
@@ -1749,6 +1763,10 @@ int job_run(const struct job_opts *o, struct job_result *res)
                             (unsigned long long)j.log_dropped, (unsigned long long)o->log_max_bytes);
         job_close(&j);
         res->wall_ms = ms_since(&t0);
+        struct rusage self;  /* jailrun's own CPU, its children's not counted */
+        if (getrusage(RUSAGE_SELF, &self) == 0)
+                res->supervisor_cpu_us = (int64_t)(self.ru_utime.tv_sec + self.ru_stime.tv_sec) * 1000000 +
+                                         self.ru_utime.tv_usec + self.ru_stime.tv_usec;
         if (r < 0) {
                 res->status = JOB_SETUP;
                 res->exit_code = EXIT_SETUP;

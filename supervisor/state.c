@@ -18,7 +18,7 @@
  * sharing one file) before it reports the store busy. */
 #define STATE_BUSY_MS 5000
 
-enum { ST_GET, ST_SET, ST_DELETE, ST_KEYS, ST_OLD, ST_USED, ST_SUM, ST_ADD, ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
+enum { ST_GET, ST_SET, ST_DELETE, ST_KEYS_FROM, ST_KEYS_AFTER, ST_OLD, ST_USED, ST_SUM, ST_ADD, ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
        ST__MAX };
 
 static const char *const sql[ST__MAX] = {
@@ -26,7 +26,10 @@ static const char *const sql[ST__MAX] = {
         [ST_SET] = "INSERT INTO kv (ns, key, value) VALUES (?1, ?2, ?3) "
                    "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value",
         [ST_DELETE] = "DELETE FROM kv WHERE ns = ?1 AND key = ?2",
-        [ST_KEYS] = "SELECT key FROM kv WHERE ns = ?1 AND substr(key, 1, length(?2)) = ?2 ORDER BY key LIMIT ?3",
+        /* Ranges of the primary key's index, ?3 the first text past the
+         * prefix: a page reads its own rows, whatever the namespace holds. */
+        [ST_KEYS_FROM] = "SELECT key FROM kv WHERE ns = ?1 AND key >= ?2 AND key < ?3 ORDER BY key LIMIT ?4",
+        [ST_KEYS_AFTER] = "SELECT key FROM kv WHERE ns = ?1 AND key > ?2 AND key < ?3 ORDER BY key LIMIT ?4",
         /* Each namespace's bytes of keys and values, kept in step in the same
          * transaction as every change (lengths in bytes, not characters). */
         [ST_OLD] = "SELECT length(CAST(key AS BLOB)) + length(CAST(value AS BLOB)) FROM kv WHERE ns = ?1 AND key = ?2",
@@ -304,27 +307,49 @@ static int sqlite_delete(void *impl, const char *ns, const char *key, int *delet
         return r;
 }
 
-static int sqlite_keys(void *impl, const char *ns, const char *prefix, json_t **keys, struct jr_err *err)
+int state_page_fits(const struct state_page *page, size_t len, size_t bytes, size_t add)
+{
+        return len < page->limit && bytes + add + 1 <= STATE_PAGE_BYTES;
+}
+
+static int sqlite_keys(void *impl, const char *ns, const struct state_page *pg, json_t **keys, int *more,
+                       struct jr_err *err)
 {
         struct sqlite_store *s = impl;
-        sqlite3_stmt *st = start(s, ST_KEYS, ns, prefix);
-        if (!st || sqlite3_bind_int(st, 3, STATE_MAX_KEYS + 1) != SQLITE_OK)
+        /* The prefix and the byte 0xff, which UTF-8 never holds: past every
+         * key that starts with the prefix, before every other after it. */
+        char end[STATE_MAX_KEY + 2];
+        size_t plen = strlen(pg->prefix);
+        if (plen > STATE_MAX_KEY)
+                return jr_fail(err, EINVAL, "state keys: prefix");
+        memcpy(end, pg->prefix, plen);
+        end[plen] = (char)0xff;
+        sqlite3_stmt *st = start(s, pg->after ? ST_KEYS_AFTER : ST_KEYS_FROM, ns, pg->after ? pg->after : pg->prefix);
+        if (!st || sqlite3_bind_text(st, 3, end, (int)plen + 1, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_int(st, 4, (int)pg->limit + 1) != SQLITE_OK)
                 return db_fail(s, err, "keys");
         _cleanup_(json_decrefp) json_t *out = json_array();
-        int rc;
+        size_t bytes = 0;
+        int rc = SQLITE_DONE;
+        *more = 0;
         while (out && (rc = sqlite3_step(st)) == SQLITE_ROW) {
                 const char *k = (const char *)sqlite3_column_text(st, 0);
-                if (!k || json_array_append_new(out, json_string(k)) < 0) {
+                size_t n = (size_t)sqlite3_column_bytes(st, 0);
+                if (!state_page_fits(pg, json_array_size(out), bytes, n)) {
+                        *more = 1;
+                        rc = SQLITE_DONE;
+                        break;
+                }
+                if (!k || json_array_append_new(out, json_stringn(k, n)) < 0) {
                         sqlite3_reset(st);
                         return jr_fail(err, ENOMEM, "state keys");
                 }
+                bytes += n + 1;
         }
         int r = !out ? jr_fail(err, ENOMEM, "state keys") : rc == SQLITE_DONE ? 0 : db_fail(s, err, "keys");
         sqlite3_reset(st);
         if (r < 0)
                 return r;
-        if (json_array_size(out) > STATE_MAX_KEYS)
-                return jr_fail(err, E2BIG, "more than %d keys", STATE_MAX_KEYS);
         *keys = TAKE_PTR(out);
         return 0;
 }
@@ -383,7 +408,8 @@ int state_delete(struct state_store *s, const char *ns, const char *key, int *de
         return s->b->del(s->impl, ns, key, deleted, err);
 }
 
-int state_keys(struct state_store *s, const char *ns, const char *prefix, json_t **keys, struct jr_err *err)
+int state_keys(struct state_store *s, const char *ns, const struct state_page *page, json_t **keys, int *more,
+               struct jr_err *err)
 {
-        return s->b->keys(s->impl, ns, prefix, keys, err);
+        return s->b->keys(s->impl, ns, page, keys, more, err);
 }

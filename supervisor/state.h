@@ -11,12 +11,26 @@
 
 #include "common/err.h"
 
-/* Most keys one keys() call returns; more is an error naming the limit. */
+/* Most keys one page of keys() holds (its default STATE_PAGE_KEYS), and
+ * most bytes of key text (each key's length plus one): even with JSON's
+ * six-byte escapes a page fits one reply. A page costs the store a range
+ * read of the index, never a scan of the namespace. */
 #define STATE_MAX_KEYS 10000
+#define STATE_PAGE_KEYS 1000
+#define STATE_PAGE_BYTES (128 * 1024)
 /* Longest key, in bytes. */
 #define STATE_MAX_KEY 1024
 
 struct state_store;
+
+/* One page of keys: those starting with prefix, after `after` (NULL: from
+ * the first), at most `limit` (1 to STATE_MAX_KEYS) of them and
+ * STATE_PAGE_BYTES of text. */
+struct state_page {
+        const char *prefix;
+        const char *after;
+        unsigned limit;
+};
 
 /* A backend: the same contract as the functions below, on its own handle. */
 struct state_backend {
@@ -26,7 +40,8 @@ struct state_backend {
         int (*get)(void *impl, const char *ns, const char *key, char **json, struct jr_err *err);
         int (*set)(void *impl, const char *ns, const char *key, const char *json, struct jr_err *err);
         int (*del)(void *impl, const char *ns, const char *key, int *deleted, struct jr_err *err);
-        int (*keys)(void *impl, const char *ns, const char *prefix, json_t **keys, struct jr_err *err);
+        int (*keys)(void *impl, const char *ns, const struct state_page *page, json_t **keys, int *more,
+                    struct jr_err *err);
 };
 
 /* Redis (supervisor/state_redis.c): redis://HOST[:PORT][/DB] or
@@ -48,8 +63,13 @@ int state_get(struct state_store *s, const char *ns, const char *key, char **jso
 int state_set(struct state_store *s, const char *ns, const char *key, const char *json, struct jr_err *err);
 /* *deleted: whether the key was there. */
 int state_delete(struct state_store *s, const char *ns, const char *key, int *deleted, struct jr_err *err);
-/* The namespace's keys starting with prefix, sorted, as a JSON array in
- * *keys; -E2BIG when there are more than STATE_MAX_KEYS. */
-int state_keys(struct state_store *s, const char *ns, const char *prefix, json_t **keys, struct jr_err *err);
+/* A page of the namespace's keys (in byte order) as a JSON array in
+ * *keys; *more says whether keys after its last one start with the
+ * prefix. Costs the store O(log n + page), whatever the namespace holds. */
+int state_keys(struct state_store *s, const char *ns, const struct state_page *page, json_t **keys, int *more,
+               struct jr_err *err);
+/* Whether a page of `len` keys holding `bytes` of text has room for one of
+ * `add` bytes more. */
+int state_page_fits(const struct state_page *page, size_t len, size_t bytes, size_t add);
 
 #endif

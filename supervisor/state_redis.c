@@ -1,5 +1,8 @@
 /* ctx.state on Redis (hiredis), for many nodes sharing state. One hash per
- * worker namespace, "jailrun:state:NS", field = key, value = JSON text.
+ * worker namespace, "jailrun:state:NS", field = key, value = JSON text;
+ * beside it the byte total ("...:bytes") and the keys in a sorted set of
+ * equal scores ("...:keys"), read by lexical range: a page of keys costs
+ * the server O(log n + page). All three change together, in scripts.
  * "Durable once set returns" is only true of a server that fsyncs its
  * append-only file on every write, so the store refuses a server that is
  * not configured so (appendonly yes, appendfsync always). */
@@ -203,6 +206,7 @@ static const char set_script[] =  /* a key costs its bytes too */
         "local max = tonumber(ARGV[3]) "
         "if max > 0 and used - old + new > max then return -1 end "
         "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) "
+        "redis.call('ZADD', KEYS[3], 0, ARGV[1]) "
         "redis.call('INCRBY', KEYS[2], new - old) "
         "return 1";
 
@@ -212,12 +216,13 @@ static int redis_set(void *impl, const char *ns, const char *key, const char *js
         int rr = redis_ready(s, err);
         if (rr < 0)
                 return rr;
-        char hash[128], total[140], max[32];
+        char hash[128], total[140], index[140], max[32];
         snprintf(hash, sizeof hash, HASH_FMT, ns);
         snprintf(total, sizeof total, "%s:bytes", hash);
+        snprintf(index, sizeof index, "%s:keys", hash);
         snprintf(max, sizeof max, "%llu", (unsigned long long)s->max_total);
-        _cleanup_(reply_freep) redisReply *r = redisCommand(s->c, "EVAL %s 2 %s %s %s %s %s", set_script, hash, total,
-                                                            key, json, max);
+        _cleanup_(reply_freep) redisReply *r = redisCommand(s->c, "EVAL %s 3 %s %s %s %s %s %s", set_script, hash, total,
+                                                            index, key, json, max);
         if (r && r->type == REDIS_REPLY_INTEGER && r->integer == -1)
                 return jr_fail(err, EDQUOT, "the worker's state would hold more than %llu bytes",
                                (unsigned long long)s->max_total);
@@ -228,6 +233,7 @@ static const char del_script[] =
         "local old = #ARGV[1] + redis.call('HSTRLEN', KEYS[1], ARGV[1]) "
         "local n = redis.call('HDEL', KEYS[1], ARGV[1]) "
         "if n > 0 then redis.call('DECRBY', KEYS[2], old) end "
+        "redis.call('ZREM', KEYS[3], ARGV[1]) "
         "return n";
 
 static int redis_delete(void *impl, const char *ns, const char *key, int *deleted, struct jr_err *err)
@@ -236,78 +242,88 @@ static int redis_delete(void *impl, const char *ns, const char *key, int *delete
         int rr = redis_ready(s, err);
         if (rr < 0)
                 return rr;
-        char hash[128], total[140];
+        char hash[128], total[140], index[140];
         snprintf(hash, sizeof hash, HASH_FMT, ns);
         snprintf(total, sizeof total, "%s:bytes", hash);
-        _cleanup_(reply_freep) redisReply *r = redisCommand(s->c, "EVAL %s 2 %s %s %s", del_script, hash, total, key);
+        snprintf(index, sizeof index, "%s:keys", hash);
+        _cleanup_(reply_freep) redisReply *r = redisCommand(s->c, "EVAL %s 3 %s %s %s %s", del_script, hash, total,
+                                                            index, key);
         if (!r || r->type != REDIS_REPLY_INTEGER)
                 return redis_fail(s, err, "delete", r);
         *deleted = r->integer > 0;
         return 0;
 }
 
-static int by_bytes(const void *a, const void *b)
+/* A page of keys from the index (KEYS[2]) by lexical range ARGV[1] to
+ * ARGV[2], cut at ARGV[3] keys and ARGV[4] bytes of text (each key's
+ * length plus one), in reply {more, key...}. An index that does not hold
+ * as many keys as the hash (a namespace written before there was one, or
+ * by a jailrun that did not keep it) is made again first, once. */
+static const char keys_script[] =
+        "if redis.call('ZCARD', KEYS[2]) ~= redis.call('HLEN', KEYS[1]) then "
+        "  redis.call('DEL', KEYS[2]) "
+        "  local all = redis.call('HKEYS', KEYS[1]) "
+        "  for i = 1, #all, 1000 do "
+        "    local args = {} "
+        "    for j = i, math.min(i + 999, #all) do args[#args + 1] = 0; args[#args + 1] = all[j] end "
+        "    redis.call('ZADD', KEYS[2], unpack(args)) "
+        "  end "
+        "end "
+        "local limit, cap = tonumber(ARGV[3]), tonumber(ARGV[4]) "
+        "local ks = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], ARGV[2], 'LIMIT', 0, limit + 1) "
+        "local out, bytes = {0}, 0 "
+        "for i, k in ipairs(ks) do "
+        "  bytes = bytes + #k + 1 "
+        "  if i > limit or bytes > cap then out[1] = 1; return out end "
+        "  out[#out + 1] = k "
+        "end "
+        "return out";
+
+/* The range of a page: from the prefix (inclusive) or after the cursor,
+ * up to the prefix and the byte 0xff, which UTF-8 keys never hold. */
+static void page_range(const struct state_page *pg, char *min, char *max, size_t size)
 {
-        return strcmp(*(const char *const *)a, *(const char *const *)b);
+        if (pg->after)
+                snprintf(min, size, "(%s", pg->after);
+        else if (pg->prefix[0])
+                snprintf(min, size, "[%s", pg->prefix);
+        else
+                snprintf(min, size, "-");
+        if (pg->prefix[0])
+                snprintf(max, size, "(%s\xff", pg->prefix);
+        else
+                snprintf(max, size, "+");
 }
 
-/* prefix as a glob that matches it literally. */
-static void glob_escape(const char *prefix, char *out, size_t size)
-{
-        size_t o = 0;
-        for (const char *p = prefix; *p && o + 3 < size; p++) {
-                if (strchr("*?[]\\", *p))
-                        out[o++] = '\\';
-                out[o++] = *p;
-        }
-        out[o++] = '*';
-        out[o] = '\0';
-}
-
-/* HSCAN ... MATCH prefix*: the server filters, so the supervisor holds
- * only the matches (at most STATE_MAX_KEYS + 1 of them). */
-static int redis_keys(void *impl, const char *ns, const char *prefix, json_t **keys, struct jr_err *err)
+static int redis_keys(void *impl, const char *ns, const struct state_page *pg, json_t **keys, int *more,
+                      struct jr_err *err)
 {
         struct redis_store *s = impl;
         int rr = redis_ready(s, err);
         if (rr < 0)
                 return rr;
-        char hash[128], pattern[2 * STATE_MAX_KEY + 4], cursor[32] = "0";
+        char hash[128], index[140], min[STATE_MAX_KEY + 4], max[STATE_MAX_KEY + 4], limit[16], cap[16];
         snprintf(hash, sizeof hash, HASH_FMT, ns);
-        glob_escape(prefix, pattern, sizeof pattern);
-        _cleanup_(json_decrefp) json_t *found = json_array();
-        if (!found)
-                return jr_fail(err, ENOMEM, "state keys");
-        do {
-                _cleanup_(reply_freep) redisReply *r = redisCommand(s->c, "HSCAN %s %s MATCH %s COUNT 1000", hash, cursor,
-                                                                    pattern);
-                if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
-                    r->element[1]->type != REDIS_REPLY_ARRAY)
-                        return redis_fail(s, err, "keys", r);
-                snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
-                redisReply *items = r->element[1];
-                for (size_t i = 0; i + 1 < items->elements; i += 2) {  /* field, value */
-                        redisReply *e = items->element[i];
-                        if (e->type == REDIS_REPLY_STRING && strlen(e->str) == e->len &&
-                            json_array_append_new(found, json_string(e->str)) < 0)
-                                return jr_fail(err, ENOMEM, "state keys");
-                }
-                if (json_array_size(found) > STATE_MAX_KEYS)
-                        return jr_fail(err, E2BIG, "more than %d keys", STATE_MAX_KEYS);
-        } while (strcmp(cursor, "0") != 0);
-        size_t m = json_array_size(found);
-        _cleanup_free_ const char **pick = calloc(m + 1, sizeof *pick);
-        if (!pick)
-                return jr_fail(err, ENOMEM, "state keys");
-        for (size_t i = 0; i < m; i++)
-                pick[i] = json_string_value(json_array_get(found, i));
-        qsort(pick, m, sizeof *pick, by_bytes);
+        snprintf(index, sizeof index, "%s:keys", hash);
+        page_range(pg, min, max, sizeof min);
+        snprintf(limit, sizeof limit, "%u", pg->limit);
+        snprintf(cap, sizeof cap, "%d", STATE_PAGE_BYTES);
+        _cleanup_(reply_freep) redisReply *r = redisCommand(s->c, "EVAL %s 2 %s %s %s %s %s %s", keys_script, hash,
+                                                            index, min, max, limit, cap);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->elements > pg->limit + 1 ||
+            r->element[0]->type != REDIS_REPLY_INTEGER)
+                return redis_fail(s, err, "keys", r);
         _cleanup_(json_decrefp) json_t *out = json_array();
-        for (size_t i = 0; out && i < m; i++)
-                if (json_array_append_new(out, json_string(pick[i])) < 0)
-                        return jr_fail(err, ENOMEM, "state keys");
         if (!out)
                 return jr_fail(err, ENOMEM, "state keys");
+        for (size_t i = 1; i < r->elements; i++) {
+                redisReply *e = r->element[i];
+                if (e->type != REDIS_REPLY_STRING)
+                        return redis_fail(s, err, "keys", NULL);
+                if (json_array_append_new(out, json_stringn(e->str, e->len)) < 0)
+                        return jr_fail(err, ENOMEM, "state keys");
+        }
+        *more = r->element[0]->integer != 0;
         *keys = TAKE_PTR(out);
         return 0;
 }

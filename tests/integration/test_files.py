@@ -185,12 +185,172 @@ def tick(ctx):
                                     str(tmp_path / "s.sqlite"), str(s)], stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE))
     assert [p.wait(timeout=120) for p in ps] == [0, 0]
-    names = os.listdir(ws)
+    names = [n for n in os.listdir(ws) if n != ".jailrun-usage"]
     total = sum(os.path.getsize(ws / n) for n in names)
     assert total <= 100000
     assert not [n for n in names if n.startswith(".jailrun-tmp")]
     shared = (ws / "shared").read_text()
     assert shared in ("0" * 3000, "1" * 3000)
+    assert usage_record(ws) == {"version": 1, "bytes": total, "entries": len(names), "over": False}, \
+        "both jobs kept the one running count"
+
+
+def usage_record(ws):
+    with open(ws / ".jailrun-usage") as f:
+        return json.load(f)
+
+
+def test_the_usage_count_is_kept_not_measured(tmp_path, ws):
+    """The quota's usage is a running count kept in the workspace: right
+    after writes, replacements, deletes and directories made, and counted
+    afresh at a job's first change (a record someone changed is not
+    believed) and when a file turns out larger than the whole count."""
+    pol = tmp_path / "p.json"
+    pol.write_text('{"files": {"quota_bytes": 1000}}')
+    r = worker(tmp_path, ws, """
+ctx.log.info(f.write("a/b/c", "x" * 100), f.write("a/d", "y" * 50), f.write("a/d", "z" * 20))
+ctx.log.info(f.delete("a/b/c"), f.delete("a/b"))
+""", "--policy", str(pol))
+    assert logs(r) == ["{'ok': True, 'size': 100} {'ok': True, 'size': 50} {'ok': True, 'size': 20}",
+                       "{'ok': True} {'ok': True}"], r
+    assert usage_record(ws) == {"version": 1, "bytes": 20, "entries": 2, "over": False}
+    # A record that understates: the next job counts afresh before its first write.
+    (ws / ".jailrun-usage").write_text('{"version": 1, "bytes": 0, "entries": 0, "over": false}')
+    (ws / "ext").write_bytes(b"e" * 900)
+    r = worker(tmp_path, ws, 'ctx.log.info(f.write("b", "x" * 100)["error"])\nctx.log.info(f.write("b", "x" * 80))',
+               "--policy", str(pol))
+    assert logs(r) == ["the workspace quota of 1000 bytes would be exceeded: it holds 920, this write needs 100",
+                       "{'ok': True, 'size': 80}"], r
+    assert usage_record(ws) == {"version": 1, "bytes": 1000, "entries": 4, "over": False}
+    # A record that is not one is counted afresh too.
+    (ws / ".jailrun-usage").write_text("garbage")
+    r = worker(tmp_path, ws, 'ctx.log.info(f.delete("ext"), f.write("c", "x" * 900))', "--policy", str(pol))
+    assert logs(r) == ["{'ok': True} {'ok': True, 'size': 900}"], r
+    assert usage_record(ws) == {"version": 1, "bytes": 1000, "entries": 4, "over": False}
+
+
+def test_a_file_grown_behind_the_count_is_caught(tmp_path, ws):
+    """A file changed outside jailrun while a job runs: replacing it finds
+    it larger than the whole count, and the workspace is counted again."""
+    pol = tmp_path / "p.json"
+    pol.write_text('{"files": {"quota_bytes": 1000}}')
+    src = tmp_path / "w.py"
+    src.write_text("""
+import time
+def tick(ctx):
+    f = ctx.files
+    ctx.log.info(f.write("a", "x" * 10))
+    t = time.monotonic()
+    while not f.exists("go") and time.monotonic() - t < 60:
+        time.sleep(0.01)
+    ctx.log.info(f.write("a", "y"), f.write("b", "z" * 300))
+""")
+    p = subprocess.Popen([JAILRUN, "--policy", str(pol), "--workspace", str(ws), "--state",
+                          str(tmp_path / "s.sqlite"), "--json", str(src)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (ws / "a").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (ws / "ext").write_bytes(b"e" * 800)
+        (ws / "a").write_bytes(b"x" * 100)
+        (ws / "go").write_bytes(b"")
+        out, err = p.communicate(timeout=90)
+    finally:
+        p.kill()
+        p.wait()
+    assert p.returncode == 0, err
+    got = [json.loads(x)["message"] for x in err.splitlines() if x.startswith('{"type":"log"')]
+    assert got == ["{'ok': True, 'size': 10}",
+                   "{'ok': True, 'size': 1} {'error': 'the workspace quota of 1000 bytes would be exceeded: "
+                   "it holds 801, this write needs 300'}"], err
+    assert usage_record(ws) == {"version": 1, "bytes": 801, "entries": 3, "over": False}
+
+
+def test_writes_do_not_walk_the_workspace(tmp_path, ws):
+    """A write costs its own path and data, not the workspace: a file put
+    in behind jailrun's back while a job runs is not seen by that job's
+    writes (nothing walks the workspace for them); the next job counts it."""
+    pol = tmp_path / "p.json"
+    pol.write_text('{"files": {"quota_bytes": 1000}}')
+    src = tmp_path / "w.py"
+    src.write_text("""
+import time
+def tick(ctx):
+    f = ctx.files
+    ctx.log.info(f.write("a", "x" * 10))
+    t = time.monotonic()
+    while not f.exists("go") and time.monotonic() - t < 60:
+        time.sleep(0.01)
+    ctx.log.info(f.write("b", "y" * 500))
+""")
+    p = subprocess.Popen([JAILRUN, "--policy", str(pol), "--workspace", str(ws), "--state",
+                          str(tmp_path / "s.sqlite"), str(src)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (ws / "a").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (ws / "ext").write_bytes(b"e" * 900)
+        (ws / "go").write_bytes(b"")
+        out, err = p.communicate(timeout=90)
+    finally:
+        p.kill()
+        p.wait()
+    assert p.returncode == 0, err
+    assert (ws / "b").read_text() == "y" * 500, err
+    r = worker(tmp_path, ws, 'ctx.log.info(f.write("c", "1")["error"])', "--policy", str(pol))
+    assert logs(r) == ["the workspace quota of 1000 bytes would be exceeded: it holds 1410, this write needs 1"], r
+
+
+def test_jailruns_own_names_are_out_of_reach(tmp_path, ws):
+    """The count and temporary files are jailrun's: no path names them,
+    list does not show them, and temporary files a jailrun that died in a
+    write left behind are removed when the workspace is next counted."""
+    os.makedirs(ws / "d", mode=0o700)
+    (ws / "d" / ".jailrun-tmp-1-0").write_bytes(b"left by a crash")
+    r = worker(tmp_path, ws, """
+for p in (".jailrun-usage", "d/.jailrun-tmp-1-0", ".jailrun-x/y"):
+    ctx.log.info(f.write(p, "x")["error"], f.read(p)["error"], f.exists(p)["error"], f.delete(p)["error"])
+ctx.log.info(f.write("d/x", "1"), f.list(), f.list("d"))
+""")
+    out = logs(r)
+    assert r.code == 0, r
+    for p, line in zip((".jailrun-usage", "d/.jailrun-tmp-1-0", ".jailrun-x/y"), out):
+        assert line == " ".join([p + ": names starting with .jailrun- are jailrun's own"] * 4), line
+    assert out[3] == ("{'ok': True, 'size': 1} {'entries': [{'name': 'd', 'type': 'dir', 'size': 0}]} "
+                      "{'entries': [{'name': 'x', 'type': 'file', 'size': 1}]}"), out
+    assert sorted(os.listdir(ws / "d")) == ["x"]
+    assert usage_record(ws) == {"version": 1, "bytes": 1, "entries": 2, "over": False}
+
+
+def test_the_entry_limit_holds_on_the_running_count(tmp_path, ws):
+    """100000 files and directories at most: a write that would make more
+    is refused before anything is made; a workspace found over the limit
+    refuses writes for the rest of the job, and deletes still work."""
+    os.makedirs(ws / "many", mode=0o700)
+    for i in range(99997):  # with "many", 2 short of the limit
+        os.close(os.open(ws / "many" / str(i), os.O_CREAT | os.O_WRONLY, 0o600))
+    r = worker(tmp_path, ws, """
+ctx.log.info(f.write("a/b/c", "1")["error"])
+ctx.log.info(f.write("a/b", "1"), f.write("a/b", "2"), f.write("z", "1")["error"])
+""", "--timeout", "60")
+    assert logs(r) == ["a/b/c: the workspace would hold more than 100000 files and directories",
+                       "{'ok': True, 'size': 1} {'ok': True, 'size': 1} "
+                       "z: the workspace would hold more than 100000 files and directories"], r
+    assert not (ws / "z").exists()
+    assert usage_record(ws) == {"version": 1, "bytes": 1, "entries": 100000, "over": False}
+    os.close(os.open(ws / "ext", os.O_CREAT | os.O_WRONLY, 0o600))
+    r = worker(tmp_path, ws, """
+ctx.log.info(f.write("a/b", "3")["error"])
+ctx.log.info(f.delete("ext"), f.write("a/b", "3")["error"])
+""", "--timeout", "60")
+    over = "the workspace holds more than 100000 files and directories, or is nested deeper than 32"
+    assert logs(r) == [over, "{'ok': True} " + over], r
+    assert usage_record(ws)["over"] is True
+    r = worker(tmp_path, ws, 'ctx.log.info(f.write("a/b", "3"))', "--timeout", "60")
+    assert logs(r) == ["{'ok': True, 'size': 1}"], "a later job counts afresh"
+    assert usage_record(ws) == {"version": 1, "bytes": 1, "entries": 100000, "over": False}
 
 
 def test_write_is_atomic_and_durable(tmp_path, ws):

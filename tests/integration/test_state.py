@@ -60,7 +60,7 @@ def stored(db):
         sock = db[len("unix://"):]
         out = {}
         for h in filter(None, redis_cli(sock, "--raw", "KEYS", "jailrun:state:*").splitlines()):
-            if h.endswith(":bytes"):  # the namespace's byte count
+            if h.endswith((":bytes", ":keys")):  # the namespace's byte count and key index
                 continue
             items = redis_cli(sock, "--raw", "HGETALL", h).splitlines()
             for k, v in zip(items[::2], items[1::2]):
@@ -214,6 +214,9 @@ def tick(ctx):
     ('send(b\'{"type":"call","id":0,"op":"state.get","args":{"key":"k"}}\')', "call id must be positive"),
     ('send(b\'{"type":"call","id":1,"op":"state.get","args":[]}\')', "call args must be an object"),
     ('send(b\'{"type":"call","id":1,"op":"state.set","args":{"key":"k"}}\')', "state.set call:"),
+    ('send(b\'{"type":"call","id":1,"op":"state.keys","args":{"prefix":"","cursor":5}}\')', "state.keys call:"),
+    ('send(b\'{"type":"call","id":1,"op":"state.keys","args":{"prefix":"","limit":"9"}}\')', "state.keys call:"),
+    ('send(b\'{"type":"call","id":1,"op":"state.keys","args":{"prefix":"","after":"a"}}\')', "state.keys call:"),
 ])
 def test_malformed_calls_are_protocol_errors(tmp_path, sqlite_db, body, reason):
     r = run_script(tmp_path, HOSTILE % body, "--policy", NATIVE_POLICY, "--state", sqlite_db, "--json", "--timeout", "10")
@@ -421,16 +424,102 @@ def test_keys_prefix_is_literal(tmp_path, db):
     assert logs(r) == ["['a*', 'a*b'] ['a?c'] ['a[x]'] ['a\\\\b'] ['%_']"], r
 
 
-def test_a_result_too_large_for_one_reply_is_an_error(tmp_path, sqlite_db):
-    r = worker(tmp_path, sqlite_db, """
+def test_keys_come_in_pages(tmp_path, db):
+    """keys(prefix, cursor=, limit=) is one page and the cursor to the next
+    (None after the last); keys(prefix) every key, as a list, as before."""
+    r = worker(tmp_path, db, """
         def tick(ctx):
-            for i in range(1100):
+            for i in range(25):
+                ctx.state.set("p:%02d" % i, i)
+            for k in ("o", "p", "q", "p;"):  # either side of the prefix ("p;" sorts after every "p:...")
+                ctx.state.set(k, 0)
+            page, seen = ctx.state.keys("p:", limit=10), []
+            while True:
+                seen.append(page["keys"])
+                if page["cursor"] is None:
+                    break
+                page = ctx.state.keys("p:", cursor=page["cursor"], limit=10)
+            ctx.log.info([len(s) for s in seen], sum(seen, []) == ["p:%02d" % i for i in range(25)])
+            ctx.log.info(ctx.state.keys("p:", cursor="p:07", limit=3))
+            ctx.log.info(ctx.state.keys(limit=2), ctx.state.keys("p;", limit=5), ctx.state.keys("zz", cursor="zzz"))
+            ctx.state.delete("p:10")
+            ctx.log.info(ctx.state.keys("p:", cursor="p:10", limit=1), ctx.state.keys("p:", cursor="p:24"))
+            ctx.log.info(len(ctx.state.keys()), ctx.state.keys("p:")[:2], len(ctx.state.keys(cursor="p")["keys"]))
+            for bad in (dict(prefix="p:", cursor="o"), dict(limit=0), dict(limit=10001), dict(limit=True),
+                        dict(cursor=5), dict(cursor="")):
+                ctx.log.info(ctx.state.keys(**bad)["error"])
+    """)
+    assert r.code == 0, r
+    assert logs(r) == [
+        "[10, 10, 5] True",
+        "{'keys': ['p:08', 'p:09', 'p:10'], 'cursor': 'p:10'}",
+        "{'keys': ['o', 'p'], 'cursor': 'p'} {'keys': ['p;'], 'cursor': None} {'keys': [], 'cursor': None}",
+        "{'keys': ['p:11'], 'cursor': 'p:11'} {'keys': [], 'cursor': None}",
+        "28 ['p:00', 'p:01'] 26",
+        "cursor must be one keys() returned for this prefix",
+        "limit must be an int from 1 to 10000",
+        "limit must be an int from 1 to 10000",
+        "limit must be an int from 1 to 10000",
+        "cursor must be a str or None, not int",
+        "cursor must be one keys() returned for this prefix",
+    ], r
+
+
+def test_a_page_fits_one_reply(tmp_path, db):
+    """Long keys: a page stops at 128 KiB of key text, so it always fits a
+    reply; keys() without a cursor gathers the pages."""
+    r = worker(tmp_path, db, """
+        def tick(ctx):
+            for i in range(300):
                 ctx.state.set("%04d" % i + "k" * 1000, 1)
-            ctx.log.info(ctx.state.keys()["error"])
-            ctx.log.info(len(ctx.state.keys("0001")))
+            page = ctx.state.keys(limit=10000)
+            ctx.log.info(len(page["keys"]), page["cursor"] == page["keys"][-1])
+            ctx.log.info(len(ctx.state.keys()), len(ctx.state.keys("0001")))
     """, timeout=120)
     assert r.code == 0, r
-    assert logs(r) == ["the result is larger than one reply carries (1 MiB); ask for less", "1"], r
+    assert logs(r) == ["130 True", "300 1"], r
+
+
+def fill(db, ns, keys):
+    """Writes keys (value 1) into namespace ns behind jailrun's back, as an
+    older jailrun would have left them (Redis: no key index)."""
+    if db.startswith("unix://"):
+        sock, h = db[len("unix://"):], "jailrun:state:" + ns
+        for i in range(0, len(keys), 5000):
+            redis_cli(sock, "HSET", h, *[x for k in keys[i:i + 5000] for x in (k, "1")])
+        redis_cli(sock, "INCRBY", h + ":bytes", str(sum(len(k) + 1 for k in keys)))
+        redis_cli(sock, "DEL", h + ":keys")
+        return
+    con = sqlite3.connect(db)
+    with con:
+        con.executemany("INSERT INTO kv (ns, key, value) VALUES (?, ?, '1')", [(ns, k) for k in keys])
+        con.execute("UPDATE usage SET bytes = bytes + ? WHERE ns = ?", (sum(len(k) + 1 for k in keys), ns))
+    con.close()
+
+
+def test_keys_past_ten_thousand(tmp_path, db):
+    """keys() without a cursor keeps its limit (an error past 10000 keys);
+    pages reach every key. On Redis the key index is made on first use."""
+    assert worker(tmp_path, db, "def tick(ctx):\n    ctx.state.set('a', 1)\n", name="big.py").code == 0
+    fill(db, "big", ["k%06d" % i for i in range(10001)])
+    r = worker(tmp_path, db, """
+        def tick(ctx):
+            ctx.log.info(ctx.state.keys()["error"])
+            ctx.log.info(ctx.state.keys("k00999"), ctx.state.keys("zz"), len(ctx.state.keys(limit=10000)["keys"]))
+            n, page = 0, ctx.state.keys(limit=3000)
+            while True:
+                n += len(page["keys"])
+                if page["cursor"] is None:
+                    break
+                page = ctx.state.keys(cursor=page["cursor"], limit=3000)
+            ctx.log.info(n)
+    """, name="big.py", timeout=120)
+    assert r.code == 0, r
+    assert logs(r) == [
+        "more than 10000 keys; ask for a longer prefix, or page through them with keys(prefix, cursor=..., limit=...)",
+        str(["k00999%d" % i for i in range(10)]) + " [] 10000",
+        "10002",
+    ], r
 
 
 def test_default_names_do_not_collide(tmp_path, sqlite_db):
