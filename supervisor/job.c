@@ -474,8 +474,11 @@ static void on_bars(struct job *j, const struct msg *m)
         struct jr_err err = { 0 };
         if (j->o->entry != JAIL_ENTRY_BACKTEST || !j->inflight)
                 return end_job(j, JOB_PROTOCOL, "ProtocolError", "unexpected bars report");
-        if (bt_add(&j->bt, m, &err) < 0)
+        int r = bt_add(&j->bt, m, &err);
+        if (r == -EPROTO)
                 return end_job(j, JOB_PROTOCOL, "ProtocolError", "%s", err.msg);
+        if (r < 0)  /* --report-max, or the report could not be written */
+                return end_job(j, JOB_ERROR, "ReportError", "%s", err.msg);
         if (bt_over(&j->bt))
                 return end_job(j, JOB_ERROR, "BacktestAborted",
                                "%llu of %llu bars failed by bar %llu (the run stops once more than %g%% of "
@@ -1312,10 +1315,15 @@ static void backtest_outcome(struct job *j)
         char reason[sizeof res->etype + sizeof res->emsg + 2];
         snprintf(reason, sizeof reason, "%s: %s", res->etype, res->emsg);
         res->report = bt_report(&j->bt, outcome, res->status == JOB_OK ? NULL : reason);
+        struct jr_err err = { 0 };
+        if (!res->report || bt_report_finish(&j->bt, res->report, &err) < 0) {
+                log_msg("%s", res->report ? err.msg : "--report: out of memory");
+                res->report_failed = 1;
+        }
         res->bars = j->bt.total;
         res->bars_run = j->bt.done;
         res->bars_failed = j->bt.failed;
-        res->signals = json_array_size(j->bt.signals);
+        res->signals = j->bt.signals;
         res->orders = j->bt.orders;
         bt_times(&j->bt, &res->bar_us_p50, &res->bar_us_p99, &res->bar_us_max);
 }
@@ -1682,7 +1690,8 @@ int job_run(const struct job_opts *o, struct job_result *res)
         _cleanup_close_ int bars_fd = -1;
         if (!j.next || !(j.buf = malloc(CHAN_MAX_MSG)))
                 r = jr_fail(&err, ENOMEM, "channel buffer");
-        if (r == 0 && o->entry == JAIL_ENTRY_BACKTEST && (r = bt_bars_memfd(o->bars_path, &bars_fd, &j.bt.max_total, &err)) < 0) {
+        if (r == 0 && o->entry == JAIL_ENTRY_BACKTEST && ((r = bt_bars_memfd(o->bars_path, &bars_fd, &j.bt.max_total, &err)) < 0 ||
+            (o->report_path && (r = bt_report_to(&j.bt, o->report_path, o->report_format, o->report_max, &err)) < 0))) {
                 res->exit_code = EXIT_USAGE;
                 job_close(&j);
                 broker_close(&j.broker);
@@ -1742,12 +1751,14 @@ int job_run(const struct job_opts *o, struct job_result *res)
         res->log_dropped = j.log_dropped;
         if (j.progress_shown)
                 outq_puts(&j.errq, "\r\033[K");
-        if (j.bt.signals)
+        if (j.bt.started)
                 backtest_outcome(&j);
         if (j.log_dropped)
                 log_note(&j.errq, o->json, "%llu log messages dropped in all (log limit of %llu bytes)",
                             (unsigned long long)j.log_dropped, (unsigned long long)o->log_max_bytes);
         job_close(&j);
+        struct rusage ru;
+        res->peak_rss_kib = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : -1;
         res->wall_ms = ms_since(&t0);
         if (r < 0) {
                 res->status = JOB_SETUP;
