@@ -59,6 +59,9 @@ class BarsError(Exception):
 # be changed, C types (jail/candle.c) that read as fast as a plain one.
 Candle = _jailrun.Candle
 Candles = _jailrun.Candles
+# The bars, 48 bytes each in C (jail/bars.c); their candles are made as
+# they enter the window.
+Bars = _jailrun.Bars
 
 
 # --- the bars file ------------------------------------------------------------------
@@ -99,27 +102,28 @@ def _number(v, field, where):
     return x
 
 
-def _candle(get, where, prev, make):
+def _candle(get, where, prev, add):
+    """Adds the bar; returns its time."""
     t = _time(get("time"), where)
     if prev is not None and t <= prev:
         raise BarsError("%s: time %d is not after the previous bar's %d (bars must be in time order)"
                         % (where, t, prev))
-    return make(time=t, open=_number(get("open"), "open", where), high=_number(get("high"), "high", where),
-                  low=_number(get("low"), "low", where), close=_number(get("close"), "close", where),
-                  volume=_number(get("volume"), "volume", where))
+    add(t, _number(get("open"), "open", where), _number(get("high"), "high", where),
+        _number(get("low"), "low", where), _number(get("close"), "close", where),
+        _number(get("volume"), "volume", where))
+    return t
 
 
-def _parse_csv(text, name, make):
+def _parse_csv(text, name, out):
     rows = csv.reader(io.StringIO(text, newline=""))
     try:
-        return _csv_rows(rows, name, make)
+        return _csv_rows(rows, name, out)
     except csv.Error as e:
         raise BarsError("%s:%d: %s" % (name, rows.line_num, e)) from None
 
 
-def _csv_rows(rows, name, make):
+def _csv_rows(rows, name, out):
     header = None
-    out = []
     prev = None
     for row in rows:
         if not row or all(not c.strip() for c in row):
@@ -134,14 +138,11 @@ def _csv_rows(rows, name, make):
             continue
         if len(row) < len(header):
             raise BarsError("%s: %d fields where the header has %d" % (where, len(row), len(header)))
-        c = _candle(lambda f: row[header[f]], where, prev, make)
-        prev = c["time"]
-        out.append(c)
+        prev = _candle(lambda f: row[header[f]], where, prev, out.append)
     return out
 
 
-def _parse_jsonl(text, name, make):
-    out = []
+def _parse_jsonl(text, name, out):
     prev = None
     for n, line in enumerate(text.split("\n"), 1):
         if not line.strip():
@@ -156,17 +157,21 @@ def _parse_jsonl(text, name, make):
         missing = [f for f in FIELDS if f not in obj]
         if missing:
             raise BarsError("%s: the bar has no %s" % (where, ", ".join(missing)))
-        c = _candle(obj.get, where, prev, make)
-        prev = c["time"]
-        out.append(c)
+        prev = _candle(obj.get, where, prev, out.append)
     return out
 
 
 def read_bars(fd, name):
-    """The bars in the file the supervisor passed on fd `fd`, as a tuple of
-    Candles;
-    BarsError names the line of the first problem."""
+    """The bars in the file the supervisor passed on fd `fd`, as Bars: by
+    the fast reader in C, else (a file of a kind it does not take, or with
+    an error in it) by the reader below, which gives the same bars or a
+    BarsError naming the line of the first problem."""
     _imports()
+    bars = Bars.read(fd)
+    if bars is not None:
+        os.close(fd)
+        return bars
+    os.lseek(fd, 0, os.SEEK_SET)
     chunks = []
     while True:
         b = os.read(fd, 1 << 20)
@@ -179,11 +184,14 @@ def read_bars(fd, name):
     except UnicodeDecodeError as e:
         raise BarsError("%s: not UTF-8 text (byte %d)" % (name, e.start)) from None
     del chunks
-    make = Candle
-    bars = _parse_jsonl(text, name, make) if text.lstrip().startswith("{") else _parse_csv(text, name, make)
-    if not bars:
+    bars = Bars()
+    if text.lstrip().startswith("{"):
+        _parse_jsonl(text, name, bars)
+    else:
+        _parse_csv(text, name, bars)
+    if not len(bars):
         raise BarsError("%s: no bars" % name)
-    return tuple(bars)
+    return bars
 
 
 def heavy_modules(source, injected):
@@ -343,17 +351,8 @@ def run(fn, bars, params, opts, error_info, security_error, send):
     begin, end = _jailrun.bar_begin, _jailrun.bar_end
     _signal.signal(_signal.SIGALRM, _on_alarm)
     _jailrun.bar_watch(budget, min(REPEAT_S, budget / 4))  # one periodic tick, no timer per bar
-    # Read-only candles refuse changes through their own methods; a change
-    # past them (dict.update(candle, ...)) is found after the bar by the
-    # dicts' version tags.
-    _jailrun.bar_seal(bars)
-    changed = _jailrun.bar_changed
-    # A bar's time for the report is taken now: the strategy may have
-    # changed the candle itself when its bar fails.
-    times = tuple(b["time"] for b in bars)
     try:
-        return _loop(fn, bars, times, window, fresh, sdk, batch, pct, least, error_info, security_error, begin, end,
-                     clock, changed)
+        return _loop(fn, bars, window, fresh, sdk, batch, pct, least, error_info, security_error, begin, end, clock)
     finally:
         _jailrun.bar_unwatch()
 
@@ -364,14 +363,17 @@ def _changed_error(i, k):
                          " copy a candle with dict(candle) to change it; the run stops here" % (i, k - i - 1, k))
 
 
-def _loop(fn, bars, times, window, fresh, sdk, batch, pct, least, error_info, security_error, begin, end, clock,
-          changed):
+def _loop(fn, bars, window, fresh, sdk, batch, pct, least, error_info, security_error, begin, end, clock):
     n = len(bars)
     failed = 0
-    make = _jailrun.bar_window
+    # Read-only candles refuse changes through their own methods; a change
+    # past them (dict.update(candle, ...)) is found after the bar by the
+    # dicts' version tags (changed). A bar's time for the report comes from
+    # the bars, which the strategy cannot reach.
+    make, changed, times = bars.window, bars.changed, bars.time
     for i in range(n):
         lo = i + 1 - window if window and i >= window else 0
-        sdk.candles = make(Candles, bars, lo, i + 1)
+        sdk.candles = make(lo, i + 1)
         p = fresh()
         _Bar.index, _Bar.orders, _Bar.timed_out = i, [], False
         err = text = None
@@ -388,7 +390,7 @@ def _loop(fn, bars, times, window, fresh, sdk, batch, pct, least, error_info, se
             _Bar.timed_out = True
             if not isinstance(err, TimeoutError):
                 err = TimeoutError("bar %d exceeded its time budget of %d ms" % (i, _Bar.budget_ms))
-        k = changed(bars, lo, i + 1)
+        k = changed(lo, i + 1)
         if k >= 0:
             _Bar.timed_out = False
             err = _changed_error(i, k)
@@ -399,11 +401,11 @@ def _loop(fn, bars, times, window, fresh, sdk, batch, pct, least, error_info, se
             info = error_info(err)
             cat = _category(err, security_error)
             msg = info["message"] if cat != "RuntimeError" else "%s: %s" % (info["type"], info["message"])
-            batch.errors.append({"bar": i, "time": times[i], "type": cat, "message": msg,
+            batch.errors.append({"bar": i, "time": times(i), "type": cat, "message": msg,
                                  "line": info["line"]})
             batch.bytes += len(msg) + 64
         elif text is not None or _Bar.orders:
-            sig = {"bar": i, "time": times[i]}
+            sig = {"bar": i, "time": times(i)}
             if text is not None:
                 sig["return"] = text
                 batch.bytes += len(text)

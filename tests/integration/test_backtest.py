@@ -653,31 +653,113 @@ def test_deep_params_are_refused(tmp_path):
     assert p.returncode == 2 and "nest deeper than 32 levels" in p.stderr, p
 
 
-def test_the_runtime_bar_helpers_refuse_what_they_could_not_read_safely(tmp_path):
-    """bar_window takes only a tuple (a list could shrink under the copy,
-    a __del__ run by the allocation's collection), bar_changed only the
-    sealed tuple itself (red team); profile exec, where _jailrun is open."""
+def test_the_runtime_bars_refuse_what_they_could_not_read_safely(tmp_path):
+    """The bars' methods check every argument (profile exec, where _jailrun
+    is open to any code): ranges outside the bars, windows that go back,
+    appends while candles are out, and a candle kept past its window."""
     r = run_script(tmp_path, """
         import _jailrun
-        bars = tuple(_jailrun.Candle(time=i) for i in range(3))
-        for call in (lambda: _jailrun.bar_window(_jailrun.Candles, list(bars), 0, 3),
-                     lambda: _jailrun.bar_changed(bars, 0, 3),
-                     lambda: (_jailrun.bar_seal(bars), _jailrun.bar_changed((object(),) * 3, 0, 3)),
-                     lambda: _jailrun.bar_changed(tuple(bars), 0, 4)):
+        b = _jailrun.Bars()
+        for i in range(5):
+            b.append(60 * i, 1.0, 2.0, 0.5, 1.5 + i, 10)
+        for call in (lambda: b.window(0, 6), lambda: b.window(-1, 2), lambda: b.window(3, 2),
+                     lambda: b.changed(0, 6), lambda: b.time(5), lambda: b.time(-1), lambda: b.window(0),
+                     lambda: b.append(1, 2), lambda: _jailrun.Bars(1), lambda: _jailrun.Bars.read(-1),
+                     lambda: (b.window(0, 2), b.append(300, 1, 1, 1, 1, 1))):
             try:
                 call()
                 print("accepted")
-            except (TypeError, ValueError) as e:
+            except (TypeError, ValueError, IndexError) as e:
                 print(type(e).__name__, e)
-        print(_jailrun.bar_changed(bars, 0, 3), len(_jailrun.bar_window(_jailrun.Candles, bars, 1, 9)))
+        w = b.window(1, 3)
+        print(len(b), len(w), [c["close"] for c in w], b.time(4), b.changed(0, 5))
+        kept = w[0]
+        w2 = b.window(2, 5)     # bar 1 left the window: its candle is dropped, not reused
+        dict.update(kept, close=0.0)
+        print(b.changed(0, 5), w2[0] is w[1])
+        dict.update(w2[0], close=0.0)
+        print(b.changed(0, 5), b.changed(3, 5))
+        print(b.window(0, 2)[1] is kept, b.changed(0, 5))  # a window back: candles made afresh
     """, "--profile", "exec")
     assert r.code == 0, r
     assert r.out.splitlines() == [
-        "TypeError bar_window(cls, bars, lo, hi): cls a list subclass, bars a tuple",
-        "ValueError bar_changed: not the sealed bars, or out of range",
-        "ValueError bar_changed: not the sealed bars, or out of range",
-        "ValueError bar_changed: not the sealed bars, or out of range",
-        "-1 2"], r
+        "IndexError bars 0..6 are not within 0..5",
+        "IndexError bars -1..2 are not within 0..5",
+        "IndexError bars 3..2 are not within 0..5",
+        "IndexError bars 0..6 are not within 0..5",
+        "IndexError bar 5 is not in 0..4",
+        "IndexError bar -1 is not in 0..4",
+        "TypeError takes (lo, hi)",
+        "TypeError append(time, open, high, low, close, volume)",
+        "TypeError Bars() takes no arguments",
+        "ValueError read(fd): not a descriptor",
+        "ValueError append: the bars are in use",
+        "5 2 [2.5, 3.5] 240 -1",
+        "-1 True",
+        "2 -1",
+        "False -1"], r
+
+
+def test_the_fast_and_the_full_reader_give_the_same_report(tmp_path):
+    """The C reader takes plain CSV and JSON lines; a file it declines
+    (quoted fields, non-ASCII, numbers Python reads and it does not) goes
+    to the reader in Python: same bars, same report."""
+    rows = write_bars(tmp_path / "plain.csv", 300, seed=3)
+    with open(tmp_path / "quoted.csv", "w") as f:
+        f.write('"time","open","high","low","close","volume"\r\n')
+        for r in rows:
+            f.write('"%d","%r","%r","%r","%r","%d"\r\n' % (r["time"], r["open"], r["high"], r["low"], r["close"],
+                                                         r["volume"]))
+    with open(tmp_path / "odd.csv", "w") as f:   # extra columns, case, spaces, exponents, a float time
+        f.write("\ufeffVolume, Close ,x,low,HIGH,open,time\n\n")
+        for r in rows:
+            f.write("%d , %s,\u00e9,%r,%r, %r ,%d.0\n" % (r["volume"], "%.6e" % r["close"], r["low"], r["high"],
+                                                      r["open"], r["time"]))
+    with open(tmp_path / "odd.jsonl", "w") as f:
+        for r in rows:
+            f.write(json.dumps(dict(r, note="\u00e9", time=float(r["time"]))) + "\n\n")
+    src = """
+        def on_bar_strategy(sdk, params):
+            c = sdk.candles[-1]
+            return [c["time"], c["open"], c["high"], c["low"], c["close"], c["volume"], type(c["time"]).__name__]
+    """
+    reports = {}
+    for name in ("plain.csv", "quoted.csv", "odd.jsonl"):
+        r, _ = backtest(tmp_path, src, bars=tmp_path / name)
+        assert r.code == 0, (name, r)
+        reports[name] = (tmp_path / "report.json").read_bytes()
+    assert reports["quoted.csv"] == reports["plain.csv"]
+    assert reports["odd.jsonl"] == reports["plain.csv"]
+    r, rep = backtest(tmp_path, src, bars=tmp_path / "odd.csv")
+    assert r.code == 0, r
+    assert [s["return"][4] for s in rep["signals"]] == [float("%.6e" % x["close"]) for x in rows]
+    assert all(s["return"][6] == "int" for s in rep["signals"])
+
+
+def test_what_the_fast_reader_takes(tmp_path):
+    """Which files the C reader takes (None: left to the full reader), so
+    the test above compares two readers, not one with itself."""
+    r = run_script(tmp_path, r"""
+        import os, _jailrun
+        cases = {"plain": "time,open,high,low,close,volume\n1,1,1,1,1,1\r\n2,1,1,1,1.5e3,1\n",
+                 "dups": "time,Time,open,high,low,close,volume\n1,2,1,1,1,1,1\n",
+                 "jsonl": '{"time": 1, "open": 1, "high": 1, "low": 1, "close": 1.5, "volume": 1, "x": [{}]}\n',
+                 "quoted": 'time,open,high,low,close,volume\n"1",1,1,1,1,1\n',
+                 "under": "time,open,high,low,close,volume\n1,1,1,1,1_0,1\n",
+                 "cr": "time,open,high,low,close,volume\r1,1,1,1,1,1\n",
+                 "jsonl_str": '{"time": "1", "open": 1, "high": 1, "low": 1, "close": 1, "volume": 1}\n',
+                 "order": "time,open,high,low,close,volume\n2,1,1,1,1,1\n1,1,1,1,1,1\n",
+                 "big": "time,open,high,low,close,volume\n9223372036854775808,1,1,1,1,1\n"}
+        for k, v in cases.items():
+            with open(k, "w") as f:
+                f.write(v)
+            b = _jailrun.Bars.read(os.open(k, os.O_RDONLY))
+            print(k, None if b is None else [(b.time(i), b.window(i, i + 1)[0]["close"]) for i in range(len(b))])
+    """, "--profile", "exec")
+    assert r.code == 0, r
+    assert r.out.splitlines() == ["plain [(1, 1.0), (2, 1500.0)]", "dups [(2, 1.0)]", "jsonl [(1, 1.5)]",
+                                  "quoted None", "under None", "cr None", "jsonl_str None", "order None",
+                                  "big None"], r
 
 
 def test_a_jail_cannot_claim_more_bars_than_the_file_has_lines(tmp_path):
