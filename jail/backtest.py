@@ -223,13 +223,21 @@ def cap_memory(extra):
 
 # --- the run ------------------------------------------------------------------------
 
-class _Bar:
-    """What the bar in progress did; never reachable from the strategy."""
+class _BarState:
+    """What the bar in progress did; never reachable from the strategy. An
+    instance, not class attributes: setting a class's attribute every bar
+    would invalidate the interpreter's caches of its type."""
 
-    index = 0
-    orders = []
-    timed_out = False
-    budget_ms = 0
+    __slots__ = ("index", "orders", "timed_out", "budget_ms")
+
+    def __init__(self):
+        self.index = 0
+        self.orders = None  # a list once the bar places one
+        self.timed_out = False
+        self.budget_ms = 0
+
+
+_bar = _BarState()
 
 
 def _order(side, actions, action, qty, order_type, price, extra):
@@ -251,9 +259,11 @@ def _order(side, actions, action, qty, order_type, price, extra):
         if type(price) not in (int, float) or not math.isfinite(price) or price <= 0:
             raise ProtocolError("sdk.%s(): a %s order needs a positive price, not %r" % (side, order_type, price))
         order["price"] = price
-    if len(_Bar.orders) >= MAX_ORDERS_PER_BAR:
+    if _bar.orders is None:
+        _bar.orders = []
+    if len(_bar.orders) >= MAX_ORDERS_PER_BAR:
         raise ProtocolError("more than %d orders in one bar" % MAX_ORDERS_PER_BAR)
-    _Bar.orders.append(order)
+    _bar.orders.append(order)
 
 
 class Sdk:
@@ -280,8 +290,8 @@ def _on_alarm(signum, frame):
     # overdue; a request left over from a bar that has since ended is
     # dropped here.
     if _jailrun.bar_overdue():
-        _Bar.timed_out = True
-        raise TimeoutError("bar %d exceeded its time budget of %d ms" % (_Bar.index, _Bar.budget_ms))
+        _bar.timed_out = True
+        raise TimeoutError("bar %d exceeded its time budget of %d ms" % (_bar.index, _bar.budget_ms))
 
 
 def _params_maker(params):
@@ -292,9 +302,9 @@ def _params_maker(params):
     return lambda: json.loads(text)
 
 
-def _encode_return(ret, index):
+def _encode_return(encode, ret, index):
     try:
-        text = json.dumps(ret, allow_nan=False, separators=(",", ":"))
+        text = encode(ret)
     except (TypeError, ValueError, RecursionError) as e:
         raise ProtocolError("bar %d: the return value is not JSON (dict, list, str, int, float, bool or None;"
                             " no sets, objects or NaN): %s" % (index, e)) from None
@@ -305,7 +315,7 @@ def _encode_return(ret, index):
 
 
 def _category(e, security_error):
-    if _Bar.timed_out or isinstance(e, TimeoutError):
+    if _bar.timed_out or isinstance(e, TimeoutError):
         return "TimeoutError"
     if isinstance(e, MemoryError):
         return "MemoryError"
@@ -342,7 +352,7 @@ def run(fn, bars, params, opts, error_info, security_error, send):
     _imports()
     window = opts["window"]
     budget = opts["bar_timeout"]
-    _Bar.budget_ms = int(round(budget * 1000))
+    _bar.budget_ms = int(round(budget * 1000))
     pct, least = opts["abort_percent"], opts["abort_min"]
     fresh = _params_maker(params)
     sdk = Sdk()
@@ -371,28 +381,32 @@ def _loop(fn, bars, window, fresh, sdk, batch, pct, least, error_info, security_
     # dicts' version tags (changed). A bar's time for the report comes from
     # the bars, which the strategy cannot reach.
     make, changed, times = bars.window, bars.changed, bars.time
+    bar = _bar
+    # json.dumps(ret, allow_nan=False, separators=(",", ":")), without a
+    # new encoder for every call
+    encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
     for i in range(n):
         lo = i + 1 - window if window and i >= window else 0
         sdk.candles = make(lo, i + 1)
         p = fresh()
-        _Bar.index, _Bar.orders, _Bar.timed_out = i, [], False
+        bar.index, bar.orders, bar.timed_out = i, None, False
         err = text = None
         try:
             begin(i)
             ret = fn(sdk, p)
             if ret is not None:
-                text = _encode_return(ret, i)
+                text = _encode_return(encode, ret, i)
             took, overran = end()
         except BaseException as e:
             took, overran = end()
             err = e
         if overran:
-            _Bar.timed_out = True
+            _bar.timed_out = True
             if not isinstance(err, TimeoutError):
-                err = TimeoutError("bar %d exceeded its time budget of %d ms" % (i, _Bar.budget_ms))
+                err = TimeoutError("bar %d exceeded its time budget of %d ms" % (i, _bar.budget_ms))
         k = changed(lo, i + 1)
         if k >= 0:
-            _Bar.timed_out = False
+            _bar.timed_out = False
             err = _changed_error(i, k)
         t1 = clock()
         batch.us.append(took // 1000)
@@ -404,14 +418,14 @@ def _loop(fn, bars, window, fresh, sdk, batch, pct, least, error_info, security_
             batch.errors.append({"bar": i, "time": times(i), "type": cat, "message": msg,
                                  "line": info["line"]})
             batch.bytes += len(msg) + 64
-        elif text is not None or _Bar.orders:
+        elif text is not None or _bar.orders:
             sig = {"bar": i, "time": times(i)}
             if text is not None:
                 sig["return"] = text
                 batch.bytes += len(text)
-            if _Bar.orders:
-                sig["orders"] = _Bar.orders
-                batch.bytes += 96 * len(_Bar.orders)
+            if _bar.orders:
+                sig["orders"] = _bar.orders
+                batch.bytes += 96 * len(_bar.orders)
             batch.signals.append(sig)
         if len(batch.us) >= BATCH_BARS or batch.bytes >= BATCH_BYTES or t1 - batch.since >= BATCH_NS:
             batch.flush(t1)
