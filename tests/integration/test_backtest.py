@@ -782,3 +782,120 @@ def test_a_jail_cannot_claim_more_bars_than_the_file_has_lines(tmp_path):
     assert j["error"]["type"] == "ProtocolError", j
     assert j["error"]["message"] == "the jail claims 100000000 bars; the bars file has 3 lines", j
     assert j["stats"]["wall_ms"] < 15000, j
+
+
+# --- millions of bars (issue 14) ---------------------------------------------------------
+
+def write_many_bars(path, n):
+    """n bars of CSV, fast: a time step of 60 s, a price that wanders."""
+    with open(path, "w") as f:
+        f.write("time,open,high,low,close,volume\n")
+        for k in range(0, n, 100000):
+            f.write("".join("%d,%d.5,%d.75,%d.25,%d.5,%d\n" % (1700000000 + 60 * i, 100 + i % 97, 101 + i % 97,
+                                                              99 + i % 97, 100 + i % 89, 1 + i % 1000)
+                            for i in range(k, min(n, k + 100000))))
+
+
+def vm_hwm(pid):
+    """The process's peak resident memory so far, bytes (0 once it is gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+SUPERVISOR_RSS_BOUND = 64 << 20
+
+
+def test_a_million_bars_with_a_return_each_keep_jailrun_small(tmp_path):
+    """1 000 000 bars, a dict returned every bar, the report written: the
+    run fits the strategy profile's default memory limit (the jail holds
+    the bars as 48-byte records), and jailrun's own peak resident memory
+    stays within 64 MB (the report is written as it goes, never held).
+    jailrun's memory is read two ways: its own getrusage(RUSAGE_SELF) in
+    the --json stats (its jails are other processes and not in it), and
+    /proc/PID/status VmHWM read from outside while it runs."""
+    n = 1000000
+    bars = tmp_path / "bars.csv"
+    write_many_bars(bars, n)
+    src = tmp_path / "s.py"
+    src.write_text('def on_bar_strategy(sdk, params):\n    return {"c": sdk.candles[-1]["close"]}\n')
+    report = tmp_path / "report.json"
+    p = subprocess.Popen([JAILRUN, "--profile", "strategy", "--bars", str(bars), "--report", str(report), "--json",
+                          str(src)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    hwm = 0
+    while p.poll() is None:
+        hwm = max(hwm, vm_hwm(p.pid))
+        time.sleep(0.05)
+    out, err = p.communicate()
+    assert p.returncode == 0, (out[-2000:], err[-2000:])
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["backtest"]["bars_run"] == n and res["backtest"]["signals"] == n, res
+    own = res["stats"]["supervisor_peak_rss_bytes"]
+    assert 0 < own <= SUPERVISOR_RSS_BOUND, res
+    assert 0 < hwm <= SUPERVISOR_RSS_BOUND, hwm
+    # the report: one signal a line between its head and its summary
+    with open(report, "rb") as f:
+        head = f.readline()
+        first = f.readline()
+        lines = 2
+        for line in f:
+            lines += 1
+            last, prev = line, first
+    assert head == b'{"jailrun_backtest":1,"bars":1000000,"signals":[\n'
+    assert json.loads(first.rstrip(b",\n")) == {"bar": 0, "time": 1700000000, "return": {"c": 100.5}}
+    assert lines == n + 2
+    assert last.startswith(b'],"outcome":')
+    summary = json.loads(b"{" + last[2:])
+    assert summary["outcome"] == "completed" and summary["signals_count"] == n, summary
+
+
+def test_report_as_json_lines(tmp_path):
+    write_bars(tmp_path / "bars.csv", 50)
+    r = run_script(tmp_path, "def on_bar_strategy(sdk, params):\n    return len(sdk.candles) if len(sdk.candles) % 2 "
+                   "else None\n", "--profile", "strategy", "--bars", str(tmp_path / "bars.csv"), "--report", "-",
+                   "--report-format", "jsonl")
+    assert r.code == 0, r
+    lines = [json.loads(line) for line in r.out.splitlines()]
+    assert [s["return"] for s in lines[:-1]] == list(range(1, 51, 2))
+    assert lines[-1]["jailrun_backtest"] == 1 and lines[-1]["bars"] == 50 and lines[-1]["signals_count"] == 25
+    assert lines[-1]["outcome"] == "completed" and "signals" not in lines[-1]
+
+
+def test_report_max_is_a_limit_in_bytes(tmp_path):
+    """--report-max: the run stops when the signals would pass it, with an
+    error naming it; the report written so far stays one JSON document."""
+    r, rep = backtest(tmp_path, """
+        def on_bar_strategy(sdk, params):
+            return {"c": sdk.candles[-1]["close"], "pad": "x" * 100}
+    """, 3000, "--report-max", "200K", "--json")
+    assert r.code == 1, r
+    assert r.json["error"]["type"] == "ReportError", r.json
+    assert "the report reached --report-max 204800 bytes by bar " in r.json["error"]["message"], r.json
+    assert rep["outcome"] == "error" and rep["reason"].startswith("ReportError: the report reached --report-max")
+    # a batch (512 bars here) is taken whole or not at all
+    assert 0 < len(rep["signals"]) < 3000 and rep["signals_count"] == len(rep["signals"]), rep["signals_count"]
+    assert rep["bars_run"] == len(rep["signals"])
+    assert os.path.getsize(tmp_path / "report.json") < (200 << 10) + 2048
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--report-max", "1G"], "--report-format and --report-max need --report"),
+    (["--report", "R", "--report-max", "12"], "--report-max wants a size of at least 1K"),
+    (["--report", "R", "--report-format", "xml"], "--report-format wants json or jsonl"),
+    (["--report", "/nonexistent/dir/r.json"], "--report /nonexistent/dir/r.json: create"),
+])
+def test_report_usage_errors(tmp_path, args, message):
+    write_bars(tmp_path / "B", 3)
+    args = [str(tmp_path / a) if a == "R" else a for a in args]
+    src = tmp_path / "s.py"
+    src.write_text("def on_bar_strategy(sdk, params):\n    return 1\n")
+    r = subprocess.run([JAILRUN, "--profile", "strategy", "--bars", str(tmp_path / "B"), *args, str(src)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r
+    assert message in r.stderr, r.stderr
+    assert not [f for f in os.listdir(tmp_path) if ".tmp." in f]
