@@ -1667,6 +1667,21 @@ static int make_cgroup(struct job *j, struct jr_err *err)
         return cg_job_create(&j->cg, &j->cgh, j->o->cgroup_parent, name, &l, err);
 }
 
+/* jailrun's own peak resident memory, KiB (VmHWM), or -1. Not
+ * getrusage(RUSAGE_SELF): its ru_maxrss keeps the peak of the process
+ * image before execve, the parent's when it was vforked, so a large
+ * caller would show as jailrun's. */
+static long self_peak_rss_kib(void)
+{
+        _cleanup_fclose_ FILE *f = fopen("/proc/self/status", "re");
+        char line[256];
+        long kib = -1;
+        while (f && fgets(line, sizeof line, f))
+                if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+                        break;
+        return kib;
+}
+
 int job_run(const struct job_opts *o, struct job_result *res)
 {
         struct timespec t0;
@@ -1762,8 +1777,7 @@ int job_run(const struct job_opts *o, struct job_result *res)
                 log_note(&j.errq, o->json, "%llu log messages dropped in all (log limit of %llu bytes)",
                             (unsigned long long)j.log_dropped, (unsigned long long)o->log_max_bytes);
         job_close(&j);
-        struct rusage ru;
-        res->peak_rss_kib = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : -1;
+        res->peak_rss_kib = self_peak_rss_kib();
         res->wall_ms = ms_since(&t0);
         if (r < 0) {
                 res->status = JOB_SETUP;

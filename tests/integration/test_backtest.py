@@ -816,9 +816,9 @@ def test_a_million_bars_with_a_return_each_keep_jailrun_small(tmp_path):
     run fits the strategy profile's default memory limit (the jail holds
     the bars as 48-byte records), and jailrun's own peak resident memory
     stays within 64 MB (the report is written as it goes, never held).
-    jailrun's memory is read two ways: its own getrusage(RUSAGE_SELF) in
-    the --json stats (its jails are other processes and not in it), and
-    /proc/PID/status VmHWM read from outside while it runs."""
+    jailrun's memory is read two ways: its own VmHWM in the --json stats
+    (its jails are other processes and not in it), and /proc/PID/status
+    VmHWM read from outside while it runs."""
     n = 1000000
     bars = tmp_path / "bars.csv"
     write_many_bars(bars, n)
