@@ -43,9 +43,9 @@
  * done on the job's behalf outside the job's cgroup: this bounds it. */
 #define READ_RATE (4.0 * 1024 * 1024)
 #define READ_BURST (8.0 * 1024 * 1024)
-/* A backtest's batches are its report, read and re-encoded at ~60 ns a
- * byte: at this rate about a third of a core, 250 000 small signals a
- * second (jailrun-backtest(7)). */
+/* A backtest's batches are its report, parsed, checked and encoded again
+ * at ~65 ns a byte (bench/RESULTS.md): at this rate up to about one core
+ * of the supervisor's, ~290 000 small signals a second (jailrun-backtest(7)). */
 #define BT_READ_RATE (16.0 * 1024 * 1024)
 
 /* What a log message or a line of raw output costs on top of its text,
