@@ -59,6 +59,9 @@ class BarsError(Exception):
 # be changed, C types (jail/candle.c) that read as fast as a plain one.
 Candle = _jailrun.Candle
 Candles = _jailrun.Candles
+# The bars, 48 bytes each in C (jail/bars.c); their candles are made as
+# they enter the window.
+Bars = _jailrun.Bars
 
 
 # --- the bars file ------------------------------------------------------------------
@@ -99,27 +102,28 @@ def _number(v, field, where):
     return x
 
 
-def _candle(get, where, prev, make):
+def _candle(get, where, prev, add):
+    """Adds the bar; returns its time."""
     t = _time(get("time"), where)
     if prev is not None and t <= prev:
         raise BarsError("%s: time %d is not after the previous bar's %d (bars must be in time order)"
                         % (where, t, prev))
-    return make(time=t, open=_number(get("open"), "open", where), high=_number(get("high"), "high", where),
-                  low=_number(get("low"), "low", where), close=_number(get("close"), "close", where),
-                  volume=_number(get("volume"), "volume", where))
+    add(t, _number(get("open"), "open", where), _number(get("high"), "high", where),
+        _number(get("low"), "low", where), _number(get("close"), "close", where),
+        _number(get("volume"), "volume", where))
+    return t
 
 
-def _parse_csv(text, name, make):
+def _parse_csv(text, name, out):
     rows = csv.reader(io.StringIO(text, newline=""))
     try:
-        return _csv_rows(rows, name, make)
+        return _csv_rows(rows, name, out)
     except csv.Error as e:
         raise BarsError("%s:%d: %s" % (name, rows.line_num, e)) from None
 
 
-def _csv_rows(rows, name, make):
+def _csv_rows(rows, name, out):
     header = None
-    out = []
     prev = None
     for row in rows:
         if not row or all(not c.strip() for c in row):
@@ -134,14 +138,11 @@ def _csv_rows(rows, name, make):
             continue
         if len(row) < len(header):
             raise BarsError("%s: %d fields where the header has %d" % (where, len(row), len(header)))
-        c = _candle(lambda f: row[header[f]], where, prev, make)
-        prev = c["time"]
-        out.append(c)
+        prev = _candle(lambda f: row[header[f]], where, prev, out.append)
     return out
 
 
-def _parse_jsonl(text, name, make):
-    out = []
+def _parse_jsonl(text, name, out):
     prev = None
     for n, line in enumerate(text.split("\n"), 1):
         if not line.strip():
@@ -156,17 +157,21 @@ def _parse_jsonl(text, name, make):
         missing = [f for f in FIELDS if f not in obj]
         if missing:
             raise BarsError("%s: the bar has no %s" % (where, ", ".join(missing)))
-        c = _candle(obj.get, where, prev, make)
-        prev = c["time"]
-        out.append(c)
+        prev = _candle(obj.get, where, prev, out.append)
     return out
 
 
 def read_bars(fd, name):
-    """The bars in the file the supervisor passed on fd `fd`, as a tuple of
-    Candles;
-    BarsError names the line of the first problem."""
+    """The bars in the file the supervisor passed on fd `fd`, as Bars: by
+    the fast reader in C, else (a file of a kind it does not take, or with
+    an error in it) by the reader below, which gives the same bars or a
+    BarsError naming the line of the first problem."""
     _imports()
+    bars = Bars.read(fd)
+    if bars is not None:
+        os.close(fd)
+        return bars
+    os.lseek(fd, 0, os.SEEK_SET)
     chunks = []
     while True:
         b = os.read(fd, 1 << 20)
@@ -179,11 +184,14 @@ def read_bars(fd, name):
     except UnicodeDecodeError as e:
         raise BarsError("%s: not UTF-8 text (byte %d)" % (name, e.start)) from None
     del chunks
-    make = Candle
-    bars = _parse_jsonl(text, name, make) if text.lstrip().startswith("{") else _parse_csv(text, name, make)
-    if not bars:
+    bars = Bars()
+    if text.lstrip().startswith("{"):
+        _parse_jsonl(text, name, bars)
+    else:
+        _parse_csv(text, name, bars)
+    if not len(bars):
         raise BarsError("%s: no bars" % name)
-    return tuple(bars)
+    return bars
 
 
 def heavy_modules(source, injected):
@@ -215,13 +223,21 @@ def cap_memory(extra):
 
 # --- the run ------------------------------------------------------------------------
 
-class _Bar:
-    """What the bar in progress did; never reachable from the strategy."""
+class _BarState:
+    """What the bar in progress did; never reachable from the strategy. An
+    instance, not class attributes: setting a class's attribute every bar
+    would invalidate the interpreter's caches of its type."""
 
-    index = 0
-    orders = []
-    timed_out = False
-    budget_ms = 0
+    __slots__ = ("index", "orders", "timed_out", "budget_ms")
+
+    def __init__(self):
+        self.index = 0
+        self.orders = None  # a list once the bar places one
+        self.timed_out = False
+        self.budget_ms = 0
+
+
+_bar = _BarState()
 
 
 def _order(side, actions, action, qty, order_type, price, extra):
@@ -243,9 +259,11 @@ def _order(side, actions, action, qty, order_type, price, extra):
         if type(price) not in (int, float) or not math.isfinite(price) or price <= 0:
             raise ProtocolError("sdk.%s(): a %s order needs a positive price, not %r" % (side, order_type, price))
         order["price"] = price
-    if len(_Bar.orders) >= MAX_ORDERS_PER_BAR:
+    if _bar.orders is None:
+        _bar.orders = []
+    if len(_bar.orders) >= MAX_ORDERS_PER_BAR:
         raise ProtocolError("more than %d orders in one bar" % MAX_ORDERS_PER_BAR)
-    _Bar.orders.append(order)
+    _bar.orders.append(order)
 
 
 class Sdk:
@@ -272,8 +290,8 @@ def _on_alarm(signum, frame):
     # overdue; a request left over from a bar that has since ended is
     # dropped here.
     if _jailrun.bar_overdue():
-        _Bar.timed_out = True
-        raise TimeoutError("bar %d exceeded its time budget of %d ms" % (_Bar.index, _Bar.budget_ms))
+        _bar.timed_out = True
+        raise TimeoutError("bar %d exceeded its time budget of %d ms" % (_bar.index, _bar.budget_ms))
 
 
 def _params_maker(params):
@@ -284,9 +302,9 @@ def _params_maker(params):
     return lambda: json.loads(text)
 
 
-def _encode_return(ret, index):
+def _encode_return(encode, ret, index):
     try:
-        text = json.dumps(ret, allow_nan=False, separators=(",", ":"))
+        text = encode(ret)
     except (TypeError, ValueError, RecursionError) as e:
         raise ProtocolError("bar %d: the return value is not JSON (dict, list, str, int, float, bool or None;"
                             " no sets, objects or NaN): %s" % (index, e)) from None
@@ -297,7 +315,7 @@ def _encode_return(ret, index):
 
 
 def _category(e, security_error):
-    if _Bar.timed_out or isinstance(e, TimeoutError):
+    if _bar.timed_out or isinstance(e, TimeoutError):
         return "TimeoutError"
     if isinstance(e, MemoryError):
         return "MemoryError"
@@ -334,7 +352,7 @@ def run(fn, bars, params, opts, error_info, security_error, send):
     _imports()
     window = opts["window"]
     budget = opts["bar_timeout"]
-    _Bar.budget_ms = int(round(budget * 1000))
+    _bar.budget_ms = int(round(budget * 1000))
     pct, least = opts["abort_percent"], opts["abort_min"]
     fresh = _params_maker(params)
     sdk = Sdk()
@@ -343,17 +361,8 @@ def run(fn, bars, params, opts, error_info, security_error, send):
     begin, end = _jailrun.bar_begin, _jailrun.bar_end
     _signal.signal(_signal.SIGALRM, _on_alarm)
     _jailrun.bar_watch(budget, min(REPEAT_S, budget / 4))  # one periodic tick, no timer per bar
-    # Read-only candles refuse changes through their own methods; a change
-    # past them (dict.update(candle, ...)) is found after the bar by the
-    # dicts' version tags.
-    _jailrun.bar_seal(bars)
-    changed = _jailrun.bar_changed
-    # A bar's time for the report is taken now: the strategy may have
-    # changed the candle itself when its bar fails.
-    times = tuple(b["time"] for b in bars)
     try:
-        return _loop(fn, bars, times, window, fresh, sdk, batch, pct, least, error_info, security_error, begin, end,
-                     clock, changed)
+        return _loop(fn, bars, window, fresh, sdk, batch, pct, least, error_info, security_error, begin, end, clock)
     finally:
         _jailrun.bar_unwatch()
 
@@ -364,33 +373,40 @@ def _changed_error(i, k):
                          " copy a candle with dict(candle) to change it; the run stops here" % (i, k - i - 1, k))
 
 
-def _loop(fn, bars, times, window, fresh, sdk, batch, pct, least, error_info, security_error, begin, end, clock,
-          changed):
+def _loop(fn, bars, window, fresh, sdk, batch, pct, least, error_info, security_error, begin, end, clock):
     n = len(bars)
     failed = 0
-    make = _jailrun.bar_window
+    # Read-only candles refuse changes through their own methods; a change
+    # past them (dict.update(candle, ...)) is found after the bar by the
+    # dicts' version tags (changed). A bar's time for the report comes from
+    # the bars, which the strategy cannot reach.
+    make, changed, times = bars.window, bars.changed, bars.time
+    bar = _bar
+    # json.dumps(ret, allow_nan=False, separators=(",", ":")), without a
+    # new encoder for every call
+    encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
     for i in range(n):
         lo = i + 1 - window if window and i >= window else 0
-        sdk.candles = make(Candles, bars, lo, i + 1)
+        sdk.candles = make(lo, i + 1)
         p = fresh()
-        _Bar.index, _Bar.orders, _Bar.timed_out = i, [], False
+        bar.index, bar.orders, bar.timed_out = i, None, False
         err = text = None
         try:
             begin(i)
             ret = fn(sdk, p)
             if ret is not None:
-                text = _encode_return(ret, i)
+                text = _encode_return(encode, ret, i)
             took, overran = end()
         except BaseException as e:
             took, overran = end()
             err = e
         if overran:
-            _Bar.timed_out = True
+            _bar.timed_out = True
             if not isinstance(err, TimeoutError):
-                err = TimeoutError("bar %d exceeded its time budget of %d ms" % (i, _Bar.budget_ms))
-        k = changed(bars, lo, i + 1)
+                err = TimeoutError("bar %d exceeded its time budget of %d ms" % (i, _bar.budget_ms))
+        k = changed(lo, i + 1)
         if k >= 0:
-            _Bar.timed_out = False
+            _bar.timed_out = False
             err = _changed_error(i, k)
         t1 = clock()
         batch.us.append(took // 1000)
@@ -399,17 +415,17 @@ def _loop(fn, bars, times, window, fresh, sdk, batch, pct, least, error_info, se
             info = error_info(err)
             cat = _category(err, security_error)
             msg = info["message"] if cat != "RuntimeError" else "%s: %s" % (info["type"], info["message"])
-            batch.errors.append({"bar": i, "time": times[i], "type": cat, "message": msg,
+            batch.errors.append({"bar": i, "time": times(i), "type": cat, "message": msg,
                                  "line": info["line"]})
             batch.bytes += len(msg) + 64
-        elif text is not None or _Bar.orders:
-            sig = {"bar": i, "time": times[i]}
+        elif text is not None or _bar.orders:
+            sig = {"bar": i, "time": times(i)}
             if text is not None:
                 sig["return"] = text
                 batch.bytes += len(text)
-            if _Bar.orders:
-                sig["orders"] = _Bar.orders
-                batch.bytes += 96 * len(_Bar.orders)
+            if _bar.orders:
+                sig["orders"] = _bar.orders
+                batch.bytes += 96 * len(_bar.orders)
             batch.signals.append(sig)
         if len(batch.us) >= BATCH_BARS or batch.bytes >= BATCH_BYTES or t1 - batch.since >= BATCH_NS:
             batch.flush(t1)

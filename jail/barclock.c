@@ -156,103 +156,6 @@ static PyObject *bar_end(PyObject *self, PyObject *noarg)
         return Py_BuildValue("(LO)", (long long)took, overdue || took >= budget_ns ? Py_True : Py_False);
 }
 
-/* bar_window(cls, bars, lo, hi) -> a new cls (a list subclass that adds no
- * state) holding bars[lo:hi], clamped: one copy of the references, where
- * cls(bars[lo:hi]) makes two (a bar's window is up to its whole history).
- * bars is a tuple: the allocation may run a collection, and so any
- * __del__, which could shrink a list under the copy. */
-static PyObject *bar_window(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-        (void)self;
-        if (nargs != 4 || !PyType_Check(args[0]) || !PyType_IsSubtype((PyTypeObject *)args[0], &PyList_Type) ||
-            ((PyTypeObject *)args[0])->tp_basicsize != PyList_Type.tp_basicsize ||
-            !PyTuple_Check(args[1]))
-                return PyErr_Format(PyExc_TypeError, "bar_window(cls, bars, lo, hi): cls a list subclass, bars a tuple");
-        Py_ssize_t lo = PyLong_AsSsize_t(args[2]), hi = PyLong_AsSsize_t(args[3]);
-        if ((lo == -1 || hi == -1) && PyErr_Occurred())
-                return NULL;
-        Py_ssize_t n = PyTuple_GET_SIZE(args[1]);
-        lo = lo < 0 ? 0 : lo > n ? n : lo;
-        hi = hi < lo ? lo : hi > n ? n : hi;
-        PyTypeObject *t = (PyTypeObject *)args[0];
-        PyObject *w = t->tp_alloc(t, 0);
-        if (!w || hi == lo)
-                return w;
-        PyObject **items = PyMem_New(PyObject *, (size_t)(hi - lo));
-        if (!items) {
-                Py_DECREF(w);
-                return PyErr_NoMemory();
-        }
-        for (Py_ssize_t i = lo; i < hi; i++)
-                items[i - lo] = Py_NewRef(PyTuple_GET_ITEM(args[1], i));
-        PyListObject *l = (PyListObject *)w;
-        l->ob_item = items;
-        l->allocated = hi - lo;
-        Py_SET_SIZE(l, hi - lo);
-        return w;
-}
-
-/* The version tag of every candle dict, taken once the bars are parsed. A
- * dict's tag changes with every change to it (CPython 3.11, PEP 509), so
- * comparing tags after a bar finds any write the read-only candles' own
- * methods did not refuse (dict.update(candle, ...)). One run per
- * process; the sealed tuple is held, and only it is checked. */
-static PyObject *sealed;
-static uint64_t *seal_tags;
-static Py_ssize_t seal_n;
-
-static int sealable(PyObject *bars)
-{
-        if (!PyTuple_Check(bars)) {
-                PyErr_SetString(PyExc_TypeError, "the bars must be a tuple");
-                return 0;
-        }
-        return 1;
-}
-
-/* bar_seal(bars): remembers every candle's version tag. */
-static PyObject *bar_seal(PyObject *self, PyObject *bars)
-{
-        (void)self;
-        if (!sealable(bars))
-                return NULL;
-        Py_ssize_t n = PyTuple_GET_SIZE(bars);
-        uint64_t *tags = PyMem_RawMalloc((size_t)(n ? n : 1) * sizeof *tags);
-        if (!tags)
-                return PyErr_NoMemory();
-        for (Py_ssize_t i = 0; i < n; i++) {
-                PyObject *d = PyTuple_GET_ITEM(bars, i);
-                if (!PyDict_Check(d)) {
-                        PyMem_RawFree(tags);
-                        return PyErr_Format(PyExc_TypeError, "bar %zd is not a dict", i);
-                }
-                tags[i] = ((PyDictObject *)d)->ma_version_tag;
-        }
-        PyMem_RawFree(seal_tags);
-        seal_tags = tags;
-        seal_n = n;
-        Py_XSETREF(sealed, Py_NewRef(bars));
-        Py_RETURN_NONE;
-}
-
-/* bar_changed(bars, lo, hi) -> the first index in [lo, hi) whose candle
- * changed since it was sealed, or -1. */
-static PyObject *bar_changed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-        (void)self;
-        if (nargs != 3 || !sealable(args[0]))
-                return nargs != 3 ? PyErr_Format(PyExc_TypeError, "bar_changed(bars, lo, hi)") : NULL;
-        Py_ssize_t lo = PyLong_AsSsize_t(args[1]), hi = PyLong_AsSsize_t(args[2]);
-        if ((lo == -1 || hi == -1) && PyErr_Occurred())
-                return NULL;
-        if (args[0] != sealed || lo < 0 || hi > seal_n)
-                return PyErr_Format(PyExc_ValueError, "bar_changed: not the sealed bars, or out of range");
-        for (Py_ssize_t i = lo; i < hi; i++)
-                if (((PyDictObject *)PyTuple_GET_ITEM(args[0], i))->ma_version_tag != seal_tags[i])
-                        return PyLong_FromSsize_t(i);
-        return PyLong_FromLong(-1);
-}
-
 PyMethodDef barclock_methods[] = {
         { "bar_watch", bar_watch, METH_VARARGS, "bar_watch(budget_s, tick_s): start the bar clock" },
         { "bar_unwatch", bar_unwatch, METH_NOARGS, "stop the bar clock" },
@@ -261,10 +164,5 @@ PyMethodDef barclock_methods[] = {
         { "bar_overdue", bar_overdue, METH_NOARGS, "whether the bar in progress overran" },
         { "log_mark", log_mark, METH_NOARGS, "log_mark(): a log entry waits to be sent" },
         { "log_take", log_take, METH_NOARGS, "log_take() -> whether the waiting log entries are due" },
-        { "bar_window", (PyCFunction)(void (*)(void))bar_window, METH_FASTCALL,
-          "bar_window(cls, bars, lo, hi) -> cls holding bars[lo:hi], one copy" },
-        { "bar_seal", bar_seal, METH_O, "bar_seal(bars): remember every candle's version" },
-        { "bar_changed", (PyCFunction)(void (*)(void))bar_changed, METH_FASTCALL,
-          "bar_changed(bars, lo, hi) -> first changed candle in [lo, hi), or -1" },
         { NULL, NULL, 0, NULL },
 };

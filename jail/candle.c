@@ -13,6 +13,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "jail/bars.h"
 #include "jail/candle.h"
 
 #define CANDLE_RO "sdk.candles is read-only; copy a candle with dict(candle) to change it"
@@ -146,20 +147,21 @@ static PyType_Slot candles_slots[] = {
 static PyType_Spec candle_spec = { "jailrun.Candle", 0, 0, FLAGS, candle_slots };
 static PyType_Spec candles_spec = { "jailrun.Candles", 0, 0, FLAGS, candles_slots };
 
-static int add_type(PyObject *m, const char *name, PyType_Spec *spec, PyTypeObject *base)
+/* The new type, also added to m as name; NULL with an exception set. */
+static PyObject *add_type(PyObject *m, const char *name, PyType_Spec *spec, PyTypeObject *base)
 {
         PyObject *t = PyType_FromModuleAndSpec(m, spec, (PyObject *)base);
-        if (!t)
-                return -1;
-        int rc = PyModule_AddObjectRef(m, name, t);
-        Py_DECREF(t);
-        return rc;
+        if (t && PyModule_AddObjectRef(m, name, t) < 0)
+                Py_CLEAR(t);
+        return t;
 }
 
 int candle_add_types(PyObject *m)
 {
-        return add_type(m, "Candle", &candle_spec, &PyDict_Type) < 0 ||
-                               add_type(m, "Candles", &candles_spec, &PyList_Type) < 0
-                       ? -1
-                       : 0;
+        PyObject *candle = add_type(m, "Candle", &candle_spec, &PyDict_Type);
+        PyObject *candles = candle ? add_type(m, "Candles", &candles_spec, &PyList_Type) : NULL;
+        int rc = candles ? bars_add_type(m, candle, candles) : -1;
+        Py_XDECREF(candle);
+        Py_XDECREF(candles);
+        return rc;
 }

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,11 +21,16 @@ const char *const bt_category_names[BT_CATEGORIES] = { "SecurityError", "Timeout
 #define BT_MAX_RETURN_DEPTH 32
 #define BT_MAX_ORDERS 100
 #define BT_MAX_TEXT (64 * 1024)  /* as a result's error message */
-/* Most bars one run may have, and most bytes its signals may take in the
- * report (the jail's parse is bounded by its memory; these bound ours). */
+/* Most bars one run may have (the jail's parse is bounded by its memory;
+ * this bounds the counts). */
 #define BT_MAX_BARS (100u * 1000 * 1000)
-#define BT_MAX_SIGNAL_BYTES (128u << 20)
-#define BT_NODE_COST 256
+/* Per-bar times from BT_HIST_EXACT up: 64 buckets per power of two. */
+#define BT_HIST_SUB 64
+#define BT_HIST_LEN (BT_HIST_EXACT + (32 - 16) * BT_HIST_SUB)
+/* A batch's encoding buffer larger than this is not kept for the next. */
+#define BT_TEXT_KEEP (4u << 20)
+/* How signals are encoded in the report (btreport.c). */
+#define BT_JSON_FLAGS (JSON_COMPACT | JSON_ENSURE_ASCII)
 
 static int bad(struct jr_err *err, const char *what)
 {
@@ -37,48 +41,51 @@ static int bad(struct jr_err *err, const char *what)
 
 void bt_init(struct backtest *b, double abort_percent, unsigned abort_min)
 {
-        *b = (struct backtest){ .abort_percent = abort_percent, .abort_min = abort_min, .max_total = BT_MAX_BARS };
+        *b = (struct backtest){ .abort_percent = abort_percent, .abort_min = abort_min, .max_total = BT_MAX_BARS,
+                                .out = { .fd = -1 } };
+}
+
+int bt_report_to(struct backtest *b, const char *path, enum btr_format format, uint64_t max, struct jr_err *err)
+{
+        int r = btr_open(&b->out, path, format, max, err);
+        if (r < 0) {
+                btr_close(&b->out);
+                return r;
+        }
+        b->reporting = 1;
+        return 0;
 }
 
 int bt_start(struct backtest *b, uint64_t total, struct jr_err *err)
 {
-        if (!b->signals && total > b->max_total) {
+        if (!b->started && total > b->max_total) {
                 snprintf(err->msg, sizeof err->msg, "the jail claims %llu bars; the bars file has %llu lines",
                          (unsigned long long)total, (unsigned long long)b->max_total);
                 err->errnum = EPROTO;
                 return -EPROTO;
         }
-        if (b->signals || total == 0 || total > BT_MAX_BARS)
+        if (b->started || total == 0 || total > BT_MAX_BARS)
                 return bad(err, "the bar count is out of range");
-        b->total = total;
-        b->signals = json_array();
-        if (!b->signals)
+        if (!(b->hist = calloc(BT_HIST_LEN, sizeof *b->hist)))
                 return jr_fail(err, ENOMEM, "backtest");
-        return 0;
+        b->total = total;
+        b->started = 1;
+        return b->reporting ? btr_begin(&b->out, total, err) : 0;
 }
 
-/* The number of values in j (itself included), or 0 if it nests deeper
- * than BT_MAX_RETURN_DEPTH. */
-static size_t nodes(const json_t *j, int depth)
+/* Whether j nests at most BT_MAX_RETURN_DEPTH deep. */
+static int shallow(const json_t *j, int depth)
 {
         if (depth > BT_MAX_RETURN_DEPTH)
                 return 0;
-        size_t i, n = 1, k;
+        size_t i;
         const char *key;
         json_t *v;
         if (json_is_array(j))
-                json_array_foreach(j, i, v) {
-                        if (!(k = nodes(v, depth + 1)))
-                                return 0;
-                        n += k;
-                }
+                json_array_foreach(j, i, v) if (!shallow(v, depth + 1)) return 0;
         if (json_is_object(j))
-                json_object_foreach((json_t *)j, key, v) {
-                        if (!(k = nodes(v, depth + 1)))
-                                return 0;
-                        n += k;
-                }
-        return n;
+                json_object_foreach((json_t *)j, key, v) if (!shallow(v, depth + 1)) return 0;
+        return 1;
 }
 
 static int one_of(const char *s, const char *const *names)
@@ -109,57 +116,84 @@ static int check_order(json_t *o)
 
 /* A batch being checked: it joins the run only once all of it is good. */
 struct pending {
-        json_t *signals;
-        uint64_t signal_bytes;     /* the run's, with this batch's */
-        uint64_t orders, failed;
+        uint64_t signals, orders, failed;
         uint64_t count[BT_CATEGORIES];
         json_t *first[BT_CATEGORIES];
 };
 
-/* {bar, time, return?, orders?}: the return text is parsed here. */
-static int add_signal(struct pending *b, json_t *s, uint64_t lo, uint64_t hi, uint64_t *last,
-                      struct jr_err *err)
+/* sig encoded at the end of b->text, then a newline. */
+static int encode(struct backtest *b, const json_t *sig, struct jr_err *err)
+{
+        for (;;) {
+                size_t room = b->text_cap - b->text_len;
+                size_t n = json_dumpb(sig, b->text + b->text_len, room, BT_JSON_FLAGS);
+                if (n == 0)
+                        return jr_fail(err, ENOMEM, "backtest: encode a signal");
+                if (n < room) {
+                        b->text_len += n;
+                        b->text[b->text_len++] = '\n';
+                        return 0;
+                }
+                size_t cap = b->text_cap ? b->text_cap : 64 * 1024;
+                while (cap < b->text_len + n + 1)
+                        cap *= 2;
+                char *t = realloc(b->text, cap);
+                if (!t)
+                        return jr_fail(err, ENOMEM, "backtest");
+                b->text = t;
+                b->text_cap = cap;
+        }
+}
+
+/* The return text, parsed and checked; NULL (and err) if it is not JSON
+ * of at most BT_MAX_RETURN bytes and BT_MAX_RETURN_DEPTH levels. */
+static json_t *parse_return(const char *ret, size_t rlen, struct jr_err *err)
+{
+        json_error_t je;
+        json_t *v = rlen <= BT_MAX_RETURN ? json_loadb(ret, rlen, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je)
+                                          : NULL;
+        if (!v || !shallow(v, 1)) {
+                json_decref(v);
+                bad(err, "a return value is not JSON of at most 64 KiB and depth 32");
+                return NULL;
+        }
+        return v;
+}
+
+/* {bar, time, return?, orders?}: the return text is parsed here, and the
+ * signal encoded for the report. */
+static int add_signal(struct backtest *b, struct pending *p, json_t *s, uint64_t lo, uint64_t hi,
+                      uint64_t *last, struct jr_err *err)
 {
         json_int_t bar, t;
         json_t *orders = NULL;
         const char *ret = NULL;
-        size_t rlen = 0;
+        size_t rlen = 0, i, n = 0;
         if (json_unpack(s, "{s:I, s:I, s?s%, s?o!}", "bar", &bar, "time", &t, "return", &ret, &rlen, "orders",
                         &orders) < 0 || (!ret && !orders))
                 return bad(err, "a signal is not {bar, time, return?, orders?}");
         if (bar < (json_int_t)lo || bar >= (json_int_t)hi || (*last != UINT64_MAX && (uint64_t)bar <= *last))
                 return bad(err, "a signal's bar is outside the batch or out of order");
         *last = (uint64_t)bar;
-        _cleanup_(json_decrefp) json_t *out = json_pack("{s:I, s:I}", "bar", bar, "time", t);
-        if (!out)
-                return jr_fail(err, ENOMEM, "backtest");
-        if (ret) {
-                json_error_t je;
-                json_t *v = rlen <= BT_MAX_RETURN ? json_loadb(ret, rlen, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je)
-                                                  : NULL;
-                size_t n = v ? nodes(v, 1) : 0;
-                if (!n) {
-                        json_decref(v);
-                        return bad(err, "a return value is not JSON of at most 64 KiB and depth 32");
-                }
-                /* What the parsed value costs us: its text and about this
-                 * much per value (a jansson node and its key). */
-                b->signal_bytes += rlen + BT_NODE_COST * n;
-                json_object_set_new(out, "return", v);
-        }
-        b->signal_bytes += BT_NODE_COST * (4 + 8 * json_array_size(orders));
-        if (b->signal_bytes > BT_MAX_SIGNAL_BYTES)
-                return bad(err, "the signals exceed 128 MiB; return less per bar");
         if (orders) {
-                size_t i, n = json_array_size(orders);
                 json_t *o;
+                n = json_array_size(orders);
                 if (!json_is_array(orders) || n == 0 || n > BT_MAX_ORDERS)
                         return bad(err, "orders must be an array of 1 to 100");
                 json_array_foreach(orders, i, o) if (!check_order(o)) return bad(err, "an order is invalid");
-                json_object_set(out, "orders", orders);
-                b->orders += n;
         }
-        return json_array_append(b->signals, out) < 0 ? jr_fail(err, ENOMEM, "backtest") : 0;
+        _cleanup_(json_decrefp) json_t *v = ret ? parse_return(ret, rlen, err) : NULL;
+        if (ret && !v)
+                return -EPROTO;
+        p->orders += n;
+        p->signals++;
+        if (!b->reporting)
+                return 0;
+        _cleanup_(json_decrefp) json_t *out = json_pack("{s:I, s:I}", "bar", bar, "time", t);
+        if (!out || (v && json_object_set(out, "return", v) < 0) ||
+            (orders && json_object_set(out, "orders", orders) < 0))
+                return jr_fail(err, ENOMEM, "backtest");
+        return encode(b, out, err);
 }
 
 /* {bar, time, type, message, line}. */
@@ -190,18 +224,17 @@ static int add_error(const struct backtest *run, struct pending *b, json_t *e, u
 
 static void pending_free(struct pending *p)
 {
-        json_decref(p->signals);
         for (int c = 0; c < BT_CATEGORIES; c++)
                 json_decref(p->first[c]);
 }
 
-static int check_batch(const struct backtest *b, const struct msg *m, struct pending *p, struct jr_err *err)
+static int check_batch(struct backtest *b, const struct msg *m, struct pending *p, struct jr_err *err)
 {
         uint64_t lo = b->done, hi = b->done + json_array_size(m->bars.us), last = UINT64_MAX;
         size_t i;
         json_t *v;
         json_array_foreach(m->bars.signals, i, v) {
-                int r = add_signal(p, v, lo, hi, &last, err);
+                int r = add_signal(b, p, v, lo, hi, &last, err);
                 if (r < 0)
                         return r;
         }
@@ -214,37 +247,79 @@ static int check_batch(const struct backtest *b, const struct msg *m, struct pen
         return 0;
 }
 
-static int grow_times(struct backtest *b, size_t n, struct jr_err *err)
+/* The checked batch's signals into the report, one a line. */
+static int write_signals(struct backtest *b, uint64_t n, struct jr_err *err)
 {
-        if (b->done + n <= b->us_cap)
-                return 0;
-        size_t cap = b->us_cap ? b->us_cap : 4096;  /* grown as bars come, not as the jail claims */
-        while (cap < b->done + n)
-                cap *= 2;
-        uint32_t *us = realloc(b->us, cap * sizeof *us);
-        if (!us)
-                return jr_fail(err, ENOMEM, "backtest");
-        b->us = us;
-        b->us_cap = cap;
+        if (!btr_fits(&b->out, b->text_len + 2 * n)) {
+                char max[32];
+                format_size(b->out.max, max, sizeof max);
+                snprintf(err->msg, sizeof err->msg, "the report reached --report-max %s by bar %llu (%llu "
+                         "signals): return less per bar, or raise --report-max", max, (unsigned long long)b->done,
+                         (unsigned long long)b->signals);
+                err->errnum = EFBIG;
+                return -EFBIG;
+        }
+        for (char *p = b->text, *end = b->text + b->text_len; p < end;) {
+                char *nl = memchr(p, '\n', (size_t)(end - p));
+                int r = btr_signal(&b->out, p, (size_t)(nl - p), err);
+                if (r < 0)
+                        return r;
+                p = nl + 1;
+        }
         return 0;
+}
+
+static size_t hist_bucket(uint32_t us)
+{
+        if (us < BT_HIST_EXACT)
+                return us;
+        int e = 32 - __builtin_clz(us);  /* 17 .. 32 bits */
+        return BT_HIST_EXACT + (size_t)(e - 17) * BT_HIST_SUB + ((us >> (e - 7)) & (BT_HIST_SUB - 1));
+}
+
+/* The smallest time a bucket holds. */
+static uint32_t hist_value(size_t k)
+{
+        if (k < BT_HIST_EXACT)
+                return (uint32_t)k;
+        k -= BT_HIST_EXACT;
+        int e = (int)(k / BT_HIST_SUB) + 17;
+        return (uint32_t)((BT_HIST_SUB + k % BT_HIST_SUB) << (e - 7));
+}
+
+static void add_times(struct backtest *b, const json_t *us)
+{
+        size_t i;
+        json_t *v;
+        json_array_foreach(us, i, v) {
+                json_int_t t = json_integer_value(v);
+                uint32_t u = t > UINT32_MAX ? UINT32_MAX : (uint32_t)t;
+                b->hist[hist_bucket(u)]++;
+                if (u > b->us_max)
+                        b->us_max = u;
+        }
 }
 
 int bt_add(struct backtest *b, const struct msg *m, struct jr_err *err)
 {
-        size_t n = json_array_size(m->bars.us), i;
-        if (!b->signals || (uint64_t)m->bars.first != b->done || n > b->total - b->done)
+        size_t n = json_array_size(m->bars.us);
+        if (!b->started || (uint64_t)m->bars.first != b->done || n > b->total - b->done)
                 return bad(err, "it does not follow the bars reported so far");
-        struct pending p = { .signals = json_array(), .signal_bytes = b->signal_bytes };
-        int r = p.signals ? check_batch(b, m, &p, err) : jr_fail(err, ENOMEM, "backtest");
-        if (r == 0)
-                r = grow_times(b, n, err);
-        if (r == 0 && json_array_extend(b->signals, p.signals) < 0)
-                r = jr_fail(err, ENOMEM, "backtest");
+        struct pending p = { 0 };
+        b->text_len = 0;
+        int r = check_batch(b, m, &p, err);
+        if (r == 0 && b->reporting)
+                r = write_signals(b, p.signals, err);
+        if (b->text_cap > BT_TEXT_KEEP) {
+                free(b->text);
+                b->text = NULL;
+                b->text_cap = 0;
+        }
         if (r < 0) {
                 pending_free(&p);
                 return r;
         }
-        b->signal_bytes = p.signal_bytes;
+        b->signals += p.signals;
         b->orders += p.orders;
         b->failed += p.failed;
         for (int c = 0; c < BT_CATEGORIES; c++) {
@@ -252,11 +327,7 @@ int bt_add(struct backtest *b, const struct msg *m, struct jr_err *err)
                 if (p.first[c])
                         b->first[c] = TAKE_PTR(p.first[c]);
         }
-        json_t *v;
-        json_array_foreach(m->bars.us, i, v) {
-                json_int_t us = json_integer_value(v);
-                b->us[b->done + i] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
-        }
+        add_times(b, m->bars.us);
         b->done += n;
         pending_free(&p);
         return 0;
@@ -277,71 +348,106 @@ json_t *bt_report(const struct backtest *b, const char *outcome, const char *rea
                                             json_pack("{s:I, s:O}", "count", (json_int_t)b->count[c], "first",
                                                       b->first[c]));
         }
-        json_t *r = json_pack("{s:i, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:O}", "jailrun_backtest", 1,
-                              "outcome", outcome, "bars", (json_int_t)b->total, "bars_run", (json_int_t)b->done,
+        json_t *r = json_pack("{s:i, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "jailrun_backtest", 1,
+                              "bars", (json_int_t)b->total, "outcome", outcome, "bars_run", (json_int_t)b->done,
                               "bars_ok", (json_int_t)(b->done - b->failed), "bars_failed", (json_int_t)b->failed,
-                              "signals_count", (json_int_t)json_array_size(b->signals), "orders_count",
-                              (json_int_t)b->orders, "failures", counts, "errors", errors, "signals",
-                              b->signals ? b->signals : json_array());
+                              "signals_count", (json_int_t)b->signals, "orders_count", (json_int_t)b->orders,
+                              "failures", counts, "errors", errors);
         if (r && reason)
                 json_object_set_new(r, "reason", json_string(reason));
         return r;
 }
 
-static int cmp_u32(const void *a, const void *b)
+int bt_report_finish(struct backtest *b, json_t *summary, struct jr_err *err)
 {
-        uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-        return (x > y) - (x < y);
+        if (!b->reporting)
+                return 0;
+        b->reporting = 0;
+        return btr_finish(&b->out, summary, b->total, err);
+}
+
+/* The time of rank k (0-based) among the bars run. */
+static uint32_t hist_rank(const struct backtest *b, uint64_t k)
+{
+        uint64_t seen = 0;
+        for (size_t i = 0; i < BT_HIST_LEN; i++)
+                if ((seen += b->hist[i]) > k)
+                        return hist_value(i) > b->us_max ? b->us_max : hist_value(i);
+        return b->us_max;
 }
 
 void bt_times(const struct backtest *b, uint32_t *p50, uint32_t *p99, uint32_t *max)
 {
         *p50 = *p99 = *max = 0;
-        if (!b->done)
+        if (!b->done || !b->hist)
                 return;
-        _cleanup_free_ uint32_t *s = malloc(b->done * sizeof *s);
-        if (!s)
-                return;
-        memcpy(s, b->us, b->done * sizeof *s);
-        qsort(s, b->done, sizeof *s, cmp_u32);
-        *p50 = s[(b->done - 1) / 2];
-        *p99 = s[(b->done - 1) * 99 / 100];
-        *max = s[b->done - 1];
+        *p50 = hist_rank(b, (b->done - 1) / 2);
+        *p99 = hist_rank(b, (b->done - 1) * 99 / 100);
+        *max = b->us_max;
 }
 
 void bt_free(struct backtest *b)
 {
-        free(b->us);
-        json_decref(b->signals);
+        free(b->hist);
+        free(b->text);
+        btr_close(&b->out);
         for (int c = 0; c < BT_CATEGORIES; c++)
                 json_decref(b->first[c]);
-        *b = (struct backtest){ 0 };
+        *b = (struct backtest){ .out = { .fd = -1 } };
+}
+
+/* All of buf to fd; 0 or -errno. */
+static int write_all(int fd, const char *p, size_t len)
+{
+        while (len > 0) {
+                ssize_t n = write(fd, p, len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return n < 0 ? -errno : -ENOSPC;
+                p += n;
+                len -= (size_t)n;
+        }
+        return 0;
+}
+
+/* Bytes copied at a time: the file passes through this buffer only, and
+ * is never mapped here (a mapping would count its pages to jailrun's own
+ * resident memory: 1 GiB for the largest file). */
+#define BT_COPY_BUF (256 * 1024)
+
+/* in copied to out, its lines counted: its newlines, and one more for a
+ * last line without one. */
+static int copy_counting(int in, int out, const char *path, uint64_t *lines, struct jr_err *err)
+{
+        _cleanup_free_ char *buf = malloc(BT_COPY_BUF);
+        if (!buf)
+                return jr_fail(err, ENOMEM, "--bars %s", path);
+        uint64_t n = 0, size = 0;
+        char last = '\n';
+        for (;;) {
+                ssize_t got = read(in, buf, BT_COPY_BUF);
+                if (got < 0 && errno == EINTR)
+                        continue;
+                if (got < 0)
+                        return jr_fail(err, errno, "--bars %s: read", path);
+                if (got == 0)
+                        break;
+                if ((size += (uint64_t)got) > JOB_MAX_BARS_FILE)  /* it grew while we read */
+                        return jr_fail(err, EFBIG, "--bars %s: more than %lu bytes", path, JOB_MAX_BARS_FILE);
+                for (const char *q = buf, *end = buf + got; (q = memchr(q, '\n', (size_t)(end - q))); q++)
+                        n++;
+                last = buf[got - 1];
+                int r = write_all(out, buf, (size_t)got);
+                if (r < 0)
+                        return jr_fail(err, -r, "--bars %s: copy", path);
+        }
+        *lines = n + (last != '\n');
+        return 0;
 }
 
 /* Copies the bars file into a sealed memfd for the jail: it gets the bytes
  * as they are now, read-only, and never the host path. */
-/* Lines in the sealed memfd of `size` bytes: its newlines, and one more
- * for a last line without one. */
-static int count_lines(int fd, off_t size, uint64_t *lines, struct jr_err *err)
-{
-        *lines = 0;
-        if (size == 0)
-                return 0;
-        const char *p = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (p == MAP_FAILED)
-                return jr_fail(err, errno, "map the bars");
-        uint64_t n = 0;
-        for (const char *q = p, *end = p + size; q < end; q++) {
-                q = memchr(q, '\n', (size_t)(end - q));
-                if (!q)
-                        break;
-                n++;
-        }
-        *lines = n + (p[size - 1] != '\n');
-        munmap((void *)p, (size_t)size);
-        return 0;
-}
-
 int bt_bars_memfd(const char *path, int *out, uint64_t *lines, struct jr_err *err)
 {
         /* O_NONBLOCK: a FIFO must not hang us before it is refused. */
@@ -361,26 +467,11 @@ int bt_bars_memfd(const char *path, int *out, uint64_t *lines, struct jr_err *er
         _cleanup_close_ int fd = memfd_create("jailrun-bars", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         if (fd < 0)
                 return jr_fail(err, errno, "memfd_create");
-        for (off_t left = st.st_size; left > 0;) {
-                ssize_t n = copy_file_range(in, NULL, fd, NULL, (size_t)left, 0);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP))
-                        n = sendfile(fd, in, NULL, (size_t)left);
-                if (n < 0)
-                        return jr_fail(err, errno, "--bars %s: copy", path);
-                if (n == 0)
-                        break;  /* it shrank while we read: what is there */
-                left -= n;
-        }
-        if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
-                return jr_fail(err, errno, "seal the bars");
-        struct stat sealed;
-        if (fstat(fd, &sealed) < 0)
-                return jr_fail(err, errno, "fstat the bars");
-        int r = count_lines(fd, sealed.st_size, lines, err);
+        int r = copy_counting(in, fd, path, lines, err);
         if (r < 0)
                 return r;
+        if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
+                return jr_fail(err, errno, "seal the bars");
         if (lseek(fd, 0, SEEK_SET) < 0)
                 return jr_fail(err, errno, "lseek");
         *out = TAKE_FD(fd);

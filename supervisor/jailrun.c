@@ -62,6 +62,8 @@ static const char usage_text[] =
         "  --params FILE          backtest: the strategy's params (a JSON object)\n"
         "  --bar-timeout DURATION backtest: time per bar (default 800ms)\n"
         "  --report FILE          backtest: write the report there ('-': stdout)\n"
+        "  --report-format FMT    backtest: json (one document, default) or jsonl (a signal a line)\n"
+        "  --report-max SIZE      backtest: most bytes of signals in the report (default 4G)\n"
         "  --scratch-size SIZE    exec: size of the writable scratch dir (default 64M)\n"
         "  --uid-range LO-HI      host uids for jails (default 100000-165535)\n"
         "  --memory SIZE          memory limit (worker, strategy 256M, max 1G; exec 512M, max 2G)\n"
@@ -233,7 +235,7 @@ static int parse_uid_range(const char *s, struct job_opts *o)
 
 enum { OPT_PROFILE = 256, OPT_NAME, OPT_STATE, OPT_WORKSPACE, OPT_HTTP_PROXY, OPT_SECRETS, OPT_POLICY, OPT_PRINT_POLICY, OPT_CHECK, OPT_TICKS, OPT_TIMEOUT, OPT_JSON, OPT_VERBOSE, OPT_UIDS, OPT_SCRATCH,
        OPT_HELP, OPT_VERSION, OPT_MEMORY, OPT_CPUS, OPT_PIDS, OPT_CPU_TIME, OPT_CGROUP_PARENT, OPT_BARS,
-       OPT_PARAMS, OPT_BAR_TIMEOUT, OPT_REPORT, OPT_INTERVAL, OPT_TICK_TIMEOUT };
+       OPT_PARAMS, OPT_BAR_TIMEOUT, OPT_REPORT, OPT_INTERVAL, OPT_TICK_TIMEOUT, OPT_REPORT_FORMAT, OPT_REPORT_MAX };
 
 static const struct option longopts[] = {
         { "profile", required_argument, NULL, OPT_PROFILE },
@@ -260,6 +262,8 @@ static const struct option longopts[] = {
         { "params", required_argument, NULL, OPT_PARAMS },
         { "bar-timeout", required_argument, NULL, OPT_BAR_TIMEOUT },
         { "report", required_argument, NULL, OPT_REPORT },
+        { "report-format", required_argument, NULL, OPT_REPORT_FORMAT },
+        { "report-max", required_argument, NULL, OPT_REPORT_MAX },
         { "json", no_argument, NULL, OPT_JSON },
         { "verbose", no_argument, NULL, OPT_VERBOSE },
         { "help", no_argument, NULL, OPT_HELP },
@@ -278,6 +282,7 @@ struct cli {
         const char *params;      /* backtest: the params file */
         double bar_timeout;      /* backtest: seconds; < 0 = the policy's */
         const char *report;      /* backtest: where the report goes; "-" = stdout */
+        int report_opts;         /* --report-format or --report-max given */
         double tick_timeout;     /* worker: seconds; < 0 = the policy's */
 };
 
@@ -401,7 +406,19 @@ static int parse_opt(int c, const char *arg, struct job_opts *o, struct cli *cli
                 o->bars_path = arg;
                 return -1;
         case OPT_PARAMS: cli->params = arg; return -1;
-        case OPT_REPORT: cli->report = arg; return -1;
+        case OPT_REPORT: cli->report = o->report_path = arg; return -1;
+        case OPT_REPORT_FORMAT:
+                if (strcmp(arg, "json") != 0 && strcmp(arg, "jsonl") != 0)
+                        return usage_error("--report-format wants json or jsonl, not '%s'", arg);
+                o->report_format = strcmp(arg, "jsonl") == 0 ? BTR_JSONL : BTR_JSON;
+                cli->report_opts = 1;
+                return -1;
+        case OPT_REPORT_MAX:
+                if (parse_size(arg, &v) < 0 || v < 1024)
+                        return usage_error("--report-max wants a size of at least 1K (500M, 4G), not '%s'", arg);
+                o->report_max = v;
+                cli->report_opts = 1;
+                return -1;
         case OPT_BAR_TIMEOUT:
                 if (parse_duration(arg, 0.001, 3600, &cli->bar_timeout) < 0)
                         return usage_error("--bar-timeout wants a duration from 1ms to 1h (800ms, 2s), not '%s'", arg);
@@ -438,35 +455,6 @@ static void print_error(const char *etype, const char *emsg)
         outq_put(&q, "\n", 1);
         outq_flush_all(&q);
         outq_free(&q);
-}
-
-/* The backtest report, to a file (written whole, then renamed into place)
- * or to stdout for "-". */
-static int write_report(const char *path, const json_t *report)
-{
-        const size_t flags = JSON_INDENT(1) | JSON_ENSURE_ASCII;
-        if (strcmp(path, "-") == 0) {
-                json_dumpf(report, stdout, flags);
-                fputc('\n', stdout);
-                return 0;
-        }
-        char tmp[PATH_MAX];
-        if (jr_snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) < 0) {
-                log_msg("--report %s: path too long", path);
-                return -1;
-        }
-        _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-        int r = fd < 0 ? -errno : json_dumpfd(report, fd, flags) < 0 || write(fd, "\n", 1) != 1 ? -EIO : 0;
-        if (r == 0 && fsync(fd) < 0)
-                r = -errno;
-        if (r == 0 && rename(tmp, path) < 0)
-                r = -errno;
-        if (r < 0) {
-                if (fd >= 0)
-                        unlink(tmp);
-                log_msg("--report %s: %s", path, strerror(-r));
-        }
-        return r;
 }
 
 /* The backtest's figures: in --json, an object; else a line or two. */
@@ -557,6 +545,8 @@ static void print_result(const struct job_opts *o, const struct job_result *r)
                                 json_object_set_new(stats, "reloads_failed", json_integer(r->reloads_failed));
                         }
                 }
+                if (stats && r->peak_rss_kib >= 0)
+                        json_object_set_new(stats, "supervisor_peak_rss_bytes", json_integer((json_int_t)r->peak_rss_kib * 1024));
                 if (stats && r->log_dropped)
                         json_object_set_new(stats, "log_dropped", json_integer((json_int_t)r->log_dropped));
                 json_t *j = json_pack("{s:s, s:o, s:i, s:o}", "status", status_word(r->status), "error",
@@ -760,6 +750,8 @@ static int setup_backtest(struct job_opts *o, const struct cli *cli, json_t *pol
                                          "profile strategy, without --check");
         if (!o->bars_path)
                 return usage_error("%s", "--params, --bar-timeout and --report need --bars");
+        if (cli->report_opts && !cli->report)
+                return usage_error("%s", "--report-format and --report-max need --report");
         o->entry = JAIL_ENTRY_BACKTEST;
         o->ticks = 1;
         if (cli->bar_timeout >= 0) {
@@ -800,7 +792,7 @@ static int setup_policy(struct job_opts *o, const struct cli *cli, json_t **pol)
                 if (r >= 0)
                         return r;
         }
-        if (o->bars_path || cli->params || cli->report || cli->bar_timeout >= 0) {
+        if (o->bars_path || cli->params || cli->report || cli->report_opts || cli->bar_timeout >= 0) {
                 int r = setup_backtest(o, cli, *pol, strategy);
                 if (r >= 0)
                         return r;
@@ -896,7 +888,8 @@ int main(int argc, char *argv[])
         ensure_stdio();
         struct job_opts o = { .profile = JAIL_PROFILE_WORKER, .ticks = 1, .timeout_s = -1, .cpu_time_s = -1,
                               .uid_lo = UID_RANGE_DEFAULT_LO, .uid_hi = UID_RANGE_DEFAULT_HI,
-                              .scratch_bytes = SCRATCH_DEFAULT, .cgroup_parent = CGROUP_PARENT_DEFAULT };
+                              .scratch_bytes = SCRATCH_DEFAULT, .cgroup_parent = CGROUP_PARENT_DEFAULT,
+                              .report_max = BTR_MAX_DEFAULT };
         struct cli cli = { .bar_timeout = -1, .tick_timeout = -1 };
         int c;
         while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
@@ -965,7 +958,7 @@ int main(int argc, char *argv[])
         if (res.status == JOB_SIGNAL && strcmp(res.etype, "Interrupted") == 0 &&
             (sig == SIGINT || sig == SIGTERM || sig == SIGQUIT))
                 raise(sig);
-        if (res.report && cli.report && write_report(cli.report, res.report) < 0 && res.exit_code == 0)
+        if (res.report_failed && res.exit_code == 0)
                 res.exit_code = EXIT_USER_ERROR;
         if (o.entry == JAIL_ENTRY_CHECK)
                 print_check(&o, &res);

@@ -43,6 +43,10 @@
  * done on the job's behalf outside the job's cgroup: this bounds it. */
 #define READ_RATE (4.0 * 1024 * 1024)
 #define READ_BURST (8.0 * 1024 * 1024)
+/* A backtest's batches are its report, parsed, checked and encoded again
+ * at ~65 ns a byte (bench/RESULTS.md): at this rate up to about one core
+ * of the supervisor's, ~290 000 small signals a second (jailrun-backtest(7)). */
+#define BT_READ_RATE (16.0 * 1024 * 1024)
 
 /* What a log message or a line of raw output costs on top of its text,
  * against the log and output budgets: about its printed frame, so empty
@@ -474,8 +478,11 @@ static void on_bars(struct job *j, const struct msg *m)
         struct jr_err err = { 0 };
         if (j->o->entry != JAIL_ENTRY_BACKTEST || !j->inflight)
                 return end_job(j, JOB_PROTOCOL, "ProtocolError", "unexpected bars report");
-        if (bt_add(&j->bt, m, &err) < 0)
+        int r = bt_add(&j->bt, m, &err);
+        if (r == -EPROTO)
                 return end_job(j, JOB_PROTOCOL, "ProtocolError", "%s", err.msg);
+        if (r < 0)  /* --report-max, or the report could not be written */
+                return end_job(j, JOB_ERROR, "ReportError", "%s", err.msg);
         if (bt_over(&j->bt))
                 return end_job(j, JOB_ERROR, "BacktestAborted",
                                "%llu of %llu bars failed by bar %llu (the run stops once more than %g%% of "
@@ -781,14 +788,15 @@ static void charge(struct job *j, size_t n)
         clock_gettime(CLOCK_MONOTONIC, &now);
         double dt = (double)(now.tv_sec - j->refilled.tv_sec) + (now.tv_nsec - j->refilled.tv_nsec) / 1e9;
         j->refilled = now;
-        j->tokens += dt * READ_RATE;
+        double rate = j->o->entry == JAIL_ENTRY_BACKTEST ? BT_READ_RATE : READ_RATE;
+        j->tokens += dt * rate;
         if (j->tokens > READ_BURST)
                 j->tokens = READ_BURST;
         j->tokens -= (double)n;
         if (j->tokens >= 0 || j->throttled || j->exited)
                 return;
         /* On failure the jail stays unthrottled rather than stuck. */
-        if (timer_arm(j, &j->throttlefd, -j->tokens / READ_RATE, 0, EV_THROTTLE) == 0) {
+        if (timer_arm(j, &j->throttlefd, -j->tokens / rate, 0, EV_THROTTLE) == 0) {
                 j->throttled = 1;
                 set_paused(j, 1);
         }
@@ -1324,10 +1332,15 @@ static void backtest_outcome(struct job *j)
         char reason[sizeof res->etype + sizeof res->emsg + 2];
         snprintf(reason, sizeof reason, "%s: %s", res->etype, res->emsg);
         res->report = bt_report(&j->bt, outcome, res->status == JOB_OK ? NULL : reason);
+        struct jr_err err = { 0 };
+        if (!res->report || bt_report_finish(&j->bt, res->report, &err) < 0) {
+                log_msg("%s", res->report ? err.msg : "--report: out of memory");
+                res->report_failed = 1;
+        }
         res->bars = j->bt.total;
         res->bars_run = j->bt.done;
         res->bars_failed = j->bt.failed;
-        res->signals = json_array_size(j->bt.signals);
+        res->signals = j->bt.signals;
         res->orders = j->bt.orders;
         bt_times(&j->bt, &res->bar_us_p50, &res->bar_us_p99, &res->bar_us_max);
 }
@@ -1666,6 +1679,21 @@ static int make_cgroup(struct job *j, struct jr_err *err)
         return cg_job_create(&j->cg, &j->cgh, j->o->cgroup_parent, name, &l, err);
 }
 
+/* jailrun's own peak resident memory, KiB (VmHWM), or -1. Not
+ * getrusage(RUSAGE_SELF): its ru_maxrss keeps the peak of the process
+ * image before execve, the parent's when it was vforked, so a large
+ * caller would show as jailrun's. */
+static long self_peak_rss_kib(void)
+{
+        _cleanup_fclose_ FILE *f = fopen("/proc/self/status", "re");
+        char line[256];
+        long kib = -1;
+        while (f && fgets(line, sizeof line, f))
+                if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+                        break;
+        return kib;
+}
+
 int job_run(const struct job_opts *o, struct job_result *res)
 {
         struct timespec t0;
@@ -1694,7 +1722,8 @@ int job_run(const struct job_opts *o, struct job_result *res)
         _cleanup_close_ int bars_fd = -1;
         if (!j.next || !(j.buf = malloc(CHAN_MAX_MSG)))
                 r = jr_fail(&err, ENOMEM, "channel buffer");
-        if (r == 0 && o->entry == JAIL_ENTRY_BACKTEST && (r = bt_bars_memfd(o->bars_path, &bars_fd, &j.bt.max_total, &err)) < 0) {
+        if (r == 0 && o->entry == JAIL_ENTRY_BACKTEST && ((r = bt_bars_memfd(o->bars_path, &bars_fd, &j.bt.max_total, &err)) < 0 ||
+            (o->report_path && (r = bt_report_to(&j.bt, o->report_path, o->report_format, o->report_max, &err)) < 0))) {
                 res->exit_code = EXIT_USAGE;
                 job_close(&j);
                 broker_close(&j.broker);
@@ -1756,12 +1785,13 @@ int job_run(const struct job_opts *o, struct job_result *res)
         res->log_dropped = j.log_dropped;
         if (j.progress_shown)
                 outq_puts(&j.errq, "\r\033[K");
-        if (j.bt.signals)
+        if (j.bt.started)
                 backtest_outcome(&j);
         if (j.log_dropped)
                 log_note(&j.errq, o->json, "%llu log messages dropped in all (log limit of %llu bytes)",
                             (unsigned long long)j.log_dropped, (unsigned long long)o->log_max_bytes);
         job_close(&j);
+        res->peak_rss_kib = self_peak_rss_kib();
         res->wall_ms = ms_since(&t0);
         struct rusage self;  /* jailrun's own CPU, its children's not counted */
         if (getrusage(RUSAGE_SELF, &self) == 0)

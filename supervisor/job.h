@@ -54,6 +54,9 @@ struct job_opts {
         double abort_percent;        /* the 5 % rule */
         unsigned abort_min;
         int progress;                /* a progress line on stderr */
+        const char *report_path;     /* --report: the file, "-" for stdout; NULL for none */
+        int report_format;           /* enum btr_format */
+        uint64_t report_max;         /* --report-max: bytes */
         int show_version;
 };
 
@@ -84,7 +87,9 @@ struct job_result {
         json_t *violations;          /* --check: what the validator found (owned) */
         uint64_t log_dropped;        /* messages dropped past log_max_bytes */
         /* Backtest. */
-        json_t *report;              /* owned; NULL if the run never started */
+        json_t *report;              /* the report's summary, owned; NULL if the run never started */
+        int report_failed;           /* --report could not be written (said on stderr) */
+        long peak_rss_kib;           /* jailrun's own peak resident memory (not its jails') */
         uint64_t bars, bars_run, bars_failed, signals, orders;
         uint32_t bar_us_p50, bar_us_p99, bar_us_max;
         long run_us;                 /* from the run message to the run's result */

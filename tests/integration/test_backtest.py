@@ -653,31 +653,113 @@ def test_deep_params_are_refused(tmp_path):
     assert p.returncode == 2 and "nest deeper than 32 levels" in p.stderr, p
 
 
-def test_the_runtime_bar_helpers_refuse_what_they_could_not_read_safely(tmp_path):
-    """bar_window takes only a tuple (a list could shrink under the copy,
-    a __del__ run by the allocation's collection), bar_changed only the
-    sealed tuple itself (red team); profile exec, where _jailrun is open."""
+def test_the_runtime_bars_refuse_what_they_could_not_read_safely(tmp_path):
+    """The bars' methods check every argument (profile exec, where _jailrun
+    is open to any code): ranges outside the bars, windows that go back,
+    appends while candles are out, and a candle kept past its window."""
     r = run_script(tmp_path, """
         import _jailrun
-        bars = tuple(_jailrun.Candle(time=i) for i in range(3))
-        for call in (lambda: _jailrun.bar_window(_jailrun.Candles, list(bars), 0, 3),
-                     lambda: _jailrun.bar_changed(bars, 0, 3),
-                     lambda: (_jailrun.bar_seal(bars), _jailrun.bar_changed((object(),) * 3, 0, 3)),
-                     lambda: _jailrun.bar_changed(tuple(bars), 0, 4)):
+        b = _jailrun.Bars()
+        for i in range(5):
+            b.append(60 * i, 1.0, 2.0, 0.5, 1.5 + i, 10)
+        for call in (lambda: b.window(0, 6), lambda: b.window(-1, 2), lambda: b.window(3, 2),
+                     lambda: b.changed(0, 6), lambda: b.time(5), lambda: b.time(-1), lambda: b.window(0),
+                     lambda: b.append(1, 2), lambda: _jailrun.Bars(1), lambda: _jailrun.Bars.read(-1),
+                     lambda: (b.window(0, 2), b.append(300, 1, 1, 1, 1, 1))):
             try:
                 call()
                 print("accepted")
-            except (TypeError, ValueError) as e:
+            except (TypeError, ValueError, IndexError) as e:
                 print(type(e).__name__, e)
-        print(_jailrun.bar_changed(bars, 0, 3), len(_jailrun.bar_window(_jailrun.Candles, bars, 1, 9)))
+        w = b.window(1, 3)
+        print(len(b), len(w), [c["close"] for c in w], b.time(4), b.changed(0, 5))
+        kept = w[0]
+        w2 = b.window(2, 5)     # bar 1 left the window: its candle is dropped, not reused
+        dict.update(kept, close=0.0)
+        print(b.changed(0, 5), w2[0] is w[1])
+        dict.update(w2[0], close=0.0)
+        print(b.changed(0, 5), b.changed(3, 5))
+        print(b.window(0, 2)[1] is kept, b.changed(0, 5))  # a window back: candles made afresh
     """, "--profile", "exec")
     assert r.code == 0, r
     assert r.out.splitlines() == [
-        "TypeError bar_window(cls, bars, lo, hi): cls a list subclass, bars a tuple",
-        "ValueError bar_changed: not the sealed bars, or out of range",
-        "ValueError bar_changed: not the sealed bars, or out of range",
-        "ValueError bar_changed: not the sealed bars, or out of range",
-        "-1 2"], r
+        "IndexError bars 0..6 are not within 0..5",
+        "IndexError bars -1..2 are not within 0..5",
+        "IndexError bars 3..2 are not within 0..5",
+        "IndexError bars 0..6 are not within 0..5",
+        "IndexError bar 5 is not in 0..4",
+        "IndexError bar -1 is not in 0..4",
+        "TypeError takes (lo, hi)",
+        "TypeError append(time, open, high, low, close, volume)",
+        "TypeError Bars() takes no arguments",
+        "ValueError read(fd): not a descriptor",
+        "ValueError append: the bars are in use",
+        "5 2 [2.5, 3.5] 240 -1",
+        "-1 True",
+        "2 -1",
+        "False -1"], r
+
+
+def test_the_fast_and_the_full_reader_give_the_same_report(tmp_path):
+    """The C reader takes plain CSV and JSON lines; a file it declines
+    (quoted fields, non-ASCII, numbers Python reads and it does not) goes
+    to the reader in Python: same bars, same report."""
+    rows = write_bars(tmp_path / "plain.csv", 300, seed=3)
+    with open(tmp_path / "quoted.csv", "w") as f:
+        f.write('"time","open","high","low","close","volume"\r\n')
+        for r in rows:
+            f.write('"%d","%r","%r","%r","%r","%d"\r\n' % (r["time"], r["open"], r["high"], r["low"], r["close"],
+                                                         r["volume"]))
+    with open(tmp_path / "odd.csv", "w") as f:   # extra columns, case, spaces, exponents, a float time
+        f.write("\ufeffVolume, Close ,x,low,HIGH,open,time\n\n")
+        for r in rows:
+            f.write("%d , %s,\u00e9,%r,%r, %r ,%d.0\n" % (r["volume"], "%.6e" % r["close"], r["low"], r["high"],
+                                                      r["open"], r["time"]))
+    with open(tmp_path / "odd.jsonl", "w") as f:
+        for r in rows:
+            f.write(json.dumps(dict(r, note="\u00e9", time=float(r["time"]))) + "\n\n")
+    src = """
+        def on_bar_strategy(sdk, params):
+            c = sdk.candles[-1]
+            return [c["time"], c["open"], c["high"], c["low"], c["close"], c["volume"], type(c["time"]).__name__]
+    """
+    reports = {}
+    for name in ("plain.csv", "quoted.csv", "odd.jsonl"):
+        r, _ = backtest(tmp_path, src, bars=tmp_path / name)
+        assert r.code == 0, (name, r)
+        reports[name] = (tmp_path / "report.json").read_bytes()
+    assert reports["quoted.csv"] == reports["plain.csv"]
+    assert reports["odd.jsonl"] == reports["plain.csv"]
+    r, rep = backtest(tmp_path, src, bars=tmp_path / "odd.csv")
+    assert r.code == 0, r
+    assert [s["return"][4] for s in rep["signals"]] == [float("%.6e" % x["close"]) for x in rows]
+    assert all(s["return"][6] == "int" for s in rep["signals"])
+
+
+def test_what_the_fast_reader_takes(tmp_path):
+    """Which files the C reader takes (None: left to the full reader), so
+    the test above compares two readers, not one with itself."""
+    r = run_script(tmp_path, r"""
+        import os, _jailrun
+        cases = {"plain": "time,open,high,low,close,volume\n1,1,1,1,1,1\r\n2,1,1,1,1.5e3,1\n",
+                 "dups": "time,Time,open,high,low,close,volume\n1,2,1,1,1,1,1\n",
+                 "jsonl": '{"time": 1, "open": 1, "high": 1, "low": 1, "close": 1.5, "volume": 1, "x": [{}]}\n',
+                 "quoted": 'time,open,high,low,close,volume\n"1",1,1,1,1,1\n',
+                 "under": "time,open,high,low,close,volume\n1,1,1,1,1_0,1\n",
+                 "cr": "time,open,high,low,close,volume\r1,1,1,1,1,1\n",
+                 "jsonl_str": '{"time": "1", "open": 1, "high": 1, "low": 1, "close": 1, "volume": 1}\n',
+                 "order": "time,open,high,low,close,volume\n2,1,1,1,1,1\n1,1,1,1,1,1\n",
+                 "big": "time,open,high,low,close,volume\n9223372036854775808,1,1,1,1,1\n"}
+        for k, v in cases.items():
+            with open(k, "w") as f:
+                f.write(v)
+            b = _jailrun.Bars.read(os.open(k, os.O_RDONLY))
+            print(k, None if b is None else [(b.time(i), b.window(i, i + 1)[0]["close"]) for i in range(len(b))])
+    """, "--profile", "exec")
+    assert r.code == 0, r
+    assert r.out.splitlines() == ["plain [(1, 1.0), (2, 1500.0)]", "dups [(2, 1.0)]", "jsonl [(1, 1.5)]",
+                                  "quoted None", "under None", "cr None", "jsonl_str None", "order None",
+                                  "big None"], r
 
 
 def test_a_jail_cannot_claim_more_bars_than_the_file_has_lines(tmp_path):
@@ -700,3 +782,120 @@ def test_a_jail_cannot_claim_more_bars_than_the_file_has_lines(tmp_path):
     assert j["error"]["type"] == "ProtocolError", j
     assert j["error"]["message"] == "the jail claims 100000000 bars; the bars file has 3 lines", j
     assert j["stats"]["wall_ms"] < 15000, j
+
+
+# --- millions of bars (issue 14) ---------------------------------------------------------
+
+def write_many_bars(path, n):
+    """n bars of CSV, fast: a time step of 60 s, a price that wanders."""
+    with open(path, "w") as f:
+        f.write("time,open,high,low,close,volume\n")
+        for k in range(0, n, 100000):
+            f.write("".join("%d,%d.5,%d.75,%d.25,%d.5,%d\n" % (1700000000 + 60 * i, 100 + i % 97, 101 + i % 97,
+                                                              99 + i % 97, 100 + i % 89, 1 + i % 1000)
+                            for i in range(k, min(n, k + 100000))))
+
+
+def vm_hwm(pid):
+    """The process's peak resident memory so far, bytes (0 once it is gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+SUPERVISOR_RSS_BOUND = 64 << 20
+
+
+def test_a_million_bars_with_a_return_each_keep_jailrun_small(tmp_path):
+    """1 000 000 bars, a dict returned every bar, the report written: the
+    run fits the strategy profile's default memory limit (the jail holds
+    the bars as 48-byte records), and jailrun's own peak resident memory
+    stays within 64 MB (the report is written as it goes, never held).
+    jailrun's memory is read two ways: its own VmHWM in the --json stats
+    (its jails are other processes and not in it), and /proc/PID/status
+    VmHWM read from outside while it runs."""
+    n = 1000000
+    bars = tmp_path / "bars.csv"
+    write_many_bars(bars, n)
+    src = tmp_path / "s.py"
+    src.write_text('def on_bar_strategy(sdk, params):\n    return {"c": sdk.candles[-1]["close"]}\n')
+    report = tmp_path / "report.json"
+    p = subprocess.Popen([JAILRUN, "--profile", "strategy", "--bars", str(bars), "--report", str(report), "--json",
+                          str(src)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    hwm = 0
+    while p.poll() is None:
+        hwm = max(hwm, vm_hwm(p.pid))
+        time.sleep(0.05)
+    out, err = p.communicate()
+    assert p.returncode == 0, (out[-2000:], err[-2000:])
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["backtest"]["bars_run"] == n and res["backtest"]["signals"] == n, res
+    own = res["stats"]["supervisor_peak_rss_bytes"]
+    assert 0 < own <= SUPERVISOR_RSS_BOUND, res
+    assert 0 < hwm <= SUPERVISOR_RSS_BOUND, hwm
+    # the report: one signal a line between its head and its summary
+    with open(report, "rb") as f:
+        head = f.readline()
+        first = f.readline()
+        lines = 2
+        for line in f:
+            lines += 1
+            last, prev = line, first
+    assert head == b'{"jailrun_backtest":1,"bars":1000000,"signals":[\n'
+    assert json.loads(first.rstrip(b",\n")) == {"bar": 0, "time": 1700000000, "return": {"c": 100.5}}
+    assert lines == n + 2
+    assert last.startswith(b'],"outcome":')
+    summary = json.loads(b"{" + last[2:])
+    assert summary["outcome"] == "completed" and summary["signals_count"] == n, summary
+
+
+def test_report_as_json_lines(tmp_path):
+    write_bars(tmp_path / "bars.csv", 50)
+    r = run_script(tmp_path, "def on_bar_strategy(sdk, params):\n    return len(sdk.candles) if len(sdk.candles) % 2 "
+                   "else None\n", "--profile", "strategy", "--bars", str(tmp_path / "bars.csv"), "--report", "-",
+                   "--report-format", "jsonl")
+    assert r.code == 0, r
+    lines = [json.loads(line) for line in r.out.splitlines()]
+    assert [s["return"] for s in lines[:-1]] == list(range(1, 51, 2))
+    assert lines[-1]["jailrun_backtest"] == 1 and lines[-1]["bars"] == 50 and lines[-1]["signals_count"] == 25
+    assert lines[-1]["outcome"] == "completed" and "signals" not in lines[-1]
+
+
+def test_report_max_is_a_limit_in_bytes(tmp_path):
+    """--report-max: the run stops when the signals would pass it, with an
+    error naming it; the report written so far stays one JSON document."""
+    r, rep = backtest(tmp_path, """
+        def on_bar_strategy(sdk, params):
+            return {"c": sdk.candles[-1]["close"], "pad": "x" * 100}
+    """, 3000, "--report-max", "200K", "--json")
+    assert r.code == 1, r
+    assert r.json["error"]["type"] == "ReportError", r.json
+    assert "the report reached --report-max 204800 bytes by bar " in r.json["error"]["message"], r.json
+    assert rep["outcome"] == "error" and rep["reason"].startswith("ReportError: the report reached --report-max")
+    # a batch (512 bars here) is taken whole or not at all
+    assert 0 < len(rep["signals"]) < 3000 and rep["signals_count"] == len(rep["signals"]), rep["signals_count"]
+    assert rep["bars_run"] == len(rep["signals"])
+    assert os.path.getsize(tmp_path / "report.json") < (200 << 10) + 2048
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--report-max", "1G"], "--report-format and --report-max need --report"),
+    (["--report", "R", "--report-max", "12"], "--report-max wants a size of at least 1K"),
+    (["--report", "R", "--report-format", "xml"], "--report-format wants json or jsonl"),
+    (["--report", "/nonexistent/dir/r.json"], "--report /nonexistent/dir/r.json: create"),
+])
+def test_report_usage_errors(tmp_path, args, message):
+    write_bars(tmp_path / "B", 3)
+    args = [str(tmp_path / a) if a == "R" else a for a in args]
+    src = tmp_path / "s.py"
+    src.write_text("def on_bar_strategy(sdk, params):\n    return 1\n")
+    r = subprocess.run([JAILRUN, "--profile", "strategy", "--bars", str(tmp_path / "B"), *args, str(src)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r
+    assert message in r.stderr, r.stderr
+    assert not [f for f in os.listdir(tmp_path) if ".tmp." in f]

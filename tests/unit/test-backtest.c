@@ -3,8 +3,11 @@
  * report and the per-bar time percentiles. */
 #include "config.h"
 
+#include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "supervisor/backtest.h"
 #include "supervisor/msg.h"
@@ -30,10 +33,46 @@ static void start(struct backtest *b, unsigned total)
         ck_assert_int_eq(bt_start(b, total, &err), 0);
 }
 
+/* A report file for the test; its path in buf. */
+static void report_path(char *buf, size_t size)
+{
+        snprintf(buf, size, "/tmp/jailrun-test-backtest.%d.json", (int)getpid());
+        unlink(buf);
+}
+
+/* As start(), with the report going to path. */
+static void start_reporting(struct backtest *b, unsigned total, const char *path, enum btr_format f,
+                            uint64_t max)
+{
+        struct jr_err err = { 0 };
+        bt_init(b, 5, 5);
+        ck_assert_int_eq(bt_report_to(b, path, f, max, &err), 0);
+        ck_assert_int_eq(bt_start(b, total, &err), 0);
+}
+
+/* The finished report's text (to be freed). */
+static char *finish(struct backtest *b, const char *path)
+{
+        struct jr_err err = { 0 };
+        json_t *sum = bt_report(b, "completed", NULL);
+        ck_assert_int_eq(bt_report_finish(b, sum, &err), 0);
+        json_decref(sum);
+        FILE *f = fopen(path, "re");
+        ck_assert_ptr_nonnull(f);
+        char *text = calloc(1, 1 << 20);
+        size_t n = fread(text, 1, (1 << 20) - 1, f);
+        text[n] = '\0';
+        fclose(f);
+        unlink(path);
+        return text;
+}
+
 START_TEST(good_batches)
 {
         struct backtest b;
-        start(&b, 4);
+        char path[64];
+        report_path(path, sizeof path);
+        start_reporting(&b, 4, path, BTR_JSON, BTR_MAX_DEFAULT);
         ck_assert_int_eq(add(&b, "{\"type\":\"bars\",\"first\":0,\"us\":[5,7],\"signals\":[{\"bar\":1,\"time\":60,"
                                  "\"return\":\"{\\\"x\\\":[1,2.5]}\",\"orders\":[{\"side\":\"buy\",\"action\":"
                                  "\"buy_to_open\",\"qty\":1,\"order_type\":\"market\"}]}],\"errors\":[]}"),
@@ -49,13 +88,17 @@ START_TEST(good_batches)
         ck_assert_uint_eq(p50, 5);
         ck_assert_uint_eq(p99, 7);
         ck_assert_uint_eq(max, 9);
-        json_t *r = bt_report(&b, "completed", NULL);
-        char *s = json_dumps(r, JSON_COMPACT);
-        ck_assert_ptr_nonnull(strstr(s, "\"return\":{\"x\":[1,2.5]}"));
-        ck_assert_ptr_nonnull(strstr(s, "\"TimeoutError\":{\"count\":1,\"first\":{\"bar\":3,\"time\":180,"
-                                        "\"message\":\"slow\",\"line\":4}}"));
+        char *s = finish(&b, path);
+        /* one document; the signals one a line, the summary after them */
+        ck_assert_str_eq(s, "{\"jailrun_backtest\":1,\"bars\":4,\"signals\":[\n"
+                            "{\"bar\":1,\"time\":60,\"return\":{\"x\":[1,2.5]},\"orders\":[{\"side\":\"buy\","
+                            "\"action\":\"buy_to_open\",\"qty\":1,\"order_type\":\"market\"}]}\n"
+                            "],\"outcome\":\"completed\",\"bars_run\":4,\"bars_ok\":3,\"bars_failed\":1,"
+                            "\"signals_count\":1,\"orders_count\":1,\"failures\":{\"SecurityError\":0,"
+                            "\"TimeoutError\":1,\"MemoryError\":0,\"ProtocolError\":0,\"RuntimeError\":0},"
+                            "\"errors\":{\"TimeoutError\":{\"count\":1,\"first\":{\"bar\":3,\"time\":180,"
+                            "\"message\":\"slow\",\"line\":4}}}}\n");
         free(s);
-        json_decref(r);
         bt_free(&b);
 }
 END_TEST
@@ -115,16 +158,23 @@ static const char *const bad[] = {
 START_TEST(bad_batches)
 {
         struct backtest b;
-        start(&b, 10);
+        char path[64];
+        report_path(path, sizeof path);
+        start_reporting(&b, 10, path, BTR_JSONL, BTR_MAX_DEFAULT);
         ck_assert_int_eq(add(&b, "{\"type\":\"bars\",\"first\":0,\"us\":[1,1],\"signals\":[],\"errors\":[]}"), 0);
         ck_assert_msg(add(&b, bad[_i]) < 0, "accepted: %s", bad[_i]);
         /* the run is as it was before the refused batch */
         ck_assert_uint_eq(b.done, 2);
         ck_assert_uint_eq(b.failed, 0);
         ck_assert_uint_eq(b.orders, 0);
-        ck_assert_uint_eq(json_array_size(b.signals), 0);
+        ck_assert_uint_eq(b.signals, 0);
         for (int c = 0; c < BT_CATEGORIES; c++)
                 ck_assert(b.count[c] == 0 && b.first[c] == NULL);
+        /* and nothing of it reached the report */
+        char *s = finish(&b, path);
+        ck_assert_msg(strncmp(s, "{\"jailrun_backtest\":1,\"bars\":10,\"outcome\":", 42) == 0 &&
+                      strchr(s, '\n') == s + strlen(s) - 1, "%s", s);
+        free(s);
         bt_free(&b);
 }
 END_TEST
@@ -156,13 +206,16 @@ START_TEST(five_percent)
 }
 END_TEST
 
-/* A return value of many small values costs far more parsed than as text:
- * the signals' budget counts the values, so a run of them is refused long
- * before the supervisor holds gigabytes (a red-team finding). */
-START_TEST(signals_budget_counts_values)
+/* The signals' limit is the report's bytes (--report-max), checked per
+ * batch before any of it is written; a return value of many small values
+ * is held parsed only while it is encoded (a red-team finding: it once
+ * cost the supervisor gigabytes). */
+START_TEST(report_max_in_bytes)
 {
         struct backtest b;
-        start(&b, 100000);
+        char path[64];
+        report_path(path, sizeof path);
+        start_reporting(&b, 100000, path, BTR_JSON, 1 << 20);
         size_t n = 21800, len = 3 * n + 2;
         char *ret = malloc(len + 1), *msg = malloc(len + 256);
         ret[0] = '[';
@@ -170,16 +223,62 @@ START_TEST(signals_budget_counts_values)
                 memcpy(ret + 1 + 3 * i, i + 1 < n ? "{}," : "{} ", 3);
         ret[len - 1] = ']';
         ret[len] = '\0';
-        int refused_at = -1;
+        int refused_at = -1, r = 0;
+        struct jr_err err = { 0 };
         for (int k = 0; k < 200 && refused_at < 0; k++) {
                 snprintf(msg, len + 256, "{\"type\":\"bars\",\"first\":%d,\"us\":[1],\"signals\":[{\"bar\":%d,"
                          "\"time\":1,\"return\":\"%s\"}],\"errors\":[]}", k, k, ret);
-                if (add(&b, msg) < 0)
+                struct msg m;
+                ck_assert_int_eq(msg_decode(msg, strlen(msg), &m, &err), 0);
+                if ((r = bt_add(&b, &m, &err)) < 0)
                         refused_at = k;
+                msg_free(&m);
         }
-        ck_assert_msg(refused_at > 0 && refused_at < 40, "refused at %d", refused_at);
+        /* 16 signals of ~64 KiB fit in 1 MiB, the 17th does not */
+        ck_assert_int_eq(refused_at, 16);
+        ck_assert_int_eq(r, -EFBIG);
+        ck_assert_str_eq(err.msg, "the report reached --report-max 1 MiB by bar 16 (16 signals): return less per "
+                                  "bar, or raise --report-max");
+        ck_assert_uint_eq(b.signals, 16);
+        char *s = finish(&b, path);
+        json_error_t je;
+        json_t *doc = json_loads(s, 0, &je);
+        ck_assert_msg(doc != NULL, "not JSON: %s", je.text);
+        ck_assert_uint_eq(json_array_size(json_object_get(doc, "signals")), 16);
+        ck_assert_uint_le(strlen(s), (1 << 20) + 1024);
+        json_decref(doc);
+        free(s);
         free(ret);
         free(msg);
+        bt_free(&b);
+}
+END_TEST
+
+/* The per-bar times are a histogram: exact below BT_HIST_EXACT us, within
+ * 1/64 above, the max exact; what it takes does not grow with the bars. */
+START_TEST(time_percentiles)
+{
+        struct backtest b;
+        start(&b, 200);
+        char buf[256];
+        for (unsigned i = 0; i < 200; i++) {
+                unsigned us = i < 100 ? 7 : i < 198 ? 1000 + i : i == 198 ? 70000 : 4000000000u;
+                snprintf(buf, sizeof buf, "{\"type\":\"bars\",\"first\":%u,\"us\":[%u],\"signals\":[],\"errors\":[]}",
+                         i, us);
+                ck_assert_int_eq(add(&b, buf), 0);
+        }
+        uint32_t p50, p99, max;
+        bt_times(&b, &p50, &p99, &max);
+        ck_assert_uint_eq(p50, 7);       /* rank 99 of 0..199 */
+        ck_assert_uint_eq(p99, 1197);    /* rank 197 */
+        ck_assert_uint_eq(max, 4000000000u);
+        bt_free(&b);
+        start(&b, 3);
+        ck_assert_int_eq(add(&b, "{\"type\":\"bars\",\"first\":0,\"us\":[70000,70000,4000000000],\"signals\":[],"
+                                 "\"errors\":[]}"), 0);
+        bt_times(&b, &p50, &p99, &max);
+        ck_assert_uint_le(p50, 70000);
+        ck_assert_uint_ge(p50, 70000 - 70000 / 64);
         bt_free(&b);
 }
 END_TEST
@@ -212,7 +311,8 @@ int main(void)
         tcase_add_loop_test(tc, bad_batches, 0, (int)(sizeof bad / sizeof bad[0]));
         tcase_add_test(tc, five_percent);
         tcase_add_test(tc, bar_counts);
-        tcase_add_test(tc, signals_budget_counts_values);
+        tcase_add_test(tc, report_max_in_bytes);
+        tcase_add_test(tc, time_percentiles);
         suite_add_tcase(s, tc);
         return unit_run(s);
 }
