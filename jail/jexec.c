@@ -14,6 +14,7 @@
 
 #include "common/proto.h"
 #include "jail/jexec.h"
+#include "common/fdio.h"
 
 int jail_notify(int chan, const char *type)
 {
@@ -37,21 +38,6 @@ _Noreturn void jail_fatal(const char *step, const struct jr_err *err, int chan)
         else
                 dprintf(STDERR_FILENO, "jailrun: jail set-up failed at %s: %s\n", step, err->msg);
         _exit(EXIT_SETUP);
-}
-
-/* Reads exactly len bytes; 0 or -errno (-EIO when the file is short). */
-static int read_all(int fd, char *buf, size_t len)
-{
-        while (len > 0) {
-                ssize_t n = read(fd, buf, len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        return n < 0 ? -errno : -EIO;
-                buf += n;
-                len -= (size_t)n;
-        }
-        return 0;
 }
 
 /* Takes the next text of len bytes and its NUL from *p (bounded by end). */
@@ -118,7 +104,7 @@ int jexec_read(int fd, struct jexec_cfg *out, struct jr_err *err)
         if (!(out->buf = malloc(size)))
                 return jr_fail(err, ENOMEM, "configuration buffer");
         int r = (int)lseek(fd, 0, SEEK_SET);
-        r = r < 0 ? -errno : read_all(fd, out->buf, size);
+        r = r < 0 ? -errno : jr_read_all(fd, out->buf, size);
         if (r < 0)
                 return jr_fail(err, -r, "read the configuration");
         if (parse(out, size) < 0)

@@ -12,6 +12,7 @@
 #include "common/cleanup.h"
 #include "supervisor/backtest.h"
 #include "supervisor/job.h"
+#include "common/fdio.h"
 
 const char *const bt_category_names[BT_CATEGORIES] = { "SecurityError", "TimeoutError", "MemoryError",
                                                         "ProtocolError", "RuntimeError" };
@@ -396,21 +397,6 @@ void bt_free(struct backtest *b)
         *b = (struct backtest){ .out = { .fd = -1 } };
 }
 
-/* All of buf to fd; 0 or -errno. */
-static int write_all(int fd, const char *p, size_t len)
-{
-        while (len > 0) {
-                ssize_t n = write(fd, p, len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        return n < 0 ? -errno : -ENOSPC;
-                p += n;
-                len -= (size_t)n;
-        }
-        return 0;
-}
-
 /* Bytes copied at a time: the file passes through this buffer only, and
  * is never mapped here (a mapping would count its pages to jailrun's own
  * resident memory: 1 GiB for the largest file). */
@@ -438,7 +424,7 @@ static int copy_counting(int in, int out, const char *path, uint64_t *lines, str
                 for (const char *q = buf, *end = buf + got; (q = memchr(q, '\n', (size_t)(end - q))); q++)
                         n++;
                 last = buf[got - 1];
-                int r = write_all(out, buf, (size_t)got);
+                int r = jr_write_all(out, buf, (size_t)got);
                 if (r < 0)
                         return jr_fail(err, -r, "--bars %s: copy", path);
         }

@@ -11,29 +11,15 @@
 
 #include "common/cleanup.h"
 #include "supervisor/btreport.h"
+#include "common/fdio.h"
 
 /* Every value of the report is encoded so: one line per signal, ASCII
  * (the report is read by tools that may not take UTF-8). */
 #define BTR_FLAGS (JSON_COMPACT | JSON_ENSURE_ASCII)
 
-/* All of buf to fd; 0 or -errno, never a short write. */
-static int write_all(int fd, const char *p, size_t len)
-{
-        while (len > 0) {
-                ssize_t n = write(fd, p, len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        return n < 0 ? -errno : -ENOSPC;
-                p += n;
-                len -= (size_t)n;
-        }
-        return 0;
-}
-
 static int flush(struct btr *r, struct jr_err *err)
 {
-        int e = write_all(r->fd, r->buf, r->len);
+        int e = jr_write_all(r->fd, r->buf, r->len);
         r->len = 0;
         return e < 0 ? jr_fail(err, -e, "--report %s", r->path ? r->path : "-") : 0;
 }
@@ -151,7 +137,7 @@ static int copy_to_stdout(struct btr *r, struct jr_err *err)
                         return jr_fail(err, errno, "--report -: read the spool");
                 if (n == 0)
                         return 0;
-                int e = write_all(STDOUT_FILENO, r->buf, (size_t)n);
+                int e = jr_write_all(STDOUT_FILENO, r->buf, (size_t)n);
                 if (e < 0)
                         return jr_fail(err, -e, "--report -");
         }

@@ -958,14 +958,26 @@ static void restart_jail(struct job *j, const char *type, const char *msg)
         kill_jail(j);
 }
 
-/* A tick past its hard limit whose result may be waiting unread because
- * our own output is backed up (a slow reader): it waits, at most one more
- * tick limit, so a flood cannot keep a tick stuck in C alive; and never
- * while the jail is over its read budget, a delay of its own making. */
+/* 1 when the channel holds messages not read yet. */
+static int chan_unread(int fd)
+{
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        int n;
+        while ((n = poll(&p, 1, 0)) < 0 && errno == EINTR)
+                ;
+        return n > 0 && (p.revents & POLLIN);
+}
+
+/* A tick past its hard limit whose result may be waiting unread: our own
+ * output is backed up (a slow reader), or the channel still holds what we
+ * have not read yet (after a slow reader, the result comes after the logs
+ * it held back). It waits, at most one more tick limit, so a flood cannot
+ * keep a tick stuck in C alive; and never while the jail is over its read
+ * budget, a delay of its own making. */
 static int held_back(const struct job *j)
 {
-        return j->inflight && !j->restarting && !j->throttled && (outq_full(&j->outq) || outq_full(&j->errq)) &&
-               j->tick_waited < j->o->tick_timeout_s;
+        return j->inflight && !j->restarting && !j->throttled && j->tick_waited < j->o->tick_timeout_s &&
+               (outq_full(&j->outq) || outq_full(&j->errq) || (j->chan >= 0 && chan_unread(j->chan)));
 }
 
 /* The tick (or on_error) did not return by its time limit and grace. */
