@@ -23,6 +23,8 @@ from conftest import run_script
 LOOP_S = 6          # how long each flood loops
 RESERVE_S = 1.0     # BROKER_CPU_RESERVE
 TRICKLE = 0.05      # BROKER_CPU_TRICKLE
+REFUSED = ("{'error': \"rate limited: this job's ctx calls have used their supervisor CPU budget (as much CPU as "
+           "the job has used itself, plus 50 ms a second and 1 s in reserve); try again in at most ")
 
 
 def flood(tmp_path, body, *args):
@@ -77,9 +79,7 @@ def test_a_files_flood_costs_the_supervisor_what_it_costs_the_job(tmp_path, base
     n, last = out[-1].split(" ", 1)
     assert int(n) > 100, out
     if st["ctx_refused"]:  # what a refused call gets
-        assert last.startswith("{'error': \"rate limited: this job's state and files calls have used their "
-                               "supervisor CPU budget (as much CPU as the job has used itself, plus 50 ms a second "
-                               "and 1 s in reserve); try again in at most "), last
+        assert last.startswith(REFUSED), last
         assert "'retry_after': " in last, last
     print("files flood: %s calls, jailrun %.2f s, job %.2f s, %d refused" % (n, sup, job, st["ctx_refused"]))
 
