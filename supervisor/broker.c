@@ -318,13 +318,41 @@ static double cpu_left(struct broker_cpu *c)
 static json_t *cpu_refusal(double left)
 {
         double wait = -left / BROKER_CPU_TRICKLE;  /* if the job does nothing meanwhile */
-        json_t *r = user_error("rate limited: this job's state and files calls have used their supervisor CPU "
-                               "budget (as much CPU as the job has used itself, plus %.0f ms a second and %g s in "
-                               "reserve); try again in at most %.3f s", BROKER_CPU_TRICKLE * 1000,
-                               BROKER_CPU_RESERVE, wait);
+        json_t *r = user_error("rate limited: this job's ctx calls have used their supervisor CPU budget (as much "
+                               "CPU as the job has used itself, plus %.0f ms a second and %g s in reserve); try "
+                               "again in at most %.3f s", BROKER_CPU_TRICKLE * 1000, BROKER_CPU_RESERVE, wait);
         if (r && json_object_set_new(r, "retry_after", json_real(wait)) < 0)
                 json_decref(TAKE_PTR(r));
         return r;
+}
+
+/* The budget's refusal of `op` (*refused set; NULL with err when even
+ * that cannot be made), or NULL when the call may go on. */
+static json_t *over_budget(struct broker *b, const char *op, int *refused, struct jr_err *err)
+{
+        double left = cpu_left(&b->cpu);
+        *refused = left < 0;
+        if (!*refused)
+                return NULL;
+        b->cpu.refused++;
+        json_t *r = cpu_refusal(left);
+        if (!r)
+                jr_fail(err, ENOMEM, "%s call", op);
+        return r;
+}
+
+void broker_cpu_mark(struct timespec *t0)
+{
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, t0);
+}
+
+void broker_cpu_charge(struct broker *b, const struct timespec *t0)
+{
+        struct timespec t1;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+        int64_t ns = (int64_t)(t1.tv_sec - t0->tv_sec) * 1000000000 + (t1.tv_nsec - t0->tv_nsec);
+        if (ns > 0)
+                b->cpu.used_ns += (uint64_t)ns;
 }
 
 json_t *broker_call(struct broker *b, const char *op, json_t *args, struct jr_err *err)
@@ -332,20 +360,14 @@ json_t *broker_call(struct broker *b, const char *op, json_t *args, struct jr_er
         for (size_t i = 0; i < ELEMENTSOF(ops); i++) {
                 if (strcmp(op, ops[i].op) != 0)
                         continue;
-                json_t *r;
-                double left = cpu_left(&b->cpu);
-                if (left < 0) {
-                        b->cpu.refused++;
-                        if (!(r = cpu_refusal(left)))
-                                jr_fail(err, ENOMEM, "%s call", op);
+                int refused;
+                json_t *r = over_budget(b, op, &refused, err);
+                if (refused)
                         return r;
-                }
-                struct timespec t0, t1;
-                clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+                struct timespec t0;
+                broker_cpu_mark(&t0);
                 r = ops[i].fn(b, args, err);
-                clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
-                b->cpu.used_ns += (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000u + (uint64_t)t1.tv_nsec -
-                                  (uint64_t)t0.tv_nsec;
+                broker_cpu_charge(b, &t0);
                 if (!r && err->errnum != EPROTO)
                         return jr_fail(err, ENOMEM, "%s call", op), NULL;
                 return r;
@@ -355,13 +377,15 @@ json_t *broker_call(struct broker *b, const char *op, json_t *args, struct jr_er
         return NULL;
 }
 
-json_t *broker_http(struct broker *b, int64_t id, json_t *args, struct jr_err *err)
+static json_t *http_call(struct broker *b, const char *op, int64_t id, json_t *args, struct jr_err *err)
 {
         if (!b->http) {
                 struct jr_err he = { 0 };
                 if (http_new(&b->http, &b->cfg->http, &he) < 0)
                         return user_error("http unavailable: %s", he.msg);
         }
+        if (strcmp(op, "http.request") != 0)
+                return adapter_start(&b->adapters, b->http, op, id, args, err);
         /* Once there are secrets, no response reaches the worker with one
          * in it, whoever's request it answers (a server that echoes what an
          * adapter sent it earlier). */
@@ -369,14 +393,30 @@ json_t *broker_http(struct broker *b, int64_t id, json_t *args, struct jr_err *e
         return http_start_scrubbed(b->http, id, args, scrub && json_array_size(scrub) ? scrub : NULL, 0, err);
 }
 
+/* An http or adapter call, charged like the others, and refused while the
+ * job is over its budget (transfers already under way go on: the loop
+ * charges them, broker.h). */
+static json_t *start_call(struct broker *b, const char *op, int64_t id, json_t *args, struct jr_err *err)
+{
+        int refused;
+        json_t *r = over_budget(b, op, &refused, err);
+        if (refused)
+                return r;
+        struct timespec t0;
+        broker_cpu_mark(&t0);
+        r = http_call(b, op, id, args, err);
+        broker_cpu_charge(b, &t0);
+        return r;
+}
+
+json_t *broker_http(struct broker *b, int64_t id, json_t *args, struct jr_err *err)
+{
+        return start_call(b, "http.request", id, args, err);
+}
+
 json_t *broker_adapter(struct broker *b, const char *op, int64_t id, json_t *args, struct jr_err *err)
 {
-        if (!b->http) {
-                struct jr_err he = { 0 };
-                if (http_new(&b->http, &b->cfg->http, &he) < 0)
-                        return user_error("http unavailable: %s", he.msg);
-        }
-        return adapter_start(&b->adapters, b->http, op, id, args, err);
+        return start_call(b, op, id, args, err);
 }
 
 void broker_payload_done(struct broker *b)

@@ -28,15 +28,21 @@ struct broker_cfg {
         const char *secrets;       /* --secrets: read on the first adapter call */
 };
 
-/* The supervisor's CPU a job's state and files calls may use, measured
- * around each on the calling thread's CPU clock: as much as the job has
- * used itself (its cgroup's count), plus BROKER_CPU_TRICKLE of a core
- * for every second it has run, plus BROKER_CPU_RESERVE. Past it a call
- * gets an error dict saying so, at once, until the job has run more or
- * time has passed. A call costs the supervisor what it asks (never the
- * size of the job's store), and the job cannot make the supervisor work
- * for it much more than it works itself. Real workers do not come near
- * it: a durable write or a set costs well under a millisecond. */
+/* The supervisor's CPU a job's ctx calls may use, measured on the calling
+ * thread's CPU clock: around each state and files call, around the start
+ * of each http and adapter call, and around the loop's work on the job's
+ * transfers (libcurl driving them: sending, receiving, decompressing; and
+ * each finished one's charset decoding, secret scrubbing, encoding and
+ * reply to the jail; see broker_cpu_charge). It may add up to as much as
+ * the job has used itself (its cgroup's count), plus BROKER_CPU_TRICKLE of
+ * a core for every second it has run, plus BROKER_CPU_RESERVE. Past it a
+ * call gets an error dict saying so, at once, until the job has run more
+ * or time has passed; transfers already under way finish (at most
+ * max_in_flight of them, each at most max_response bytes). A call costs
+ * the supervisor what it asks (never the size of the job's store), and the
+ * job cannot make the supervisor work for it much more than it works
+ * itself. Real workers do not come near it: a durable write or a set costs
+ * well under a millisecond, a small http response about as much. */
 #define BROKER_CPU_RESERVE 1.0    /* seconds */
 #define BROKER_CPU_TRICKLE 0.05   /* seconds a second */
 #define BROKER_CPU_REREAD 0.05    /* seconds between readings of the job's own CPU */
@@ -70,7 +76,17 @@ void broker_close(struct broker *b);
  * {"error": reason}), or NULL with err when the call breaks the protocol. */
 json_t *broker_call(struct broker *b, const char *op, json_t *args, struct jr_err *err);
 
-/* Starts an http.request call: NULL when it is under way (its reply comes
+/* The loop's work for this job outside the calls (its http client's
+ * sockets and timer, the finished transfers' replies): marked before,
+ * charged to the budget after. Each job has an http client of its own (a
+ * libcurl multi handle driving only its transfers), so whatever that
+ * work costs is this job's, whichever of its transfers it was for, and
+ * however many jobs share the loop. */
+void broker_cpu_mark(struct timespec *t0);
+void broker_cpu_charge(struct broker *b, const struct timespec *t0);
+
+/* Starts an http.request call (charged to the CPU budget, or refused by
+ * it): NULL when it is under way (its reply comes
  * from http_done, see broker.http), else an immediate result, or NULL with
  * err->errnum EPROTO. */
 json_t *broker_http(struct broker *b, int64_t id, json_t *args, struct jr_err *err);

@@ -223,29 +223,45 @@ static int reserve(char **buf, size_t *cap, char **o, size_t more)
 
 static const char replacement[] = "\xef\xbf\xbd";  /* U+FFFD */
 
-/* UTF-8, US-ASCII and ISO-8859-1: by hand, byte by byte. */
+/* The end of the run of valid text at in[i..n): ASCII, or UTF-8 too. */
+static size_t valid_run(enum cs_how how, const unsigned char *in, size_t i, size_t n)
+{
+        while (i < n) {
+                size_t k = in[i] < 0x80 ? 1 : how == CS_UTF8 ? utf8_seq(in + i, n - i) : 0;
+                if (!k)
+                        break;
+                i += k;
+        }
+        return i;
+}
+
+/* UTF-8, US-ASCII and ISO-8859-1: by hand; valid runs copied whole. What
+ * comes out is UTF-8 by construction. */
 static int decode_direct(enum cs_how how, int strict, const unsigned char *in, size_t n, char *o, char **end,
                          size_t *bad)
 {
         for (size_t i = 0; i < n;) {
-                size_t k = how == CS_UTF8 ? utf8_seq(in + i, n - i) : how == CS_ASCII ? in[i] < 0x80 : 1;
-                if (k == 0) {
-                        if (strict) {
-                                *bad = i;
-                                return -EILSEQ;
+                if (how == CS_LATIN1) {
+                        if (in[i] < 0x80) {
+                                *o++ = (char)in[i++];
+                        } else {
+                                *o++ = (char)(0xc0 | in[i] >> 6);
+                                *o++ = (char)(0x80 | (in[i++] & 0x3f));
                         }
-                        memcpy(o, replacement, 3);
-                        o += 3;
-                        i++;
-                } else if (how == CS_LATIN1 && in[i] >= 0x80) {
-                        *o++ = (char)(0xc0 | in[i] >> 6);
-                        *o++ = (char)(0x80 | (in[i] & 0x3f));
-                        i++;
-                } else {
-                        memcpy(o, in + i, k);
-                        o += k;
-                        i += k;
+                        continue;
                 }
+                size_t run = valid_run(how, in, i, n);
+                memcpy(o, in + i, run - i);
+                o += run - i;
+                if ((i = run) == n)
+                        break;
+                if (strict) {
+                        *bad = i;
+                        return -EILSEQ;
+                }
+                memcpy(o, replacement, 3);
+                o += 3;
+                i++;
         }
         *end = o;
         return 0;
@@ -306,7 +322,7 @@ int charset_decode(const struct charset *cs, int strict, const char *in, size_t 
                 return r;
         size_t len = (size_t)(o - buf);
         /* What a converter made must be UTF-8 all the same, or it is not given. */
-        for (size_t i = 0; i < len;) {
+        for (size_t i = 0; cs->how == CS_ICONV && i < len;) {
                 size_t k = utf8_seq((const unsigned char *)buf + i, len - i);
                 if (!k)
                         return -EILSEQ;

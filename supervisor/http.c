@@ -669,6 +669,7 @@ static json_t *start(struct http *h, int64_t id, json_t *args, json_t *scrub, in
         if (!x || !(x->headers = json_object()) || !(x->easy = curl_easy_init())) {
                 if (x)
                         xfer_free(x);
+                jr_fail(err, ENOMEM, "http.request call");  /* not "under way": it never will be */
                 return NULL;
         }
         x->h = h;

@@ -608,7 +608,7 @@ static void on_call(struct job *j, const struct msg *m)
         if (adapter || strcmp(m->call.op, "http.request") == 0) {
                 result = adapter ? broker_adapter(&j->broker, m->call.op, m->call.id, m->call.args, &err)
                                  : broker_http(&j->broker, m->call.id, m->call.args, &err);
-                if (!result && err.errnum != EPROTO) {  /* under way */
+                if (!result && !err.errnum) {  /* under way */
                         if (!j->http_watched && j->broker.http) {
                                 if (watch(j, http_epoll_fd(j->broker.http), EV_HTTP) < 0 ||
                                     watch(j, http_timer_fd(j->broker.http), EV_HTTP_TIMER) < 0)
@@ -1139,13 +1139,17 @@ static void handle(struct job *j, const struct epoll_event *ev)
                 break;
         }
         case EV_HTTP:
-                http_on_ready(j->broker.http);
+        case EV_HTTP_TIMER: {  /* the job's transfers: their CPU is charged to its budget */
+                struct timespec t0;
+                broker_cpu_mark(&t0);
+                if (ev->data.u64 == EV_HTTP)
+                        http_on_ready(j->broker.http);
+                else
+                        http_on_timer(j->broker.http);
                 http_replies(j);
+                broker_cpu_charge(&j->broker, &t0);
                 break;
-        case EV_HTTP_TIMER:
-                http_on_timer(j->broker.http);
-                http_replies(j);
-                break;
+        }
         case EV_TIMER:
                 end_job(j, JOB_TIMEOUT, "TimeoutError", "wall-clock limit of %g s exceeded",
                         j->o->timeout_s);

@@ -1,7 +1,9 @@
 """The supervisor's own CPU under floods of ctx calls (issue 14): a files
-flood (150 deep paths, then 1-byte writes in a loop) and a state flood
-(126 000 keys, then keys() in a loop) leave jailrun's CPU within a small
-multiple of the job's.
+flood (150 deep paths, then 1-byte writes in a loop), a state flood
+(126 000 keys, then keys() in a loop) and an http flood (5 MB bodies
+served gzip'd, cheap to send, dear to receive) leave jailrun's CPU within
+a small multiple of the job's plus the budget; a gzip bomb is cut at the
+size limit.
 
 Both sides are measured, never timed: jailrun's own CPU (RUSAGE_SELF, its
 children not counted) is --json stats supervisor_cpu_us, the job's (its
@@ -13,8 +15,12 @@ loop its message (read, decoded, answered, about what the job pays for it
 on its side: a margin of 3 times the job's CPU covers a host whose system
 calls are slower); plus what any job costs jailrun (measured here, the
 same loop without calls)."""
+import http.server
 import json
+import os
 import sqlite3
+import threading
+import zlib
 
 import pytest
 
@@ -23,6 +29,8 @@ from conftest import run_script
 LOOP_S = 6          # how long each flood loops
 RESERVE_S = 1.0     # BROKER_CPU_RESERVE
 TRICKLE = 0.05      # BROKER_CPU_TRICKLE
+REFUSED = ("{'error': \"rate limited: this job's ctx calls have used their supervisor CPU budget (as much CPU as "
+           "the job has used itself, plus 50 ms a second and 1 s in reserve); try again in at most ")
 
 
 def flood(tmp_path, body, *args):
@@ -77,9 +85,7 @@ def test_a_files_flood_costs_the_supervisor_what_it_costs_the_job(tmp_path, base
     n, last = out[-1].split(" ", 1)
     assert int(n) > 100, out
     if st["ctx_refused"]:  # what a refused call gets
-        assert last.startswith("{'error': \"rate limited: this job's state and files calls have used their "
-                               "supervisor CPU budget (as much CPU as the job has used itself, plus 50 ms a second "
-                               "and 1 s in reserve); try again in at most "), last
+        assert last.startswith(REFUSED), last
         assert "'retry_after': " in last, last
     print("files flood: %s calls, jailrun %.2f s, job %.2f s, %d refused" % (n, sup, job, st["ctx_refused"]))
 
@@ -103,3 +109,118 @@ def test_a_keys_flood_costs_the_supervisor_what_it_costs_the_job(tmp_path, basel
     assert int(n) > 10 and last == str(["k0999%02d" % i for i in range(100)]), out
     assert st["ctx_refused"] == 0, st
     print("keys flood: %s rounds, jailrun %.2f s, job %.2f s" % (n, sup, job))
+
+
+# --- ctx.http: large compressed responses --------------------------------------------------------------------
+
+HTTP_LOOP_S = 30             # the http flood's bound in time (it stops at the first refusal)
+BIG = 5000000                # decoded bytes of /big: under the default max_response_bytes (5 MiB)
+BOMB = 256 << 20             # decoded bytes of /bomb: 50 times that limit
+
+
+def gzipped(n, unit):
+    """n bytes of `unit` repeated (its length dividing 1 MiB), as gzip."""
+    z = zlib.compressobj(9, zlib.DEFLATED, 31)
+    chunk = unit * ((1 << 20) // len(unit))
+    return b"".join([z.compress(chunk) for _ in range(n >> 20)] + [z.compress(chunk[:n & 0xfffff]), z.flush()])
+
+
+class GzipHandler(http.server.BaseHTTPRequestHandler):
+    """Bodies cheap to send and dear to receive: /big is 5 MB of text
+    gzip'd to a few dozen KB, /bomb 256 MiB of zeros gzip'd to 256 KB."""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        bomb = self.path.startswith("/bomb")
+        body = self.server.bodies["bomb" if bomb else "big"]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream" if bomb else "text/plain; charset=utf-8")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def gzip_server():
+    s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), GzipHandler)
+    s.bodies = {"big": gzipped(BIG, b"tick 1234 close 101.25 vol 7890\n"), "bomb": gzipped(BOMB, b"\0")}
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+    yield "http://127.0.0.1:%d" % s.server_address[1]
+    s.shutdown()
+
+
+@pytest.fixture
+def http_policy(tmp_path):
+    """Loopback allowed (for the server here), no rate limit to speak of,
+    an adapter on the same server, and a secrets file: every response is
+    searched for the credentials, the dearest path a response takes."""
+    secrets = tmp_path / "secrets.json"
+    secrets.write_text(json.dumps({"tg": "123456:AAHsecretTokenValue-x", "k": "KEYkeyKEYkey0123", "s": "SIGNsign9876"}))
+    os.chmod(secrets, 0o600)
+    pol = tmp_path / "http.json"
+    pol.write_text(json.dumps({"http": {"allow_addresses": ["127.0.0.1"], "rate_per_second": 10000},
+                               "adapters": {"tg": {"kind": "messenger", "base_url": "http://127.0.0.1:1",
+                                                   "token_secret": "tg"}}}))
+    return ("--policy", str(pol), "--secrets", str(secrets))
+
+
+def test_an_http_flood_of_large_gzip_bodies_is_charged_to_the_budget(tmp_path, baseline, gzip_server, http_policy):
+    """A job held to a tenth of a core asks for /big in a loop, until a call
+    is refused: each response costs the supervisor (decompressing,
+    decoding, searching for three secrets, sending 5 MB) ten times what it
+    costs the job, so the reserve drains, on a slow host as on a fast one,
+    unless a loaded host stretches each response's wall time some twenty
+    times beyond the supervisor's CPU for it (the 50 ms a second it earns
+    would then keep up); the loop stops after HTTP_LOOP_S regardless.
+    That work is charged: what jailrun spends besides the calls' charged
+    CPU is what any job's messages cost it, and the charged CPU stays
+    within the budget, overdrawn by at most the one response under way
+    when it ran out (the loop asks one at a time)."""
+    body = ("    while time.monotonic() - t < %d and n < 1000:\n"
+            "        last = ctx.http.get(%r)\n"
+            "        n += 1\n"
+            "        if 'error' in last:\n"
+            "            break\n"
+            "    last = last if 'error' in last else {'text': len(last['text'])}\n"
+            "    if 'error' in last:\n"
+            "        ctx.log.info(-1, ctx.tg.send(1, 'x'))" % (HTTP_LOOP_S, gzip_server + "/big"))
+    st, out = flood(tmp_path, body, "--cpus", "0.1", *http_policy)
+    sup, job, ctx = st["supervisor_cpu_us"] / 1e6, st["cpu_ms"] / 1e3, st["ctx_cpu_us"] / 1e6
+    wall = st["wall_ms"] / 1e3
+    ok = int(out[-1].split(" ", 1)[0]) - 1  # the last was refused
+    assert ok > 0, out
+    per_response = ctx / ok
+    budget = RESERVE_S + TRICKLE * wall + job
+    assert ctx <= budget + 2 * per_response + 0.1, ("the transfers used more of the supervisor than the budget "
+                                                    "gives", per_response, st)
+    uncharged = sup - ctx
+    assert uncharged <= baseline + 3 * job + 0.2, ("jailrun spent %.2f s on the job's transfers beside the %.2f s "
+                                                   "charged for them (the job used %.2f s)" % (uncharged, ctx, job),
+                                                   st)
+    # The call past the budget, and an adapter call after it, are refused.
+    assert len(out) == 2, ("no call was refused", out, st)
+    assert out[-2].startswith("-1 " + REFUSED) and "'retry_after': " in out[-2], out
+    assert out[-1].split(" ", 1)[1].startswith(REFUSED), out
+    assert st["ctx_refused"] == 2, st
+    print("http flood: %d responses of 5 MB, jailrun %.2f s, charged %.2f s (%.1f ms each), job %.2f s, %d refused"
+          % (ok, sup, ctx, 1000 * per_response, job, st["ctx_refused"]))
+
+
+def test_a_gzip_bomb_is_cut_at_the_size_limit(tmp_path, gzip_server, http_policy):
+    """256 MiB of zeros in 256 KB of gzip: the transfer is cut once 5 MiB
+    are decoded, so the supervisor spends on it about what it spends on a
+    5 MB body, not fifty times that."""
+    costs = {}
+    for name in ("big", "bomb"):
+        st, out = flood(tmp_path, "    last = ctx.http.get(%r)\n    last = last.get('error', len(last.get('text', '')))"
+                        % (gzip_server + "/" + name), *http_policy)
+        costs[name] = st["supervisor_cpu_us"] / 1e6  # all of jailrun's: whatever is charged or not
+        assert out[-1] == ("0 %d" % BIG if name == "big" else "0 the response is larger than 5242880 bytes"), out
+    # Less than a 5 MB body (decoded, searched and sent besides); the whole
+    # bomb inflated would cost fifty times the 5 MiB.
+    assert costs["bomb"] <= costs["big"] + 0.05, costs
+    print("one 5 MB body: %.3f s; one gzip bomb: %.3f s" % (costs["big"], costs["bomb"]))
