@@ -14,6 +14,14 @@
 #define CHAN_MAX_MSG (1024 * 1024)
 /* Deepest JSON nesting accepted from the child (arrays and objects). */
 #define CHAN_MAX_DEPTH 16
+/* Most memory one message may take once decoded, estimated before it is
+ * (CHAN_DECODED_CONTAINER bytes an object or array, CHAN_DECODED_VALUE a
+ * comma-separated value): a megabyte of "[{},{},..." would otherwise take
+ * ~90 MB of the supervisor's memory, outside the job's limits. A megabyte
+ * of small numbers ("[0,0,...") takes ~17 MB, within it. */
+#define CHAN_MAX_DECODED (32 * 1024 * 1024)
+#define CHAN_DECODED_CONTAINER 256
+#define CHAN_DECODED_VALUE 32
 /* Log contract (design.md §4): per message, per batch. */
 #define LOG_MAX_CHARS 4000
 #define LOG_MAX_BATCH 20

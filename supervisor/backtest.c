@@ -97,6 +97,14 @@ static int one_of(const char *s, const char *const *names)
         return 0;
 }
 
+/* 1 when o's string member key holds no NUL (a C comparison of it sees
+ * what every other reader of the report sees). */
+static int no_nul(json_t *o, const char *key)
+{
+        json_t *v = json_object_get(o, key);
+        return json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v);
+}
+
 static int check_order(json_t *o)
 {
         static const char *const sides[] = { "buy", "sell", NULL };
@@ -110,6 +118,8 @@ static int check_order(json_t *o)
                         "order_type", &type, "price", &p) < 0)
                 return 0;
         if (p && (!json_is_number(p) || (price = json_number_value(p)) <= 0 || !isfinite(price)))
+                return 0;
+        if (!no_nul(o, "side") || !no_nul(o, "action") || !no_nul(o, "order_type"))
                 return 0;
         return one_of(side, sides) && one_of(action, side[0] == 'b' ? buys : sells) && one_of(type, types) &&
                qty > 0 && isfinite(qty) && !p == (strcmp(type, "market") == 0);
@@ -212,7 +222,7 @@ static int add_error(const struct backtest *run, struct pending *b, json_t *e, u
         if (strlen(msg) > BT_MAX_TEXT || (!json_is_null(line) && (!json_is_integer(line) ||
                                                                   json_integer_value(line) < 1)))
                 return bad(err, "an error's message or line is invalid");
-        int c = 0;
+        int c = no_nul(e, "type") ? 0 : BT_CATEGORIES;
         while (c < BT_CATEGORIES && strcmp(type, bt_category_names[c]) != 0)
                 c++;
         if (c == BT_CATEGORIES)

@@ -341,6 +341,11 @@ static json_t *over_budget(struct broker *b, const char *op, int *refused, struc
         return r;
 }
 
+double broker_cpu_left(struct broker *b)
+{
+        return cpu_left(&b->cpu);
+}
+
 void broker_cpu_mark(struct timespec *t0)
 {
         clock_gettime(CLOCK_THREAD_CPUTIME_ID, t0);
@@ -364,10 +369,7 @@ json_t *broker_call(struct broker *b, const char *op, json_t *args, struct jr_er
                 json_t *r = over_budget(b, op, &refused, err);
                 if (refused)
                         return r;
-                struct timespec t0;
-                broker_cpu_mark(&t0);
-                r = ops[i].fn(b, args, err);
-                broker_cpu_charge(b, &t0);
+                r = ops[i].fn(b, args, err);  /* charged with its message, by the caller */
                 if (!r && err->errnum != EPROTO)
                         return jr_fail(err, ENOMEM, "%s call", op), NULL;
                 return r;
@@ -393,20 +395,16 @@ static json_t *http_call(struct broker *b, const char *op, int64_t id, json_t *a
         return http_start_scrubbed(b->http, id, args, scrub && json_array_size(scrub) ? scrub : NULL, 0, err);
 }
 
-/* An http or adapter call, charged like the others, and refused while the
- * job is over its budget (transfers already under way go on: the loop
- * charges them, broker.h). */
+/* An http or adapter call, refused while the job is over its budget
+ * (its start is charged with its message by the caller; transfers already
+ * under way go on, and the loop charges them, broker.h). */
 static json_t *start_call(struct broker *b, const char *op, int64_t id, json_t *args, struct jr_err *err)
 {
         int refused;
         json_t *r = over_budget(b, op, &refused, err);
         if (refused)
                 return r;
-        struct timespec t0;
-        broker_cpu_mark(&t0);
-        r = http_call(b, op, id, args, err);
-        broker_cpu_charge(b, &t0);
-        return r;
+        return http_call(b, op, id, args, err);
 }
 
 json_t *broker_http(struct broker *b, int64_t id, json_t *args, struct jr_err *err)

@@ -28,12 +28,15 @@ struct broker_cfg {
         const char *secrets;       /* --secrets: read on the first adapter call */
 };
 
-/* The supervisor's CPU a job's ctx calls may use, measured on the calling
- * thread's CPU clock: around each state and files call, around the start
- * of each http and adapter call, and around the loop's work on the job's
- * transfers (libcurl driving them: sending, receiving, decompressing; and
- * each finished one's charset decoding, secret scrubbing, encoding and
- * reply to the jail; see broker_cpu_charge). It may add up to as much as
+/* The supervisor's CPU a job may use, measured on the loop thread's CPU
+ * clock: around each message the jail sends (its decoding, a log's
+ * printing, a call with its reply, a backtest batch with its report), and
+ * around the loop's work on the job's transfers (libcurl driving them:
+ * sending, receiving, decompressing; and each finished one's charset
+ * decoding, secret scrubbing, encoding and reply to the jail; see
+ * broker_cpu_charge). Past the budget a call is refused and the jail's
+ * channel is read no further until the budget allows (the jail waits on
+ * its own writes). It may add up to as much as
  * the job has used itself (its cgroup's count), plus BROKER_CPU_TRICKLE of
  * a core for every second it has run, plus BROKER_CPU_RESERVE. Past it a
  * call gets an error dict saying so, at once, until the job has run more
@@ -71,7 +74,13 @@ struct broker {
 void broker_init(struct broker *b, const struct broker_cfg *cfg, double (*job_cpu)(void *), void *ctx);
 void broker_close(struct broker *b);
 
-/* Performs one call, charged to the CPU budget (or refused by it).
+/* What is left of the CPU budget, in seconds; below 0 it is spent by that
+ * much (it refills at BROKER_CPU_TRICKLE a second, and as fast as the job
+ * works itself). */
+double broker_cpu_left(struct broker *b);
+
+/* Performs one call (or refuses it, over the CPU budget; the caller
+ * charges it with the message that carried it).
  * Returns its result (a new reference: the operation's dict, or
  * {"error": reason}), or NULL with err when the call breaks the protocol. */
 json_t *broker_call(struct broker *b, const char *op, json_t *args, struct jr_err *err);
@@ -85,10 +94,9 @@ json_t *broker_call(struct broker *b, const char *op, json_t *args, struct jr_er
 void broker_cpu_mark(struct timespec *t0);
 void broker_cpu_charge(struct broker *b, const struct timespec *t0);
 
-/* Starts an http.request call (charged to the CPU budget, or refused by
- * it): NULL when it is under way (its reply comes
- * from http_done, see broker.http), else an immediate result, or NULL with
- * err->errnum EPROTO. */
+/* Starts an http.request call (or refuses it, over the CPU budget): NULL
+ * when it is under way (its reply comes from http_done, see broker.http),
+ * else an immediate result, or NULL with err->errnum EPROTO. */
 json_t *broker_http(struct broker *b, int64_t id, json_t *args, struct jr_err *err);
 /* The same for adapter.send and adapter.request. */
 json_t *broker_adapter(struct broker *b, const char *op, int64_t id, json_t *args, struct jr_err *err);

@@ -125,6 +125,7 @@ struct job {
         int dropped_noted;  /* the worker-output cap was reported */
         uint64_t log_bytes;  /* message text logged so far */
         uint64_t log_dropped;  /* messages dropped past the log cap */
+        unsigned cpu_noted;    /* said that its supervisor CPU budget is spent */
         struct timespec cloned;  /* when the jail was cloned */
         int have_error;
         int ended;          /* a terminal status is set; the child is being killed */
@@ -802,6 +803,45 @@ static void charge(struct job *j, size_t n)
         }
 }
 
+/* One datagram of n bytes in j->buf: decoded and acted on. */
+static void handle_datagram(struct job *j, size_t n)
+{
+        struct msg m;
+        struct jr_err e = { 0 };
+        if (msg_decode(j->buf, n, &m, &e) < 0) {
+                end_job(j, JOB_PROTOCOL, "ProtocolError", "%s", e.msg);
+                return;
+        }
+        if (!j->ended && !j->restarting)  /* a jail we killed has had its say */
+                on_message(j, &m);
+        else if (m.type == MSG_LOG)  /* ... but its log still shows */
+                on_log(j, &m);
+        msg_free(&m);
+}
+
+/* Past its supervisor CPU budget (broker.h), the jail is read no further
+ * until the budget allows: looked at again when it would have refilled
+ * with the job idle, or CPU_RECHECK_S sooner (the job's own work refills
+ * it too). Its calls meanwhile wait unread, a delay of its own making. */
+#define CPU_RECHECK_S 0.25
+static void cpu_throttle(struct job *j)
+{
+        if (j->throttled || j->exited)
+                return;
+        double left = broker_cpu_left(&j->broker);
+        if (left >= 0)
+                return;
+        double wait = -left / BROKER_CPU_TRICKLE;
+        if (timer_arm(j, &j->throttlefd, wait < CPU_RECHECK_S ? wait : CPU_RECHECK_S, 0, EV_THROTTLE) == 0) {
+                j->throttled = 1;
+                set_paused(j, 1);
+                if (!j->cpu_noted++)
+                        log_note(&j->errq, j->o->json, "the jail's messages wait: the supervisor CPU it may use "
+                                 "(as much as it used itself, plus %.0f ms a second and %g s in reserve) is spent",
+                                 BROKER_CPU_TRICKLE * 1000, BROKER_CPU_RESERVE);
+        }
+}
+
 /* Datagrams or pipe reads handled per wake-up: a flooding jail must not
  * keep the loop from its timers and signals. */
 #define BATCH 64
@@ -831,17 +871,11 @@ static void drain_chan(struct job *j, uint32_t events, int max)
                         return;
                 }
                 charge(j, (size_t)n);
-                struct msg m;
-                struct jr_err e = { 0 };
-                if (msg_decode(j->buf, (size_t)n, &m, &e) < 0) {
-                        end_job(j, JOB_PROTOCOL, "ProtocolError", "%s", e.msg);
-                        continue;
-                }
-                if (!j->ended && !j->restarting)  /* a jail we killed has had its say */
-                        on_message(j, &m);
-                else if (m.type == MSG_LOG)  /* ... but its log still shows */
-                        on_log(j, &m);
-                msg_free(&m);
+                struct timespec t0;
+                broker_cpu_mark(&t0);
+                handle_datagram(j, (size_t)n);
+                broker_cpu_charge(&j->broker, &t0);
+                cpu_throttle(j);
         }
 }
 

@@ -235,6 +235,31 @@ static const struct {
         { "call", MSG_CALL, decode_call },
 };
 
+/* The memory buf would take decoded, estimated from its objects, arrays
+ * and commas outside strings (CHAN_MAX_DECODED); stops counting past the
+ * cap. One pass, no allocation. */
+static size_t decoded_estimate(const char *buf, size_t len)
+{
+        size_t cost = 0;
+        int in_string = 0;
+        for (size_t i = 0; i < len && cost <= CHAN_MAX_DECODED; i++) {
+                char c = buf[i];
+                if (in_string) {
+                        if (c == '\\')
+                                i++;
+                        else if (c == '"')
+                                in_string = 0;
+                } else if (c == '"') {
+                        in_string = 1;
+                } else if (c == '{' || c == '[') {
+                        cost += CHAN_DECODED_CONTAINER;
+                } else if (c == ',') {
+                        cost += CHAN_DECODED_VALUE;
+                }
+        }
+        return cost;
+}
+
 int msg_decode(const char *buf, size_t len, struct msg *m, struct jr_err *err)
 {
         *m = (struct msg){ 0 };
@@ -246,6 +271,9 @@ int msg_decode(const char *buf, size_t len, struct msg *m, struct jr_err *err)
                 }
                 return -EMSGSIZE;
         }
+        if (decoded_estimate(buf, len) > CHAN_MAX_DECODED)
+                return bad(err, "message would take more than 32 MiB decoded (too many objects, arrays or values)",
+                           NULL);
         json_error_t je;
         /* NUL is allowed in strings (log text may hold it) and escaped on
          * output; fields used as C strings simply end there. */

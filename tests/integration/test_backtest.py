@@ -785,6 +785,35 @@ def test_a_jail_cannot_claim_more_bars_than_the_file_has_lines(tmp_path):
     assert j["stats"]["wall_ms"] < slack(15) * 1000, j
 
 
+@pytest.mark.parametrize("field", ["side", "action", "order_type", "type"])
+def test_a_nul_in_an_order_or_error_type_is_refused(tmp_path, field):
+    """An order's side, action and type and an error's type are compared as
+    C strings: "buy\\u0000 DROP" read as "buy" and went into the report
+    whole (red team). A batch holding one is refused. The Python layer is
+    off, standing for a jail whose runtime has fallen."""
+    (tmp_path / "noguard.json").write_text('{"python": {"guard": false}}')
+    order = {"side": "buy", "action": "buy_to_open", "qty": 1, "order_type": "market"}
+    error = {"bar": 1, "time": 2, "type": "RuntimeError", "message": "m", "line": None}
+    (order if field != "type" else error)[field] += "\u0000x"
+    batch = {"type": "bars", "first": 0, "us": [1, 2], "signals": [{"bar": 0, "time": 1, "orders": [order]}],
+             "errors": [error]}
+    r, rep = backtest(tmp_path, """
+        import json, os, socket
+        s = socket.socket(fileno=3)
+        s.send(json.dumps({"type": "ready", "bars": 2}).encode())
+        m = json.loads(s.recv(1 << 20))
+        s.send(json.dumps(BATCH).encode())
+        s.send(json.dumps({"type": "result", "id": m["id"], "ok": True}).encode())
+        os._exit(0)
+        def on_bar_strategy(sdk, params):
+            pass
+    """.replace("BATCH", repr(batch)), 2, "--policy", str(tmp_path / "noguard.json"), "--json", "--timeout", "20")
+    assert r.code == 1, r
+    assert r.json["error"]["type"] == "ProtocolError", r.json
+    assert r.json["error"]["message"].startswith("backtest batch: "), r.json
+    assert "\\u0000" not in json.dumps(rep), rep
+
+
 # --- millions of bars (issue 14) ---------------------------------------------------------
 
 def write_many_bars(path, n):

@@ -174,6 +174,21 @@ def test_control_valid_forged_log_is_accepted(jail):
     assert "STILL ALIVE" in r.out
 
 
+def test_a_message_that_would_decode_into_too_much_memory_is_refused(jail):
+    """A megabyte of "[{},{},..." took ~90 MB of the supervisor's memory to
+    decode (red team): refused before it is decoded, and jailrun stays
+    small. A megabyte of small numbers is within the estimate."""
+    objs = b'{"type":"log","entries":[' + b",".join([b"{}"] * 340000) + b"]}"
+    r, elapsed = run_hostile(jail, [objs])
+    j = assert_protocol_error(r, elapsed)
+    assert "would take more than 32 MiB decoded" in j["error"]["message"], j
+    assert j["stats"]["supervisor_peak_rss_bytes"] < 32 << 20, j
+    nums = b'{"type":"log","entries":[' + b",".join([b"0"] * 500000) + b"]}"
+    r, elapsed = run_hostile(jail, [nums])
+    j = assert_protocol_error(r, elapsed)
+    assert "would take more" not in j["error"]["message"], j  # the log message's own check refuses it
+
+
 def test_nesting_16_is_accepted_17_is_not(jail):
     """Depth 16 passes the depth check (and then fails as an unknown type);
     depth 17 fails the depth check."""
