@@ -161,6 +161,41 @@ START_TEST(test_oversize)
 }
 END_TEST
 
+/* A datagram of `unit` repeated to fill ~1 MiB, wrapped as a log batch. */
+static char *filled(const char *head, const char *unit, size_t *len)
+{
+        size_t h = strlen(head), u = strlen(unit), n = (CHAN_MAX_MSG - h - 8) / u;
+        char *buf = malloc(h + n * u + 8);
+        ck_assert_ptr_nonnull(buf);
+        memcpy(buf, head, h);
+        for (size_t i = 0; i < n; i++)
+                memcpy(buf + h + i * u, unit, u);
+        memcpy(buf + h + n * u - 1, "]}", 3);  /* over the last unit's comma */
+        *len = h + n * u + 1;
+        return buf;
+}
+
+START_TEST(test_decoded_memory_estimate)
+{
+        struct { const char *head, *unit; int refused; } t[] = {
+                { "{\"type\":\"log\",\"entries\":[", "{},", 1 },          /* ~90 MB decoded */
+                { "{\"type\":\"log\",\"entries\":[", "[],", 1 },
+                { "{\"type\":\"log\",\"entries\":[", "0,", 0 },           /* ~17 MB: within */
+                { "{\"type\":\"log\",\"entries\":[\"", "{[,", 0 },       /* all inside one string */
+                { "{\"type\":\"log\",\"entries\":[\"", "\\\"{", 0 },  /* escaped quotes keep it one */
+        };
+        for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+                size_t len;
+                char *buf = filled(t[i].head, t[i].unit, &len);
+                struct jr_err err = { 0 };
+                struct msg m;
+                ck_assert_int_eq(msg_decode(buf, len, &m, &err), -EPROTO);  /* never a valid log either */
+                ck_assert_msg(!!strstr(err.msg, "would take more than") == t[i].refused, "case %zu: %s", i, err.msg);
+                free(buf);
+        }
+}
+END_TEST
+
 START_TEST(test_level_names)
 {
         ck_assert_int_eq(msg_log_level("debug"), LOG_LEVEL_DEBUG);
@@ -179,6 +214,7 @@ int main(void)
         tcase_add_test(tc, test_log_limits);
         tcase_add_test(tc, test_depth_cap);
         tcase_add_test(tc, test_oversize);
+        tcase_add_test(tc, test_decoded_memory_estimate);
         tcase_add_test(tc, test_level_names);
         suite_add_tcase(s, tc);
         return unit_run(s);
