@@ -288,17 +288,25 @@ ODD_KEY = "EXKEY-abc+/=9876"
 LAST = {}
 
 
-class Echo(http.server.BaseHTTPRequestHandler):
-    """Says the key back in the ways other services' encoders would."""
+class KeyEcho(http.server.BaseHTTPRequestHandler):
+    """A server that says back the key the adapter sent it (X-Key), or the
+    last one it was sent, in the mode the query asks for (m=)."""
 
     def log_message(self, *a):
         pass
 
-    def do_GET(self):
+    def key_and_mode(self):
         key = self.headers.get("X-Key") or LAST.get("key", "")
         if self.headers.get("X-Key"):
             LAST["key"] = key
-        mode = self.path.partition("m=")[2]
+        return key, self.path.partition("m=")[2]
+
+
+class Echo(KeyEcho):
+    """Says the key back in the ways other services' encoders would."""
+
+    def do_GET(self):
+        key, mode = self.key_and_mode()
         import urllib.parse
         ctype, extra = "application/json", []
         if mode == "php":
@@ -434,17 +442,12 @@ def charset_modes(key):
     }
 
 
-class Charsets(http.server.BaseHTTPRequestHandler):
+class Charsets(KeyEcho):
     """Says the key back in the charset and spelling the query asks for."""
 
-    def log_message(self, *a):
-        pass
-
     def do_GET(self):
-        key = self.headers.get("X-Key") or LAST.get("key", "")
-        if self.headers.get("X-Key"):
-            LAST["key"] = key
-        ctype, body, _ = charset_modes(key)[self.path.partition("m=")[2]]
+        key, mode = self.key_and_mode()
+        ctype, body, _ = charset_modes(key)[mode]
         self.send_response(200)
         for c in ctype if isinstance(ctype, list) else [ctype]:
             self.send_header("Content-Type", c)
