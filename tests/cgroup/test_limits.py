@@ -190,7 +190,9 @@ def test_cpu_time_limit(tmp_path):
     assert j["status"] == "cpu-time"
     assert j["error"]["message"] == "CPU-time limit of 0.5 s exceeded"
     assert took >= 0.9, "0.5 s of CPU at half a core takes about 1 s of wall time"
-    assert j["stats"]["cpu_user_us"] + j["stats"]["cpu_system_us"] >= 500000
+    # the job is ended once its group's precise count passes the limit; the
+    # user/system figures are the kernel's split of it, to a tick (v1: 10 ms)
+    assert j["stats"]["cpu_user_us"] + j["stats"]["cpu_system_us"] >= 500000 - 10000, j["stats"]
 
 
 def test_timeout_kills_daemonised_children(tmp_path):
