@@ -14,6 +14,7 @@
 
 #include "common/cleanup.h"
 #include "supervisor/adapters.h"
+#include "supervisor/ctxerr.h"
 
 int secrets_check(const char *path, struct jr_err *err)
 {
@@ -80,21 +81,18 @@ json_t *adapter_secrets(struct adapters *a)
         return all;
 }
 
-__attribute__((format(printf, 1, 2)))
-static json_t *fail(const char *fmt, ...)
-{
-        char msg[600];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-        return json_pack("{s:s}", "error", jr_utf8_clean(msg));
-}
-
 static json_t *protocol(struct jr_err *err, const char *op, const json_error_t *je)
 {
         jr_fail(err, 0, "%s call: %s", op, je ? je->text : "malformed");
         err->errnum = EPROTO;
+        return NULL;
+}
+
+/* An allocation failed: NULL with err set (a NULL without it would read
+ * as a request under way, never answered). */
+static json_t *oom(struct jr_err *err)
+{
+        jr_fail(err, ENOMEM, "adapter call: out of memory");
         return NULL;
 }
 
@@ -118,17 +116,17 @@ static json_t *messenger(struct adapters *a, struct http *h, int64_t id, json_t 
                 return protocol(err, "adapter.send", &je);
         const char *token = secret(a, decl, "token_secret");
         if (!token)
-                return fail("the secrets file has no %s", json_string_value(json_object_get(decl, "token_secret")));
+                return ctx_error("the secrets file has no %s", json_string_value(json_object_get(decl, "token_secret")));
         _cleanup_free_ char *url = NULL, *body = NULL;
         _cleanup_(json_decrefp) json_t *payload = json_pack("{s:O, s:s}", "chat_id", chat, "text", text);
         if (asprintf(&url, "%s/bot%s/sendMessage", json_string_value(json_object_get(decl, "base_url")), token) < 0 ||
             !payload || !(body = json_dumps(payload, JSON_COMPACT)))
-                return NULL;
+                return oom(err);
         _cleanup_(json_decrefp) json_t *req = json_pack("{s:s, s:s, s:{s:s}, s:{}, s:f, s:s}", "method", "POST", "url",
                                                         url, "headers", "Content-Type", "application/json", "params",
                                                         "timeout", 30.0, "body", body);
         _cleanup_(json_decrefp) json_t *scrub = adapter_secrets(a);
-        return req && scrub ? http_start_scrubbed(h, id, req, scrub, 1, err) : NULL;
+        return req && scrub ? http_start_scrubbed(h, id, req, scrub, 1, err) : oom(err);
 }
 
 static void hex(const unsigned char *in, size_t n, char *out)
@@ -151,10 +149,10 @@ static json_t *signed_rest(struct adapters *a, struct http *h, int64_t id, json_
                 return protocol(err, "adapter.request", &je);
         if (path[0] != '/' || strstr(path, "..") || strpbrk(path, "?#%\\\r\n\t ") || strlen(path) > 1024 ||
             strlen(path) != json_string_length(json_object_get(args, "path")))
-                return fail("path must start with / and hold no '..', '?', '#', '%%', backslash, spaces or NUL");
+                return ctx_error("path must start with / and hold no '..', '?', '#', '%%', backslash, spaces or NUL");
         const char *key = secret(a, decl, "key_secret"), *sign = secret(a, decl, "sign_secret");
         if (!key || !sign)
-                return fail("the secrets file lacks this adapter's key or signing secret");
+                return ctx_error("the secrets file lacks this adapter's key or signing secret");
         /* The query as it will be sent, to sign it exactly. */
         _cleanup_free_ char *query = NULL;
         size_t qlen = 0;
@@ -164,13 +162,13 @@ static json_t *signed_rest(struct adapters *a, struct http *h, int64_t id, json_
         int first = 1;
         json_object_foreach(params, k, v) {
                 if (!json_is_string(v) || strpbrk(k, "&=#? ") || strpbrk(json_string_value(v), "&#? "))
-                        return q ? (fclose(q), fail("parameter %.100s: a str without & # ? or spaces", k)) : NULL;
+                        return q ? (fclose(q), ctx_error("parameter %.100s: a str without & # ? or spaces", k)) : oom(err);
                 if (q)
                         fprintf(q, "%s%s=%s", first ? "" : "&", k, json_string_value(v));
                 first = 0;
         }
         if (!q || fclose(q) != 0)
-                return NULL;
+                return oom(err);
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
         char ts[32];
@@ -182,11 +180,11 @@ static json_t *signed_rest(struct adapters *a, struct http *h, int64_t id, json_
         char sig[2 * EVP_MAX_MD_SIZE + 1];
         if (asprintf(&msg, "%s%s%s", ts, key, signed_part) < 0 ||
             !HMAC(EVP_sha256(), sign, (int)strlen(sign), (const unsigned char *)msg, strlen(msg), mac, &maclen))
-                return NULL;
+                return oom(err);
         hex(mac, maclen, sig);
         if (asprintf(&url, "%s%s%s%s", json_string_value(json_object_get(decl, "base_url")), path, *query ? "?" : "",
                      query) < 0)
-                return NULL;
+                return oom(err);
         _cleanup_(json_decrefp) json_t *headers = json_pack("{s:s, s:s, s:s}",
                 json_string_value(json_object_get(decl, "key_header")), key,
                 json_string_value(json_object_get(decl, "sign_header")), sig,
@@ -198,7 +196,7 @@ static json_t *signed_rest(struct adapters *a, struct http *h, int64_t id, json_
         if (req && body)
                 json_object_set_new(req, "body", json_string(body));
         _cleanup_(json_decrefp) json_t *scrub = adapter_secrets(a);
-        return req && scrub ? http_start_scrubbed(h, id, req, scrub, 1, err) : NULL;
+        return req && scrub ? http_start_scrubbed(h, id, req, scrub, 1, err) : oom(err);
 }
 
 json_t *adapter_start(struct adapters *a, struct http *h, const char *op, int64_t id, json_t *args,
@@ -209,13 +207,13 @@ json_t *adapter_start(struct adapters *a, struct http *h, const char *op, int64_
                 return protocol(err, op, NULL);
         json_t *decl = json_object_get(a->decl, name);
         if (!decl)
-                return fail("no adapter named %.100s", name);
+                return ctx_error("no adapter named %.100s", name);
         const char *kind = json_string_value(json_object_get(decl, "kind"));
         int is_messenger = strcmp(kind, "messenger") == 0;
         if (is_messenger != (strcmp(op, "adapter.send") == 0))
                 return protocol(err, op, NULL);
         struct jr_err se = { 0 };
         if (secrets_load(a, &se) < 0)
-                return fail("adapter %.100s: %s", name, se.msg);
+                return ctx_error("adapter %.100s: %s", name, se.msg);
         return is_messenger ? messenger(a, h, id, decl, args, err) : signed_rest(a, h, id, decl, args, err);
 }

@@ -10,6 +10,7 @@
 #include "common/cleanup.h"
 #include "supervisor/broker.h"
 #include "supervisor/log.h"
+#include "supervisor/ctxerr.h"
 
 /* A result member whose string is JSON text to be spliced in as "value". */
 #define RAW_VALUE "\x01raw"
@@ -34,17 +35,6 @@ void broker_close(struct broker *b)
         files_close(&b->files);
 }
 
-__attribute__((format(printf, 1, 2)))
-static json_t *user_error(const char *fmt, ...)
-{
-        char msg[600];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-        return json_pack("{s:s}", "error", jr_utf8_clean(msg));
-}
-
 static json_t *protocol(struct jr_err *err, const char *op, const json_error_t *je)
 {
         jr_fail(err, 0, "%s call: %s", op, je ? je->text : "malformed");
@@ -66,7 +56,7 @@ static json_t *store(struct broker *b)
         if (state_open(&b->state, b->cfg->state_url, b->cfg->state_max_total, &err) < 0) {
                 /* The details (paths, URLs) are the operator's, not the jail's. */
                 log_msg("ctx.state: %s", err.msg);
-                return user_error("the state store is unavailable (the operator's log says why)");
+                return ctx_error("the state store is unavailable (the operator's log says why)");
         }
         return NULL;
 }
@@ -79,14 +69,14 @@ static json_t *state_get_call(struct broker *b, json_t *args, struct jr_err *err
         if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s%}", "key", &key, &len) < 0)
                 return protocol(err, "state.get", &je);
         if (!key_ok(key, len))
-                return user_error("key must be 1 to %d bytes of text without NUL", STATE_MAX_KEY);
+                return ctx_error("key must be 1 to %d bytes of text without NUL", STATE_MAX_KEY);
         json_t *e = store(b);
         if (e)
                 return e;
         _cleanup_free_ char *text = NULL;
         struct jr_err se = { 0 };
         if (state_get(b->state, b->cfg->ns, key, &text, &se) < 0)
-                return user_error("%s", se.msg);
+                return ctx_error("%s", se.msg);
         if (!text)
                 return json_pack("{s:b}", "found", 0);
         /* The stored text goes out as it is (broker_reply splices it in):
@@ -103,22 +93,22 @@ static json_t *state_set_call(struct broker *b, json_t *args, struct jr_err *err
         if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s%, s:o}", "key", &key, &len, "value", &value) < 0)
                 return protocol(err, "state.set", &je);
         if (!key_ok(key, len))
-                return user_error("key must be 1 to %d bytes of text without NUL", STATE_MAX_KEY);
+                return ctx_error("key must be 1 to %d bytes of text without NUL", STATE_MAX_KEY);
         _cleanup_free_ char *text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
         if (!text)
-                return user_error("value cannot be stored as JSON");
+                return ctx_error("value cannot be stored as JSON");
         size_t n = strlen(text);
         if (n > b->cfg->state_max_value)
-                return user_error("value is %zu bytes as JSON; the limit is %llu", n,
+                return ctx_error("value is %zu bytes as JSON; the limit is %llu", n,
                                   (unsigned long long)b->cfg->state_max_value);
         json_t *e = store(b);
         if (e)
                 return e;
         struct jr_err se = { 0 };
         if (state_set(b->state, b->cfg->ns, key, text, &se) < 0)
-                return se.errnum == EDQUOT ? user_error("the worker's state would hold more than %llu bytes; delete "
+                return se.errnum == EDQUOT ? ctx_error("the worker's state would hold more than %llu bytes; delete "
                                                         "some", (unsigned long long)b->cfg->state_max_total)
-                                           : user_error("%s", se.msg);
+                                           : ctx_error("%s", se.msg);
         return json_pack("{s:b}", "ok", 1);
 }
 
@@ -130,14 +120,14 @@ static json_t *state_delete_call(struct broker *b, json_t *args, struct jr_err *
         if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s%}", "key", &key, &len) < 0)
                 return protocol(err, "state.delete", &je);
         if (!key_ok(key, len))
-                return user_error("key must be 1 to %d bytes of text without NUL", STATE_MAX_KEY);
+                return ctx_error("key must be 1 to %d bytes of text without NUL", STATE_MAX_KEY);
         json_t *e = store(b);
         if (e)
                 return e;
         int deleted = 0;
         struct jr_err se = { 0 };
         if (state_delete(b->state, b->cfg->ns, key, &deleted, &se) < 0)
-                return user_error("%s", se.msg);
+                return ctx_error("%s", se.msg);
         return json_pack("{s:b, s:b}", "ok", 1, "deleted", deleted);
 }
 
@@ -154,11 +144,11 @@ static json_t *state_keys_call(struct broker *b, json_t *args, struct jr_err *er
                            &clen, "limit", &limit) < 0)
                 return protocol(err, "state.keys", &je);
         if (len > STATE_MAX_KEY || strlen(prefix) != len)
-                return user_error("prefix must be at most %d bytes of text without NUL", STATE_MAX_KEY);
+                return ctx_error("prefix must be at most %d bytes of text without NUL", STATE_MAX_KEY);
         if (cursor && (!key_ok(cursor, clen) || strncmp(cursor, prefix, len) != 0))
-                return user_error("cursor must be one keys() returned for this prefix");
+                return ctx_error("cursor must be one keys() returned for this prefix");
         if (limit < 1 || limit > STATE_MAX_KEYS)
-                return user_error("limit must be 1 to %d", STATE_MAX_KEYS);
+                return ctx_error("limit must be 1 to %d", STATE_MAX_KEYS);
         json_t *e = store(b);
         if (e)
                 return e;
@@ -167,7 +157,7 @@ static json_t *state_keys_call(struct broker *b, json_t *args, struct jr_err *er
         struct jr_err se = { 0 };
         struct state_page page = { .prefix = prefix, .after = cursor, .limit = (unsigned)limit };
         if (state_keys(b->state, b->cfg->ns, &page, &keys, &more, &se) < 0)
-                return user_error("%s", se.msg);
+                return ctx_error("%s", se.msg);
         json_t *last = json_array_get(keys, json_array_size(keys) - 1);
         return json_pack("{s:o, s:O}", "keys", keys, "cursor", more && last ? last : json_null());
 }
@@ -183,7 +173,7 @@ static const char *path_arg(json_t *args, const char *op, json_t **bad, struct j
                 return NULL;
         }
         if (strlen(json_string_value(p)) != json_string_length(p)) {
-                *bad = user_error("a path cannot hold NUL");
+                *bad = ctx_error("a path cannot hold NUL");
                 return NULL;
         }
         return json_string_value(p);
@@ -318,7 +308,7 @@ static double cpu_left(struct broker_cpu *c)
 static json_t *cpu_refusal(double left)
 {
         double wait = -left / BROKER_CPU_TRICKLE;  /* if the job does nothing meanwhile */
-        json_t *r = user_error("rate limited: this job's ctx calls have used their supervisor CPU budget (as much "
+        json_t *r = ctx_error("rate limited: this job's ctx calls have used their supervisor CPU budget (as much "
                                "CPU as the job has used itself, plus %.0f ms a second and %g s in reserve); try "
                                "again in at most %.3f s", BROKER_CPU_TRICKLE * 1000, BROKER_CPU_RESERVE, wait);
         if (r && json_object_set_new(r, "retry_after", json_real(wait)) < 0)
@@ -384,7 +374,7 @@ static json_t *http_call(struct broker *b, const char *op, int64_t id, json_t *a
         if (!b->http) {
                 struct jr_err he = { 0 };
                 if (http_new(&b->http, &b->cfg->http, &he) < 0)
-                        return user_error("http unavailable: %s", he.msg);
+                        return ctx_error("http unavailable: %s", he.msg);
         }
         if (strcmp(op, "http.request") != 0)
                 return adapter_start(&b->adapters, b->http, op, id, args, err);

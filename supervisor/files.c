@@ -18,6 +18,7 @@
 #include "common/cleanup.h"
 #include "supervisor/files.h"
 #include "supervisor/log.h"
+#include "supervisor/ctxerr.h"
 
 #define RESOLVE_STRICT (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)
 
@@ -31,29 +32,18 @@ void files_close(struct files *f)
         closep(&f->dirfd);
 }
 
-__attribute__((format(printf, 1, 2)))
-static json_t *fail(const char *fmt, ...)
-{
-        char msg[600];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-        return json_pack("{s:s}", "error", jr_utf8_clean(msg));
-}
-
 /* What went wrong with `path`, in the user's terms. */
 static json_t *errno_fail(int e, const char *path)
 {
         switch (e) {
-        case ENOENT: return fail("%.200s: no such file or directory", path);
-        case ELOOP: return fail("%.200s: the path holds a symbolic link, which ctx.files does not follow", path);
-        case EXDEV: return fail("%.200s: the path leaves the workspace", path);
-        case EISDIR: return fail("%.200s: is a directory", path);
-        case ENOTDIR: return fail("%.200s: a part of the path is not a directory", path);
-        case ENOTEMPTY: return fail("%.200s: the directory is not empty", path);
-        case ENOSPC: return fail("%.200s: the host's disk is full", path);
-        default: return fail("%.200s: %s", path, strerror(e));
+        case ENOENT: return ctx_error("%.200s: no such file or directory", path);
+        case ELOOP: return ctx_error("%.200s: the path holds a symbolic link, which ctx.files does not follow", path);
+        case EXDEV: return ctx_error("%.200s: the path leaves the workspace", path);
+        case EISDIR: return ctx_error("%.200s: is a directory", path);
+        case ENOTDIR: return ctx_error("%.200s: a part of the path is not a directory", path);
+        case ENOTEMPTY: return ctx_error("%.200s: the directory is not empty", path);
+        case ENOSPC: return ctx_error("%.200s: the host's disk is full", path);
+        default: return ctx_error("%.200s: %s", path, strerror(e));
         }
 }
 
@@ -63,21 +53,21 @@ static json_t *bad_path(const char *p, int dir_ok)
 {
         size_t n = strlen(p);
         if (n == 0 || n > FILES_MAX_PATH)
-                return fail("a path is 1 to %d bytes", FILES_MAX_PATH);
+                return ctx_error("a path is 1 to %d bytes", FILES_MAX_PATH);
         if (p[0] == '/')
-                return fail("%.200s: paths are relative to the workspace", p);
+                return ctx_error("%.200s: paths are relative to the workspace", p);
         for (const char *c = p; *c;) {
                 size_t k = strcspn(c, "/");
                 if (k == 2 && c[0] == '.' && c[1] == '.')
-                        return fail("%.200s: '..' is not allowed in a path", p);
+                        return ctx_error("%.200s: '..' is not allowed in a path", p);
                 if (k > 255)
-                        return fail("%.200s: a name in a path is at most 255 bytes", p);
+                        return ctx_error("%.200s: a name in a path is at most 255 bytes", p);
                 if (strncmp(c, FILES_RESERVED, strlen(FILES_RESERVED)) == 0)
-                        return fail("%.200s: names starting with " FILES_RESERVED " are jailrun's own", p);
+                        return ctx_error("%.200s: names starting with " FILES_RESERVED " are jailrun's own", p);
                 c += k + (c[k] == '/');
         }
         if (!dir_ok && (strcmp(p, ".") == 0 || p[n - 1] == '/'))
-                return fail("%.200s: names a directory, not a file", p);
+                return ctx_error("%.200s: names a directory, not a file", p);
         return NULL;
 }
 
@@ -99,20 +89,20 @@ static json_t *workspace_open(struct files *f)
                 return NULL;
         char dir[PATH_MAX];
         if (jr_snprintf(dir, sizeof dir, "%s", f->cfg->root) < 0)
-                return fail("workspace path too long");
+                return ctx_error("workspace path too long");
         for (char *p = dir + 1; *p; p++) {
                 if (*p != '/')
                         continue;
                 *p = '\0';
                 if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-                        return fail("workspace unavailable: mkdir %s: %s", dir, strerror(errno));
+                        return ctx_error("workspace unavailable: mkdir %s: %s", dir, strerror(errno));
                 *p = '/';
         }
         if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-                return fail("workspace unavailable: mkdir %s: %s", dir, strerror(errno));
+                return ctx_error("workspace unavailable: mkdir %s: %s", dir, strerror(errno));
         f->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         if (f->dirfd < 0)
-                return fail("workspace unavailable: %s: %s", dir, strerror(errno));
+                return ctx_error("workspace unavailable: %s: %s", dir, strerror(errno));
         return NULL;
 }
 
@@ -122,7 +112,7 @@ static json_t *workspace(struct files *f)
         if (r) {
                 log_msg("ctx.files: %s", json_string_value(json_object_get(r, "error")));
                 json_decref(r);
-                return fail("the workspace is unavailable (the operator's log says why)");
+                return ctx_error("the workspace is unavailable (the operator's log says why)");
         }
         return NULL;
 }
@@ -145,9 +135,9 @@ json_t *files_read(struct files *f, const char *path, void **data, size_t *len)
         if (S_ISDIR(st.st_mode))
                 return errno_fail(EISDIR, path);
         if (!S_ISREG(st.st_mode))
-                return fail("%.200s: not a regular file", path);
+                return ctx_error("%.200s: not a regular file", path);
         if ((uint64_t)st.st_size > f->cfg->max_read)
-                return fail("%.200s: the file is %lld bytes; read returns at most %llu", path,
+                return ctx_error("%.200s: the file is %lld bytes; read returns at most %llu", path,
                             (long long)st.st_size, (unsigned long long)f->cfg->max_read);
         _cleanup_free_ unsigned char *buf = malloc((size_t)st.st_size + 1);
         size_t got = 0;
@@ -323,7 +313,7 @@ static json_t *usage_load(struct files *f, struct files_usage *u, int recount)
         int top = openat(f->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         int64_t used = top < 0 ? -errno : walk(top, 0, &entries);
         if (used < 0 && used != -E2BIG)
-                return fail("measuring the workspace: %s", strerror((int)-used));
+                return ctx_error("measuring the workspace: %s", strerror((int)-used));
         *u = (struct files_usage){ .bytes = used < 0 ? 0 : used, .entries = entries, .over = used == -E2BIG };
         f->counted = usage_store(f, u) == 0;
         return NULL;
@@ -401,7 +391,7 @@ static json_t *write_locked(struct files *f, const char *path, const void *data,
         for (const char *c = path; *c; c++)
                 depth += *c == '/';
         if (depth >= FILES_MAX_DEPTH)
-                return fail("%.200s: paths are at most %d directories deep", path, FILES_MAX_DEPTH - 1);
+                return ctx_error("%.200s: paths are at most %d directories deep", path, FILES_MAX_DEPTH - 1);
         struct files_usage u;
         struct target t;
         json_t *e = usage_load(f, &u, 0);
@@ -414,13 +404,13 @@ static json_t *write_locked(struct files *f, const char *path, const void *data,
         if (e)
                 return e;
         if (u.over)
-                return fail("the workspace holds more than %d files and directories, or is nested deeper than %d",
+                return ctx_error("the workspace holds more than %d files and directories, or is nested deeper than %d",
                             FILES_MAX_INODES, FILES_MAX_DEPTH);
         if ((uint64_t)(u.bytes - t.existing) + len > f->cfg->quota)
-                return fail("the workspace quota of %llu bytes would be exceeded: it holds %lld, this write "
+                return ctx_error("the workspace quota of %llu bytes would be exceeded: it holds %lld, this write "
                             "needs %zu", (unsigned long long)f->cfg->quota, (long long)u.bytes, len);
         if (u.entries + t.missing + t.fresh > FILES_MAX_INODES)
-                return fail("%.200s: the workspace would hold more than %d files and directories", path,
+                return ctx_error("%.200s: the workspace would hold more than %d files and directories", path,
                             FILES_MAX_INODES);
         /* Counted before the file is there: a jailrun that dies in between
          * leaves the count high, never low. */
@@ -428,7 +418,7 @@ static json_t *write_locked(struct files *f, const char *path, const void *data,
         int r = usage_store(f, &after);
         if (r < 0) {
                 f->counted = 0;
-                return fail("recording the workspace's usage: %s", strerror(-r));
+                return ctx_error("recording the workspace's usage: %s", strerror(-r));
         }
         int made = 0, renamed = 0;
         r = replace(f, path, data, len, &made, &renamed);
@@ -450,9 +440,9 @@ static json_t *lock(struct files *f)
         int tries = 0;
         while (flock(f->dirfd, LOCK_EX | LOCK_NB) < 0) {
                 if (errno != EWOULDBLOCK && errno != EINTR)
-                        return fail("locking the workspace: %s", strerror(errno));
+                        return ctx_error("locking the workspace: %s", strerror(errno));
                 if (++tries >= FILES_LOCK_TRIES)
-                        return fail("the workspace is busy (another writer holds it); try again");
+                        return ctx_error("the workspace is busy (another writer holds it); try again");
                 nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
         }
         return NULL;
@@ -533,7 +523,7 @@ json_t *files_list(struct files *f, const char *path)
                 free(names[i]);
         closedir(d);
         if (n == -E2BIG)
-                return fail("%.200s: more than %d entries", path, FILES_MAX_ENTRIES);
+                return ctx_error("%.200s: more than %d entries", path, FILES_MAX_ENTRIES);
         if (n < 0 && n != -ENOMEM)
                 return errno_fail((int)-n, path);
         return arr ? json_pack("{s:o}", "entries", arr) : NULL;
@@ -603,6 +593,6 @@ json_t *files_size(struct files *f, const char *path)
         if (fstat(fd, &st) < 0)
                 return errno_fail(errno, path);
         if (!S_ISREG(st.st_mode))
-                return S_ISDIR(st.st_mode) ? errno_fail(EISDIR, path) : fail("%.200s: not a regular file", path);
+                return S_ISDIR(st.st_mode) ? errno_fail(EISDIR, path) : ctx_error("%.200s: not a regular file", path);
         return json_integer((json_int_t)st.st_size);
 }

@@ -20,6 +20,7 @@
 #include "common/cleanup.h"
 #include "supervisor/http.h"
 #include "supervisor/scrub.h"
+#include "supervisor/ctxerr.h"
 
 #define HTTP_MAX_URL 8192
 #define HTTP_MAX_HEADERS 64
@@ -145,17 +146,6 @@ const char *http_refused(const struct http_cfg *cfg, int family, const unsigned 
         return own_address(family, addr) ? "an address of this host" : NULL;
 }
 
-__attribute__((format(printf, 1, 2)))
-static json_t *fail(const char *fmt, ...)
-{
-        char msg[600];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-        return json_pack("{s:s}", "error", jr_utf8_clean(msg));
-}
-
 static int host_matches(const char *pattern, const char *host)
 {
         if (strncmp(pattern, "*.", 2) == 0) {
@@ -193,7 +183,7 @@ static json_t *judge_url(struct xfer *x, const char *shown)
                 if (*c >= 'A' && *c <= 'Z')
                         *c = (char)(*c + 32);
         if (!web)
-                return fail("only http and https URLs: %.200s", shown);
+                return ctx_error("only http and https URLs: %.200s", shown);
         /* Through a proxy the target is connected to by the proxy: an
          * address written in the URL is judged here (libcurl has already
          * turned 2130706433 and 0x7f000001 into 127.0.0.1). */
@@ -211,9 +201,9 @@ static json_t *judge_url(struct xfer *x, const char *shown)
                 : inet_pton(AF_INET6, bare, lit) == 1 ? AF_INET6 : 0;
         const char *inner = fam && x->h->cfg->proxy[0] ? http_refused(x->h->cfg, fam, lit) : NULL;
         if (inner)
-                return fail("refused by the egress policy: %.200s is %s", bare, inner);
+                return ctx_error("refused by the egress policy: %.200s is %s", bare, inner);
         const char *why = host_refused(x->h->cfg, x->host);
-        return why ? fail("refused by the egress policy: host %.200s %s", x->host, why) : NULL;
+        return why ? ctx_error("refused by the egress policy: host %.200s %s", x->host, why) : NULL;
 }
 
 /* --- libcurl's callbacks ------------------------------------------------------ */
@@ -515,11 +505,11 @@ static int header_ok(const char *name, const char *value)
 static json_t *build_url(struct xfer *x, const char *url, json_t *params)
 {
         if (strlen(url) > HTTP_MAX_URL)
-                return fail("the URL is longer than %d bytes", HTTP_MAX_URL);
+                return ctx_error("the URL is longer than %d bytes", HTTP_MAX_URL);
         if (!(x->url = curl_url()))
                 return NULL;
         if (curl_url_set(x->url, CURLUPART_URL, url, 0) != CURLUE_OK)
-                return fail("not a URL: %.200s", url);
+                return ctx_error("not a URL: %.200s", url);
         json_t *bad = judge_url(x, url);
         if (bad)
                 return bad;
@@ -532,7 +522,7 @@ static json_t *build_url(struct xfer *x, const char *url, json_t *params)
                 CURLUcode rc = curl_url_set(x->url, CURLUPART_QUERY, pair, CURLU_APPENDQUERY | CURLU_URLENCODE);
                 free(pair);
                 if (rc != CURLUE_OK)
-                        return fail("query parameter %.100s cannot be added", k);
+                        return ctx_error("query parameter %.100s cannot be added", k);
         }
         return NULL;
 }
@@ -548,9 +538,9 @@ static json_t *setup(struct xfer *x, const char *method, json_t *headers, const 
         json_object_foreach(headers, k, v) {
                 char *line = NULL;
                 if (++nh > HTTP_MAX_HEADERS)
-                        return fail("more than %d request headers", HTTP_MAX_HEADERS);
+                        return ctx_error("more than %d request headers", HTTP_MAX_HEADERS);
                 if (!header_ok(k, json_string_value(v)))
-                        return fail("request header %.100s is not a valid header", k);
+                        return ctx_error("request header %.100s is not a valid header", k);
                 if (asprintf(&line, "%s: %s", k, json_string_value(v)) < 0)
                         return NULL;
                 struct curl_slist *l = curl_slist_append(x->req_headers, line);
@@ -634,25 +624,25 @@ static json_t *start(struct http *h, int64_t id, json_t *args, json_t *scrub, in
         const char *k;
         json_t *v;
         json_object_foreach(headers, k, v) if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
-                return fail("header %.100s: a str without NUL", k);
+                return ctx_error("header %.100s: a str without NUL", k);
         json_object_foreach(params, k, v) if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
-                return fail("parameter %.100s: a str without NUL", k);
+                return ctx_error("parameter %.100s: a str without NUL", k);
         if (strlen(url) != json_string_length(json_object_get(args, "url")))
-                return fail("the URL holds NUL");
+                return ctx_error("the URL holds NUL");
         if (text && strcmp(method, "GET") == 0)
-                return fail("a GET request has no body");
+                return ctx_error("a GET request has no body");
         static const char *const methods[] = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS" };
         int known = 0;
         for (size_t i = 0; i < ELEMENTSOF(methods); i++)
                 known |= strcmp(method, methods[i]) == 0;
         if (!known)
-                return fail("method %.20s is not one of GET HEAD POST PUT PATCH DELETE OPTIONS", method);
+                return ctx_error("method %.20s is not one of GET HEAD POST PUT PATCH DELETE OPTIONS", method);
         if (!(timeout > 0))
-                return fail("timeout must be more than 0 seconds");
+                return ctx_error("timeout must be more than 0 seconds");
         if (timeout > h->cfg->timeout_max)  /* at most the policy's, however long it asks */
                 timeout = h->cfg->timeout_max;
         if (h->in_flight >= h->cfg->max_in_flight)
-                return fail("%u requests are already in flight; that is the limit", h->in_flight);
+                return ctx_error("%u requests are already in flight; that is the limit", h->in_flight);
         if (h->cfg->rate > 0) {
                 struct timespec now;
                 clock_gettime(CLOCK_MONOTONIC, &now);
@@ -662,7 +652,7 @@ static json_t *start(struct http *h, int64_t id, json_t *args, json_t *scrub, in
                 h->tokens = h->tokens > burst ? burst : h->tokens;
                 h->refilled = now;
                 if (h->tokens < 1)
-                        return fail("the rate limit of %g requests a second is reached", h->cfg->rate);
+                        return ctx_error("the rate limit of %g requests a second is reached", h->cfg->rate);
                 h->tokens -= 1;
         }
         struct xfer *x = calloc(1, sizeof *x);
@@ -681,7 +671,7 @@ static json_t *start(struct http *h, int64_t id, json_t *args, json_t *scrub, in
                 e = setup(x, method, headers, text, tlen, timeout);
         if (e || curl_multi_add_handle(h->multi, x->easy) != CURLM_OK) {
                 xfer_free(x);
-                return e ? e : fail("the request could not be started");
+                return e ? e : ctx_error("the request could not be started");
         }
         x->next = h->all;
         h->all = x;
@@ -725,14 +715,14 @@ static json_t *outcome(struct xfer *x, CURLcode rc)
                 return r;
         }
         if (x->denied[0])
-                return fail("refused by the egress policy: %s", x->denied);
+                return ctx_error("refused by the egress policy: %s", x->denied);
         if (x->too_big || rc == CURLE_FILESIZE_EXCEEDED)
-                return fail("the response is larger than %llu bytes", (unsigned long long)cfg->max_response);
+                return ctx_error("the response is larger than %llu bytes", (unsigned long long)cfg->max_response);
         switch (rc) {
-        case CURLE_OPERATION_TIMEDOUT: return fail("timed out");
-        case CURLE_UNSUPPORTED_PROTOCOL: return fail("only http and https (HTTP/1.0 or later), redirects included");
+        case CURLE_OPERATION_TIMEDOUT: return ctx_error("timed out");
+        case CURLE_UNSUPPORTED_PROTOCOL: return ctx_error("only http and https (HTTP/1.0 or later), redirects included");
         default:
-                return fail("%s%s%.300s", curl_easy_strerror(rc), x->errbuf[0] ? ": " : "", x->errbuf);
+                return ctx_error("%s%s%.300s", curl_easy_strerror(rc), x->errbuf[0] ? ": " : "", x->errbuf);
         }
 }
 
@@ -817,7 +807,7 @@ int http_done(struct http *h, int64_t *id, json_t **result, void **body, size_t 
                 *id = x->id;
                 if (x->refused[0]) {
                         *id = x->id;
-                        *result = fail("%s", x->refused);
+                        *result = ctx_error("%s", x->refused);
                         *body = NULL;
                         *len = 0;
                         goto done;

@@ -622,8 +622,10 @@ static void on_call(struct job *j, const struct msg *m)
         } else {
                 result = broker_call(&j->broker, m->call.op, m->call.args, &err);
         }
-        if (!result)
+        if (!result && err.errnum == EPROTO)
                 return end_job(j, JOB_PROTOCOL, "ProtocolError", "%s", err.msg);
+        if (!result)  /* the supervisor's own failure (out of memory): never left unanswered */
+                return end_job(j, JOB_INTERNAL, "InternalError", "%s", err.msg[0] ? err.msg : "ctx call failed");
         send_reply(j, m->call.id, result);
 }
 
