@@ -11,7 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "jail/filt.h"
+#include "policy/filtbuild.h"
 
 /* Exports one profile's filter as `const struct sock_filter NAME[]`. */
 static int emit(FILE *out, const char *name, int exec_profile)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "jail/filt.h"
+#include "policy/filtbuild.h"
 
 struct rules {
         uint32_t mask[256], value[256];

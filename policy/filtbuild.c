@@ -9,7 +9,7 @@
 #include <sys/socket.h>
 
 #include "common/cleanup.h"
-#include "jail/filt.h"
+#include "policy/filtbuild.h"
 #include "policy/seccomp.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(scmp_filter_ctx, seccomp_release)
