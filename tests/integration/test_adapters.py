@@ -2,6 +2,7 @@
 supervisor (a messenger's token in the URL, a REST exchange's HMAC
 signature) and never reaching the jail: not in any reply, error or log the
 worker gets, not in the jail's memory."""
+import contextlib
 import hashlib
 import hmac
 import http.server
@@ -243,25 +244,36 @@ class Redirecting(Handler):
         self.reply({"path": self.path})
 
 
-def test_adapters_do_not_follow_redirects(tmp_path):
-    s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+@contextlib.contextmanager
+def signed_rest_on(tmp_path, handler, key, http_policy=None, python=None):
+    """A server of `handler` on 127.0.0.1 and a signed_rest adapter "ex" on
+    it, the key and sign secrets in a root-only file: yields (base URL,
+    policy file, secrets file)."""
+    s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=s.serve_forever, daemon=True).start()
     try:
         base = "http://127.0.0.1:%d" % s.server_address[1]
         secrets = tmp_path / "s.json"
-        secrets.write_text(json.dumps({"k": KEY, "s": SIGN}))
+        secrets.write_text(json.dumps({"k": key, "s": SIGN}))
         os.chmod(secrets, 0o600)
-        pol = tmp_path / "p.json"
-        pol.write_text(json.dumps({"http": {"allow_addresses": ["127.0.0.1", "::1"]}, "adapters": {"ex": {
+        pol = {"http": http_policy or {"allow_addresses": ["127.0.0.1"]}, "adapters": {"ex": {
             "kind": "signed_rest", "base_url": base, "key_secret": "k", "sign_secret": "s", "key_header": "X-Key",
-            "sign_header": "X-Sign", "timestamp_header": "X-Ts"}}}))
+            "sign_header": "X-Sign", "timestamp_header": "X-Ts"}}}
+        if python:
+            pol["python"] = python
+        (tmp_path / "p.json").write_text(json.dumps(pol))
+        yield base, tmp_path / "p.json", secrets
+    finally:
+        s.shutdown()
+
+
+def test_adapters_do_not_follow_redirects(tmp_path):
+    with signed_rest_on(tmp_path, Redirecting, KEY, {"allow_addresses": ["127.0.0.1", "::1"]}) as (base, pol, secrets):
         SEEN.clear()
         r = run_script(tmp_path, "def tick(ctx):\n    r = ctx.ex.get('/v5/redir')\n    ctx.log.info(r['status'])\n",
                        "--policy", str(pol), "--secrets", str(secrets), "--json", "--state", str(tmp_path / "x.sqlite"))
         assert logs(r) == ["307"], r
         assert [x["path"] for x in SEEN] == ["/v5/redir"], "the key went nowhere else"
-    finally:
-        s.shutdown()
 
 
 @pytest.mark.parametrize("path,why", [("/a%2e%2e/x", "'%'"), ("/a\\x00b", "NUL"), ("/a b", "spaces"),
@@ -334,17 +346,7 @@ class Echo(KeyEcho):
 
 
 def test_secrets_are_scrubbed_in_every_spelling(tmp_path):
-    s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
-    threading.Thread(target=s.serve_forever, daemon=True).start()
-    try:
-        base = "http://127.0.0.1:%d" % s.server_address[1]
-        secrets = tmp_path / "s.json"
-        secrets.write_text(json.dumps({"k": ODD_KEY, "s": SIGN}))
-        os.chmod(secrets, 0o600)
-        pol = tmp_path / "p.json"
-        pol.write_text(json.dumps({"http": {"allow_addresses": ["127.0.0.1"]}, "adapters": {"ex": {
-            "kind": "signed_rest", "base_url": base, "key_secret": "k", "sign_secret": "s", "key_header": "X-Key",
-            "sign_header": "X-Sign", "timestamp_header": "X-Ts"}}}))
+    with signed_rest_on(tmp_path, Echo, ODD_KEY) as (base, pol, secrets):
         r = run_script(tmp_path, """
 def tick(ctx):
     for m in ("plain", "php", "net", "quote", "lowerhex", "utf16", "header"):
@@ -359,8 +361,6 @@ def tick(ctx):
             assert v not in out, (v, out)
         assert "charset utf-16le cannot be checked for secrets" in out
         assert out.count("[secret]") >= 5, out
-    finally:
-        s.shutdown()
 
 
 def test_restarted_jail_holds_no_secret_or_state(tmp_path, setup):
@@ -490,19 +490,8 @@ def tick(ctx):
 def test_no_charset_or_spelling_carries_a_secret(tmp_path):
     """Issue 14: the supervisor read Content-Type one way and the runtime
     another, so a UTF-16 echo of a credential reached the worker in clear."""
-    s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Charsets)
-    threading.Thread(target=s.serve_forever, daemon=True).start()
-    try:
-        base = "http://127.0.0.1:%d" % s.server_address[1]
-        secrets = tmp_path / "s.json"
-        secrets.write_text(json.dumps({"k": ODD_KEY, "s": SIGN}))
-        os.chmod(secrets, 0o600)
-        pol = tmp_path / "p.json"
-        pol.write_text(json.dumps({"python": {"guard": False},
-                                   "http": {"allow_addresses": ["127.0.0.1"], "rate_per_second": 1000},
-                                   "adapters": {"ex": {
-                                       "kind": "signed_rest", "base_url": base, "key_secret": "k", "sign_secret": "s",
-                                       "key_header": "X-Key", "sign_header": "X-Sign", "timestamp_header": "X-Ts"}}}))
+    with signed_rest_on(tmp_path, Charsets, ODD_KEY, {"allow_addresses": ["127.0.0.1"], "rate_per_second": 1000},
+                        {"guard": False}) as (base, pol, secrets):
         modes = charset_modes(ODD_KEY)
         src = ATTACK % ODD_KEY[::-1] + "MODES = %r\nBASE = %r\n" % (list(modes), base)
         r = run_script(tmp_path, src, "--policy", str(pol), "--secrets", str(secrets), "--json",
@@ -523,8 +512,6 @@ def test_no_charset_or_spelling_carries_a_secret(tmp_path):
                     assert want in reply["error"] and "cannot be checked for secrets" in reply["error"], (who, m, reply)
                     assert "text" not in reply, (who, m, reply)
         assert ODD_KEY.lower() not in (r.out + r.err).lower()
-    finally:
-        s.shutdown()
 
 
 def test_without_secrets_every_known_charset_is_decoded(tmp_path):

@@ -230,9 +230,11 @@ ctx.log.info(f.delete("a/b/c"), f.delete("a/b"))
     assert usage_record(ws) == {"version": 1, "bytes": 1000, "entries": 4, "over": False}
 
 
-def test_a_file_grown_behind_the_count_is_caught(tmp_path, ws):
-    """A file changed outside jailrun while a job runs: replacing it finds
-    it larger than the whole count, and the workspace is counted again."""
+def changed_midway(tmp_path, ws, then, change):
+    """Runs a worker (quota 1000 bytes, --json) that writes 10 bytes to "a",
+    waits for a file "go", then runs the line `then`; once "a" is there,
+    change(ws) alters the workspace behind jailrun's back and puts "go".
+    Returns (exit status, stderr)."""
     pol = tmp_path / "p.json"
     pol.write_text('{"files": {"quota_bytes": 1000}}')
     src = tmp_path / "w.py"
@@ -244,8 +246,8 @@ def tick(ctx):
     t = time.monotonic()
     while not f.exists("go") and time.monotonic() - t < 60:
         time.sleep(0.01)
-    ctx.log.info(f.write("a", "y"), f.write("b", "z" * 300))
-""")
+    THEN
+""".replace("THEN", then))
     p = subprocess.Popen([JAILRUN, "--policy", str(pol), "--workspace", str(ws), "--state",
                           str(tmp_path / "s.sqlite"), "--json", str(src)], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
@@ -253,14 +255,23 @@ def tick(ctx):
         deadline = time.monotonic() + 60
         while not (ws / "a").exists() and time.monotonic() < deadline:
             time.sleep(0.01)
-        (ws / "ext").write_bytes(b"e" * 800)
-        (ws / "a").write_bytes(b"x" * 100)
+        change(ws)
         (ws / "go").write_bytes(b"")
-        out, err = p.communicate(timeout=90)
+        _, err = p.communicate(timeout=90)
     finally:
         p.kill()
         p.wait()
-    assert p.returncode == 0, err
+    return p.returncode, err
+
+
+def test_a_file_grown_behind_the_count_is_caught(tmp_path, ws):
+    """A file changed outside jailrun while a job runs: replacing it finds
+    it larger than the whole count, and the workspace is counted again."""
+    def change(ws):
+        (ws / "ext").write_bytes(b"e" * 800)
+        (ws / "a").write_bytes(b"x" * 100)
+    code, err = changed_midway(tmp_path, ws, 'ctx.log.info(f.write("a", "y"), f.write("b", "z" * 300))', change)
+    assert code == 0, err
     got = [json.loads(x)["message"] for x in err.splitlines() if x.startswith('{"type":"log"')]
     assert got == ["{'ok': True, 'size': 10}",
                    "{'ok': True, 'size': 1} {'error': 'the workspace quota of 1000 bytes would be exceeded: "
@@ -272,34 +283,11 @@ def test_writes_do_not_walk_the_workspace(tmp_path, ws):
     """A write costs its own path and data, not the workspace: a file put
     in behind jailrun's back while a job runs is not seen by that job's
     writes (nothing walks the workspace for them); the next job counts it."""
-    pol = tmp_path / "p.json"
-    pol.write_text('{"files": {"quota_bytes": 1000}}')
-    src = tmp_path / "w.py"
-    src.write_text("""
-import time
-def tick(ctx):
-    f = ctx.files
-    ctx.log.info(f.write("a", "x" * 10))
-    t = time.monotonic()
-    while not f.exists("go") and time.monotonic() - t < 60:
-        time.sleep(0.01)
-    ctx.log.info(f.write("b", "y" * 500))
-""")
-    p = subprocess.Popen([JAILRUN, "--policy", str(pol), "--workspace", str(ws), "--state",
-                          str(tmp_path / "s.sqlite"), str(src)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not (ws / "a").exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        (ws / "ext").write_bytes(b"e" * 900)
-        (ws / "go").write_bytes(b"")
-        out, err = p.communicate(timeout=90)
-    finally:
-        p.kill()
-        p.wait()
-    assert p.returncode == 0, err
+    code, err = changed_midway(tmp_path, ws, 'ctx.log.info(f.write("b", "y" * 500))',
+                               lambda ws: (ws / "ext").write_bytes(b"e" * 900))
+    assert code == 0, err
     assert (ws / "b").read_text() == "y" * 500, err
+    pol = tmp_path / "p.json"
     r = worker(tmp_path, ws, 'ctx.log.info(f.write("c", "1")["error"])', "--policy", str(pol))
     assert logs(r) == ["the workspace quota of 1000 bytes would be exceeded: it holds 1410, this write needs 1"], r
 
