@@ -305,10 +305,11 @@ int charset_decode(const struct charset *cs, int strict, const char *in, size_t 
                    size_t *bad)
 {
         *bad = 0;
-        if (cs->how == CS_UTF8 && n >= 3 && memcmp(in, "\xef\xbb\xbf", 3) == 0) {
-                in += 3;  /* the mark says UTF-8, as the charset does: not text */
-                n -= 3;
-        }
+        size_t skipped = 0;
+        if (cs->how == CS_UTF8 && n >= 3 && memcmp(in, "\xef\xbb\xbf", 3) == 0)
+                skipped = 3;  /* the mark says UTF-8, as the charset does: not text */
+        in += skipped;
+        n -= skipped;
         if (n > (SIZE_MAX - 16) / 3)
                 return -ENOMEM;
         size_t cap = 3 * n + 16;  /* every byte gives at most 3, U+FFFD included (iconv may ask more) */
@@ -318,16 +319,11 @@ int charset_decode(const struct charset *cs, int strict, const char *in, size_t 
         char *o = buf;
         int r = cs->how == CS_ICONV ? decode_iconv(cs->name, strict, in, n, &buf, &cap, &o, bad)
                                     : decode_direct(cs->how, strict, (const unsigned char *)in, n, buf, &o, bad);
-        if (r < 0)
+        if (r < 0) {
+                *bad += skipped;  /* where in the body as it came */
                 return r;
-        size_t len = (size_t)(o - buf);
-        /* What a converter made must be UTF-8 all the same, or it is not given. */
-        for (size_t i = 0; cs->how == CS_ICONV && i < len;) {
-                size_t k = utf8_seq((const unsigned char *)buf + i, len - i);
-                if (!k)
-                        return -EILSEQ;
-                i += k;
         }
+        size_t len = (size_t)(o - buf);
         if (reserve(&buf, &cap, &o, 1) < 0)
                 return -ENOMEM;
         *o = '\0';

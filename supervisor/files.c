@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/fdio.h"
 #include "supervisor/files.h"
 #include "supervisor/log.h"
 #include "supervisor/ctxerr.h"
@@ -290,12 +291,9 @@ static int usage_store(struct files *f, const struct files_usage *u)
                 return fd;
         if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
                 return -EINVAL;
-        for (size_t done = 0; done < len;) {
-                ssize_t n = pwrite(fd, text + done, len - done, (off_t)done);
-                if (n < 0 && errno != EINTR)
-                        return -errno;
-                done += n > 0 ? (size_t)n : 0;
-        }
+        int r = jr_write_all(fd, text, len);  /* at offset 0: just opened */
+        if (r < 0)
+                return r;
         return ftruncate(fd, (off_t)len) < 0 ? -errno : 0;
 }
 
@@ -361,14 +359,7 @@ static int replace(struct files *f, const char *path, const void *data, size_t l
         int fd = openat(parent, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0)
                 return -errno;
-        int err = 0;
-        for (size_t done = 0; !err && done < len;) {
-                ssize_t n = write(fd, (const char *)data + done, len - done);
-                if (n < 0 && errno != EINTR)
-                        err = errno;
-                else if (n > 0)
-                        done += (size_t)n;
-        }
+        int err = -jr_write_all(fd, data, len);
         if (!err && fsync(fd) < 0)
                 err = errno;
         if (close(fd) < 0 && !err)
@@ -547,9 +538,10 @@ static json_t *delete_locked(struct files *f, const char *path)
         if (unlinkat(parent, base, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) < 0)
                 return errno_fail(errno, path);
         struct files_usage after = { u.bytes - (S_ISREG(st.st_mode) ? st.st_size : 0), u.entries - 1, 0 };
-        if (u.over)
-                ;  /* stays so until a job counts afresh */
-        else if (after.bytes < 0 || after.entries < 0)  /* changed outside jailrun: counted again */
+        /* Over the limits (no count holds), or changed outside jailrun:
+         * counted again, so deletes can bring a workspace back under them.
+         * The walk stops at the limits, and its CPU is the job's budget's. */
+        if (u.over || after.bytes < 0 || after.entries < 0)
                 json_decref(usage_load(f, &after, 1));
         else if (usage_store(f, &after) < 0)
                 f->counted = 0;

@@ -603,8 +603,12 @@ json_t *http_start_scrubbed(struct http *h, int64_t id, json_t *args, json_t *sc
                             struct jr_err *err)
 {
         _cleanup_(json_decrefp) json_t *all = scrub ? scrub_needles(scrub) : NULL;
+        if (scrub && !all)  /* never a request whose answer goes unscrubbed */
+                return jr_fail(err, ENOMEM, "http.request call"), NULL;
         json_t *r = start(h, id, args, all, adapter, err);
-        return scrub_json(r, all);  /* an error at once may quote the URL */
+        if (r && !(r = scrub_json(r, all)))  /* an error at once may quote the URL */
+                jr_fail(err, ENOMEM, "http.request call");
+        return r;
 }
 
 static json_t *start(struct http *h, int64_t id, json_t *args, json_t *scrub, int adapter, struct jr_err *err)
@@ -822,8 +826,12 @@ int http_done(struct http *h, int64_t *id, json_t **result, void **body, size_t 
         done:
                 if (*body)  /* the worker gets text, in the charset decided here */
                         scrub_body(result, x->ctype_doubt, x->scrub, body, len);
-                if (x->scrub)
-                        *result = scrub_json(*result, x->scrub);
+                if (x->scrub && !(*result = scrub_json(*result, x->scrub))) {
+                        free(*body);  /* out of memory: an error, never the body unscrubbed */
+                        *body = NULL;
+                        *len = 0;
+                        *result = ctx_error("the response could not be checked for secrets (out of memory)");
+                }
                 for (struct xfer **p = &h->all; *p; p = &(*p)->next)
                         if (*p == x) {
                                 *p = x->next;

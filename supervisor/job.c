@@ -164,6 +164,7 @@ struct job {
         json_t *pending_error;    /* {type, message, line, tick} for it */
         unsigned fails;           /* failed jails in a row, for the back-off */
         double tick_waited;       /* seconds the tick's hard limit waited for our reader */
+        int tick_held;            /* our output held the jail back during this tick */
         struct first_error {      /* the first failure, kept while an end of ours overwrites it */
                 char etype[sizeof ((struct job_result *)0)->etype];
                 char emsg[sizeof ((struct job_result *)0)->emsg];
@@ -265,6 +266,7 @@ static void send_run_timer(struct job *j)
 {
         j->inflight = 1;
         j->tick_waited = 0;
+        j->tick_held = 0;
         clock_gettime(CLOCK_MONOTONIC, &j->run_sent);
         if (j->o->entry == JAIL_ENTRY_TICKS &&
             timer_arm(j, &j->tickfd, j->o->tick_timeout_s + j->o->tick_grace_s, 0, EV_TICK) < 0)
@@ -589,11 +591,8 @@ static void on_log(struct job *j, const struct msg *m)
 static double job_cpu_s(void *ctx)
 {
         struct job *j = ctx;
-        struct cg_stats st;
-        if (!j->cg.h)
-                return -1;
-        cg_job_stats(&j->cg, &st);
-        return st.cpu_user_us < 0 || st.cpu_system_us < 0 ? -1 : (double)(st.cpu_user_us + st.cpu_system_us) / 1e6;
+        uint64_t us;
+        return j->cg.h && cg_job_cpu_us(&j->cg, &us) == 0 ? (double)us / 1e6 : -1;
 }
 
 /* A ctx call: performed now, answered at once. A jail that calls without
@@ -639,10 +638,14 @@ static void http_replies(struct job *j)
         while (j->broker.http && http_done(j->broker.http, &id, &result, &body, &len)) {
                 j->broker.payload = body;
                 j->broker.payload_len = len;
-                if (result && !j->ended)
+                if (result && !j->ended) {
                         send_reply(j, id, result);
-                else
-                        json_decref(result), broker_payload_done(&j->broker);
+                        continue;
+                }
+                json_decref(result);
+                broker_payload_done(&j->broker);
+                if (!j->ended)  /* no answer could be made: never a call left unanswered */
+                        end_job(j, JOB_INTERNAL, "InternalError", "http reply: out of memory");
         }
 }
 
@@ -1005,15 +1008,17 @@ static int chan_unread(int fd)
 }
 
 /* A tick past its hard limit whose result may be waiting unread: our own
- * output is backed up (a slow reader), or the channel still holds what we
- * have not read yet (after a slow reader, the result comes after the logs
- * it held back). It waits, at most one more tick limit, so a flood cannot
- * keep a tick stuck in C alive; and never while the jail is over its read
- * budget, a delay of its own making. */
+ * output is backed up (a slow reader), or it held the jail back during
+ * this tick and the channel still holds what we have not read yet (the
+ * result comes after the logs it held back; a jail's own unread chatter
+ * alone buys nothing). It waits, at most one more tick limit, so a flood
+ * cannot keep a tick stuck in C alive; and never while the jail is over a
+ * budget of its own, a delay of its own making. */
 static int held_back(const struct job *j)
 {
         return j->inflight && !j->restarting && !j->throttled && j->tick_waited < j->o->tick_timeout_s &&
-               (outq_full(&j->outq) || outq_full(&j->errq) || (j->chan >= 0 && chan_unread(j->chan)));
+               (outq_full(&j->outq) || outq_full(&j->errq) ||
+                (j->tick_held && j->chan >= 0 && chan_unread(j->chan)));
 }
 
 /* The tick (or on_error) did not return by its time limit and grace. */
@@ -1142,7 +1147,9 @@ static void check_cpu_time(struct job *j)
 static int flush_queues(struct job *j)
 {
         size_t left = outq_flush_some(&j->outq) + outq_flush_some(&j->errq);
-        set_paused(j, outq_full(&j->outq) || outq_full(&j->errq) || j->throttled);
+        int full = outq_full(&j->outq) || outq_full(&j->errq);
+        j->tick_held |= full && j->inflight;
+        set_paused(j, full || j->throttled);
         return left > 0;
 }
 
@@ -1171,7 +1178,8 @@ static void handle(struct job *j, const struct epoll_event *ev)
                 uint64_t x;
                 while (read(j->throttlefd, &x, sizeof x) < 0 && errno == EINTR)
                         ;
-                j->throttled = 0;  /* flush_queues resumes reading */
+                j->throttled = 0;  /* flush_queues resumes reading ... */
+                cpu_throttle(j);   /* ... unless the CPU budget is still spent */
                 break;
         }
         case EV_HTTP:
@@ -1184,6 +1192,7 @@ static void handle(struct job *j, const struct epoll_event *ev)
                         http_on_timer(j->broker.http);
                 http_replies(j);
                 broker_cpu_charge(&j->broker, &t0);
+                cpu_throttle(j);
                 break;
         }
         case EV_TIMER:

@@ -82,7 +82,7 @@ struct job_result {
         long cg_teardown_us;         /* killing what is left in it and removing it */
         long cpu_ms;
         int64_t supervisor_cpu_us;   /* jailrun's own CPU (RUSAGE_SELF) at the job's end */
-        int64_t ctx_cpu_us;          /* of it, the job's state and files calls (the budget's count) */
+        int64_t ctx_cpu_us;          /* of it, what the job's messages and transfers used (the budget's count) */
         int64_t ctx_refused;         /* calls refused for that budget */
         json_t *violations;          /* --check: what the validator found (owned) */
         uint64_t log_dropped;        /* messages dropped past log_max_bytes */

@@ -167,8 +167,15 @@ json_t *scrub_needles(json_t *secrets)
         json_t *all = json_array();
         size_t i;
         json_t *s;
-        json_array_foreach(secrets, i, s) if (all && json_string_value(s) && strlen(json_string_value(s)) >= 4)
-                json_array_append(all, s);  /* shorter: no credential, and replacing it would garble */
+        json_array_foreach(secrets, i, s) {
+                /* shorter: no credential, and replacing it would garble */
+                if (!all || !json_string_value(s) || strlen(json_string_value(s)) < 4)
+                        continue;
+                if (json_array_append(all, s) < 0) {  /* a secret left off would go unscrubbed */
+                        json_decref(all);
+                        return NULL;
+                }
+        }
         return all;
 }
 
@@ -246,8 +253,13 @@ json_t *scrub_json(json_t *v, json_t *needles)
                 return out ? out : json_string(SCRUB_MARK);
         }
         if (json_is_array(v)) {
-                for (size_t i = 0; i < json_array_size(v); i++)
-                        json_array_set_new(v, i, scrub_json(json_incref(json_array_get(v, i)), needles));
+                for (size_t i = 0; i < json_array_size(v); i++) {
+                        json_t *c = scrub_json(json_incref(json_array_get(v, i)), needles);
+                        if (!c || json_array_set_new(v, i, c) < 0) {  /* never the element as it was */
+                                json_decref(v);
+                                return NULL;
+                        }
+                }
                 return v;
         }
         if (json_is_object(v)) {
@@ -258,8 +270,11 @@ json_t *scrub_json(json_t *v, json_t *needles)
                         size_t len = strlen(k);
                         char *copy = strdup(k);
                         char *ck = copy ? scrub_text(copy, &len, needles) : NULL;
-                        if (out)
-                                json_object_set_new(out, ck ? ck : SCRUB_MARK, scrub_json(json_incref(e), needles));
+                        json_t *c = out ? scrub_json(json_incref(e), needles) : NULL;
+                        if (out && (!c || json_object_set_new(out, ck ? ck : SCRUB_MARK, c) < 0)) {
+                                json_decref(out);
+                                out = NULL;
+                        }
                         free(ck);
                 }
                 json_decref(v);

@@ -18,7 +18,7 @@
 #define SCRUB_MARK "[secret]"
 
 /* The secrets worth looking for: the strings of `secrets` (an array) at
- * least 4 characters long, as a new array. */
+ * least 4 characters long, as a new array; NULL when out of memory. */
 json_t *scrub_needles(json_t *secrets);
 
 /* Whether secret[0..m) occurs in t[0..n) at or after `from`, read with any
@@ -35,7 +35,8 @@ int scrub_find(const char *t, size_t n, size_t from, const char *secret, size_t 
 char *scrub_text(char *buf, size_t *len, json_t *needles);
 
 /* The same on every string of a JSON value, object keys included (a
- * string that cannot be cleaned becomes SCRUB_MARK). Consumes v. */
+ * string that cannot be cleaned becomes SCRUB_MARK). Consumes v; NULL
+ * when out of memory (never a value left partly unscrubbed). */
 json_t *scrub_json(json_t *v, json_t *needles);
 
 /* A finished response's body made the text the worker gets: the charset

@@ -307,7 +307,9 @@ static int sqlite_delete(void *impl, const char *ns, const char *key, int *delet
         return r;
 }
 
-int state_page_fits(const struct state_page *page, size_t len, size_t bytes, size_t add)
+/* Whether a page of `len` keys holding `bytes` of text has room for one of
+ * `add` bytes more. */
+static int state_page_fits(const struct state_page *page, size_t len, size_t bytes, size_t add)
 {
         return len < page->limit && bytes + add + 1 <= STATE_PAGE_BYTES;
 }

@@ -68,8 +68,5 @@ int state_delete(struct state_store *s, const char *ns, const char *key, int *de
  * prefix. Costs the store O(log n + page), whatever the namespace holds. */
 int state_keys(struct state_store *s, const char *ns, const struct state_page *page, json_t **keys, int *more,
                struct jr_err *err);
-/* Whether a page of `len` keys holding `bytes` of text has room for one of
- * `add` bytes more. */
-int state_page_fits(const struct state_page *page, size_t len, size_t bytes, size_t add);
 
 #endif
