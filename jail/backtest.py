@@ -43,21 +43,17 @@ REPEAT_S = 0.05
 MEMORY_MARGIN = 16 << 20
 
 
-class ProtocolError(Exception):
-    """The strategy broke the engine's contract: a bad order, a return value
-    that is not JSON."""
-
-
-ProtocolError.__module__ = "builtins"
+# The sandbox's one ProtocolError (jail/guard.py): here the strategy broke
+# the engine's contract (a bad order, a return value that is not JSON).
+ProtocolError = _jailrun.runtime_module("_jailrun_guard").ProtocolError
 
 
 class BarsError(Exception):
     """The bars file cannot be used; the message names the line."""
 
 
-# One bar, and the bars up to the current one: a dict and a list that cannot
-# be changed, C types (jail/candle.c) that read as fast as a plain one.
-Candle = _jailrun.Candle
+# The bars up to the current one, each a dict: a list and dicts that cannot
+# be changed, C types (jail/candle.c) that read as fast as plain ones.
 Candles = _jailrun.Candles
 # The bars, 48 bytes each in C (jail/bars.c); their candles are made as
 # they enter the window.

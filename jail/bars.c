@@ -37,10 +37,17 @@ typedef struct {
 static PyTypeObject *candle_t, *candles_t;
 static PyObject *keys[6];
 
+/* Each candle leaves the ring before it is released: its release may run
+ * code (a __del__ of what a candle was made to hold) that reads the ring. */
 static void drop(Bars *b, Py_ssize_t upto)
 {
-        for (; b->lo < upto && b->lo < b->hi; b->lo++)
-                Py_CLEAR(b->ring[b->lo & (b->ring_cap - 1)]);
+        while (b->lo < upto && b->lo < b->hi) {
+                PyObject **slot = &b->ring[b->lo & (b->ring_cap - 1)];
+                PyObject *c = *slot;
+                *slot = NULL;
+                b->lo++;
+                Py_XDECREF(c);
+        }
         if (b->lo >= b->hi)
                 b->lo = b->hi = upto;
 }
@@ -111,8 +118,6 @@ static PyObject *bars_read(PyObject *cls, PyObject *arg)
         r = bars_parse(text, (size_t)st.st_size, &v, &n);
         Py_END_ALLOW_THREADS
         munmap(text, (size_t)st.st_size);
-        if (r < 0)
-                return PyErr_NoMemory();
         if (r == 0)
                 Py_RETURN_NONE;
         Bars *b = bars_alloc((PyTypeObject *)cls);

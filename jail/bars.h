@@ -19,7 +19,7 @@ struct bar {
  * objects; ASCII; every bar valid). Returns 1 with *out (malloc'd) and *n,
  * 0 when it declines, leaving the file to the full reader in
  * jail/backtest.py, which gives the same bars or names the line of the
- * problem, or -ENOMEM. */
+ * problem (so also when memory runs short here). */
 int bars_parse(const char *text, size_t len, struct bar **out, size_t *n);
 
 /* Adds the Bars type to module m (after the candles' types); -1 with an

@@ -19,8 +19,9 @@ SecurityError.__module__ = "builtins"
 
 
 class ProtocolError(Exception):
-    """A message on the channel to the supervisor that breaks its protocol
-    (a reply out of turn)."""
+    """A contract broken: a message on the channel to the supervisor out of
+    turn, or in a backtest a bad order or a return value that is not JSON
+    (jail/backtest.py raises this same class)."""
 
 
 ProtocolError.__module__ = "builtins"

@@ -261,7 +261,7 @@ static int check_batch(struct backtest *b, const struct msg *m, struct pending *
 /* The checked batch's signals into the report, one a line. */
 static int write_signals(struct backtest *b, uint64_t n, struct jr_err *err)
 {
-        if (!btr_fits(&b->out, b->text_len + 2 * n)) {
+        if (!btr_fits(&b->out, b->text_len, n)) {
                 char max[32];
                 format_size(b->out.max, max, sizeof max);
                 snprintf(err->msg, sizeof err->msg, "the report reached --report-max %s by bar %llu (%llu "

@@ -106,8 +106,13 @@ int btr_begin(struct btr *r, uint64_t bars, struct jr_err *err)
         return put(r, s, n - 2, err);  /* the array and the object stay open */
 }
 
-int btr_fits(const struct btr *r, size_t len)
+int btr_fits(const struct btr *r, size_t lines_len, uint64_t n)
 {
+        /* JSON: each line's newline becomes ",\n" before it, "\n" before
+         * the first; JSON lines: the newline after it, as given. */
+        size_t len = lines_len;
+        if (r->format == BTR_JSON && n)
+                len += n - (r->signals == 0);
         return r->bytes + len + 2 <= r->max;
 }
 

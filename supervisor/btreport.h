@@ -41,8 +41,9 @@ struct btr {
 int btr_open(struct btr *r, const char *path, enum btr_format format, uint64_t max, struct jr_err *err);
 /* The document's head, once the bar count is known. */
 int btr_begin(struct btr *r, uint64_t bars, struct jr_err *err);
-/* Whether `len` more bytes of signals stay within max. */
-int btr_fits(const struct btr *r, size_t len);
+/* Whether n more signals, whose lines (each ending in a newline) take
+ * lines_len bytes, stay within max, as btr_signal will write them. */
+int btr_fits(const struct btr *r, size_t lines_len, uint64_t n);
 /* Appends one encoded signal (compact JSON, no newline); 0 or -errno. */
 int btr_signal(struct btr *r, const char *text, size_t len, struct jr_err *err);
 /* The summary (an object, borrowed) last, then the file renamed into

@@ -718,7 +718,8 @@ def test_the_fast_and_the_full_reader_give_the_same_report(tmp_path):
                                                       r["open"], r["time"]))
     with open(tmp_path / "odd.jsonl", "w") as f:
         for r in rows:
-            f.write(json.dumps(dict(r, note="\u00e9", time=float(r["time"]))) + "\n\n")
+            # not ASCII: left to the full reader (test_what_the_fast_reader_takes)
+            f.write(json.dumps(dict(r, note="\u00e9", time=float(r["time"])), ensure_ascii=False) + "\n\n")
     src = """
         def on_bar_strategy(sdk, params):
             c = sdk.candles[-1]
@@ -744,7 +745,9 @@ def test_what_the_fast_reader_takes(tmp_path):
         import os, _jailrun
         cases = {"plain": "time,open,high,low,close,volume\n1,1,1,1,1,1\r\n2,1,1,1,1.5e3,1\n",
                  "dups": "time,Time,open,high,low,close,volume\n1,2,1,1,1,1,1\n",
-                 "jsonl": '{"time": 1, "open": 1, "high": 1, "low": 1, "close": 1.5, "volume": 1, "x": [{}]}\n',
+                 "jsonl": '{"time": 1, "open": 1, "high": 1, "low": 1, "close": 1.5, "volume": 1, "x": "y"}\n',
+                 "jsonl_nested": '{"time": 1, "open": 1, "high": 1, "low": 1, "close": 1.5, "volume": 1, "x": [{}]}\n',
+                 "jsonl_utf8": '{"time": 1, "open": 1, "high": 1, "low": 1, "close": 1.5, "volume": 1, "x": "\u00e9"}\n',
                  "quoted": 'time,open,high,low,close,volume\n"1",1,1,1,1,1\n',
                  "under": "time,open,high,low,close,volume\n1,1,1,1,1_0,1\n",
                  "cr": "time,open,high,low,close,volume\r1,1,1,1,1,1\n",
@@ -759,7 +762,7 @@ def test_what_the_fast_reader_takes(tmp_path):
     """, "--profile", "exec")
     assert r.code == 0, r
     assert r.out.splitlines() == ["plain [(1, 1.0), (2, 1500.0)]", "dups [(2, 1.0)]", "jsonl [(1, 1.5)]",
-                                  "quoted None", "under None", "cr None", "jsonl_str None", "order None",
+                                  "jsonl_nested None", "jsonl_utf8 None", "quoted None", "under None", "cr None", "jsonl_str None", "order None",
                                   "big None"], r
 
 
@@ -875,7 +878,7 @@ def test_a_million_bars_with_a_return_each_keep_jailrun_small(tmp_path):
         lines = 2
         for line in f:
             lines += 1
-            last, prev = line, first
+            last = line
     assert head == b'{"jailrun_backtest":1,"bars":1000000,"signals":[\n'
     assert json.loads(first.rstrip(b",\n")) == {"bar": 0, "time": 1700000000, "return": {"c": 100.5}}
     assert lines == n + 2
@@ -894,6 +897,31 @@ def test_report_as_json_lines(tmp_path):
     assert [s["return"] for s in lines[:-1]] == list(range(1, 51, 2))
     assert lines[-1]["jailrun_backtest"] == 1 and lines[-1]["bars"] == 50 and lines[-1]["signals_count"] == 25
     assert lines[-1]["outcome"] == "completed" and "signals" not in lines[-1]
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_report_max_is_exact(tmp_path, fmt):
+    """A report of exactly --report-max bytes (its signals and what closes
+    them; the summary is not counted) is written whole; one byte less and
+    the last batch does not fit."""
+    write_bars(tmp_path / "bars.csv", 1200)
+    report = tmp_path / "report.out"
+
+    def run(*args):
+        return run_script(tmp_path, "def on_bar_strategy(sdk, params):\n    return {'c': sdk.candles[-1]['close']}\n",
+                          "--profile", "strategy", "--bars", str(tmp_path / "bars.csv"), "--report", str(report),
+                          "--report-format", fmt, "--json", *args)
+    r = run()
+    assert r.code == 0, r
+    text = report.read_bytes()
+    if fmt == "json":  # the head and the signals, and the "\n]" that closes them
+        exact = len(text[:text.index(b'\n],"outcome"')]) + 2
+    else:  # the signals' lines, and room for the same two bytes
+        exact = len(text[:text.rindex(b'{"jailrun_backtest"')]) + 2
+    r = run("--report-max", str(exact))
+    assert r.code == 0, (exact, r)
+    r = run("--report-max", str(exact - 1))
+    assert r.code == 1 and r.json["error"]["type"] == "ReportError", (exact, r)
 
 
 def test_report_max_is_a_limit_in_bytes(tmp_path):

@@ -368,7 +368,6 @@ def test_logs_are_flushed_at_the_end_of_each_tick(tmp_path):
                 time.sleep(30)
     """, "--ticks", "2", "--timeout", "20")
     try:
-        t0 = time.monotonic()
         wait_line(p.stderr, "INFO tick 1 done", timeout=slack(5))
         assert p.poll() is None, "the job is still in tick 2"
     finally:
