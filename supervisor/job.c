@@ -126,6 +126,7 @@ struct job {
         uint64_t log_bytes;  /* message text logged so far */
         uint64_t log_dropped;  /* messages dropped past the log cap */
         unsigned cpu_noted;    /* said that its supervisor CPU budget is spent */
+        int cpu_waiting;       /* the throttle is that budget's (not the read budget's) */
         struct timespec cloned;  /* when the jail was cloned */
         int have_error;
         int ended;          /* a terminal status is set; the child is being killed */
@@ -824,10 +825,12 @@ static void handle_datagram(struct job *j, size_t n)
         msg_free(&m);
 }
 
-/* Past its supervisor CPU budget (broker.h), the jail is read no further
- * until the budget allows: looked at again when it would have refilled
- * with the job idle, or CPU_RECHECK_S sooner (the job's own work refills
- * it too). Its calls meanwhile wait unread, a delay of its own making. */
+/* A message that spent the job's supervisor CPU budget (broker.h) is the
+ * last read until the budget allows: looked at again when it would have
+ * refilled with the job idle, or CPU_RECHECK_S sooner (the job's own work
+ * refills it too), a delay of its own making. A call read while it is
+ * spent all the same (the job's transfers spent it meanwhile) gets the
+ * budget's error at once (broker.c). */
 #define CPU_RECHECK_S 0.25
 static void cpu_throttle(struct job *j)
 {
@@ -839,6 +842,7 @@ static void cpu_throttle(struct job *j)
         double wait = -left / BROKER_CPU_TRICKLE;
         if (timer_arm(j, &j->throttlefd, wait < CPU_RECHECK_S ? wait : CPU_RECHECK_S, 0, EV_THROTTLE) == 0) {
                 j->throttled = 1;
+                j->cpu_waiting = 1;
                 set_paused(j, 1);
                 if (!j->cpu_noted++)
                         log_note(&j->errq, j->o->json, "the jail's messages wait: the supervisor CPU it may use "
@@ -1179,7 +1183,10 @@ static void handle(struct job *j, const struct epoll_event *ev)
                 while (read(j->throttlefd, &x, sizeof x) < 0 && errno == EINTR)
                         ;
                 j->throttled = 0;  /* flush_queues resumes reading ... */
-                cpu_throttle(j);   /* ... unless the CPU budget is still spent */
+                if (j->cpu_waiting) {
+                        j->cpu_waiting = 0;
+                        cpu_throttle(j);  /* ... unless the CPU budget it waits for is still spent */
+                }
                 break;
         }
         case EV_HTTP:
@@ -1191,8 +1198,7 @@ static void handle(struct job *j, const struct epoll_event *ev)
                 else
                         http_on_timer(j->broker.http);
                 http_replies(j);
-                broker_cpu_charge(&j->broker, &t0);
-                cpu_throttle(j);
+                broker_cpu_charge(&j->broker, &t0);  /* the next call is refused if it is spent */
                 break;
         }
         case EV_TIMER:

@@ -89,3 +89,10 @@ def worker(tmp_path):
     def run(source, *args, **kw):
         return run_script(tmp_path, source, *args, **kw)
     return run
+
+
+def pytest_report_header(config):
+    """How much the timing bounds are stretched here (tests/README)."""
+    import hostprobe
+    return "host pace: a trivial jailrun takes %.1f ms here, %.1fx a quiet host's (timing bounds stretched so)" % (
+        hostprobe.jail_seconds() * 1000, hostprobe.pace())

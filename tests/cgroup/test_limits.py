@@ -164,20 +164,26 @@ def test_fork_bomb_is_stopped_by_the_task_limit(tmp_path):
         assert j["stats"]["pids_peak"] <= 20
 
 
-def test_cpu_share(tmp_path):
+def spin_share(tmp_path, cpus):
+    """The share of a core a spinning script in a job at --cpus gets (2 s)."""
     r = run_script(tmp_path, """
         import time
         t0, c0 = time.monotonic(), time.process_time()
         while time.monotonic() - t0 < 2:
             pass
         print("%.3f" % ((time.process_time() - c0) / (time.monotonic() - t0)))
-    """, "--profile", "exec", "--cpus", "0.5")
+    """, "--profile", "exec", "--cpus", cpus)
     assert r.code == 0, r
-    share = float(r.out.split()[0])
-    # The cap is what the limit promises, whatever else runs; below it the
-    # share is what a busy host has to give (0.40 seen with both cores
-    # loaded), so the lower bound only catches a wrong conversion (0.05).
-    assert 0.25 <= share <= 0.575, share
+    return float(r.out.split()[0])
+
+
+def test_cpu_share(tmp_path):
+    # The cap is what the limit promises, whatever else runs. Below it, the
+    # share is what the host has to give: measured first, the same spinner
+    # under a limit it cannot reach (a busy host gave a capped job 0.38).
+    free = spin_share(tmp_path, "2")
+    share = spin_share(tmp_path, "0.5")
+    assert min(0.425, 0.75 * free) <= share <= 0.575, (share, free)
 
 
 def test_cpu_time_limit(tmp_path):

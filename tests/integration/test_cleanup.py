@@ -104,7 +104,7 @@ time.sleep(60)
         uid = int(lines[0].split()[1])
         assert int(lines[-1].split()[1]) == 7, "init + 3 session leaders + 3 grandchildren"
         assert len(jail_procs(uid)) == 7
-        res, elapsed = finish(p, timeout=10)
+        res, elapsed = finish(p, timeout=slack(10))
     finally:
         stop(p)
     assert res.code == 124, res
@@ -126,7 +126,7 @@ def test_signal_to_jailrun_kills_the_jail(tmp_path, sig):
         assert len(jail_procs(uid)) == 7
         t0 = time.monotonic()
         p.send_signal(sig)
-        res, _ = finish(p, timeout=10)
+        res, _ = finish(p, timeout=slack(10))
     finally:
         stop(p)
     assert time.monotonic() - t0 < slack(2), "jailrun must end quickly on %s" % sig.name
@@ -149,7 +149,7 @@ def tick(ctx):
         uid = int([l for l in lines if l.startswith("OUTPUT UID ")][0].split()[2])
         t0 = time.monotonic()
         p.terminate()
-        res, _ = finish(p, timeout=10)
+        res, _ = finish(p, timeout=slack(10))
     finally:
         stop(p)
     assert res.code == 143, res
@@ -165,7 +165,7 @@ def test_sigterm_right_at_start(tmp_path):
         p = start(tmp_path, "import time\ntime.sleep(30)\n", "--profile", "exec")
         time.sleep(delay)
         p.terminate()
-        res, elapsed = finish(p, timeout=10)
+        res, elapsed = finish(p, timeout=slack(10))
         assert res.code in (143, -signal.SIGTERM), res
         assert elapsed < slack(3)
 

@@ -42,6 +42,7 @@ def flood(tmp_path, body, *args):
     r = run_script(tmp_path, src, "--profile", "worker", "--json", "--timeout", "120", *args, timeout=180)
     assert r.code == 0, r
     st = r.json["stats"]
+    st["notes"] = [json.loads(x)["message"] for x in r.err.splitlines() if x.startswith('{"type":"note"')]
     return st, [json.loads(x)["message"] for x in r.err.splitlines() if x.startswith('{"type":"log"')]
 
 
@@ -135,7 +136,7 @@ def test_a_log_flood_of_escapes_costs_the_supervisor_what_it_costs_the_job(tmp_p
 
 # --- ctx.http: large compressed responses --------------------------------------------------------------------
 
-HTTP_LOOP_S = 30             # the http flood's bound in time (it stops at the first refusal)
+HTTP_LOOP_S = 8              # how long the http flood asks (or until a call is refused)
 BIG = 5000000                # decoded bytes of /big: under the default max_response_bytes (5 MiB)
 BOMB = 256 << 20             # decoded bytes of /bomb: 50 times that limit
 
@@ -191,29 +192,25 @@ def http_policy(tmp_path):
 
 
 def test_an_http_flood_of_large_gzip_bodies_is_charged_to_the_budget(tmp_path, baseline, gzip_server, http_policy):
-    """A job held to a tenth of a core asks for /big in a loop, until a call
-    is refused: each response costs the supervisor (decompressing,
+    """A job held to a tenth of a core asks for /big in a loop for
+    HTTP_LOOP_S: each response costs the supervisor (decompressing,
     decoding, searching for three secrets, sending 5 MB) ten times what it
-    costs the job, so the reserve drains, on a slow host as on a fast one,
-    unless a loaded host stretches each response's wall time some twenty
-    times beyond the supervisor's CPU for it (the 50 ms a second it earns
-    would then keep up); the loop stops after HTTP_LOOP_S regardless.
-    That work is charged: what jailrun spends besides the calls' charged
-    CPU is what any job's messages cost it, and the charged CPU stays
-    within the budget, overdrawn by at most the one response under way
-    when it ran out (the loop asks one at a time)."""
+    costs the job. That work is charged, and past the budget the jail's
+    channel waits (or a call read while the budget is spent is refused):
+    the charged CPU stays within the budget, overdrawn by at most the one
+    response under way when it ran out (the loop asks one at a time), and
+    what jailrun spends besides it is what any job's messages cost it."""
     body = ("    while time.monotonic() - t < %d and n < 1000:\n"
             "        last = ctx.http.get(%r)\n"
             "        n += 1\n"
             "        if 'error' in last:\n"
             "            break\n"
-            "    last = last if 'error' in last else {'text': len(last['text'])}\n"
-            "    if 'error' in last:\n"
-            "        ctx.log.info(-1, ctx.tg.send(1, 'x'))" % (HTTP_LOOP_S, gzip_server + "/big"))
+            "    last = last if 'error' in last else {'text': len(last['text'])}" % (HTTP_LOOP_S, gzip_server + "/big"))
     st, out = flood(tmp_path, body, "--cpus", "0.1", *http_policy)
     sup, job, ctx = st["supervisor_cpu_us"] / 1e6, st["cpu_ms"] / 1e3, st["ctx_cpu_us"] / 1e6
     wall = st["wall_ms"] / 1e3
-    ok = int(out[-1].split(" ", 1)[0]) - 1  # the last was refused
+    n, last = out[-1].split(" ", 1)
+    ok = int(n) - (1 if st["ctx_refused"] else 0)
     assert ok > 0, out
     per_response = ctx / ok
     budget = RESERVE_S + TRICKLE * wall + job
@@ -223,17 +220,13 @@ def test_an_http_flood_of_large_gzip_bodies_is_charged_to_the_budget(tmp_path, b
     assert uncharged <= baseline + 3 * job + 0.2, ("jailrun spent %.2f s on the job's transfers beside the %.2f s "
                                                    "charged for them (the job used %.2f s)" % (uncharged, ctx, job),
                                                    st)
-    # The call past the budget is refused; the jail's channel is then read
-    # no further until the budget allows, so the adapter call after it is
-    # refused too if it is read while the budget is still spent, or made
-    # (port 1 refuses the connection) once it has refilled.
-    assert len(out) == 2, ("no call was refused", out, st)
-    assert out[-1].split(" ", 1)[1].startswith(REFUSED) and "'retry_after': " in out[-1], out
-    after = out[-2].split(" ", 1)[1]
-    assert after.startswith(REFUSED) or after.startswith("{'error': \"Couldn't connect"), out
-    assert st["ctx_refused"] == 1 + after.startswith(REFUSED), st
-    print("http flood: %d responses of 5 MB, jailrun %.2f s, charged %.2f s (%.1f ms each), job %.2f s, %d refused"
-          % (ok, sup, ctx, 1000 * per_response, job, st["ctx_refused"]))
+    # The budget acted: the channel waited, or a call was refused with it.
+    waited = any(x.startswith("the jail's messages wait: the supervisor CPU it may use") for x in st["notes"])
+    assert waited or st["ctx_refused"], ("the budget never acted", ok, st)
+    if st["ctx_refused"]:
+        assert last.startswith(REFUSED) and "'retry_after': " in last, out
+    print("http flood: %d responses of 5 MB, jailrun %.2f s, charged %.2f s (%.1f ms each), job %.2f s, "
+          "%d refused, waited: %s" % (ok, sup, ctx, 1000 * per_response, job, st["ctx_refused"], waited))
 
 
 def test_a_gzip_bomb_is_cut_at_the_size_limit(tmp_path, gzip_server, http_policy):
@@ -248,5 +241,5 @@ def test_a_gzip_bomb_is_cut_at_the_size_limit(tmp_path, gzip_server, http_policy
         assert out[-1] == ("0 %d" % BIG if name == "big" else "0 the response is larger than 5242880 bytes"), out
     # Less than a 5 MB body (decoded, searched and sent besides); the whole
     # bomb inflated would cost fifty times the 5 MiB.
-    assert costs["bomb"] <= costs["big"] + 0.05, costs
+    assert costs["bomb"] <= 1.5 * costs["big"], costs  # decompressed whole, it would cost ~50 times more
     print("one 5 MB body: %.3f s; one gzip bomb: %.3f s" % (costs["big"], costs["bomb"]))

@@ -28,11 +28,17 @@ def fake_child(payloads, sndbuf=False, sleep=SLEEP_AFTER):
     )
 
 
+def backstop():
+    """--timeout for a jail the supervisor must kill at once: past the
+    stretched bound of assert_protocol_error, so that bound can fail."""
+    return "%d" % (slack(5) + 2)
+
+
 def run_hostile(jail, payloads, *opts, sndbuf=False):
     t0 = time.monotonic()
     # --timeout: a backstop so a supervisor that does not kill the jail ends
     # cleanly (exit 124, the test fails) instead of hanging the suite.
-    r = jail(fake_child(payloads, sndbuf=sndbuf), "--json", "--timeout", "6", *opts, timeout=20)
+    r = jail(fake_child(payloads, sndbuf=sndbuf), "--json", "--timeout", backstop(), *opts, timeout=slack(20))
     elapsed = time.monotonic() - t0
     return r, elapsed
 
@@ -168,7 +174,7 @@ def test_control_valid_forged_log_is_accepted(jail):
     """The fake child itself works: a well-formed log message is printed."""
     msg = json.dumps({"type": "log", "entries": [{"level": "warn", "msg": "forged %d" % i}
                                                  for i in range(20)]}).encode()
-    r = jail(fake_child([msg], sleep=1), timeout=20)
+    r = jail(fake_child([msg], sleep=1), timeout=slack(20))
     assert r.code == 0, r
     assert log_lines(r.err) == ["WARN forged %d" % i for i in range(20)]
     assert "STILL ALIVE" in r.out
@@ -203,7 +209,7 @@ def test_nesting_16_is_accepted_17_is_not(jail):
 def test_entry_of_exactly_4000_chars_is_accepted(jail):
     msg = json.dumps({"type": "log", "entries": [{"level": "info", "msg": "\u00e9" * 4000}]},
                      ensure_ascii=False).encode()
-    r = jail(fake_child([msg], sleep=1), "--json", timeout=20)
+    r = jail(fake_child([msg], sleep=1), "--json", timeout=slack(20))
     assert r.code == 0, r
     assert json_logs(r.err)[0]["message"] == "\u00e9" * 4000
 
@@ -216,7 +222,7 @@ def _big_log(size):
 def test_one_mib_datagram_is_accepted(jail):
     """The cap is 1 MiB: a valid message of exactly 1 MiB (padded with
     whitespace, sent with the largest SO_SNDBUF allowed) is accepted."""
-    r = jail(fake_child([_big_log(1 << 20)], sndbuf=True, sleep=1), "--json", timeout=20)
+    r = jail(fake_child([_big_log(1 << 20)], sndbuf=True, sleep=1), "--json", timeout=slack(20))
     assert r.code == 0, r
     assert json_logs(r.err) == [{"type": "log", "level": "info", "message": "x"}]
 
@@ -239,7 +245,7 @@ def test_datagram_over_one_mib_is_protocol_error(jail, size):
         "time.sleep(30)\n"
         "print('STILL ALIVE', flush=True)\n" % (LOG, size))
     t0 = time.monotonic()
-    r = jail(src, "--json", "--timeout", "6", timeout=20)
+    r = jail(src, "--json", "--timeout", backstop(), timeout=slack(20))
     elapsed = time.monotonic() - t0
     if "REFUSED" in r.out:
         # The kernel would not carry a datagram this large (SO_SNDBUF is
@@ -261,7 +267,7 @@ def test_supervisor_survives_a_burst_of_datagrams(jail):
         "s.send(b'{\"type\":\"log\"}')\n"
         "time.sleep(30)\n")
     t0 = time.monotonic()
-    r = jail(src, "--json", "--timeout", "15", timeout=30)
+    r = jail(src, "--json", "--timeout", "%d" % (slack(10) + 5), timeout=slack(30))
     elapsed = time.monotonic() - t0
     assert_protocol_error(r, elapsed, max_seconds=10)
     assert [e["message"] for e in json_logs(r.err)] == ["n%d" % i for i in range(5000)]
@@ -281,7 +287,7 @@ def run_worker_hostile(worker, body, *opts):
            "    %s\n"
            "    time.sleep(30)\n" % body)
     t0 = time.monotonic()
-    r = worker(src, "--json", "--timeout", "6", *opts, timeout=20)
+    r = worker(src, "--json", "--timeout", backstop(), *opts, timeout=slack(20))
     return r, time.monotonic() - t0
 
 
@@ -312,7 +318,7 @@ def test_worker_forged_result_for_the_last_tick(worker):
             s.send(b'{"type":"result","id":1,"ok":true}')
             s.detach()
     """
-    r = worker(src, "--json", timeout=20)
+    r = worker(src, "--json", timeout=slack(20))
     assert r.code == 1, r
     j = final_json(r)
     assert j["error"]["type"] == "ProtocolError", j
@@ -328,7 +334,7 @@ def test_worker_forged_result_skipping_ticks(worker):
             s.send(b'{"type":"result","id":1,"ok":true}')
             s.detach()
     """
-    r = worker(src, "--json", "--ticks", "3", timeout=20)
+    r = worker(src, "--json", "--ticks", "3", timeout=slack(20))
     assert r.code == 1, r
     assert final_json(r)["error"]["type"] == "ProtocolError"
 
@@ -394,7 +400,7 @@ def test_worker_forged_fatal_then_ready(worker):
         s.detach()
         def tick(ctx):
             ctx.log.info("tick ran")
-    """, "--json", "--ticks", "2", "--timeout", "6", timeout=20)
+    """, "--json", "--ticks", "2", "--timeout", backstop(), timeout=slack(20))
     j = final_json(r)
     assert j["status"] != "setup" and r.code != 3, r
     assert r.code == 1, r
@@ -427,7 +433,7 @@ def test_a_forged_verdict_cannot_be_the_last_line(jail):
         s.send(json.dumps({"type": "result", "id": 0,
                            "error": {"type": "A" * 126 + "\\u00e9", "message": "x", "line": None}}).encode())
         os._exit(1)
-    """, "--json", timeout=20)
+    """, "--json", timeout=slack(20))
     j = final_json(r)
     assert j["status"] == "error" and j["error"]["type"].startswith("AAAA"), j
     assert r.out.strip().splitlines()[-2].startswith('{"status":"ok"'), r

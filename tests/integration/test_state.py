@@ -219,7 +219,7 @@ def tick(ctx):
     ('send(b\'{"type":"call","id":1,"op":"state.keys","args":{"prefix":"","after":"a"}}\')', "state.keys call:"),
 ])
 def test_malformed_calls_are_protocol_errors(tmp_path, sqlite_db, body, reason):
-    r = run_script(tmp_path, HOSTILE % body, "--policy", NATIVE_POLICY, "--state", sqlite_db, "--json", "--timeout", "10")
+    r = run_script(tmp_path, HOSTILE % body, "--policy", NATIVE_POLICY, "--state", sqlite_db, "--json", "--timeout", "%d" % (slack(5) + 5))
     res = final(r)
     assert r.code == 1 and res["error"]["type"] == "ProtocolError", r
     assert reason in res["error"]["message"], res
@@ -238,7 +238,7 @@ def test_namespace_cannot_be_chosen_by_the_jail(tmp_path, sqlite_db):
 def test_call_flood_without_reading_replies_ends_the_job(tmp_path, sqlite_db):
     body = 'for i in range(100000):\n        send(b\'{"type":"call","id":%d,"op":"state.get","args":{"key":"k"}}\' % (i + 1))'
     t0 = time.monotonic()
-    r = run_script(tmp_path, HOSTILE % body, "--policy", NATIVE_POLICY, "--state", sqlite_db, "--json", "--timeout", "30")
+    r = run_script(tmp_path, HOSTILE % body, "--policy", NATIVE_POLICY, "--state", sqlite_db, "--json", "--timeout", "%d" % (slack(25) + 5), timeout=slack(25) + 30)
     res = final(r)
     assert res["error"]["type"] == "ProtocolError" and "does not read its channel" in res["error"]["message"], res
     assert time.monotonic() - t0 < slack(25)
