@@ -25,6 +25,7 @@ import zlib
 import pytest
 
 from conftest import run_script
+from hostprobe import slack
 
 LOOP_S = 6          # how long each flood loops
 RESERVE_S = 1.0     # BROKER_CPU_RESERVE
@@ -64,7 +65,9 @@ def check(st, baseline):
     sup, job, ctx = st["supervisor_cpu_us"] / 1e6, st["cpu_ms"] / 1e3, st["ctx_cpu_us"] / 1e6
     wall = st["wall_ms"] / 1e3
     budget = RESERVE_S + TRICKLE * wall + job
-    assert ctx <= budget + 0.1, ("the calls used more of the supervisor than the budget gives", st)
+    # overdrawn by the message that spent it at most: a write that makes 31
+    # directories durable takes tens of ms of kernel time, more on a slow host
+    assert ctx <= budget + slack(0.1), ("the calls used more of the supervisor than the budget gives", st)
     allowed = baseline + RESERVE_S + TRICKLE * wall + 4 * job
     assert sup <= allowed, ("jailrun used %.2f s of CPU for a job that used %.2f s (allowed %.2f)"
                             % (sup, job, allowed), st)
@@ -214,7 +217,7 @@ def test_an_http_flood_of_large_gzip_bodies_is_charged_to_the_budget(tmp_path, b
     assert ok > 0, out
     per_response = ctx / ok
     budget = RESERVE_S + TRICKLE * wall + job
-    assert ctx <= budget + 2 * per_response + 0.1, ("the transfers used more of the supervisor than the budget "
+    assert ctx <= budget + 2 * per_response + slack(0.1), ("the transfers used more of the supervisor than the budget "
                                                     "gives", per_response, st)
     uncharged = sup - ctx
     assert uncharged <= baseline + 3 * job + 0.2, ("jailrun spent %.2f s on the job's transfers beside the %.2f s "
