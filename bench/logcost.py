@@ -17,7 +17,7 @@ jailrun's stderr goes to /dev/null: the supervisor prints every log line.
 
 A run that exits 1 after the script printed its last line is counted, not
 dropped: that is the supervisor's spurious "ProtocolError: empty message"
-at end of channel (supervisor/job.c, drain_chan: recv() returns 0 for the
+at end of channel (supervisor/engine/job.c, drain_chan: recv() returns 0 for the
 dead jail's channel while the epoll events in hand carry no HUP yet), which
 hits when the supervisor is still draining log datagrams as the jail exits.
 All the work was done by then, so the timing stands. Any other failure stops

@@ -282,7 +282,7 @@ class Sdk:
 
 
 def _on_alarm(signum, frame):
-    # The C handler (jail/barclock.c) asks for this only while a bar is
+    # The C handler (jail/runclock.c) asks for this only while a bar is
     # overdue; a request left over from a bar that has since ended is
     # dropped here.
     if _jailrun.bar_overdue():

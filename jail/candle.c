@@ -5,7 +5,7 @@
  * __getitem__ call (+7 ns a lookup, +55 % on 500 closes read per bar),
  * these inherit it as it is. Being immutable types, their methods cannot
  * be swapped for dict's; a write past them (dict.update(candle, ...)) is
- * found after the bar by the version tags (barclock.c). A copy, pickle or
+ * found after the bar by the version tags (runclock.c). A copy, pickle or
  * deepcopy of one gives a plain dict or list, which the strategy may
  * change. */
 #include "config.h"

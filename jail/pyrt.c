@@ -10,7 +10,7 @@
 #include <sys/socket.h>
 
 #include "common/proto.h"
-#include "jail/barclock.h"
+#include "jail/runclock.h"
 #include "jail/candle.h"
 #include "jail/guard.h"
 #include "jail/indicators.h"
@@ -264,7 +264,7 @@ static const char *data_name = "";
 static PyObject *chan_init(void)
 {
         PyObject *m = PyModule_Create(&chan_module);
-        if (m && (PyModule_AddFunctions(m, guard_methods) < 0 || PyModule_AddFunctions(m, barclock_methods) < 0 ||
+        if (m && (PyModule_AddFunctions(m, guard_methods) < 0 || PyModule_AddFunctions(m, runclock_methods) < 0 ||
                   candle_add_types(m) < 0 ||
                   PyModule_AddStringConstant(m, "DATAPATH", JR_DATAPATH) < 0 ||
                   PyModule_AddIntConstant(m, "DATA_FD", DATA_FD) < 0 ||

@@ -697,7 +697,7 @@ class _Tick:
 
 
 def _on_tick_alarm(signum, frame):
-    # Asked for by the C clock (jail/barclock.c) while a tick is overdue
+    # Asked for by the C clock (jail/runclock.c) while a tick is overdue
     # or log entries have waited; a request left over from a tick that has
     # since ended is dropped.
     if _jailrun.log_take() and _Tick.buf is not None:

@@ -19,11 +19,11 @@
 
 #include "common/cleanup.h"
 #include "common/err.h"
-#include "supervisor/backtest.h"
-#include "supervisor/job.h"
-#include "supervisor/log.h"
-#include "supervisor/state.h"
-#include "supervisor/outq.h"
+#include "supervisor/engine/backtest.h"
+#include "supervisor/engine/job.h"
+#include "supervisor/engine/log.h"
+#include "supervisor/broker/state.h"
+#include "supervisor/engine/outq.h"
 #include "policy/policy.h"
 
 #define UID_RANGE_DEFAULT_LO 100000

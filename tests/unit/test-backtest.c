@@ -1,4 +1,4 @@
-/* The supervisor's side of a backtest (supervisor/backtest.c): batches
+/* The supervisor's side of a backtest (supervisor/engine/backtest.c): batches
  * from the jail decoded and checked against the run, the 5 % rule, the
  * report and the per-bar time percentiles. */
 #include "config.h"
@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "supervisor/backtest.h"
-#include "supervisor/msg.h"
+#include "supervisor/engine/backtest.h"
+#include "supervisor/engine/msg.h"
 #include "tests/unit/unit.h"
 
 /* Decodes `text` as a datagram and adds it; 0 or -errno. */

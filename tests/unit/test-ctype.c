@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "supervisor/ctype.h"
-#include "supervisor/scrub.h"
+#include "supervisor/broker/ctype.h"
+#include "supervisor/broker/scrub.h"
 #include "tests/unit/unit.h"
 
 static const struct {

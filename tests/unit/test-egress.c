@@ -7,7 +7,7 @@
 
 #include "common/err.h"
 #include "common/netaddr.h"
-#include "supervisor/http.h"
+#include "supervisor/broker/http.h"
 #include "tests/unit/unit.h"
 
 static const char *judge(const struct http_cfg *cfg, const char *text)

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "supervisor/msg.h"
+#include "supervisor/engine/msg.h"
 
 struct decode_case {
         const char *name;

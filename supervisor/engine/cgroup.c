@@ -1,0 +1,515 @@
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "supervisor/engine/cgroup.h"
+
+static const char *const v1_names[CG_V1_N] = { "memory", "pids", "cpu", "cpuacct", "freezer" };
+static const char v2_controllers[] = "+memory +pids +cpu";
+
+const char *cg_backend_name(enum cg_backend b)
+{
+        return b == CG_V2 ? "cgroup v2" : b == CG_V1 ? "cgroup v1" : "none";
+}
+
+/* ---- files ------------------------------------------------------------ */
+
+static int cg_write(const char *dir, const char *file, const char *val)
+{
+        char path[PATH_MAX];
+        if (jr_snprintf(path, sizeof path, "%s/%s", dir, file) < 0)
+                return -ENAMETOOLONG;
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return -errno;
+        size_t len = strlen(val);
+        ssize_t n;
+        while ((n = write(fd, val, len)) < 0 && errno == EINTR)
+                ;
+        return n < 0 ? -errno : (size_t)n == len ? 0 : -EIO;
+}
+
+static ssize_t cg_read(const char *dir, const char *file, char *buf, size_t size)
+{
+        char path[PATH_MAX];
+        if (jr_snprintf(path, sizeof path, "%s/%s", dir, file) < 0)
+                return -ENAMETOOLONG;
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return -errno;
+        size_t len = 0;
+        ssize_t n;
+        while (len + 1 < size && (n = read(fd, buf + len, size - 1 - len)) != 0) {
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                len += (size_t)n;
+        }
+        buf[len] = '\0';
+        return (ssize_t)len;
+}
+
+/* The value of "key N" in a flat-keyed file, or -1. */
+static int64_t cg_key(const char *dir, const char *file, const char *key)
+{
+        char buf[4096];
+        if (cg_read(dir, file, buf, sizeof buf) < 0)
+                return -1;
+        size_t n = strlen(key);
+        for (char *l = buf; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+                if (strncmp(l, key, n) == 0 && l[n] == ' ')
+                        return strtoll(l + n + 1, NULL, 10);
+        return -1;
+}
+
+/* A single-number file, or -1. */
+static int64_t cg_num(const char *dir, const char *file)
+{
+        char buf[64];
+        if (cg_read(dir, file, buf, sizeof buf) <= 0 || buf[0] < '0' || buf[0] > '9')
+                return -1;
+        return strtoll(buf, NULL, 10);
+}
+
+static void msleep(long ms)
+{
+        struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
+
+/* ---- detection -------------------------------------------------------- */
+
+/* Records cgroup mounts from one mountinfo line. */
+static void note_mount(struct cg_host *h, char *line)
+{
+        char *sep = strstr(line, " - ");
+        if (!sep)
+                return;
+        char mp[PATH_MAX], fstype[32], super[512];
+        if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1 ||
+            sscanf(sep + 3, "%31s %*s %511s", fstype, super) != 2)
+                return;
+        if (strcmp(fstype, "cgroup2") == 0 && !h->v2[0]) {
+                snprintf(h->v2, sizeof h->v2, "%s", mp);
+                return;
+        }
+        if (strcmp(fstype, "cgroup") != 0)
+                return;
+        for (char *save = NULL, *o = strtok_r(super, ",", &save); o; o = strtok_r(NULL, ",", &save))
+                for (int c = 0; c < CG_V1_N; c++)
+                        if (strcmp(o, v1_names[c]) == 0 && !h->v1[c][0])
+                                snprintf(h->v1[c], sizeof h->v1[c], "%s", mp);
+}
+
+/* 1 when the space-separated list holds word. */
+static int has_word(const char *list, const char *word)
+{
+        size_t n = strlen(word);
+        for (const char *p = list; (p = strstr(p, word)); p += n)
+                if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\n' || p[n] == '\0'))
+                        return 1;
+        return 0;
+}
+
+static int v2_has_controllers(const struct cg_host *h)
+{
+        char buf[512];
+        if (!h->v2[0] || cg_read(h->v2, "cgroup.controllers", buf, sizeof buf) < 0)
+                return 0;
+        return has_word(buf, "memory") && has_word(buf, "pids") && has_word(buf, "cpu");
+}
+
+int cg_detect(struct cg_host *h, struct jr_err *err)
+{
+        *h = (struct cg_host){ .backend = CG_NONE };
+        _cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
+        if (!f)
+                return jr_fail(err, errno, "open /proc/self/mountinfo");
+        char line[4096];
+        while (fgets(line, sizeof line, f))
+                note_mount(h, line);
+        if (v2_has_controllers(h)) {
+                h->backend = CG_V2;
+                return 0;
+        }
+        if (h->v1[CG_MEMORY][0] && h->v1[CG_PIDS][0] && h->v1[CG_CPU][0] && h->v1[CG_CPUACCT][0]) {
+                h->backend = CG_V1;
+                return 0;
+        }
+        snprintf(h->why, sizeof h->why,
+                 "no cgroup hierarchy with the memory, pids and cpu controllers (cgroup2 at '%s')",
+                 h->v2[0] ? h->v2 : "nowhere");
+        return 0;
+}
+
+/* ---- a job's group ---------------------------------------------------- */
+
+/* The job's directory in hierarchy `root`. */
+static int job_dir(const struct cg_job *j, const char *root, char *out)
+{
+        return jr_snprintf(out, PATH_MAX, "%s/%s", root, j->rel);
+}
+
+/* mkdir -p of parent below root; on v2 each level delegates the
+ * controllers to the next (a group's controllers are those enabled in its
+ * parent's subtree_control). */
+static int make_parent(const char *root, const char *parent, int v2, struct jr_err *err)
+{
+        char path[PATH_MAX], buf[PATH_MAX];
+        if (jr_snprintf(path, sizeof path, "%s", root) < 0 ||
+            jr_snprintf(buf, sizeof buf, "%s", parent) < 0)
+                return jr_fail(err, ENAMETOOLONG, "cgroup path");
+        for (char *save = NULL, *c = strtok_r(buf, "/", &save);; c = strtok_r(NULL, "/", &save)) {
+                if (v2) {
+                        int r = cg_write(path, "cgroup.subtree_control", v2_controllers);
+                        if (r < 0)
+                                return jr_fail(err, -r, "enable %s in %s/cgroup.subtree_control",
+                                               v2_controllers, path);
+                }
+                if (!c)
+                        return 0;
+                size_t n = strlen(path);
+                if (jr_snprintf(path + n, sizeof path - n, "/%s", c) < 0)
+                        return jr_fail(err, ENAMETOOLONG, "cgroup path");
+                if (mkdir(path, 0755) < 0 && errno != EEXIST)
+                        return jr_fail(err, errno, "mkdir %s", path);
+        }
+}
+
+static int set(const char *dir, const char *file, const char *val, int optional, struct jr_err *err)
+{
+        int r = cg_write(dir, file, val);
+        if (r == -ENOENT && optional)
+                return 0;
+        return r < 0 ? jr_fail(err, -r, "write %s to %s/%s", val, dir, file) : 0;
+}
+
+static int v2_limits(const char *dir, const struct cg_limits *l, struct jr_err *err)
+{
+        char v[64];
+        snprintf(v, sizeof v, "%" PRIu64, l->memory);
+        int r = set(dir, "memory.max", v, 0, err);
+        /* No swap: the limit is on memory, not on memory plus disk. */
+        if (r == 0)
+                r = set(dir, "memory.swap.max", "0", 1, err);
+        /* At the limit the whole job goes, not one process of it. */
+        if (r == 0)
+                r = set(dir, "memory.oom.group", "1", 0, err);
+        snprintf(v, sizeof v, "%u", l->pids);
+        if (r == 0)
+                r = set(dir, "pids.max", v, 0, err);
+        snprintf(v, sizeof v, "%" PRIu64 " %" PRIu64, l->cpu_quota_us, l->cpu_period_us);
+        if (r == 0)
+                r = set(dir, "cpu.max", v, 0, err);
+        return r;
+}
+
+/* v1 OOM notification: an eventfd the memory controller signals. */
+static int v1_oom_eventfd(const char *memdir, struct jr_err *err)
+{
+        char path[PATH_MAX], reg[64];
+        if (jr_snprintf(path, sizeof path, "%s/memory.oom_control", memdir) < 0)
+                return jr_fail(err, ENAMETOOLONG, "cgroup path");
+        _cleanup_close_ int ofd = open(path, O_RDONLY | O_CLOEXEC);
+        if (ofd < 0)
+                return jr_fail(err, errno, "open %s", path);
+        _cleanup_close_ int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (efd < 0)
+                return jr_fail(err, errno, "eventfd");
+        snprintf(reg, sizeof reg, "%d %d", efd, ofd);
+        int r = set(memdir, "cgroup.event_control", reg, 0, err);
+        return r < 0 ? r : TAKE_FD(efd);
+}
+
+static int v1_limits(struct cg_job *j, const struct cg_limits *l, struct jr_err *err)
+{
+        char dir[PATH_MAX], v[64];
+        int r = job_dir(j, j->h->v1[CG_MEMORY], dir);
+        snprintf(v, sizeof v, "%" PRIu64, l->memory);
+        if (r == 0)
+                r = set(dir, "memory.limit_in_bytes", v, 0, err);
+        /* memory+swap at the same figure: no swap (absent without swap accounting) */
+        if (r == 0)
+                r = set(dir, "memory.memsw.limit_in_bytes", v, 1, err);
+        if (r == 0 && (r = v1_oom_eventfd(dir, err)) >= 0) {
+                j->oom_fd = r;
+                r = 0;
+        }
+        snprintf(v, sizeof v, "%u", l->pids);
+        if (r == 0 && job_dir(j, j->h->v1[CG_PIDS], dir) == 0)
+                r = set(dir, "pids.max", v, 0, err);
+        if (r == 0 && job_dir(j, j->h->v1[CG_CPU], dir) == 0) {
+                snprintf(v, sizeof v, "%" PRIu64, l->cpu_period_us);
+                r = set(dir, "cpu.cfs_period_us", v, 0, err);
+                snprintf(v, sizeof v, "%" PRIu64, l->cpu_quota_us);
+                if (r == 0)
+                        r = set(dir, "cpu.cfs_quota_us", v, 0, err);
+        }
+        return r;
+}
+
+/* 1 when v1 controller c shares its mount with an earlier one (cpu,cpuacct). */
+static int v1_dup(const struct cg_host *h, int c)
+{
+        for (int k = 0; k < c; k++)
+                if (strcmp(h->v1[k], h->v1[c]) == 0)
+                        return 1;
+        return 0;
+}
+
+/* The directory of v1 controller c's group (a shared mount's owner). */
+static int v1_dir(const struct cg_job *j, int c, char *out)
+{
+        return job_dir(j, j->h->v1[c], out);
+}
+
+static int make_dirs(struct cg_job *j, const char *parent, struct jr_err *err)
+{
+        char dir[PATH_MAX];
+        int n = j->h->backend == CG_V2 ? 1 : CG_V1_N;
+        for (int c = 0; c < n; c++) {
+                const char *root = j->h->backend == CG_V2 ? j->h->v2 : j->h->v1[c];
+                if (!root[0] || (j->h->backend == CG_V1 && v1_dup(j->h, c)))
+                        continue;
+                int r = make_parent(root, parent, j->h->backend == CG_V2, err);
+                if (r == 0 && job_dir(j, root, dir) < 0)
+                        r = jr_fail(err, ENAMETOOLONG, "cgroup path");
+                if (r == 0 && mkdir(dir, 0755) < 0)
+                        r = jr_fail(err, errno, "mkdir %s", dir);
+                if (r < 0)
+                        return r;
+                j->made[c] = 1;
+        }
+        return 0;
+}
+
+int cg_job_create(struct cg_job *j, const struct cg_host *h, const char *parent, const char *name,
+                  const struct cg_limits *l, struct jr_err *err)
+{
+        *j = (struct cg_job){ .h = h, .dirfd = -1, .oom_fd = -1 };
+        const char *p = parent + strspn(parent, "/");
+        if (jr_snprintf(j->rel, sizeof j->rel, "%s%s%s", p, *p ? "/" : "", name) < 0)
+                return jr_fail(err, ENAMETOOLONG, "cgroup name");
+        int r = make_dirs(j, p, err);
+        char dir[PATH_MAX];
+        if (r == 0 && h->backend == CG_V2) {
+                job_dir(j, h->v2, dir);
+                r = v2_limits(dir, l, err);
+                if (r == 0 && (j->dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+                        r = jr_fail(err, errno, "open %s", dir);
+        } else if (r == 0) {
+                r = v1_limits(j, l, err);
+        }
+        if (r < 0) {
+                struct jr_err ignored;
+                cg_job_destroy(j, &ignored);
+        }
+        return r;
+}
+
+int cg_job_attach(struct cg_job *j, pid_t pid, struct jr_err *err)
+{
+        char dir[PATH_MAX], v[32];
+        snprintf(v, sizeof v, "%d", (int)pid);
+        if (j->h->backend == CG_V2) {
+                job_dir(j, j->h->v2, dir);
+                return set(dir, "cgroup.procs", v, 0, err);
+        }
+        for (int c = 0; c < CG_V1_N; c++) {
+                if (!j->made[c])
+                        continue;
+                v1_dir(j, c, dir);
+                int r = set(dir, "cgroup.procs", v, 0, err);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int cg_job_cpu_us(const struct cg_job *j, uint64_t *us)
+{
+        char dir[PATH_MAX];
+        int64_t v;
+        if (j->h->backend == CG_V2) {
+                job_dir(j, j->h->v2, dir);
+                v = cg_key(dir, "cpu.stat", "usage_usec");
+        } else {
+                v1_dir(j, CG_CPUACCT, dir);
+                v = cg_num(dir, "cpuacct.usage");
+                v = v < 0 ? v : v / 1000;
+        }
+        if (v < 0)
+                return -EIO;
+        *us = (uint64_t)v;
+        return 0;
+}
+
+void cg_job_stats(const struct cg_job *j, struct cg_stats *s)
+{
+        char dir[PATH_MAX];
+        *s = (struct cg_stats){ -1, -1, -1, -1, -1, -1 };
+        if (j->h->backend == CG_V2) {
+                job_dir(j, j->h->v2, dir);
+                s->peak_memory_bytes = cg_num(dir, "memory.peak");
+                s->cpu_user_us = cg_key(dir, "cpu.stat", "user_usec");
+                s->cpu_system_us = cg_key(dir, "cpu.stat", "system_usec");
+                s->pids_peak = cg_num(dir, "pids.peak");
+                s->oom_kills = cg_key(dir, "memory.events", "oom_kill");
+                s->pids_max_hits = cg_key(dir, "pids.events", "max");
+                return;
+        }
+        if (j->h->backend != CG_V1)
+                return;
+        v1_dir(j, CG_MEMORY, dir);
+        s->peak_memory_bytes = cg_num(dir, "memory.max_usage_in_bytes");
+        s->oom_kills = cg_key(dir, "memory.oom_control", "oom_kill");
+        v1_dir(j, CG_CPUACCT, dir);
+        int64_t u = cg_num(dir, "cpuacct.usage_user"), y = cg_num(dir, "cpuacct.usage_sys");
+        s->cpu_user_us = u < 0 ? -1 : u / 1000;
+        s->cpu_system_us = y < 0 ? -1 : y / 1000;
+        v1_dir(j, CG_PIDS, dir);
+        s->pids_max_hits = cg_key(dir, "pids.events", "max");
+        s->pids_peak = cg_num(dir, "pids.peak");  /* newer kernels only */
+}
+
+/* ---- the end of a job ------------------------------------------------- */
+
+/* SIGKILLs every pid listed in dir/cgroup.procs; returns how many. */
+static int kill_listed(const char *dir)
+{
+        char buf[65536];
+        if (cg_read(dir, "cgroup.procs", buf, sizeof buf) < 0)
+                return 0;
+        int n = 0;
+        for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+                pid_t pid = (pid_t)strtol(l, NULL, 10);
+                if (pid > 0 && kill(pid, SIGKILL) == 0)
+                        n++;
+        }
+        return n;
+}
+
+static int empty(const char *dir)
+{
+        char buf[64];
+        return cg_read(dir, "cgroup.procs", buf, sizeof buf) <= 0;
+}
+
+/* Kills everything in the group and waits (up to 2 s) until it is empty.
+ * v2: cgroup.kill, one atomic write. v1: freeze, kill each, thaw, so no
+ * process forks away between the listing and the kill. */
+static void kill_all(const struct cg_job *j, const char *dir)
+{
+        char freezer[PATH_MAX] = "";
+        if (j->h->backend == CG_V2 && cg_write(dir, "cgroup.kill", "1") == 0) {
+                /* fall through to the wait */
+        } else {
+                if (j->h->backend == CG_V1 && j->made[CG_FREEZER]) {
+                        v1_dir(j, CG_FREEZER, freezer);
+                        cg_write(freezer, "freezer.state", "FROZEN");
+                }
+                kill_listed(dir);
+                if (freezer[0])
+                        cg_write(freezer, "freezer.state", "THAWED");
+        }
+        for (int i = 0; i < 400 && !empty(dir); i++) {
+                kill_listed(dir);  /* the kernel finishes the kill; anything left is killed again */
+                /* A group a dead jailrun left frozen: killed tasks die only thawed. */
+                if (j->h->backend == CG_V1 && j->made[CG_FREEZER]) {
+                        v1_dir(j, CG_FREEZER, freezer);
+                        cg_write(freezer, "freezer.state", "THAWED");
+                }
+                msleep(5);
+        }
+}
+
+static int remove_dir(const char *dir, struct jr_err *err)
+{
+        for (int i = 0; i < 400; i++) {
+                if (rmdir(dir) == 0 || errno == ENOENT)
+                        return 0;
+                if (errno != EBUSY)
+                        break;
+                msleep(5);  /* exiting tasks leave the group a moment later */
+        }
+        return jr_fail(err, errno, "rmdir %s", dir);
+}
+
+int cg_job_destroy(struct cg_job *j, struct jr_err *err)
+{
+        char dir[PATH_MAX];
+        int r = 0;
+        if (j->h && j->h->backend == CG_V2 && j->made[0]) {
+                job_dir(j, j->h->v2, dir);
+                kill_all(j, dir);
+                r = remove_dir(dir, err);
+                j->made[0] = 0;
+        } else if (j->h && j->h->backend == CG_V1) {
+                if (j->made[CG_MEMORY]) {
+                        v1_dir(j, CG_MEMORY, dir);
+                        kill_all(j, dir);
+                }
+                for (int c = 0; c < CG_V1_N; c++) {
+                        if (!j->made[c])
+                                continue;
+                        v1_dir(j, c, dir);
+                        int q = remove_dir(dir, err);
+                        r = r < 0 ? r : q;
+                        j->made[c] = 0;
+                }
+        }
+        closep(&j->dirfd);
+        closep(&j->oom_fd);
+        return r;
+}
+
+/* 1 when pid is a live jailrun. */
+static int jailrun_alive(pid_t pid)
+{
+        char path[64], comm[32];
+        snprintf(path, sizeof path, "/proc/%d", (int)pid);
+        if (cg_read(path, "comm", comm, sizeof comm) < 0)
+                return 0;
+        return strcmp(comm, "jailrun\n") == 0;
+}
+
+void cg_sweep_stale(const struct cg_host *h, const char *parent)
+{
+        const char *p = parent + strspn(parent, "/");
+        const char *root = h->backend == CG_V2 ? h->v2 : h->v1[CG_MEMORY];
+        char dir[PATH_MAX];
+        if (h->backend == CG_NONE || jr_snprintf(dir, sizeof dir, "%s/%s", root, p) < 0)
+                return;
+        DIR *d = opendir(dir);
+        if (!d)
+                return;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                int pid;
+                char tail;
+                if (sscanf(de->d_name, "job-%d%c", &pid, &tail) != 1 || pid <= 0 || jailrun_alive(pid))
+                        continue;
+                struct cg_job j = { .h = h, .dirfd = -1, .oom_fd = -1 };
+                if (jr_snprintf(j.rel, sizeof j.rel, "%s%s%s", p, *p ? "/" : "", de->d_name) < 0)
+                        continue;
+                for (int c = 0; c < (h->backend == CG_V2 ? 1 : CG_V1_N); c++)
+                        j.made[c] = h->backend == CG_V2 || (h->v1[c][0] && !v1_dup(h, c));
+                struct jr_err ignored;
+                cg_job_destroy(&j, &ignored);
+        }
+        closedir(d);
+}

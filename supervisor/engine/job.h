@@ -1,0 +1,106 @@
+/* One job: read the script, take a uid, clone the jail, serve its channel
+ * and pipes from one epoll loop, and report how it ended. */
+#ifndef JR_JOB_H
+#define JR_JOB_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/proto.h"
+#include "jail/jail.h"
+#include "supervisor/broker/broker.h"
+#include "supervisor/engine/cgroup.h"
+
+/* Where job cgroups go unless --cgroup-parent says otherwise. */
+#define CGROUP_PARENT_DEFAULT "jailrun"
+
+/* "256 MiB", "2 GiB", "1000 bytes": sizes in the user's terms. */
+void format_size(uint64_t bytes, char *out, size_t size);
+
+/* Scripts larger than this are refused before anything is cloned. */
+#define JOB_MAX_SCRIPT (16 * 1024 * 1024)
+
+struct job_opts {
+        enum jail_profile profile;   /* kernel side */
+        enum jail_entry entry;       /* what the runtime does */
+        const char *profile_name;    /* worker, strategy, exec */
+        const char *policy_json;     /* the effective policy, for the jail */
+        const char *script_path;
+        unsigned ticks;              /* worker: tick(ctx) calls; 0 for a load */
+        int forever;                 /* worker with --interval and no --ticks: until stopped */
+        double interval_s;           /* worker: a tick every this long; 0 = one after another */
+        double tick_timeout_s;       /* worker: TimeoutError inside the tick past this ... */
+        double tick_grace_s;         /* ... and the jail replaced this much later */
+        double timeout_s;            /* wall clock for the whole job; 0 = none */
+        int json;
+        int verbose;
+        int argc;                    /* exec: script arguments */
+        char *const *argv;
+        uid_t uid_lo, uid_hi;
+        unsigned long scratch_bytes;
+        uint64_t memory;             /* bytes */
+        double cpus;                 /* cores */
+        unsigned pids;               /* tasks */
+        double cpu_time_s;           /* 0 = none */
+        const char *cgroup_parent;
+        uint64_t log_max_bytes;      /* message text per job; 0 = no limit */
+        struct broker_cfg broker;    /* ctx services: namespace, state store, limits */
+        /* Backtest (entry JAIL_ENTRY_BACKTEST). */
+        const char *bars_path;
+        const json_t *params;        /* an object */
+        double bar_timeout_s;        /* the jail's soft budget per bar */
+        double bar_grace_s;          /* past budget + grace without news, the jail is killed */
+        double abort_percent;        /* the 5 % rule */
+        unsigned abort_min;
+        int progress;                /* a progress line on stderr */
+        const char *report_path;     /* --report: the file, "-" for stdout; NULL for none */
+        int report_format;           /* enum btr_format */
+        uint64_t report_max;         /* --report-max: bytes */
+        int show_version;
+};
+
+struct job_result {
+        enum job_status status;
+        int exit_code;
+        char etype[128];
+        char emsg[4096];
+        long line;                   /* 0 when unknown */
+        char traceback[16384];       /* user frames of the first error, may be "" */
+        int stdout_mid_line;         /* the jail's last stdout byte was not a newline */
+        struct cg_stats cg;          /* kernel accounting; -1 where unavailable */
+        const char *backend;         /* cgroup backend used */
+        unsigned ticks_done;
+        unsigned ticks_failed;       /* worker: ticks that raised, timed out or died */
+        unsigned restarts;           /* worker: jails started after the first */
+        unsigned reloads;            /* worker: SIGHUP's scripts that loaded */
+        unsigned reloads_failed;     /* ... and that did not (the one before ran on) */
+        uint64_t slots_skipped;      /* worker --interval: slots no tick ran in */
+        long wall_ms;
+        long setup_us;               /* clone to the jail's "jailed" message, supervisor clock */
+        long cg_setup_us;            /* creating the job's cgroup and applying its limits */
+        long cg_teardown_us;         /* killing what is left in it and removing it */
+        long cpu_ms;
+        int64_t supervisor_cpu_us;   /* jailrun's own CPU (RUSAGE_SELF) at the job's end */
+        int64_t ctx_cpu_us;          /* of it, what the job's messages and transfers used (the budget's count) */
+        int64_t ctx_refused;         /* calls refused for that budget */
+        json_t *violations;          /* --check: what the validator found (owned) */
+        uint64_t log_dropped;        /* messages dropped past log_max_bytes */
+        /* Backtest. */
+        json_t *report;              /* the report's summary, owned; NULL if the run never started */
+        int report_failed;           /* --report could not be written (said on stderr) */
+        long peak_rss_kib;           /* jailrun's own peak resident memory (not its jails') */
+        uint64_t bars, bars_run, bars_failed, signals, orders;
+        uint32_t bar_us_p50, bar_us_p99, bar_us_max;
+        long run_us;                 /* from the run message to the run's result */
+};
+
+/* Most bytes of a bars file. */
+#define JOB_MAX_BARS_FILE (1024UL << 20)
+
+/* Runs the job to its end; fills res (including exit_code) and returns 0,
+ * or returns -errno for a failure before the jail existed (usage errors
+ * set res->exit_code = EXIT_USAGE, set-up errors EXIT_SETUP). */
+int job_run(const struct job_opts *o, struct job_result *res);
+
+#endif
