@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@
 #include "supervisor/engine/backtest.h"
 #include "supervisor/engine/job.h"
 #include "supervisor/engine/log.h"
+#include "supervisor/engine/loop.h"
 #include "supervisor/broker/state.h"
 #include "supervisor/engine/outq.h"
 #include "policy/policy.h"
@@ -883,6 +885,78 @@ static void ensure_stdio(void)
                         _exit(EXIT_SETUP);
 }
 
+/* The job on our loop: its end, and the signals we pass on to it. */
+struct front {
+        struct job *job;
+        int done;
+        struct watch sig;
+};
+
+static void on_job_end(struct job *j, void *data)
+{
+        (void)j;
+        ((struct front *)data)->done = 1;
+}
+
+static void on_signal(struct watch *w, uint32_t events)
+{
+        (void)events;
+        struct front *f = w->data;
+        struct signalfd_siginfo si;
+        while (read(w->fd, &si, sizeof si) == (ssize_t)sizeof si)
+                if (f->job)
+                        job_signal(f->job, (int)si.ssi_signo);
+}
+
+/* The job's output waits for the reader at the end, however slowly,
+ * unless a signal comes meanwhile (outq_flush_all); after a stop at once,
+ * what it takes now. */
+static void sink_close(struct sink *s, const struct job_result *res)
+{
+        if (res->status == JOB_SIGNAL && strcmp(res->etype, "Interrupted") == 0) {
+                outq_flush_some(&s->out);
+                outq_flush_some(&s->err);
+        } else {
+                outq_flush_all(&s->out);
+                outq_flush_all(&s->err);
+        }
+        outq_free(&s->out);
+        outq_free(&s->err);
+}
+
+/* Runs the job to its end on a loop of our own. Returns 0, or -errno for
+ * a failure before the jail existed (res->exit_code says which kind). */
+static int run_job(const struct job_opts *o, sigset_t *sigs, struct job_result *res)
+{
+        struct loop l;
+        struct sink s;
+        struct front f = { .sig = WATCH_INIT };
+        _cleanup_close_ int sigfd = signalfd(-1, sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+        int r = sigfd < 0 ? -errno : loop_init(&l);
+        if (r == 0 && (r = loop_watch(&l, &f.sig, sigfd, EPOLLIN, 1, on_signal, &f)) < 0)
+                loop_close(&l);
+        if (r < 0) {
+                *res = (struct job_result){ .status = JOB_SETUP, .exit_code = EXIT_SETUP };
+                return log_errno(r, "the event loop: %m");
+        }
+        outq_init(&s.out, STDOUT_FILENO, SINK_LIMIT);
+        outq_init(&s.err, STDERR_FILENO, SINK_LIMIT);
+        r = job_start(&l, o, &s, res, on_job_end, &f, &f.job);
+        while (r == 0 && !f.done) {
+                int e = loop_run_once(&l, -1);
+                if (e < 0) {  /* cannot wait: stop the job rather than spin */
+                        log_errno(e, "epoll_wait: %m");
+                        job_signal(f.job, SIGQUIT);
+                }
+        }
+        if (r == 0)
+                job_free(f.job);
+        sink_close(&s, res);
+        loop_unwatch(&f.sig);
+        loop_close(&l);
+        return r;
+}
+
 int main(int argc, char *argv[])
 {
         ensure_stdio();
@@ -949,7 +1023,8 @@ int main(int argc, char *argv[])
         signal(SIGPIPE, SIG_IGN);
 
         struct job_result res;
-        if (job_run(&o, &res) < 0 && res.exit_code == EXIT_USAGE)
+        o.sweep_stale = 1;
+        if (run_job(&o, &set, &res) < 0 && res.exit_code == EXIT_USAGE)
                 return EXIT_USAGE;
         /* Stopped at once by a signal the job's loop took: pending again
          * (blocked), so what is printed now is not held by a stalled reader

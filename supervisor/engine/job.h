@@ -1,5 +1,8 @@
 /* One job: read the script, take a uid, clone the jail, serve its channel
- * and pipes from one epoll loop, and report how it ended. */
+ * and pipes on the front-end's loop, and report how it ended. A job has no
+ * process-global state and handles no signal of its own: the front-end
+ * owns the loop, the output (a sink) and the signals, and passes these on
+ * with job_signal(). */
 #ifndef JR_JOB_H
 #define JR_JOB_H
 
@@ -11,6 +14,8 @@
 #include "jail/jail.h"
 #include "supervisor/broker/broker.h"
 #include "supervisor/engine/cgroup.h"
+#include "supervisor/engine/loop.h"
+#include "supervisor/engine/outq.h"
 
 /* Where job cgroups go unless --cgroup-parent says otherwise. */
 #define CGROUP_PARENT_DEFAULT "jailrun"
@@ -44,6 +49,8 @@ struct job_opts {
         unsigned pids;               /* tasks */
         double cpu_time_s;           /* 0 = none */
         const char *cgroup_parent;
+        const char *job_id;          /* names its cgroup ("job-ID") and seeds its uid pick */
+        int sweep_stale;             /* first remove groups of jobs of dead jailruns */
         uint64_t log_max_bytes;      /* message text per job; 0 = no limit */
         struct broker_cfg broker;    /* ctx services: namespace, state store, limits */
         /* Backtest (entry JAIL_ENTRY_BACKTEST). */
@@ -98,9 +105,34 @@ struct job_result {
 /* Most bytes of a bars file. */
 #define JOB_MAX_BARS_FILE (1024UL << 20)
 
-/* Runs the job to its end; fills res (including exit_code) and returns 0,
- * or returns -errno for a failure before the jail existed (usage errors
- * set res->exit_code = EXIT_USAGE, set-up errors EXIT_SETUP). */
-int job_run(const struct job_opts *o, struct job_result *res);
+/* Where a job's output goes: its notes and the jail's log on err, the
+ * jail's stdout (profile exec) and the front-end's results on out. The
+ * front-end owns the queues (jailrun's write to fds 1 and 2, jaild's keep
+ * what a worker printed); the job stops reading its jail while one is full. */
+struct sink {
+        struct outq out, err;
+};
+
+/* Queued output beyond which a jail is no longer read. */
+#define SINK_LIMIT (256 * 1024)
+
+struct job;
+typedef void (*job_end_fn)(struct job *j, void *data);
+
+/* Starts a job on the loop; *res is filled as it goes and is final when
+ * on_end runs (after the loop's batch, never inside job_start). Returns 0
+ * with *out set, or -errno for a failure before any jail existed (said on
+ * stderr; usage errors set res->exit_code = EXIT_USAGE). o, s and res must
+ * outlive the job. */
+int job_start(struct loop *l, const struct job_opts *o, struct sink *s, struct job_result *res,
+              job_end_fn on_end, void *data, struct job **out);
+
+/* A signal for the job: SIGTERM stops gently (a worker with an interval
+ * finishes its tick), SIGHUP reloads a worker's script, SIGINT, SIGQUIT
+ * and a second SIGTERM stop at once. */
+void job_signal(struct job *j, int sig);
+
+/* Frees a job that ended (after on_end; on_end may call it). */
+void job_free(struct job *j);
 
 #endif

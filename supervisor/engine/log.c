@@ -1,5 +1,8 @@
 #include "config.h"
 
+#include <ctype.h>
+#include <strings.h>
+
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -188,11 +191,16 @@ void log_output(struct outq *q, int json, int fd, const char *text, size_t len)
 
 void log_note(struct outq *q, int json, const char *fmt, ...)
 {
-        char text[2048];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(text, sizeof text, fmt, ap);
+        log_vnote(q, json, fmt, ap);
         va_end(ap);
+}
+
+void log_vnote(struct outq *q, int json, const char *fmt, va_list ap)
+{
+        char text[2048];
+        vsnprintf(text, sizeof text, fmt, ap);
         if (json) {
                 json_t *s = json_string(text);
                 if (!s) {  /* not UTF-8: what the jail sent, cut or raw */
@@ -206,4 +214,30 @@ void log_note(struct outq *q, int json, const char *fmt, ...)
         outq_puts(q, "jailrun: ");
         log_escaped(q, text);
         outq_put(q, "\n", 1);
+}
+
+/* Queues untrusted multi-line text, each line escaped and indented, so
+ * none of it can pass for a line of jailrun's own. */
+void log_block(struct outq *q, const char *text)
+{
+        for (const char *p = text; *p;) {
+                size_t n = strcspn(p, "\n");
+                if (n && p[0] != ' ')
+                        outq_puts(q, "  ");
+                log_escapedn(q, p, n);
+                outq_put(q, "\n", 1);
+                p += n + (p[n] == '\n');
+        }
+}
+
+/* An error type that starts a line of its own: a dotted ASCII name that
+ * cannot pass for our notes ("jailrun: ..."), or it is indented. */
+int log_plain_type(const char *t)
+{
+        if (strncasecmp(t, "jailrun", 7) == 0 || !*t)
+                return 0;
+        for (; *t; t++)
+                if (!(isalnum((unsigned char)*t) || *t == '_' || *t == '.') || (unsigned char)*t >= 0x80)
+                        return 0;
+        return 1;
 }

@@ -4,6 +4,7 @@
 #define JR_LOG_H
 
 #include <stddef.h>
+#include <stdarg.h>
 #include <stdio.h>
 
 #include "common/proto.h"
@@ -33,5 +34,21 @@ void log_output(struct outq *q, int json, int fd, const char *text, size_t len);
  * line "jailrun: TEXT", or with --json {"type":"note","message":TEXT}.
  * TEXT may quote what the jail sent: it is escaped either way. */
 void log_note(struct outq *q, int json, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void log_vnote(struct outq *q, int json, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
+
+/* Untrusted multi-line text, each line escaped and indented, so none of
+ * it can pass for a line of jailrun's own. */
+void log_block(struct outq *q, const char *text);
+
+/* An error type that may start a line of its own: a dotted ASCII name
+ * that cannot pass for our notes ("jailrun: ..."); others are indented. */
+int log_plain_type(const char *t);
+
+/* A line of a jail's raw output being gathered (cut at LOG_MAX_CHARS). */
+struct line_buf {
+        char text[LOG_MAX_CHARS];
+        size_t len;
+        int cut;
+};
 
 #endif
