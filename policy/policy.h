@@ -2,7 +2,9 @@
  * (policy/profiles.json: worker, strategy, exec) with an operator's policy
  * file laid over it key by key. Every document is checked against one
  * schema: unknown keys, wrong types and numbers out of range are refused
- * with the JSON path and the reason. */
+ * with the JSON path and the reason. The front-ends (jailrun, jaild) read
+ * a checked policy through policy_decode's struct policy; the jail's
+ * runtime reads the document's text. */
 #ifndef JR_POLICY_H
 #define JR_POLICY_H
 
@@ -28,7 +30,8 @@ int policy_apply(const char *profile, json_t *over, const char *what, json_t **o
  * (built-in profiles) and consistent limits. 0 or -EINVAL. */
 int policy_check(const json_t *doc, int complete, const char *what, struct jr_err *err);
 
-/* Values of a checked policy, by dotted path ("limits.memory"). */
+/* Values of a checked policy, by dotted path ("limits.memory"); the
+ * front-ends use policy_decode instead. */
 const char *policy_str(const json_t *p, const char *path);
 json_int_t policy_int(const json_t *p, const char *path);
 double policy_real(const json_t *p, const char *path);
