@@ -3,18 +3,13 @@
 #ifndef JR_FILT_H
 #define JR_FILT_H
 
-#include <linux/filter.h>
-
 #include "common/err.h"
+#include "common/filtbpf.h"
 
 /* Loads the filter for the profile (exec also allows execve and fork),
  * as compiled at build time by policy/filtgen from filt_build: building
  * it with libseccomp at every start cost a millisecond. Loads last: after
  * it even our own set-up calls would be refused. */
 int filt_install(int exec_profile, struct jr_err *err);
-
-/* The build-time filters (policy/seccomp_bpf.c, generated). */
-extern const struct sock_filter filt_bpf_worker[], filt_bpf_exec[];
-extern const unsigned short filt_bpf_worker_len, filt_bpf_exec_len;
 
 #endif

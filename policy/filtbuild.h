@@ -1,7 +1,7 @@
 /* The jail's seccomp filters, built with libseccomp from the lists of
- * policy/seccomp.c: at build time by policy/filtgen (into
- * policy/seccomp_bpf.c, which the jail loads: jail/filt.h), and by the
- * unit tests. */
+ * policy/seccomp.c: at build time by policy/filtgen (into the generated
+ * policy/seccomp_bpf.c, declared in common/filtbpf.h, which the jail
+ * loads), and by the unit tests. */
 #ifndef JR_FILTBUILD_H
 #define JR_FILTBUILD_H
 

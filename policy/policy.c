@@ -2,8 +2,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -35,31 +37,48 @@ struct pkey {
         const char *path;
         enum ptype type;
         double min, max;
-        const char *const *choices;
+        const char *const *choices;  /* indexed by the key's enum (policy.h) */
+        size_t off, size;            /* its field in struct policy; size 0: not decoded */
 };
 
-static const char *const profiles[] = { "worker", "strategy", "exec", NULL };
-static const char *const import_errors[] = { "ImportError", "SecurityError", NULL };
-static const char *const dunder_policies[] = { "allow-list", "deny-list", NULL };
-static const char *const open_rules[] = { "read-library", "deny", "allow", NULL };
-static const char *const rules[] = { "imports", "lambda", "dunder", "global", "nonlocal", "while_true", "del",
-                                     "dynamic_code", "string_attributes", "metaclass", NULL };
+static const char *const profiles[] = {
+        [POLICY_WORKER] = "worker", [POLICY_STRATEGY] = "strategy", [POLICY_EXEC] = "exec", NULL,
+};
+static const char *const import_errors[] = {
+        [POLICY_IMPORT_ERROR] = "ImportError", [POLICY_SECURITY_ERROR] = "SecurityError", NULL,
+};
+static const char *const dunder_policies[] = {
+        [POLICY_DUNDER_ALLOW_LIST] = "allow-list", [POLICY_DUNDER_DENY_LIST] = "deny-list", NULL,
+};
+static const char *const open_rules[] = {
+        [POLICY_OPEN_READ_LIBRARY] = "read-library", [POLICY_OPEN_DENY] = "deny", [POLICY_OPEN_ALLOW] = "allow", NULL,
+};
+static const char *const rules[] = {
+        [POLICY_RULE_IMPORTS] = "imports",       [POLICY_RULE_LAMBDA] = "lambda",
+        [POLICY_RULE_DUNDER] = "dunder",         [POLICY_RULE_GLOBAL] = "global",
+        [POLICY_RULE_NONLOCAL] = "nonlocal",     [POLICY_RULE_WHILE_TRUE] = "while_true",
+        [POLICY_RULE_DEL] = "del",               [POLICY_RULE_DYNAMIC_CODE] = "dynamic_code",
+        [POLICY_RULE_STRING_ATTRIBUTES] = "string_attributes", [POLICY_RULE_METACLASS] = "metaclass",
+        NULL,
+};
 
 #define GiB (1024.0 * 1024 * 1024)
+/* The field a key decodes into (policy_decode). */
+#define AT(field) offsetof(struct policy, field), sizeof(((struct policy *)0)->field)
 
 /* The one schema (jailrun-policy(5) documents every key). */
 static const struct pkey schema[] = {
-        { "profile", P_CHOICE, 0, 0, profiles },
+        { "profile", P_CHOICE, 0, 0, profiles, AT(profile) },
         { "python", P_OBJECT, 0, 0, NULL },
-        { "python.guard", P_BOOL, 0, 0, NULL },
+        { "python.guard", P_BOOL, 0, 0, NULL, AT(python.guard) },
         { "python.imports", P_NAMES, 0, 4096, NULL },
-        { "python.import_error", P_CHOICE, 0, 0, import_errors },
+        { "python.import_error", P_CHOICE, 0, 0, import_errors, AT(python.import_error) },
         { "python.builtins", P_NAMES, 0, 4096, NULL },
         { "python.blocked_builtins", P_REASONS, 0, 4096, NULL },
         { "python.absent_builtins", P_REASONS, 0, 4096, NULL },
         { "python.globals", P_MODULES, 0, 4096, NULL },
-        { "python.attribute_guard", P_BOOL, 0, 0, NULL },
-        { "python.dunder_policy", P_CHOICE, 0, 0, dunder_policies },
+        { "python.attribute_guard", P_BOOL, 0, 0, NULL, AT(python.attribute_guard) },
+        { "python.dunder_policy", P_CHOICE, 0, 0, dunder_policies, AT(python.dunder_policy) },
         { "python.dunder_allow", P_NAMES, 0, 4096, NULL },
         { "python.dunder_deny", P_NAMES, 0, 4096, NULL },
         { "python.denied_attributes", P_NAMES, 0, 4096, NULL },
@@ -68,54 +87,54 @@ static const struct pkey schema[] = {
         { "python.denied_modules", P_NAMES, 0, 4096, NULL },
         { "python.audit_deny", P_REASONS, 0, 4096, NULL },
         { "python.audit_deny_user", P_REASONS, 0, 4096, NULL },
-        { "python.open", P_CHOICE, 0, 0, open_rules },
+        { "python.open", P_CHOICE, 0, 0, open_rules, AT(python.open) },
         { "validator", P_OBJECT, 0, 0, NULL },
-        { "validator.enabled", P_BOOL, 0, 0, NULL },
-        { "validator.max_source_bytes", P_INT, 1, 16 << 20, NULL },
-        { "validator.max_nesting", P_INT, 1, 1000, NULL },
-        { "validator.max_nodes", P_INT, 1, 1e8, NULL },
-        { "validator.forbid", P_RULES, 0, 0, rules },
+        { "validator.enabled", P_BOOL, 0, 0, NULL, AT(validator.enabled) },
+        { "validator.max_source_bytes", P_INT, 1, 16 << 20, NULL, AT(validator.max_source_bytes) },
+        { "validator.max_nesting", P_INT, 1, 1000, NULL, AT(validator.max_nesting) },
+        { "validator.max_nodes", P_INT, 1, 1e8, NULL, AT(validator.max_nodes) },
+        { "validator.forbid", P_RULES, 0, 0, rules, AT(validator.forbid) },
         { "limits", P_OBJECT, 0, 0, NULL },
-        { "limits.memory", P_INT, 32 << 20, 1024 * GiB, NULL },
-        { "limits.memory_max", P_INT, 32 << 20, 1024 * GiB, NULL },
-        { "limits.cpus", P_REAL, 0.01, 1024, NULL },
-        { "limits.cpus_max", P_REAL, 0.01, 1024, NULL },
-        { "limits.pids", P_INT, 4, 1000000, NULL },
-        { "limits.pids_max", P_INT, 4, 1000000, NULL },
-        { "limits.timeout", P_REAL, 0, 31536000, NULL },
-        { "limits.cpu_time", P_REAL, 0, 31536000, NULL },
-        { "limits.tick_timeout", P_REAL, 0.001, 86400, NULL },
-        { "limits.tick_grace", P_REAL, 0.1, 600, NULL },
+        { "limits.memory", P_INT, 32 << 20, 1024 * GiB, NULL, AT(limits.memory) },
+        { "limits.memory_max", P_INT, 32 << 20, 1024 * GiB, NULL, AT(limits.memory_max) },
+        { "limits.cpus", P_REAL, 0.01, 1024, NULL, AT(limits.cpus) },
+        { "limits.cpus_max", P_REAL, 0.01, 1024, NULL, AT(limits.cpus_max) },
+        { "limits.pids", P_INT, 4, 1000000, NULL, AT(limits.pids) },
+        { "limits.pids_max", P_INT, 4, 1000000, NULL, AT(limits.pids_max) },
+        { "limits.timeout", P_REAL, 0, 31536000, NULL, AT(limits.timeout) },
+        { "limits.cpu_time", P_REAL, 0, 31536000, NULL, AT(limits.cpu_time) },
+        { "limits.tick_timeout", P_REAL, 0.001, 86400, NULL, AT(limits.tick_timeout) },
+        { "limits.tick_grace", P_REAL, 0.1, 600, NULL, AT(limits.tick_grace) },
         { "state", P_OBJECT, 0, 0, NULL },
-        { "state.max_value_bytes", P_INT, 1, 768 * 1024, NULL },
-        { "state.max_total_bytes", P_INT, 0, 1024 * GiB, NULL },
+        { "state.max_value_bytes", P_INT, 1, 768 * 1024, NULL, AT(state.max_value_bytes) },
+        { "state.max_total_bytes", P_INT, 0, 1024 * GiB, NULL, AT(state.max_total_bytes) },
         { "files", P_OBJECT, 0, 0, NULL },
-        { "files.quota_bytes", P_INT, 0, 1024 * GiB, NULL },
-        { "files.max_read_bytes", P_INT, 1, 512 * 1024, NULL },
+        { "files.quota_bytes", P_INT, 0, 1024 * GiB, NULL, AT(files.quota_bytes) },
+        { "files.max_read_bytes", P_INT, 1, 512 * 1024, NULL, AT(files.max_read_bytes) },
         { "http", P_OBJECT, 0, 0, NULL },
-        { "http.timeout_max", P_REAL, 0.1, 300, NULL },
+        { "http.timeout_max", P_REAL, 0.1, 300, NULL, AT(http.timeout_max) },
         /* A body goes to the jail as datagrams of 1 MiB that must all fit
          * its socket's queue at once (10 datagrams): 8 MiB at most. */
-        { "http.max_response_bytes", P_INT, 1, 8 << 20, NULL },
-        { "http.max_in_flight", P_INT, 1, 64, NULL },
-        { "http.max_redirects", P_INT, 0, 20, NULL },
-        { "http.rate_per_second", P_REAL, 0, 10000, NULL },
-        { "http.allow_addresses", P_NETS, 0, 64, NULL },
-        { "http.allow_hosts", P_HOSTS, 0, 64, NULL },
-        { "http.deny_hosts", P_HOSTS, 0, 64, NULL },
-        { "http.proxy", P_PROXY, 0, 0, NULL },
-        { "adapters", P_ADAPTERS, 0, 32, NULL },
+        { "http.max_response_bytes", P_INT, 1, 8 << 20, NULL, AT(http.max_response_bytes) },
+        { "http.max_in_flight", P_INT, 1, 64, NULL, AT(http.max_in_flight) },
+        { "http.max_redirects", P_INT, 0, 20, NULL, AT(http.max_redirects) },
+        { "http.rate_per_second", P_REAL, 0, 10000, NULL, AT(http.rate_per_second) },
+        { "http.allow_addresses", P_NETS, 0, POLICY_MAX_NETS, NULL, AT(http.allow_addresses) },
+        { "http.allow_hosts", P_HOSTS, 0, POLICY_MAX_HOSTS, NULL, AT(http.allow_hosts) },
+        { "http.deny_hosts", P_HOSTS, 0, POLICY_MAX_HOSTS, NULL, AT(http.deny_hosts) },
+        { "http.proxy", P_PROXY, 0, 0, NULL, AT(http.proxy) },
+        { "adapters", P_ADAPTERS, 0, 32, NULL, AT(adapters) },
         { "backtest", P_OBJECT, 0, 0, NULL },
-        { "backtest.bar_timeout", P_REAL, 0.001, 3600, NULL },
-        { "backtest.grace", P_REAL, 0.1, 600, NULL },
-        { "backtest.window", P_INT, 0, 1e8, NULL },
-        { "backtest.memory", P_INT, 1 << 20, 64 * GiB, NULL },
-        { "backtest.abort_percent", P_REAL, 0, 100, NULL },
-        { "backtest.abort_min", P_INT, 1, 1e9, NULL },
+        { "backtest.bar_timeout", P_REAL, 0.001, 3600, NULL, AT(backtest.bar_timeout) },
+        { "backtest.grace", P_REAL, 0.1, 600, NULL, AT(backtest.grace) },
+        { "backtest.window", P_INT, 0, 1e8, NULL, AT(backtest.window) },
+        { "backtest.memory", P_INT, 1 << 20, 64 * GiB, NULL, AT(backtest.memory) },
+        { "backtest.abort_percent", P_REAL, 0, 100, NULL, AT(backtest.abort_percent) },
+        { "backtest.abort_min", P_INT, 1, 1e9, NULL, AT(backtest.abort_min) },
         { "log", P_OBJECT, 0, 0, NULL },
-        { "log.max_chars", P_INT, 1, 4000, NULL },
-        { "log.batch", P_INT, 1, 20, NULL },
-        { "log.max_bytes", P_INT, 0, 1024 * GiB, NULL },
+        { "log.max_chars", P_INT, 1, 4000, NULL, AT(log.max_chars) },
+        { "log.batch", P_INT, 1, 20, NULL, AT(log.batch) },
+        { "log.max_bytes", P_INT, 0, 1024 * GiB, NULL, AT(log.max_bytes) },
 };
 
 static const struct pkey *find_key(const char *path)
@@ -488,4 +507,121 @@ int policy_set(json_t *p, const char *path, json_t *value)
         if (!json_is_object(parent))
                 return json_decref(value), -EINVAL;
         return json_object_set_new(parent, dot ? dot + 1 : path, value) < 0 ? -ENOMEM : 0;
+}
+
+const char *policy_profile_name(enum policy_profile profile)
+{
+        return (unsigned)profile < ELEMENTSOF(profiles) - 1 ? profiles[profile] : "?";
+}
+
+static int choice_index(const char *s, const char *const *choices)
+{
+        for (int i = 0; choices[i]; i++)
+                if (strcmp(s, choices[i]) == 0)
+                        return i;
+        return -1;  /* cannot happen: the value was checked */
+}
+
+/* Copies `len` bytes of `v` into the field of `size` bytes at `at`. */
+static int put(void *at, size_t size, const void *v, size_t len)
+{
+        if (size != len)
+                return -EINVAL;
+        memcpy(at, v, len);
+        return 0;
+}
+
+static int decode_list(const struct pkey *k, const json_t *v, void *at)
+{
+        size_t i;
+        json_t *e;
+        if (k->type == P_RULES) {
+                unsigned bits = 0;
+                json_array_foreach(v, i, e)
+                        bits |= 1u << choice_index(json_string_value(e), k->choices);
+                return put(at, k->size, &bits, sizeof bits);
+        }
+        if (k->type == P_NETS) {
+                struct policy_nets *n = at;
+                if (k->size != sizeof *n)
+                        return -EINVAL;
+                json_array_foreach(v, i, e)
+                        if (jr_net_parse(json_string_value(e), &n->net[n->n++]) < 0)
+                                return -EINVAL;
+                return 0;
+        }
+        struct policy_hosts *h = at;
+        if (k->size != sizeof *h)
+                return -EINVAL;
+        json_array_foreach(v, i, e)
+                if (jr_snprintf(h->host[h->n++], sizeof h->host[0], "%s", json_string_value(e)) < 0)
+                        return -EINVAL;
+        return 0;
+}
+
+/* One checked value into its field of struct policy. -EINVAL when the
+ * schema gives it a field of another type: a programmer's error, which
+ * the unit tests meet on every build. */
+static int decode_value(const struct pkey *k, const json_t *v, void *at)
+{
+        switch (k->type) {
+        case P_BOOL: {
+                bool b = json_is_true(v);
+                return put(at, k->size, &b, sizeof b);
+        }
+        case P_INT: {
+                /* Every integer key's range starts at 0 or above. */
+                uint64_t u = (uint64_t)json_integer_value(v);
+                unsigned small = (unsigned)u;
+                return k->size == sizeof u ? put(at, k->size, &u, sizeof u)
+                       : k->max <= UINT_MAX ? put(at, k->size, &small, sizeof small) : -EINVAL;
+        }
+        case P_REAL: {
+                double d = json_number_value(v);
+                return put(at, k->size, &d, sizeof d);
+        }
+        case P_CHOICE: {
+                int i = choice_index(json_string_value(v), k->choices);
+                return put(at, k->size, &i, sizeof i);
+        }
+        case P_PROXY:
+                return k->size ? jr_snprintf(at, k->size, "%s", json_string_value(v)) : -EINVAL;
+        case P_ADAPTERS:
+                if (k->size != sizeof(json_t *))
+                        return -EINVAL;
+                *(json_t **)at = json_incref((json_t *)v);
+                return 0;
+        case P_RULES:
+        case P_NETS:
+        case P_HOSTS:
+                return decode_list(k, v, at);
+        case P_OBJECT:
+        case P_NAMES:
+        case P_REASONS:
+        case P_MODULES:
+                break;  /* not decoded: the jail's runtime reads them */
+        }
+        return k->size ? -EINVAL : 0;
+}
+
+int policy_decode(const json_t *doc, const char *what, struct policy *out, struct jr_err *err)
+{
+        memset(out, 0, sizeof *out);
+        int r = policy_check(doc, 1, what, err);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < ELEMENTSOF(schema); i++) {
+                const struct pkey *k = &schema[i];
+                if (decode_value(k, lookup(doc, k->path), (char *)out + k->off) < 0) {
+                        policy_release(out);
+                        return bad(err, what, k->path, "cannot be decoded (no field of its type)");
+                }
+        }
+        return 0;
+}
+
+void policy_release(struct policy *p)
+{
+        json_decref(p->adapters);
+        memset(p, 0, sizeof *p);
 }

@@ -598,14 +598,55 @@ static void print_result(const struct job_opts *o, const struct job_result *r)
                         (double)r->setup_us / 1000);
 }
 
-/* Limits asked for on the command line, checked against the policy's
- * maxima and written into it; the rest come from it. */
-static int apply_limits(struct job_opts *o, json_t *pol)
+/* The supervisor's side of the decoded policy, into the job's options.
+ * o->broker.adapters is borrowed: the policy document holds it too and
+ * lives as long as the job. */
+static void use_policy(struct job_opts *o, const struct policy *p)
 {
-        const char *prof = policy_str(pol, "profile");
+        o->memory = p->limits.memory;
+        o->cpus = p->limits.cpus;
+        o->pids = p->limits.pids;
+        o->timeout_s = p->limits.timeout;
+        o->cpu_time_s = p->limits.cpu_time;
+        o->log_max_bytes = p->log.max_bytes;
+        o->bar_timeout_s = p->backtest.bar_timeout;
+        o->tick_timeout_s = p->limits.tick_timeout;
+        o->tick_grace_s = p->limits.tick_grace;
+        o->bar_grace_s = p->backtest.grace;
+        o->abort_percent = p->backtest.abort_percent;
+        o->abort_min = p->backtest.abort_min;
+        o->broker.state_max_value = p->state.max_value_bytes;
+        o->broker.state_max_total = p->state.max_total_bytes;
+        o->broker.files.quota = p->files.quota_bytes;
+        o->broker.files.max_read = p->files.max_read_bytes;
+        struct http_cfg *hc = &o->broker.http;
+        hc->timeout_max = p->http.timeout_max;
+        hc->max_response = p->http.max_response_bytes;
+        hc->max_in_flight = p->http.max_in_flight;
+        hc->max_redirects = p->http.max_redirects;
+        hc->rate = p->http.rate_per_second;
+        for (size_t i = 0; i < p->http.allow_addresses.n && hc->nallow < HTTP_MAX_ALLOW; i++)
+                hc->allow[hc->nallow++] = p->http.allow_addresses.net[i];
+        snprintf(hc->proxy, sizeof hc->proxy, "%s", p->http.proxy);
+        o->broker.adapters = p->adapters;
+        for (size_t i = 0; i < p->http.allow_hosts.n && i < HTTP_MAX_HOSTS; i++)
+                snprintf(hc->allow_hosts[hc->nallow_hosts++], sizeof hc->allow_hosts[0], "%s",
+                         p->http.allow_hosts.host[i]);
+        for (size_t i = 0; i < p->http.deny_hosts.n && i < HTTP_MAX_HOSTS; i++)
+                snprintf(hc->deny_hosts[hc->ndeny_hosts++], sizeof hc->deny_hosts[0], "%s",
+                         p->http.deny_hosts.host[i]);
+}
+
+/* Limits asked for on the command line, checked against the policy's
+ * maxima (in *p, decoded from pol) and written into pol; then *p is
+ * decoded again from pol, with every override in it, and the rest come
+ * from it. */
+static int apply_limits(struct job_opts *o, json_t *pol, struct policy *p)
+{
+        const char *prof = policy_profile_name(p->profile);
         char a[64], b[64];
         if (o->memory) {
-                uint64_t max = (uint64_t)policy_int(pol, "limits.memory_max");
+                uint64_t max = p->limits.memory_max;
                 format_size(o->memory, a, sizeof a);
                 format_size(max, b, sizeof b);
                 if (o->memory > max)
@@ -615,7 +656,7 @@ static int apply_limits(struct job_opts *o, json_t *pol)
                 policy_set(pol, "limits.memory", json_integer((json_int_t)o->memory));
         }
         if (o->cpus) {
-                double max = policy_real(pol, "limits.cpus_max");
+                double max = p->limits.cpus_max;
                 if (o->cpus > max)
                         return usage_error("--cpus %g is above the %s profile's maximum of %g", o->cpus, prof, max);
                 if (o->cpus < 0.01)
@@ -623,7 +664,7 @@ static int apply_limits(struct job_opts *o, json_t *pol)
                 policy_set(pol, "limits.cpus", json_real(o->cpus));
         }
         if (o->pids) {
-                unsigned max = (unsigned)policy_int(pol, "limits.pids_max");
+                unsigned max = p->limits.pids_max;
                 if (o->pids > max)
                         return usage_error("--pids %u is above the %s profile's maximum of %u", o->pids, prof, max);
                 if (o->pids < 4)
@@ -634,42 +675,13 @@ static int apply_limits(struct job_opts *o, json_t *pol)
                 policy_set(pol, "limits.timeout", json_real(o->timeout_s));
         if (o->cpu_time_s >= 0)
                 policy_set(pol, "limits.cpu_time", json_real(o->cpu_time_s));
-        o->memory = (uint64_t)policy_int(pol, "limits.memory");
-        o->cpus = policy_real(pol, "limits.cpus");
-        o->pids = (unsigned)policy_int(pol, "limits.pids");
-        o->timeout_s = policy_real(pol, "limits.timeout");
-        o->cpu_time_s = policy_real(pol, "limits.cpu_time");
-        o->log_max_bytes = (uint64_t)policy_int(pol, "log.max_bytes");
-        o->bar_timeout_s = policy_real(pol, "backtest.bar_timeout");
-        o->tick_timeout_s = policy_real(pol, "limits.tick_timeout");
-        o->tick_grace_s = policy_real(pol, "limits.tick_grace");
-        o->bar_grace_s = policy_real(pol, "backtest.grace");
-        o->abort_percent = policy_real(pol, "backtest.abort_percent");
-        o->abort_min = (unsigned)policy_int(pol, "backtest.abort_min");
-        o->broker.state_max_value = (uint64_t)policy_int(pol, "state.max_value_bytes");
-        o->broker.state_max_total = (uint64_t)policy_int(pol, "state.max_total_bytes");
-        o->broker.files.quota = (uint64_t)policy_int(pol, "files.quota_bytes");
-        o->broker.files.max_read = (uint64_t)policy_int(pol, "files.max_read_bytes");
-        struct http_cfg *hc = &o->broker.http;
-        hc->timeout_max = policy_real(pol, "http.timeout_max");
-        hc->max_response = (uint64_t)policy_int(pol, "http.max_response_bytes");
-        hc->max_in_flight = (unsigned)policy_int(pol, "http.max_in_flight");
-        hc->max_redirects = (unsigned)policy_int(pol, "http.max_redirects");
-        hc->rate = policy_real(pol, "http.rate_per_second");
-        json_t *nets = json_object_get(json_object_get(pol, "http"), "allow_addresses");
-        for (size_t i = 0; i < json_array_size(nets) && hc->nallow < HTTP_MAX_ALLOW; i++)
-                if (jr_net_parse(json_string_value(json_array_get(nets, i)), &hc->allow[hc->nallow]) == 0)
-                        hc->nallow++;
-        snprintf(hc->proxy, sizeof hc->proxy, "%s", policy_str(pol, "http.proxy"));
-        o->broker.adapters = json_object_get(pol, "adapters");
-        json_t *allow = json_object_get(json_object_get(pol, "http"), "allow_hosts");
-        json_t *deny = json_object_get(json_object_get(pol, "http"), "deny_hosts");
-        for (size_t i = 0; i < json_array_size(allow) && i < HTTP_MAX_HOSTS; i++)
-                snprintf(hc->allow_hosts[hc->nallow_hosts++], sizeof hc->allow_hosts[0], "%s",
-                         json_string_value(json_array_get(allow, i)));
-        for (size_t i = 0; i < json_array_size(deny) && i < HTTP_MAX_HOSTS; i++)
-                snprintf(hc->deny_hosts[hc->ndeny_hosts++], sizeof hc->deny_hosts[0], "%s",
-                         json_string_value(json_array_get(deny, i)));
+        struct jr_err err = { 0 };
+        policy_release(p);
+        if (policy_decode(pol, "policy", p, &err) < 0) {
+                log_msg("%s", err.msg);
+                return EXIT_USAGE;
+        }
+        use_policy(o, p);
         return -1;
 }
 
@@ -776,12 +788,13 @@ static int setup_backtest(struct job_opts *o, const struct cli *cli, json_t *pol
 static int setup_policy(struct job_opts *o, const struct cli *cli, json_t **pol)
 {
         struct jr_err err = { 0 };
-        if (policy_load(cli->profile, cli->policy, pol, &err) < 0) {
+        _cleanup_(policy_release) struct policy p = { 0 };
+        if (policy_load(cli->profile, cli->policy, pol, &err) < 0 || policy_decode(*pol, "policy", &p, &err) < 0) {
                 log_msg("%s", err.msg);
                 return EXIT_USAGE;
         }
-        o->profile_name = policy_str(*pol, "profile");
-        int exec = strcmp(o->profile_name, "exec") == 0, strategy = strcmp(o->profile_name, "strategy") == 0;
+        o->profile_name = policy_profile_name(p.profile);
+        int exec = p.profile == POLICY_EXEC, strategy = p.profile == POLICY_STRATEGY;
         o->profile = exec ? JAIL_PROFILE_EXEC : JAIL_PROFILE_WORKER;
         o->entry = cli->check ? JAIL_ENTRY_CHECK : exec ? JAIL_ENTRY_SCRIPT : strategy ? JAIL_ENTRY_LOAD
                                                                                      : JAIL_ENTRY_TICKS;
@@ -805,7 +818,7 @@ static int setup_policy(struct job_opts *o, const struct cli *cli, json_t **pol)
                 if (policy_check(*pol, 1, "--http-proxy", &perr) < 0)
                         return usage_error("%s", perr.msg);
         }
-        int r = apply_limits(o, *pol);
+        int r = apply_limits(o, *pol, &p);
         if (r >= 0)
                 return r;
         if (cli->print_policy) {

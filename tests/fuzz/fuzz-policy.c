@@ -17,13 +17,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_t *over = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &je);
         if (!over)
                 return 0;
+        /* the document itself, decoded as if complete: a policy or a clean error */
+        struct policy whole;
+        struct jr_err werr = { 0 };
+        if (policy_decode(over, "fuzz", &whole, &werr) == 0)
+                policy_release(&whole);
+        else if (strlen(werr.msg) == 0)
+                __builtin_trap();
         for (size_t i = 0; i < sizeof profiles / sizeof profiles[0]; i++) {
                 json_t *p = NULL;
                 struct jr_err err;
                 if (policy_apply(profiles[i], over, "fuzz", &p, &err) == 0) {
-                        /* what jailrun then reads of a valid policy */
-                        (void)policy_int(p, "limits.memory");
-                        (void)policy_str(p, "profile");
+                        /* what jailrun then reads of a valid policy: a
+                         * policy that passed the checks always decodes */
+                        struct policy d;
+                        if (policy_decode(p, "fuzz", &d, &err) != 0)
+                                __builtin_trap();
+                        policy_release(&d);
                         char *s = json_dumps(p, JSON_COMPACT);
                         free(s);
                         json_decref(p);
