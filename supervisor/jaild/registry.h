@@ -64,7 +64,8 @@ void registry_close(struct registry *r);
 /* Stores a new worker under a fresh id (getrandom). *out (when not NULL)
  * gets the stored worker (registry_worker_clear). -EEXIST when another
  * worker has the name; -EINVAL with the field when a field is malformed;
- * -errno with err. Durable when it returns 0. */
+ * -errno with err. Durable when it returns 0; when only reading it back
+ * into *out fails, it is stored nonetheless. */
 int registry_add(struct registry *r, const struct registry_new *w, struct registry_worker *out,
                  struct jr_err *err);
 

@@ -120,6 +120,30 @@ START_TEST(add_get)
 }
 END_TEST
 
+/* Every fd the registry (SQLite) opened is close-on-exec: a jail cloned
+ * and exec'd from the daemon must not inherit the registry. */
+START_TEST(fds_cloexec)
+{
+        registry_close(reg);
+        reg = NULL;
+        char before[1024] = { 0 };
+        for (int fd = 0; fd < (int)sizeof before; fd++)
+                before[fd] = fcntl(fd, F_GETFD) >= 0;
+        struct jr_err err = { 0 };
+        ck_assert_msg(registry_open(&reg, path, &err) == 0, "%s", err.msg);
+        add_ok("fds", NULL);  /* the WAL and its index are open now */
+        int opened = 0;
+        for (int fd = 0; fd < (int)sizeof before; fd++) {
+                int fl = fcntl(fd, F_GETFD);
+                if (fl < 0 || before[fd])
+                        continue;
+                opened++;
+                ck_assert_msg(fl & FD_CLOEXEC, "fd %d without FD_CLOEXEC", fd);
+        }
+        ck_assert_int_ge(opened, 3);  /* the database, its -wal and -shm */
+}
+END_TEST
+
 START_TEST(file_private)
 {
         struct stat st;
@@ -439,6 +463,7 @@ int main(void)
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, add_get);
         tcase_add_test(tc, file_private);
+        tcase_add_test(tc, fds_cloexec);
         tcase_add_test(tc, duplicate_name);
         tcase_add_test(tc, bad_fields);
         tcase_add_test(tc, updates);
