@@ -407,8 +407,10 @@ int start_jail(struct job *j, struct jr_err *err)
                 cfg->close_fd = f.sync[1];
                 clock_gettime(CLOCK_MONOTONIC, &j->run->cloned);
                 j->run->refilled = j->run->cloned;
-                r = j->zyg.pid > 0 ? zygote_spawn(&j->zyg, cfg, TAKE_FD(f.sync[1]), &j->cg, &j->run->sp, err)
-                                   : spawn_jail(cfg, TAKE_FD(f.sync[1]), &j->cg, &j->run->sp, err);
+                int sync = TAKE_FD(f.sync[1]);
+                r = j->o->spawn ? j->o->spawn(j->o->spawn_ctx, cfg, sync, &j->cg, &j->run->sp, err)
+                    : j->zyg.pid > 0 ? zygote_spawn(&j->zyg, cfg, sync, &j->cg, &j->run->sp, err)
+                                     : spawn_jail(cfg, sync, &j->cg, &j->run->sp, err);
         }
         if (r < 0) {
                 fds_close(&f);
@@ -419,7 +421,7 @@ int start_jail(struct job *j, struct jr_err *err)
         /* A worker's later jails come from a copy of us made now, before
          * any of its calls is served: it never holds what they return. */
         struct jr_err zerr = { 0 };
-        if (j->o->entry == JAIL_ENTRY_TICKS && j->zyg.pid <= 0 && zygote_start(&j->zyg, cfg, j->cg.dirfd, &zerr) < 0)
+        if (j->o->entry == JAIL_ENTRY_TICKS && !j->o->spawn && j->zyg.pid <= 0 && zygote_start(&j->zyg, cfg, j->cg.dirfd, &zerr) < 0)
                 job_note(j, "%s: the worker cannot be restarted", zerr.msg);
         r = run_watch(j, chan, out, errfd);
         if (r < 0) {  /* it is killed and reaped as if it had exited */
@@ -601,7 +603,7 @@ static const char *base_name(const char *path)
 static int job_jail(struct job *j, struct jr_err *err)
 {
         const struct job_opts *o = j->o;
-        int r = jail_program_find(j->program, sizeof j->program, err);
+        int r = o->spawn ? 0 : jail_program_find(j->program, sizeof j->program, err);
         unsigned seed = (unsigned)getpid();
         for (const char *p = o->job_id; p && *p; p++)  /* jobs of one process start apart */
                 seed = seed * 31 + (unsigned char)*p;

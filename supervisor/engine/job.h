@@ -26,6 +26,8 @@ void format_size(uint64_t bytes, char *out, size_t size);
 /* Scripts larger than this are refused before anything is cloned. */
 #define JOB_MAX_SCRIPT (16 * 1024 * 1024)
 
+struct spawn;
+
 struct job_opts {
         enum jail_profile profile;   /* kernel side */
         enum jail_entry entry;       /* what the runtime does */
@@ -65,6 +67,12 @@ struct job_opts {
         int report_format;           /* enum btr_format */
         uint64_t report_max;         /* --report-max: bytes */
         int show_version;
+        /* Clones a jail; NULL for the real thing (spawn_jail, and for a
+         * worker's later jails its zygote). The engine's own tests put a
+         * fake jail here: a process that speaks the channel, no jail. */
+        int (*spawn)(void *ctx, const struct jail_cfg *cfg, int sync_wr, struct cg_job *cg, struct spawn *out,
+                     struct jr_err *err);
+        void *spawn_ctx;
 };
 
 struct job_result {
