@@ -103,76 +103,6 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
         return 0;
 }
 
-/* A parent for job groups: one or more plain names below the root (never
- * the root itself, whose other groups are not ours), none of them a
- * job-N name the stale-group sweep would take for a job's. */
-static int valid_cgroup_parent(const char *p)
-{
-        p += strspn(p, "/");
-        if (!*p || strlen(p) > 256)
-                return 0;
-        for (const char *c = p; *c;) {
-                size_t n = strcspn(c, "/");
-                unsigned digits;
-                char tail;
-                if (n == 0 || strspn(c, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") < n ||
-                    (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
-                        return 0;
-                char name[257];
-                snprintf(name, sizeof name, "%.*s", (int)n, c);
-                if (sscanf(name, "job-%u%c", &digits, &tail) == 1)
-                        return 0;
-                c += n;
-                if (*c == '/' && !*++c)
-                        return 1;  /* one trailing slash */
-        }
-        return 1;
-}
-
-/* A worker name: 1 to 64 of [A-Za-z0-9._-], not starting with '.'. */
-static int valid_name(const char *s)
-{
-        size_t n = strlen(s);
-        return n > 0 && n <= 64 && s[0] != '.' &&
-               strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
-}
-
-/* The worker's default name: its script's, less ".py". A name that had
- * to be changed to be valid (characters outside [A-Za-z0-9._-], too long,
- * a leading '.') gets a digest of the original after it, so "a b.py" and
- * "a+b.py" do not share one namespace. */
-static void default_name(const char *script, char *out, size_t size)
-{
-        static const char ok[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-";
-        const char *base = strrchr(script, '/');
-        base = base ? base + 1 : script;
-        size_t n = strlen(base);
-        if (n > 3 && strcmp(base + n - 3, ".py") == 0)
-                n -= 3;
-        size_t o = 0;
-        int changed = n == 0 || n > 50 || base[0] == '.';
-        for (size_t i = 0; i < n && o < 50 && o + 1 < size; i++) {
-                int good = strchr(ok, base[i]) != NULL;
-                changed |= !good;
-                out[o++] = good ? base[i] : '_';
-        }
-        if (o && out[0] == '.')
-                out[0] = '_';
-        /* A name that looks like a digested one is digested too, so no
-         * script can be named into another's namespace. */
-        size_t dash = o > 13 ? o - 13 : 0;
-        if (!changed && o > 13 && out[dash] == '-' && strspn(out + dash + 1, "0123456789abcdef") == 12)
-                changed = 1;
-        if (changed) {
-                unsigned char md[EVP_MAX_MD_SIZE];
-                unsigned mdlen = 0;
-                EVP_Digest(base, n, md, &mdlen, EVP_sha256(), NULL);
-                o += (size_t)snprintf(out + o, size - o, "%s%02x%02x%02x%02x%02x%02x", o ? "-" : "", md[0], md[1], md[2],
-                                      md[3], md[4], md[5]);
-        }
-        out[o < size ? o : size - 1] = '\0';
-}
-
 /* $XDG_DATA_HOME/jailrun/WHAT, else ~/.local/share/jailrun/WHAT. */
 static int data_path(char *out, size_t size, const char *what)
 {
@@ -322,7 +252,7 @@ static int parse_opt(int c, const char *arg, struct job_opts *o, struct cli *cli
                 return -1;
         case OPT_POLICY: cli->policy = arg; return -1;
         case OPT_NAME:
-                if (!valid_name(arg))
+                if (!job_valid_name(arg))
                         return usage_error("--name wants 1 to 64 of [A-Za-z0-9._-], not '%s'", arg);
                 o->broker.ns = arg;
                 return -1;
@@ -388,7 +318,7 @@ static int parse_opt(int c, const char *arg, struct job_opts *o, struct cli *cli
                         return usage_error("--cpu-time wants seconds between 0 and %d, not '%s'", MAX_SECONDS, arg);
                 return -1;
         case OPT_CGROUP_PARENT:
-                if (!valid_cgroup_parent(arg))
+                if (!job_valid_cgroup_parent(arg))
                         return usage_error("--cgroup-parent wants a path of names ([A-Za-z0-9._-], none "
                                            "'.', '..' or job-N) below the hierarchy's root, not '%s'", arg);
                 o->cgroup_parent = arg;
@@ -433,17 +363,6 @@ static int parse_opt(int c, const char *arg, struct job_opts *o, struct cli *cli
         }
 }
 
-static const char *status_word(enum job_status s)
-{
-        static const char *const words[] = {
-                [JOB_OK] = "ok",           [JOB_ERROR] = "error",   [JOB_TIMEOUT] = "timeout",
-                [JOB_CPU_TIME] = "cpu-time", [JOB_MEMORY] = "memory", [JOB_PIDS] = "pids",
-                [JOB_SIGNAL] = "signal",   [JOB_PROTOCOL] = "error", [JOB_SETUP] = "setup",
-                [JOB_INTERNAL] = "internal",
-        };
-        return words[s];
-}
-
 /* "jailrun: TYPE: message" on stderr: both may hold what the jail sent
  * (an exception's words, the keys of a malformed message), so escaped. */
 static void print_error(const char *etype, const char *emsg)
@@ -457,17 +376,6 @@ static void print_error(const char *etype, const char *emsg)
         outq_put(&q, "\n", 1);
         outq_flush_all(&q);
         outq_free(&q);
-}
-
-/* The backtest's figures: in --json, an object; else a line or two. */
-static json_t *backtest_json(const struct job_result *r)
-{
-        return json_pack("{s:I, s:O, s:I, s:I, s:I, s:I, s:I, s:{s:i, s:i, s:i}}", "run_us",
-                         (json_int_t)r->run_us, "outcome",
-                         json_object_get(r->report, "outcome"), "bars", (json_int_t)r->bars, "bars_run",
-                         (json_int_t)r->bars_run, "bars_failed", (json_int_t)r->bars_failed, "signals",
-                         (json_int_t)r->signals, "orders", (json_int_t)r->orders, "bar_us", "p50",
-                         (int)r->bar_us_p50, "p99", (int)r->bar_us_p99, "max", (int)r->bar_us_max);
 }
 
 static void print_backtest(const struct job_result *r)
@@ -503,58 +411,10 @@ static void print_backtest(const struct job_result *r)
         outq_free(&q);
 }
 
-/* s as a JSON string, made valid UTF-8 first if it is not: a result line
- * is never lost to a byte cut in the middle of a character. */
-static json_t *json_text(const char *s)
-{
-        json_t *v = json_string(s ? s : "");
-        if (v)
-                return v;
-        _cleanup_free_ char *copy = strdup(s);
-        return copy ? json_string(jr_utf8_clean(copy)) : NULL;
-}
-
 static void print_result(const struct job_opts *o, const struct job_result *r)
 {
         if (o->json) {
-                json_t *err = r->status == JOB_OK
-                        ? json_null()
-                        : json_pack("{s:o, s:o, s:o, s:o}", "type", json_text(r->etype), "message",
-                                    json_text(r->emsg), "line", r->line ? json_integer(r->line) : json_null(),
-                                    "traceback", json_text(r->traceback));
-                json_t *stats = json_pack("{s:I, s:I}", "wall_ms", (json_int_t)r->wall_ms, "cpu_ms",
-                                          (json_int_t)r->cpu_ms);
-                /* Kernel accounting, where the cgroup backend has it. */
-                const struct { const char *key; int64_t v; } acct[] = {
-                        { "peak_memory_bytes", r->cg.peak_memory_bytes },
-                        { "cpu_user_us", r->cg.cpu_user_us },
-                        { "cpu_system_us", r->cg.cpu_system_us },
-                        { "pids_peak", r->cg.pids_peak },
-                        { "supervisor_cpu_us", r->supervisor_cpu_us },
-                        { "ctx_cpu_us", r->ctx_cpu_us },
-                        { "ctx_refused", r->ctx_refused },
-                };
-                for (size_t i = 0; stats && i < ELEMENTSOF(acct); i++)
-                        if (acct[i].v >= 0)
-                                json_object_set_new(stats, acct[i].key, json_integer(acct[i].v));
-                if (stats && o->entry == JAIL_ENTRY_TICKS) {
-                        json_object_set_new(stats, "ticks", json_integer(r->ticks_done));
-                        json_object_set_new(stats, "ticks_failed", json_integer(r->ticks_failed));
-                        json_object_set_new(stats, "restarts", json_integer(r->restarts));
-                        if (o->interval_s > 0) {
-                                json_object_set_new(stats, "slots_skipped", json_integer((json_int_t)r->slots_skipped));
-                                json_object_set_new(stats, "reloads", json_integer(r->reloads));
-                                json_object_set_new(stats, "reloads_failed", json_integer(r->reloads_failed));
-                        }
-                }
-                if (stats && r->peak_rss_kib >= 0)
-                        json_object_set_new(stats, "supervisor_peak_rss_bytes", json_integer((json_int_t)r->peak_rss_kib * 1024));
-                if (stats && r->log_dropped)
-                        json_object_set_new(stats, "log_dropped", json_integer((json_int_t)r->log_dropped));
-                json_t *j = json_pack("{s:s, s:o, s:i, s:o}", "status", status_word(r->status), "error",
-                                      err, "exit_code", r->exit_code, "stats", stats);
-                if (j && r->report)
-                        json_object_set_new(j, "backtest", backtest_json(r));
+                json_t *j = job_result_json(o, r);
                 char *line = j ? json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
                 json_decref(j);
                 if (line) {  /* through a queue: a stalled reader does not hold a stop signal off */
@@ -573,7 +433,7 @@ static void print_result(const struct job_opts *o, const struct job_result *r)
                                 fputc('\n', stdout);  /* out of memory: the verdict still ends stdout */
                         printf("{\"status\":\"%s\",\"error\":{\"type\":\"InternalError\",\"message\":"
                                "\"the result could not be encoded\",\"line\":null,\"traceback\":\"\"},"
-                               "\"exit_code\":%d,\"stats\":{}}\n", status_word(r->status), r->exit_code);
+                               "\"exit_code\":%d,\"stats\":{}}\n", job_status_word(r->status), r->exit_code);
                 }
                 return;
         }
@@ -596,45 +456,6 @@ static void print_result(const struct job_opts *o, const struct job_result *r)
         else if (o->verbose)
                 log_msg("wall %ld ms, cpu %ld ms, jail set-up %.1f ms", r->wall_ms, r->cpu_ms,
                         (double)r->setup_us / 1000);
-}
-
-/* The supervisor's side of the decoded policy, into the job's options.
- * o->broker.adapters is borrowed: the policy document holds it too and
- * lives as long as the job. */
-static void use_policy(struct job_opts *o, const struct policy *p)
-{
-        o->memory = p->limits.memory;
-        o->cpus = p->limits.cpus;
-        o->pids = p->limits.pids;
-        o->timeout_s = p->limits.timeout;
-        o->cpu_time_s = p->limits.cpu_time;
-        o->log_max_bytes = p->log.max_bytes;
-        o->bar_timeout_s = p->backtest.bar_timeout;
-        o->tick_timeout_s = p->limits.tick_timeout;
-        o->tick_grace_s = p->limits.tick_grace;
-        o->bar_grace_s = p->backtest.grace;
-        o->abort_percent = p->backtest.abort_percent;
-        o->abort_min = p->backtest.abort_min;
-        o->broker.state_max_value = p->state.max_value_bytes;
-        o->broker.state_max_total = p->state.max_total_bytes;
-        o->broker.files.quota = p->files.quota_bytes;
-        o->broker.files.max_read = p->files.max_read_bytes;
-        struct http_cfg *hc = &o->broker.http;
-        hc->timeout_max = p->http.timeout_max;
-        hc->max_response = p->http.max_response_bytes;
-        hc->max_in_flight = p->http.max_in_flight;
-        hc->max_redirects = p->http.max_redirects;
-        hc->rate = p->http.rate_per_second;
-        for (size_t i = 0; i < p->http.allow_addresses.n && hc->nallow < HTTP_MAX_ALLOW; i++)
-                hc->allow[hc->nallow++] = p->http.allow_addresses.net[i];
-        snprintf(hc->proxy, sizeof hc->proxy, "%s", p->http.proxy);
-        o->broker.adapters = p->adapters;
-        for (size_t i = 0; i < p->http.allow_hosts.n && i < HTTP_MAX_HOSTS; i++)
-                snprintf(hc->allow_hosts[hc->nallow_hosts++], sizeof hc->allow_hosts[0], "%s",
-                         p->http.allow_hosts.host[i]);
-        for (size_t i = 0; i < p->http.deny_hosts.n && i < HTTP_MAX_HOSTS; i++)
-                snprintf(hc->deny_hosts[hc->ndeny_hosts++], sizeof hc->deny_hosts[0], "%s",
-                         p->http.deny_hosts.host[i]);
 }
 
 /* Limits asked for on the command line, checked against the policy's
@@ -681,7 +502,7 @@ static int apply_limits(struct job_opts *o, json_t *pol, struct policy *p)
                 log_msg("%s", err.msg);
                 return EXIT_USAGE;
         }
-        use_policy(o, p);
+        job_use_policy(o, p);
         return -1;
 }
 
@@ -841,8 +662,8 @@ static void print_check(const struct job_opts *o, const struct job_result *r)
                                       "violations", r->violations ? r->violations : json_array(), "exit_code",
                                       r->exit_code);
                 if (j && r->status != JOB_OK)
-                        json_object_set_new(j, "error", json_pack("{s:o, s:o}", "type", json_text(r->etype), "message",
-                                                                    json_text(r->emsg)));
+                        json_object_set_new(j, "error", json_pack("{s:o, s:o}", "type", jr_json_text(r->etype), "message",
+                                                                    jr_json_text(r->emsg)));
                 if (j) {
                         json_dumpf(j, stdout, JSON_COMPACT | JSON_ENSURE_ASCII);
                         fputc('\n', stdout);
@@ -1001,7 +822,7 @@ int main(int argc, char *argv[])
         o.script_path = argv[optind++];
         char name[72], state[PATH_MAX], ws[PATH_MAX], what[96];
         if (!o.broker.ns) {
-                default_name(o.script_path, name, sizeof name);
+                job_default_name(o.script_path, name, sizeof name);
                 o.broker.ns = name;
         }
         if (!o.broker.state_url) {

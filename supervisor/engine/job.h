@@ -140,6 +140,26 @@ int job_start(struct loop *l, const struct job_opts *o, struct sink *s, struct j
  * and a second SIGTERM stop at once. */
 void job_signal(struct job *j, int sig);
 
+struct policy;
+/* The options a decoded policy gives: limits, time budgets, the broker's
+ * and http's settings. The front-end's own overrides come after. */
+void job_use_policy(struct job_opts *o, const struct policy *p);
+/* A parent for job groups: one or more plain names below the root (never
+ * the root itself), none of them a job-N name. 1 if valid. */
+int job_valid_cgroup_parent(const char *p);
+/* A worker name: 1 to 64 of [A-Za-z0-9._-], not starting with '.'. */
+int job_valid_name(const char *s);
+/* A worker's default name from its script's file name (see opts.c). */
+void job_default_name(const char *script, char *out, size_t size);
+
+/* The result as one JSON object {status, error, exit_code, stats[,
+ * backtest]} (jailrun --json, jaild's POST /v1/jobs); NULL without memory. */
+json_t *job_result_json(const struct job_opts *o, const struct job_result *r);
+/* "ok", "error", "timeout", ... */
+const char *job_status_word(enum job_status s);
+/* A JSON string of s, cleaned to UTF-8 first if it is not; NULL without memory. */
+json_t *jr_json_text(const char *s);
+
 /* Frees a job that ended (after on_end; on_end may call it). */
 void job_free(struct job *j);
 

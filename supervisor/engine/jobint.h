@@ -164,6 +164,9 @@ void setup_failed(struct job *j, const struct jr_err *err);
 void job_finish(struct job *j);
 void job_note(struct job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* result.c: the status and exit code a jail's end (wait status) gives. */
+void finish_status(struct job *j, int wstatus);
+
 /* chan.c: the jail's channel and pipes. */
 int send_json(struct job *j, json_t *m);
 void sent_or_end(struct job *j, int r);

@@ -8,7 +8,7 @@
  * acknowledged to its orchestrator must not vanish on a power cut, and the
  * registry changes only on API calls (a fsync of the WAL each, well under
  * what the call costs anyway), so FULL it is. */
-#include <config.h>
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,6 +1,6 @@
-/* jaild's configuration file (supervisor/jaild/config.c): every key read,
+/* jaild's configuration file (supervisor/jaild/jaildconf.c): every key read,
  * the defaults, and each kind of error naming its key. */
-#include <config.h>
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "supervisor/jaild/config.h"
+#include "supervisor/jaild/jaildconf.h"
 #include "tests/unit/unit.h"
 
 static char dir[] = "/tmp/jaild-config-XXXXXX";

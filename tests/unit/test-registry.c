@@ -1,7 +1,7 @@
 /* The worker registry (supervisor/jaild/registry.c) on a real SQLite file:
  * CRUD, names unique, bad fields refused, persistence across close and
  * open, and a writer killed with SIGKILL right after add() returned. */
-#include <config.h>
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>

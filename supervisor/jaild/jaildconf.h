@@ -2,15 +2,9 @@
  * CONFIGURATION) read once at start into a typed struct with every default
  * filled in. Unknown keys, wrong types and values out of range are
  * refused with the key's JSON path ("state.redis.port", "allow.uids[2]")
- * and the reason, so a bad file stops the daemon before it does anything.
- *
- * This header shares its name with autoconf's config.h: a file in this
- * directory that writes #include "config.h" gets this one, which therefore
- * pulls in autoconf's first (from the -I path). Write <config.h> for that. */
+ * and the reason, so a bad file stops the daemon before it does anything. */
 #ifndef JR_JAILD_CONFIG_H
 #define JR_JAILD_CONFIG_H
-
-#include <config.h>
 
 #include <stddef.h>
 #include <sys/types.h>

@@ -1,7 +1,7 @@
 /* jaild's configuration file (config.h, jaild(8) CONFIGURATION). Every
  * value is checked here, where its key is still known: what leaves this
  * file is a struct the daemon can use as it is. */
-#include <config.h>
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,7 +20,8 @@
 
 #include "common/cleanup.h"
 #include "supervisor/broker/adapters.h"
-#include "supervisor/jaild/config.h"
+#include "supervisor/engine/job.h"
+#include "supervisor/jaild/jaildconf.h"
 
 
 /* Where errors go, and the name of what is read. */
@@ -311,38 +312,13 @@ static int parse_uid_range(struct cfg_ctx *x, const json_t *root, struct jaild_c
         return 0;
 }
 
-/* The rule of jailrun --cgroup-parent: one or more plain names below the
- * root (never the root itself, whose other groups are not ours), none of
- * them a job-N name the stale-group sweep would take for a job's. */
-static int cgroup_parent_ok(const char *p)
-{
-        p += strspn(p, "/");
-        if (!*p || strlen(p) > 256)
-                return 0;
-        for (const char *c = p; *c;) {
-                size_t n = strcspn(c, "/");
-                unsigned digits;
-                char tail, name[257];
-                if (n == 0 || strspn(c, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") < n ||
-                    (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
-                        return 0;
-                snprintf(name, sizeof name, "%.*s", (int)n, c);
-                if (sscanf(name, "job-%u%c", &digits, &tail) == 1)
-                        return 0;
-                c += n;
-                if (*c == '/' && !*++c)
-                        return 1;  /* one trailing slash */
-        }
-        return 1;
-}
-
 static int parse_cgroup(struct cfg_ctx *x, const json_t *root, struct jaild_config *c)
 {
         const char *s;
         int r = get_text(x, root, "", "cgroup_parent", PATH_MAX, &s);
         if (r < 0 || !s)
                 return r;
-        if (!cgroup_parent_ok(s))
+        if (!job_valid_cgroup_parent(s))
                 return bad(x, "cgroup_parent", "out of range: must be a path of names ([A-Za-z0-9._-], none '.', "
                            "'..' or job-N) below the hierarchy's root, not '%.100s'", s);
         return set_str(x, &c->cgroup_parent, s);
