@@ -324,12 +324,15 @@ static int program_path(char *path, size_t size, struct jr_err *err)
         if (n < 0)
                 return jr_fail(err, errno, "readlink /proc/self/exe");
         exe[n] = '\0';
-        if (strcmp(exe, JR_BINDIR "/jailrun") == 0)
+        if (strcmp(exe, JR_BINDIR "/jailrun") == 0 || strcmp(exe, JR_SBINDIR "/jaild") == 0)
                 return jr_snprintf(path, size, "%s/jailrun-jail", JR_PKGLIBEXECDIR);
+        /* In the build tree: supervisor/jailrun, supervisor/jaild/jaild. */
         char *slash = strrchr(exe, '/');
         if (slash)
                 *slash = '\0';
-        if (jr_snprintf(path, size, "%s/../jail/jailrun-jail", exe) < 0)
+        slash = strrchr(exe, '/');
+        int deeper = slash && strcmp(slash, "/jaild") == 0;
+        if (jr_snprintf(path, size, "%s/%sjail/jailrun-jail", exe, deeper ? "../../" : "../") < 0)
                 return jr_fail(err, ENAMETOOLONG, "path of the jail program");
         return 0;
 }

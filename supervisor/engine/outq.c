@@ -18,6 +18,11 @@ void outq_init(struct outq *q, int fd, size_t limit)
         *q = (struct outq){ .fd = fd, .limit = limit };
 }
 
+void outq_init_fn(struct outq *q, outq_fn fn, void *data)
+{
+        *q = (struct outq){ .fd = -1, .limit = SIZE_MAX, .fn = fn, .data = data };
+}
+
 void outq_free(struct outq *q)
 {
         free(q->buf);
@@ -98,13 +103,24 @@ static size_t flush(struct outq *q, int wait)
         return q->len;
 }
 
+/* A queue with a consumer hands it everything, at once. */
+static void hand_over(struct outq *q)
+{
+        q->fn(q->data, q->buf, q->len);
+        q->len = 0;
+}
+
 size_t outq_flush_some(struct outq *q)
 {
+        if (q->fn && q->len)
+                hand_over(q);
         return q->len ? flush(q, 0) : 0;
 }
 
 int outq_flush_all_until(struct outq *q, int stopfd)
 {
+        if (q->fn && q->len)
+                hand_over(q);
         while (q->len && !q->broken) {
                 struct pollfd p[2] = { { .fd = q->fd, .events = POLLOUT }, { .fd = stopfd, .events = POLLIN } };
                 int n;

@@ -8,8 +8,14 @@
 
 #include <stddef.h>
 
+/* A consumer of queued bytes instead of a descriptor (jaild's per-worker
+ * log): called with what is queued, which it must take whole. */
+typedef void (*outq_fn)(void *data, const char *buf, size_t len);
+
 struct outq {
-        int fd;
+        int fd;                /* -1 with a consumer */
+        outq_fn fn;
+        void *data;
         char *buf;
         size_t len, cap;
         size_t limit;   /* at or above this, outq_full() */
@@ -17,6 +23,8 @@ struct outq {
 };
 
 void outq_init(struct outq *q, int fd, size_t limit);
+/* A queue whose bytes go to fn at each flush; never full. */
+void outq_init_fn(struct outq *q, outq_fn fn, void *data);
 void outq_free(struct outq *q);
 
 /* Appends (never blocks, never fails the caller: on ENOMEM the bytes are
