@@ -1,10 +1,7 @@
 #include "config.h"
 
-#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
-#include <ifaddrs.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "supervisor/broker/egress.h"
 #include "supervisor/broker/http.h"
 #include "supervisor/broker/scrub.h"
 #include "supervisor/broker/ctxerr.h"
@@ -63,147 +61,11 @@ struct http {
         struct timespec refilled;
 };
 
-static const struct { const char *net; const char *why; } internal[] = {
-        { "0.0.0.0/8", "an unspecified address" },
-        { "10.0.0.0/8", "a private address" },
-        { "100.64.0.0/10", "a carrier-grade NAT address" },
-        { "127.0.0.0/8", "a loopback address" },
-        { "169.254.0.0/16", "a link-local address (cloud metadata lives there)" },
-        { "172.16.0.0/12", "a private address" },
-        { "192.0.0.0/24", "a protocol-assignment address" },
-        { "192.0.2.0/24", "a documentation address" },
-        { "192.88.99.0/24", "a 6to4 relay address" },
-        { "198.51.100.0/24", "a documentation address" },
-        { "203.0.113.0/24", "a documentation address" },
-        { "192.168.0.0/16", "a private address" },
-        { "198.18.0.0/15", "a benchmarking address" },
-        { "224.0.0.0/4", "a multicast address" },
-        { "240.0.0.0/4", "a reserved address" },
-        { "::1/128", "a loopback address" },
-        { "::/96", "an IPv4-compatible or unspecified address" },
-        { "100::/64", "a discard address" },
-        { "2001::/32", "a Teredo tunnel address" },
-        { "2001:10::/28", "an ORCHID address" },
-        { "2001:20::/28", "an ORCHIDv2 address" },
-        { "3fff::/20", "a documentation address" },
-        { "5f00::/16", "a segment-routing address" },
-        { "fec0::/10", "a site-local address" },
-        { "fc00::/7", "a unique local address (cloud metadata lives there)" },
-        { "fe80::/10", "a link-local address" },
-        { "ff00::/8", "a multicast address" },
-        { "2001:db8::/32", "a documentation address" },
-};
-
-/* Whether addr is one of this host's own interface addresses (read at
- * each judgement: interfaces come and go). */
-static int own_address(int family, const unsigned char *addr)
-{
-        struct ifaddrs *ifs = NULL;
-        int own = 0;
-        if (getifaddrs(&ifs) < 0)
-                return 1;  /* cannot tell: refuse */
-        for (struct ifaddrs *i = ifs; i && !own; i = i->ifa_next) {
-                if (!i->ifa_addr || i->ifa_addr->sa_family != family)
-                        continue;
-                const void *a = family == AF_INET ? (const void *)&((struct sockaddr_in *)i->ifa_addr)->sin_addr
-                                                  : (const void *)&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
-                own = memcmp(a, addr, family == AF_INET ? 4 : 16) == 0;
-        }
-        freeifaddrs(ifs);
-        return own;
-}
-
-const char *http_refused(const struct http_cfg *cfg, int family, const unsigned char *addr)
-{
-        unsigned char v4[4];
-        /* Addresses that carry an IPv4 address are judged as it: mapped
-         * (::ffff:a.b.c.d), SIIT (::ffff:0:a.b.c.d), NAT64 (64:ff9b::/96 and
-         * the local 64:ff9b:1::/48), 6to4 (2002:AABB:CCDD::/48). */
-        static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-        static const unsigned char siit[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0 };
-        static const unsigned char nat64[12] = { 0, 0x64, 0xff, 0x9b };
-        static const unsigned char nat64l[6] = { 0, 0x64, 0xff, 0x9b, 0, 1 };
-        if (family == AF_INET6) {
-                const unsigned char *carried = memcmp(addr, mapped, 12) == 0 || memcmp(addr, siit, 12) == 0 ||
-                                                               memcmp(addr, nat64, 12) == 0 || memcmp(addr, nat64l, 6) == 0
-                                                       ? addr + 12
-                                               : addr[0] == 0x20 && addr[1] == 0x02 ? addr + 2
-                                                                                    : NULL;
-                if (carried) {
-                        memcpy(v4, carried, 4);
-                        family = AF_INET;
-                        addr = v4;
-                }
-        }
-        for (size_t i = 0; i < cfg->nallow; i++)
-                if (jr_net_contains(&cfg->allow[i], family, addr))
-                        return NULL;
-        for (size_t i = 0; i < ELEMENTSOF(internal); i++) {
-                struct jr_net n;
-                if (jr_net_parse(internal[i].net, &n) == 0 && jr_net_contains(&n, family, addr))
-                        return internal[i].why;
-        }
-        return own_address(family, addr) ? "an address of this host" : NULL;
-}
-
-static int host_matches(const char *pattern, const char *host)
-{
-        if (strncmp(pattern, "*.", 2) == 0) {
-                size_t p = strlen(pattern + 1), n = strlen(host);  /* ".example.com" */
-                return n > p && strcmp(host + n - p, pattern + 1) == 0;
-        }
-        return strcmp(pattern, host) == 0;
-}
-
-/* Why the policy's host lists refuse `host`, or NULL. */
-static const char *host_refused(const struct http_cfg *cfg, const char *host)
-{
-        for (size_t i = 0; i < cfg->ndeny_hosts; i++)
-                if (host_matches(cfg->deny_hosts[i], host))
-                        return "is denied by the policy";
-        if (!cfg->nallow_hosts)
-                return NULL;
-        for (size_t i = 0; i < cfg->nallow_hosts; i++)
-                if (host_matches(cfg->allow_hosts[i], host))
-                        return NULL;
-        return "is not among the allowed hosts";
-}
-
 /* The URL in x->url: http or https, its host allowed; x->host set. */
 static json_t *judge_url(struct xfer *x, const char *shown)
 {
-        char *scheme = NULL, *host = NULL;
-        int web = curl_url_get(x->url, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
-                  (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0);
-        int has_host = curl_url_get(x->url, CURLUPART_HOST, &host, 0) == CURLUE_OK;
-        snprintf(x->host, sizeof x->host, "%s", has_host ? host : "");
-        curl_free(scheme);
-        curl_free(host);
-        for (char *c = x->host; *c; c++)
-                if (*c >= 'A' && *c <= 'Z')
-                        *c = (char)(*c + 32);
-        if (!web)
-                return ctx_error("only http and https URLs: %.200s", shown);
-        /* Through a proxy the target is connected to by the proxy: an
-         * address written in the URL is judged here (libcurl has already
-         * turned 2130706433 and 0x7f000001 into 127.0.0.1). */
-        unsigned char lit[16];
-        char bare[256];
-        snprintf(bare, sizeof bare, "%s", x->host[0] == '[' ? x->host + 1 : x->host);
-        bare[strcspn(bare, "]")] = '\0';
-        size_t bl = strlen(bare);
-        if (bl && bare[bl - 1] == '.')  /* "127.0.0.1." */
-                bare[bl - 1] = '\0';
-        /* inet_aton takes every IPv4 spelling (0177.1, 2130706433, 0x7f000001)
-         * a proxy's URL parser may take. */
-        struct in_addr v4;
-        int fam = inet_aton(bare, &v4) ? (memcpy(lit, &v4, 4), AF_INET)
-                : inet_pton(AF_INET6, bare, lit) == 1 ? AF_INET6 : 0;
-        const char *inner = fam && x->h->cfg->proxy[0] ? http_refused(x->h->cfg, fam, lit) : NULL;
-        if (inner)
-                return ctx_error("refused by the egress policy: %.200s is %s", bare, inner);
-        const char *why = host_refused(x->h->cfg, x->host);
-        return why ? ctx_error("refused by the egress policy: host %.200s %s", x->host, why) : NULL;
+        char why[EGRESS_MAX_WHY];
+        return egress_url(x->h->cfg, x->url, shown, x->host, why) ? ctx_error("%s", why) : NULL;
 }
 
 /* --- libcurl's callbacks ------------------------------------------------------ */
@@ -213,7 +75,6 @@ static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct cur
         struct xfer *x = clientp;
         (void)purpose;
         const unsigned char *addr = NULL;
-        char text[INET6_ADDRSTRLEN] = "?";
         if (a->family == AF_INET) {
                 addr = (const unsigned char *)&((struct sockaddr_in *)&a->addr)->sin_addr;
         } else if (a->family == AF_INET6) {
@@ -222,20 +83,9 @@ static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct cur
                 snprintf(x->denied, sizeof x->denied, "an address family other than IPv4 and IPv6");
                 return CURL_SOCKET_BAD;
         }
-        inet_ntop(a->family, addr, text, sizeof text);
-        const char *why = NULL;
-        if (x->h->cfg->proxy[0]) {  /* every connection goes to the proxy, and only there */
-                why = "not the egress proxy";
-                for (size_t i = 0; i < x->h->nproxy; i++)
-                        if (jr_net_contains(&x->h->proxy_addr[i], a->family, addr))
-                                why = NULL;
-        } else {
-                why = http_refused(x->h->cfg, a->family, addr);
-        }
-        if (why) {
-                snprintf(x->denied, sizeof x->denied, "%s is %s", text, why);
+        if (egress_connect(x->h->cfg, x->h->proxy_addr, x->h->nproxy, a->family, addr, x->denied,
+                           sizeof x->denied))
                 return CURL_SOCKET_BAD;
-        }
         int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
         return fd < 0 ? CURL_SOCKET_BAD : fd;
 }
@@ -247,15 +97,8 @@ static int on_connected(void *clientp, char *peer, char *local, int peer_port, i
         struct xfer *x = clientp;
         (void)peer_port;
         (void)local_port;
-        if (x->h->cfg->proxy[0] || !peer || !local || strcmp(peer, local) != 0)
-                return CURL_PREREQFUNC_OK;
-        unsigned char a[16];
-        int fam = inet_pton(AF_INET, peer, a) == 1 ? AF_INET : inet_pton(AF_INET6, peer, a) == 1 ? AF_INET6 : 0;
-        for (size_t i = 0; fam && i < x->h->cfg->nallow; i++)
-                if (jr_net_contains(&x->h->cfg->allow[i], fam, a))
-                        return CURL_PREREQFUNC_OK;  /* listed: allowed, this host or not */
-        snprintf(x->denied, sizeof x->denied, "%.60s is an address of this host", peer);
-        return CURL_PREREQFUNC_ABORT;
+        return egress_peer(x->h->cfg, peer, local, x->denied, sizeof x->denied) ? CURL_PREREQFUNC_ABORT
+                                                                                 : CURL_PREREQFUNC_OK;
 }
 
 static size_t on_body(char *p, size_t size, size_t n, void *userdata)
@@ -360,45 +203,6 @@ static int on_timer(CURLM *multi, long ms, void *userp)
 
 /* --- the client --------------------------------------------------------------- */
 
-/* The proxy's addresses, resolved once (the operator's own host name). */
-static int proxy_addresses(struct http *h, struct jr_err *err)
-{
-        CURLU *u = curl_url();
-        char *host = NULL, *port = NULL;
-        if (!u || curl_url_set(u, CURLUPART_URL, h->cfg->proxy, 0) != CURLUE_OK ||
-            curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
-                curl_url_cleanup(u);
-                return jr_fail(err, EINVAL, "proxy URL %.200s", h->cfg->proxy);
-        }
-        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
-        char bare[256];
-        snprintf(bare, sizeof bare, "%s", host[0] == '[' ? host + 1 : host);
-        bare[strcspn(bare, "]")] = '\0';
-        struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
-        int rc = getaddrinfo(bare, port, &hints, &res);
-        curl_free(host);
-        curl_free(port);
-        curl_url_cleanup(u);
-        if (rc != 0)
-                return jr_fail(err, EHOSTUNREACH, "proxy %.200s: %s", h->cfg->proxy, gai_strerror(rc));
-        for (struct addrinfo *a = res; a && h->nproxy < ELEMENTSOF(h->proxy_addr); a = a->ai_next) {
-                struct jr_net *n = &h->proxy_addr[h->nproxy];
-                *n = (struct jr_net){ .family = a->ai_family };
-                if (a->ai_family == AF_INET) {
-                        memcpy(n->addr, &((struct sockaddr_in *)a->ai_addr)->sin_addr, 4);
-                        n->bits = 32;
-                } else if (a->ai_family == AF_INET6) {
-                        memcpy(n->addr, &((struct sockaddr_in6 *)a->ai_addr)->sin6_addr, 16);
-                        n->bits = 128;
-                } else {
-                        continue;
-                }
-                h->nproxy++;
-        }
-        freeaddrinfo(res);
-        return h->nproxy ? 0 : jr_fail(err, EHOSTUNREACH, "proxy %.200s: no address", h->cfg->proxy);
-}
-
 int http_new(struct http **out, const struct http_cfg *cfg, struct jr_err *err)
 {
         /* libcurl's global set-up, once, in this single-threaded process. */
@@ -424,7 +228,8 @@ int http_new(struct http **out, const struct http_cfg *cfg, struct jr_err *err)
                 http_free(h);
                 return r;
         }
-        if (cfg->proxy[0] && proxy_addresses(h, err) < 0) {
+        if (cfg->proxy[0] &&
+            egress_proxy_addresses(cfg, h->proxy_addr, ELEMENTSOF(h->proxy_addr), &h->nproxy, err) < 0) {
                 int r = -err->errnum;
                 http_free(h);
                 return r ? r : -EINVAL;

@@ -3,14 +3,9 @@
  * request). Its sockets live in an epoll set of its own, which the job's
  * loop watches with a timerfd for libcurl's timeouts.
  *
- * Egress policy: every connection libcurl is about to open (the first,
- * and each redirect's) is judged on the address it is about to connect to,
- * after resolution, so neither a name that resolves inward nor an address
- * written in another form (2130706433, 0x7f000001, [::ffff:127.0.0.1])
- * nor DNS changing between a check and the connect gets past it:
- * loopback, private, link-local (cloud metadata included), CGNAT, ULA,
- * multicast and unspecified addresses are refused unless the policy lists
- * them. Only http and https, on the request and on every redirect. */
+ * What a request may reach is the egress policy's (egress.h), judged on
+ * every connection and every redirect; what comes back is scrubbed of
+ * secrets (scrub.h). */
 #ifndef JR_HTTP_H
 #define JR_HTTP_H
 
@@ -76,8 +71,5 @@ void http_on_timer(struct http *h);
  * charset decided and decoded here: scrub_body) in the out-parameters, or
  * 0 when none is finished. */
 int http_done(struct http *h, int64_t *id, json_t **result, void **body, size_t *len);
-
-/* Why the address may not be connected to (a static string), or NULL. */
-const char *http_refused(const struct http_cfg *cfg, int family, const unsigned char *addr);
 
 #endif
