@@ -14,6 +14,7 @@
 
 #include "common/cleanup.h"
 #include "supervisor/broker/adapters.h"
+#include "supervisor/broker/broker.h"
 #include "supervisor/broker/ctxerr.h"
 
 int secrets_check(const char *path, struct jr_err *err)
@@ -81,19 +82,17 @@ json_t *adapter_secrets(struct adapters *a)
         return all;
 }
 
-static json_t *protocol(struct jr_err *err, const char *op, const json_error_t *je)
+static int protocol(struct jr_err *err, const char *op, const json_error_t *je)
 {
         jr_fail(err, 0, "%s call: %s", op, je ? je->text : "malformed");
         err->errnum = EPROTO;
-        return NULL;
+        return -EPROTO;
 }
 
-/* An allocation failed: NULL with err set (a NULL without it would read
- * as a request under way, never answered). */
-static json_t *oom(struct jr_err *err)
+/* An allocation failed: the call cannot be answered. */
+static int oom(struct jr_err *err)
 {
-        jr_fail(err, ENOMEM, "adapter call: out of memory");
-        return NULL;
+        return jr_fail(err, ENOMEM, "adapter call: out of memory");
 }
 
 /* The secret an adapter's declaration names under `field`, or NULL. */
@@ -104,8 +103,8 @@ static const char *secret(struct adapters *a, json_t *decl, const char *field)
 }
 
 /* A messenger: send(chat, text) -> POST BASE/bot<TOKEN>/sendMessage. */
-static json_t *messenger(struct adapters *a, struct http *h, int64_t id, json_t *decl, json_t *args,
-                         struct jr_err *err)
+static int messenger(struct adapters *a, struct http *h, int64_t id, json_t *decl, json_t *args, json_t **result,
+                     struct jr_err *err)
 {
         json_t *chat;
         const char *text;
@@ -116,7 +115,8 @@ static json_t *messenger(struct adapters *a, struct http *h, int64_t id, json_t 
                 return protocol(err, "adapter.send", &je);
         const char *token = secret(a, decl, "token_secret");
         if (!token)
-                return ctx_error("the secrets file has no %s", json_string_value(json_object_get(decl, "token_secret")));
+                return broker_done(result, ctx_error("the secrets file has no %s",
+                                                     json_string_value(json_object_get(decl, "token_secret"))));
         _cleanup_free_ char *url = NULL, *body = NULL;
         _cleanup_(json_decrefp) json_t *payload = json_pack("{s:O, s:s}", "chat_id", chat, "text", text);
         if (asprintf(&url, "%s/bot%s/sendMessage", json_string_value(json_object_get(decl, "base_url")), token) < 0 ||
@@ -126,7 +126,7 @@ static json_t *messenger(struct adapters *a, struct http *h, int64_t id, json_t 
                                                         url, "headers", "Content-Type", "application/json", "params",
                                                         "timeout", 30.0, "body", body);
         _cleanup_(json_decrefp) json_t *scrub = adapter_secrets(a);
-        return req && scrub ? http_start_scrubbed(h, id, req, scrub, 1, err) : oom(err);
+        return req && scrub ? http_start(h, id, req, scrub, 1, result, err) : oom(err);
 }
 
 static void hex(const unsigned char *in, size_t n, char *out)
@@ -137,8 +137,8 @@ static void hex(const unsigned char *in, size_t n, char *out)
 
 /* A signed REST exchange: request(method, path, params, body) with the
  * key and an HMAC-SHA256 of timestamp + key + (query or body) in headers. */
-static json_t *signed_rest(struct adapters *a, struct http *h, int64_t id, json_t *decl, json_t *args,
-                           struct jr_err *err)
+static int signed_rest(struct adapters *a, struct http *h, int64_t id, json_t *decl, json_t *args, json_t **result,
+                       struct jr_err *err)
 {
         const char *method, *path, *body = NULL;
         json_t *params;
@@ -149,10 +149,11 @@ static json_t *signed_rest(struct adapters *a, struct http *h, int64_t id, json_
                 return protocol(err, "adapter.request", &je);
         if (path[0] != '/' || strstr(path, "..") || strpbrk(path, "?#%\\\r\n\t ") || strlen(path) > 1024 ||
             strlen(path) != json_string_length(json_object_get(args, "path")))
-                return ctx_error("path must start with / and hold no '..', '?', '#', '%%', backslash, spaces or NUL");
+                return broker_done(result, ctx_error("path must start with / and hold no '..', '?', '#', '%%', "
+                                                     "backslash, spaces or NUL"));
         const char *key = secret(a, decl, "key_secret"), *sign = secret(a, decl, "sign_secret");
         if (!key || !sign)
-                return ctx_error("the secrets file lacks this adapter's key or signing secret");
+                return broker_done(result, ctx_error("the secrets file lacks this adapter's key or signing secret"));
         /* The query as it will be sent, to sign it exactly. */
         _cleanup_free_ char *query = NULL;
         size_t qlen = 0;
@@ -162,7 +163,9 @@ static json_t *signed_rest(struct adapters *a, struct http *h, int64_t id, json_
         int first = 1;
         json_object_foreach(params, k, v) {
                 if (!json_is_string(v) || strpbrk(k, "&=#? ") || strpbrk(json_string_value(v), "&#? "))
-                        return q ? (fclose(q), ctx_error("parameter %.100s: a str without & # ? or spaces", k)) : oom(err);
+                        return q ? (fclose(q), broker_done(result, ctx_error("parameter %.100s: a str without & # ? "
+                                                                             "or spaces", k)))
+                                 : oom(err);
                 if (q)
                         fprintf(q, "%s%s=%s", first ? "" : "&", k, json_string_value(v));
                 first = 0;
@@ -196,24 +199,25 @@ static json_t *signed_rest(struct adapters *a, struct http *h, int64_t id, json_
         if (req && body)
                 json_object_set_new(req, "body", json_string(body));
         _cleanup_(json_decrefp) json_t *scrub = adapter_secrets(a);
-        return req && scrub ? http_start_scrubbed(h, id, req, scrub, 1, err) : oom(err);
+        return req && scrub ? http_start(h, id, req, scrub, 1, result, err) : oom(err);
 }
 
-json_t *adapter_start(struct adapters *a, struct http *h, const char *op, int64_t id, json_t *args,
-                      struct jr_err *err)
+int adapter_start(struct adapters *a, struct http *h, const char *op, int64_t id, json_t *args, json_t **result,
+                  struct jr_err *err)
 {
         const char *name = json_string_value(json_object_get(args, "adapter"));
         if (!name)
                 return protocol(err, op, NULL);
         json_t *decl = json_object_get(a->decl, name);
         if (!decl)
-                return ctx_error("no adapter named %.100s", name);
+                return broker_done(result, ctx_error("no adapter named %.100s", name));
         const char *kind = json_string_value(json_object_get(decl, "kind"));
         int is_messenger = strcmp(kind, "messenger") == 0;
         if (is_messenger != (strcmp(op, "adapter.send") == 0))
                 return protocol(err, op, NULL);
         struct jr_err se = { 0 };
         if (secrets_load(a, &se) < 0)
-                return ctx_error("adapter %.100s: %s", name, se.msg);
-        return is_messenger ? messenger(a, h, id, decl, args, err) : signed_rest(a, h, id, decl, args, err);
+                return broker_done(result, ctx_error("adapter %.100s: %s", name, se.msg));
+        return is_messenger ? messenger(a, h, id, decl, args, result, err)
+                            : signed_rest(a, h, id, decl, args, result, err);
 }

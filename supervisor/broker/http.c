@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "supervisor/broker/broker.h"
 #include "supervisor/broker/egress.h"
 #include "supervisor/broker/http.h"
 #include "supervisor/broker/scrub.h"
@@ -37,7 +38,7 @@ struct xfer {
         json_t *headers;            /* of the last response (redirects reset it) */
         size_t header_bytes;
         char denied[160];           /* why the egress policy refused a connection */
-        char refused[300];          /* why a redirect was not followed (a result, not a failure) */
+        char refused[EGRESS_MAX_WHY];  /* why a redirect was not followed (a result, not a failure) */
         unsigned hops;              /* redirects followed */
         json_t *scrub;              /* strings never to give back (the secrets) */
         int ctype_doubt;            /* the last response's Content-Type came folded or not as UTF-8 */
@@ -60,13 +61,6 @@ struct http {
         double tokens;              /* the rate limit's bucket */
         struct timespec refilled;
 };
-
-/* The URL in x->url: http or https, its host allowed; x->host set. */
-static json_t *judge_url(struct xfer *x, const char *shown)
-{
-        char why[EGRESS_MAX_WHY];
-        return egress_url(x->h->cfg, x->url, shown, x->host, why) ? ctx_error("%s", why) : NULL;
-}
 
 /* --- libcurl's callbacks ------------------------------------------------------ */
 
@@ -306,186 +300,231 @@ static int header_ok(const char *name, const char *value)
         return strlen(value) <= HTTP_MAX_HEADER && !strpbrk(value, "\r\n");
 }
 
-/* The URL (with params added), checked: http or https, a host. */
-static json_t *build_url(struct xfer *x, const char *url, json_t *params)
+/* The URL (with params added) in x->url, checked: http or https, a host
+ * the egress policy allows. BROKER_NEXT, or the call's end. */
+static int build_url(struct xfer *x, const char *url, json_t *params, json_t **result)
 {
         if (strlen(url) > HTTP_MAX_URL)
-                return ctx_error("the URL is longer than %d bytes", HTTP_MAX_URL);
+                return broker_done(result, ctx_error("the URL is longer than %d bytes", HTTP_MAX_URL));
         if (!(x->url = curl_url()))
-                return NULL;
-        if (curl_url_set(x->url, CURLUPART_URL, url, 0) != CURLUE_OK)
-                return ctx_error("not a URL: %.200s", url);
-        json_t *bad = judge_url(x, url);
-        if (bad)
-                return bad;
+                return -ENOMEM;
+        CURLUcode rc = curl_url_set(x->url, CURLUPART_URL, url, 0);
+        if (rc != CURLUE_OK)
+                return rc == CURLUE_OUT_OF_MEMORY ? -ENOMEM : broker_done(result, ctx_error("not a URL: %.200s", url));
+        char why[EGRESS_MAX_WHY];
+        if (egress_url(x->h->cfg, x->url, url, x->host, why))
+                return broker_done(result, ctx_error("%s", why));
         const char *k;
         json_t *v;
         json_object_foreach(params, k, v) {
                 char *pair = NULL;
                 if (asprintf(&pair, "%s=%s", k, json_string_value(v)) < 0)
-                        return NULL;
-                CURLUcode rc = curl_url_set(x->url, CURLUPART_QUERY, pair, CURLU_APPENDQUERY | CURLU_URLENCODE);
+                        return -ENOMEM;
+                rc = curl_url_set(x->url, CURLUPART_QUERY, pair, CURLU_APPENDQUERY | CURLU_URLENCODE);
                 free(pair);
+                if (rc == CURLUE_OUT_OF_MEMORY)
+                        return -ENOMEM;
                 if (rc != CURLUE_OK)
-                        return ctx_error("query parameter %.100s cannot be added", k);
+                        return broker_done(result, ctx_error("query parameter %.100s cannot be added", k));
         }
-        return NULL;
+        return BROKER_NEXT;
 }
 
-static json_t *setup(struct xfer *x, const char *method, json_t *headers, const char *body, size_t blen,
-                     double timeout)
+/* The worker's headers in x->req_headers: BROKER_NEXT, or the call's end. */
+static int req_headers(struct xfer *x, json_t *headers, json_t **result)
 {
-        const struct http_cfg *cfg = x->h->cfg;
-        CURL *e = x->easy;
         const char *k;
         json_t *v;
         size_t nh = 0;
         json_object_foreach(headers, k, v) {
-                char *line = NULL;
                 if (++nh > HTTP_MAX_HEADERS)
-                        return ctx_error("more than %d request headers", HTTP_MAX_HEADERS);
+                        return broker_done(result, ctx_error("more than %d request headers", HTTP_MAX_HEADERS));
                 if (!header_ok(k, json_string_value(v)))
-                        return ctx_error("request header %.100s is not a valid header", k);
+                        return broker_done(result, ctx_error("request header %.100s is not a valid header", k));
+                char *line = NULL;
                 if (asprintf(&line, "%s: %s", k, json_string_value(v)) < 0)
-                        return NULL;
+                        return -ENOMEM;
                 struct curl_slist *l = curl_slist_append(x->req_headers, line);
                 free(line);
                 if (!l)
-                        return NULL;
+                        return -ENOMEM;
                 x->req_headers = l;
         }
-        long ms = (long)(timeout * 1000);
-        curl_easy_setopt(e, CURLOPT_CURLU, x->url);
-        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-        /* Redirects are followed here, hop by hop (http_done), so each
-         * hop's URL meets the scheme and host rules before it is asked. */
-        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, ms);
-        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, ms < 10000 ? ms : 10000L);
-        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-        /* The policy's proxy, never the operator's *_proxy variables. */
-        curl_easy_setopt(e, CURLOPT_PROXY, cfg->proxy);
-        curl_easy_setopt(e, CURLOPT_NETRC, (long)CURL_NETRC_IGNORED);
-        curl_easy_setopt(e, CURLOPT_USERAGENT, "jailrun/" PACKAGE_VERSION);
-        curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");  /* the size cap counts decoded bytes */
-        curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)cfg->max_response);
-        curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_connected);
-        curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
-        curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
-        curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-        curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
-        curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->req_headers);
-        if (strcmp(method, "HEAD") == 0)
-                curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-        else if (strcmp(method, "GET") != 0)
-                curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-        if (x->adapter) {  /* an adapter's: a connection of its own, used once */
-                curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
-                curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
-        }
-        if (body) {
-                curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-                curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body);
-        }
-        return NULL;
+        return BROKER_NEXT;
 }
 
-json_t *http_start(struct http *h, int64_t id, json_t *args, struct jr_err *err)
-{
-        return http_start_scrubbed(h, id, args, NULL, 0, err);
-}
-
-
-static json_t *start(struct http *h, int64_t id, json_t *args, json_t *scrub, int adapter, struct jr_err *err);
-
-json_t *http_start_scrubbed(struct http *h, int64_t id, json_t *args, json_t *scrub, int adapter,
-                            struct jr_err *err)
-{
-        _cleanup_(json_decrefp) json_t *all = scrub ? scrub_needles(scrub) : NULL;
-        if (scrub && !all)  /* never a request whose answer goes unscrubbed */
-                return jr_fail(err, ENOMEM, "http.request call"), NULL;
-        json_t *r = start(h, id, args, all, adapter, err);
-        if (r && !(r = scrub_json(r, all)))  /* an error at once may quote the URL */
-                jr_fail(err, ENOMEM, "http.request call");
-        return r;
-}
-
-static json_t *start(struct http *h, int64_t id, json_t *args, json_t *scrub, int adapter, struct jr_err *err)
-{
-        const char *method, *url, *text = NULL;
+/* A request's arguments, checked. */
+struct request {
+        const char *method, *url, *body;
+        size_t blen;
         json_t *headers, *params;
         double timeout;
-        size_t tlen = 0;
-        json_error_t je;
-        if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s, s:s, s:o, s:o, s:F, s?s%}", "method", &method, "url", &url,
-                           "headers", &headers, "params", &params, "timeout", &timeout, "body", &text, &tlen) < 0 ||
-            !json_is_object(headers) || !json_is_object(params)) {
-                jr_fail(err, 0, "http.request call: %s", je.text);
-                err->errnum = EPROTO;
-                return NULL;
+};
+
+/* Sets option `opt` unless an earlier one failed (its code kept in c). */
+#define SETOPT(e, c, opt, val) ((c) = (c) != CURLE_OK ? (c) : curl_easy_setopt((e), (opt), (val)))
+
+/* The transfer's options: BROKER_NEXT, or -ENOMEM (-EINVAL: an option
+ * this libcurl lacks; never a request sent without one). */
+static int options(struct xfer *x, const struct request *q)
+{
+        const struct http_cfg *cfg = x->h->cfg;
+        CURL *e = x->easy;
+        CURLcode c = CURLE_OK;
+        long ms = (long)(q->timeout * 1000);
+        SETOPT(e, c, CURLOPT_CURLU, x->url);
+        SETOPT(e, c, CURLOPT_PROTOCOLS_STR, "http,https");
+        SETOPT(e, c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        /* Redirects are followed here, hop by hop (http_done), so each
+         * hop's URL meets the scheme and host rules before it is asked. */
+        SETOPT(e, c, CURLOPT_FOLLOWLOCATION, 0L);
+        SETOPT(e, c, CURLOPT_TIMEOUT_MS, ms);
+        SETOPT(e, c, CURLOPT_CONNECTTIMEOUT_MS, ms < 10000 ? ms : 10000L);
+        SETOPT(e, c, CURLOPT_NOSIGNAL, 1L);
+        /* The policy's proxy, never the operator's *_proxy variables. */
+        SETOPT(e, c, CURLOPT_PROXY, cfg->proxy);
+        SETOPT(e, c, CURLOPT_NETRC, (long)CURL_NETRC_IGNORED);
+        SETOPT(e, c, CURLOPT_USERAGENT, "jailrun/" PACKAGE_VERSION);
+        SETOPT(e, c, CURLOPT_ACCEPT_ENCODING, "");  /* the size cap counts decoded bytes */
+        SETOPT(e, c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)cfg->max_response);
+        SETOPT(e, c, CURLOPT_PREREQFUNCTION, on_connected);
+        SETOPT(e, c, CURLOPT_PREREQDATA, x);
+        SETOPT(e, c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+        SETOPT(e, c, CURLOPT_OPENSOCKETDATA, x);
+        SETOPT(e, c, CURLOPT_WRITEFUNCTION, on_body);
+        SETOPT(e, c, CURLOPT_WRITEDATA, x);
+        SETOPT(e, c, CURLOPT_HEADERFUNCTION, on_header);
+        SETOPT(e, c, CURLOPT_HEADERDATA, x);
+        SETOPT(e, c, CURLOPT_ERRORBUFFER, x->errbuf);
+        SETOPT(e, c, CURLOPT_PRIVATE, x);
+        SETOPT(e, c, CURLOPT_HTTPHEADER, x->req_headers);
+        if (strcmp(q->method, "HEAD") == 0)
+                SETOPT(e, c, CURLOPT_NOBODY, 1L);
+        else if (strcmp(q->method, "GET") != 0)
+                SETOPT(e, c, CURLOPT_CUSTOMREQUEST, q->method);
+        if (x->adapter) {  /* an adapter's: a connection of its own, used once */
+                SETOPT(e, c, CURLOPT_FRESH_CONNECT, 1L);
+                SETOPT(e, c, CURLOPT_FORBID_REUSE, 1L);
         }
+        if (q->body) {
+                SETOPT(e, c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)q->blen);
+                SETOPT(e, c, CURLOPT_COPYPOSTFIELDS, q->body);
+        }
+        return c == CURLE_OK ? BROKER_NEXT : c == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EINVAL;
+}
+
+/* Whether the rate limit refuses a request now (else it takes a token). */
+static int rate_refused(struct http *h)
+{
+        if (h->cfg->rate <= 0)
+                return 0;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double burst = h->cfg->rate < 1 ? 1 : h->cfg->rate;
+        h->tokens += ((double)(now.tv_sec - h->refilled.tv_sec) + (double)(now.tv_nsec - h->refilled.tv_nsec) / 1e9) *
+                     h->cfg->rate;
+        h->tokens = h->tokens > burst ? burst : h->tokens;
+        h->refilled = now;
+        if (h->tokens < 1)
+                return 1;
+        h->tokens -= 1;
+        return 0;
+}
+
+/* Whether every member of obj is a str without NUL (else *bad names one). */
+static int all_text(json_t *obj, const char **bad)
+{
         const char *k;
         json_t *v;
-        json_object_foreach(headers, k, v) if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
-                return ctx_error("header %.100s: a str without NUL", k);
-        json_object_foreach(params, k, v) if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
-                return ctx_error("parameter %.100s: a str without NUL", k);
-        if (strlen(url) != json_string_length(json_object_get(args, "url")))
-                return ctx_error("the URL holds NUL");
-        if (text && strcmp(method, "GET") == 0)
-                return ctx_error("a GET request has no body");
+        json_object_foreach(obj, k, v) if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
+                return *bad = k, 0;
+        return 1;
+}
+
+/* The request's arguments in *q: BROKER_NEXT, or the call's end (-EPROTO
+ * with err when malformed). */
+static int request_args(struct http *h, json_t *args, struct request *q, json_t **result, struct jr_err *err)
+{
+        json_error_t je;
+        const char *bad = NULL;
+        *q = (struct request){ 0 };
+        if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s, s:s, s:o, s:o, s:F, s?s%}", "method", &q->method, "url",
+                           &q->url, "headers", &q->headers, "params", &q->params, "timeout", &q->timeout, "body",
+                           &q->body, &q->blen) < 0 ||
+            !json_is_object(q->headers) || !json_is_object(q->params)) {
+                jr_fail(err, 0, "http.request call: %s", je.text);
+                err->errnum = EPROTO;
+                return -EPROTO;
+        }
+        if (!all_text(q->headers, &bad))
+                return broker_done(result, ctx_error("header %.100s: a str without NUL", bad));
+        if (!all_text(q->params, &bad))
+                return broker_done(result, ctx_error("parameter %.100s: a str without NUL", bad));
+        if (strlen(q->url) != json_string_length(json_object_get(args, "url")))
+                return broker_done(result, ctx_error("the URL holds NUL"));
+        if (q->body && strcmp(q->method, "GET") == 0)
+                return broker_done(result, ctx_error("a GET request has no body"));
         static const char *const methods[] = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS" };
         int known = 0;
         for (size_t i = 0; i < ELEMENTSOF(methods); i++)
-                known |= strcmp(method, methods[i]) == 0;
+                known |= strcmp(q->method, methods[i]) == 0;
         if (!known)
-                return ctx_error("method %.20s is not one of GET HEAD POST PUT PATCH DELETE OPTIONS", method);
-        if (!(timeout > 0))
-                return ctx_error("timeout must be more than 0 seconds");
-        if (timeout > h->cfg->timeout_max)  /* at most the policy's, however long it asks */
-                timeout = h->cfg->timeout_max;
+                return broker_done(result, ctx_error("method %.20s is not one of GET HEAD POST PUT PATCH DELETE "
+                                                     "OPTIONS", q->method));
+        if (!(q->timeout > 0))
+                return broker_done(result, ctx_error("timeout must be more than 0 seconds"));
+        if (q->timeout > h->cfg->timeout_max)  /* at most the policy's, however long it asks */
+                q->timeout = h->cfg->timeout_max;
         if (h->in_flight >= h->cfg->max_in_flight)
-                return ctx_error("%u requests are already in flight; that is the limit", h->in_flight);
-        if (h->cfg->rate > 0) {
-                struct timespec now;
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                double burst = h->cfg->rate < 1 ? 1 : h->cfg->rate;
-                h->tokens += ((double)(now.tv_sec - h->refilled.tv_sec) +
-                              (double)(now.tv_nsec - h->refilled.tv_nsec) / 1e9) * h->cfg->rate;
-                h->tokens = h->tokens > burst ? burst : h->tokens;
-                h->refilled = now;
-                if (h->tokens < 1)
-                        return ctx_error("the rate limit of %g requests a second is reached", h->cfg->rate);
-                h->tokens -= 1;
-        }
+                return broker_done(result, ctx_error("%u requests are already in flight; that is the limit",
+                                                     h->in_flight));
+        if (rate_refused(h))
+                return broker_done(result, ctx_error("the rate limit of %g requests a second is reached",
+                                                     h->cfg->rate));
+        return BROKER_NEXT;
+}
+
+/* The transfer made and added to the multi handle: BROKER_PENDING, or the
+ * call's end. */
+static int start(struct http *h, int64_t id, const struct request *q, json_t *scrub, int adapter, json_t **result)
+{
         struct xfer *x = calloc(1, sizeof *x);
-        if (!x || !(x->headers = json_object()) || !(x->easy = curl_easy_init())) {
-                if (x)
-                        xfer_free(x);
-                jr_fail(err, ENOMEM, "http.request call");  /* not "under way": it never will be */
-                return NULL;
-        }
-        x->h = h;
-        x->id = id;
-        x->scrub = json_incref(scrub);
-        x->adapter = adapter;
-        json_t *e = build_url(x, url, params);
-        if (!e)
-                e = setup(x, method, headers, text, tlen, timeout);
-        if (e || curl_multi_add_handle(h->multi, x->easy) != CURLM_OK) {
+        if (!x)
+                return -ENOMEM;
+        *x = (struct xfer){ .h = h, .id = id, .scrub = json_incref(scrub), .adapter = adapter };
+        int r = (x->headers = json_object()) && (x->easy = curl_easy_init()) ? BROKER_NEXT : -ENOMEM;
+        if (r == BROKER_NEXT)
+                r = build_url(x, q->url, q->params, result);
+        if (r == BROKER_NEXT)
+                r = req_headers(x, q->headers, result);
+        if (r == BROKER_NEXT)
+                r = options(x, q);
+        if (r == BROKER_NEXT && curl_multi_add_handle(h->multi, x->easy) != CURLM_OK)
+                r = broker_done(result, ctx_error("the request could not be started"));
+        if (r != BROKER_NEXT) {
                 xfer_free(x);
-                return e ? e : ctx_error("the request could not be started");
+                return r;
         }
         x->next = h->all;
         h->all = x;
         h->in_flight++;
-        return NULL;
+        return BROKER_PENDING;
+}
+
+int http_start(struct http *h, int64_t id, json_t *args, json_t *scrub, int adapter, json_t **result,
+               struct jr_err *err)
+{
+        *result = NULL;
+        _cleanup_(json_decrefp) json_t *needles = scrub ? scrub_needles(scrub) : NULL;
+        if (scrub && !needles)  /* never a request whose answer goes unscrubbed */
+                return -ENOMEM;
+        struct request q;
+        int r = request_args(h, args, &q, result, err);
+        if (r == BROKER_NEXT)
+                r = start(h, id, &q, needles, adapter, result);
+        if (r == BROKER_DONE && !(*result = scrub_json(*result, needles)))  /* an error at once may quote the URL */
+                r = -ENOMEM;
+        return r;
 }
 
 void http_on_ready(struct http *h)
@@ -535,21 +574,55 @@ static json_t *outcome(struct xfer *x, CURLcode rc)
         }
 }
 
-/* Drops the headers a request must not carry to another host. */
-static void strip_credentials(struct xfer *x)
+/* Drops the request headers whose lines start with one of `drop` (any
+ * case): 0, or -ENOMEM with the list as it was. */
+static int drop_headers(struct xfer *x, const char *const *drop)
 {
         struct curl_slist *kept = NULL;
-        for (struct curl_slist *l = x->req_headers; l; l = l->next)
-                if (strncasecmp(l->data, "authorization:", 14) != 0 && strncasecmp(l->data, "cookie:", 7) != 0 &&
-                    strncasecmp(l->data, "proxy-authorization:", 20) != 0)
-                        kept = curl_slist_append(kept, l->data);
+        for (struct curl_slist *l = x->req_headers; l; l = l->next) {
+                int gone = 0;
+                for (const char *const *d = drop; *d; d++)
+                        gone |= strncasecmp(l->data, *d, strlen(*d)) == 0;
+                if (gone)
+                        continue;
+                struct curl_slist *k = curl_slist_append(kept, l->data);
+                if (!k) {
+                        curl_slist_free_all(kept);
+                        return -ENOMEM;
+                }
+                kept = k;
+        }
         curl_slist_free_all(x->req_headers);
         x->req_headers = kept;
         curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->req_headers);
+        return 0;
 }
 
-/* A finished response that redirects: the next hop started (1), or not to
- * be followed (0: it is the result, or x->refused says why not). */
+/* The headers a request must not carry to another host. */
+static const char *const credentials[] = { "authorization:", "cookie:", "proxy-authorization:", NULL };
+/* ... nor without its body. */
+static const char *const body_headers[] = { "content-type:", NULL };
+
+/* The next hop's URL in x->url, judged: 1, 0 when refused (x->refused
+ * says why), or -ENOMEM. Credentials stay with their host. */
+static int next_hop(struct xfer *x, const char *next)
+{
+        char old[256];
+        snprintf(old, sizeof old, "%s", x->host);
+        _cleanup_free_ char *to = strdup(next);
+        CURLUcode rc = to ? curl_url_set(x->url, CURLUPART_URL, to, 0) : CURLUE_OUT_OF_MEMORY;
+        if (rc == CURLUE_OUT_OF_MEMORY)
+                return -ENOMEM;
+        if (rc != CURLUE_OK)
+                return snprintf(x->refused, sizeof x->refused, "a redirect to something that is not a URL"), 0;
+        if (egress_url(x->h->cfg, x->url, to, x->host, x->refused))
+                return 0;
+        return strcmp(old, x->host) != 0 && drop_headers(x, credentials) < 0 ? -ENOMEM : 1;
+}
+
+/* A finished response that redirects: the next hop started (1), not to
+ * be followed (0: it is the result, or x->refused says why not), or
+ * -ENOMEM. */
 static int follow(struct xfer *x)
 {
         long status = 0;
@@ -564,33 +637,16 @@ static int follow(struct xfer *x)
                 snprintf(x->refused, sizeof x->refused, "more than %u redirects", x->h->cfg->max_redirects);
                 return 0;
         }
-        char old[256];
-        snprintf(old, sizeof old, "%s", x->host);
-        _cleanup_free_ char *to = strdup(next);
-        if (!to || curl_url_set(x->url, CURLUPART_URL, to, 0) != CURLUE_OK) {
-                snprintf(x->refused, sizeof x->refused, "a redirect to something that is not a URL");
-                return 0;
-        }
-        json_t *bad = judge_url(x, to);
-        if (bad) {
-                snprintf(x->refused, sizeof x->refused, "%s", json_string_value(json_object_get(bad, "error")));
-                json_decref(bad);
-                return 0;
-        }
-        if (strcmp(old, x->host) != 0)
-                strip_credentials(x);
+        int r = next_hop(x, next);
+        if (r <= 0)
+                return r;
         char *method = NULL;
         curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_METHOD, &method);
         if (status == 303 || ((status == 301 || status == 302) && method && strcmp(method, "POST") == 0)) {
                 curl_easy_setopt(x->easy, CURLOPT_CUSTOMREQUEST, NULL);
                 curl_easy_setopt(x->easy, CURLOPT_HTTPGET, 1L);
-                struct curl_slist *kept = NULL;  /* the body, and what described it, are gone */
-                for (struct curl_slist *l = x->req_headers; l; l = l->next)
-                        if (strncasecmp(l->data, "content-type:", 13) != 0)
-                                kept = curl_slist_append(kept, l->data);
-                curl_slist_free_all(x->req_headers);
-                x->req_headers = kept;
-                curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->req_headers);
+                if (drop_headers(x, body_headers) < 0)  /* the body, and what described it, are gone */
+                        return -ENOMEM;
         }
         curl_multi_remove_handle(x->h->multi, x->easy);
         curl_easy_setopt(x->easy, CURLOPT_CURLU, x->url);
@@ -598,45 +654,55 @@ static int follow(struct xfer *x)
         x->body = NULL;
         x->len = 0;
         json_object_clear(x->headers);
-        return curl_multi_add_handle(x->h->multi, x->easy) == CURLM_OK;
+        if (curl_multi_add_handle(x->h->multi, x->easy) != CURLM_OK)
+                return snprintf(x->refused, sizeof x->refused, "the redirect could not be followed"), 0;
+        return 1;
+}
+
+/* A finished transfer's answer: BROKER_DONE with *result and *body (the
+ * text the worker gets, or NULL), or -ENOMEM with nothing to free. */
+static int answer(struct xfer *x, CURLcode rc, json_t **result, void **body, size_t *len)
+{
+        int r = broker_done(result, x->refused[0] ? ctx_error("%s", x->refused) : outcome(x, rc));
+        if (r == BROKER_DONE && rc == CURLE_OK && !x->refused[0]) {
+                *body = x->body ? TAKE_PTR(x->body) : calloc(1, 1);
+                *len = x->len;
+                /* the worker gets text, in the charset decided here */
+                r = *body ? scrub_body(result, x->ctype_doubt, x->scrub, body, len) : -ENOMEM;
+        }
+        if (r == BROKER_DONE && x->scrub && !(*result = scrub_json(*result, x->scrub))) {
+                free(*body);  /* out of memory: an error, never the body unscrubbed */
+                *body = NULL;
+                *len = 0;
+                r = broker_done(result, ctx_error("the response could not be checked for secrets (out of memory)"));
+        }
+        if (r < 0) {
+                json_decref(TAKE_PTR(*result));
+                free(*body);
+                *body = NULL;
+                *len = 0;
+        }
+        return r;
 }
 
 int http_done(struct http *h, int64_t *id, json_t **result, void **body, size_t *len)
 {
         int left;
         CURLMsg *m;
+        *result = NULL;
+        *body = NULL;
+        *len = 0;
         while ((m = curl_multi_info_read(h->multi, &left))) {
                 if (m->msg != CURLMSG_DONE)
                         continue;
                 struct xfer *x = NULL;
                 CURLcode rc = m->data.result;
                 curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-                if (!x || (rc == CURLE_OK && follow(x)))
+                int next = x && rc == CURLE_OK ? follow(x) : 0;
+                if (!x || next == 1)
                         continue;
                 *id = x->id;
-                if (x->refused[0]) {
-                        *id = x->id;
-                        *result = ctx_error("%s", x->refused);
-                        *body = NULL;
-                        *len = 0;
-                        goto done;
-                }
-                *result = outcome(x, m->data.result);
-                *body = NULL;
-                *len = 0;
-                if (m->data.result == CURLE_OK) {
-                        *body = x->body ? TAKE_PTR(x->body) : calloc(1, 1);
-                        *len = x->len;
-                }
-        done:
-                if (*body)  /* the worker gets text, in the charset decided here */
-                        scrub_body(result, x->ctype_doubt, x->scrub, body, len);
-                if (x->scrub && !(*result = scrub_json(*result, x->scrub))) {
-                        free(*body);  /* out of memory: an error, never the body unscrubbed */
-                        *body = NULL;
-                        *len = 0;
-                        *result = ctx_error("the response could not be checked for secrets (out of memory)");
-                }
+                int r = next < 0 ? next : answer(x, rc, result, body, len);
                 for (struct xfer **p = &h->all; *p; p = &(*p)->next)
                         if (*p == x) {
                                 *p = x->next;
@@ -644,7 +710,7 @@ int http_done(struct http *h, int64_t *id, json_t **result, void **body, size_t 
                         }
                 h->in_flight--;
                 xfer_free(x);
-                return 1;
+                return r;
         }
-        return 0;
+        return BROKER_PENDING;
 }

@@ -48,28 +48,27 @@ int http_epoll_fd(const struct http *h);
 int http_timer_fd(const struct http *h);
 
 /* Starts request `id` (args: method, url, headers, params, body_text |
- * body_latin1, timeout). Returns NULL when it is under way (its result
- * comes out of http_done), an error dict for a request refused at once,
- * or NULL with err->errnum EPROTO for malformed args. */
-json_t *http_start(struct http *h, int64_t id, json_t *args, struct jr_err *err);
-
-/* The same with every string of `scrub` (an array: the secrets loaded)
- * replaced by "[secret]" in whatever the result and body hold, under any
- * escapes, and a body that cannot be checked withheld (scrub.h);
- * `adapter`: a request the supervisor
- * built with credentials (a connection of its own, used once; redirects
- * not followed). */
-json_t *http_start_scrubbed(struct http *h, int64_t id, json_t *args, json_t *scrub, int adapter,
-                            struct jr_err *err);
+ * body_latin1, timeout), with every string of `scrub` (an array: the
+ * secrets loaded; NULL: none) replaced by "[secret]" in whatever its
+ * answer and body hold, under any escapes, and a body that cannot be
+ * checked withheld (scrub.h); `adapter`: a request the supervisor built
+ * with credentials (a connection of its own, used once; redirects not
+ * followed). Ends as a ctx call does (broker.h): BROKER_PENDING when it
+ * is under way (its answer comes out of http_done), BROKER_DONE with
+ * *result an error dict when refused at once, -EPROTO with err for
+ * malformed args, -ENOMEM. */
+int http_start(struct http *h, int64_t id, json_t *args, json_t *scrub, int adapter, json_t **result,
+               struct jr_err *err);
 
 /* Drives the transfers: after the epoll set or the timer was readable. */
 void http_on_ready(struct http *h);
 void http_on_timer(struct http *h);
 
-/* A finished request: 1 and its id, result ({status, headers, url,
- * charset: "utf-8", json} or {"error"}) and body (malloc'd UTF-8 text, the
- * charset decided and decoded here: scrub_body) in the out-parameters, or
- * 0 when none is finished. */
+/* A finished request: BROKER_DONE with its id, result ({status,
+ * headers, url, charset: "utf-8", json} or {"error"}) and body (malloc'd
+ * UTF-8 text, the charset decided and decoded here: scrub_body; or NULL)
+ * in the out-parameters; BROKER_PENDING when none is finished; -ENOMEM
+ * with its id when one finished but its answer could not be made. */
 int http_done(struct http *h, int64_t *id, json_t **result, void **body, size_t *len);
 
 #endif
