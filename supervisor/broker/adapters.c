@@ -82,13 +82,6 @@ json_t *adapter_secrets(struct adapters *a)
         return all;
 }
 
-static int protocol(struct jr_err *err, const char *op, const json_error_t *je)
-{
-        jr_fail(err, 0, "%s call: %s", op, je ? je->text : "malformed");
-        err->errnum = EPROTO;
-        return -EPROTO;
-}
-
 /* An allocation failed: the call cannot be answered. */
 static int oom(struct jr_err *err)
 {
@@ -108,11 +101,11 @@ static int messenger(struct adapters *a, struct http *h, int64_t id, json_t *dec
 {
         json_t *chat;
         const char *text;
-        json_error_t je;
+        json_error_t je = { 0 };
         if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s, s:o, s:s}", "adapter", &(const char *){ 0 }, "chat", &chat,
                            "text", &text) < 0 ||
             !(json_is_string(chat) || json_is_integer(chat)))
-                return protocol(err, "adapter.send", &je);
+                return ctx_protocol(err, "adapter.send", &je);
         const char *token = secret(a, decl, "token_secret");
         if (!token)
                 return broker_done(result, ctx_error("the secrets file has no %s",
@@ -142,11 +135,11 @@ static int signed_rest(struct adapters *a, struct http *h, int64_t id, json_t *d
 {
         const char *method, *path, *body = NULL;
         json_t *params;
-        json_error_t je;
+        json_error_t je = { 0 };
         if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s, s:s, s:s, s:o, s?s}", "adapter", &(const char *){ 0 },
                            "method", &method, "path", &path, "params", &params, "body", &body) < 0 ||
             !json_is_object(params))
-                return protocol(err, "adapter.request", &je);
+                return ctx_protocol(err, "adapter.request", &je);
         if (path[0] != '/' || strstr(path, "..") || strpbrk(path, "?#%\\\r\n\t ") || strlen(path) > 1024 ||
             strlen(path) != json_string_length(json_object_get(args, "path")))
                 return broker_done(result, ctx_error("path must start with / and hold no '..', '?', '#', '%%', "
@@ -207,14 +200,14 @@ int adapter_start(struct adapters *a, struct http *h, const char *op, int64_t id
 {
         const char *name = json_string_value(json_object_get(args, "adapter"));
         if (!name)
-                return protocol(err, op, NULL);
+                return ctx_protocol(err, op, NULL);
         json_t *decl = json_object_get(a->decl, name);
         if (!decl)
                 return broker_done(result, ctx_error("no adapter named %.100s", name));
         const char *kind = json_string_value(json_object_get(decl, "kind"));
         int is_messenger = strcmp(kind, "messenger") == 0;
         if (is_messenger != (strcmp(op, "adapter.send") == 0))
-                return protocol(err, op, NULL);
+                return ctx_protocol(err, op, NULL);
         struct jr_err se = { 0 };
         if (secrets_load(a, &se) < 0)
                 return broker_done(result, ctx_error("adapter %.100s: %s", name, se.msg));

@@ -47,9 +47,7 @@ struct call {
 
 static int protocol(const struct call *c, const json_error_t *je)
 {
-        jr_fail(c->err, 0, "%s call: %s", c->op, je ? je->text : "malformed");
-        c->err->errnum = EPROTO;
-        return -EPROTO;
+        return ctx_protocol(c->err, c->op, je);
 }
 
 /* A key the store takes: 1 to STATE_MAX_KEY bytes, no NUL. */
@@ -82,7 +80,7 @@ static int state_get_call(struct broker *b, const struct call *c)
 {
         const char *key;
         size_t len;
-        json_error_t je;
+        json_error_t je = { 0 };
         if (json_unpack_ex(c->args, &je, JSON_STRICT, "{s:s%}", "key", &key, &len) < 0)
                 return protocol(c, &je);
         if (!key_ok(key, len))
@@ -106,7 +104,7 @@ static int state_set_call(struct broker *b, const struct call *c)
         const char *key;
         size_t len;
         json_t *value;
-        json_error_t je;
+        json_error_t je = { 0 };
         if (json_unpack_ex(c->args, &je, JSON_STRICT, "{s:s%, s:o}", "key", &key, &len, "value", &value) < 0)
                 return protocol(c, &je);
         if (!key_ok(key, len))
@@ -135,7 +133,7 @@ static int state_delete_call(struct broker *b, const struct call *c)
 {
         const char *key;
         size_t len;
-        json_error_t je;
+        json_error_t je = { 0 };
         if (json_unpack_ex(c->args, &je, JSON_STRICT, "{s:s%}", "key", &key, &len) < 0)
                 return protocol(c, &je);
         if (!key_ok(key, len))
@@ -156,7 +154,7 @@ static int keys_args(const struct call *c, struct state_page *page)
         const char *prefix, *cursor = NULL;
         size_t len, clen = 0;
         json_int_t limit = STATE_PAGE_KEYS;
-        json_error_t je;
+        json_error_t je = { 0 };
         if (json_unpack_ex(c->args, &je, JSON_STRICT, "{s:s%, s?s%, s?I}", "prefix", &prefix, &len, "cursor",
                            &cursor, &clen, "limit", &limit) < 0)
                 return protocol(c, &je);
@@ -207,7 +205,7 @@ static int path_arg(const struct call *c, const char **path)
 /* files.* calls with only a path. */
 static int files_path_call(struct broker *b, const struct call *c)
 {
-        json_error_t je;
+        json_error_t je = { 0 };
         const char *path;
         if (json_unpack_ex(c->args, &je, JSON_STRICT, "{s:s}", "path", &(const char *){ 0 }) < 0)
                 return protocol(c, &je);
@@ -244,7 +242,7 @@ static ssize_t latin1_bytes(const char *s, size_t len, unsigned char *out)
 
 static int files_write_call(struct broker *b, const struct call *c)
 {
-        json_error_t je;
+        json_error_t je = { 0 };
         const char *text = NULL, *latin = NULL, *path;
         size_t tlen = 0, llen = 0;
         if (json_unpack_ex(c->args, &je, JSON_STRICT, "{s:s, s?s%, s?s%}", "path", &(const char *){ 0 }, "text",

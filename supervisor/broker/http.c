@@ -445,17 +445,14 @@ static int all_text(json_t *obj, const char **bad)
  * with err when malformed). */
 static int request_args(struct http *h, json_t *args, struct request *q, json_t **result, struct jr_err *err)
 {
-        json_error_t je;
+        json_error_t je = { 0 };
         const char *bad = NULL;
         *q = (struct request){ 0 };
         if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s, s:s, s:o, s:o, s:F, s?s%}", "method", &q->method, "url",
                            &q->url, "headers", &q->headers, "params", &q->params, "timeout", &q->timeout, "body",
                            &q->body, &q->blen) < 0 ||
-            !json_is_object(q->headers) || !json_is_object(q->params)) {
-                jr_fail(err, 0, "http.request call: %s", je.text);
-                err->errnum = EPROTO;
-                return -EPROTO;
-        }
+            !json_is_object(q->headers) || !json_is_object(q->params))
+                return ctx_protocol(err, "http.request", &je);
         if (!all_text(q->headers, &bad))
                 return broker_done(result, ctx_error("header %.100s: a str without NUL", bad));
         if (!all_text(q->params, &bad))
