@@ -128,6 +128,28 @@ static void hex(const unsigned char *in, size_t n, char *out)
                 snprintf(out + 2 * i, 3, "%02x", in[i]);
 }
 
+/* The query as it will be sent, to sign it exactly, in *query
+ * (malloc'd, even when the call ends): BROKER_NEXT, or the call's end. */
+static int signed_query(json_t *params, char **query, json_t **result, struct jr_err *err)
+{
+        size_t qlen = 0;
+        FILE *q = open_memstream(query, &qlen);
+        const char *k;
+        json_t *v;
+        int first = 1;
+        if (!q)
+                return oom(err);
+        json_object_foreach(params, k, v) {
+                if (!json_is_string(v) || strpbrk(k, "&=#? ") || strpbrk(json_string_value(v), "&#? ")) {
+                        fclose(q);
+                        return broker_done(result, ctx_error("parameter %.100s: a str without & # ? or spaces", k));
+                }
+                fprintf(q, "%s%s=%s", first ? "" : "&", k, json_string_value(v));
+                first = 0;
+        }
+        return fclose(q) == 0 ? BROKER_NEXT : oom(err);
+}
+
 /* A signed REST exchange: request(method, path, params, body) with the
  * key and an HMAC-SHA256 of timestamp + key + (query or body) in headers. */
 static int signed_rest(struct adapters *a, struct http *h, int64_t id, json_t *decl, json_t *args, json_t **result,
@@ -147,24 +169,10 @@ static int signed_rest(struct adapters *a, struct http *h, int64_t id, json_t *d
         const char *key = secret(a, decl, "key_secret"), *sign = secret(a, decl, "sign_secret");
         if (!key || !sign)
                 return broker_done(result, ctx_error("the secrets file lacks this adapter's key or signing secret"));
-        /* The query as it will be sent, to sign it exactly. */
         _cleanup_free_ char *query = NULL;
-        size_t qlen = 0;
-        FILE *q = open_memstream(&query, &qlen);
-        const char *k;
-        json_t *v;
-        int first = 1;
-        json_object_foreach(params, k, v) {
-                if (!json_is_string(v) || strpbrk(k, "&=#? ") || strpbrk(json_string_value(v), "&#? "))
-                        return q ? (fclose(q), broker_done(result, ctx_error("parameter %.100s: a str without & # ? "
-                                                                             "or spaces", k)))
-                                 : oom(err);
-                if (q)
-                        fprintf(q, "%s%s=%s", first ? "" : "&", k, json_string_value(v));
-                first = 0;
-        }
-        if (!q || fclose(q) != 0)
-                return oom(err);
+        int r = signed_query(params, &query, result, err);
+        if (r != BROKER_NEXT)
+                return r;
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
         char ts[32];
