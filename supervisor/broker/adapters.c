@@ -14,6 +14,7 @@
 
 #include "common/cleanup.h"
 #include "supervisor/broker/adapters.h"
+#include "supervisor/broker/broker.h"
 #include "supervisor/broker/ctxerr.h"
 
 int secrets_check(const char *path, struct jr_err *err)
@@ -81,19 +82,10 @@ json_t *adapter_secrets(struct adapters *a)
         return all;
 }
 
-static json_t *protocol(struct jr_err *err, const char *op, const json_error_t *je)
+/* An allocation failed: the call cannot be answered. */
+static int oom(struct jr_err *err)
 {
-        jr_fail(err, 0, "%s call: %s", op, je ? je->text : "malformed");
-        err->errnum = EPROTO;
-        return NULL;
-}
-
-/* An allocation failed: NULL with err set (a NULL without it would read
- * as a request under way, never answered). */
-static json_t *oom(struct jr_err *err)
-{
-        jr_fail(err, ENOMEM, "adapter call: out of memory");
-        return NULL;
+        return jr_fail(err, ENOMEM, "adapter call: out of memory");
 }
 
 /* The secret an adapter's declaration names under `field`, or NULL. */
@@ -104,19 +96,20 @@ static const char *secret(struct adapters *a, json_t *decl, const char *field)
 }
 
 /* A messenger: send(chat, text) -> POST BASE/bot<TOKEN>/sendMessage. */
-static json_t *messenger(struct adapters *a, struct http *h, int64_t id, json_t *decl, json_t *args,
-                         struct jr_err *err)
+static int messenger(struct adapters *a, struct http *h, int64_t id, json_t *decl, json_t *args, json_t **result,
+                     struct jr_err *err)
 {
         json_t *chat;
         const char *text;
-        json_error_t je;
+        json_error_t je = { 0 };
         if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s, s:o, s:s}", "adapter", &(const char *){ 0 }, "chat", &chat,
                            "text", &text) < 0 ||
             !(json_is_string(chat) || json_is_integer(chat)))
-                return protocol(err, "adapter.send", &je);
+                return ctx_protocol(err, "adapter.send", &je);
         const char *token = secret(a, decl, "token_secret");
         if (!token)
-                return ctx_error("the secrets file has no %s", json_string_value(json_object_get(decl, "token_secret")));
+                return broker_done(result, ctx_error("the secrets file has no %s",
+                                                     json_string_value(json_object_get(decl, "token_secret"))));
         _cleanup_free_ char *url = NULL, *body = NULL;
         _cleanup_(json_decrefp) json_t *payload = json_pack("{s:O, s:s}", "chat_id", chat, "text", text);
         if (asprintf(&url, "%s/bot%s/sendMessage", json_string_value(json_object_get(decl, "base_url")), token) < 0 ||
@@ -126,7 +119,7 @@ static json_t *messenger(struct adapters *a, struct http *h, int64_t id, json_t 
                                                         url, "headers", "Content-Type", "application/json", "params",
                                                         "timeout", 30.0, "body", body);
         _cleanup_(json_decrefp) json_t *scrub = adapter_secrets(a);
-        return req && scrub ? http_start_scrubbed(h, id, req, scrub, 1, err) : oom(err);
+        return req && scrub ? http_start(h, id, req, scrub, 1, result, err) : oom(err);
 }
 
 static void hex(const unsigned char *in, size_t n, char *out)
@@ -135,40 +128,51 @@ static void hex(const unsigned char *in, size_t n, char *out)
                 snprintf(out + 2 * i, 3, "%02x", in[i]);
 }
 
-/* A signed REST exchange: request(method, path, params, body) with the
- * key and an HMAC-SHA256 of timestamp + key + (query or body) in headers. */
-static json_t *signed_rest(struct adapters *a, struct http *h, int64_t id, json_t *decl, json_t *args,
-                           struct jr_err *err)
+/* The query as it will be sent, to sign it exactly, in *query
+ * (malloc'd, even when the call ends): BROKER_NEXT, or the call's end. */
+static int signed_query(json_t *params, char **query, json_t **result, struct jr_err *err)
 {
-        const char *method, *path, *body = NULL;
-        json_t *params;
-        json_error_t je;
-        if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s, s:s, s:s, s:o, s?s}", "adapter", &(const char *){ 0 },
-                           "method", &method, "path", &path, "params", &params, "body", &body) < 0 ||
-            !json_is_object(params))
-                return protocol(err, "adapter.request", &je);
-        if (path[0] != '/' || strstr(path, "..") || strpbrk(path, "?#%\\\r\n\t ") || strlen(path) > 1024 ||
-            strlen(path) != json_string_length(json_object_get(args, "path")))
-                return ctx_error("path must start with / and hold no '..', '?', '#', '%%', backslash, spaces or NUL");
-        const char *key = secret(a, decl, "key_secret"), *sign = secret(a, decl, "sign_secret");
-        if (!key || !sign)
-                return ctx_error("the secrets file lacks this adapter's key or signing secret");
-        /* The query as it will be sent, to sign it exactly. */
-        _cleanup_free_ char *query = NULL;
         size_t qlen = 0;
-        FILE *q = open_memstream(&query, &qlen);
+        FILE *q = open_memstream(query, &qlen);
         const char *k;
         json_t *v;
         int first = 1;
+        if (!q)
+                return oom(err);
         json_object_foreach(params, k, v) {
-                if (!json_is_string(v) || strpbrk(k, "&=#? ") || strpbrk(json_string_value(v), "&#? "))
-                        return q ? (fclose(q), ctx_error("parameter %.100s: a str without & # ? or spaces", k)) : oom(err);
-                if (q)
-                        fprintf(q, "%s%s=%s", first ? "" : "&", k, json_string_value(v));
+                if (!json_is_string(v) || strpbrk(k, "&=#? ") || strpbrk(json_string_value(v), "&#? ")) {
+                        fclose(q);
+                        return broker_done(result, ctx_error("parameter %.100s: a str without & # ? or spaces", k));
+                }
+                fprintf(q, "%s%s=%s", first ? "" : "&", k, json_string_value(v));
                 first = 0;
         }
-        if (!q || fclose(q) != 0)
-                return oom(err);
+        return fclose(q) == 0 ? BROKER_NEXT : oom(err);
+}
+
+/* A signed REST exchange: request(method, path, params, body) with the
+ * key and an HMAC-SHA256 of timestamp + key + (query or body) in headers. */
+static int signed_rest(struct adapters *a, struct http *h, int64_t id, json_t *decl, json_t *args, json_t **result,
+                       struct jr_err *err)
+{
+        const char *method, *path, *body = NULL;
+        json_t *params;
+        json_error_t je = { 0 };
+        if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s, s:s, s:s, s:o, s?s}", "adapter", &(const char *){ 0 },
+                           "method", &method, "path", &path, "params", &params, "body", &body) < 0 ||
+            !json_is_object(params))
+                return ctx_protocol(err, "adapter.request", &je);
+        if (path[0] != '/' || strstr(path, "..") || strpbrk(path, "?#%\\\r\n\t ") || strlen(path) > 1024 ||
+            strlen(path) != json_string_length(json_object_get(args, "path")))
+                return broker_done(result, ctx_error("path must start with / and hold no '..', '?', '#', '%%', "
+                                                     "backslash, spaces or NUL"));
+        const char *key = secret(a, decl, "key_secret"), *sign = secret(a, decl, "sign_secret");
+        if (!key || !sign)
+                return broker_done(result, ctx_error("the secrets file lacks this adapter's key or signing secret"));
+        _cleanup_free_ char *query = NULL;
+        int r = signed_query(params, &query, result, err);
+        if (r != BROKER_NEXT)
+                return r;
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
         char ts[32];
@@ -196,24 +200,25 @@ static json_t *signed_rest(struct adapters *a, struct http *h, int64_t id, json_
         if (req && body)
                 json_object_set_new(req, "body", json_string(body));
         _cleanup_(json_decrefp) json_t *scrub = adapter_secrets(a);
-        return req && scrub ? http_start_scrubbed(h, id, req, scrub, 1, err) : oom(err);
+        return req && scrub ? http_start(h, id, req, scrub, 1, result, err) : oom(err);
 }
 
-json_t *adapter_start(struct adapters *a, struct http *h, const char *op, int64_t id, json_t *args,
-                      struct jr_err *err)
+int adapter_start(struct adapters *a, struct http *h, const char *op, int64_t id, json_t *args, json_t **result,
+                  struct jr_err *err)
 {
         const char *name = json_string_value(json_object_get(args, "adapter"));
         if (!name)
-                return protocol(err, op, NULL);
+                return ctx_protocol(err, op, NULL);
         json_t *decl = json_object_get(a->decl, name);
         if (!decl)
-                return ctx_error("no adapter named %.100s", name);
+                return broker_done(result, ctx_error("no adapter named %.100s", name));
         const char *kind = json_string_value(json_object_get(decl, "kind"));
         int is_messenger = strcmp(kind, "messenger") == 0;
         if (is_messenger != (strcmp(op, "adapter.send") == 0))
-                return protocol(err, op, NULL);
+                return ctx_protocol(err, op, NULL);
         struct jr_err se = { 0 };
         if (secrets_load(a, &se) < 0)
-                return ctx_error("adapter %.100s: %s", name, se.msg);
-        return is_messenger ? messenger(a, h, id, decl, args, err) : signed_rest(a, h, id, decl, args, err);
+                return broker_done(result, ctx_error("adapter %.100s: %s", name, se.msg));
+        return is_messenger ? messenger(a, h, id, decl, args, result, err)
+                            : signed_rest(a, h, id, decl, args, result, err);
 }

@@ -34,8 +34,9 @@ int secrets_load(struct adapters *a, struct jr_err *err);
 json_t *adapter_secrets(struct adapters *a);
 
 /* Builds and starts the request of an adapter call (ops adapter.send and
- * adapter.request). Returns like http_start. */
-json_t *adapter_start(struct adapters *a, struct http *h, const char *op, int64_t id, json_t *args,
-                      struct jr_err *err);
+ * adapter.request). Ends like http_start (BROKER_PENDING under way, or
+ * BROKER_DONE with *result, -EPROTO, -ENOMEM). */
+int adapter_start(struct adapters *a, struct http *h, const char *op, int64_t id, json_t *args, json_t **result,
+                  struct jr_err *err);
 
 #endif

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "common/cleanup.h"
+#include "common/proto.h"
 #include "supervisor/broker/broker.h"
 #include "supervisor/engine/log.h"
 #include "supervisor/broker/ctxerr.h"
@@ -35,11 +36,18 @@ void broker_close(struct broker *b)
         files_close(&b->files);
 }
 
-static json_t *protocol(struct jr_err *err, const char *op, const json_error_t *je)
+/* One call, as the dispatcher hands it to its operation. */
+struct call {
+        const char *op;
+        int64_t id;
+        json_t *args;
+        json_t **result;
+        struct jr_err *err;
+};
+
+static int protocol(const struct call *c, const json_error_t *je)
 {
-        jr_fail(err, 0, "%s call: %s", op, je ? je->text : "malformed");
-        err->errnum = EPROTO;
-        return NULL;
+        return ctx_protocol(c->err, c->op, je);
 }
 
 /* A key the store takes: 1 to STATE_MAX_KEY bytes, no NUL. */
@@ -48,177 +56,170 @@ static int key_ok(const char *key, size_t len)
         return len > 0 && len <= STATE_MAX_KEY && strlen(key) == len;
 }
 
-static json_t *store(struct broker *b)
+static int bad_key(const struct call *c)
+{
+        return broker_done(c->result, ctx_error("key must be 1 to %d bytes of text without NUL", STATE_MAX_KEY));
+}
+
+/* The store, opened by the first state call: BROKER_NEXT, or the call's end. */
+static int store(struct broker *b, const struct call *c)
 {
         if (b->state)
-                return NULL;
+                return BROKER_NEXT;
         struct jr_err err = { 0 };
         if (state_open(&b->state, b->cfg->state_url, b->cfg->state_max_total, &err) < 0) {
                 /* The details (paths, URLs) are the operator's, not the jail's. */
                 log_msg("ctx.state: %s", err.msg);
-                return ctx_error("the state store is unavailable (the operator's log says why)");
+                return broker_done(c->result, ctx_error("the state store is unavailable (the operator's log says "
+                                                        "why)"));
         }
-        return NULL;
+        return BROKER_NEXT;
 }
 
-static json_t *state_get_call(struct broker *b, json_t *args, struct jr_err *err)
+static int state_get_call(struct broker *b, const struct call *c)
 {
         const char *key;
         size_t len;
-        json_error_t je;
-        if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s%}", "key", &key, &len) < 0)
-                return protocol(err, "state.get", &je);
+        json_error_t je = { 0 };
+        if (json_unpack_ex(c->args, &je, JSON_STRICT, "{s:s%}", "key", &key, &len) < 0)
+                return protocol(c, &je);
         if (!key_ok(key, len))
-                return ctx_error("key must be 1 to %d bytes of text without NUL", STATE_MAX_KEY);
-        json_t *e = store(b);
-        if (e)
-                return e;
+                return bad_key(c);
+        int r = store(b, c);
+        if (r != BROKER_NEXT)
+                return r;
         _cleanup_free_ char *text = NULL;
         struct jr_err se = { 0 };
         if (state_get(b->state, b->cfg->ns, key, &text, &se) < 0)
-                return ctx_error("%s", se.msg);
+                return broker_done(c->result, ctx_error("%s", se.msg));
         if (!text)
-                return json_pack("{s:b}", "found", 0);
+                return broker_done(c->result, json_pack("{s:b}", "found", 0));
         /* The stored text goes out as it is (broker_reply splices it in):
          * parsing and printing it again cost more than the rest of a get. */
-        return json_pack("{s:b, s:s}", "found", 1, RAW_VALUE, text);
+        return broker_done(c->result, json_pack("{s:b, s:s}", "found", 1, RAW_VALUE, text));
 }
 
-static json_t *state_set_call(struct broker *b, json_t *args, struct jr_err *err)
+static int state_set_call(struct broker *b, const struct call *c)
 {
         const char *key;
         size_t len;
         json_t *value;
-        json_error_t je;
-        if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s%, s:o}", "key", &key, &len, "value", &value) < 0)
-                return protocol(err, "state.set", &je);
+        json_error_t je = { 0 };
+        if (json_unpack_ex(c->args, &je, JSON_STRICT, "{s:s%, s:o}", "key", &key, &len, "value", &value) < 0)
+                return protocol(c, &je);
         if (!key_ok(key, len))
-                return ctx_error("key must be 1 to %d bytes of text without NUL", STATE_MAX_KEY);
+                return bad_key(c);
         _cleanup_free_ char *text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
         if (!text)
-                return ctx_error("value cannot be stored as JSON");
+                return broker_done(c->result, ctx_error("value cannot be stored as JSON"));
         size_t n = strlen(text);
         if (n > b->cfg->state_max_value)
-                return ctx_error("value is %zu bytes as JSON; the limit is %llu", n,
-                                  (unsigned long long)b->cfg->state_max_value);
-        json_t *e = store(b);
-        if (e)
-                return e;
+                return broker_done(c->result, ctx_error("value is %zu bytes as JSON; the limit is %llu", n,
+                                                        (unsigned long long)b->cfg->state_max_value));
+        int r = store(b, c);
+        if (r != BROKER_NEXT)
+                return r;
         struct jr_err se = { 0 };
         if (state_set(b->state, b->cfg->ns, key, text, &se) < 0)
-                return se.errnum == EDQUOT ? ctx_error("the worker's state would hold more than %llu bytes; delete "
-                                                        "some", (unsigned long long)b->cfg->state_max_total)
-                                           : ctx_error("%s", se.msg);
-        return json_pack("{s:b}", "ok", 1);
+                return broker_done(c->result, se.errnum == EDQUOT
+                                                      ? ctx_error("the worker's state would hold more than %llu "
+                                                                  "bytes; delete some",
+                                                                  (unsigned long long)b->cfg->state_max_total)
+                                                      : ctx_error("%s", se.msg));
+        return broker_done(c->result, json_pack("{s:b}", "ok", 1));
 }
 
-static json_t *state_delete_call(struct broker *b, json_t *args, struct jr_err *err)
+static int state_delete_call(struct broker *b, const struct call *c)
 {
         const char *key;
         size_t len;
-        json_error_t je;
-        if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s%}", "key", &key, &len) < 0)
-                return protocol(err, "state.delete", &je);
+        json_error_t je = { 0 };
+        if (json_unpack_ex(c->args, &je, JSON_STRICT, "{s:s%}", "key", &key, &len) < 0)
+                return protocol(c, &je);
         if (!key_ok(key, len))
-                return ctx_error("key must be 1 to %d bytes of text without NUL", STATE_MAX_KEY);
-        json_t *e = store(b);
-        if (e)
-                return e;
+                return bad_key(c);
+        int r = store(b, c);
+        if (r != BROKER_NEXT)
+                return r;
         int deleted = 0;
         struct jr_err se = { 0 };
         if (state_delete(b->state, b->cfg->ns, key, &deleted, &se) < 0)
-                return ctx_error("%s", se.msg);
-        return json_pack("{s:b, s:b}", "ok", 1, "deleted", deleted);
+                return broker_done(c->result, ctx_error("%s", se.msg));
+        return broker_done(c->result, json_pack("{s:b, s:b}", "ok", 1, "deleted", deleted));
+}
+
+/* keys()'s arguments checked: BROKER_NEXT, or the call's end. */
+static int keys_args(const struct call *c, struct state_page *page)
+{
+        const char *prefix, *cursor = NULL;
+        size_t len, clen = 0;
+        json_int_t limit = STATE_PAGE_KEYS;
+        json_error_t je = { 0 };
+        if (json_unpack_ex(c->args, &je, JSON_STRICT, "{s:s%, s?s%, s?I}", "prefix", &prefix, &len, "cursor",
+                           &cursor, &clen, "limit", &limit) < 0)
+                return protocol(c, &je);
+        if (len > STATE_MAX_KEY || strlen(prefix) != len)
+                return broker_done(c->result, ctx_error("prefix must be at most %d bytes of text without NUL",
+                                                        STATE_MAX_KEY));
+        if (cursor && (!key_ok(cursor, clen) || strncmp(cursor, prefix, len) != 0))
+                return broker_done(c->result, ctx_error("cursor must be one keys() returned for this prefix"));
+        if (limit < 1 || limit > STATE_MAX_KEYS)
+                return broker_done(c->result, ctx_error("limit must be 1 to %d", STATE_MAX_KEYS));
+        *page = (struct state_page){ .prefix = prefix, .after = cursor, .limit = (unsigned)limit };
+        return BROKER_NEXT;
 }
 
 /* One page of keys: {"keys": [...], "cursor": the last key, or null when
  * no key after it starts with the prefix}. The cursor is the last key
  * itself: it must start with the prefix, and resumes just after it. */
-static json_t *state_keys_call(struct broker *b, json_t *args, struct jr_err *err)
+static int state_keys_call(struct broker *b, const struct call *c)
 {
-        const char *prefix, *cursor = NULL;
-        size_t len, clen = 0;
-        json_int_t limit = STATE_PAGE_KEYS;
-        json_error_t je;
-        if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s%, s?s%, s?I}", "prefix", &prefix, &len, "cursor", &cursor,
-                           &clen, "limit", &limit) < 0)
-                return protocol(err, "state.keys", &je);
-        if (len > STATE_MAX_KEY || strlen(prefix) != len)
-                return ctx_error("prefix must be at most %d bytes of text without NUL", STATE_MAX_KEY);
-        if (cursor && (!key_ok(cursor, clen) || strncmp(cursor, prefix, len) != 0))
-                return ctx_error("cursor must be one keys() returned for this prefix");
-        if (limit < 1 || limit > STATE_MAX_KEYS)
-                return ctx_error("limit must be 1 to %d", STATE_MAX_KEYS);
-        json_t *e = store(b);
-        if (e)
-                return e;
+        struct state_page page;
+        int r = keys_args(c, &page);
+        if (r == BROKER_NEXT)
+                r = store(b, c);
+        if (r != BROKER_NEXT)
+                return r;
         json_t *keys;
         int more = 0;
         struct jr_err se = { 0 };
-        struct state_page page = { .prefix = prefix, .after = cursor, .limit = (unsigned)limit };
         if (state_keys(b->state, b->cfg->ns, &page, &keys, &more, &se) < 0)
-                return ctx_error("%s", se.msg);
+                return broker_done(c->result, ctx_error("%s", se.msg));
         json_t *last = json_array_get(keys, json_array_size(keys) - 1);
-        return json_pack("{s:o, s:O}", "keys", keys, "cursor", more && last ? last : json_null());
+        return broker_done(c->result, json_pack("{s:o, s:O}", "keys", keys, "cursor",
+                                                more && last ? last : json_null()));
 }
 
-/* A path argument: its text, or NULL with *bad set to a user error. */
-static const char *path_arg(json_t *args, const char *op, json_t **bad, struct jr_err *err, int *proto)
+/* The path argument, in *path: BROKER_NEXT, or the call's end. */
+static int path_arg(const struct call *c, const char **path)
 {
-        json_t *p = json_object_get(args, "path");
-        *proto = 0;
-        if (!json_is_string(p)) {
-                *proto = 1;
-                protocol(err, op, NULL);
-                return NULL;
-        }
-        if (strlen(json_string_value(p)) != json_string_length(p)) {
-                *bad = ctx_error("a path cannot hold NUL");
-                return NULL;
-        }
-        return json_string_value(p);
+        json_t *p = json_object_get(c->args, "path");
+        if (!json_is_string(p))
+                return protocol(c, NULL);
+        if (strlen(json_string_value(p)) != json_string_length(p))
+                return broker_done(c->result, ctx_error("a path cannot hold NUL"));
+        *path = json_string_value(p);
+        return BROKER_NEXT;
 }
 
-/* files.* calls with only a path (and, for read, "binary"). */
-static json_t *files_path_call(struct broker *b, const char *op, json_t *args, struct jr_err *err)
+/* files.* calls with only a path. */
+static int files_path_call(struct broker *b, const struct call *c)
 {
-        json_error_t je;
-        if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s}", "path", &(const char *){ 0 }) < 0)
-                return protocol(err, op, &je);
-        json_t *bad = NULL;
-        int proto;
-        const char *path = path_arg(args, op, &bad, err, &proto);
-        if (!path)
-                return proto ? NULL : bad;
+        json_error_t je = { 0 };
+        const char *path;
+        if (json_unpack_ex(c->args, &je, JSON_STRICT, "{s:s}", "path", &(const char *){ 0 }) < 0)
+                return protocol(c, &je);
+        int r = path_arg(c, &path);
+        if (r != BROKER_NEXT)
+                return r;
         struct files *f = &b->files;
-        switch (op[6]) {
-        case 'r': return files_read(f, path, &b->payload, &b->payload_len);
-        case 'l': return files_list(f, path);
-        case 'd': return files_delete(f, path);
-        case 'e': return files_exists(f, path);
-        default: return files_size(f, path);
+        switch (c->op[6]) {
+        case 'r': return files_read(f, path, c->result, &b->payload, &b->payload_len);
+        case 'l': return files_list(f, path, c->result);
+        case 'd': return files_delete(f, path, c->result);
+        case 'e': return files_exists(f, path, c->result);
+        default: return files_size(f, path, c->result);
         }
-}
-
-static json_t *files_read_call(struct broker *b, json_t *args, struct jr_err *err)
-{
-        return files_path_call(b, "files.read", args, err);
-}
-static json_t *files_list_call(struct broker *b, json_t *args, struct jr_err *err)
-{
-        return files_path_call(b, "files.list", args, err);
-}
-static json_t *files_delete_call(struct broker *b, json_t *args, struct jr_err *err)
-{
-        return files_path_call(b, "files.delete", args, err);
-}
-static json_t *files_exists_call(struct broker *b, json_t *args, struct jr_err *err)
-{
-        return files_path_call(b, "files.exists", args, err);
-}
-static json_t *files_size_call(struct broker *b, json_t *args, struct jr_err *err)
-{
-        return files_path_call(b, "files.size", args, err);
 }
 
 /* Text as code points U+0000..U+00FF back to the bytes they stand for;
@@ -239,45 +240,65 @@ static ssize_t latin1_bytes(const char *s, size_t len, unsigned char *out)
         return (ssize_t)o;
 }
 
-static json_t *files_write_call(struct broker *b, json_t *args, struct jr_err *err)
+static int files_write_call(struct broker *b, const struct call *c)
 {
-        json_error_t je;
-        const char *text = NULL, *latin = NULL;
+        json_error_t je = { 0 };
+        const char *text = NULL, *latin = NULL, *path;
         size_t tlen = 0, llen = 0;
-        if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s, s?s%, s?s%}", "path", &(const char *){ 0 }, "text",
+        if (json_unpack_ex(c->args, &je, JSON_STRICT, "{s:s, s?s%, s?s%}", "path", &(const char *){ 0 }, "text",
                            &text, &tlen, "latin1", &latin, &llen) < 0 ||
             !text == !latin)
-                return protocol(err, "files.write", text && latin ? NULL : &je);
-        json_t *bad = NULL;
-        int proto;
-        const char *path = path_arg(args, "files.write", &bad, err, &proto);
-        if (!path)
-                return proto ? NULL : bad;
+                return protocol(c, text && latin ? NULL : &je);
+        int r = path_arg(c, &path);
+        if (r != BROKER_NEXT)
+                return r;
         if (text)
-                return files_write(&b->files, path, text, tlen);
+                return files_write(&b->files, path, text, tlen, c->result);
         _cleanup_free_ unsigned char *bytes = malloc(llen + 1);
-        ssize_t n = bytes ? latin1_bytes(latin, llen, bytes) : -1;
         if (!bytes)
-                return NULL;
+                return -ENOMEM;
+        ssize_t n = latin1_bytes(latin, llen, bytes);
         if (n < 0)
-                return protocol(err, "files.write", NULL);
-        return files_write(&b->files, path, bytes, (size_t)n);
+                return protocol(c, NULL);
+        return files_write(&b->files, path, bytes, (size_t)n, c->result);
+}
+
+/* http.request and the adapters' calls: BROKER_PENDING once under way. */
+static int http_call(struct broker *b, const struct call *c)
+{
+        if (!b->http) {
+                struct jr_err he = { 0 };
+                if (http_new(&b->http, &b->cfg->http, &he) < 0)
+                        return broker_done(c->result, ctx_error("http unavailable: %s", he.msg));
+        }
+        if (strcmp(c->op, "http.request") != 0)
+                return adapter_start(&b->adapters, b->http, c->op, c->id, c->args, c->result, c->err);
+        /* Once there are secrets, no response reaches the worker with one
+         * in it, whoever's request it answers (a server that echoes what an
+         * adapter sent it earlier). */
+        _cleanup_(json_decrefp) json_t *scrub = b->cfg->secrets ? adapter_secrets(&b->adapters) : NULL;
+        if (b->cfg->secrets && !scrub)  /* never a request whose answer goes unscrubbed */
+                return -ENOMEM;
+        return http_start(b->http, c->id, c->args, json_array_size(scrub) ? scrub : NULL, 0, c->result, c->err);
 }
 
 static const struct {
         const char *op;
-        json_t *(*fn)(struct broker *, json_t *, struct jr_err *);
+        int (*fn)(struct broker *, const struct call *);
 } ops[] = {
         { "state.get", state_get_call },
         { "state.set", state_set_call },
         { "state.delete", state_delete_call },
         { "state.keys", state_keys_call },
-        { "files.read", files_read_call },
+        { "files.read", files_path_call },
         { "files.write", files_write_call },
-        { "files.list", files_list_call },
-        { "files.delete", files_delete_call },
-        { "files.exists", files_exists_call },
-        { "files.size", files_size_call },
+        { "files.list", files_path_call },
+        { "files.delete", files_path_call },
+        { "files.exists", files_path_call },
+        { "files.size", files_path_call },
+        { "http.request", http_call },
+        { "adapter.send", http_call },
+        { "adapter.request", http_call },
 };
 
 static double seconds(const struct timespec *a, const struct timespec *b)
@@ -316,19 +337,15 @@ static json_t *cpu_refusal(double left)
         return r;
 }
 
-/* The budget's refusal of `op` (*refused set; NULL with err when even
- * that cannot be made), or NULL when the call may go on. */
-static json_t *over_budget(struct broker *b, const char *op, int *refused, struct jr_err *err)
+/* The budget's refusal of the call (BROKER_DONE), or BROKER_NEXT when it
+ * may go on. */
+static int over_budget(struct broker *b, const struct call *c)
 {
         double left = cpu_left(&b->cpu);
-        *refused = left < 0;
-        if (!*refused)
-                return NULL;
+        if (left >= 0)
+                return BROKER_NEXT;
         b->cpu.refused++;
-        json_t *r = cpu_refusal(left);
-        if (!r)
-                jr_fail(err, ENOMEM, "%s call", op);
-        return r;
+        return broker_done(c->result, cpu_refusal(left));
 }
 
 double broker_cpu_left(struct broker *b)
@@ -350,61 +367,35 @@ void broker_cpu_charge(struct broker *b, const struct timespec *t0)
                 b->cpu.used_ns += (uint64_t)ns;
 }
 
-json_t *broker_call(struct broker *b, const char *op, json_t *args, struct jr_err *err)
+int broker_call(struct broker *b, const char *op, int64_t id, json_t *args, json_t **result, struct jr_err *err)
 {
+        *result = NULL;
         for (size_t i = 0; i < ELEMENTSOF(ops); i++) {
                 if (strcmp(op, ops[i].op) != 0)
                         continue;
-                int refused;
-                json_t *r = over_budget(b, op, &refused, err);
-                if (refused)
-                        return r;
-                r = ops[i].fn(b, args, err);  /* charged with its message, by the caller */
-                if (!r && err->errnum != EPROTO)
-                        return jr_fail(err, ENOMEM, "%s call", op), NULL;
+                const struct call c = { .op = op, .id = id, .args = args, .result = result, .err = err };
+                /* A call is charged with its message, by the caller; an
+                 * http transfer under way, by the loop (broker.h). */
+                int r = over_budget(b, &c);
+                if (r == BROKER_NEXT)
+                        r = ops[i].fn(b, &c);
+                if (r < 0 && !err->errnum)  /* the supervisor's own failure: said so */
+                        jr_fail(err, -r, "%s call", op);
+                if (r < 0)
+                        json_decref(TAKE_PTR(*result));
                 return r;
         }
         jr_fail(err, 0, "unknown call '%.64s'", op);
         err->errnum = EPROTO;
-        return NULL;
+        return -EPROTO;
 }
 
-static json_t *http_call(struct broker *b, const char *op, int64_t id, json_t *args, struct jr_err *err)
+int broker_http_done(struct broker *b, int64_t *id, json_t **result)
 {
-        if (!b->http) {
-                struct jr_err he = { 0 };
-                if (http_new(&b->http, &b->cfg->http, &he) < 0)
-                        return ctx_error("http unavailable: %s", he.msg);
-        }
-        if (strcmp(op, "http.request") != 0)
-                return adapter_start(&b->adapters, b->http, op, id, args, err);
-        /* Once there are secrets, no response reaches the worker with one
-         * in it, whoever's request it answers (a server that echoes what an
-         * adapter sent it earlier). */
-        _cleanup_(json_decrefp) json_t *scrub = b->cfg->secrets ? adapter_secrets(&b->adapters) : NULL;
-        return http_start_scrubbed(b->http, id, args, scrub && json_array_size(scrub) ? scrub : NULL, 0, err);
-}
-
-/* An http or adapter call, refused while the job is over its budget
- * (its start is charged with its message by the caller; transfers already
- * under way go on, and the loop charges them, broker.h). */
-static json_t *start_call(struct broker *b, const char *op, int64_t id, json_t *args, struct jr_err *err)
-{
-        int refused;
-        json_t *r = over_budget(b, op, &refused, err);
-        if (refused)
-                return r;
-        return http_call(b, op, id, args, err);
-}
-
-json_t *broker_http(struct broker *b, int64_t id, json_t *args, struct jr_err *err)
-{
-        return start_call(b, "http.request", id, args, err);
-}
-
-json_t *broker_adapter(struct broker *b, const char *op, int64_t id, json_t *args, struct jr_err *err)
-{
-        return start_call(b, op, id, args, err);
+        *result = NULL;
+        if (!b->http)
+                return BROKER_PENDING;
+        return http_done(b->http, id, result, &b->payload, &b->payload_len);
 }
 
 void broker_payload_done(struct broker *b)
@@ -414,7 +405,9 @@ void broker_payload_done(struct broker *b)
         b->payload_len = 0;
 }
 
-char *broker_reply(struct broker *b, json_int_t id, json_t *result)
+/* The reply's text, with a stored value's JSON text (RAW_VALUE) spliced
+ * in as "value" as it is; NULL when out of memory. */
+static char *reply_text(struct broker *b, int64_t id, json_t *result)
 {
         json_t *raw = json_object_get(result, RAW_VALUE);
         char *out = NULL;
@@ -426,13 +419,25 @@ char *broker_reply(struct broker *b, json_int_t id, json_t *result)
                 if (n < 2 || asprintf(&out, "{\"type\":\"reply\",\"id\":%lld,\"result\":%.*s,\"value\":%s}}",
                                       (long long)id, (int)(n - 1), rest, json_string_value(keep)) < 0)
                         out = NULL;
-        } else {
-                _cleanup_(json_decrefp) json_t *m = json_pack("{s:s, s:I, s:O}", "type", "reply", "id", id, "result",
-                                                              result);
-                if (m && b->payload && json_object_set_new(m, "payload", json_integer((json_int_t)b->payload_len)) < 0)
-                        json_decref(TAKE_PTR(m));
-                out = m ? json_dumps(m, JSON_COMPACT) : NULL;
+                return out;
         }
+        _cleanup_(json_decrefp) json_t *m = json_pack("{s:s, s:I, s:O}", "type", "reply", "id", (json_int_t)id,
+                                                      "result", result);
+        if (m && b->payload && json_object_set_new(m, "payload", json_integer((json_int_t)b->payload_len)) < 0)
+                json_decref(TAKE_PTR(m));
+        return m ? json_dumps(m, JSON_COMPACT) : NULL;
+}
+
+int broker_reply(struct broker *b, int64_t id, json_t *result, char **text)
+{
+        *text = reply_text(b, id, result);
         json_decref(result);
-        return out;
+        if (*text && strlen(*text) > CHAN_MAX_MSG) {  /* a legitimate call asked for too much: its error */
+                free(TAKE_PTR(*text));
+                broker_payload_done(b);
+                json_t *e = ctx_error("the result is larger than one reply carries (1 MiB); ask for less");
+                *text = e ? reply_text(b, id, e) : NULL;
+                json_decref(e);
+        }
+        return *text ? 0 : -ENOMEM;
 }

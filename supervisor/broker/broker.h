@@ -7,11 +7,39 @@
 #ifndef JR_BROKER_H
 #define JR_BROKER_H
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdint.h>
 #include <time.h>
 
 #include "common/err.h"
+
+/* How every ctx call ends (broker_call, and each service's entry point
+ * below it: state, files, http, adapters): an int,
+ *   BROKER_DONE     its answer is ready, in the out-parameter `result` (a
+ *                   new reference: the operation's dict, or {"error": why}
+ *                   for what the user got wrong or the world refused);
+ *   BROKER_PENDING  its answer comes later (an http transfer under way:
+ *                   broker_http_done hands it over);
+ *   -EPROTO         the call breaks the protocol (err says how): only a
+ *                   broken or hostile runtime sends it;
+ *   another -errno  the supervisor's own failure (-ENOMEM), with err: the
+ *                   call cannot be answered.
+ * Never a NULL to be read one way or another. */
+#define BROKER_DONE 0
+#define BROKER_PENDING 1
+/* Inside the broker, a check before a call's work: the call goes on (any
+ * other value is how it ends). */
+#define BROKER_NEXT 2
+
+/* `r`, an answer or NULL when it could not be made (out of memory), as a
+ * call's end: BROKER_DONE with *result = r, or -ENOMEM. */
+static inline int broker_done(json_t **result, json_t *r)
+{
+        *result = r;
+        return r ? BROKER_DONE : -ENOMEM;
+}
+
 #include "supervisor/broker/adapters.h"
 #include "supervisor/broker/files.h"
 #include "supervisor/broker/http.h"
@@ -79,11 +107,19 @@ void broker_close(struct broker *b);
  * works itself). */
 double broker_cpu_left(struct broker *b);
 
-/* Performs one call (or refuses it, over the CPU budget; the caller
- * charges it with the message that carried it).
- * Returns its result (a new reference: the operation's dict, or
- * {"error": reason}), or NULL with err when the call breaks the protocol. */
-json_t *broker_call(struct broker *b, const char *op, json_t *args, struct jr_err *err);
+/* Performs call `id` (or refuses it, over the CPU budget; the caller
+ * charges it with the message that carried it): state.*, files.*,
+ * http.request, adapter.send, adapter.request. Ends as above: an http or
+ * adapter request under way is BROKER_PENDING (b->http exists then: its
+ * fds are for the job's loop), its answer comes from broker_http_done. */
+int broker_call(struct broker *b, const char *op, int64_t id, json_t *args, json_t **result, struct jr_err *err);
+
+/* A finished http or adapter request's answer: BROKER_DONE with its id,
+ * *result and its body in b->payload (sent after the reply, then freed
+ * with broker_payload_done); BROKER_PENDING when none is finished (or
+ * there is no http client); -ENOMEM with *id when one finished but its
+ * answer could not be made (nothing left to free). */
+int broker_http_done(struct broker *b, int64_t *id, json_t **result);
 
 /* The loop's work for this job outside the calls (its http client's
  * sockets and timer, the finished transfers' replies): marked before,
@@ -94,20 +130,14 @@ json_t *broker_call(struct broker *b, const char *op, json_t *args, struct jr_er
 void broker_cpu_mark(struct timespec *t0);
 void broker_cpu_charge(struct broker *b, const struct timespec *t0);
 
-/* Starts an http.request call (or refuses it, over the CPU budget): NULL
- * when it is under way (its reply comes from http_done, see broker.http),
- * else an immediate result, or NULL with err->errnum EPROTO. */
-json_t *broker_http(struct broker *b, int64_t id, json_t *args, struct jr_err *err);
-/* The same for adapter.send and adapter.request. */
-json_t *broker_adapter(struct broker *b, const char *op, int64_t id, json_t *args, struct jr_err *err);
-
 /* The reply message to call `id` with `result` (which it consumes), as
- * JSON text (malloc'd), or NULL when out of memory. When the call left
- * bytes in b->payload, the reply says how many ("payload": N) and they
- * follow it as raw datagrams of at most CHAN_MAX_MSG bytes, no JSON
- * escaping either side; the caller sends them, then frees them with
- * broker_payload_done. */
-char *broker_reply(struct broker *b, json_int_t id, json_t *result);
+ * JSON text (malloc'd) in *text: 0, or -ENOMEM. A reply longer than one
+ * message (CHAN_MAX_MSG) is the call's error instead, its payload
+ * dropped. When the call left bytes in b->payload, the reply says how
+ * many ("payload": N) and they follow it as raw datagrams of at most
+ * CHAN_MAX_MSG bytes, no JSON escaping either side; the caller sends
+ * them, then frees them with broker_payload_done. */
+int broker_reply(struct broker *b, int64_t id, json_t *result, char **text);
 void broker_payload_done(struct broker *b);
 
 #endif

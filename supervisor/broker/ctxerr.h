@@ -8,3 +8,11 @@
  * when out of memory. */
 __attribute__((format(printf, 1, 2)))
 json_t *ctx_error(const char *fmt, ...);
+
+struct jr_err;
+
+/* A call that breaks the protocol (`je`: jansson's unpacking error, or
+ * NULL): -EPROTO with err saying "OP call: why". When `je` says jansson
+ * ran out of memory, the call was not malformed: -ENOMEM instead (so
+ * `je` starts zeroed: a passed unpacking leaves its code as it was). */
+int ctx_protocol(struct jr_err *err, const char *op, const json_error_t *je);

@@ -17,6 +17,7 @@
 
 #include "common/cleanup.h"
 #include "common/fdio.h"
+#include "supervisor/broker/broker.h"
 #include "supervisor/broker/files.h"
 #include "supervisor/engine/log.h"
 #include "supervisor/broker/ctxerr.h"
@@ -48,28 +49,40 @@ static json_t *errno_fail(int e, const char *path)
         }
 }
 
+#define WHY 300  /* bytes of a check's refusal */
+
 /* A path the worker may give: relative, 1 to FILES_MAX_PATH bytes, no
- * ".." component (the kernel refuses escapes anyway; this says why). */
-static json_t *bad_path(const char *p, int dir_ok)
+ * ".." component (the kernel refuses escapes anyway; this says why). 0,
+ * or 1 with why[WHY]. */
+static int path_refused(const char *p, int dir_ok, char *why)
 {
         size_t n = strlen(p);
         if (n == 0 || n > FILES_MAX_PATH)
-                return ctx_error("a path is 1 to %d bytes", FILES_MAX_PATH);
+                return snprintf(why, WHY, "a path is 1 to %d bytes", FILES_MAX_PATH), 1;
         if (p[0] == '/')
-                return ctx_error("%.200s: paths are relative to the workspace", p);
+                return snprintf(why, WHY, "%.200s: paths are relative to the workspace", p), 1;
         for (const char *c = p; *c;) {
                 size_t k = strcspn(c, "/");
                 if (k == 2 && c[0] == '.' && c[1] == '.')
-                        return ctx_error("%.200s: '..' is not allowed in a path", p);
+                        return snprintf(why, WHY, "%.200s: '..' is not allowed in a path", p), 1;
                 if (k > 255)
-                        return ctx_error("%.200s: a name in a path is at most 255 bytes", p);
+                        return snprintf(why, WHY, "%.200s: a name in a path is at most 255 bytes", p), 1;
                 if (strncmp(c, FILES_RESERVED, strlen(FILES_RESERVED)) == 0)
-                        return ctx_error("%.200s: names starting with " FILES_RESERVED " are jailrun's own", p);
+                        return snprintf(why, WHY, "%.200s: names starting with " FILES_RESERVED " are jailrun's own",
+                                        p), 1;
                 c += k + (c[k] == '/');
         }
         if (!dir_ok && (strcmp(p, ".") == 0 || p[n - 1] == '/'))
-                return ctx_error("%.200s: names a directory, not a file", p);
-        return NULL;
+                return snprintf(why, WHY, "%.200s: names a directory, not a file", p), 1;
+        return 0;
+}
+
+/* The path checked: BROKER_NEXT, or the call's end (its refusal, or
+ * -ENOMEM: a refusal that cannot be made never lets the path through). */
+static int bad_path(const char *p, int dir_ok, json_t **result)
+{
+        char why[WHY];
+        return path_refused(p, dir_ok, why) ? broker_done(result, ctx_error("%s", why)) : BROKER_NEXT;
 }
 
 static int resolve(int dirfd, const char *path, uint64_t flags, uint64_t mode)
@@ -82,49 +95,78 @@ static int resolve(int dirfd, const char *path, uint64_t flags, uint64_t mode)
         return fd < 0 ? -errno : fd;
 }
 
-/* The workspace, created (0700, with its parents) on first use. Why it
- * cannot be goes to the operator's log: its path is not the jail's to know. */
-static json_t *workspace_open(struct files *f)
+/* The workspace, created (0700, with its parents) on first use: 0, or 1
+ * with why[LOG_WHY] (for the operator's log). */
+#define LOG_WHY 600
+static int workspace_open(struct files *f, char *why)
 {
         if (f->dirfd >= 0)
-                return NULL;
+                return 0;
         char dir[PATH_MAX];
         if (jr_snprintf(dir, sizeof dir, "%s", f->cfg->root) < 0)
-                return ctx_error("workspace path too long");
+                return snprintf(why, LOG_WHY, "workspace path too long"), 1;
         for (char *p = dir + 1; *p; p++) {
                 if (*p != '/')
                         continue;
                 *p = '\0';
                 if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-                        return ctx_error("workspace unavailable: mkdir %s: %s", dir, strerror(errno));
+                        return snprintf(why, LOG_WHY, "workspace unavailable: mkdir %.500s: %s", dir, strerror(errno)), 1;
                 *p = '/';
         }
         if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-                return ctx_error("workspace unavailable: mkdir %s: %s", dir, strerror(errno));
+                return snprintf(why, LOG_WHY, "workspace unavailable: mkdir %.500s: %s", dir, strerror(errno)), 1;
         f->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         if (f->dirfd < 0)
-                return ctx_error("workspace unavailable: %s: %s", dir, strerror(errno));
-        return NULL;
+                return snprintf(why, LOG_WHY, "workspace unavailable: %.500s: %s", dir, strerror(errno)), 1;
+        return 0;
 }
 
-static json_t *workspace(struct files *f)
+/* The workspace open: BROKER_NEXT, or the call's end. Why it cannot be
+ * goes to the operator's log: its path is not the jail's to know. */
+static int workspace(struct files *f, json_t **result)
 {
-        json_t *r = workspace_open(f);
-        if (r) {
-                log_msg("ctx.files: %s", json_string_value(json_object_get(r, "error")));
-                json_decref(r);
-                return ctx_error("the workspace is unavailable (the operator's log says why)");
+        char why[LOG_WHY];
+        if (!workspace_open(f, why))
+                return BROKER_NEXT;
+        log_msg("ctx.files: %s", why);
+        return broker_done(result, ctx_error("the workspace is unavailable (the operator's log says why)"));
+}
+
+/* One changer per workspace at a time, across jailruns: the count is
+ * read, checked and changed with the files under the lock. Never a
+ * blocking wait: whoever holds the lock (another jailrun's write takes
+ * milliseconds; anyone else who can open the directory could hold it for
+ * ever) gets FILES_LOCK_TRIES short tries, then the worker an error, and
+ * the supervisor's loop goes on. */
+static int lock(struct files *f, json_t **result)
+{
+        int tries = 0;
+        while (flock(f->dirfd, LOCK_EX | LOCK_NB) < 0) {
+                if (errno != EWOULDBLOCK && errno != EINTR)
+                        return broker_done(result, ctx_error("locking the workspace: %s", strerror(errno)));
+                if (++tries >= FILES_LOCK_TRIES)
+                        return broker_done(result, ctx_error("the workspace is busy (another writer holds it); "
+                                                             "try again"));
+                nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
         }
-        return NULL;
+        return BROKER_NEXT;
 }
 
-json_t *files_read(struct files *f, const char *path, void **data, size_t *len)
+/* The checks every call makes before its work (`dir_ok`: the path may
+ * name a directory; `locked`: the workspace's lock taken): BROKER_NEXT,
+ * or the call's end. */
+static int ready(struct files *f, const char *path, int dir_ok, int locked, json_t **result)
 {
-        *data = NULL;
-        *len = 0;
-        json_t *e = bad_path(path, 0);
-        if (e || (e = workspace(f)))
-                return e;
+        int r = bad_path(path, dir_ok, result);
+        if (r == BROKER_NEXT)
+                r = workspace(f, result);
+        if (r == BROKER_NEXT && locked)
+                r = lock(f, result);
+        return r;
+}
+
+static json_t *read_file(struct files *f, const char *path, void **data, size_t *len)
+{
         /* O_NONBLOCK: a FIFO someone planted opens at once (and is then
          * refused) instead of hanging the supervisor. */
         _cleanup_close_ int fd = resolve(f->dirfd, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0);
@@ -160,6 +202,14 @@ json_t *files_read(struct files *f, const char *path, void **data, size_t *len)
                 *len = got;
         }
         return r;
+}
+
+int files_read(struct files *f, const char *path, json_t **result, void **data, size_t *len)
+{
+        *data = NULL;
+        *len = 0;
+        int r = ready(f, path, 0, 0, result);
+        return r == BROKER_NEXT ? broker_done(result, read_file(f, path, data, len)) : r;
 }
 
 /* Splits path into its directory (opened strictly, created component by
@@ -302,19 +352,19 @@ static int usage_store(struct files *f, const struct files_usage *u)
  * overstate it), when `recount` (the record was caught out) or when the
  * record is missing or malformed; else the record the last change left,
  * whichever jailrun made it. */
-static json_t *usage_load(struct files *f, struct files_usage *u, int recount)
+static int usage_load(struct files *f, struct files_usage *u, int recount, json_t **result)
 {
         if (f->counted && !recount && usage_read(f, u) == 0)
-                return NULL;
+                return BROKER_NEXT;
         long entries = 0;
         /* A fresh open, not a dup: a dup shares the directory's offset. */
         int top = openat(f->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         int64_t used = top < 0 ? -errno : walk(top, 0, &entries);
         if (used < 0 && used != -E2BIG)
-                return ctx_error("measuring the workspace: %s", strerror((int)-used));
+                return broker_done(result, ctx_error("measuring the workspace: %s", strerror((int)-used)));
         *u = (struct files_usage){ .bytes = used < 0 ? 0 : used, .entries = entries, .over = used == -E2BIG };
         f->counted = usage_store(f, u) == 0;
-        return NULL;
+        return BROKER_NEXT;
 }
 
 /* What a write to path replaces, judged before anything is made. */
@@ -324,23 +374,24 @@ struct target {
         int missing;       /* directories to make */
 };
 
-static json_t *probe(struct files *f, const char *path, struct target *t)
+/* BROKER_NEXT with *t, or the call's end. */
+static int probe(struct files *f, const char *path, struct target *t, json_t **result)
 {
         const char *base;
         struct stat st;
         *t = (struct target){ .fresh = 1 };
         _cleanup_close_ int dir = open_parent(f, path, 0, &base, &t->missing);
         if (dir == -ENOENT)
-                return NULL;
+                return BROKER_NEXT;
         if (dir < 0)
-                return errno_fail(-dir, path);
+                return broker_done(result, errno_fail(-dir, path));
         if (fstatat(dir, base, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                return errno == ENOENT ? NULL : errno_fail(errno, path);
+                return errno == ENOENT ? BROKER_NEXT : broker_done(result, errno_fail(errno, path));
         if (S_ISDIR(st.st_mode) || S_ISLNK(st.st_mode))
-                return errno_fail(S_ISDIR(st.st_mode) ? EISDIR : ELOOP, path);
+                return broker_done(result, errno_fail(S_ISDIR(st.st_mode) ? EISDIR : ELOOP, path));
         t->fresh = 0;
         t->existing = S_ISREG(st.st_mode) ? st.st_size : 0;
-        return NULL;
+        return BROKER_NEXT;
 }
 
 /* Writes a temporary file beside path, fsync'd, renames it over path and
@@ -374,26 +425,24 @@ static int replace(struct files *f, const char *path, const void *data, size_t l
         return fsync(parent) < 0 ? -errno : 0;
 }
 
-static json_t *write_locked(struct files *f, const char *path, const void *data, size_t len)
+/* The workspace's count and what the write replaces, checked (the count
+ * again when caught out): BROKER_NEXT, or the call's end. */
+static int write_checks(struct files *f, const char *path, struct files_usage *u, struct target *t, json_t **result)
 {
-        /* Refused before any directory is made: a write that fails leaves
-         * nothing behind. */
-        int depth = 0;
-        for (const char *c = path; *c; c++)
-                depth += *c == '/';
-        if (depth >= FILES_MAX_DEPTH)
-                return ctx_error("%.200s: paths are at most %d directories deep", path, FILES_MAX_DEPTH - 1);
-        struct files_usage u;
-        struct target t;
-        json_t *e = usage_load(f, &u, 0);
-        if (!e)
-                e = probe(f, path, &t);
+        int r = usage_load(f, u, 0, result);
+        if (r == BROKER_NEXT)
+                r = probe(f, path, t, result);
         /* A file larger than the whole count: something outside jailrun
          * changed the workspace; count it again. */
-        if (!e && !u.over && t.existing > u.bytes)
-                e = usage_load(f, &u, 1);
-        if (e)
-                return e;
+        if (r == BROKER_NEXT && !u->over && t->existing > u->bytes)
+                r = usage_load(f, u, 1, result);
+        return r;
+}
+
+/* The write, its checks passed: its answer (NULL when out of memory). */
+static json_t *write_counted(struct files *f, const char *path, const void *data, size_t len,
+                             struct files_usage u, struct target t)
+{
         if (u.over)
                 return ctx_error("the workspace holds more than %d files and directories, or is nested deeper than %d",
                             FILES_MAX_INODES, FILES_MAX_DEPTH);
@@ -420,31 +469,28 @@ static json_t *write_locked(struct files *f, const char *path, const void *data,
         return json_pack("{s:b, s:I}", "ok", 1, "size", (json_int_t)len);
 }
 
-/* One changer per workspace at a time, across jailruns: the count is
- * read, checked and changed with the files under the lock. Never a
- * blocking wait: whoever holds the lock (another jailrun's write takes
- * milliseconds; anyone else who can open the directory could hold it for
- * ever) gets FILES_LOCK_TRIES short tries, then the worker an error, and
- * the supervisor's loop goes on. */
-static json_t *lock(struct files *f)
+static int write_locked(struct files *f, const char *path, const void *data, size_t len, json_t **result)
 {
-        int tries = 0;
-        while (flock(f->dirfd, LOCK_EX | LOCK_NB) < 0) {
-                if (errno != EWOULDBLOCK && errno != EINTR)
-                        return ctx_error("locking the workspace: %s", strerror(errno));
-                if (++tries >= FILES_LOCK_TRIES)
-                        return ctx_error("the workspace is busy (another writer holds it); try again");
-                nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
-        }
-        return NULL;
+        /* Refused before any directory is made: a write that fails leaves
+         * nothing behind. */
+        int depth = 0;
+        for (const char *c = path; *c; c++)
+                depth += *c == '/';
+        if (depth >= FILES_MAX_DEPTH)
+                return broker_done(result, ctx_error("%.200s: paths are at most %d directories deep", path,
+                                                     FILES_MAX_DEPTH - 1));
+        struct files_usage u;
+        struct target t;
+        int r = write_checks(f, path, &u, &t, result);
+        return r == BROKER_NEXT ? broker_done(result, write_counted(f, path, data, len, u, t)) : r;
 }
 
-json_t *files_write(struct files *f, const char *path, const void *data, size_t len)
+int files_write(struct files *f, const char *path, const void *data, size_t len, json_t **result)
 {
-        json_t *e = bad_path(path, 0);
-        if (e || (e = workspace(f)) || (e = lock(f)))
-                return e;
-        json_t *r = write_locked(f, path, data, len);
+        int r = ready(f, path, 0, 1, result);
+        if (r != BROKER_NEXT)
+                return r;
+        r = write_locked(f, path, data, len, result);
         flock(f->dirfd, LOCK_UN);
         return r;
 }
@@ -486,11 +532,8 @@ static json_t *list_entry(int dirfd, const char *name)
                          "size", (json_int_t)(S_ISREG(st.st_mode) ? st.st_size : 0));
 }
 
-json_t *files_list(struct files *f, const char *path)
+static json_t *list_dir(struct files *f, const char *path)
 {
-        json_t *e = bad_path(path, 1);
-        if (e || (e = workspace(f)))
-                return e;
         int fd = resolve(f->dirfd, path, O_RDONLY | O_DIRECTORY, 0);
         if (fd < 0)
                 return errno_fail(-fd, path);
@@ -520,14 +563,16 @@ json_t *files_list(struct files *f, const char *path)
         return arr ? json_pack("{s:o}", "entries", arr) : NULL;
 }
 
+int files_list(struct files *f, const char *path, json_t **result)
+{
+        int r = ready(f, path, 1, 0, result);
+        return r == BROKER_NEXT ? broker_done(result, list_dir(f, path)) : r;
+}
+
 /* Counted out after it is gone: a jailrun that dies in between leaves
  * the count high, never low. */
-static json_t *delete_locked(struct files *f, const char *path)
+static json_t *delete_counted(struct files *f, const char *path, struct files_usage u)
 {
-        struct files_usage u;
-        json_t *e = usage_load(f, &u, 0);
-        if (e)
-                return e;
         const char *base;
         _cleanup_close_ int parent = open_parent(f, path, 0, &base, NULL);
         struct stat st;
@@ -541,30 +586,32 @@ static json_t *delete_locked(struct files *f, const char *path)
         /* Over the limits (no count holds), or changed outside jailrun:
          * counted again, so deletes can bring a workspace back under them.
          * The walk stops at the limits, and its CPU is the job's budget's. */
-        if (u.over || after.bytes < 0 || after.entries < 0)
-                json_decref(usage_load(f, &after, 1));
-        else if (usage_store(f, &after) < 0)
+        json_t *ignored = NULL;
+        if (u.over || after.bytes < 0 || after.entries < 0) {
+                if (usage_load(f, &after, 1, &ignored) == BROKER_DONE)  /* the delete is done all the same */
+                        json_decref(ignored);
+        } else if (usage_store(f, &after) < 0)
                 f->counted = 0;
         if (fsync(parent) < 0)
                 return errno_fail(errno, path);
         return json_pack("{s:b}", "ok", 1);
 }
 
-json_t *files_delete(struct files *f, const char *path)
+int files_delete(struct files *f, const char *path, json_t **result)
 {
-        json_t *e = bad_path(path, 0);
-        if (e || (e = workspace(f)) || (e = lock(f)))
-                return e;
-        json_t *r = delete_locked(f, path);
+        int r = ready(f, path, 0, 1, result);
+        if (r != BROKER_NEXT)
+                return r;
+        struct files_usage u;
+        r = usage_load(f, &u, 0, result);
+        if (r == BROKER_NEXT)
+                r = broker_done(result, delete_counted(f, path, u));
         flock(f->dirfd, LOCK_UN);
         return r;
 }
 
-json_t *files_exists(struct files *f, const char *path)
+static json_t *exists(struct files *f, const char *path)
 {
-        json_t *e = bad_path(path, 1);
-        if (e || (e = workspace(f)))
-                return e;
         int fd = resolve(f->dirfd, path, O_PATH | O_NOFOLLOW, 0);
         if (fd >= 0) {
                 close(fd);
@@ -573,11 +620,14 @@ json_t *files_exists(struct files *f, const char *path)
         return fd == -ENOENT || fd == -ENOTDIR ? json_false() : errno_fail(-fd, path);
 }
 
-json_t *files_size(struct files *f, const char *path)
+int files_exists(struct files *f, const char *path, json_t **result)
 {
-        json_t *e = bad_path(path, 0);
-        if (e || (e = workspace(f)))
-                return e;
+        int r = ready(f, path, 1, 0, result);
+        return r == BROKER_NEXT ? broker_done(result, exists(f, path)) : r;
+}
+
+static json_t *size(struct files *f, const char *path)
+{
         _cleanup_close_ int fd = resolve(f->dirfd, path, O_PATH | O_NOFOLLOW, 0);
         struct stat st;
         if (fd < 0)
@@ -587,4 +637,10 @@ json_t *files_size(struct files *f, const char *path)
         if (!S_ISREG(st.st_mode))
                 return S_ISDIR(st.st_mode) ? errno_fail(EISDIR, path) : ctx_error("%.200s: not a regular file", path);
         return json_integer((json_int_t)st.st_size);
+}
+
+int files_size(struct files *f, const char *path, json_t **result)
+{
+        int r = ready(f, path, 0, 0, result);
+        return r == BROKER_NEXT ? broker_done(result, size(f, path)) : r;
 }

@@ -53,15 +53,16 @@ struct files {
 void files_init(struct files *f, const struct files_cfg *cfg);
 void files_close(struct files *f);
 
-/* Each returns the call's result dict (a new reference), {"error": reason}
- * for anything that went wrong, or NULL only when out of memory. read
- * also hands over the file's bytes (malloc'd) in *data, *len: they go to
- * the jail as they are, after the reply (broker_reply). */
-json_t *files_read(struct files *f, const char *path, void **data, size_t *len);
-json_t *files_write(struct files *f, const char *path, const void *data, size_t len);
-json_t *files_list(struct files *f, const char *path);
-json_t *files_delete(struct files *f, const char *path);
-json_t *files_exists(struct files *f, const char *path);
-json_t *files_size(struct files *f, const char *path);
+/* Each ends as a ctx call does (broker.h): BROKER_DONE with *result (a
+ * new reference: the call's dict, or {"error": reason} for anything that
+ * went wrong), or -ENOMEM. read also hands over the file's bytes
+ * (malloc'd) in *data, *len: they go to the jail as they are, after the
+ * reply (broker_reply). */
+int files_read(struct files *f, const char *path, json_t **result, void **data, size_t *len);
+int files_write(struct files *f, const char *path, const void *data, size_t len, json_t **result);
+int files_list(struct files *f, const char *path, json_t **result);
+int files_delete(struct files *f, const char *path, json_t **result);
+int files_exists(struct files *f, const char *path, json_t **result);
+int files_size(struct files *f, const char *path, json_t **result);
 
 #endif

@@ -1,10 +1,7 @@
 #include "config.h"
 
-#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
-#include <ifaddrs.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,6 +15,8 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "supervisor/broker/broker.h"
+#include "supervisor/broker/egress.h"
 #include "supervisor/broker/http.h"
 #include "supervisor/broker/scrub.h"
 #include "supervisor/broker/ctxerr.h"
@@ -39,7 +38,7 @@ struct xfer {
         json_t *headers;            /* of the last response (redirects reset it) */
         size_t header_bytes;
         char denied[160];           /* why the egress policy refused a connection */
-        char refused[300];          /* why a redirect was not followed (a result, not a failure) */
+        char refused[EGRESS_MAX_WHY];  /* why a redirect was not followed (a result, not a failure) */
         unsigned hops;              /* redirects followed */
         json_t *scrub;              /* strings never to give back (the secrets) */
         int ctype_doubt;            /* the last response's Content-Type came folded or not as UTF-8 */
@@ -63,149 +62,6 @@ struct http {
         struct timespec refilled;
 };
 
-static const struct { const char *net; const char *why; } internal[] = {
-        { "0.0.0.0/8", "an unspecified address" },
-        { "10.0.0.0/8", "a private address" },
-        { "100.64.0.0/10", "a carrier-grade NAT address" },
-        { "127.0.0.0/8", "a loopback address" },
-        { "169.254.0.0/16", "a link-local address (cloud metadata lives there)" },
-        { "172.16.0.0/12", "a private address" },
-        { "192.0.0.0/24", "a protocol-assignment address" },
-        { "192.0.2.0/24", "a documentation address" },
-        { "192.88.99.0/24", "a 6to4 relay address" },
-        { "198.51.100.0/24", "a documentation address" },
-        { "203.0.113.0/24", "a documentation address" },
-        { "192.168.0.0/16", "a private address" },
-        { "198.18.0.0/15", "a benchmarking address" },
-        { "224.0.0.0/4", "a multicast address" },
-        { "240.0.0.0/4", "a reserved address" },
-        { "::1/128", "a loopback address" },
-        { "::/96", "an IPv4-compatible or unspecified address" },
-        { "100::/64", "a discard address" },
-        { "2001::/32", "a Teredo tunnel address" },
-        { "2001:10::/28", "an ORCHID address" },
-        { "2001:20::/28", "an ORCHIDv2 address" },
-        { "3fff::/20", "a documentation address" },
-        { "5f00::/16", "a segment-routing address" },
-        { "fec0::/10", "a site-local address" },
-        { "fc00::/7", "a unique local address (cloud metadata lives there)" },
-        { "fe80::/10", "a link-local address" },
-        { "ff00::/8", "a multicast address" },
-        { "2001:db8::/32", "a documentation address" },
-};
-
-/* Whether addr is one of this host's own interface addresses (read at
- * each judgement: interfaces come and go). */
-static int own_address(int family, const unsigned char *addr)
-{
-        struct ifaddrs *ifs = NULL;
-        int own = 0;
-        if (getifaddrs(&ifs) < 0)
-                return 1;  /* cannot tell: refuse */
-        for (struct ifaddrs *i = ifs; i && !own; i = i->ifa_next) {
-                if (!i->ifa_addr || i->ifa_addr->sa_family != family)
-                        continue;
-                const void *a = family == AF_INET ? (const void *)&((struct sockaddr_in *)i->ifa_addr)->sin_addr
-                                                  : (const void *)&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
-                own = memcmp(a, addr, family == AF_INET ? 4 : 16) == 0;
-        }
-        freeifaddrs(ifs);
-        return own;
-}
-
-const char *http_refused(const struct http_cfg *cfg, int family, const unsigned char *addr)
-{
-        unsigned char v4[4];
-        /* Addresses that carry an IPv4 address are judged as it: mapped
-         * (::ffff:a.b.c.d), SIIT (::ffff:0:a.b.c.d), NAT64 (64:ff9b::/96 and
-         * the local 64:ff9b:1::/48), 6to4 (2002:AABB:CCDD::/48). */
-        static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-        static const unsigned char siit[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0 };
-        static const unsigned char nat64[12] = { 0, 0x64, 0xff, 0x9b };
-        static const unsigned char nat64l[6] = { 0, 0x64, 0xff, 0x9b, 0, 1 };
-        if (family == AF_INET6) {
-                const unsigned char *carried = memcmp(addr, mapped, 12) == 0 || memcmp(addr, siit, 12) == 0 ||
-                                                               memcmp(addr, nat64, 12) == 0 || memcmp(addr, nat64l, 6) == 0
-                                                       ? addr + 12
-                                               : addr[0] == 0x20 && addr[1] == 0x02 ? addr + 2
-                                                                                    : NULL;
-                if (carried) {
-                        memcpy(v4, carried, 4);
-                        family = AF_INET;
-                        addr = v4;
-                }
-        }
-        for (size_t i = 0; i < cfg->nallow; i++)
-                if (jr_net_contains(&cfg->allow[i], family, addr))
-                        return NULL;
-        for (size_t i = 0; i < ELEMENTSOF(internal); i++) {
-                struct jr_net n;
-                if (jr_net_parse(internal[i].net, &n) == 0 && jr_net_contains(&n, family, addr))
-                        return internal[i].why;
-        }
-        return own_address(family, addr) ? "an address of this host" : NULL;
-}
-
-static int host_matches(const char *pattern, const char *host)
-{
-        if (strncmp(pattern, "*.", 2) == 0) {
-                size_t p = strlen(pattern + 1), n = strlen(host);  /* ".example.com" */
-                return n > p && strcmp(host + n - p, pattern + 1) == 0;
-        }
-        return strcmp(pattern, host) == 0;
-}
-
-/* Why the policy's host lists refuse `host`, or NULL. */
-static const char *host_refused(const struct http_cfg *cfg, const char *host)
-{
-        for (size_t i = 0; i < cfg->ndeny_hosts; i++)
-                if (host_matches(cfg->deny_hosts[i], host))
-                        return "is denied by the policy";
-        if (!cfg->nallow_hosts)
-                return NULL;
-        for (size_t i = 0; i < cfg->nallow_hosts; i++)
-                if (host_matches(cfg->allow_hosts[i], host))
-                        return NULL;
-        return "is not among the allowed hosts";
-}
-
-/* The URL in x->url: http or https, its host allowed; x->host set. */
-static json_t *judge_url(struct xfer *x, const char *shown)
-{
-        char *scheme = NULL, *host = NULL;
-        int web = curl_url_get(x->url, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
-                  (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0);
-        int has_host = curl_url_get(x->url, CURLUPART_HOST, &host, 0) == CURLUE_OK;
-        snprintf(x->host, sizeof x->host, "%s", has_host ? host : "");
-        curl_free(scheme);
-        curl_free(host);
-        for (char *c = x->host; *c; c++)
-                if (*c >= 'A' && *c <= 'Z')
-                        *c = (char)(*c + 32);
-        if (!web)
-                return ctx_error("only http and https URLs: %.200s", shown);
-        /* Through a proxy the target is connected to by the proxy: an
-         * address written in the URL is judged here (libcurl has already
-         * turned 2130706433 and 0x7f000001 into 127.0.0.1). */
-        unsigned char lit[16];
-        char bare[256];
-        snprintf(bare, sizeof bare, "%s", x->host[0] == '[' ? x->host + 1 : x->host);
-        bare[strcspn(bare, "]")] = '\0';
-        size_t bl = strlen(bare);
-        if (bl && bare[bl - 1] == '.')  /* "127.0.0.1." */
-                bare[bl - 1] = '\0';
-        /* inet_aton takes every IPv4 spelling (0177.1, 2130706433, 0x7f000001)
-         * a proxy's URL parser may take. */
-        struct in_addr v4;
-        int fam = inet_aton(bare, &v4) ? (memcpy(lit, &v4, 4), AF_INET)
-                : inet_pton(AF_INET6, bare, lit) == 1 ? AF_INET6 : 0;
-        const char *inner = fam && x->h->cfg->proxy[0] ? http_refused(x->h->cfg, fam, lit) : NULL;
-        if (inner)
-                return ctx_error("refused by the egress policy: %.200s is %s", bare, inner);
-        const char *why = host_refused(x->h->cfg, x->host);
-        return why ? ctx_error("refused by the egress policy: host %.200s %s", x->host, why) : NULL;
-}
-
 /* --- libcurl's callbacks ------------------------------------------------------ */
 
 static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
@@ -213,7 +69,6 @@ static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct cur
         struct xfer *x = clientp;
         (void)purpose;
         const unsigned char *addr = NULL;
-        char text[INET6_ADDRSTRLEN] = "?";
         if (a->family == AF_INET) {
                 addr = (const unsigned char *)&((struct sockaddr_in *)&a->addr)->sin_addr;
         } else if (a->family == AF_INET6) {
@@ -222,20 +77,9 @@ static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct cur
                 snprintf(x->denied, sizeof x->denied, "an address family other than IPv4 and IPv6");
                 return CURL_SOCKET_BAD;
         }
-        inet_ntop(a->family, addr, text, sizeof text);
-        const char *why = NULL;
-        if (x->h->cfg->proxy[0]) {  /* every connection goes to the proxy, and only there */
-                why = "not the egress proxy";
-                for (size_t i = 0; i < x->h->nproxy; i++)
-                        if (jr_net_contains(&x->h->proxy_addr[i], a->family, addr))
-                                why = NULL;
-        } else {
-                why = http_refused(x->h->cfg, a->family, addr);
-        }
-        if (why) {
-                snprintf(x->denied, sizeof x->denied, "%s is %s", text, why);
+        if (egress_connect(x->h->cfg, x->h->proxy_addr, x->h->nproxy, a->family, addr, x->denied,
+                           sizeof x->denied))
                 return CURL_SOCKET_BAD;
-        }
         int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
         return fd < 0 ? CURL_SOCKET_BAD : fd;
 }
@@ -247,15 +91,8 @@ static int on_connected(void *clientp, char *peer, char *local, int peer_port, i
         struct xfer *x = clientp;
         (void)peer_port;
         (void)local_port;
-        if (x->h->cfg->proxy[0] || !peer || !local || strcmp(peer, local) != 0)
-                return CURL_PREREQFUNC_OK;
-        unsigned char a[16];
-        int fam = inet_pton(AF_INET, peer, a) == 1 ? AF_INET : inet_pton(AF_INET6, peer, a) == 1 ? AF_INET6 : 0;
-        for (size_t i = 0; fam && i < x->h->cfg->nallow; i++)
-                if (jr_net_contains(&x->h->cfg->allow[i], fam, a))
-                        return CURL_PREREQFUNC_OK;  /* listed: allowed, this host or not */
-        snprintf(x->denied, sizeof x->denied, "%.60s is an address of this host", peer);
-        return CURL_PREREQFUNC_ABORT;
+        return egress_peer(x->h->cfg, peer, local, x->denied, sizeof x->denied) ? CURL_PREREQFUNC_ABORT
+                                                                                 : CURL_PREREQFUNC_OK;
 }
 
 static size_t on_body(char *p, size_t size, size_t n, void *userdata)
@@ -360,45 +197,6 @@ static int on_timer(CURLM *multi, long ms, void *userp)
 
 /* --- the client --------------------------------------------------------------- */
 
-/* The proxy's addresses, resolved once (the operator's own host name). */
-static int proxy_addresses(struct http *h, struct jr_err *err)
-{
-        CURLU *u = curl_url();
-        char *host = NULL, *port = NULL;
-        if (!u || curl_url_set(u, CURLUPART_URL, h->cfg->proxy, 0) != CURLUE_OK ||
-            curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
-                curl_url_cleanup(u);
-                return jr_fail(err, EINVAL, "proxy URL %.200s", h->cfg->proxy);
-        }
-        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
-        char bare[256];
-        snprintf(bare, sizeof bare, "%s", host[0] == '[' ? host + 1 : host);
-        bare[strcspn(bare, "]")] = '\0';
-        struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
-        int rc = getaddrinfo(bare, port, &hints, &res);
-        curl_free(host);
-        curl_free(port);
-        curl_url_cleanup(u);
-        if (rc != 0)
-                return jr_fail(err, EHOSTUNREACH, "proxy %.200s: %s", h->cfg->proxy, gai_strerror(rc));
-        for (struct addrinfo *a = res; a && h->nproxy < ELEMENTSOF(h->proxy_addr); a = a->ai_next) {
-                struct jr_net *n = &h->proxy_addr[h->nproxy];
-                *n = (struct jr_net){ .family = a->ai_family };
-                if (a->ai_family == AF_INET) {
-                        memcpy(n->addr, &((struct sockaddr_in *)a->ai_addr)->sin_addr, 4);
-                        n->bits = 32;
-                } else if (a->ai_family == AF_INET6) {
-                        memcpy(n->addr, &((struct sockaddr_in6 *)a->ai_addr)->sin6_addr, 16);
-                        n->bits = 128;
-                } else {
-                        continue;
-                }
-                h->nproxy++;
-        }
-        freeaddrinfo(res);
-        return h->nproxy ? 0 : jr_fail(err, EHOSTUNREACH, "proxy %.200s: no address", h->cfg->proxy);
-}
-
 int http_new(struct http **out, const struct http_cfg *cfg, struct jr_err *err)
 {
         /* libcurl's global set-up, once, in this single-threaded process. */
@@ -424,7 +222,8 @@ int http_new(struct http **out, const struct http_cfg *cfg, struct jr_err *err)
                 http_free(h);
                 return r;
         }
-        if (cfg->proxy[0] && proxy_addresses(h, err) < 0) {
+        if (cfg->proxy[0] &&
+            egress_proxy_addresses(cfg, h->proxy_addr, ELEMENTSOF(h->proxy_addr), &h->nproxy, err) < 0) {
                 int r = -err->errnum;
                 http_free(h);
                 return r ? r : -EINVAL;
@@ -501,186 +300,228 @@ static int header_ok(const char *name, const char *value)
         return strlen(value) <= HTTP_MAX_HEADER && !strpbrk(value, "\r\n");
 }
 
-/* The URL (with params added), checked: http or https, a host. */
-static json_t *build_url(struct xfer *x, const char *url, json_t *params)
+/* The URL (with params added) in x->url, checked: http or https, a host
+ * the egress policy allows. BROKER_NEXT, or the call's end. */
+static int build_url(struct xfer *x, const char *url, json_t *params, json_t **result)
 {
         if (strlen(url) > HTTP_MAX_URL)
-                return ctx_error("the URL is longer than %d bytes", HTTP_MAX_URL);
+                return broker_done(result, ctx_error("the URL is longer than %d bytes", HTTP_MAX_URL));
         if (!(x->url = curl_url()))
-                return NULL;
-        if (curl_url_set(x->url, CURLUPART_URL, url, 0) != CURLUE_OK)
-                return ctx_error("not a URL: %.200s", url);
-        json_t *bad = judge_url(x, url);
-        if (bad)
-                return bad;
+                return -ENOMEM;
+        CURLUcode rc = curl_url_set(x->url, CURLUPART_URL, url, 0);
+        if (rc != CURLUE_OK)
+                return rc == CURLUE_OUT_OF_MEMORY ? -ENOMEM : broker_done(result, ctx_error("not a URL: %.200s", url));
+        char why[EGRESS_MAX_WHY];
+        if (egress_url(x->h->cfg, x->url, url, x->host, why))
+                return broker_done(result, ctx_error("%s", why));
         const char *k;
         json_t *v;
         json_object_foreach(params, k, v) {
                 char *pair = NULL;
                 if (asprintf(&pair, "%s=%s", k, json_string_value(v)) < 0)
-                        return NULL;
-                CURLUcode rc = curl_url_set(x->url, CURLUPART_QUERY, pair, CURLU_APPENDQUERY | CURLU_URLENCODE);
+                        return -ENOMEM;
+                rc = curl_url_set(x->url, CURLUPART_QUERY, pair, CURLU_APPENDQUERY | CURLU_URLENCODE);
                 free(pair);
+                if (rc == CURLUE_OUT_OF_MEMORY)
+                        return -ENOMEM;
                 if (rc != CURLUE_OK)
-                        return ctx_error("query parameter %.100s cannot be added", k);
+                        return broker_done(result, ctx_error("query parameter %.100s cannot be added", k));
         }
-        return NULL;
+        return BROKER_NEXT;
 }
 
-static json_t *setup(struct xfer *x, const char *method, json_t *headers, const char *body, size_t blen,
-                     double timeout)
+/* The worker's headers in x->req_headers: BROKER_NEXT, or the call's end. */
+static int req_headers(struct xfer *x, json_t *headers, json_t **result)
 {
-        const struct http_cfg *cfg = x->h->cfg;
-        CURL *e = x->easy;
         const char *k;
         json_t *v;
         size_t nh = 0;
         json_object_foreach(headers, k, v) {
-                char *line = NULL;
                 if (++nh > HTTP_MAX_HEADERS)
-                        return ctx_error("more than %d request headers", HTTP_MAX_HEADERS);
+                        return broker_done(result, ctx_error("more than %d request headers", HTTP_MAX_HEADERS));
                 if (!header_ok(k, json_string_value(v)))
-                        return ctx_error("request header %.100s is not a valid header", k);
+                        return broker_done(result, ctx_error("request header %.100s is not a valid header", k));
+                char *line = NULL;
                 if (asprintf(&line, "%s: %s", k, json_string_value(v)) < 0)
-                        return NULL;
+                        return -ENOMEM;
                 struct curl_slist *l = curl_slist_append(x->req_headers, line);
                 free(line);
                 if (!l)
-                        return NULL;
+                        return -ENOMEM;
                 x->req_headers = l;
         }
-        long ms = (long)(timeout * 1000);
-        curl_easy_setopt(e, CURLOPT_CURLU, x->url);
-        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-        /* Redirects are followed here, hop by hop (http_done), so each
-         * hop's URL meets the scheme and host rules before it is asked. */
-        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, ms);
-        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, ms < 10000 ? ms : 10000L);
-        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-        /* The policy's proxy, never the operator's *_proxy variables. */
-        curl_easy_setopt(e, CURLOPT_PROXY, cfg->proxy);
-        curl_easy_setopt(e, CURLOPT_NETRC, (long)CURL_NETRC_IGNORED);
-        curl_easy_setopt(e, CURLOPT_USERAGENT, "jailrun/" PACKAGE_VERSION);
-        curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");  /* the size cap counts decoded bytes */
-        curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)cfg->max_response);
-        curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_connected);
-        curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
-        curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
-        curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-        curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
-        curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->req_headers);
-        if (strcmp(method, "HEAD") == 0)
-                curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-        else if (strcmp(method, "GET") != 0)
-                curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-        if (x->adapter) {  /* an adapter's: a connection of its own, used once */
-                curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
-                curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
-        }
-        if (body) {
-                curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-                curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body);
-        }
-        return NULL;
+        return BROKER_NEXT;
 }
 
-json_t *http_start(struct http *h, int64_t id, json_t *args, struct jr_err *err)
-{
-        return http_start_scrubbed(h, id, args, NULL, 0, err);
-}
-
-
-static json_t *start(struct http *h, int64_t id, json_t *args, json_t *scrub, int adapter, struct jr_err *err);
-
-json_t *http_start_scrubbed(struct http *h, int64_t id, json_t *args, json_t *scrub, int adapter,
-                            struct jr_err *err)
-{
-        _cleanup_(json_decrefp) json_t *all = scrub ? scrub_needles(scrub) : NULL;
-        if (scrub && !all)  /* never a request whose answer goes unscrubbed */
-                return jr_fail(err, ENOMEM, "http.request call"), NULL;
-        json_t *r = start(h, id, args, all, adapter, err);
-        if (r && !(r = scrub_json(r, all)))  /* an error at once may quote the URL */
-                jr_fail(err, ENOMEM, "http.request call");
-        return r;
-}
-
-static json_t *start(struct http *h, int64_t id, json_t *args, json_t *scrub, int adapter, struct jr_err *err)
-{
-        const char *method, *url, *text = NULL;
+/* A request's arguments, checked. */
+struct request {
+        const char *method, *url, *body;
+        size_t blen;
         json_t *headers, *params;
         double timeout;
-        size_t tlen = 0;
-        json_error_t je;
-        if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s, s:s, s:o, s:o, s:F, s?s%}", "method", &method, "url", &url,
-                           "headers", &headers, "params", &params, "timeout", &timeout, "body", &text, &tlen) < 0 ||
-            !json_is_object(headers) || !json_is_object(params)) {
-                jr_fail(err, 0, "http.request call: %s", je.text);
-                err->errnum = EPROTO;
-                return NULL;
+};
+
+/* Sets option `opt` unless an earlier one failed (its code kept in c). */
+#define SETOPT(e, c, opt, val) ((c) = (c) != CURLE_OK ? (c) : curl_easy_setopt((e), (opt), (val)))
+
+/* The transfer's options: BROKER_NEXT, or -ENOMEM (-EINVAL: an option
+ * this libcurl lacks; never a request sent without one). */
+static int options(struct xfer *x, const struct request *q)
+{
+        const struct http_cfg *cfg = x->h->cfg;
+        CURL *e = x->easy;
+        CURLcode c = CURLE_OK;
+        long ms = (long)(q->timeout * 1000);
+        SETOPT(e, c, CURLOPT_CURLU, x->url);
+        SETOPT(e, c, CURLOPT_PROTOCOLS_STR, "http,https");
+        SETOPT(e, c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        /* Redirects are followed here, hop by hop (http_done), so each
+         * hop's URL meets the scheme and host rules before it is asked. */
+        SETOPT(e, c, CURLOPT_FOLLOWLOCATION, 0L);
+        SETOPT(e, c, CURLOPT_TIMEOUT_MS, ms);
+        SETOPT(e, c, CURLOPT_CONNECTTIMEOUT_MS, ms < 10000 ? ms : 10000L);
+        SETOPT(e, c, CURLOPT_NOSIGNAL, 1L);
+        /* The policy's proxy, never the operator's *_proxy variables. */
+        SETOPT(e, c, CURLOPT_PROXY, cfg->proxy);
+        SETOPT(e, c, CURLOPT_NETRC, (long)CURL_NETRC_IGNORED);
+        SETOPT(e, c, CURLOPT_USERAGENT, "jailrun/" PACKAGE_VERSION);
+        SETOPT(e, c, CURLOPT_ACCEPT_ENCODING, "");  /* the size cap counts decoded bytes */
+        SETOPT(e, c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)cfg->max_response);
+        SETOPT(e, c, CURLOPT_PREREQFUNCTION, on_connected);
+        SETOPT(e, c, CURLOPT_PREREQDATA, x);
+        SETOPT(e, c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+        SETOPT(e, c, CURLOPT_OPENSOCKETDATA, x);
+        SETOPT(e, c, CURLOPT_WRITEFUNCTION, on_body);
+        SETOPT(e, c, CURLOPT_WRITEDATA, x);
+        SETOPT(e, c, CURLOPT_HEADERFUNCTION, on_header);
+        SETOPT(e, c, CURLOPT_HEADERDATA, x);
+        SETOPT(e, c, CURLOPT_ERRORBUFFER, x->errbuf);
+        SETOPT(e, c, CURLOPT_PRIVATE, x);
+        SETOPT(e, c, CURLOPT_HTTPHEADER, x->req_headers);
+        if (strcmp(q->method, "HEAD") == 0)
+                SETOPT(e, c, CURLOPT_NOBODY, 1L);
+        else if (strcmp(q->method, "GET") != 0)
+                SETOPT(e, c, CURLOPT_CUSTOMREQUEST, q->method);
+        if (x->adapter) {  /* an adapter's: a connection of its own, used once */
+                SETOPT(e, c, CURLOPT_FRESH_CONNECT, 1L);
+                SETOPT(e, c, CURLOPT_FORBID_REUSE, 1L);
         }
+        if (q->body) {
+                SETOPT(e, c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)q->blen);
+                SETOPT(e, c, CURLOPT_COPYPOSTFIELDS, q->body);
+        }
+        return c == CURLE_OK ? BROKER_NEXT : c == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EINVAL;
+}
+
+/* Whether the rate limit refuses a request now (else it takes a token). */
+static int rate_refused(struct http *h)
+{
+        if (h->cfg->rate <= 0)
+                return 0;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double burst = h->cfg->rate < 1 ? 1 : h->cfg->rate;
+        h->tokens += ((double)(now.tv_sec - h->refilled.tv_sec) + (double)(now.tv_nsec - h->refilled.tv_nsec) / 1e9) *
+                     h->cfg->rate;
+        h->tokens = h->tokens > burst ? burst : h->tokens;
+        h->refilled = now;
+        if (h->tokens < 1)
+                return 1;
+        h->tokens -= 1;
+        return 0;
+}
+
+/* Whether every member of obj is a str without NUL (else *bad names one). */
+static int all_text(json_t *obj, const char **bad)
+{
         const char *k;
         json_t *v;
-        json_object_foreach(headers, k, v) if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
-                return ctx_error("header %.100s: a str without NUL", k);
-        json_object_foreach(params, k, v) if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
-                return ctx_error("parameter %.100s: a str without NUL", k);
-        if (strlen(url) != json_string_length(json_object_get(args, "url")))
-                return ctx_error("the URL holds NUL");
-        if (text && strcmp(method, "GET") == 0)
-                return ctx_error("a GET request has no body");
+        json_object_foreach(obj, k, v) if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
+                return *bad = k, 0;
+        return 1;
+}
+
+/* The request's arguments in *q: BROKER_NEXT, or the call's end (-EPROTO
+ * with err when malformed). */
+static int request_args(struct http *h, json_t *args, struct request *q, json_t **result, struct jr_err *err)
+{
+        json_error_t je = { 0 };
+        const char *bad = NULL;
+        *q = (struct request){ 0 };
+        if (json_unpack_ex(args, &je, JSON_STRICT, "{s:s, s:s, s:o, s:o, s:F, s?s%}", "method", &q->method, "url",
+                           &q->url, "headers", &q->headers, "params", &q->params, "timeout", &q->timeout, "body",
+                           &q->body, &q->blen) < 0 ||
+            !json_is_object(q->headers) || !json_is_object(q->params))
+                return ctx_protocol(err, "http.request", &je);
+        if (!all_text(q->headers, &bad))
+                return broker_done(result, ctx_error("header %.100s: a str without NUL", bad));
+        if (!all_text(q->params, &bad))
+                return broker_done(result, ctx_error("parameter %.100s: a str without NUL", bad));
+        if (strlen(q->url) != json_string_length(json_object_get(args, "url")))
+                return broker_done(result, ctx_error("the URL holds NUL"));
+        if (q->body && strcmp(q->method, "GET") == 0)
+                return broker_done(result, ctx_error("a GET request has no body"));
         static const char *const methods[] = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS" };
         int known = 0;
         for (size_t i = 0; i < ELEMENTSOF(methods); i++)
-                known |= strcmp(method, methods[i]) == 0;
+                known |= strcmp(q->method, methods[i]) == 0;
         if (!known)
-                return ctx_error("method %.20s is not one of GET HEAD POST PUT PATCH DELETE OPTIONS", method);
-        if (!(timeout > 0))
-                return ctx_error("timeout must be more than 0 seconds");
-        if (timeout > h->cfg->timeout_max)  /* at most the policy's, however long it asks */
-                timeout = h->cfg->timeout_max;
+                return broker_done(result, ctx_error("method %.20s is not one of GET HEAD POST PUT PATCH DELETE "
+                                                     "OPTIONS", q->method));
+        if (!(q->timeout > 0))
+                return broker_done(result, ctx_error("timeout must be more than 0 seconds"));
+        if (q->timeout > h->cfg->timeout_max)  /* at most the policy's, however long it asks */
+                q->timeout = h->cfg->timeout_max;
         if (h->in_flight >= h->cfg->max_in_flight)
-                return ctx_error("%u requests are already in flight; that is the limit", h->in_flight);
-        if (h->cfg->rate > 0) {
-                struct timespec now;
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                double burst = h->cfg->rate < 1 ? 1 : h->cfg->rate;
-                h->tokens += ((double)(now.tv_sec - h->refilled.tv_sec) +
-                              (double)(now.tv_nsec - h->refilled.tv_nsec) / 1e9) * h->cfg->rate;
-                h->tokens = h->tokens > burst ? burst : h->tokens;
-                h->refilled = now;
-                if (h->tokens < 1)
-                        return ctx_error("the rate limit of %g requests a second is reached", h->cfg->rate);
-                h->tokens -= 1;
-        }
+                return broker_done(result, ctx_error("%u requests are already in flight; that is the limit",
+                                                     h->in_flight));
+        if (rate_refused(h))
+                return broker_done(result, ctx_error("the rate limit of %g requests a second is reached",
+                                                     h->cfg->rate));
+        return BROKER_NEXT;
+}
+
+/* The transfer made and added to the multi handle: BROKER_PENDING, or the
+ * call's end. */
+static int start(struct http *h, int64_t id, const struct request *q, json_t *scrub, int adapter, json_t **result)
+{
         struct xfer *x = calloc(1, sizeof *x);
-        if (!x || !(x->headers = json_object()) || !(x->easy = curl_easy_init())) {
-                if (x)
-                        xfer_free(x);
-                jr_fail(err, ENOMEM, "http.request call");  /* not "under way": it never will be */
-                return NULL;
-        }
-        x->h = h;
-        x->id = id;
-        x->scrub = json_incref(scrub);
-        x->adapter = adapter;
-        json_t *e = build_url(x, url, params);
-        if (!e)
-                e = setup(x, method, headers, text, tlen, timeout);
-        if (e || curl_multi_add_handle(h->multi, x->easy) != CURLM_OK) {
+        if (!x)
+                return -ENOMEM;
+        *x = (struct xfer){ .h = h, .id = id, .scrub = json_incref(scrub), .adapter = adapter };
+        int r = (x->headers = json_object()) && (x->easy = curl_easy_init()) ? BROKER_NEXT : -ENOMEM;
+        if (r == BROKER_NEXT)
+                r = build_url(x, q->url, q->params, result);
+        if (r == BROKER_NEXT)
+                r = req_headers(x, q->headers, result);
+        if (r == BROKER_NEXT)
+                r = options(x, q);
+        if (r == BROKER_NEXT && curl_multi_add_handle(h->multi, x->easy) != CURLM_OK)
+                r = broker_done(result, ctx_error("the request could not be started"));
+        if (r != BROKER_NEXT) {
                 xfer_free(x);
-                return e ? e : ctx_error("the request could not be started");
+                return r;
         }
         x->next = h->all;
         h->all = x;
         h->in_flight++;
-        return NULL;
+        return BROKER_PENDING;
+}
+
+int http_start(struct http *h, int64_t id, json_t *args, json_t *scrub, int adapter, json_t **result,
+               struct jr_err *err)
+{
+        *result = NULL;
+        _cleanup_(json_decrefp) json_t *needles = scrub ? scrub_needles(scrub) : NULL;
+        if (scrub && !needles)  /* never a request whose answer goes unscrubbed */
+                return -ENOMEM;
+        struct request q;
+        int r = request_args(h, args, &q, result, err);
+        if (r == BROKER_NEXT)
+                r = start(h, id, &q, needles, adapter, result);
+        if (r == BROKER_DONE && !(*result = scrub_json(*result, needles)))  /* an error at once may quote the URL */
+                r = -ENOMEM;
+        return r;
 }
 
 void http_on_ready(struct http *h)
@@ -730,21 +571,55 @@ static json_t *outcome(struct xfer *x, CURLcode rc)
         }
 }
 
-/* Drops the headers a request must not carry to another host. */
-static void strip_credentials(struct xfer *x)
+/* Drops the request headers whose lines start with one of `drop` (any
+ * case): 0, or -ENOMEM with the list as it was. */
+static int drop_headers(struct xfer *x, const char *const *drop)
 {
         struct curl_slist *kept = NULL;
-        for (struct curl_slist *l = x->req_headers; l; l = l->next)
-                if (strncasecmp(l->data, "authorization:", 14) != 0 && strncasecmp(l->data, "cookie:", 7) != 0 &&
-                    strncasecmp(l->data, "proxy-authorization:", 20) != 0)
-                        kept = curl_slist_append(kept, l->data);
+        for (struct curl_slist *l = x->req_headers; l; l = l->next) {
+                int gone = 0;
+                for (const char *const *d = drop; *d; d++)
+                        gone |= strncasecmp(l->data, *d, strlen(*d)) == 0;
+                if (gone)
+                        continue;
+                struct curl_slist *k = curl_slist_append(kept, l->data);
+                if (!k) {
+                        curl_slist_free_all(kept);
+                        return -ENOMEM;
+                }
+                kept = k;
+        }
         curl_slist_free_all(x->req_headers);
         x->req_headers = kept;
         curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->req_headers);
+        return 0;
 }
 
-/* A finished response that redirects: the next hop started (1), or not to
- * be followed (0: it is the result, or x->refused says why not). */
+/* The headers a request must not carry to another host. */
+static const char *const credentials[] = { "authorization:", "cookie:", "proxy-authorization:", NULL };
+/* ... nor without its body. */
+static const char *const body_headers[] = { "content-type:", NULL };
+
+/* The next hop's URL in x->url, judged: 1, 0 when refused (x->refused
+ * says why), or -ENOMEM. Credentials stay with their host. */
+static int next_hop(struct xfer *x, const char *next)
+{
+        char old[256];
+        snprintf(old, sizeof old, "%s", x->host);
+        _cleanup_free_ char *to = strdup(next);
+        CURLUcode rc = to ? curl_url_set(x->url, CURLUPART_URL, to, 0) : CURLUE_OUT_OF_MEMORY;
+        if (rc == CURLUE_OUT_OF_MEMORY)
+                return -ENOMEM;
+        if (rc != CURLUE_OK)
+                return snprintf(x->refused, sizeof x->refused, "a redirect to something that is not a URL"), 0;
+        if (egress_url(x->h->cfg, x->url, to, x->host, x->refused))
+                return 0;
+        return strcmp(old, x->host) != 0 && drop_headers(x, credentials) < 0 ? -ENOMEM : 1;
+}
+
+/* A finished response that redirects: the next hop started (1), not to
+ * be followed (0: it is the result, or x->refused says why not), or
+ * -ENOMEM. */
 static int follow(struct xfer *x)
 {
         long status = 0;
@@ -759,33 +634,16 @@ static int follow(struct xfer *x)
                 snprintf(x->refused, sizeof x->refused, "more than %u redirects", x->h->cfg->max_redirects);
                 return 0;
         }
-        char old[256];
-        snprintf(old, sizeof old, "%s", x->host);
-        _cleanup_free_ char *to = strdup(next);
-        if (!to || curl_url_set(x->url, CURLUPART_URL, to, 0) != CURLUE_OK) {
-                snprintf(x->refused, sizeof x->refused, "a redirect to something that is not a URL");
-                return 0;
-        }
-        json_t *bad = judge_url(x, to);
-        if (bad) {
-                snprintf(x->refused, sizeof x->refused, "%s", json_string_value(json_object_get(bad, "error")));
-                json_decref(bad);
-                return 0;
-        }
-        if (strcmp(old, x->host) != 0)
-                strip_credentials(x);
+        int r = next_hop(x, next);
+        if (r <= 0)
+                return r;
         char *method = NULL;
         curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_METHOD, &method);
         if (status == 303 || ((status == 301 || status == 302) && method && strcmp(method, "POST") == 0)) {
                 curl_easy_setopt(x->easy, CURLOPT_CUSTOMREQUEST, NULL);
                 curl_easy_setopt(x->easy, CURLOPT_HTTPGET, 1L);
-                struct curl_slist *kept = NULL;  /* the body, and what described it, are gone */
-                for (struct curl_slist *l = x->req_headers; l; l = l->next)
-                        if (strncasecmp(l->data, "content-type:", 13) != 0)
-                                kept = curl_slist_append(kept, l->data);
-                curl_slist_free_all(x->req_headers);
-                x->req_headers = kept;
-                curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->req_headers);
+                if (drop_headers(x, body_headers) < 0)  /* the body, and what described it, are gone */
+                        return -ENOMEM;
         }
         curl_multi_remove_handle(x->h->multi, x->easy);
         curl_easy_setopt(x->easy, CURLOPT_CURLU, x->url);
@@ -793,45 +651,55 @@ static int follow(struct xfer *x)
         x->body = NULL;
         x->len = 0;
         json_object_clear(x->headers);
-        return curl_multi_add_handle(x->h->multi, x->easy) == CURLM_OK;
+        if (curl_multi_add_handle(x->h->multi, x->easy) != CURLM_OK)
+                return snprintf(x->refused, sizeof x->refused, "the redirect could not be followed"), 0;
+        return 1;
+}
+
+/* A finished transfer's answer: BROKER_DONE with *result and *body (the
+ * text the worker gets, or NULL), or -ENOMEM with nothing to free. */
+static int answer(struct xfer *x, CURLcode rc, json_t **result, void **body, size_t *len)
+{
+        int r = broker_done(result, x->refused[0] ? ctx_error("%s", x->refused) : outcome(x, rc));
+        if (r == BROKER_DONE && rc == CURLE_OK && !x->refused[0]) {
+                *body = x->body ? TAKE_PTR(x->body) : calloc(1, 1);
+                *len = x->len;
+                /* the worker gets text, in the charset decided here */
+                r = *body ? scrub_body(result, x->ctype_doubt, x->scrub, body, len) : -ENOMEM;
+        }
+        if (r == BROKER_DONE && x->scrub && !(*result = scrub_json(*result, x->scrub))) {
+                free(*body);  /* out of memory: an error, never the body unscrubbed */
+                *body = NULL;
+                *len = 0;
+                r = broker_done(result, ctx_error("the response could not be checked for secrets (out of memory)"));
+        }
+        if (r < 0) {
+                json_decref(TAKE_PTR(*result));
+                free(*body);
+                *body = NULL;
+                *len = 0;
+        }
+        return r;
 }
 
 int http_done(struct http *h, int64_t *id, json_t **result, void **body, size_t *len)
 {
         int left;
         CURLMsg *m;
+        *result = NULL;
+        *body = NULL;
+        *len = 0;
         while ((m = curl_multi_info_read(h->multi, &left))) {
                 if (m->msg != CURLMSG_DONE)
                         continue;
                 struct xfer *x = NULL;
                 CURLcode rc = m->data.result;
                 curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-                if (!x || (rc == CURLE_OK && follow(x)))
+                int next = x && rc == CURLE_OK ? follow(x) : 0;
+                if (!x || next == 1)
                         continue;
                 *id = x->id;
-                if (x->refused[0]) {
-                        *id = x->id;
-                        *result = ctx_error("%s", x->refused);
-                        *body = NULL;
-                        *len = 0;
-                        goto done;
-                }
-                *result = outcome(x, m->data.result);
-                *body = NULL;
-                *len = 0;
-                if (m->data.result == CURLE_OK) {
-                        *body = x->body ? TAKE_PTR(x->body) : calloc(1, 1);
-                        *len = x->len;
-                }
-        done:
-                if (*body)  /* the worker gets text, in the charset decided here */
-                        scrub_body(result, x->ctype_doubt, x->scrub, body, len);
-                if (x->scrub && !(*result = scrub_json(*result, x->scrub))) {
-                        free(*body);  /* out of memory: an error, never the body unscrubbed */
-                        *body = NULL;
-                        *len = 0;
-                        *result = ctx_error("the response could not be checked for secrets (out of memory)");
-                }
+                int r = next < 0 ? next : answer(x, rc, result, body, len);
                 for (struct xfer **p = &h->all; *p; p = &(*p)->next)
                         if (*p == x) {
                                 *p = x->next;
@@ -839,7 +707,7 @@ int http_done(struct http *h, int64_t *id, json_t **result, void **body, size_t 
                         }
                 h->in_flight--;
                 xfer_free(x);
-                return 1;
+                return r;
         }
-        return 0;
+        return BROKER_PENDING;
 }

@@ -3,14 +3,9 @@
  * request). Its sockets live in an epoll set of its own, which the job's
  * loop watches with a timerfd for libcurl's timeouts.
  *
- * Egress policy: every connection libcurl is about to open (the first,
- * and each redirect's) is judged on the address it is about to connect to,
- * after resolution, so neither a name that resolves inward nor an address
- * written in another form (2130706433, 0x7f000001, [::ffff:127.0.0.1])
- * nor DNS changing between a check and the connect gets past it:
- * loopback, private, link-local (cloud metadata included), CGNAT, ULA,
- * multicast and unspecified addresses are refused unless the policy lists
- * them. Only http and https, on the request and on every redirect. */
+ * What a request may reach is the egress policy's (egress.h), judged on
+ * every connection and every redirect; what comes back is scrubbed of
+ * secrets (scrub.h). */
 #ifndef JR_HTTP_H
 #define JR_HTTP_H
 
@@ -53,31 +48,27 @@ int http_epoll_fd(const struct http *h);
 int http_timer_fd(const struct http *h);
 
 /* Starts request `id` (args: method, url, headers, params, body_text |
- * body_latin1, timeout). Returns NULL when it is under way (its result
- * comes out of http_done), an error dict for a request refused at once,
- * or NULL with err->errnum EPROTO for malformed args. */
-json_t *http_start(struct http *h, int64_t id, json_t *args, struct jr_err *err);
-
-/* The same with every string of `scrub` (an array: the secrets loaded)
- * replaced by "[secret]" in whatever the result and body hold, under any
- * escapes, and a body that cannot be checked withheld (scrub.h);
- * `adapter`: a request the supervisor
- * built with credentials (a connection of its own, used once; redirects
- * not followed). */
-json_t *http_start_scrubbed(struct http *h, int64_t id, json_t *args, json_t *scrub, int adapter,
-                            struct jr_err *err);
+ * body_latin1, timeout), with every string of `scrub` (an array: the
+ * secrets loaded; NULL: none) replaced by "[secret]" in whatever its
+ * answer and body hold, under any escapes, and a body that cannot be
+ * checked withheld (scrub.h); `adapter`: a request the supervisor built
+ * with credentials (a connection of its own, used once; redirects not
+ * followed). Ends as a ctx call does (broker.h): BROKER_PENDING when it
+ * is under way (its answer comes out of http_done), BROKER_DONE with
+ * *result an error dict when refused at once, -EPROTO with err for
+ * malformed args, -ENOMEM. */
+int http_start(struct http *h, int64_t id, json_t *args, json_t *scrub, int adapter, json_t **result,
+               struct jr_err *err);
 
 /* Drives the transfers: after the epoll set or the timer was readable. */
 void http_on_ready(struct http *h);
 void http_on_timer(struct http *h);
 
-/* A finished request: 1 and its id, result ({status, headers, url,
- * charset: "utf-8", json} or {"error"}) and body (malloc'd UTF-8 text, the
- * charset decided and decoded here: scrub_body) in the out-parameters, or
- * 0 when none is finished. */
+/* A finished request: BROKER_DONE with its id, result ({status,
+ * headers, url, charset: "utf-8", json} or {"error"}) and body (malloc'd
+ * UTF-8 text, the charset decided and decoded here: scrub_body; or NULL)
+ * in the out-parameters; BROKER_PENDING when none is finished; -ENOMEM
+ * with its id when one finished but its answer could not be made. */
 int http_done(struct http *h, int64_t *id, json_t **result, void **body, size_t *len);
-
-/* Why the address may not be connected to (a static string), or NULL. */
-const char *http_refused(const struct http_cfg *cfg, int family, const unsigned char *addr);
 
 #endif

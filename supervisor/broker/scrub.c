@@ -8,6 +8,7 @@
 
 #include "common/cleanup.h"
 #include "common/err.h"
+#include "supervisor/broker/ctxerr.h"
 #include "supervisor/broker/ctype.h"
 #include "supervisor/broker/scrub.h"
 
@@ -352,7 +353,7 @@ static int doubtful_text(const struct charset *cs, const char *raw, size_t n, co
         return 0;
 }
 
-void scrub_body(json_t **result, int doubtful, json_t *needles, void **body, size_t *len)
+int scrub_body(json_t **result, int doubtful, json_t *needles, void **body, size_t *len)
 {
         const char *value = json_string_value(json_object_get(json_object_get(*result, "headers"), "content-type"));
         struct ctype ct = { 0 };
@@ -381,11 +382,16 @@ void scrub_body(json_t **result, int doubtful, json_t *needles, void **body, siz
         if (why[0]) {
                 free(text);
                 json_decref(*result);
-                *result = json_pack("{s:s}", "error", jr_utf8_clean(why));
-                return;
+                *result = ctx_error("%s", why);
+                return *result ? 0 : -ENOMEM;
         }
-        json_object_set_new(*result, "charset", json_string("utf-8"));
-        json_object_set_new(*result, "json", json_boolean(verdict == CTYPE_OK && ctype_is_json(&ct)));
+        if (json_object_set_new(*result, "charset", json_string("utf-8")) < 0 ||
+            json_object_set_new(*result, "json", json_boolean(verdict == CTYPE_OK && ctype_is_json(&ct))) < 0) {
+                free(text);
+                json_decref(TAKE_PTR(*result));
+                return -ENOMEM;
+        }
         *body = text;
         *len = tlen;
+        return 0;
 }

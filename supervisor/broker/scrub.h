@@ -45,7 +45,8 @@ json_t *scrub_json(json_t *v, json_t *needles);
  * when there are needles, checked and scrubbed. On success *body and *len hold
  * the text and result gains "charset": "utf-8" and "json" (whether the
  * media type is JSON); else *body is freed and *result replaced by an
- * error dict saying why the body was withheld. */
-void scrub_body(json_t **result, int doubtful, json_t *needles, void **body, size_t *len);
+ * error dict saying why the body was withheld. 0, or -ENOMEM (*result
+ * and *body gone). */
+int scrub_body(json_t **result, int doubtful, json_t *needles, void **body, size_t *len);
 
 #endif

@@ -149,32 +149,24 @@ void on_log(struct job *j, const struct msg *m)
 static void on_call(struct job *j, const struct msg *m)
 {
         struct jr_err err = { 0 };
-        json_t *result;
-        int adapter = strcmp(m->call.op, "adapter.send") == 0 || strcmp(m->call.op, "adapter.request") == 0;
-        if (adapter || strcmp(m->call.op, "http.request") == 0) {
-                result = adapter ? broker_adapter(&j->broker, m->call.op, m->call.id, m->call.args, &err)
-                                 : broker_http(&j->broker, m->call.id, m->call.args, &err);
-                if (!result && !err.errnum) {  /* under way */
-                        struct run *r = j->run;
-                        if (r->http.fd < 0 && j->broker.http) {
-                                int e = loop_watch(j->loop, &r->http, http_epoll_fd(j->broker.http), EPOLLIN, 0,
-                                                   on_http, j);
-                                if (e == 0)
-                                        e = loop_watch(j->loop, &r->http_timer, http_timer_fd(j->broker.http),
-                                                       EPOLLIN, 0, on_http, j);
-                                if (e < 0)
-                                        return end_job(j, JOB_INTERNAL, "InternalError", "epoll_ctl: %s",
-                                                       strerror(-e));
-                        }
-                        return;
-                }
-        } else {
-                result = broker_call(&j->broker, m->call.op, m->call.args, &err);
-        }
-        if (!result && err.errnum == EPROTO)
+        json_t *result = NULL;
+        int r = broker_call(&j->broker, m->call.op, m->call.id, m->call.args, &result, &err);
+        if (r == -EPROTO)
                 return end_job(j, JOB_PROTOCOL, "ProtocolError", "%s", err.msg);
-        if (!result)  /* the supervisor's own failure (out of memory): never left unanswered */
+        if (r < 0)  /* the supervisor's own failure (out of memory): never left unanswered */
                 return end_job(j, JOB_INTERNAL, "InternalError", "%s", err.msg[0] ? err.msg : "ctx call failed");
+        if (r == BROKER_PENDING) {  /* under way: answered from http_replies */
+                struct run *run = j->run;
+                if (run->http.fd < 0 && j->broker.http) {
+                        int e = loop_watch(j->loop, &run->http, http_epoll_fd(j->broker.http), EPOLLIN, 0, on_http, j);
+                        if (e == 0)
+                                e = loop_watch(j->loop, &run->http_timer, http_timer_fd(j->broker.http), EPOLLIN, 0,
+                                               on_http, j);
+                        if (e < 0)
+                                return end_job(j, JOB_INTERNAL, "InternalError", "epoll_ctl: %s", strerror(-e));
+                }
+                return;
+        }
         send_reply(j, m->call.id, result);
 }
 
@@ -183,35 +175,28 @@ static void http_replies(struct job *j)
 {
         int64_t id;
         json_t *result;
-        void *body;
-        size_t len;
-        while (j->broker.http && http_done(j->broker.http, &id, &result, &body, &len)) {
-                j->broker.payload = body;
-                j->broker.payload_len = len;
-                if (result && !j->run->ended) {
+        int r;
+        while ((r = broker_http_done(&j->broker, &id, &result)) != BROKER_PENDING) {
+                if (r == BROKER_DONE && !j->run->ended) {
                         send_reply(j, id, result);
                         continue;
                 }
                 json_decref(result);
                 broker_payload_done(&j->broker);
-                if (!j->run->ended)  /* no answer could be made: never a call left unanswered */
-                        end_job(j, JOB_INTERNAL, "InternalError", "http reply: out of memory");
+                if (r < 0 && !j->run->ended)  /* no answer could be made: never a call left unanswered */
+                        end_job(j, JOB_INTERNAL, "InternalError", "http reply: %s", strerror(-r));
         }
 }
 
 static void send_reply(struct job *j, json_int_t id, json_t *result)
 {
-        _cleanup_free_ char *reply = broker_reply(&j->broker, id, result);
-        if (reply && strlen(reply) > CHAN_MAX_MSG) {  /* a legitimate call asked for too much: its error */
-                free(reply);
-                broker_payload_done(&j->broker);
-                reply = broker_reply(&j->broker, id, json_pack("{s:s}", "error", "the result is larger than one "
-                                                                "reply carries (1 MiB); ask for less"));
-        }
-        int r = !reply ? -ENOMEM : send(j->run->chan.fd, reply, strlen(reply), MSG_DONTWAIT | MSG_NOSIGNAL) < 0 ? -errno : 0;
+        _cleanup_free_ char *reply = NULL;
+        int r = broker_reply(&j->broker, id, result, &reply);  /* one too long is its error */
+        if (r == 0 && send(j->run->chan.fd, reply, strlen(reply), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+                r = -errno;
         /* The payload (a file's bytes) follows as raw datagrams. */
         const char *p = j->broker.payload;
-        for (size_t left = reply && p ? j->broker.payload_len : 0; r == 0 && left;) {
+        for (size_t left = r == 0 && p ? j->broker.payload_len : 0; r == 0 && left;) {
                 size_t n = left < CHAN_MAX_MSG ? left : CHAN_MAX_MSG;
                 if (send(j->run->chan.fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
                         r = -errno;

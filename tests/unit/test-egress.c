@@ -1,4 +1,4 @@
-/* The egress policy's address judgement (http_refused), address parsing
+/* The egress policy's address judgement (egress_refused), address parsing
  * (jr_net_parse) and UTF-8 repair of error texts (jr_utf8_clean). */
 #include "config.h"
 
@@ -7,7 +7,7 @@
 
 #include "common/err.h"
 #include "common/netaddr.h"
-#include "supervisor/broker/http.h"
+#include "supervisor/broker/egress.h"
 #include "tests/unit/unit.h"
 
 static const char *judge(const struct http_cfg *cfg, const char *text)
@@ -15,7 +15,7 @@ static const char *judge(const struct http_cfg *cfg, const char *text)
         unsigned char a[16];
         int fam = inet_pton(AF_INET, text, a) == 1 ? AF_INET : AF_INET6;
         ck_assert_msg(fam == AF_INET || inet_pton(AF_INET6, text, a) == 1, "bad test address %s", text);
-        return http_refused(cfg, fam, a);
+        return egress_refused(cfg, fam, a);
 }
 
 static const char *const refused[] = {
