@@ -483,7 +483,8 @@ void job_signal(struct job *j, int sig)
                 return backoff_signal(j, sig);
         if (!j->run || j->run->ended || gentle_signal(j, sig))
                 return;
-        end_job(j, JOB_SIGNAL, "Interrupted", "jailrun received signal %d (%s)", sig, strsignal(sig));
+        end_job(j, JOB_SIGNAL, "Interrupted", "%s received signal %d (%s)", j->o->who ? j->o->who : "jailrun", sig,
+                strsignal(sig));
         j->res->exit_code = 128 + sig;
 }
 
@@ -586,4 +587,11 @@ int job_start(struct loop *l, const struct job_opts *o, struct sink *s, struct j
         }
         *out = j;
         return 0;
+}
+
+void job_usage(const struct job *j, struct cg_stats *out)
+{
+        *out = (struct cg_stats){ -1, -1, -1, -1, -1, -1 };
+        if (j->cg.h && !j->finished)
+                cg_job_stats(&j->cg, out);
 }

@@ -67,6 +67,12 @@ struct job_opts {
         int report_format;           /* enum btr_format */
         uint64_t report_max;         /* --report-max: bytes */
         int show_version;
+        /* Worker (jaild): ticks only when asked (job_tick), and whose
+         * results it hears of; the name of the front-end in its messages. */
+        int manual;
+        void (*on_tick)(void *data, unsigned id, int ok, const char *etype, const char *emsg);
+        void *tick_data;
+        const char *who;             /* "jailrun" when NULL */
         /* Clones a jail; NULL for the real thing (spawn_jail, and for a
          * worker's later jails its zygote). The engine's own tests put a
          * fake jail here: a process that speaks the channel, no jail. */
@@ -159,6 +165,17 @@ json_t *job_result_json(const struct job_opts *o, const struct job_result *r);
 const char *job_status_word(enum job_status s);
 /* A JSON string of s, cleaned to UTF-8 first if it is not; NULL without memory. */
 json_t *jr_json_text(const char *s);
+
+/* A tick now, out of schedule: its id, or -EBUSY while the worker is not
+ * idle (loading, a tick in flight, restarting, stopping), -ESRCH once the
+ * job has ended. Its result reaches o->on_tick. */
+int job_tick(struct job *j);
+
+/* Where a job is, for a front-end's listing. */
+enum job_phase { JOB_STARTING, JOB_IDLE, JOB_BUSY, JOB_WAITING, JOB_ENDED };
+enum job_phase job_phase(const struct job *j);
+/* Its cgroup's figures now (-1 where unknown). */
+void job_usage(const struct job *j, struct cg_stats *out);
 
 /* Frees a job that ended (after on_end; on_end may call it). */
 void job_free(struct job *j);

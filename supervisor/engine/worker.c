@@ -141,6 +141,8 @@ void next_tick_or_stop(struct job *j)
         }
         if (j->stopping || (!j->o->forever && j->sent >= j->o->ticks))
                 return send_shutdown(j);
+        if (j->o->manual)  /* idle until job_tick */
+                return;
         if (j->o->interval_s > 0)
                 return schedule_tick(j);
         send_tick(j);
@@ -180,6 +182,8 @@ void on_result(struct job *j, const struct msg *m)
         j->res->ticks_done++;
         if (!m->result.ok)
                 j->res->ticks_failed++;
+        if (j->o->on_tick)
+                j->o->on_tick(j->o->tick_data, j->sent, m->result.ok, m->result.etype, m->result.emsg);
         if (!m->result.ok && m->result.on_error && j->o->entry == JAIL_ENTRY_TICKS) {
                 /* on_error runs now, in this jail, under the tick's limits;
                  * should it not return, it is not handed its own failure. */
@@ -197,6 +201,8 @@ void fail_in_flight(struct job *j, const char *type, const char *msg)
                 return;
         j->res->ticks_done++;
         j->res->ticks_failed++;
+        if (j->o->on_tick)
+                j->o->on_tick(j->o->tick_data, j->sent, 0, type, msg);
         if (!j->have_error) {
                 j->have_error = 1;
                 jr_utf8_copy(j->res->etype, sizeof j->res->etype, type);
@@ -318,7 +324,8 @@ void end_between(struct job *j, int sig)
                 res->status = JOB_SIGNAL;
                 res->exit_code = 128 + sig;
                 snprintf(res->etype, sizeof res->etype, "Interrupted");
-                snprintf(res->emsg, sizeof res->emsg, "jailrun received signal %d (%s)", sig, strsignal(sig));
+                snprintf(res->emsg, sizeof res->emsg, "%s received signal %d (%s)",
+                         j->o->who ? j->o->who : "jailrun", sig, strsignal(sig));
         } else {
                 res->status = JOB_TIMEOUT;
                 res->exit_code = EXIT_TIMEOUT;
@@ -528,4 +535,28 @@ void on_tick_timer(struct timer *t)
                          j->o->tick_grace_s);
                 kill_jail(j);
         }
+}
+
+int job_tick(struct job *j)
+{
+        struct run *r = j->run;
+        if (j->finished || !r || r->exited)
+                return -ESRCH;
+        if (r->phase != PH_READY || r->inflight || r->shutdown_sent || r->restarting || r->ended || j->stopping ||
+            j->on_error_pending || j->in_backoff)
+                return -EBUSY;
+        send_tick(j);
+        return r->ended ? -EIO : (int)j->sent;
+}
+
+enum job_phase job_phase(const struct job *j)
+{
+        const struct run *r = j->run;
+        if (j->finished)
+                return JOB_ENDED;
+        if (j->in_backoff)
+                return JOB_WAITING;
+        if (!r || r->phase != PH_READY)
+                return JOB_STARTING;
+        return r->inflight ? JOB_BUSY : JOB_IDLE;
 }
