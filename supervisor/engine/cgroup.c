@@ -489,6 +489,11 @@ static int jailrun_alive(pid_t pid)
 
 void cg_sweep_stale(const struct cg_host *h, const char *parent)
 {
+        cg_sweep(h, parent, 0);
+}
+
+void cg_sweep(const struct cg_host *h, const char *parent, int all)
+{
         const char *p = parent + strspn(parent, "/");
         const char *root = h->backend == CG_V2 ? h->v2 : h->v1[CG_MEMORY];
         char dir[PATH_MAX];
@@ -501,7 +506,8 @@ void cg_sweep_stale(const struct cg_host *h, const char *parent)
         while ((de = readdir(d))) {
                 int pid;
                 char tail;
-                if (sscanf(de->d_name, "job-%d%c", &pid, &tail) != 1 || pid <= 0 || jailrun_alive(pid))
+                if (all ? strncmp(de->d_name, "job-", 4) != 0
+                        : sscanf(de->d_name, "job-%d%c", &pid, &tail) != 1 || pid <= 0 || jailrun_alive(pid))
                         continue;
                 struct cg_job j = { .h = h, .dirfd = -1, .oom_fd = -1 };
                 if (jr_snprintf(j.rel, sizeof j.rel, "%s%s%s", p, *p ? "/" : "", de->d_name) < 0)

@@ -77,5 +77,8 @@ int cg_job_destroy(struct cg_job *j, struct jr_err *err);
 /* Removes groups of jobs whose jailrun died without cleaning up (kill -9):
  * "job-PID" directories under parent whose PID is no longer a jailrun. */
 void cg_sweep_stale(const struct cg_host *h, const char *parent);
+/* The same for every job-* group under parent (all != 0: a daemon that
+ * owns parent alone, at its start), or only those of dead jailruns. */
+void cg_sweep(const struct cg_host *h, const char *parent, int all);
 
 #endif

@@ -70,7 +70,7 @@ struct job_opts {
         /* Worker (jaild): ticks only when asked (job_tick), and whose
          * results it hears of; the name of the front-end in its messages. */
         int manual;
-        void (*on_tick)(void *data, unsigned id, int ok, const char *etype, const char *emsg);
+        void (*on_tick)(void *data, unsigned id, int ok, const char *etype, const char *emsg, double seconds);
         void *tick_data;
         const char *who;             /* "jailrun" when NULL */
         /* Clones a jail; NULL for the real thing (spawn_jail, and for a

@@ -183,7 +183,8 @@ void on_result(struct job *j, const struct msg *m)
         if (!m->result.ok)
                 j->res->ticks_failed++;
         if (j->o->on_tick)
-                j->o->on_tick(j->o->tick_data, j->sent, m->result.ok, m->result.etype, m->result.emsg);
+                j->o->on_tick(j->o->tick_data, j->sent, m->result.ok, m->result.etype, m->result.emsg,
+                              secs_since(&j->run_sent));
         if (!m->result.ok && m->result.on_error && j->o->entry == JAIL_ENTRY_TICKS) {
                 /* on_error runs now, in this jail, under the tick's limits;
                  * should it not return, it is not handed its own failure. */
@@ -202,7 +203,7 @@ void fail_in_flight(struct job *j, const char *type, const char *msg)
         j->res->ticks_done++;
         j->res->ticks_failed++;
         if (j->o->on_tick)
-                j->o->on_tick(j->o->tick_data, j->sent, 0, type, msg);
+                j->o->on_tick(j->o->tick_data, j->sent, 0, type, msg, secs_since(&j->run_sent));
         if (!j->have_error) {
                 j->have_error = 1;
                 jr_utf8_copy(j->res->etype, sizeof j->res->etype, type);
