@@ -183,7 +183,7 @@ START_TEST(escaping)
         /* one line, and nothing a terminal acts on */
         ck_assert_ptr_eq(strchr(got, '\n'), got + strlen(got) - 1);
         for (const char *p = got; *p; p++)
-                ck_assert_msg((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f || *p == '\n',
+                ck_assert_msg(((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f) || *p == '\n',
                               "byte 0x%02x left raw", (unsigned char)*p);
         sink_close(&s);
 }
