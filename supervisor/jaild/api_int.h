@@ -1,0 +1,120 @@
+/* Inside the API server: shared by api_http.c (the libmicrohttpd glue),
+ * api_call.c (answers, streams, field checks) and api_routes.c (the
+ * route table). Nothing outside supervisor/jaild/api*.c includes it. */
+#ifndef JR_API_INT_H
+#define JR_API_INT_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "supervisor/engine/loop.h"
+#include "supervisor/jaild/api.h"
+
+#define API_ID_MAX 128
+
+struct api {
+        struct loop *loop;
+        struct MHD_Daemon *mhd;
+        struct watch mhd_w;         /* MHD's epoll fd */
+        struct timer tick;          /* MHD's next timeout */
+        struct defer kick;          /* MHD_run after a resume (no ITC) */
+        char *path;
+        dev_t dev;                  /* the socket file we made: removed */
+        ino_t ino;                  /* at close only if it is still ours */
+        uid_t *uids;
+        size_t n_uids;
+        gid_t *gids;
+        size_t n_gids;
+        size_t max_body;
+        size_t stream_buffer;
+        unsigned max_held;
+        unsigned n_held;            /* calls the backend holds */
+        const struct api_ops *ops;
+        void *ops_data;
+        api_log_fn log;
+        void *log_data;
+        struct api_call *calls;     /* every live call */
+        int closing;
+};
+
+/* What a connection's peer is, read once when it connects. */
+struct api_peer {
+        struct ucred cred;
+        int allowed;
+        int told;                   /* a refusal was logged */
+};
+
+enum call_state {
+        CALL_NEW,                   /* headers checked, body coming */
+        CALL_HELD,                  /* the backend is answering */
+        CALL_ANSWERED,              /* resp is the answer (not sent yet) */
+        CALL_STREAM,                /* resp streams what the backend pushes */
+        CALL_STREAM_ENDED,          /* ... and it pushes no more */
+        CALL_CANCELLED,             /* the backend let go: close */
+};
+
+struct api_route;
+
+struct api_call {
+        struct api *api;
+        struct api_call *prev, *next;
+        struct MHD_Connection *conn;
+        const struct api_peer *peer;
+        const struct api_route *route;
+        char id[API_ID_MAX + 1];
+        int follow;
+        char *body;
+        size_t len, cap, expect;
+        json_t *json;               /* the validated body ({} when none) */
+        enum call_state state;
+        unsigned status;
+        struct MHD_Response *resp;  /* our reference until queued */
+        int queued;
+        int suspended;
+        struct watch hup;           /* the peer's hang-up while suspended */
+        void (*cancel)(void *data);
+        void *cancel_data;
+        char *sbuf;                 /* stream bytes not yet read by MHD */
+        size_t soff, slen, scap;
+};
+
+/* api_http.c */
+void api_logf(struct api *a, int priority, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Lets a suspended call go on: its answer or stream data is there, or it
+ * was cancelled. */
+void api_call_wake(struct api_call *c);
+/* Parks the call (from MHD's handler or content reader) until it is woken,
+ * watching for the peer hanging up meanwhile. Returns 0 or -errno. */
+int api_call_suspend(struct api_call *c);
+
+/* api_call.c */
+/* {"error": {"type": type, "message": msg}} as a response (NULL: ENOMEM). */
+struct MHD_Response *api_error_response(const char *type, const char *msg);
+/* Sets the call's answer to an error without the backend (parse errors,
+ * refusals): state CALL_ANSWERED. Returns 0 or -ENOMEM. */
+int api_call_fail(struct api_call *c, unsigned status, const char *type, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+/* The backend lets go of the call (its cancel callback runs) if it holds it. */
+void api_call_cancel(struct api_call *c);
+/* MHD's content reader for a stream. */
+ssize_t api_stream_read(void *cls, uint64_t pos, char *buf, size_t max);
+
+/* api_routes.c */
+struct api_route {
+        const char *method;
+        const char *pattern;        /* "/v1/workers/{id}/tick" */
+        const struct api_field *body;
+        const char *query;          /* the one query argument it takes, or NULL */
+        /* Calls the backend; -ENOSYS when the backend lacks the op. */
+        int (*dispatch)(const struct api_ops *ops, void *data, struct api_call *c);
+};
+
+/* The route for method and path. NULL when none: *status is 404, or 405
+ * with allow filled ("GET, DELETE"). The {id} segment goes into id. */
+const struct api_route *api_route_find(const char *method, const char *path, char id[API_ID_MAX + 1],
+                                       char *allow, size_t allow_size, unsigned *status);
+
+#endif

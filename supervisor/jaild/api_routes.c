@@ -1,0 +1,197 @@
+/* The API's routes: which method and path reach which backend callback,
+ * and what body each one takes (docs/api.md is the contract). */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "common/cleanup.h"
+#include "common/err.h"
+#include "supervisor/jaild/api_int.h"
+
+/* Fields of a new worker and of a change to one; schedule's own fields
+ * and the policy overrides are the backend's to check. */
+static const struct api_field worker_fields[] = {
+        { "source", API_STRING | API_REQUIRED },
+        { "profile", API_STRING },
+        { "policy", API_OBJECT },
+        { "schedule", API_OBJECT },
+        { "name", API_STRING },
+        { NULL, 0 },
+};
+
+static const struct api_field worker_change_fields[] = {
+        { "source", API_STRING },
+        { "profile", API_STRING },
+        { "policy", API_OBJECT },
+        { "schedule", API_OBJECT | API_NULL },  /* null: ticks only on request */
+        { "name", API_STRING },
+        { NULL, 0 },
+};
+
+static const struct api_field job_fields[] = {
+        { "source", API_STRING | API_REQUIRED },
+        { "profile", API_STRING },
+        { "policy", API_OBJECT },
+        { "args", API_ARRAY },
+        { "stdin", API_STRING },
+        { "name", API_STRING },
+        { NULL, 0 },
+};
+
+static const struct api_field no_fields[] = { { NULL, 0 } };
+
+#define NEED(op) do { if (!ops->op) return -ENOSYS; } while (0)
+
+static int do_worker_create(const struct api_ops *ops, void *data, struct api_call *c)
+{
+        NEED(worker_create);
+        ops->worker_create(data, c, c->json);
+        return 0;
+}
+
+static int do_worker_list(const struct api_ops *ops, void *data, struct api_call *c)
+{
+        NEED(worker_list);
+        ops->worker_list(data, c);
+        return 0;
+}
+
+static int do_worker_get(const struct api_ops *ops, void *data, struct api_call *c)
+{
+        NEED(worker_get);
+        ops->worker_get(data, c, c->id);
+        return 0;
+}
+
+static int do_worker_update(const struct api_ops *ops, void *data, struct api_call *c)
+{
+        NEED(worker_update);
+        ops->worker_update(data, c, c->id, c->json);
+        return 0;
+}
+
+static int do_worker_delete(const struct api_ops *ops, void *data, struct api_call *c)
+{
+        NEED(worker_delete);
+        ops->worker_delete(data, c, c->id);
+        return 0;
+}
+
+static int do_worker_tick(const struct api_ops *ops, void *data, struct api_call *c)
+{
+        NEED(worker_tick);
+        ops->worker_tick(data, c, c->id);
+        return 0;
+}
+
+static int do_worker_pause(const struct api_ops *ops, void *data, struct api_call *c)
+{
+        NEED(worker_pause);
+        ops->worker_pause(data, c, c->id);
+        return 0;
+}
+
+static int do_worker_resume(const struct api_ops *ops, void *data, struct api_call *c)
+{
+        NEED(worker_resume);
+        ops->worker_resume(data, c, c->id);
+        return 0;
+}
+
+static int do_worker_logs(const struct api_ops *ops, void *data, struct api_call *c)
+{
+        NEED(worker_logs);
+        ops->worker_logs(data, c, c->id, c->follow);
+        return 0;
+}
+
+static int do_job_submit(const struct api_ops *ops, void *data, struct api_call *c)
+{
+        NEED(job_submit);
+        ops->job_submit(data, c, c->json);
+        return 0;
+}
+
+static int do_health(const struct api_ops *ops, void *data, struct api_call *c)
+{
+        NEED(health);
+        ops->health(data, c);
+        return 0;
+}
+
+static int do_metrics(const struct api_ops *ops, void *data, struct api_call *c)
+{
+        NEED(metrics);
+        ops->metrics(data, c);
+        return 0;
+}
+
+static const struct api_route routes[] = {
+        { "POST", "/v1/workers", worker_fields, NULL, do_worker_create },
+        { "GET", "/v1/workers", no_fields, NULL, do_worker_list },
+        { "GET", "/v1/workers/{id}", no_fields, NULL, do_worker_get },
+        { "PATCH", "/v1/workers/{id}", worker_change_fields, NULL, do_worker_update },
+        { "DELETE", "/v1/workers/{id}", no_fields, NULL, do_worker_delete },
+        { "POST", "/v1/workers/{id}/tick", no_fields, NULL, do_worker_tick },
+        { "POST", "/v1/workers/{id}/pause", no_fields, NULL, do_worker_pause },
+        { "POST", "/v1/workers/{id}/resume", no_fields, NULL, do_worker_resume },
+        { "GET", "/v1/workers/{id}/logs", no_fields, "follow", do_worker_logs },
+        { "POST", "/v1/jobs", job_fields, NULL, do_job_submit },
+        { "GET", "/v1/health", no_fields, NULL, do_health },
+        { "GET", "/metrics", no_fields, NULL, do_metrics },
+};
+
+static int id_char(char ch)
+{
+        return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+               ch == '.' || ch == '_' || ch == '-';
+}
+
+/* Does path match pattern? A "{id}" segment takes one non-empty segment
+ * of id characters (so never "." or ".."), copied into id. */
+static int match(const char *pattern, const char *path, char id[API_ID_MAX + 1])
+{
+        const char *p = pattern, *s = path;
+        while (*p) {
+                if (strncmp(p, "{id}", 4) == 0) {
+                        size_t n = 0;
+                        while (id_char(s[n]))
+                                n++;
+                        if (n == 0 || n > API_ID_MAX || (s[n] && s[n] != '/'))
+                                return 0;
+                        if ((n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
+                                return 0;
+                        memcpy(id, s, n);
+                        id[n] = '\0';
+                        p += 4;
+                        s += n;
+                        continue;
+                }
+                if (*p++ != *s++)
+                        return 0;
+        }
+        return *s == '\0';
+}
+
+static void allow_add(char *allow, size_t size, const char *method)
+{
+        size_t used = strlen(allow);
+        /* The table's methods fit the caller's buffer: a cut list is a bug. */
+        (void)jr_snprintf(allow + used, size - used, "%s%s", used ? ", " : "", method);
+}
+
+const struct api_route *api_route_find(const char *method, const char *path, char id[API_ID_MAX + 1],
+                                       char *allow, size_t allow_size, unsigned *status)
+{
+        allow[0] = '\0';
+        for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
+                if (!match(routes[i].pattern, path, id))
+                        continue;
+                if (strcmp(routes[i].method, method) == 0)
+                        return &routes[i];
+                allow_add(allow, allow_size, routes[i].method);
+        }
+        *status = allow[0] ? 405 : 404;
+        return NULL;
+}
