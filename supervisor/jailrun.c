@@ -32,7 +32,7 @@
 #define UID_RANGE_DEFAULT_HI 165535
 /* Below this are the system's own users: a jail must never be one. */
 #define UID_RANGE_MIN 1000
-#define SCRATCH_DEFAULT (64UL << 20)
+
 #define SCRATCH_MAX (2048UL << 20)
 #define MAX_SECONDS 31536000  /* a year */
 
@@ -796,7 +796,7 @@ int main(int argc, char *argv[])
         ensure_stdio();
         struct job_opts o = { .profile = JAIL_PROFILE_WORKER, .ticks = 1, .timeout_s = -1, .cpu_time_s = -1,
                               .uid_lo = UID_RANGE_DEFAULT_LO, .uid_hi = UID_RANGE_DEFAULT_HI,
-                              .scratch_bytes = SCRATCH_DEFAULT, .cgroup_parent = CGROUP_PARENT_DEFAULT,
+                              .scratch_bytes = JOB_SCRATCH_DEFAULT, .cgroup_parent = CGROUP_PARENT_DEFAULT,
                               .report_max = BTR_MAX_DEFAULT };
         struct cli cli = { .bar_timeout = -1, .tick_timeout = -1 };
         int c;

@@ -23,6 +23,9 @@
 /* "256 MiB", "2 GiB", "1000 bytes": sizes in the user's terms. */
 void format_size(uint64_t bytes, char *out, size_t size);
 
+/* Profile exec's writable scratch directory, unless told otherwise. */
+#define JOB_SCRATCH_DEFAULT (64UL << 20)
+
 /* Scripts larger than this are refused before anything is cloned. */
 #define JOB_MAX_SCRIPT (16 * 1024 * 1024)
 

@@ -1,0 +1,499 @@
+/* jaild: the root-run daemon that hosts many jailed workers and one-shot
+ * jobs on one event loop, driven over an HTTP API on a unix socket
+ * (jaild(8), docs/api.md). */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/proto.h"
+#include "supervisor/engine/cgroup.h"
+#include "supervisor/engine/log.h"
+#include "supervisor/jaild/daemon.h"
+#include "supervisor/jaild/notify.h"
+
+static const char usage_text[] =
+        "Usage: jaild [--config FILE]\n"
+        "The daemon that hosts jailed workers and jobs behind an HTTP API on a unix socket.\n"
+        "  --config FILE  the configuration (JSON, jaild(8)); without it, every default\n"
+        "  --help         this text\n"
+        "  --version      the version\n";
+
+void jlog_msg(struct jaild *d, int priority, const char *worker, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        jlogv(&d->log, priority, worker, NULL, fmt, ap);
+        va_end(ap);
+}
+
+static void api_log(void *data, int priority, const char *line)
+{
+        jlog_msg(data, priority, NULL, "%s", line);
+}
+
+void count_error(struct jaild *d, const char *type)
+{
+        json_t *n = json_object_get(d->errors, type);
+        json_object_set_new(d->errors, type, json_integer(json_integer_value(n) + 1));
+}
+
+/* --- the pool of live one-shot jobs ------------------------------------ */
+
+static void waiter_expired(struct timer *t)
+{
+        struct waiter *w = t->data;
+        struct jaild *d = w->d;
+        pool_cancel(d, w);
+        d->refused_pool++;
+        w->fail(w);
+}
+
+void pool_take(struct jaild *d, struct waiter *w)
+{
+        w->d = d;
+        w->deadline = (struct timer)TIMER_INIT;
+        if (d->live < d->cfg->max_live_jobs && !d->waiting) {
+                d->live++;
+                return w->go(w);
+        }
+        if (timer_init(&d->loop, &w->deadline, 1, waiter_expired, w) < 0 ||
+            timer_arm(&w->deadline, d->cfg->queue_wait > 0 ? d->cfg->queue_wait : 1e-3, 0) < 0) {
+                timer_close(&w->deadline);
+                d->refused_pool++;
+                return w->fail(w);
+        }
+        struct waiter **p = &d->waiting;
+        while (*p)
+                p = &(*p)->next;
+        w->next = NULL;
+        *p = w;
+        d->queued++;
+}
+
+void pool_cancel(struct jaild *d, struct waiter *w)
+{
+        for (struct waiter **p = &d->waiting; *p; p = &(*p)->next)
+                if (*p == w) {
+                        *p = w->next;
+                        d->queued--;
+                        break;
+                }
+        timer_close(&w->deadline);
+}
+
+void pool_give(struct jaild *d)
+{
+        d->live--;
+        pool_kick(d);
+}
+
+/* Waiters take the slots there are. */
+void pool_kick(struct jaild *d)
+{
+        while (d->waiting && d->live < d->cfg->max_live_jobs) {
+                struct waiter *w = d->waiting;
+                pool_cancel(d, w);
+                d->live++;
+                w->go(w);
+        }
+        maybe_done(d);
+}
+
+/* Draining ends once nothing runs. */
+void maybe_done(struct jaild *d)
+{
+        if (d->draining && d->live == 0 && !d->waiting && workers_running(d) == 0)
+                d->done = 1;
+}
+
+/* --- options ---------------------------------------------------------- */
+
+int build_opts(struct jaild *d, struct job_opts *o, const char *profile, const json_t *overrides,
+               char **policy_json, char *msg, size_t size)
+{
+        struct jr_err err = { 0 };
+        _cleanup_(json_decrefp) json_t *over = overrides ? json_deep_copy(overrides) : json_object();
+        _cleanup_(json_decrefp) json_t *pol = NULL;
+        _cleanup_(policy_release) struct policy p = { 0 };
+        if (!over || policy_apply(profile, over, "policy", &pol, &err) < 0 ||
+            policy_decode(pol, "policy", &p, &err) < 0) {
+                snprintf(msg, size, "%s", over ? err.msg : "out of memory");
+                return -EINVAL;
+        }
+        o->profile_name = policy_profile_name(p.profile);
+        o->profile = p.profile == POLICY_EXEC ? JAIL_PROFILE_EXEC : JAIL_PROFILE_WORKER;
+        o->entry = p.profile == POLICY_EXEC ? JAIL_ENTRY_SCRIPT : p.profile == POLICY_STRATEGY ? JAIL_ENTRY_LOAD
+                                                                                            : JAIL_ENTRY_TICKS;
+        job_use_policy(o, &p);
+        o->broker.adapters = json_incref(p.adapters);  /* the caller's, as long as o */
+        o->scratch_bytes = JOB_SCRATCH_DEFAULT;
+        o->uid_lo = d->cfg->uid_lo;
+        o->uid_hi = d->cfg->uid_hi;
+        o->cgroup_parent = d->cfg->cgroup_parent;
+        o->broker.state_url = d->state_url;
+        o->broker.secrets = d->cfg->secrets;
+        o->json = 1;
+        o->who = "jaild";
+        *policy_json = json_dumps(pol, JSON_COMPACT);
+        if (!*policy_json) {
+                snprintf(msg, size, "out of memory");
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* --- health and metrics ------------------------------------------------ */
+
+static void api_health(void *data, struct api_call *c)
+{
+        struct jaild *d = data;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        api_reply(c, 200, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "status", d->draining ? "draining" : "ok",
+                                    "version", PACKAGE_VERSION, "workers", (json_int_t)workers_count(d), "jobs_running",
+                                    (json_int_t)jobs_running(d), "jobs_queued", (json_int_t)d->queued, "max_live_jobs",
+                                    (json_int_t)d->cfg->max_live_jobs, "uptime_s",
+                                    (json_int_t)(now.tv_sec - d->started.tv_sec)));
+}
+
+static const double bucket_s[HIST_BUCKETS] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                               0.1,   0.25,   0.5,   1,    2.5,   10 };
+
+void hist_add(struct hist *h, double s)
+{
+        size_t i = 0;
+        while (i < HIST_BUCKETS && s > bucket_s[i])
+                i++;
+        h->count[i]++;
+        h->n++;
+        h->sum += s;
+}
+
+void hist_print(FILE *f, const char *name, const char *help, const struct hist *h)
+{
+        fprintf(f, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+        uint64_t cum = 0;
+        for (size_t i = 0; i < HIST_BUCKETS; i++) {
+                cum += h->count[i];
+                fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", name, bucket_s[i], (unsigned long long)cum);
+        }
+        fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name, (unsigned long long)h->n, name,
+                h->sum, name, (unsigned long long)h->n);
+}
+
+static void api_metrics(void *data, struct api_call *c)
+{
+        struct jaild *d = data;
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        if (!f)
+                return api_reply_error(c, 500, "InternalError", "out of memory");
+        workers_metrics(d, f);
+        fprintf(f, "# HELP jaild_ticks_total Ticks that returned, by outcome.\n# TYPE jaild_ticks_total counter\n"
+                "jaild_ticks_total{result=\"ok\"} %llu\njaild_ticks_total{result=\"error\"} %llu\n",
+                (unsigned long long)d->ticks_ok, (unsigned long long)d->ticks_failed);
+        fprintf(f, "# HELP jaild_errors_total Failed ticks and jobs, by error category.\n"
+                "# TYPE jaild_errors_total counter\n");
+        const char *type;
+        json_t *n;
+        json_object_foreach(d->errors, type, n) {
+                fputs("jaild_errors_total{type=\"", f);
+                for (const char *p = type; *p; p++)  /* a label value: only plain name characters */
+                        fputc(strchr("\"\\\n", *p) || (unsigned char)*p < 0x20 ? '_' : *p, f);
+                fprintf(f, "\"} %lld\n", (long long)json_integer_value(n));
+        }
+        fprintf(f, "# HELP jaild_jobs_total One-shot jobs that ended, by outcome.\n# TYPE jaild_jobs_total counter\n"
+                "jaild_jobs_total{result=\"ok\"} %llu\njaild_jobs_total{result=\"error\"} %llu\n"
+                "# HELP jaild_jobs_running One-shot jobs running.\n# TYPE jaild_jobs_running gauge\n"
+                "jaild_jobs_running %zu\n# HELP jaild_queue_depth Jobs waiting for a live slot.\n"
+                "# TYPE jaild_queue_depth gauge\njaild_queue_depth %u\n"
+                "# HELP jaild_pool_timeouts_total Jobs refused with WorkerPoolTimeout.\n"
+                "# TYPE jaild_pool_timeouts_total counter\njaild_pool_timeouts_total %llu\n",
+                (unsigned long long)d->jobs_done, (unsigned long long)d->jobs_failed, jobs_running(d), d->queued,
+                (unsigned long long)d->refused_pool);
+        hist_print(f, "jaild_tick_seconds", "Ticks from sent to returned.", &d->tick_s);
+        hist_print(f, "jaild_spawn_seconds", "Jails from clone to jailed (set-up checks passed).", &d->spawn_s);
+        hist_print(f, "jaild_job_seconds", "One-shot jobs from start to end.", &d->job_s);
+        if (fclose(f) != 0) {
+                free(text);
+                return api_reply_error(c, 500, "InternalError", "out of memory");
+        }
+        api_reply_text(c, 200, "text/plain; version=0.0.4", text, len);
+        free(text);
+}
+
+static const struct api_ops ops = {
+        .worker_create = api_worker_create, .worker_list = api_worker_list, .worker_get = api_worker_get,
+        .worker_update = api_worker_update, .worker_delete = api_worker_delete, .worker_tick = api_worker_tick,
+        .worker_pause = api_worker_pause,   .worker_resume = api_worker_resume, .worker_logs = api_worker_logs,
+        .job_submit = api_job_submit,       .health = api_health,               .metrics = api_metrics,
+};
+
+/* --- start, signals, stop ---------------------------------------------- */
+
+/* SIGHUP: what can change without a restart does; the rest is said. */
+static void reload_config(struct jaild *d)
+{
+        struct jaild_config *c = NULL;
+        struct jr_err err = { 0 };
+        notify_reloading("reloading the configuration");
+        if (jaild_config_load(d->cfg_path, &c, &err) < 0) {
+                jlog_msg(d, LOG_ERR, NULL, "SIGHUP: %s; the configuration in use stays", err.msg);
+                notify_ready("the configuration in use stays (the new one is invalid)");
+                return;
+        }
+        d->cfg->log_level = c->log_level;
+        jlog_set_level(&d->log, (int)c->log_level);
+        d->cfg->max_live_jobs = c->max_live_jobs;
+        d->cfg->queue_wait = c->queue_wait;
+        int same = strcmp(c->socket_path, d->cfg->socket_path) == 0 && c->socket_mode == d->cfg->socket_mode &&
+                   c->uid_lo == d->cfg->uid_lo && c->uid_hi == d->cfg->uid_hi &&
+                   strcmp(c->cgroup_parent, d->cfg->cgroup_parent) == 0 && strcmp(c->registry, d->cfg->registry) == 0 &&
+                   c->n_allow_uids == d->cfg->n_allow_uids && c->n_allow_gids == d->cfg->n_allow_gids;
+        jaild_config_free(c);
+        jlog_msg(d, LOG_NOTICE, NULL, "SIGHUP: configuration reloaded (log level, max_live_jobs, queue_wait)%s",
+                 same ? "" : "; changes to the socket, allow lists, uid range, cgroup parent or registry take a restart");
+        pool_kick(d);  /* a larger pool takes waiters now */
+        notify_ready("configuration reloaded");
+}
+
+static void on_signal(struct watch *w, uint32_t events)
+{
+        (void)events;
+        struct jaild *d = w->data;
+        struct signalfd_siginfo si;
+        while (read(w->fd, &si, sizeof si) == (ssize_t)sizeof si) {
+                int sig = (int)si.ssi_signo;
+                if (sig == SIGHUP) {
+                        reload_config(d);
+                } else if (sig == SIGTERM && !d->draining) {
+                        d->draining = 1;
+                        jlog_msg(d, LOG_NOTICE, NULL, "SIGTERM: draining (ticks and jobs in flight finish)");
+                        notify_stopping("draining: ticks and jobs in flight finish");
+                        workers_drain(d);
+                        jobs_drain(d);
+                        maybe_done(d);
+                } else {
+                        jlog_msg(d, LOG_NOTICE, NULL, "signal %d: stopping now", sig);
+                        notify_stopping("stopping now");
+                        d->draining = 2;
+                        workers_drain(d);
+                        jobs_drain(d);
+                        maybe_done(d);
+                }
+        }
+}
+
+/* One jaild per socket: a lock beside it, held while we live. */
+static int lock_instance(const char *socket_path, struct jr_err *err)
+{
+        char path[PATH_MAX];
+        if (jr_snprintf(path, sizeof path, "%s.lock", socket_path) < 0)
+                return jr_fail(err, ENAMETOOLONG, "the lock beside %s", socket_path);
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return jr_fail(err, errno, "open %s", path);
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                int e = errno;
+                close(fd);
+                return jr_fail(err, e, e == EWOULDBLOCK ? "another jaild serves %s" : "lock %s", socket_path);
+        }
+        return fd;  /* kept open (close-on-exec) until we exit */
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+        char buf[PATH_MAX];
+        if (jr_snprintf(buf, sizeof buf, "%s", path) < 0)
+                return -ENAMETOOLONG;
+        for (char *p = buf + 1; *p; p++)
+                if (*p == '/') {
+                        *p = '\0';
+                        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+                                return -errno;
+                        *p = '/';
+                }
+        if (mkdir(buf, mode) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+/* Directories, the stale cgroups of a jaild killed before us, the registry. */
+static int prepare(struct jaild *d, struct jr_err *err)
+{
+        char dir[PATH_MAX], *slash;
+        if (jr_snprintf(dir, sizeof dir, "%s", d->cfg->socket_path) < 0 || !(slash = strrchr(dir, '/')))
+                return jr_fail(err, EINVAL, "socket path %s", d->cfg->socket_path);
+        *slash = '\0';
+        int r = mkdir_p(dir[0] ? dir : "/", 0755);
+        if (r == 0 && jr_snprintf(dir, sizeof dir, "%s", d->cfg->registry) == 0 && (slash = strrchr(dir, '/'))) {
+                *slash = '\0';
+                r = jr_snprintf(d->scripts, sizeof d->scripts, "%s/scripts", dir);
+                if (r == 0)
+                        r = mkdir_p(d->scripts, 0700);
+        }
+        if (r == 0)
+                r = mkdir_p(d->cfg->workspace_root, 0700);
+        if (r < 0)
+                return jr_fail(err, -r, "create jaild's directories");
+        if (d->cfg->state.backend == JAILD_STATE_SQLITE)
+                r = jr_snprintf(d->state_url, sizeof d->state_url, "%s", d->cfg->state.path);
+        else
+                r = jaild_config_state_url(d->cfg, d->state_url, sizeof d->state_url);
+        if (r < 0)
+                return jr_fail(err, ENAMETOOLONG, "the state store's address");
+        struct cg_host h;
+        if (cg_detect(&h, err) < 0)
+                return -EIO;
+        if (h.backend == CG_NONE)
+                return jr_fail(err, ENOTSUP, "cannot limit jobs: %s", h.why);
+        cg_sweep(&h, d->cfg->cgroup_parent, 1);
+        return registry_open(&d->reg, d->cfg->registry, err);
+}
+
+/* The manager's view: READY at start, then a STATUS line now and then
+ * (and the watchdog's ping, from the loop itself, when it wants one). */
+static void on_status(struct timer *t)
+{
+        struct jaild *d = t->data;
+        notify_status("%zu workers, %zu jobs running, %u queued", workers_count(d), jobs_running(d), d->queued);
+        if (d->watchdog)
+                notify_watchdog();
+}
+
+static int status_timer(struct jaild *d)
+{
+        uint64_t usec = 0;
+        double every = 5;
+        if (notify_watchdog_interval(&usec) > 0 && usec > 0) {
+                d->watchdog = 1;
+                every = (double)usec / 1e6 < every ? (double)usec / 1e6 : every;
+        }
+        int r = timer_init(&d->loop, &d->status, 1, on_status, d);
+        return r < 0 ? r : timer_arm(&d->status, every, every);
+}
+
+static int serve(struct jaild *d, const sigset_t *sigs, struct jr_err *err)
+{
+        int r = loop_init(&d->loop);
+        if (r < 0)
+                return jr_fail(err, -r, "epoll_create1");
+        if ((d->sigfd = signalfd(-1, sigs, SFD_CLOEXEC | SFD_NONBLOCK)) < 0)
+                return jr_fail(err, errno, "signalfd");
+        if ((r = loop_watch(&d->loop, &d->sig, d->sigfd, EPOLLIN, 1, on_signal, d)) < 0)
+                return jr_fail(err, -r, "epoll_ctl");
+        struct api_config ac = {
+                .socket_path = d->cfg->socket_path, .socket_mode = d->cfg->socket_mode, .socket_gid = (gid_t)-1,
+                .allow_uids = d->cfg->allow_uids,   .n_allow_uids = d->cfg->n_allow_uids,
+                .allow_gids = d->cfg->allow_gids,   .n_allow_gids = d->cfg->n_allow_gids,
+                .ops = &ops, .ops_data = d, .log = api_log, .log_data = d,
+        };
+        if ((r = api_open(&d->api, &d->loop, &ac, err)) < 0)
+                return r;
+        if ((r = workers_load(d)) < 0)
+                return jr_fail(err, -r, "start the registered workers");
+        if ((r = status_timer(d)) < 0)
+                return jr_fail(err, -r, "the status timer");
+        jlog_msg(d, LOG_NOTICE, NULL, "serving %s (%zu workers)", d->cfg->socket_path, workers_count(d));
+        char status[128];
+        snprintf(status, sizeof status, "serving %zu workers", workers_count(d));
+        notify_ready(status);
+        while (!d->done) {
+                r = loop_run_once(&d->loop, -1);
+                if (r < 0)
+                        return jr_fail(err, -r, "epoll_wait");
+        }
+        jlog_msg(d, LOG_NOTICE, NULL, "stopped");
+        return 0;
+}
+
+static int parse_args(int argc, char **argv, const char **config)
+{
+        static const struct option longopts[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                { 0 },
+        };
+        int c;
+        while ((c = getopt_long(argc, argv, "c:hV", longopts, NULL)) != -1) {
+                if (c == 'c') {
+                        *config = optarg;
+                } else if (c == 'h') {
+                        fputs(usage_text, stdout);
+                        return 0;
+                } else if (c == 'V') {
+                        printf("jaild %s\n", PACKAGE_VERSION);
+                        return 0;
+                } else {
+                        fputs(usage_text, stderr);
+                        return EXIT_USAGE;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "jaild: unexpected argument %s\n%s", argv[optind], usage_text);
+                return EXIT_USAGE;
+        }
+        return -1;
+}
+
+int main(int argc, char **argv)
+{
+        struct jaild d = { .sigfd = -1, .sig = WATCH_INIT, .status = TIMER_INIT };
+        int r = parse_args(argc, argv, &d.cfg_path);
+        if (r >= 0)
+                return r;
+        struct jr_err err = { 0 };
+        if (jaild_config_load(d.cfg_path, &d.cfg, &err) < 0) {
+                fprintf(stderr, "jaild: %s\n", err.msg);
+                return EXIT_USAGE;
+        }
+        if (geteuid() != 0) {
+                fprintf(stderr, "jaild: must run as root (it creates namespaces, id maps and cgroups)\n");
+                jaild_config_free(d.cfg);
+                return EXIT_SETUP;
+        }
+        sigset_t set;
+        sigemptyset(&set);
+        int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+        for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
+                sigaddset(&set, sigs[i]);
+        sigprocmask(SIG_BLOCK, &set, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        jlog_init(&d.log, &(struct jlog_cfg){ .target = JLOG_AUTO, .level = (int)d.cfg->log_level, .fd = STDERR_FILENO });
+        clock_gettime(CLOCK_MONOTONIC, &d.started);
+        d.errors = json_object();
+        _cleanup_close_ int lock = lock_instance(d.cfg->socket_path, &err);
+        r = lock < 0 ? lock : prepare(&d, &err);
+        if (r >= 0)
+                r = serve(&d, &set, &err);
+        if (r < 0)
+                jlog_msg(&d, LOG_ERR, NULL, "%s", err.msg);
+        api_close(d.api);
+        timer_close(&d.status);
+        workers_free(&d);
+        registry_close(d.reg);
+        loop_unwatch(&d.sig);
+        closep(&d.sigfd);
+        if (d.loop.epfd > 0)
+                loop_close(&d.loop);
+        json_decref(d.errors);
+        jlog_free(&d.log, 1000);
+        jaild_config_free(d.cfg);
+        return r < 0 ? EXIT_SETUP : 0;
+}

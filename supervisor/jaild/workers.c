@@ -1,0 +1,780 @@
+/* jaild's workers: a registry row and, while it runs, an engine job that
+ * ticks on its schedule (or when asked), restarts its jails, reloads its
+ * source, and keeps its log in a ring that GET .../logs reads. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/fdio.h"
+#include "supervisor/jaild/daemon.h"
+
+/* What a worker's job ending leads to. */
+enum after { AFTER_NOTHING, AFTER_PAUSE, AFTER_DELETE, AFTER_RESTART };
+
+struct tickwait {
+        struct tickwait *next;
+        struct worker *w;
+        struct api_call *call;
+        unsigned id;
+};
+
+struct follower {
+        struct follower *next;
+        struct worker *w;
+        struct api_call *call;
+};
+
+struct worker {
+        struct jaild *d;
+        struct worker *next;
+        struct registry_worker row;
+        char script[PATH_MAX];
+        char wsdir[PATH_MAX];
+        char job_id[REGISTRY_ID_LEN + 24];
+        char *policy_json;
+        struct job_opts o;
+        struct job_result res;
+        struct job *job;
+        struct sink sink;
+        char *lines[WORKER_LOG_LINES];
+        size_t head, nlines;
+        char partial[WORKER_LOG_LINE_MAX];
+        size_t plen;
+        int pcut;
+        struct follower *followers;
+        struct tickwait *ticks;
+        struct api_call *stop_call;   /* a pause or delete waiting for the job's end */
+        enum after after;
+        json_t *last_end;             /* the last job's result, as jailrun --json gives it */
+        char error[512];              /* why it does not run, when it cannot */
+        unsigned runs;
+};
+
+static const struct api_field schedule_fields[] = {
+        { "interval", API_NUMBER },
+        { "tick_timeout", API_NUMBER },
+        { NULL, 0 },
+};
+
+/* --- the log ring ------------------------------------------------------- */
+
+static void follower_cancel(void *data)
+{
+        struct follower *f = data;
+        for (struct follower **p = &f->w->followers; *p; p = &(*p)->next)
+                if (*p == f) {
+                        *p = f->next;
+                        break;
+                }
+        free(f);
+}
+
+/* One line of the job's output (a JSON object: a log entry, a note, raw
+ * output), kept and sent to those following. */
+static void add_line(struct worker *w, const char *line, size_t len)
+{
+        char *copy = strndup(line, len);
+        if (!copy)
+                return;  /* a log line, not state: dropped */
+        size_t at = (w->head + w->nlines) % WORKER_LOG_LINES;
+        if (w->nlines == WORKER_LOG_LINES) {
+                free(w->lines[w->head]);
+                w->head = (w->head + 1) % WORKER_LOG_LINES;
+        } else {
+                w->nlines++;
+        }
+        w->lines[at] = copy;
+        json_t *v = json_loadb(line, len, 0, NULL);
+        if (v)
+                jlog_msg(w->d, LOG_INFO, w->row.name, "%s",
+                         json_string_value(json_object_get(v, "message")) ?: copy);
+        for (struct follower *f = w->followers, *next; f; f = next) {
+                next = f->next;
+                if (v && api_stream_line(f->call, json_incref(v)) == -ENOBUFS) {
+                        api_stream_end(f->call);  /* it lags a whole buffer behind: it can ask again */
+                        follower_cancel(f);
+                }
+        }
+        json_decref(v);
+}
+
+static void on_output(void *data, const char *buf, size_t len)
+{
+        struct worker *w = data;
+        for (size_t i = 0; i < len; i++) {
+                if (buf[i] == '\n') {
+                        add_line(w, w->partial, w->plen);
+                        w->plen = 0;
+                        w->pcut = 0;
+                } else if (w->plen < sizeof w->partial) {
+                        w->partial[w->plen++] = buf[i];
+                } else {
+                        w->pcut = 1;  /* ours are JSON lines; one this long is cut and kept as far as it goes */
+                }
+        }
+}
+
+/* --- start and end ----------------------------------------------------- */
+
+static void answer_ticks(struct worker *w, unsigned id, int ok, const char *etype, const char *emsg, double s)
+{
+        for (struct tickwait **p = &w->ticks; *p;) {
+                struct tickwait *t = *p;
+                if (id && t->id != id) {
+                        p = &t->next;
+                        continue;
+                }
+                *p = t->next;
+                if (!id)
+                        api_reply_error(t->call, 409, "WorkerStopped", "the worker stopped before the tick returned");
+                else
+                        api_reply(t->call, 200, json_pack("{s:I, s:b, s:o, s:f}", "tick", (json_int_t)id, "ok", ok,
+                                                          "error", ok ? json_null()
+                                                                      : json_pack("{s:o, s:o}", "type", jr_json_text(etype),
+                                                                                  "message", jr_json_text(emsg)),
+                                                          "seconds", s));
+                free(t);
+        }
+}
+
+static void on_tick(void *data, unsigned id, int ok, const char *etype, const char *emsg, double seconds)
+{
+        struct worker *w = data;
+        struct jaild *d = w->d;
+        if (ok) {
+                d->ticks_ok++;
+        } else {
+                d->ticks_failed++;
+                count_error(d, etype);
+        }
+        hist_add(&d->tick_s, seconds);
+        answer_ticks(w, id, ok, etype, emsg, seconds);
+}
+
+static void free_opts(struct worker *w)
+{
+        json_decref((json_t *)w->o.broker.adapters);
+        w->o.broker.adapters = NULL;
+        free(w->policy_json);
+        w->policy_json = NULL;
+}
+
+/* The job's options from the row: its profile and policy, its schedule. */
+static int worker_opts(struct worker *w, char *msg, size_t size)
+{
+        struct jaild *d = w->d;
+        _cleanup_(json_decrefp) json_t *pol = json_loads(w->row.policy, 0, NULL);
+        _cleanup_(json_decrefp) json_t *sched = json_loads(w->row.schedule, 0, NULL);
+        free_opts(w);
+        w->o = (struct job_opts){ 0 };
+        int r = build_opts(d, &w->o, w->row.profile, pol, &w->policy_json, msg, size);
+        if (r < 0)
+                return r;
+        if (w->o.entry != JAIL_ENTRY_TICKS) {
+                snprintf(msg, size, "profile: workers run profile worker (tick(ctx)); %s is for POST /v1/jobs",
+                         w->o.profile_name);
+                return -EINVAL;
+        }
+        double interval = json_number_value(json_object_get(sched, "interval"));
+        double tick_timeout = json_number_value(json_object_get(sched, "tick_timeout"));
+        w->o.policy_json = w->policy_json;
+        w->o.script_path = w->script;
+        w->o.forever = 1;
+        w->o.manual = interval <= 0;
+        w->o.interval_s = interval > 0 ? interval : 1e9;  /* manual: ticks when asked */
+        if (tick_timeout > 0)
+                w->o.tick_timeout_s = tick_timeout;
+        w->o.timeout_s = 0;  /* a worker lives until stopped */
+        w->o.broker.ns = w->row.name;
+        w->o.broker.files.root = w->wsdir;
+        w->o.on_tick = on_tick;
+        w->o.tick_data = w;
+        w->o.job_id = w->job_id;
+        return 0;
+}
+
+static void worker_ended(struct job *j, void *data);
+
+static void worker_start(struct worker *w)
+{
+        w->error[0] = '\0';
+        if (worker_opts(w, w->error, sizeof w->error) < 0) {
+                jlog_msg(w->d, LOG_ERR, w->row.name, "cannot start: %s", w->error);
+                return;
+        }
+        snprintf(w->job_id, sizeof w->job_id, "%s-%u", w->row.id, ++w->runs);
+        outq_init_fn(&w->sink.out, on_output, w);
+        outq_init_fn(&w->sink.err, on_output, w);
+        if (job_start(&w->d->loop, &w->o, &w->sink, &w->res, worker_ended, w, &w->job) < 0) {
+                w->job = NULL;
+                snprintf(w->error, sizeof w->error, "%.500s", w->res.emsg[0] ? w->res.emsg : "the job did not start");
+                jlog_msg(w->d, LOG_ERR, w->row.name, "cannot start: %s", w->error);
+        }
+}
+
+static void close_followers(struct worker *w)
+{
+        while (w->followers) {
+                struct follower *f = w->followers;
+                api_stream_end(f->call);
+                w->followers = f->next;
+                free(f);
+        }
+}
+
+static void worker_free(struct worker *w)
+{
+        answer_ticks(w, 0, 0, NULL, NULL, 0);
+        close_followers(w);
+        for (size_t i = 0; i < w->nlines; i++)
+                free(w->lines[(w->head + i) % WORKER_LOG_LINES]);
+        outq_free(&w->sink.out);
+        outq_free(&w->sink.err);
+        free_opts(w);
+        json_decref(w->last_end);
+        registry_worker_clear(&w->row);
+        free(w);
+}
+
+static void unlink_worker(struct worker *w)
+{
+        for (struct worker **p = &w->d->workers; *p; p = &(*p)->next)
+                if (*p == w) {
+                        *p = w->next;
+                        break;
+                }
+}
+
+static json_t *worker_json(struct worker *w);
+
+static void worker_ended(struct job *j, void *data)
+{
+        struct worker *w = data;
+        struct jaild *d = w->d;
+        outq_flush_some(&w->sink.out);
+        outq_flush_some(&w->sink.err);
+        if (w->res.setup_us > 0)
+                hist_add(&d->spawn_s, (double)w->res.setup_us / 1e6);
+        json_decref(w->last_end);
+        w->last_end = job_result_json(&w->o, &w->res);
+        job_free(j);
+        w->job = NULL;
+        answer_ticks(w, 0, 0, NULL, NULL, 0);
+        enum after after = w->after;
+        w->after = AFTER_NOTHING;
+        struct api_call *c = w->stop_call;
+        w->stop_call = NULL;
+        if (after == AFTER_DELETE) {
+                struct jr_err err = { 0 };
+                int r = registry_delete(d->reg, w->row.id, &err);
+                if (r < 0 && c)
+                        api_reply_error(c, 500, "InternalError", "%s", err.msg);
+                else if (c)
+                        api_reply(c, 200, json_pack("{s:s, s:s}", "id", w->row.id, "state", "deleted"));
+                unlink(w->script);
+                unlink_worker(w);
+                worker_free(w);
+                return maybe_done(d);
+        }
+        if (after == AFTER_RESTART && !d->draining)
+                worker_start(w);
+        else if (after != AFTER_PAUSE && !d->draining)
+                jlog_msg(d, LOG_WARNING, w->row.name, "stopped: %s: %s", w->res.etype, w->res.emsg);
+        if (c)
+                api_reply(c, 200, worker_json(w));
+        maybe_done(d);
+}
+
+static void stop_call_cancel(void *data)
+{
+        struct worker *w = data;
+        w->stop_call = NULL;  /* the client went away; the stop goes on */
+}
+
+/* Ends the worker's job: gently (the tick in flight finishes) or at once;
+ * c, if any, is answered when it has ended. */
+static void worker_stop(struct worker *w, enum after after, struct api_call *c, int now)
+{
+        w->after = after;
+        w->stop_call = c;
+        if (c)
+                api_call_on_cancel(c, stop_call_cancel, w);
+        job_signal(w->job, now ? SIGQUIT : SIGTERM);
+}
+
+/* --- the API ----------------------------------------------------------- */
+
+static const char *worker_state(const struct worker *w)
+{
+        if (!w->job)
+                return w->row.paused ? "paused" : "stopped";
+        if (w->after != AFTER_NOTHING)
+                return "stopping";
+        static const char *const words[] = { [JOB_STARTING] = "starting", [JOB_IDLE] = "idle", [JOB_BUSY] = "busy",
+                                             [JOB_WAITING] = "restarting", [JOB_ENDED] = "stopping" };
+        return words[job_phase(w->job)];
+}
+
+static json_t *worker_json(struct worker *w)
+{
+        struct cg_stats u = { -1, -1, -1, -1, -1, -1 };
+        if (w->job)
+                job_usage(w->job, &u);
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:b, s:I, s:o, s:o, s:I, s:I}", "id", w->row.id, "name", w->row.name,
+                              "profile", w->row.profile, "state", worker_state(w), "paused", w->row.paused,
+                              "generation", (json_int_t)w->row.generation, "schedule",
+                              json_loads(w->row.schedule, 0, NULL), "policy", json_loads(w->row.policy, 0, NULL),
+                              "created_ms", (json_int_t)w->row.created_ms, "updated_ms", (json_int_t)w->row.updated_ms);
+        if (!o)
+                return NULL;
+        json_object_set_new(o, "stats", json_pack("{s:I, s:I, s:I, s:I, s:I}", "ticks", (json_int_t)w->res.ticks_done,
+                                                  "ticks_failed", (json_int_t)w->res.ticks_failed, "restarts",
+                                                  (json_int_t)w->res.restarts, "reloads", (json_int_t)w->res.reloads,
+                                                  "reloads_failed", (json_int_t)w->res.reloads_failed));
+        json_t *usage = json_object();
+        if (u.peak_memory_bytes >= 0)
+                json_object_set_new(usage, "peak_memory_bytes", json_integer(u.peak_memory_bytes));
+        if (u.cpu_user_us >= 0 && u.cpu_system_us >= 0)
+                json_object_set_new(usage, "cpu_us", json_integer(u.cpu_user_us + u.cpu_system_us));
+        json_object_set_new(o, "usage", usage);
+        if (w->error[0])
+                json_object_set_new(o, "error", jr_json_text(w->error));
+        if (w->last_end)
+                json_object_set(o, "last_end", w->last_end);
+        return o;
+}
+
+static struct worker *find(struct jaild *d, const char *id)
+{
+        for (struct worker *w = d->workers; w; w = w->next)
+                if (strcmp(w->row.id, id) == 0 || strcmp(w->row.name, id) == 0)
+                        return w;
+        return NULL;
+}
+
+static struct worker *find_or_404(struct jaild *d, struct api_call *c, const char *id)
+{
+        struct worker *w = find(d, id);
+        if (!w)
+                api_reply_error(c, 404, "NotFound", "no worker %s", id);
+        return w;
+}
+
+/* The script the engine reads: written whole, then renamed over. */
+static int write_script(struct worker *w, char *msg, size_t size)
+{
+        char tmp[PATH_MAX + 8];
+        snprintf(tmp, sizeof tmp, "%s.new", w->script);
+        _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        int r = fd < 0 ? -errno : jr_write_all(fd, w->row.source, w->row.source_len);
+        if (r == 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r == 0 && rename(tmp, w->script) < 0)
+                r = -errno;
+        if (r < 0) {
+                unlink(tmp);
+                snprintf(msg, size, "write %.300s: %s", w->script, strerror(-r));
+        }
+        return r;
+}
+
+static struct worker *worker_new(struct jaild *d, const char *id, char *msg, size_t size)
+{
+        struct jr_err err = { 0 };
+        struct worker *w = calloc(1, sizeof *w);
+        if (!w) {
+                snprintf(msg, size, "out of memory");
+                return NULL;
+        }
+        w->d = d;
+        if (registry_get(d->reg, id, &w->row, &err) < 0) {
+                snprintf(msg, size, "%s", err.msg);
+                free(w);
+                return NULL;
+        }
+        if (jr_snprintf(w->script, sizeof w->script, "%s/%s.py", d->scripts, w->row.id) < 0 ||
+            jr_snprintf(w->wsdir, sizeof w->wsdir, "%s/%s", d->cfg->workspace_root, w->row.name) < 0) {
+                snprintf(msg, size, "the worker's paths are too long");
+                worker_free(w);
+                return NULL;
+        }
+        if (write_script(w, msg, size) < 0) {
+                worker_free(w);
+                return NULL;
+        }
+        w->next = d->workers;
+        d->workers = w;
+        return w;
+}
+
+static const struct api_field create_fields[] = {
+        { "name", API_STRING | API_REQUIRED }, { "source", API_STRING | API_REQUIRED }, { "profile", API_STRING },
+        { "policy", API_OBJECT },              { "schedule", API_OBJECT },               { NULL, 0 },
+};
+
+/* The policy and schedule a worker would run with, checked before it is stored. */
+static int check_spec(struct jaild *d, struct api_call *c, const char *profile, const json_t *policy,
+                      const json_t *schedule)
+{
+        char msg[1024];
+        if (schedule && api_call_check(c, schedule, schedule_fields, "schedule") < 0)
+                return -EINVAL;
+        const char *keys[] = { "interval", "tick_timeout" };
+        for (size_t i = 0; schedule && i < ELEMENTSOF(keys); i++) {
+                json_t *v = json_object_get(schedule, keys[i]);
+                if (v && !(json_number_value(v) > 0 && json_number_value(v) <= 86400)) {
+                        api_reply_error(c, 400, "ValueError", "schedule.%s: seconds from above 0 to 86400", keys[i]);
+                        return -EINVAL;
+                }
+        }
+        struct job_opts o = { 0 };
+        char *text = NULL;
+        int r = build_opts(d, &o, profile, policy, &text, msg, sizeof msg);
+        json_decref((json_t *)o.broker.adapters);
+        free(text);
+        if (r == 0 && o.entry != JAIL_ENTRY_TICKS) {
+                snprintf(msg, sizeof msg, "profile: workers run profile worker; %s is for POST /v1/jobs", o.profile_name);
+                r = -EINVAL;
+        }
+        if (r < 0)
+                api_reply_error(c, 400, "ValueError", "%s", msg);
+        return r;
+}
+
+void api_worker_create(void *data, struct api_call *c, json_t *spec)
+{
+        struct jaild *d = data;
+        if (d->draining)
+                return api_reply_error(c, 503, "ShuttingDown", "jaild is stopping");
+        if (api_call_check(c, spec, create_fields, NULL) < 0)
+                return;
+        const char *name = json_string_value(json_object_get(spec, "name"));
+        const char *profile = json_string_value(json_object_get(spec, "profile")) ?: "worker";
+        json_t *policy = json_object_get(spec, "policy"), *schedule = json_object_get(spec, "schedule");
+        if (!job_valid_name(name))
+                return api_reply_error(c, 400, "ValueError", "name: 1 to 64 of A-Z a-z 0-9 . _ -, not starting with .");
+        if (check_spec(d, c, profile, policy, schedule) < 0)
+                return;
+        _cleanup_free_ char *ptext = json_dumps(policy ? policy : json_object(), JSON_COMPACT | JSON_SORT_KEYS);
+        _cleanup_free_ char *stext = schedule ? json_dumps(schedule, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
+        json_t *src = json_object_get(spec, "source");
+        struct registry_new n = { .name = name, .profile = profile, .source = json_string_value(src),
+                                  .source_len = json_string_length(src), .policy = ptext, .schedule = stext };
+        struct registry_worker row = { 0 };
+        struct jr_err err = { 0 };
+        int r = ptext && stext ? registry_add(d->reg, &n, &row, &err) : -ENOMEM;
+        if (r == -EEXIST)
+                return api_reply_error(c, 409, "Conflict", "a worker named %s exists", name);
+        if (r < 0)
+                return api_reply_error(c, r == -EINVAL ? 400 : 500, r == -EINVAL ? "ValueError" : "InternalError", "%s",
+                                       err.msg[0] ? err.msg : strerror(-r));
+        char msg[512];
+        struct worker *w = worker_new(d, row.id, msg, sizeof msg);
+        registry_worker_clear(&row);
+        if (!w)
+                return api_reply_error(c, 500, "InternalError", "%s", msg);
+        jlog_msg(d, LOG_NOTICE, w->row.name, "created (%s)", w->row.id);
+        worker_start(w);
+        api_reply(c, 201, worker_json(w));
+}
+
+void api_worker_list(void *data, struct api_call *c)
+{
+        struct jaild *d = data;
+        json_t *all = json_array();
+        for (struct worker *w = d->workers; all && w; w = w->next)
+                json_array_append_new(all, worker_json(w));
+        api_reply(c, 200, json_pack("{s:o}", "workers", all));
+}
+
+void api_worker_get(void *data, struct api_call *c, const char *id)
+{
+        struct worker *w = find_or_404(data, c, id);
+        if (w)
+                api_reply(c, 200, worker_json(w));
+}
+
+static const struct api_field update_fields[] = {
+        { "source", API_STRING }, { "policy", API_OBJECT }, { "schedule", API_OBJECT },
+        { "name", API_STRING },   { "profile", API_STRING }, { NULL, 0 },
+};
+
+/* A new source: stored (its generation goes up), and the running job
+ * reloads it (as SIGHUP does jailrun's: the last that loaded runs on if
+ * it does not load). */
+static int update_source(struct worker *w, struct api_call *c, json_t *src)
+{
+        struct jr_err err = { 0 };
+        char msg[512];
+        int64_t gen;
+        int r = registry_set_source(w->d->reg, w->row.id, json_string_value(src), json_string_length(src), &gen, &err);
+        if (r < 0) {
+                api_reply_error(c, r == -EINVAL ? 400 : 500, r == -EINVAL ? "ValueError" : "InternalError", "%s", err.msg);
+                return r;
+        }
+        struct registry_worker row = { 0 };
+        if (registry_get(w->d->reg, w->row.id, &row, &err) < 0) {
+                api_reply_error(c, 500, "InternalError", "%s", err.msg);
+                return -EIO;
+        }
+        registry_worker_clear(&w->row);
+        w->row = row;
+        if (write_script(w, msg, sizeof msg) < 0) {
+                api_reply_error(c, 500, "InternalError", "%s", msg);
+                return -EIO;
+        }
+        if (w->job && w->after == AFTER_NOTHING)
+                job_signal(w->job, SIGHUP);
+        return 0;
+}
+
+/* A new policy or schedule: stored, and the job restarted with it once its
+ * tick in flight returns. */
+static int update_settings(struct worker *w, struct api_call *c, json_t *policy, json_t *schedule)
+{
+        struct jr_err err = { 0 };
+        _cleanup_(json_decrefp) json_t *old = policy ? NULL : json_loads(w->row.policy, 0, NULL);
+        if (check_spec(w->d, c, w->row.profile, policy ? policy : old, schedule) < 0)
+                return -EINVAL;
+        _cleanup_free_ char *p = policy ? json_dumps(policy, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        _cleanup_free_ char *s = schedule ? json_dumps(schedule, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        int r = 0;
+        if ((policy && !p) || (schedule && !s))
+                r = -ENOMEM;
+        if (r == 0 && p)
+                r = registry_set_policy(w->d->reg, w->row.id, p, &err);
+        if (r == 0 && s)
+                r = registry_set_schedule(w->d->reg, w->row.id, s, &err);
+        struct registry_worker row = { 0 };
+        if (r == 0)
+                r = registry_get(w->d->reg, w->row.id, &row, &err);
+        if (r < 0) {
+                api_reply_error(c, 500, "InternalError", "%s", err.msg[0] ? err.msg : strerror(-r));
+                return r;
+        }
+        registry_worker_clear(&w->row);
+        w->row = row;
+        if (w->job && w->after == AFTER_NOTHING)
+                worker_stop(w, AFTER_RESTART, NULL, 0);
+        return 0;
+}
+
+void api_worker_update(void *data, struct api_call *c, const char *id, json_t *changes)
+{
+        struct worker *w = find_or_404(data, c, id);
+        if (!w || api_call_check(c, changes, update_fields, NULL) < 0)
+                return;
+        const char *name = json_string_value(json_object_get(changes, "name"));
+        const char *profile = json_string_value(json_object_get(changes, "profile"));
+        if ((name && strcmp(name, w->row.name) != 0) || (profile && strcmp(profile, w->row.profile) != 0))
+                return api_reply_error(c, 400, "ValueError", "%s: a worker's %s stays; create another worker",
+                                       name ? "name" : "profile", name ? "name" : "profile");
+        if (w->after == AFTER_DELETE)
+                return api_reply_error(c, 409, "Conflict", "the worker is being deleted");
+        json_t *policy = json_object_get(changes, "policy"), *schedule = json_object_get(changes, "schedule");
+        if ((policy || schedule) && update_settings(w, c, policy, schedule) < 0)
+                return;
+        json_t *src = json_object_get(changes, "source");
+        if (src && update_source(w, c, src) < 0)
+                return;
+        api_reply(c, 200, worker_json(w));
+}
+
+void api_worker_delete(void *data, struct api_call *c, const char *id)
+{
+        struct worker *w = find_or_404(data, c, id);
+        if (!w)
+                return;
+        if (w->stop_call)
+                return api_reply_error(c, 409, "Conflict", "the worker is being stopped");
+        if (w->job)
+                return worker_stop(w, AFTER_DELETE, c, 1);
+        struct jr_err err = { 0 };
+        if (registry_delete(w->d->reg, w->row.id, &err) < 0)
+                return api_reply_error(c, 500, "InternalError", "%s", err.msg);
+        api_reply(c, 200, json_pack("{s:s, s:s}", "id", w->row.id, "state", "deleted"));
+        unlink(w->script);
+        unlink_worker(w);
+        worker_free(w);
+}
+
+static void tick_cancel(void *data)
+{
+        struct tickwait *t = data;
+        for (struct tickwait **p = &t->w->ticks; *p; p = &(*p)->next)
+                if (*p == t) {
+                        *p = t->next;
+                        break;
+                }
+        free(t);
+}
+
+void api_worker_tick(void *data, struct api_call *c, const char *id)
+{
+        struct worker *w = find_or_404(data, c, id);
+        if (!w)
+                return;
+        if (!w->job || w->after != AFTER_NOTHING)
+                return api_reply_error(c, 409, "WorkerStopped", "the worker is %s", worker_state(w));
+        struct tickwait *t = calloc(1, sizeof *t);
+        if (!t)
+                return api_reply_error(c, 500, "InternalError", "out of memory");
+        int r = job_tick(w->job);
+        if (r < 0) {
+                free(t);
+                return api_reply_error(c, 409, "WorkerBusy", "the worker is %s; a tick can start once it is idle",
+                                       worker_state(w));
+        }
+        *t = (struct tickwait){ .next = w->ticks, .w = w, .call = c, .id = (unsigned)r };
+        w->ticks = t;
+        api_call_on_cancel(c, tick_cancel, t);
+}
+
+void api_worker_pause(void *data, struct api_call *c, const char *id)
+{
+        struct worker *w = find_or_404(data, c, id);
+        struct jr_err err = { 0 };
+        if (!w)
+                return;
+        if (w->stop_call)
+                return api_reply_error(c, 409, "Conflict", "the worker is being stopped");
+        if (!w->row.paused && registry_set_paused(w->d->reg, w->row.id, 1, &err) < 0)
+                return api_reply_error(c, 500, "InternalError", "%s", err.msg);
+        w->row.paused = 1;
+        if (w->job)
+                return worker_stop(w, AFTER_PAUSE, c, 0);
+        api_reply(c, 200, worker_json(w));
+}
+
+void api_worker_resume(void *data, struct api_call *c, const char *id)
+{
+        struct worker *w = find_or_404(data, c, id);
+        struct jr_err err = { 0 };
+        if (!w)
+                return;
+        if (w->d->draining)
+                return api_reply_error(c, 503, "ShuttingDown", "jaild is stopping");
+        if (w->stop_call)
+                return api_reply_error(c, 409, "Conflict", "the worker is being stopped");
+        if (w->row.paused && registry_set_paused(w->d->reg, w->row.id, 0, &err) < 0)
+                return api_reply_error(c, 500, "InternalError", "%s", err.msg);
+        w->row.paused = 0;
+        if (!w->job)
+                worker_start(w);
+        else if (w->after == AFTER_PAUSE)
+                w->after = AFTER_RESTART;  /* it stops, then starts again */
+        api_reply(c, 200, worker_json(w));
+}
+
+void api_worker_logs(void *data, struct api_call *c, const char *id, int follow)
+{
+        struct worker *w = find_or_404(data, c, id);
+        if (!w || api_stream_begin(c, 200) < 0)
+                return;
+        for (size_t i = 0; i < w->nlines; i++) {
+                json_t *v = json_loads(w->lines[(w->head + i) % WORKER_LOG_LINES], 0, NULL);
+                if (v && api_stream_line(c, v) == -ENOBUFS)
+                        break;
+        }
+        struct follower *f = follow ? calloc(1, sizeof *f) : NULL;
+        if (!f)
+                return api_stream_end(c);
+        *f = (struct follower){ .next = w->followers, .w = w, .call = c };
+        w->followers = f;
+        api_call_on_cancel(c, follower_cancel, f);
+}
+
+/* --- the daemon's side -------------------------------------------------- */
+
+static int load_one(const struct registry_worker *row, void *ctx)
+{
+        struct jaild *d = ctx;
+        char msg[512];
+        struct worker *w = worker_new(d, row->id, msg, sizeof msg);
+        if (!w) {
+                jlog_msg(d, LOG_ERR, row->name, "not loaded: %s", msg);
+                return 0;
+        }
+        if (!w->row.paused)
+                worker_start(w);
+        return 0;
+}
+
+int workers_load(struct jaild *d)
+{
+        struct jr_err err = { 0 };
+        int r = registry_list(d->reg, load_one, d, &err);
+        if (r < 0)
+                jlog_msg(d, LOG_ERR, NULL, "the registry: %s", err.msg);
+        return r < 0 ? r : 0;
+}
+
+void workers_drain(struct jaild *d)
+{
+        for (struct worker *w = d->workers; w; w = w->next)
+                if (w->job)
+                        job_signal(w->job, d->draining > 1 ? SIGQUIT : SIGTERM);
+}
+
+void workers_free(struct jaild *d)
+{
+        while (d->workers) {
+                struct worker *w = d->workers;
+                d->workers = w->next;
+                if (w->job) {
+                        job_free(w->job);  /* ends what runs: nothing outlives the daemon */
+                        w->job = NULL;
+                }
+                worker_free(w);
+        }
+}
+
+size_t workers_count(const struct jaild *d)
+{
+        size_t n = 0;
+        for (const struct worker *w = d->workers; w; w = w->next)
+                n++;
+        return n;
+}
+
+size_t workers_running(const struct jaild *d)
+{
+        size_t n = 0;
+        for (const struct worker *w = d->workers; w; w = w->next)
+                n += w->job != NULL;
+        return n;
+}
+
+void workers_metrics(struct jaild *d, FILE *f)
+{
+        static const char *const states[] = { "starting", "idle", "busy", "restarting", "stopping", "paused", "stopped" };
+        size_t count[ELEMENTSOF(states)] = { 0 };
+        for (struct worker *w = d->workers; w; w = w->next)
+                for (size_t i = 0; i < ELEMENTSOF(states); i++)
+                        if (strcmp(worker_state(w), states[i]) == 0)
+                                count[i]++;
+        fputs("# HELP jaild_workers Workers by state.\n# TYPE jaild_workers gauge\n", f);
+        for (size_t i = 0; i < ELEMENTSOF(states); i++)
+                fprintf(f, "jaild_workers{state=\"%s\"} %zu\n", states[i], count[i]);
+        fputs("# HELP jaild_worker_memory_peak_bytes A running worker's peak memory (its cgroup).\n"
+              "# TYPE jaild_worker_memory_peak_bytes gauge\n", f);
+        struct cg_stats u[1];
+        for (struct worker *w = d->workers; w; w = w->next)
+                if (w->job && (job_usage(w->job, u), u->peak_memory_bytes >= 0))
+                        fprintf(f, "jaild_worker_memory_peak_bytes{worker=\"%s\"} %lld\n", w->row.name,
+                                (long long)u->peak_memory_bytes);
+        fputs("# HELP jaild_worker_cpu_seconds_total A running worker's CPU (its cgroup).\n"
+              "# TYPE jaild_worker_cpu_seconds_total counter\n", f);
+        for (struct worker *w = d->workers; w; w = w->next)
+                if (w->job && (job_usage(w->job, u), u->cpu_user_us >= 0 && u->cpu_system_us >= 0))
+                        fprintf(f, "jaild_worker_cpu_seconds_total{worker=\"%s\"} %.6f\n", w->row.name,
+                                (double)(u->cpu_user_us + u->cpu_system_us) / 1e6);
+}

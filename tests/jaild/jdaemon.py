@@ -1,0 +1,125 @@
+"""A jaild for a test: its own socket, registry, state, workspaces and
+cgroup parent in a fresh directory, started and stopped by the test, and a
+client for its API over the unix socket (httpx, and curl where the test
+wants the real command line)."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import httpx
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.normpath(os.path.join(HERE, "..", ".."))
+JAILD = os.environ.get("JAILD") or os.path.join(TOP, "supervisor", "jaild", "jaild")
+CGROUP_PARENT = "jaild-test"
+
+
+def cgroup_dirs(parent=CGROUP_PARENT):
+    """The parent's directory in each cgroup hierarchy of this host."""
+    out = []
+    for root in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/cpu",
+                 "/sys/fs/cgroup"):
+        d = os.path.join(root, parent)
+        if os.path.isdir(d) and os.path.realpath(d) not in [os.path.realpath(x) for x in out]:
+            out.append(d)
+    return out
+
+
+def job_groups(parent=CGROUP_PARENT):
+    """Job groups under the parent, in any hierarchy."""
+    return sorted({e for d in cgroup_dirs(parent) for e in os.listdir(d) if e.startswith("job-")})
+
+
+class Jaild:
+    def __init__(self, **config):
+        self.dir = tempfile.mkdtemp(prefix="jd-", dir="/tmp")
+        os.chmod(self.dir, 0o755)
+        self.socket = os.path.join(self.dir, "jaild.sock")
+        self.config = {
+            "socket": {"path": self.socket, "mode": "0666"},
+            "cgroup_parent": CGROUP_PARENT,
+            "state": {"backend": "sqlite", "sqlite": {"path": os.path.join(self.dir, "state.sqlite")}},
+            "workspace_root": os.path.join(self.dir, "ws"),
+            "registry": os.path.join(self.dir, "reg", "registry.db"),
+            "log_level": "info",
+        }
+        self.config.update(config)
+        self.config_path = os.path.join(self.dir, "jaild.json")
+        with open(self.config_path, "w") as f:
+            json.dump(self.config, f)
+        self.proc = None
+        self.log_path = os.path.join(self.dir, "jaild.log")
+
+    def start(self, wait=30):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([JAILD, "--config", self.config_path], stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("jaild exited with %s:\n%s" % (self.proc.returncode, self.logs()))
+            try:
+                if self.get("/v1/health").status_code == 200:
+                    return self
+            except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError):
+                pass
+            time.sleep(0.05)
+        raise AssertionError("jaild did not answer within %s s:\n%s" % (wait, self.logs()))
+
+    def logs(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def client(self, timeout=60):
+        return httpx.Client(transport=httpx.HTTPTransport(uds=self.socket), base_url="http://jaild", timeout=timeout)
+
+    def request(self, method, path, **kw):
+        with self.client(kw.pop("timeout", 60)) as c:
+            return c.request(method, path, **kw)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", path, json=body, **kw)
+
+    def curl(self, *args, user=None):
+        """The real curl against the socket: (status, body)."""
+        cmd = ["curl", "-sS", "--unix-socket", self.socket, "-o", "-", "-w", "\n%{http_code}", *args]
+        if user is not None:
+            cmd = ["setpriv", "--reuid=%d" % user, "--regid=%d" % user, "--clear-groups"] + cmd
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        body, _, status = p.stdout.rpartition("\n")
+        return int(status), body
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise
+        if self.proc:
+            self.log.close()
+        return self.proc.returncode if self.proc else None
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+
+    def cleanup(self):
+        self.stop(signal.SIGQUIT)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def worker_spec(name, source, **kw):
+    spec = {"name": name, "source": source}
+    spec.update(kw)
+    return spec

@@ -1,0 +1,286 @@
+"""jaild end to end: the real daemon, started by the test, driven with curl
+and httpx over its socket; workers with real jails, state in SQLite, the
+registry across restarts (clean and kill -9), the pool, draining."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import hostprobe  # noqa: E402
+from jdaemon import JAILD, Jaild, job_groups, worker_spec  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not os.path.exists(JAILD), reason="jaild is not built")
+
+COUNTER = """
+def tick(ctx):
+    n = ctx.state.get("n", 0) + 1
+    ctx.state.set("n", n)
+    ctx.log.info("tick %d" % n)
+"""
+
+
+@pytest.fixture
+def jd():
+    d = Jaild().start()
+    yield d
+    d.cleanup()
+    assert job_groups() == [], "cgroups left: %s" % job_groups()
+
+
+def create(jd, name, source=COUNTER, **kw):
+    r = jd.post("/v1/workers", worker_spec(name, source, **kw))
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def wait_state(jd, wid, states, limit=None):
+    deadline = time.monotonic() + (limit or hostprobe.slack(10))
+    while time.monotonic() < deadline:
+        w = jd.get("/v1/workers/%s" % wid).json()
+        if w["state"] in states:
+            return w
+        time.sleep(0.02)
+    raise AssertionError("worker %s stayed %s" % (wid, w["state"]))
+
+
+def tick(jd, wid):
+    r = jd.post("/v1/workers/%s/tick" % wid)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def logs(jd, wid):
+    r = jd.get("/v1/workers/%s/logs" % wid)
+    assert r.status_code == 200
+    return [json.loads(line) for line in r.text.splitlines() if line]
+
+
+def messages(jd, wid):
+    return [e.get("message") for e in logs(jd, wid) if e.get("type") == "log"]
+
+
+def test_health(jd):
+    status, body = jd.curl("http://jaild/v1/health")
+    assert status == 200
+    h = json.loads(body)
+    assert h["status"] == "ok" and h["workers"] == 0
+
+
+def test_worker_lifecycle_with_curl(jd):
+    spec = json.dumps(worker_spec("counter", COUNTER))
+    status, body = jd.curl("-X", "POST", "-H", "Content-Type: application/json", "--data-binary", spec,
+                           "http://jaild/v1/workers")
+    assert status == 201, body
+    w = json.loads(body)
+    assert w["name"] == "counter" and w["id"].startswith("w-") and w["generation"] == 1
+    wait_state(jd, w["id"], {"idle"})
+    for n in (1, 2):
+        status, body = jd.curl("-X", "POST", "http://jaild/v1/workers/%s/tick" % w["id"])
+        assert status == 200, body
+        assert json.loads(body)["ok"] is True
+    assert messages(jd, w["id"]) == ["tick 1", "tick 2"]
+    status, body = jd.curl("http://jaild/v1/workers")
+    assert [x["name"] for x in json.loads(body)["workers"]] == ["counter"]
+    got = jd.get("/v1/workers/counter").json()  # by name too
+    assert got["stats"]["ticks"] == 2 and got["state"] == "idle"
+    status, body = jd.curl("-X", "DELETE", "http://jaild/v1/workers/%s" % w["id"])
+    assert status == 200, body
+    assert jd.get("/v1/workers/%s" % w["id"]).status_code == 404
+    assert job_groups() == []
+
+
+def test_tick_error_is_reported(jd):
+    w = create(jd, "failing", "def tick(ctx):\n    raise ValueError('no')\n")
+    wait_state(jd, w["id"], {"idle"})
+    t = tick(jd, w["id"])
+    assert t["ok"] is False and t["error"]["type"] == "ValueError" and t["error"]["message"] == "no"
+    metrics = jd.get("/metrics").text
+    assert 'jaild_errors_total{type="ValueError"} 1' in metrics
+    assert 'jaild_ticks_total{result="error"} 1' in metrics
+
+
+def test_scheduled_worker_and_reload(jd):
+    w = create(jd, "sched", COUNTER, schedule={"interval": 0.2})
+    deadline = time.monotonic() + hostprobe.slack(10)
+    while len(messages(jd, w["id"])) < 3:
+        assert time.monotonic() < deadline, messages(jd, w["id"])
+        time.sleep(0.05)
+    r = jd.request("PATCH", "/v1/workers/%s" % w["id"],
+                   json={"source": COUNTER.replace('"tick %d"', '"reloaded %d"')})
+    assert r.status_code == 200 and r.json()["generation"] == 2
+    deadline = time.monotonic() + hostprobe.slack(10)
+    while not any(m.startswith("reloaded") for m in messages(jd, w["id"])):
+        assert time.monotonic() < deadline, logs(jd, w["id"])
+        time.sleep(0.05)
+    ms = messages(jd, w["id"])
+    n_before = int(ms[-1].split()[-1])  # state went on across the reload
+    assert n_before >= 4
+
+
+def test_pause_resume(jd):
+    w = create(jd, "pausing")
+    wait_state(jd, w["id"], {"idle"})
+    r = jd.post("/v1/workers/%s/pause" % w["id"])
+    assert r.status_code == 200 and r.json()["state"] == "paused", r.text
+    assert jd.post("/v1/workers/%s/tick" % w["id"]).json()["error"]["type"] == "WorkerStopped"
+    assert job_groups() == []
+    r = jd.post("/v1/workers/%s/resume" % w["id"])
+    assert r.status_code == 200
+    wait_state(jd, w["id"], {"idle"})
+    assert tick(jd, w["id"])["ok"]
+
+
+def test_bad_requests_leave_the_daemon_serving(jd):
+    cases = [
+        (("-X", "POST", "-H", "Content-Type: application/json", "--data-binary", "{not json"), 400),
+        (("-X", "POST", "-H", "Content-Type: application/json", "--data-binary",
+          json.dumps({"name": "x", "source": "", "colour": "red"})), 400),
+        (("-X", "POST", "-H", "Content-Type: application/json", "--data-binary",
+          json.dumps({"name": "../x", "source": "def tick(ctx): pass"})), 400),
+        (("-X", "POST", "-H", "Content-Type: application/json", "--data-binary",
+          json.dumps({"name": "x", "source": "def tick(ctx): pass", "policy": {"limits": {"memory": -1}}})), 400),
+        (("-X", "POST", "-H", "Content-Type: application/json", "--data-binary",
+          json.dumps({"name": "x", "source": "pass", "profile": "exec"})), 400),
+    ]
+    for args, want in cases:
+        status, body = jd.curl(*args, "http://jaild/v1/workers")
+        assert status == want, (args, body)
+        assert set(json.loads(body)["error"]) == {"type", "message"}
+    big = os.path.join(jd.dir, "big.json")
+    with open(big, "w") as f:
+        json.dump({"name": "big", "source": "#" * (3 << 20)}, f)
+    status, body = jd.curl("-X", "POST", "-H", "Content-Type: application/json", "--data-binary", "@" + big,
+                           "http://jaild/v1/workers")
+    assert status == 413, body
+    assert jd.get("/v1/health").json()["status"] == "ok"
+    assert jd.get("/v1/workers").json()["workers"] == []
+
+
+def test_unauthorised_peer_is_refused(jd):
+    status, body = jd.curl("http://jaild/v1/workers", user=65534)
+    assert status == 403, body
+    assert json.loads(body)["error"]["type"] == "PermissionError"
+    assert "refused" in jd.logs() or "65534" in jd.logs()
+
+
+def test_job_runs_a_script(jd):
+    r = jd.post("/v1/jobs", {"source": "import sys\nprint('out', sys.argv[1:])\nsys.exit(3)\n", "args": ["a", "b"]})
+    assert r.status_code == 200, r.text
+    j = r.json()
+    assert j["stdout"] == "out ['a', 'b']\n"
+    assert j["exit_code"] == 3 and j["status"] == "error"
+    assert j["stats"]["wall_ms"] >= 0
+    ok = jd.post("/v1/jobs", {"source": "print(6 * 7)"}).json()
+    assert ok["status"] == "ok" and ok["exit_code"] == 0 and ok["stdout"] == "42\n"
+
+
+def test_pool_full_answers_worker_pool_timeout():
+    d = Jaild(max_live_jobs=1, queue_wait=0.5).start()
+    try:
+        results = {}
+        slow = threading.Thread(target=lambda: results.update(
+            slow=d.post("/v1/jobs", {"source": "import time\ntime.sleep(%g)\n" % hostprobe.slack(3)})))
+        slow.start()
+        deadline = time.monotonic() + hostprobe.slack(10)
+        while d.get("/v1/health").json()["jobs_running"] < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        t0 = time.monotonic()
+        r = d.post("/v1/jobs", {"source": "print(1)"})
+        waited = time.monotonic() - t0
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["type"] == "WorkerPoolTimeout"
+        assert waited >= 0.45
+        slow.join()
+        assert results["slow"].status_code == 200 and results["slow"].json()["status"] == "ok"
+        assert "jaild_pool_timeouts_total 1" in d.get("/metrics").text
+    finally:
+        d.cleanup()
+
+
+def jail_pids(uid_lo=100000, uid_hi=165535):
+    """Processes running as a jail's host uid."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open("/proc/%s/status" % pid) as f:
+                    for line in f:
+                        if line.startswith("Uid:"):
+                            uid = int(line.split()[1])
+                            if uid_lo <= uid <= uid_hi:
+                                out.append(int(pid))
+            except OSError:
+                pass
+    return out
+
+
+def test_kill9_and_restart_keeps_workers_and_state():
+    d = Jaild(uid_range={"lo": 300000, "hi": 300999}).start()
+    try:
+        w = create(d, "survivor")
+        wait_state(d, w["id"], {"idle"})
+        assert tick(d, w["id"])["ok"] and tick(d, w["id"])["ok"]
+        p = create(d, "sleeper")
+        d.post("/v1/workers/%s/pause" % p["id"])
+        assert jail_pids(300000, 300999)
+        d.kill9()
+        deadline = time.monotonic() + hostprobe.slack(5)
+        while jail_pids(300000, 300999):  # the jails die with their supervisor
+            assert time.monotonic() < deadline, jail_pids(300000, 300999)
+            time.sleep(0.02)
+        d.start()
+        assert job_groups() == [] or all(g.startswith("job-w-") for g in job_groups())
+        ws = {x["name"]: x for x in d.get("/v1/workers").json()["workers"]}
+        assert set(ws) == {"survivor", "sleeper"}
+        assert ws["sleeper"]["state"] == "paused"
+        wait_state(d, w["id"], {"idle"})
+        tick(d, w["id"])
+        assert messages(d, w["id"])[-1] == "tick 3"  # the state was kept
+    finally:
+        d.cleanup()
+    assert job_groups() == []
+
+
+def test_sigterm_drains_the_tick_in_flight():
+    d = Jaild().start()
+    try:
+        w = create(d, "slow", "import time\ndef tick(ctx):\n    time.sleep(%g)\n    ctx.log.info('done')\n"
+                   % hostprobe.slack(1))
+        wait_state(d, w["id"], {"idle"})
+        out = {}
+        t = threading.Thread(target=lambda: out.update(r=d.post("/v1/workers/%s/tick" % w["id"])))
+        t.start()
+        wait_state(d, w["id"], {"busy"})
+        assert d.stop(signal.SIGTERM) == 0
+        t.join()
+        assert out["r"].status_code == 200 and out["r"].json()["ok"] is True
+    finally:
+        d.cleanup()
+    assert job_groups() == []
+
+
+def test_metrics_text(jd):
+    w = create(jd, "m")
+    wait_state(jd, w["id"], {"idle"})
+    tick(jd, w["id"])
+    m = jd.get("/metrics")
+    assert m.status_code == 200 and m.headers["content-type"].startswith("text/plain")
+    text = m.text
+    for name in ("jaild_workers{state=\"idle\"} 1", "jaild_ticks_total{result=\"ok\"} 1", "jaild_tick_seconds_count 1",
+                 "jaild_worker_cpu_seconds_total{worker=\"m\"}", "jaild_queue_depth 0"):
+        assert name in text, text
+
+
+def test_config_errors_name_the_key(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"socket": {"path": "/tmp/x.sock"}, "max_live_jobs": "many"}))
+    p = subprocess.run([JAILD, "--config", str(bad)], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2
+    assert "max_live_jobs" in p.stderr, p.stderr
