@@ -672,11 +672,12 @@ void api_close(struct api *a)
                 api_drain(a);
         loop_unwatch(&a->mhd_w);
         timer_close(&a->tick);
-        loop_undefer(a->loop, &a->kick);
         /* Closes every connection (each call's completion frees it) and the
          * listening socket. */
         if (a->mhd)
                 MHD_stop_daemon(a->mhd);
+        /* Last: resumes above queued it, and it must not run on a freed a. */
+        loop_undefer(a->loop, &a->kick);
         socket_remove(a);
         free(a->path);
         free(a->uids);
