@@ -77,7 +77,8 @@ struct api_config {
         size_t n_allow_gids;
         size_t max_body;            /* bytes of a request body; 0: API_MAX_BODY_DEFAULT */
         unsigned max_connections;   /* 0: 1024 */
-        unsigned max_held;          /* calls the backend holds at once, more: 503; 0: 4096 */
+        unsigned max_held;          /* calls the backend keeps at once (answers later); one
+                                     * more is cancelled and answered 503; 0: 4096 */
         unsigned idle_timeout;      /* seconds an idle connection is kept; 0: 60 */
         size_t stream_buffer;       /* bytes a stream queues for a slow reader; 0: 1 MiB */
         const struct api_ops *ops;

@@ -242,8 +242,8 @@ static int is_json_type(const char *ct)
 }
 
 /* How the body comes: only with a Content-Length (chunked is refused, so
- * that a body over the cap is refused before a byte of it is read), at
- * most max_body, and JSON. */
+ * that a body over the cap is refused before a byte of it is read), and
+ * at most max_body. */
 static int check_framing(struct api_call *c)
 {
         struct api *a = c->api;
@@ -260,16 +260,16 @@ static int check_framing(struct api_call *c)
                                      "request body of %s bytes is over the limit of %zu bytes", errno ? "too many" : cl,
                                      a->max_body);
         c->expect = n;
-        if (n && !is_json_type(MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE)))
-                return api_call_fail(c, 415, "UnsupportedMediaTypeError", "a request body must be application/json");
         return 0;
 }
 
-/* Everything decided from the headers alone. Returns 0 (the call is
- * answered when it was refused) or -ENOMEM. */
-static int call_admit(struct api_call *c, const char *url, const char *method)
+/* What is refused before the body is read (and the connection closed
+ * after the answer, the body unread): a peer not allowed, a server closing,
+ * a body not framed by Content-Length or over the cap. */
+static int refuse_early(struct api_call *c)
 {
         struct api_peer *p = (struct api_peer *)c->peer;
+        c->early = 1;
         if (!p)
                 return api_call_fail(c, 503, "UnavailableError", "cannot check this connection's peer: out of memory");
         if (!p->allowed) {
@@ -282,21 +282,40 @@ static int call_admit(struct api_call *c, const char *url, const char *method)
         }
         if (c->api->closing)
                 return api_call_fail(c, 503, "UnavailableError", "the server is shutting down");
+        int r = check_framing(c);
+        if (r < 0 || c->state == CALL_ANSWERED)
+                return r;
+        c->early = 0;
+        return 0;
+}
+
+/* Everything decided from the headers alone. Returns 0 (the call is
+ * answered when it was refused) or -ENOMEM. Refusals past refuse_early
+ * are sent once the body (at most the cap) is in and dropped: a client
+ * still writing its body would not read an answer sent before. */
+static int call_admit(struct api_call *c, const char *url, const char *method)
+{
+        int r = refuse_early(c);
+        if (r < 0 || c->state == CALL_ANSWERED)
+                return r;
         char allow[64];
         unsigned status;
         c->route = api_route_find(method, url, c->id, allow, sizeof allow, &status);
         if (!c->route && status == 404)
                 return api_call_fail(c, 404, "NotFoundError", "no such endpoint");
         if (!c->route) {
-                int r = api_call_fail(c, 405, "MethodNotAllowedError", "method not allowed here; allowed: %s", allow);
+                r = api_call_fail(c, 405, "MethodNotAllowedError", "method not allowed here; allowed: %s", allow);
                 if (r == 0 && MHD_add_response_header(c->resp, MHD_HTTP_HEADER_ALLOW, allow) != MHD_YES)
                         return -ENOMEM;
                 return r;
         }
-        int r = check_query(c);
+        r = check_query(c);
         if (r < 0 || c->state == CALL_ANSWERED)
                 return r;
-        return check_framing(c);
+        if (c->expect && !is_json_type(MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND,
+                                                                   MHD_HTTP_HEADER_CONTENT_TYPE)))
+                return api_call_fail(c, 415, "UnsupportedMediaTypeError", "a request body must be application/json");
+        return 0;
 }
 
 static enum MHD_Result call_new(struct api *a, struct MHD_Connection *conn, const char *url, const char *method,
@@ -315,7 +334,9 @@ static enum MHD_Result call_new(struct api *a, struct MHD_Connection *conn, cons
         if (call_admit(c, url, method) < 0)
                 return MHD_NO;
         /* An answer now skips the body: MHD discards it, unread, and closes. */
-        return c->state == CALL_ANSWERED ? call_send(c) : MHD_YES;
+        if (c->state == CALL_ANSWERED && (c->early || !c->expect))
+                return call_send(c);
+        return MHD_YES;
 }
 
 static int body_add(struct api_call *c, const char *data, size_t n)
@@ -373,6 +394,14 @@ static enum MHD_Result call_held(struct api_call *c)
                         return MHD_NO;
                 return call_send(c);
         }
+        /* Only calls the backend keeps count against the cap: the one over
+         * it is let go at once (the backend's cancel) and refused. */
+        if (a->n_held > a->max_held) {
+                api_call_cancel(c);
+                if (api_call_fail(c, 503, "UnavailableError", "too many requests in progress (%u)", a->max_held) < 0)
+                        return MHD_NO;
+                return call_send(c);
+        }
         if (api_call_suspend(c) < 0) {
                 api_call_cancel(c);
                 return MHD_NO;
@@ -384,9 +413,6 @@ static enum MHD_Result call_dispatch(struct api_call *c)
 {
         struct api *a = c->api;
         if (body_parse(c) < 0)
-                return MHD_NO;
-        if (c->state == CALL_NEW && a->n_held >= a->max_held &&
-            api_call_fail(c, 503, "UnavailableError", "too many requests in progress (%u)", a->max_held) < 0)
                 return MHD_NO;
         if (c->state == CALL_ANSWERED)
                 return call_send(c);
@@ -410,7 +436,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!c)
                 return call_new(cls, conn, url, method, ctx);
         if (*upload_size) {
-                if (c->state != CALL_NEW || body_add(c, upload, *upload_size) < 0)
+                /* A refused call's body (within the cap) is read and dropped. */
+                if (c->state == CALL_NEW && body_add(c, upload, *upload_size) < 0)
                         return MHD_NO;
                 *upload_size = 0;
                 return MHD_YES;
@@ -645,11 +672,12 @@ void api_close(struct api *a)
                 api_drain(a);
         loop_unwatch(&a->mhd_w);
         timer_close(&a->tick);
-        loop_undefer(a->loop, &a->kick);
         /* Closes every connection (each call's completion frees it) and the
          * listening socket. */
         if (a->mhd)
                 MHD_stop_daemon(a->mhd);
+        /* Last: resumes above queued it, and it must not run on a freed a. */
+        loop_undefer(a->loop, &a->kick);
         socket_remove(a);
         free(a->path);
         free(a->uids);

@@ -70,6 +70,7 @@ struct api_call {
         size_t len, cap, expect;
         json_t *json;               /* the validated body ({} when none) */
         enum call_state state;
+        int early;                  /* answered before its body is read */
         unsigned status;
         struct MHD_Response *resp;  /* our reference until queued */
         int queued;

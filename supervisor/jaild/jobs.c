@@ -245,7 +245,7 @@ void api_job_submit(void *data, struct api_call *c, json_t *spec)
 {
         struct jaild *d = data;
         if (d->draining)
-                return api_reply_error(c, 503, "ShuttingDown", "jaild is stopping");
+                return api_reply_error(c, 503, "UnavailableError", "jaild is stopping");
         if (api_call_check(c, spec, job_fields, NULL) < 0)
                 return;
         struct ojob *j = calloc(1, sizeof *j);

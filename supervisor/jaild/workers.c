@@ -364,7 +364,7 @@ static struct worker *find_or_404(struct jaild *d, struct api_call *c, const cha
 {
         struct worker *w = find(d, id);
         if (!w)
-                api_reply_error(c, 404, "NotFound", "no worker %s", id);
+                api_reply_error(c, 404, "NotFoundError", "no worker %s", id);
         return w;
 }
 
@@ -453,7 +453,7 @@ void api_worker_create(void *data, struct api_call *c, json_t *spec)
 {
         struct jaild *d = data;
         if (d->draining)
-                return api_reply_error(c, 503, "ShuttingDown", "jaild is stopping");
+                return api_reply_error(c, 503, "UnavailableError", "jaild is stopping");
         if (api_call_check(c, spec, create_fields, NULL) < 0)
                 return;
         const char *name = json_string_value(json_object_get(spec, "name"));
@@ -472,7 +472,7 @@ void api_worker_create(void *data, struct api_call *c, json_t *spec)
         struct jr_err err = { 0 };
         int r = ptext && stext ? registry_add(d->reg, &n, &row, &err) : -ENOMEM;
         if (r == -EEXIST)
-                return api_reply_error(c, 409, "Conflict", "a worker named %s exists", name);
+                return api_reply_error(c, 409, "ConflictError", "a worker named %s exists", name);
         if (r < 0)
                 return api_reply_error(c, r == -EINVAL ? 400 : 500, r == -EINVAL ? "ValueError" : "InternalError", "%s",
                                        err.msg[0] ? err.msg : strerror(-r));
@@ -578,7 +578,7 @@ void api_worker_update(void *data, struct api_call *c, const char *id, json_t *c
                 return api_reply_error(c, 400, "ValueError", "%s: a worker's %s stays; create another worker",
                                        name ? "name" : "profile", name ? "name" : "profile");
         if (w->after == AFTER_DELETE)
-                return api_reply_error(c, 409, "Conflict", "the worker is being deleted");
+                return api_reply_error(c, 409, "ConflictError", "the worker is being deleted");
         json_t *policy = json_object_get(changes, "policy"), *schedule = json_object_get(changes, "schedule");
         if ((policy || schedule) && update_settings(w, c, policy, schedule) < 0)
                 return;
@@ -594,7 +594,7 @@ void api_worker_delete(void *data, struct api_call *c, const char *id)
         if (!w)
                 return;
         if (w->stop_call)
-                return api_reply_error(c, 409, "Conflict", "the worker is being stopped");
+                return api_reply_error(c, 409, "ConflictError", "the worker is being stopped");
         if (w->job)
                 return worker_stop(w, AFTER_DELETE, c, 1);
         struct jr_err err = { 0 };
@@ -645,7 +645,7 @@ void api_worker_pause(void *data, struct api_call *c, const char *id)
         if (!w)
                 return;
         if (w->stop_call)
-                return api_reply_error(c, 409, "Conflict", "the worker is being stopped");
+                return api_reply_error(c, 409, "ConflictError", "the worker is being stopped");
         if (!w->row.paused && registry_set_paused(w->d->reg, w->row.id, 1, &err) < 0)
                 return api_reply_error(c, 500, "InternalError", "%s", err.msg);
         w->row.paused = 1;
@@ -661,9 +661,9 @@ void api_worker_resume(void *data, struct api_call *c, const char *id)
         if (!w)
                 return;
         if (w->d->draining)
-                return api_reply_error(c, 503, "ShuttingDown", "jaild is stopping");
+                return api_reply_error(c, 503, "UnavailableError", "jaild is stopping");
         if (w->stop_call)
-                return api_reply_error(c, 409, "Conflict", "the worker is being stopped");
+                return api_reply_error(c, 409, "ConflictError", "the worker is being stopped");
         if (w->row.paused && registry_set_paused(w->d->reg, w->row.id, 0, &err) < 0)
                 return api_reply_error(c, 500, "InternalError", "%s", err.msg);
         w->row.paused = 0;
