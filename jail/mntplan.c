@@ -339,6 +339,13 @@ int mntplan_add_maps(struct mnt_plan *p, const char *maps, const char *exclude,
                 const char *eol = strchr(line, '\n');
                 size_t len = eol ? (size_t)(eol - line) : strlen(line);
                 const char *slash = memchr(line, '/', len);
+                /* Only code: the loader's objects are mapped executable
+                 * (their other segments lie beside them). A file the
+                 * supervisor maps as data (a database's shared memory, its
+                 * registry) is none of the jail's business. */
+                const char *sp = memchr(line, ' ', len);
+                if (!sp || (size_t)(sp - line) + 4 >= len || sp[3] != 'x')
+                        slash = NULL;
                 if (slash) {
                         char path[PATH_MAX];
                         size_t plen = len - (size_t)(slash - line);

@@ -54,7 +54,8 @@ int mntplan_add(struct mnt_plan *p, const char *path, struct jr_err *err);
 int mntplan_add_links_into(struct mnt_plan *p, const char *dir, const char *name_has,
                            struct jr_err *err);
 
-/* Adds the objects named by file-backed mappings in a /proc/PID/maps text,
+/* Adds the directories of the objects mapped executable in a
+ * /proc/PID/maps text (shared libraries; never a file mapped as data),
  * skipping `exclude` (the running binary: the jail never needs its file). */
 int mntplan_add_maps(struct mnt_plan *p, const char *maps, const char *exclude,
                      struct jr_err *err);

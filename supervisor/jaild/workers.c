@@ -335,10 +335,11 @@ static json_t *worker_json(struct worker *w)
                               "created_ms", (json_int_t)w->row.created_ms, "updated_ms", (json_int_t)w->row.updated_ms);
         if (!o)
                 return NULL;
-        json_object_set_new(o, "stats", json_pack("{s:I, s:I, s:I, s:I, s:I}", "ticks", (json_int_t)w->res.ticks_done,
+        json_object_set_new(o, "stats", json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "ticks", (json_int_t)w->res.ticks_done,
                                                   "ticks_failed", (json_int_t)w->res.ticks_failed, "restarts",
                                                   (json_int_t)w->res.restarts, "reloads", (json_int_t)w->res.reloads,
-                                                  "reloads_failed", (json_int_t)w->res.reloads_failed));
+                                                  "reloads_failed", (json_int_t)w->res.reloads_failed,
+                                                  "slots_skipped", (json_int_t)w->res.slots_skipped));
         json_t *usage = json_object();
         if (u.peak_memory_bytes >= 0)
                 json_object_set_new(usage, "peak_memory_bytes", json_integer(u.peak_memory_bytes));

@@ -86,6 +86,8 @@ START_TEST(test_maps_bind_loader_dirs)
                 "7f00-7f01 r-xp 00000000 fe:00 2 /usr/lib/x86_64-linux-gnu/libc.so.6\n"
                 "7f01-7f02 rw-p 00000000 00:00 0 \n"
                 "7f02-7f03 r--p 00000000 fe:00 3 /usr/lib/x86_64-linux-gnu/gone.so (deleted)\n"
+                "7f03-7f04 rw-s 00000000 fe:00 4 /var/lib/jaild/registry.db-shm\n"
+                "7f04-7f05 r--p 00000000 fe:00 5 /srv/secrets/data.bin\n"
                 "7ffd-7ffe rw-p 00000000 00:00 0 [stack]\n";
         ck_assert_int_eq(mntplan_add_maps(&p, maps, "/opt/jailrun", NULL), 0);
         mntplan_finish(&p);
@@ -94,6 +96,8 @@ START_TEST(test_maps_bind_loader_dirs)
         assert_entry(&p, "/usr/lib/x86_64-linux-gnu", MNT_OP_BIND);
         ck_assert(find(&p, "/usr/lib/x86_64-linux-gnu")->is_dir);
         ck_assert_ptr_null(find(&p, "/opt"));
+        ck_assert_ptr_null(find(&p, "/var"));  /* data mappings bind nothing */
+        ck_assert_ptr_null(find(&p, "/srv"));
         ck_assert_int_eq(p.n, 3);
         mntplan_free(&p);
 }
