@@ -336,7 +336,7 @@ int start_jail(struct job *j, struct jr_err *err)
         /* A worker's later jails come from a copy of us made now, before
          * any of its calls is served: it never holds what they return. */
         struct jr_err zerr = { 0 };
-        if (j->o->entry == JAIL_ENTRY_TICKS && !j->o->spawn && j->zyg.pid <= 0 && zygote_start(&j->zyg, cfg, j->cg.dirfd, &zerr) < 0)
+        if (j->o->entry == JAIL_ENTRY_TICKS && !j->o->spawn && !j->o->no_zygote && j->zyg.pid <= 0 && zygote_start(&j->zyg, cfg, j->cg.dirfd, &zerr) < 0)
                 job_note(j, "%s: the worker cannot be restarted", zerr.msg);
         r = run_watch(j, chan, out, errfd);
         if (r < 0) {  /* it is killed and reaped as if it had exited */

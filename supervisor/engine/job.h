@@ -81,6 +81,12 @@ struct job_opts {
          * fake jail here: a process that speaks the channel, no jail. */
         int (*spawn)(void *ctx, const struct jail_cfg *cfg, int sync_wr, struct cg_job *cg, struct spawn *out,
                      struct jr_err *err);
+        /* A worker's later jails are cloned from the front-end itself, not
+         * from a zygote of its own (jaild: no process per worker). Safe as
+         * the jail program is exec'd before any user code: the copy of the
+         * front-end's memory a clone starts with is gone by then; only the
+         * job's own configuration crosses (jail/jail.c). */
+        int no_zygote;
         void *spawn_ctx;
 };
 

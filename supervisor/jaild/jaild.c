@@ -148,6 +148,7 @@ int build_opts(struct jaild *d, struct job_opts *o, const char *profile, const j
         o->broker.secrets = d->cfg->secrets;
         o->json = 1;
         o->who = "jaild";
+        o->no_zygote = 1;  /* jails exec a fresh program: no process per worker (engine/job.h) */
         *policy_json = json_dumps(pol, JSON_COMPACT);
         if (!*policy_json) {
                 snprintf(msg, size, "out of memory");

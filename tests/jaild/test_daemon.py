@@ -284,3 +284,37 @@ def test_config_errors_name_the_key(tmp_path):
     p = subprocess.run([JAILD, "--config", str(bad)], capture_output=True, text=True, timeout=30)
     assert p.returncode == 2
     assert "max_live_jobs" in p.stderr, p.stderr
+
+
+def test_a_worker_whose_jail_dies_gets_a_new_one(jd):
+    # The Python layer off (as tests/policies/native-worker.json): the tick
+    # ends its own jail the first time, as native code could.
+    src = """
+import os
+def tick(ctx):
+    n = ctx.state.get("deaths", 0)
+    if n == 0:
+        ctx.state.set("deaths", 1)
+        os._exit(7)
+    ctx.log.info("alive after %d" % n)
+"""
+    w = create(jd, "phoenix", src, policy={"python": {"guard": False}}, schedule={"interval": 0.2})
+    deadline = time.monotonic() + hostprobe.slack(15)
+    while "alive after 1" not in messages(jd, w["id"]):
+        assert time.monotonic() < deadline, (jd.get("/v1/workers/%s" % w["id"]).json(), logs(jd, w["id"]))
+        time.sleep(0.05)
+    got = jd.get("/v1/workers/%s" % w["id"]).json()
+    assert got["stats"]["restarts"] == 1, got
+    notes = [e["message"] for e in logs(jd, w["id"]) if e.get("type") == "note"]
+    assert any("a new jail for the worker" in n for n in notes), notes
+    # the jail is jaild's only child: no zygote process per worker
+    kids = [p for p in os.listdir("/proc") if p.isdigit() and _ppid(p) == jd.proc.pid]
+    assert len(kids) == 1, kids
+
+
+def _ppid(pid):
+    try:
+        with open("/proc/%s/stat" % pid) as f:
+            return int(f.read().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1
