@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "supervisor/engine/loop.h"
 #include "supervisor/jaild/api.h"
@@ -38,7 +39,17 @@ struct api {
         void *log_data;
         struct api_call *calls;     /* every live call */
         int closing;
+        int lfd;                    /* the listening socket: we accept, MHD serves */
+        unsigned refused_live;      /* connections of peers not allowed, open (API_MAX_REFUSED) */
+        struct watch accept_w;
+        struct timespec refused_at; /* the last refusal logged (at most one a second) */
+        unsigned long refused_quiet; /* refusals since, not logged */
 };
+
+/* Connections of peers not allowed that are kept to be told 403 (the rest
+ * are closed at accept), and the seconds each may stay idle. */
+#define API_MAX_REFUSED 16
+#define API_REFUSED_TIMEOUT 5
 
 /* What a connection's peer is, read once when it connects. */
 struct api_peer {

@@ -34,7 +34,6 @@ static const struct api_field job_fields[] = {
         { "profile", API_STRING },
         { "policy", API_OBJECT },
         { "args", API_ARRAY },
-        { "stdin", API_STRING },
         { "name", API_STRING },
         { NULL, 0 },
 };

@@ -21,8 +21,17 @@
 #define WORKER_LOG_LINES 1000
 /* Bytes of one kept line. */
 #define WORKER_LOG_LINE_MAX 8192
+/* Log streams followed at once (GET .../logs?follow=1), and the bytes of
+ * kept lines one request replays. */
+#define JAILD_MAX_FOLLOWERS 64
+#define LOGS_REPLAY_MAX (128 * 1024)
 /* Bytes of a one-shot job's stdout and stderr kept for its answer. */
 #define JOB_OUTPUT_MAX (1024 * 1024)
+
+/* Seconds a drain (SIGTERM) waits for ticks and jobs in flight before it
+ * stops them: less than the unit's TimeoutStopSec (30 s), so jaild ends
+ * its jobs itself rather than be killed with them. */
+#define JAILD_DRAIN_S 25
 
 /* Buckets of the latency histograms (seconds). */
 #define HIST_BUCKETS 12
@@ -62,12 +71,14 @@ struct jaild {
         struct waiter *waiting;      /* oldest first */
         unsigned live;               /* jails of workers and jobs running */
         unsigned queued;
+        unsigned followers;          /* log streams followed */
         int draining;                /* SIGTERM: no new work; ends when nothing runs */
         int done;
         uint64_t seq;                /* one-shot job ids */
         struct timespec started;
         struct jlog log;
         struct timer status;         /* STATUS for the service manager, and its watchdog */
+        struct timer drain;          /* SIGTERM: how long ticks and jobs in flight may take */
         int watchdog;
         /* Figures for /metrics. */
         uint64_t ticks_ok, ticks_failed, jobs_done, jobs_failed, refused_pool;

@@ -3,6 +3,7 @@
  * (jaild(8), docs/api.md). */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -122,10 +123,36 @@ void maybe_done(struct jaild *d)
 
 /* --- options ---------------------------------------------------------- */
 
+/* Keys an API client may not override: the ceilings the operator's
+ * profiles set, and what reaches beyond the jail on the daemon's behalf
+ * (adapters use the daemon's secrets; loopback and a proxy are the host's). */
+static const char *const operator_only[][2] = {
+        { "limits", "memory_max" }, { "limits", "cpus_max" }, { "limits", "pids_max" },
+        { "adapters", NULL },       { "http", "allow_addresses" }, { "http", "proxy" },
+};
+
+static int refused_key(const json_t *over, char *msg, size_t size)
+{
+        for (size_t i = 0; over && i < ELEMENTSOF(operator_only); i++) {
+                json_t *v = json_object_get(over, operator_only[i][0]);
+                if (v && operator_only[i][1])
+                        v = json_is_object(v) ? json_object_get(v, operator_only[i][1]) : NULL;
+                if (v) {
+                        snprintf(msg, size, "policy.%s%s%s: set by the operator (jaild's profiles), not through the API",
+                                 operator_only[i][0], operator_only[i][1] ? "." : "",
+                                 operator_only[i][1] ? operator_only[i][1] : "");
+                        return -EPERM;
+                }
+        }
+        return 0;
+}
+
 int build_opts(struct jaild *d, struct job_opts *o, const char *profile, const json_t *overrides,
                char **policy_json, char *msg, size_t size)
 {
         struct jr_err err = { 0 };
+        if (refused_key(overrides, msg, size) < 0)
+                return -EINVAL;
         _cleanup_(json_decrefp) json_t *over = overrides ? json_deep_copy(overrides) : json_object();
         _cleanup_(json_decrefp) json_t *pol = NULL;
         _cleanup_(policy_release) struct policy p = { 0 };
@@ -273,6 +300,20 @@ static void reload_config(struct jaild *d)
         notify_ready("configuration reloaded");
 }
 
+/* Draining ran out of time: what still runs is stopped now. */
+static void drain_over(struct timer *t)
+{
+        struct jaild *d = t->data;
+        if (d->done || d->draining > 1)
+                return;
+        jlog_msg(d, LOG_WARNING, NULL, "drain: %zu jobs and %zu workers still running after %d s; stopped now",
+                 jobs_running(d), workers_running(d), JAILD_DRAIN_S);
+        d->draining = 2;
+        workers_drain(d);
+        jobs_drain(d);
+        maybe_done(d);
+}
+
 static void on_signal(struct watch *w, uint32_t events)
 {
         (void)events;
@@ -286,6 +327,9 @@ static void on_signal(struct watch *w, uint32_t events)
                         d->draining = 1;
                         jlog_msg(d, LOG_NOTICE, NULL, "SIGTERM: draining (ticks and jobs in flight finish)");
                         notify_stopping("draining: ticks and jobs in flight finish");
+                        if (timer_init(&d->loop, &d->drain, 1, drain_over, d) < 0 ||
+                            timer_arm(&d->drain, JAILD_DRAIN_S, 0) < 0)
+                                jlog_msg(d, LOG_WARNING, NULL, "drain: no timer; it waits for every job");
                         workers_drain(d);
                         jobs_drain(d);
                         maybe_done(d);
@@ -334,6 +378,19 @@ static int mkdir_p(const char *path, mode_t mode)
         return 0;
 }
 
+/* Scripts of one-shot jobs a jaild killed before us left behind. */
+static void sweep_job_scripts(struct jaild *d)
+{
+        _cleanup_close_ int dfd = open(d->scripts, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        DIR *dir = dfd < 0 ? NULL : fdopendir(fcntl(dfd, F_DUPFD_CLOEXEC, 0));
+        if (!dir)
+                return;
+        for (struct dirent *de; (de = readdir(dir));)
+                if (strncmp(de->d_name, "j-", 2) == 0 && strstr(de->d_name, ".py") && unlinkat(dfd, de->d_name, 0) < 0)
+                        jlog_msg(d, LOG_WARNING, NULL, "remove %s/%s: %s", d->scripts, de->d_name, strerror(errno));
+        closedir(dir);
+}
+
 /* Directories, the stale cgroups of a jaild killed before us, the registry. */
 static int prepare(struct jaild *d, struct jr_err *err)
 {
@@ -352,6 +409,7 @@ static int prepare(struct jaild *d, struct jr_err *err)
                 r = mkdir_p(d->cfg->workspace_root, 0700);
         if (r < 0)
                 return jr_fail(err, -r, "create jaild's directories");
+        sweep_job_scripts(d);
         if (d->cfg->state.backend == JAILD_STATE_SQLITE)
                 r = jr_snprintf(d->state_url, sizeof d->state_url, "%s", d->cfg->state.path);
         else
@@ -455,7 +513,7 @@ static int parse_args(int argc, char **argv, const char **config)
 
 int main(int argc, char **argv)
 {
-        struct jaild d = { .sigfd = -1, .sig = WATCH_INIT, .status = TIMER_INIT };
+        struct jaild d = { .sigfd = -1, .sig = WATCH_INIT, .status = TIMER_INIT, .drain = TIMER_INIT };
         int r = parse_args(argc, argv, &d.cfg_path);
         if (r >= 0)
                 return r;
@@ -487,6 +545,7 @@ int main(int argc, char **argv)
                 jlog_msg(&d, LOG_ERR, NULL, "%s", err.msg);
         api_close(d.api);
         timer_close(&d.status);
+        timer_close(&d.drain);
         workers_free(&d);
         registry_close(d.reg);
         loop_unwatch(&d.sig);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -31,7 +32,7 @@ struct ojob {
         struct api_call *call;      /* NULL once the client went away */
         struct waiter wait;
         char id[32];
-        char name[REGISTRY_MAX_NAME + 1];
+        char name[REGISTRY_MAX_NAME + 8];  /* its namespace: "job." and the name */
         char script[PATH_MAX];
         char wsdir[PATH_MAX];
         char *policy_json;
@@ -215,7 +216,9 @@ static int ojob_prepare(struct ojob *j, struct api_call *c, json_t *spec)
                 api_reply_error(c, 400, "ValueError", "name: 1 to 64 of A-Z a-z 0-9 . _ -, not starting with .");
                 return -EINVAL;
         }
-        snprintf(j->name, sizeof j->name, "%s", name ? name : j->id);
+        /* Jobs' namespaces (ctx.state, workspace) are theirs alone: a
+         * worker's name never starts with "job." (workers.c). */
+        snprintf(j->name, sizeof j->name, "job.%s", name ? name : j->id);
         if (build_opts(d, &j->o, profile, json_object_get(spec, "policy"), &j->policy_json, msg, sizeof msg) < 0) {
                 api_reply_error(c, 400, "ValueError", "%s", msg);
                 return -EINVAL;
@@ -253,7 +256,13 @@ void api_job_submit(void *data, struct api_call *c, json_t *spec)
                 return api_reply_error(c, 500, "InternalError", "out of memory");
         j->d = d;
         j->call = c;
-        snprintf(j->id, sizeof j->id, "j-%llu", (unsigned long long)++d->seq);
+        uint64_t rnd;
+        if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {  /* ids are not reused across restarts */
+                free(j);
+                return api_reply_error(c, 500, "InternalError", "getrandom: %s", strerror(errno));
+        }
+        snprintf(j->id, sizeof j->id, "j-%016llx", (unsigned long long)rnd);
+        d->seq++;
         j->next = d->jobs;
         d->jobs = j;
         int r = ojob_prepare(j, c, spec);

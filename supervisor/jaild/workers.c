@@ -69,6 +69,7 @@ static const struct api_field schedule_fields[] = {
 static void follower_cancel(void *data)
 {
         struct follower *f = data;
+        f->w->d->followers--;
         for (struct follower **p = &f->w->followers; *p; p = &(*p)->next)
                 if (*p == f) {
                         *p = f->next;
@@ -226,6 +227,7 @@ static void close_followers(struct worker *w)
                 struct follower *f = w->followers;
                 api_stream_end(f->call);
                 w->followers = f->next;
+                w->d->followers--;
                 free(f);
         }
 }
@@ -353,10 +355,23 @@ static json_t *worker_json(struct worker *w)
         return o;
 }
 
+/* A name a worker may not take: one shaped like a worker id (paths name a
+ * worker by either), or in the jobs' namespace. */
+static int reserved_name(const char *name)
+{
+        size_t n = strlen(name);
+        if (strncmp(name, "job.", 4) == 0)
+                return 1;
+        return n == REGISTRY_ID_LEN && strncmp(name, "w-", 2) == 0 && strspn(name + 2, "0123456789abcdef") == n - 2;
+}
+
 static struct worker *find(struct jaild *d, const char *id)
 {
+        for (struct worker *w = d->workers; w; w = w->next)  /* an id first: names never look like one */
+                if (strcmp(w->row.id, id) == 0)
+                        return w;
         for (struct worker *w = d->workers; w; w = w->next)
-                if (strcmp(w->row.id, id) == 0 || strcmp(w->row.name, id) == 0)
+                if (strcmp(w->row.name, id) == 0)
                         return w;
         return NULL;
 }
@@ -462,6 +477,9 @@ void api_worker_create(void *data, struct api_call *c, json_t *spec)
         json_t *policy = json_object_get(spec, "policy"), *schedule = json_object_get(spec, "schedule");
         if (!job_valid_name(name))
                 return api_reply_error(c, 400, "ValueError", "name: 1 to 64 of A-Z a-z 0-9 . _ -, not starting with .");
+        if (reserved_name(name))
+                return api_reply_error(c, 400, "ValueError", "name: %s is reserved (worker ids are w- and 16 hex digits; "
+                                       "job. names one-shot jobs' namespaces)", name);
         if (check_spec(d, c, profile, policy, schedule) < 0)
                 return;
         _cleanup_free_ char *ptext = json_dumps(policy ? policy : json_object(), JSON_COMPACT | JSON_SORT_KEYS);
@@ -504,7 +522,7 @@ void api_worker_get(void *data, struct api_call *c, const char *id)
 }
 
 static const struct api_field update_fields[] = {
-        { "source", API_STRING }, { "policy", API_OBJECT }, { "schedule", API_OBJECT },
+        { "source", API_STRING }, { "policy", API_OBJECT }, { "schedule", API_OBJECT | API_NULL },
         { "name", API_STRING },   { "profile", API_STRING }, { NULL, 0 },
 };
 
@@ -581,6 +599,9 @@ void api_worker_update(void *data, struct api_call *c, const char *id, json_t *c
         if (w->after == AFTER_DELETE)
                 return api_reply_error(c, 409, "ConflictError", "the worker is being deleted");
         json_t *policy = json_object_get(changes, "policy"), *schedule = json_object_get(changes, "schedule");
+        _cleanup_(json_decrefp) json_t *none = json_is_null(schedule) ? json_object() : NULL;
+        if (none)
+                schedule = none;  /* null: no schedule, ticks only when asked */
         if ((policy || schedule) && update_settings(w, c, policy, schedule) < 0)
                 return;
         json_t *src = json_object_get(changes, "source");
@@ -677,10 +698,21 @@ void api_worker_resume(void *data, struct api_call *c, const char *id)
 
 void api_worker_logs(void *data, struct api_call *c, const char *id, int follow)
 {
-        struct worker *w = find_or_404(data, c, id);
-        if (!w || api_stream_begin(c, 200) < 0)
+        struct jaild *d = data;
+        struct worker *w = find_or_404(d, c, id);
+        if (!w)
                 return;
-        for (size_t i = 0; i < w->nlines; i++) {
+        if (follow && d->followers >= JAILD_MAX_FOLLOWERS)
+                return api_reply_error(c, 503, "UnavailableError", "%u log streams are followed already; end one first",
+                                       JAILD_MAX_FOLLOWERS);
+        if (api_stream_begin(c, 200) < 0)
+                return;
+        /* The newest lines, at most LOGS_REPLAY_MAX bytes of them: one
+         * request costs the loop and the socket a bounded amount. */
+        size_t from = w->nlines, bytes = 0;
+        while (from > 0 && bytes + strlen(w->lines[(w->head + from - 1) % WORKER_LOG_LINES]) <= LOGS_REPLAY_MAX)
+                bytes += strlen(w->lines[(w->head + --from) % WORKER_LOG_LINES]);
+        for (size_t i = from; i < w->nlines; i++) {
                 json_t *v = json_loads(w->lines[(w->head + i) % WORKER_LOG_LINES], 0, NULL);
                 if (v && api_stream_line(c, v) == -ENOBUFS)
                         break;
@@ -690,6 +722,7 @@ void api_worker_logs(void *data, struct api_call *c, const char *id, int follow)
                 return api_stream_end(c);
         *f = (struct follower){ .next = w->followers, .w = w, .call = c };
         w->followers = f;
+        d->followers++;
         api_call_on_cancel(c, follower_cancel, f);
 }
 

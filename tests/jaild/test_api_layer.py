@@ -156,8 +156,10 @@ def test_routes_reach_their_handlers(server):
         assert r.status_code == 409 and "paused" in error_of(r)[1]
         assert c.post("/v1/workers/%s/resume" % wid).json()["paused"] is False
         assert c.post("/v1/workers/%s/tick" % wid).json() == {"id": wid, "tick": 1, "result": {}}
-        r = c.post("/v1/jobs", json={"source": "print(1)", "args": ["a"], "stdin": ""})
+        r = c.post("/v1/jobs", json={"source": "print(1)", "args": ["a"]})
         assert r.status_code == 200 and r.json()["status"] == "done"
+        r = c.post("/v1/jobs", json={"source": "print(1)", "stdin": ""})  # a job has no stdin
+        assert r.status_code == 400 and error_of(r)[0] == "ValueError"
         r = c.get("/metrics")
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
         assert "jaild_workers 1\n" in r.text

@@ -229,6 +229,12 @@ def test_kill9_and_restart_keeps_workers_and_state():
         assert tick(d, w["id"])["ok"] and tick(d, w["id"])["ok"]
         p = create(d, "sleeper")
         d.post("/v1/workers/%s/pause" % p["id"])
+        threading.Thread(target=lambda: d.post("/v1/jobs", {"source": "import time\ntime.sleep(60)\n"}),
+                         daemon=True).start()
+        deadline = time.monotonic() + hostprobe.slack(10)
+        while d.get("/v1/health").json()["jobs_running"] < 1:  # a job's script is on disk when it dies
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
         assert jail_pids(300000, 300999)
         d.kill9()
         deadline = time.monotonic() + hostprobe.slack(5)
@@ -237,6 +243,8 @@ def test_kill9_and_restart_keeps_workers_and_state():
             time.sleep(0.02)
         d.start()
         assert job_groups() == [] or all(g.startswith("job-w-") for g in job_groups())
+        scripts = os.path.join(d.dir, "reg", "scripts")
+        assert [f for f in os.listdir(scripts) if f.startswith("j-")] == []  # the dead job's script went
         ws = {x["name"]: x for x in d.get("/v1/workers").json()["workers"]}
         assert set(ws) == {"survivor", "sleeper"}
         assert ws["sleeper"]["state"] == "paused"
@@ -318,3 +326,102 @@ def _ppid(pid):
             return int(f.read().rpartition(")")[2].split()[1])
     except (OSError, ValueError, IndexError):
         return -1
+
+
+def test_a_job_never_shares_a_workers_namespace(jd):
+    w = create(jd, "victim", 'def tick(ctx):\n    ctx.state.set("secret", "VICTIM")\n    ctx.files.write("f.txt", "VICTIM")\n')
+    wait_state(jd, w["id"], {"idle"})
+    assert tick(jd, w["id"])["ok"]
+    probe = ('def tick(ctx):\n    ctx.log.info(repr(ctx.state.get("secret")))\n'
+             '    ctx.log.info(repr(ctx.files.read("f.txt")))\n')
+    for body in ({"source": probe, "profile": "worker", "name": "victim"}, {"source": probe, "profile": "worker"}):
+        r = jd.post("/v1/jobs", body)
+        assert r.status_code == 200, r.text
+        assert "VICTIM" not in r.text, r.text
+    # jobs' ids are random, never reused after a restart
+    a, b = (jd.post("/v1/jobs", {"source": "pass"}).json()["id"] for _ in range(2))
+    assert a != b and len(a) == 18
+
+
+@pytest.mark.parametrize("name", ["w-0123456789abcdef", "job.victim"])
+def test_reserved_worker_names_are_refused(jd, name):
+    r = jd.post("/v1/workers", worker_spec(name, COUNTER))
+    assert r.status_code == 400 and "reserved" in r.json()["error"]["message"], r.text
+
+
+@pytest.mark.parametrize("policy", [{"limits": {"memory_max": 1 << 40}}, {"limits": {"pids_max": 5000}},
+                                    {"http": {"allow_addresses": ["127.0.0.0/8"]}}, {"http": {"proxy": "http://127.0.0.1:1"}},
+                                    {"adapters": {}}])
+def test_operator_keys_cannot_be_overridden_through_the_api(jd, policy):
+    for path, body in (("/v1/workers", worker_spec("over", COUNTER, policy=policy)),
+                       ("/v1/jobs", {"source": "pass", "policy": policy})):
+        r = jd.post(path, body)
+        assert r.status_code == 400, r.text
+        assert "set by the operator" in r.json()["error"]["message"], r.text
+
+
+def test_refused_peers_cannot_crowd_out_allowed_ones(jd):
+    # uid 65534 opens many idle connections; root is still served at once
+    holder = subprocess.Popen(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+         "import socket, sys, time\n"
+         "ss = []\n"
+         "for _ in range(1100):\n"
+         "    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); ss.append(s)\n"
+         "print('held', flush=True); time.sleep(%g)\n" % hostprobe.slack(20), jd.socket],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t0 = time.monotonic()
+        assert jd.get("/v1/health", timeout=hostprobe.slack(5)).status_code == 200
+        assert time.monotonic() - t0 < hostprobe.slack(1)
+        fds = len(os.listdir("/proc/%d/fd" % jd.proc.pid))
+        assert fds < 100, fds  # the refused are closed, not kept
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_followed_log_streams_are_capped(jd):
+    import socket
+    w = create(jd, "followed")
+    socks = []
+    try:
+        for _ in range(64):
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(jd.socket)
+            s.sendall(b"GET /v1/workers/followed/logs?follow=1 HTTP/1.1\r\nHost: jaild\r\n\r\n")
+            socks.append(s)
+        deadline = time.monotonic() + hostprobe.slack(10)
+        while True:  # the 64 are served (in turn) before the 65th asks
+            r = jd.get("/v1/workers/followed/logs?follow=1", timeout=hostprobe.slack(5))
+            if r.status_code == 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert r.status_code == 503 and "followed already" in r.json()["error"]["message"], r.text
+        assert jd.get("/v1/workers/followed/logs").status_code == 200  # a plain read still works
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_a_drain_stops_a_job_that_would_never_end():
+    d = Jaild().start()
+    try:
+        out = {}
+        t = threading.Thread(target=lambda: out.update(r=d.post(
+            "/v1/jobs", {"source": "import time\ntime.sleep(3600)\n", "policy": {"limits": {"timeout": 0}}},
+            timeout=120)))
+        t.start()
+        deadline = time.monotonic() + hostprobe.slack(10)
+        while d.get("/v1/health").json()["jobs_running"] < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        t0 = time.monotonic()
+        assert d.stop(signal.SIGTERM, timeout=120) == 0
+        took = time.monotonic() - t0
+        assert 24 < took < 25 + hostprobe.slack(10), took
+        t.join()
+        assert "stopped now" in d.logs()
+    finally:
+        d.cleanup()
