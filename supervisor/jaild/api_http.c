@@ -85,6 +85,21 @@ static int peer_allowed(const struct api *a, int fd, const struct ucred *cred)
         return a->n_gids && groups_allowed(a, fd);
 }
 
+/* A refusal for the log, at most one a second, with how many were not. */
+static void log_refusal(struct api *a, const struct ucred *cr)
+{
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (a->refused_at.tv_sec && now.tv_sec - a->refused_at.tv_sec < 1) {
+                a->refused_quiet++;
+                return;
+        }
+        api_logf(a, LOG_WARNING, "api: refused a peer: pid %d uid %d gid %d is not allowed%s", (int)cr->pid,
+                 (int)cr->uid, (int)cr->gid, a->refused_quiet ? " (and more refusals, not logged one by one)" : "");
+        a->refused_at = now;
+        a->refused_quiet = 0;
+}
+
 /* Reads the peer's credentials once per connection. A failure leaves no
  * peer (answered 503) or a refused one: never an allowed one. */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -93,7 +108,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         struct api *a = cls;
         if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
                 struct api_peer *old = *socket_context;
-                if (old && !old->allowed && a->refused_live)
+                if (old && !old->allowed && !old->dropped && a->refused_live)
                         a->refused_live--;
                 free(*socket_context);
                 *socket_context = NULL;
@@ -109,9 +124,20 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
                 api_logf(a, LOG_WARNING, "api: cannot read a peer's credentials: %s", strerror(errno));
         else
                 p->allowed = peer_allowed(a, ci->connect_fd, &p->cred);
-        if (!p->allowed)  /* it gets its answer, not an idle minute */
-                MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, API_REFUSED_TIMEOUT);
         *socket_context = p;
+        if (p->allowed)
+                return;
+        /* A few are kept to be told why (403, as they ask), briefly; past
+         * that a peer not allowed is shut out at once (MHD closes it at its
+         * next look): however many it opens, they crowd out no one. */
+        log_refusal(a, &p->cred);
+        if (ci && a->refused_live >= API_MAX_REFUSED) {
+                p->dropped = 1;
+                shutdown(ci->connect_fd, SHUT_RDWR);
+                return;
+        }
+        a->refused_live++;
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, API_REFUSED_TIMEOUT);
 }
 
 /* ---- parking calls -------------------------------------------------- */
@@ -565,60 +591,6 @@ static int socket_open(struct api *a, const struct api_config *cfg, struct jr_er
         return TAKE_FD(fd);
 }
 
-/* ---- accepting --------------------------------------------------------- */
-
-/* A refusal for the log, at most one a second, with how many were not. */
-static void log_refusal(struct api *a, const struct ucred *cr)
-{
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (a->refused_at.tv_sec && now.tv_sec - a->refused_at.tv_sec < 1) {
-                a->refused_quiet++;
-                return;
-        }
-        api_logf(a, LOG_WARNING, "api: refused a peer: pid %d uid %d gid %d is not allowed%s", (int)cr->pid,
-                 (int)cr->uid, (int)cr->gid, a->refused_quiet ? " (and more refusals, not logged one by one)" : "");
-        a->refused_at = now;
-        a->refused_quiet = 0;
-}
-
-static void on_accept(struct watch *w, uint32_t events)
-{
-        (void)events;
-        struct api *a = w->data;
-        for (int k = 0; k < 64; k++) {  /* a batch; the loop comes back for more */
-                struct sockaddr_un sa;
-                socklen_t salen = sizeof sa;
-                int fd = accept4(a->lfd, (struct sockaddr *)&sa, &salen, SOCK_CLOEXEC | SOCK_NONBLOCK);
-                if (fd < 0) {
-                        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                                api_logf(a, LOG_WARNING, "api: accept: %s", strerror(errno));
-                        return;
-                }
-                struct ucred cr = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
-                socklen_t len = sizeof cr;
-                if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || !peer_allowed(a, fd, &cr)) {
-                        /* A few are told why (403, from MHD, as they ask);
-                         * past that, a peer not allowed is closed at once:
-                         * however many it opens, they crowd out no one. */
-                        log_refusal(a, &cr);
-                        if (a->refused_live >= API_MAX_REFUSED) {
-                                close(fd);
-                                continue;
-                        }
-                        a->refused_live++;
-                }
-                if (a->closing || MHD_add_connection(a->mhd, fd, (struct sockaddr *)&sa, salen) != MHD_YES) {
-                        if (!a->closing)  /* MHD closed it: at its connection limit, or out of memory */
-                                api_logf(a, LOG_WARNING, "api: a connection not taken: %s", strerror(errno));
-                        else
-                                close(fd);
-                        continue;
-                }
-        }
-        loop_defer(a->loop, &a->kick);  /* MHD serves the new ones */
-}
-
 /* ---- the server ------------------------------------------------------- */
 
 static int copy_config(struct api *a, const struct api_config *cfg)
@@ -647,10 +619,10 @@ static int copy_config(struct api *a, const struct api_config *cfg)
 static int mhd_start(struct api *a, const struct api_config *cfg, int fd, struct jr_err *err)
 {
         /* No thread of MHD's own: its epoll set is served by our loop. */
-        /* We accept (peers are checked before MHD sees them); MHD serves. */
-        unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
+        unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
         a->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, a,
                                   MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,  /* first: it logs the rest */
+                                  MHD_OPTION_LISTEN_SOCKET, fd,
                                   MHD_OPTION_NOTIFY_CONNECTION, on_connection, a,
                                   MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
                                   MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections ? cfg->max_connections : 1024u,
@@ -664,10 +636,7 @@ static int mhd_start(struct api *a, const struct api_config *cfg, int fd, struct
         int r = loop_watch(a->loop, &a->mhd_w, di->epoll_fd, EPOLLIN, 0, on_mhd, a);
         if (r < 0)
                 return jr_fail(err, -r, "api: watch libmicrohttpd's epoll fd");
-        a->lfd = fd;
-        r = loop_watch(a->loop, &a->accept_w, fd, EPOLLIN, 0, on_accept, a);
-        if (r < 0)
-                return jr_fail(err, -r, "api: watch the listening socket");
+
         r = timer_init(a->loop, &a->tick, 0, on_tick, a);
         if (r < 0)
                 return jr_fail(err, -r, "api: timer");
@@ -685,8 +654,7 @@ int api_open(struct api **out, struct loop *l, const struct api_config *cfg, str
                 return jr_fail(err, ENOMEM, "api");
         a->loop = l;
         a->mhd_w = (struct watch)WATCH_INIT;
-        a->accept_w = (struct watch)WATCH_INIT;
-        a->lfd = -1;
+
         a->tick = (struct timer)TIMER_INIT;
         a->kick = (struct defer){ .run = on_kick, .data = a };
         int r = copy_config(a, cfg);
@@ -701,7 +669,7 @@ int api_open(struct api **out, struct loop *l, const struct api_config *cfg, str
         }
         r = mhd_start(a, cfg, fd, err);
         if (r < 0) {
-                if (a->lfd < 0)  /* else api_close closes it */
+                if (!a->mhd)  /* once started, MHD owns the listening fd */
                         close(fd);
                 api_close(a);
                 return r;
@@ -730,16 +698,14 @@ void api_close(struct api *a)
         if (!a)
                 return;
         a->closing = 1;
-        loop_unwatch(&a->accept_w);  /* nobody new from here on */
         if (a->mhd)
                 api_drain(a);
         loop_unwatch(&a->mhd_w);
         timer_close(&a->tick);
-        /* Closes every connection (each call's completion frees it). */
+        /* Closes every connection (each call's completion frees it) and the
+         * listening socket. */
         if (a->mhd)
                 MHD_stop_daemon(a->mhd);
-        if (a->lfd >= 0)
-                close(a->lfd);
         /* Last: resumes above queued it, and it must not run on a freed a. */
         loop_undefer(a->loop, &a->kick);
         socket_remove(a);

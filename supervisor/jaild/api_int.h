@@ -39,15 +39,13 @@ struct api {
         void *log_data;
         struct api_call *calls;     /* every live call */
         int closing;
-        int lfd;                    /* the listening socket: we accept, MHD serves */
         unsigned refused_live;      /* connections of peers not allowed, open (API_MAX_REFUSED) */
-        struct watch accept_w;
         struct timespec refused_at; /* the last refusal logged (at most one a second) */
         unsigned long refused_quiet; /* refusals since, not logged */
 };
 
 /* Connections of peers not allowed that are kept to be told 403 (the rest
- * are closed at accept), and the seconds each may stay idle. */
+ * are shut at once), and the seconds each may stay idle. */
 #define API_MAX_REFUSED 16
 #define API_REFUSED_TIMEOUT 5
 
@@ -55,7 +53,7 @@ struct api {
 struct api_peer {
         struct ucred cred;
         int allowed;
-        int told;                   /* a refusal was logged */
+        int dropped;                /* shut at once (past API_MAX_REFUSED) */
 };
 
 enum call_state {
