@@ -18,7 +18,9 @@ Four parts, each selectable by name on the command line (default: all):
            pass.py`) for this build and for another jailrun binary
            (--before PATH, e.g. a build of the commit before the engine
            restructuring), in ONE hyperfine invocation, with bare
-           `python3.11 -I pass.py` beside them. Skipped without --before.
+           `python3.11 -I pass.py` beside them; then the two jailruns
+           alternated run by run (ABBA), as a check on hyperfine's blocks.
+           Skipped without --before.
 
 Each jaild runs with a temp config of its own (socket, registry, state,
 workspaces in a temp dir), cgroup parent "jaild-bench" and uids
@@ -32,7 +34,8 @@ bench/out/jaild.txt). Needs root, hyperfine, python3-httpx.
 Knobs: JAILD_BENCH_JOBS (jobs per kind and mode, 200), JAILD_BENCH_CONC (4),
 JAILD_BENCH_WORKERS (50), JAILD_BENCH_SECONDS (60), JAILD_BENCH_IDLE
 ("0,50,200"), JAILD_BENCH_IDLE_SECONDS (20), JAILD_BENCH_RUNS (hyperfine
---min-runs, 50). JAILRUN and JAILD name the binaries under test.
+--min-runs, 50), JAILD_BENCH_PAIRS (alternated start-up pairs, 200).
+JAILRUN and JAILD name the binaries under test.
 
   bench/jaild.py [--before OLD_JAILRUN] [jobs] [ticks] [rss] [startup]
 """
@@ -68,6 +71,7 @@ SECONDS = float(os.environ.get("JAILD_BENCH_SECONDS", "60"))
 IDLE = [int(x) for x in os.environ.get("JAILD_BENCH_IDLE", "0,50,200").split(",")]
 IDLE_SECONDS = float(os.environ.get("JAILD_BENCH_IDLE_SECONDS", "20"))
 RUNS = int(os.environ.get("JAILD_BENCH_RUNS", "50"))
+PAIRS = int(os.environ.get("JAILD_BENCH_PAIRS", "200"))
 
 CGROUP_PARENT = "jaild-bench"
 UID_LO, UID_HI = 400000, 400999
@@ -149,9 +153,11 @@ def jails_usage():
 
 
 def cgroup_dirs():
+    """The bench's cgroup parent in every hierarchy it exists in (v1 and
+    v2 mounts alike: jaild makes it in each hierarchy it uses)."""
     out = []
-    for root in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/cpu",
-                 "/sys/fs/cgroup/cpuacct", "/sys/fs/cgroup"):
+    roots = ["/sys/fs/cgroup"] + sorted(os.path.join("/sys/fs/cgroup", e) for e in os.listdir("/sys/fs/cgroup"))
+    for root in roots:
         d = os.path.join(root, CGROUP_PARENT)
         if os.path.isdir(d) and os.path.realpath(d) not in [os.path.realpath(x) for x in out]:
             out.append(d)
@@ -546,20 +552,24 @@ def part_startup(before):
         # A cross-check hyperfine cannot give: the two jailruns alternated run
         # by run (hyperfine times each command's runs in one block, so a
         # shared host's drift between blocks lands in the ratio).
+        # Pairs in the order ABBA ABBA ..., so neither goes first more often.
         alt = {0: [], 1: []}
-        for i in range(2 * max(RUNS, 100)):
-            k = i % 2
+        for i in range(2 * PAIRS):
+            k = (i + i // 2) % 2
             t0 = time.perf_counter()
             p = subprocess.run(cmds[k].split(), cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                timeout=60)
             alt[k].append(time.perf_counter() - t0)
             if p.returncode != 0 or p.stderr:
                 die("%s: exit %d %s" % (cmds[k], p.returncode, p.stderr[:300]))
+        diffs = sorted((a - b) * 1e3 for a, b in zip(alt[0], alt[1]))
         res["alternated"] = {"runs_each": len(alt[0]), "after_median_ms": statistics.median(alt[0]) * 1e3,
                              "before_median_ms": statistics.median(alt[1]) * 1e3,
                              "after_mean_ms": statistics.mean(alt[0]) * 1e3,
                              "before_mean_ms": statistics.mean(alt[1]) * 1e3,
-                             "pairs_after_faster": sum(a < b for a, b in zip(alt[0], alt[1]))}
+                             "diff_median_ms": statistics.median(diffs),
+                             "diff_p25_ms": pct(diffs, 25), "diff_p75_ms": pct(diffs, 75),
+                             "pairs_after_faster": sum(d < 0 for d in diffs)}
     with open(js) as f:
         hres = json.load(f)["results"]
     res["results"] = [{"command": h["command"], "n": len(h["times"])} |
@@ -586,11 +596,12 @@ def show_startup(r):
           % (r["after_over_before"], r["after_over_before_sd"], r["after_over_before_median"],
              r["after_over_python"], r["before_over_python"]))
     a = r["alternated"]
-    print("  alternated run by run (%d each, subprocess from Python): after median %.2f ms, before %.2f ms, "
-          "after / before %.3f (medians), %.3f (means); after faster in %d of %d pairs"
-          % (a["runs_each"], a["after_median_ms"], a["before_median_ms"],
-             a["after_median_ms"] / a["before_median_ms"], a["after_mean_ms"] / a["before_mean_ms"],
-             a["pairs_after_faster"], a["runs_each"]))
+    print("  alternated run by run, ABBA (%d each, subprocess from Python): after median %.2f ms, before %.2f ms, "
+          "after / before %.3f (medians), %.3f (means)" % (a["runs_each"], a["after_median_ms"], a["before_median_ms"],
+                                                           a["after_median_ms"] / a["before_median_ms"],
+                                                           a["after_mean_ms"] / a["before_mean_ms"]))
+    print("  paired difference after - before: median %+.2f ms (quartiles %+.2f, %+.2f); after faster in %d of %d pairs"
+          % (a["diff_median_ms"], a["diff_p25_ms"], a["diff_p75_ms"], a["pairs_after_faster"], a["runs_each"]))
 
 
 # ---------------------------------------------------------------- main
