@@ -34,7 +34,7 @@ bench/out/jaild.txt). Needs root, hyperfine, python3-httpx.
 Knobs: JAILD_BENCH_JOBS (jobs per kind and mode, 200), JAILD_BENCH_CONC (4),
 JAILD_BENCH_WORKERS (50), JAILD_BENCH_SECONDS (60), JAILD_BENCH_IDLE
 ("0,50,200"), JAILD_BENCH_IDLE_SECONDS (20), JAILD_BENCH_RUNS (hyperfine
---min-runs, 50), JAILD_BENCH_PAIRS (alternated start-up pairs, 200).
+--min-runs, 50), JAILD_BENCH_PAIRS (alternated start-up pairs, 300).
 JAILRUN and JAILD name the binaries under test.
 
   bench/jaild.py [--before OLD_JAILRUN] [jobs] [ticks] [rss] [startup]
@@ -71,7 +71,7 @@ SECONDS = float(os.environ.get("JAILD_BENCH_SECONDS", "60"))
 IDLE = [int(x) for x in os.environ.get("JAILD_BENCH_IDLE", "0,50,200").split(",")]
 IDLE_SECONDS = float(os.environ.get("JAILD_BENCH_IDLE_SECONDS", "20"))
 RUNS = int(os.environ.get("JAILD_BENCH_RUNS", "50"))
-PAIRS = int(os.environ.get("JAILD_BENCH_PAIRS", "200"))
+PAIRS = int(os.environ.get("JAILD_BENCH_PAIRS", "300"))
 
 CGROUP_PARENT = "jaild-bench"
 UID_LO, UID_HI = 400000, 400999
@@ -517,8 +517,9 @@ def part_rss():
 
 
 def show_rss(r):
-    print("== jaild memory and idle CPU (load %s at start); CPU over %g s of idling"
-          % (r["loadavg_start"], r["idle_seconds"]))
+    print("== jaild memory and idle CPU (load %s at start); CPU over %g s of idling, read from /proc in clock "
+          "ticks of %g ms (0.000 is under %.3f%%)" % (r["loadavg_start"], r["idle_seconds"], 1e3 / CLK_TCK,
+                                                     100 / CLK_TCK / r["idle_seconds"]))
     print("%8s %12s %12s %14s %14s %16s %8s" % ("workers", "VmRSS KiB", "VmHWM KiB", "jaild CPU %",
                                                "jails' CPU %", "jails' PSS KiB", "up s"))
     base = r["levels"][0]["vmrss_kib"]
@@ -570,6 +571,10 @@ def part_startup(before):
                              "diff_median_ms": statistics.median(diffs),
                              "diff_p25_ms": pct(diffs, 25), "diff_p75_ms": pct(diffs, 75),
                              "pairs_after_faster": sum(d < 0 for d in diffs)}
+        # 95% interval of the median difference, free of any distribution:
+        # the order statistics the sign test puts around it.
+        k = max(0, int(len(diffs) / 2 - 1.96 * math.sqrt(len(diffs)) / 2))
+        res["alternated"]["diff_median_ci95_ms"] = [diffs[k], diffs[len(diffs) - 1 - k]]
     with open(js) as f:
         hres = json.load(f)["results"]
     res["results"] = [{"command": h["command"], "n": len(h["times"])} |
@@ -600,8 +605,11 @@ def show_startup(r):
           "after / before %.3f (medians), %.3f (means)" % (a["runs_each"], a["after_median_ms"], a["before_median_ms"],
                                                            a["after_median_ms"] / a["before_median_ms"],
                                                            a["after_mean_ms"] / a["before_mean_ms"]))
-    print("  paired difference after - before: median %+.2f ms (quartiles %+.2f, %+.2f); after faster in %d of %d pairs"
-          % (a["diff_median_ms"], a["diff_p25_ms"], a["diff_p75_ms"], a["pairs_after_faster"], a["runs_each"]))
+    lo, hi = a["diff_median_ci95_ms"]
+    print("  paired difference after - before: median %+.2f ms (95%% interval %+.2f to %+.2f ms, i.e. %+.1f%% to "
+          "%+.1f%% of before's median; quartiles %+.2f, %+.2f); after faster in %d of %d pairs"
+          % (a["diff_median_ms"], lo, hi, 100 * lo / a["before_median_ms"], 100 * hi / a["before_median_ms"],
+             a["diff_p25_ms"], a["diff_p75_ms"], a["pairs_after_faster"], a["runs_each"]))
 
 
 # ---------------------------------------------------------------- main
