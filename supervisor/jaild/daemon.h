@@ -64,6 +64,7 @@ struct jaild {
         struct api *api;
         struct watch sig;
         int sigfd;
+        int cglock;                  /* our hold on cgroup_parent */
         char state_url[PATH_MAX];
         char scripts[PATH_MAX];      /* the scripts jobs read: <registry dir>/scripts */
         struct worker *workers;

@@ -344,6 +344,29 @@ static void on_signal(struct watch *w, uint32_t events)
         }
 }
 
+/* One jaild per cgroup parent (it removes every job group under it at
+ * start): a lock in /run/jailrun named after it, held while we live. */
+static int lock_cgroup_parent(const char *parent, struct jr_err *err)
+{
+        char path[PATH_MAX] = "/run/jailrun/jaild-cgroup-";
+        size_t n = strlen(path);
+        for (const char *p = parent; *p && n + 1 < sizeof path; p++)
+                path[n++] = *p == '/' ? '%' : *p;
+        path[n] = '\0';
+        if (mkdir("/run/jailrun", 0700) < 0 && errno != EEXIST)
+                return jr_fail(err, errno, "mkdir /run/jailrun");
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return jr_fail(err, errno, "open %s", path);
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                int e = errno;
+                close(fd);
+                return jr_fail(err, e, e == EWOULDBLOCK ? "another jaild uses the cgroup parent %s" : "lock %s",
+                               e == EWOULDBLOCK ? parent : path);
+        }
+        return fd;  /* kept open (close-on-exec) until we exit */
+}
+
 /* One jaild per socket: a lock beside it, held while we live. */
 static int lock_instance(const char *socket_path, struct jr_err *err)
 {
@@ -416,6 +439,8 @@ static int prepare(struct jaild *d, struct jr_err *err)
                 r = jaild_config_state_url(d->cfg, d->state_url, sizeof d->state_url);
         if (r < 0)
                 return jr_fail(err, ENAMETOOLONG, "the state store's address");
+        if ((d->cglock = lock_cgroup_parent(d->cfg->cgroup_parent, err)) < 0)
+                return d->cglock;
         struct cg_host h;
         if (cg_detect(&h, err) < 0)
                 return -EIO;
@@ -513,7 +538,7 @@ static int parse_args(int argc, char **argv, const char **config)
 
 int main(int argc, char **argv)
 {
-        struct jaild d = { .sigfd = -1, .sig = WATCH_INIT, .status = TIMER_INIT, .drain = TIMER_INIT };
+        struct jaild d = { .sigfd = -1, .cglock = -1, .sig = WATCH_INIT, .status = TIMER_INIT, .drain = TIMER_INIT };
         int r = parse_args(argc, argv, &d.cfg_path);
         if (r >= 0)
                 return r;
@@ -550,6 +575,7 @@ int main(int argc, char **argv)
         registry_close(d.reg);
         loop_unwatch(&d.sig);
         closep(&d.sigfd);
+        closep(&d.cglock);
         if (d.loop.epfd > 0)
                 loop_close(&d.loop);
         json_decref(d.errors);

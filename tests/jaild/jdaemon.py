@@ -15,23 +15,36 @@ import httpx
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.normpath(os.path.join(HERE, "..", ".."))
 JAILD = os.environ.get("JAILD") or os.path.join(TOP, "supervisor", "jaild", "jaild")
+# Each jaild of the tests has a cgroup parent of its own below this one: a
+# jaild owns its parent (it removes every job group under it at start).
 CGROUP_PARENT = "jaild-test"
 
 
-def cgroup_dirs(parent=CGROUP_PARENT):
+def cgroup_dirs(parent):
     """The parent's directory in each cgroup hierarchy of this host."""
+    roots = ["/sys/fs/cgroup"] + [os.path.join("/sys/fs/cgroup", e) for e in sorted(os.listdir("/sys/fs/cgroup"))]
     out = []
-    for root in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/cpu",
-                 "/sys/fs/cgroup"):
+    for root in roots:
         d = os.path.join(root, parent)
         if os.path.isdir(d) and os.path.realpath(d) not in [os.path.realpath(x) for x in out]:
             out.append(d)
     return out
 
 
-def job_groups(parent=CGROUP_PARENT):
+def job_groups(parent):
     """Job groups under the parent, in any hierarchy."""
     return sorted({e for d in cgroup_dirs(parent) for e in os.listdir(d) if e.startswith("job-")})
+
+
+def remove_parent(parent):
+    """The parent's now empty directories (and the tests' own parent above
+    it, once no other jaild of the tests uses it)."""
+    for p in (parent, CGROUP_PARENT):
+        for d in cgroup_dirs(p):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
 
 
 class Jaild:
@@ -39,9 +52,10 @@ class Jaild:
         self.dir = tempfile.mkdtemp(prefix="jd-", dir="/tmp")
         os.chmod(self.dir, 0o755)
         self.socket = os.path.join(self.dir, "jaild.sock")
+        self.cgroup_parent = "%s/%s" % (CGROUP_PARENT, os.path.basename(self.dir))
         self.config = {
             "socket": {"path": self.socket, "mode": "0666"},
-            "cgroup_parent": CGROUP_PARENT,
+            "cgroup_parent": self.cgroup_parent,
             "state": {"backend": "sqlite", "sqlite": {"path": os.path.join(self.dir, "state.sqlite")}},
             "workspace_root": os.path.join(self.dir, "ws"),
             "registry": os.path.join(self.dir, "reg", "registry.db"),
@@ -114,9 +128,17 @@ class Jaild:
         self.proc.wait()
         self.log.close()
 
+    def job_groups(self):
+        return job_groups(self.cgroup_parent)
+
     def cleanup(self):
+        """Stops jaild; returns the job groups it left (then removes its parent)."""
         self.stop(signal.SIGQUIT)
+        left = self.job_groups()
+        if not left:
+            remove_parent(self.cgroup_parent)
         shutil.rmtree(self.dir, ignore_errors=True)
+        return left
 
 
 def worker_spec(name, source, **kw):

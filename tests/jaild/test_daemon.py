@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import hostprobe  # noqa: E402
-from jdaemon import JAILD, Jaild, job_groups, worker_spec  # noqa: E402
+from jdaemon import JAILD, Jaild, worker_spec  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not os.path.exists(JAILD), reason="jaild is not built")
 
@@ -29,8 +29,8 @@ def tick(ctx):
 def jd():
     d = Jaild().start()
     yield d
-    d.cleanup()
-    assert job_groups() == [], "cgroups left: %s" % job_groups()
+    left = d.cleanup()
+    assert left == [], "cgroups left: %s" % left
 
 
 def create(jd, name, source=COUNTER, **kw):
@@ -92,7 +92,7 @@ def test_worker_lifecycle_with_curl(jd):
     status, body = jd.curl("-X", "DELETE", "http://jaild/v1/workers/%s" % w["id"])
     assert status == 200, body
     assert jd.get("/v1/workers/%s" % w["id"]).status_code == 404
-    assert job_groups() == []
+    assert jd.job_groups() == []
 
 
 def test_tick_error_is_reported(jd):
@@ -129,7 +129,7 @@ def test_pause_resume(jd):
     r = jd.post("/v1/workers/%s/pause" % w["id"])
     assert r.status_code == 200 and r.json()["state"] == "paused", r.text
     assert jd.post("/v1/workers/%s/tick" % w["id"]).json()["error"]["type"] == "WorkerStopped"
-    assert job_groups() == []
+    assert jd.job_groups() == []
     r = jd.post("/v1/workers/%s/resume" % w["id"])
     assert r.status_code == 200
     wait_state(jd, w["id"], {"idle"})
@@ -201,7 +201,7 @@ def test_pool_full_answers_worker_pool_timeout():
         assert results["slow"].status_code == 200 and results["slow"].json()["status"] == "ok"
         assert "jaild_pool_timeouts_total 1" in d.get("/metrics").text
     finally:
-        d.cleanup()
+        assert d.cleanup() == []
 
 
 def jail_pids(uid_lo=100000, uid_hi=165535):
@@ -229,8 +229,12 @@ def test_kill9_and_restart_keeps_workers_and_state():
         assert tick(d, w["id"])["ok"] and tick(d, w["id"])["ok"]
         p = create(d, "sleeper")
         d.post("/v1/workers/%s/pause" % p["id"])
-        threading.Thread(target=lambda: d.post("/v1/jobs", {"source": "import time\ntime.sleep(60)\n"}),
-                         daemon=True).start()
+        def doomed_job():
+            try:
+                d.post("/v1/jobs", {"source": "import time\ntime.sleep(60)\n"})
+            except Exception:  # jaild is killed under it
+                pass
+        threading.Thread(target=doomed_job, daemon=True).start()
         deadline = time.monotonic() + hostprobe.slack(10)
         while d.get("/v1/health").json()["jobs_running"] < 1:  # a job's script is on disk when it dies
             assert time.monotonic() < deadline
@@ -242,7 +246,7 @@ def test_kill9_and_restart_keeps_workers_and_state():
             assert time.monotonic() < deadline, jail_pids(300000, 300999)
             time.sleep(0.02)
         d.start()
-        assert job_groups() == [] or all(g.startswith("job-w-") for g in job_groups())
+        assert all(g.startswith("job-w-") for g in d.job_groups())
         scripts = os.path.join(d.dir, "reg", "scripts")
         assert [f for f in os.listdir(scripts) if f.startswith("j-")] == []  # the dead job's script went
         ws = {x["name"]: x for x in d.get("/v1/workers").json()["workers"]}
@@ -252,8 +256,8 @@ def test_kill9_and_restart_keeps_workers_and_state():
         tick(d, w["id"])
         assert messages(d, w["id"])[-1] == "tick 3"  # the state was kept
     finally:
-        d.cleanup()
-    assert job_groups() == []
+        left = d.cleanup()
+    assert left == []
 
 
 def test_sigterm_drains_the_tick_in_flight():
@@ -270,8 +274,8 @@ def test_sigterm_drains_the_tick_in_flight():
         t.join()
         assert out["r"].status_code == 200 and out["r"].json()["ok"] is True
     finally:
-        d.cleanup()
-    assert job_groups() == []
+        left = d.cleanup()
+    assert left == []
 
 
 def test_metrics_text(jd):
@@ -424,4 +428,14 @@ def test_a_drain_stops_a_job_that_would_never_end():
         t.join()
         assert "stopped now" in d.logs()
     finally:
-        d.cleanup()
+        assert d.cleanup() == []
+
+
+def test_two_jailds_cannot_share_a_cgroup_parent(jd):
+    other = Jaild(cgroup_parent=jd.cgroup_parent)
+    try:
+        p = subprocess.run([JAILD, "--config", other.config_path], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 3 and "another jaild uses the cgroup parent" in p.stderr, p
+    finally:
+        other.cleanup()
+    assert jd.get("/v1/health").status_code == 200
