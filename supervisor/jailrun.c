@@ -20,6 +20,7 @@
 
 #include "common/cleanup.h"
 #include "common/err.h"
+#include "common/parse.h"
 #include "supervisor/engine/backtest.h"
 #include "supervisor/engine/job.h"
 #include "supervisor/engine/log.h"
@@ -92,17 +93,6 @@ static int usage_error(const char *fmt, ...)
         return EXIT_USAGE;
 }
 
-static int parse_uint(const char *s, unsigned long max, unsigned long *out)
-{
-        char *end;
-        errno = 0;
-        unsigned long v = strtoul(s, &end, 10);
-        if (errno || end == s || *end || s[0] == '-' || v > max)
-                return -EINVAL;
-        *out = v;
-        return 0;
-}
-
 /* $XDG_DATA_HOME/jailrun/WHAT, else ~/.local/share/jailrun/WHAT. */
 static int data_path(char *out, size_t size, const char *what)
 {
@@ -110,41 +100,6 @@ static int data_path(char *out, size_t size, const char *what)
         if (xdg && xdg[0] == '/')
                 return jr_snprintf(out, size, "%s/jailrun/%s", xdg, what);
         return jr_snprintf(out, size, "%s/.local/share/jailrun/%s", home && *home ? home : "/root", what);
-}
-
-/* A finite decimal number in [lo, hi]: 0, or -EINVAL. */
-static int parse_real(const char *s, double lo, double hi, double *out)
-{
-        char *end;
-        errno = 0;
-        double v = strtod(s, &end);
-        if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi)
-                return -EINVAL;
-        *out = v;
-        return 0;
-}
-
-/* SIZE: bytes with an optional K, M or G suffix (powers of 1024). */
-static int parse_size(const char *s, unsigned long *out)
-{
-        char *end;
-        errno = 0;
-        unsigned long v = strtoul(s, &end, 10);
-        if (errno || end == s || s[0] == '-')
-                return -EINVAL;
-        unsigned shift = 0;
-        if (*end == 'K' || *end == 'k')
-                shift = 10;
-        else if (*end == 'M' || *end == 'm')
-                shift = 20;
-        else if (*end == 'G' || *end == 'g')
-                shift = 30;
-        if (shift)
-                end++;
-        if (*end || v > (~0UL >> shift))
-                return -EINVAL;
-        *out = v << shift;
-        return 0;
 }
 
 static int parse_uid_range(const char *s, struct job_opts *o)
@@ -157,7 +112,7 @@ static int parse_uid_range(const char *s, struct job_opts *o)
         if (!dash)
                 return -EINVAL;
         *dash = '\0';
-        if (parse_uint(buf, 0xFFFFFFFEUL, &lo) < 0 || parse_uint(dash + 1, 0xFFFFFFFEUL, &hi) < 0 ||
+        if (jr_parse_uint(buf, 0xFFFFFFFEUL, &lo) < 0 || jr_parse_uint(dash + 1, 0xFFFFFFFEUL, &hi) < 0 ||
             lo < UID_RANGE_MIN || hi < lo)
                 return -EINVAL;
         o->uid_lo = (uid_t)lo;
@@ -218,28 +173,6 @@ struct cli {
         double tick_timeout;     /* worker: seconds; < 0 = the policy's */
 };
 
-/* DURATION: a number of seconds, or with a unit: 800ms, 1.5s, 2m, 1h. */
-static int parse_duration(const char *s, double lo, double hi, double *out)
-{
-        char *end;
-        errno = 0;
-        double v = strtod(s, &end);
-        if (errno || end == s || !isfinite(v))
-                return -EINVAL;
-        static const struct { const char *unit; double scale; } units[] = {
-                { "", 1 }, { "s", 1 }, { "ms", 1e-3 }, { "m", 60 }, { "h", 3600 },
-        };
-        for (size_t i = 0; i < ELEMENTSOF(units); i++)
-                if (strcmp(end, units[i].unit) == 0) {
-                        v *= units[i].scale;
-                        if (v < lo || v > hi)
-                                return -ERANGE;
-                        *out = v;
-                        return 0;
-                }
-        return -EINVAL;
-}
-
 /* Returns -1 to go on, else the exit status. */
 static int parse_opt(int c, const char *arg, struct job_opts *o, struct cli *cli)
 {
@@ -280,17 +213,17 @@ static int parse_opt(int c, const char *arg, struct job_opts *o, struct cli *cli
         case OPT_PRINT_POLICY: cli->print_policy = 1; return -1;
         case OPT_CHECK: cli->check = 1; return -1;
         case OPT_TICKS:
-                if (parse_uint(arg, 1000000000UL, &v) < 0 || v == 0)
+                if (jr_parse_uint(arg, 1000000000UL, &v) < 0 || v == 0)
                         return usage_error("--ticks wants a positive integer, not '%s'", arg);
                 o->ticks = (unsigned)v;
                 cli->ticks_given = 1;
                 return -1;
         case OPT_TIMEOUT:
-                if (parse_real(arg, 0, MAX_SECONDS, &o->timeout_s) < 0)
+                if (jr_parse_real(arg, 0, MAX_SECONDS, &o->timeout_s) < 0)
                         return usage_error("--timeout wants seconds between 0 and %d, not '%s'", MAX_SECONDS, arg);
                 return -1;
         case OPT_SCRATCH:
-                if (parse_size(arg, &v) < 0 || v < 4096 || v > SCRATCH_MAX)
+                if (jr_parse_size(arg, &v) < 0 || v < 4096 || v > SCRATCH_MAX)
                         return usage_error("--scratch-size wants a size from 4K to 2G, not '%s'", arg);
                 o->scratch_bytes = v;
                 return -1;
@@ -300,21 +233,21 @@ static int parse_opt(int c, const char *arg, struct job_opts *o, struct cli *cli
                                            UID_RANGE_MIN, arg);
                 return -1;
         case OPT_MEMORY:
-                if (parse_size(arg, &v) < 0 || v == 0)
+                if (jr_parse_size(arg, &v) < 0 || v == 0)
                         return usage_error("--memory wants a size such as 512M or 1G, not '%s'", arg);
                 o->memory = v;
                 return -1;
         case OPT_CPUS:
-                if (parse_real(arg, 0, 1e6, &o->cpus) < 0 || o->cpus == 0)
+                if (jr_parse_real(arg, 0, 1e6, &o->cpus) < 0 || o->cpus == 0)
                         return usage_error("--cpus wants a positive number of cores, not '%s'", arg);
                 return -1;
         case OPT_PIDS:
-                if (parse_uint(arg, 1000000UL, &v) < 0 || v == 0)
+                if (jr_parse_uint(arg, 1000000UL, &v) < 0 || v == 0)
                         return usage_error("--pids wants a positive number of tasks, not '%s'", arg);
                 o->pids = (unsigned)v;
                 return -1;
         case OPT_CPU_TIME:
-                if (parse_real(arg, 0, MAX_SECONDS, &o->cpu_time_s) < 0)
+                if (jr_parse_real(arg, 0, MAX_SECONDS, &o->cpu_time_s) < 0)
                         return usage_error("--cpu-time wants seconds between 0 and %d, not '%s'", MAX_SECONDS, arg);
                 return -1;
         case OPT_CGROUP_PARENT:
@@ -324,11 +257,11 @@ static int parse_opt(int c, const char *arg, struct job_opts *o, struct cli *cli
                 o->cgroup_parent = arg;
                 return -1;
         case OPT_INTERVAL:
-                if (parse_duration(arg, 0.001, MAX_SECONDS, &o->interval_s) < 0)
+                if (jr_parse_duration(arg, 0.001, MAX_SECONDS, &o->interval_s) < 0)
                         return usage_error("--interval wants a duration from 1ms to a year (5s, 1m), not '%s'", arg);
                 return -1;
         case OPT_TICK_TIMEOUT:
-                if (parse_duration(arg, 0.001, 86400, &cli->tick_timeout) < 0)
+                if (jr_parse_duration(arg, 0.001, 86400, &cli->tick_timeout) < 0)
                         return usage_error("--tick-timeout wants a duration from 1ms to 1 day (60s, 500ms), not '%s'",
                                            arg);
                 return -1;
@@ -346,13 +279,13 @@ static int parse_opt(int c, const char *arg, struct job_opts *o, struct cli *cli
                 cli->report_opts = 1;
                 return -1;
         case OPT_REPORT_MAX:
-                if (parse_size(arg, &v) < 0 || v < 1024)
+                if (jr_parse_size(arg, &v) < 0 || v < 1024)
                         return usage_error("--report-max wants a size of at least 1K (500M, 4G), not '%s'", arg);
                 o->report_max = v;
                 cli->report_opts = 1;
                 return -1;
         case OPT_BAR_TIMEOUT:
-                if (parse_duration(arg, 0.001, 3600, &cli->bar_timeout) < 0)
+                if (jr_parse_duration(arg, 0.001, 3600, &cli->bar_timeout) < 0)
                         return usage_error("--bar-timeout wants a duration from 1ms to 1h (800ms, 2s), not '%s'", arg);
                 return -1;
         case OPT_JSON: o->json = 1; return -1;

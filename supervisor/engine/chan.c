@@ -222,6 +222,8 @@ static void on_message(struct job *j, struct msg *m)
                         return end_job(j, JOB_PROTOCOL, "ProtocolError", "unexpected jailed");
                 j->run->phase = PH_JAILED;
                 j->res->setup_us = us_since(&j->run->cloned);
+                if (j->o->on_jailed)
+                        j->o->on_jailed(j->o->tick_data, j->res->setup_us);
                 return;
         case MSG_FATAL:
                 if ((j->run->phase >= PH_JAILED))

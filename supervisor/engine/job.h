@@ -74,7 +74,8 @@ struct job_opts {
          * results it hears of; the name of the front-end in its messages. */
         int manual;
         void (*on_tick)(void *data, unsigned id, int ok, const char *etype, const char *emsg, double seconds);
-        void *tick_data;
+        void *tick_data;             /* for on_tick and on_jailed */
+        void (*on_jailed)(void *data, long setup_us);  /* each jail passed its checks */
         const char *who;             /* "jailrun" when NULL */
         /* Clones a jail; NULL for the real thing (spawn_jail, and for a
          * worker's later jails its zygote). The engine's own tests put a

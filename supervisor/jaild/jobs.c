@@ -95,6 +95,12 @@ static json_t *output_json(const struct outbuf *b)
         return jr_json_text(b->p ? b->p : "");
 }
 
+static void job_jailed(void *data, long setup_us)
+{
+        struct ojob *j = data;
+        hist_add(&j->d->spawn_s, (double)setup_us / 1e6);
+}
+
 static void ojob_ended(struct job *job, void *data)
 {
         struct ojob *j = data;
@@ -104,8 +110,6 @@ static void ojob_ended(struct job *job, void *data)
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         hist_add(&d->job_s, (double)(now.tv_sec - j->t0.tv_sec) + (now.tv_nsec - j->t0.tv_nsec) / 1e9);
-        if (j->res.setup_us > 0)
-                hist_add(&d->spawn_s, (double)j->res.setup_us / 1e6);
         if (j->res.status == JOB_OK) {
                 d->jobs_done++;
         } else {
@@ -125,7 +129,7 @@ static void ojob_ended(struct job *job, void *data)
         }
         if (!j->call)
                 json_decref(r);
-        jlog_msg(d, LOG_INFO, j->name, "job %s ended: %s", j->id, job_status_word(j->res.status));
+        jlog(&d->log, LOG_INFO, NULL, j->id, "job %s ended: %s", j->name, job_status_word(j->res.status));
         ojob_free(j);
         pool_give(d);
 }
@@ -234,6 +238,8 @@ static int ojob_prepare(struct ojob *j, struct api_call *c, json_t *spec)
         j->o.policy_json = j->policy_json;
         j->o.script_path = j->script;
         j->o.job_id = j->id;
+        j->o.on_jailed = job_jailed;
+        j->o.tick_data = j;
         j->o.broker.ns = j->name;
         j->o.broker.files.root = j->wsdir;
         if (j->o.entry == JAIL_ENTRY_TICKS)

@@ -14,49 +14,7 @@
 
 #include "common/cleanup.h"
 #include "common/fdio.h"
-#include "supervisor/jaild/daemon.h"
-
-/* What a worker's job ending leads to. */
-enum after { AFTER_NOTHING, AFTER_PAUSE, AFTER_DELETE, AFTER_RESTART };
-
-struct tickwait {
-        struct tickwait *next;
-        struct worker *w;
-        struct api_call *call;
-        unsigned id;
-};
-
-struct follower {
-        struct follower *next;
-        struct worker *w;
-        struct api_call *call;
-};
-
-struct worker {
-        struct jaild *d;
-        struct worker *next;
-        struct registry_worker row;
-        char script[PATH_MAX];
-        char wsdir[PATH_MAX];
-        char job_id[REGISTRY_ID_LEN + 24];
-        char *policy_json;
-        struct job_opts o;
-        struct job_result res;
-        struct job *job;
-        struct sink sink;
-        char *lines[WORKER_LOG_LINES];
-        size_t head, nlines;
-        char partial[WORKER_LOG_LINE_MAX];
-        size_t plen;
-        int pcut;
-        struct follower *followers;
-        struct tickwait *ticks;
-        struct api_call *stop_call;   /* a pause or delete waiting for the job's end */
-        enum after after;
-        json_t *last_end;             /* the last job's result, as jailrun --json gives it */
-        char error[512];              /* why it does not run, when it cannot */
-        unsigned runs;
-};
+#include "supervisor/jaild/worker.h"
 
 static const struct api_field schedule_fields[] = {
         { "interval", API_NUMBER },
@@ -66,7 +24,7 @@ static const struct api_field schedule_fields[] = {
 
 /* --- the log ring ------------------------------------------------------- */
 
-static void follower_cancel(void *data)
+void follower_cancel(void *data)
 {
         struct follower *f = data;
         f->w->d->followers--;
@@ -95,8 +53,8 @@ static void add_line(struct worker *w, const char *line, size_t len)
         w->lines[at] = copy;
         json_t *v = json_loadb(line, len, 0, NULL);
         if (v)
-                jlog_msg(w->d, LOG_INFO, w->row.name, "%s",
-                         json_string_value(json_object_get(v, "message")) ?: copy);
+                jlog(&w->d->log, LOG_INFO, w->row.name, w->job_id, "%s",
+                     json_string_value(json_object_get(v, "message")) ?: copy);
         for (struct follower *f = w->followers, *next; f; f = next) {
                 next = f->next;
                 if (v && api_stream_line(f->call, json_incref(v)) == -ENOBUFS) {
@@ -160,6 +118,12 @@ static void on_tick(void *data, unsigned id, int ok, const char *etype, const ch
         answer_ticks(w, id, ok, etype, emsg, seconds);
 }
 
+static void on_jailed(void *data, long setup_us)
+{
+        struct worker *w = data;
+        hist_add(&w->d->spawn_s, (double)setup_us / 1e6);
+}
+
 static void free_opts(struct worker *w)
 {
         json_decref((json_t *)w->o.broker.adapters);
@@ -197,6 +161,7 @@ static int worker_opts(struct worker *w, char *msg, size_t size)
         w->o.broker.ns = w->row.name;
         w->o.broker.files.root = w->wsdir;
         w->o.on_tick = on_tick;
+        w->o.on_jailed = on_jailed;
         w->o.tick_data = w;
         w->o.job_id = w->job_id;
         return 0;
@@ -204,7 +169,7 @@ static int worker_opts(struct worker *w, char *msg, size_t size)
 
 static void worker_ended(struct job *j, void *data);
 
-static void worker_start(struct worker *w)
+void worker_start(struct worker *w)
 {
         w->error[0] = '\0';
         if (worker_opts(w, w->error, sizeof w->error) < 0) {
@@ -232,7 +197,7 @@ static void close_followers(struct worker *w)
         }
 }
 
-static void worker_free(struct worker *w)
+void worker_free(struct worker *w)
 {
         answer_ticks(w, 0, 0, NULL, NULL, 0);
         close_followers(w);
@@ -246,7 +211,7 @@ static void worker_free(struct worker *w)
         free(w);
 }
 
-static void unlink_worker(struct worker *w)
+void unlink_worker(struct worker *w)
 {
         for (struct worker **p = &w->d->workers; *p; p = &(*p)->next)
                 if (*p == w) {
@@ -255,7 +220,7 @@ static void unlink_worker(struct worker *w)
                 }
 }
 
-static json_t *worker_json(struct worker *w);
+json_t *worker_json(struct worker *w);
 
 static void worker_ended(struct job *j, void *data)
 {
@@ -263,8 +228,6 @@ static void worker_ended(struct job *j, void *data)
         struct jaild *d = w->d;
         outq_flush_some(&w->sink.out);
         outq_flush_some(&w->sink.err);
-        if (w->res.setup_us > 0)
-                hist_add(&d->spawn_s, (double)w->res.setup_us / 1e6);
         json_decref(w->last_end);
         w->last_end = job_result_json(&w->o, &w->res);
         job_free(j);
@@ -303,7 +266,7 @@ static void stop_call_cancel(void *data)
 
 /* Ends the worker's job: gently (the tick in flight finishes) or at once;
  * c, if any, is answered when it has ended. */
-static void worker_stop(struct worker *w, enum after after, struct api_call *c, int now)
+void worker_stop(struct worker *w, enum after after, struct api_call *c, int now)
 {
         w->after = after;
         w->stop_call = c;
@@ -314,7 +277,7 @@ static void worker_stop(struct worker *w, enum after after, struct api_call *c, 
 
 /* --- the API ----------------------------------------------------------- */
 
-static const char *worker_state(const struct worker *w)
+const char *worker_state(const struct worker *w)
 {
         if (!w->job)
                 return w->row.paused ? "paused" : "stopped";
@@ -325,7 +288,7 @@ static const char *worker_state(const struct worker *w)
         return words[job_phase(w->job)];
 }
 
-static json_t *worker_json(struct worker *w)
+json_t *worker_json(struct worker *w)
 {
         struct cg_stats u = { -1, -1, -1, -1, -1, -1 };
         if (w->job)
@@ -357,7 +320,7 @@ static json_t *worker_json(struct worker *w)
 
 /* A name a worker may not take: one shaped like a worker id (paths name a
  * worker by either), or in the jobs' namespace. */
-static int reserved_name(const char *name)
+int reserved_name(const char *name)
 {
         size_t n = strlen(name);
         if (strncmp(name, "job.", 4) == 0)
@@ -376,7 +339,7 @@ static struct worker *find(struct jaild *d, const char *id)
         return NULL;
 }
 
-static struct worker *find_or_404(struct jaild *d, struct api_call *c, const char *id)
+struct worker *find_or_404(struct jaild *d, struct api_call *c, const char *id)
 {
         struct worker *w = find(d, id);
         if (!w)
@@ -385,7 +348,7 @@ static struct worker *find_or_404(struct jaild *d, struct api_call *c, const cha
 }
 
 /* The script the engine reads: written whole, then renamed over. */
-static int write_script(struct worker *w, char *msg, size_t size)
+int write_script(struct worker *w, char *msg, size_t size)
 {
         char tmp[PATH_MAX + 8];
         snprintf(tmp, sizeof tmp, "%s.new", w->script);
@@ -402,7 +365,7 @@ static int write_script(struct worker *w, char *msg, size_t size)
         return r;
 }
 
-static struct worker *worker_new(struct jaild *d, const char *id, char *msg, size_t size)
+struct worker *worker_new(struct jaild *d, const char *id, char *msg, size_t size)
 {
         struct jr_err err = { 0 };
         struct worker *w = calloc(1, sizeof *w);
@@ -431,13 +394,9 @@ static struct worker *worker_new(struct jaild *d, const char *id, char *msg, siz
         return w;
 }
 
-static const struct api_field create_fields[] = {
-        { "name", API_STRING | API_REQUIRED }, { "source", API_STRING | API_REQUIRED }, { "profile", API_STRING },
-        { "policy", API_OBJECT },              { "schedule", API_OBJECT },               { NULL, 0 },
-};
 
 /* The policy and schedule a worker would run with, checked before it is stored. */
-static int check_spec(struct jaild *d, struct api_call *c, const char *profile, const json_t *policy,
+int check_spec(struct jaild *d, struct api_call *c, const char *profile, const json_t *policy,
                       const json_t *schedule)
 {
         char msg[1024];
@@ -465,266 +424,6 @@ static int check_spec(struct jaild *d, struct api_call *c, const char *profile, 
         return r;
 }
 
-void api_worker_create(void *data, struct api_call *c, json_t *spec)
-{
-        struct jaild *d = data;
-        if (d->draining)
-                return api_reply_error(c, 503, "UnavailableError", "jaild is stopping");
-        if (api_call_check(c, spec, create_fields, NULL) < 0)
-                return;
-        const char *name = json_string_value(json_object_get(spec, "name"));
-        const char *profile = json_string_value(json_object_get(spec, "profile")) ?: "worker";
-        json_t *policy = json_object_get(spec, "policy"), *schedule = json_object_get(spec, "schedule");
-        if (!job_valid_name(name))
-                return api_reply_error(c, 400, "ValueError", "name: 1 to 64 of A-Z a-z 0-9 . _ -, not starting with .");
-        if (reserved_name(name))
-                return api_reply_error(c, 400, "ValueError", "name: %s is reserved (worker ids are w- and 16 hex digits; "
-                                       "job. names one-shot jobs' namespaces)", name);
-        if (check_spec(d, c, profile, policy, schedule) < 0)
-                return;
-        _cleanup_free_ char *ptext = json_dumps(policy ? policy : json_object(), JSON_COMPACT | JSON_SORT_KEYS);
-        _cleanup_free_ char *stext = schedule ? json_dumps(schedule, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
-        json_t *src = json_object_get(spec, "source");
-        struct registry_new n = { .name = name, .profile = profile, .source = json_string_value(src),
-                                  .source_len = json_string_length(src), .policy = ptext, .schedule = stext };
-        struct registry_worker row = { 0 };
-        struct jr_err err = { 0 };
-        int r = ptext && stext ? registry_add(d->reg, &n, &row, &err) : -ENOMEM;
-        if (r == -EEXIST)
-                return api_reply_error(c, 409, "ConflictError", "a worker named %s exists", name);
-        if (r < 0)
-                return api_reply_error(c, r == -EINVAL ? 400 : 500, r == -EINVAL ? "ValueError" : "InternalError", "%s",
-                                       err.msg[0] ? err.msg : strerror(-r));
-        char msg[512];
-        struct worker *w = worker_new(d, row.id, msg, sizeof msg);
-        registry_worker_clear(&row);
-        if (!w)
-                return api_reply_error(c, 500, "InternalError", "%s", msg);
-        jlog_msg(d, LOG_NOTICE, w->row.name, "created (%s)", w->row.id);
-        worker_start(w);
-        api_reply(c, 201, worker_json(w));
-}
-
-void api_worker_list(void *data, struct api_call *c)
-{
-        struct jaild *d = data;
-        json_t *all = json_array();
-        for (struct worker *w = d->workers; all && w; w = w->next)
-                json_array_append_new(all, worker_json(w));
-        api_reply(c, 200, json_pack("{s:o}", "workers", all));
-}
-
-void api_worker_get(void *data, struct api_call *c, const char *id)
-{
-        struct worker *w = find_or_404(data, c, id);
-        if (w)
-                api_reply(c, 200, worker_json(w));
-}
-
-static const struct api_field update_fields[] = {
-        { "source", API_STRING }, { "policy", API_OBJECT }, { "schedule", API_OBJECT | API_NULL },
-        { "name", API_STRING },   { "profile", API_STRING }, { NULL, 0 },
-};
-
-/* A new source: stored (its generation goes up), and the running job
- * reloads it (as SIGHUP does jailrun's: the last that loaded runs on if
- * it does not load). */
-static int update_source(struct worker *w, struct api_call *c, json_t *src)
-{
-        struct jr_err err = { 0 };
-        char msg[512];
-        int64_t gen;
-        int r = registry_set_source(w->d->reg, w->row.id, json_string_value(src), json_string_length(src), &gen, &err);
-        if (r < 0) {
-                api_reply_error(c, r == -EINVAL ? 400 : 500, r == -EINVAL ? "ValueError" : "InternalError", "%s", err.msg);
-                return r;
-        }
-        struct registry_worker row = { 0 };
-        if (registry_get(w->d->reg, w->row.id, &row, &err) < 0) {
-                api_reply_error(c, 500, "InternalError", "%s", err.msg);
-                return -EIO;
-        }
-        registry_worker_clear(&w->row);
-        w->row = row;
-        if (write_script(w, msg, sizeof msg) < 0) {
-                api_reply_error(c, 500, "InternalError", "%s", msg);
-                return -EIO;
-        }
-        if (w->job && w->after == AFTER_NOTHING)
-                job_signal(w->job, SIGHUP);
-        return 0;
-}
-
-/* A new policy or schedule: stored, and the job restarted with it once its
- * tick in flight returns. */
-static int update_settings(struct worker *w, struct api_call *c, json_t *policy, json_t *schedule)
-{
-        struct jr_err err = { 0 };
-        _cleanup_(json_decrefp) json_t *old = policy ? NULL : json_loads(w->row.policy, 0, NULL);
-        if (check_spec(w->d, c, w->row.profile, policy ? policy : old, schedule) < 0)
-                return -EINVAL;
-        _cleanup_free_ char *p = policy ? json_dumps(policy, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-        _cleanup_free_ char *s = schedule ? json_dumps(schedule, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-        int r = 0;
-        if ((policy && !p) || (schedule && !s))
-                r = -ENOMEM;
-        if (r == 0 && p)
-                r = registry_set_policy(w->d->reg, w->row.id, p, &err);
-        if (r == 0 && s)
-                r = registry_set_schedule(w->d->reg, w->row.id, s, &err);
-        struct registry_worker row = { 0 };
-        if (r == 0)
-                r = registry_get(w->d->reg, w->row.id, &row, &err);
-        if (r < 0) {
-                api_reply_error(c, 500, "InternalError", "%s", err.msg[0] ? err.msg : strerror(-r));
-                return r;
-        }
-        registry_worker_clear(&w->row);
-        w->row = row;
-        if (w->job && w->after == AFTER_NOTHING)
-                worker_stop(w, AFTER_RESTART, NULL, 0);
-        return 0;
-}
-
-void api_worker_update(void *data, struct api_call *c, const char *id, json_t *changes)
-{
-        struct worker *w = find_or_404(data, c, id);
-        if (!w || api_call_check(c, changes, update_fields, NULL) < 0)
-                return;
-        const char *name = json_string_value(json_object_get(changes, "name"));
-        const char *profile = json_string_value(json_object_get(changes, "profile"));
-        if ((name && strcmp(name, w->row.name) != 0) || (profile && strcmp(profile, w->row.profile) != 0))
-                return api_reply_error(c, 400, "ValueError", "%s: a worker's %s stays; create another worker",
-                                       name ? "name" : "profile", name ? "name" : "profile");
-        if (w->after == AFTER_DELETE)
-                return api_reply_error(c, 409, "ConflictError", "the worker is being deleted");
-        json_t *policy = json_object_get(changes, "policy"), *schedule = json_object_get(changes, "schedule");
-        _cleanup_(json_decrefp) json_t *none = json_is_null(schedule) ? json_object() : NULL;
-        if (none)
-                schedule = none;  /* null: no schedule, ticks only when asked */
-        if ((policy || schedule) && update_settings(w, c, policy, schedule) < 0)
-                return;
-        json_t *src = json_object_get(changes, "source");
-        if (src && update_source(w, c, src) < 0)
-                return;
-        api_reply(c, 200, worker_json(w));
-}
-
-void api_worker_delete(void *data, struct api_call *c, const char *id)
-{
-        struct worker *w = find_or_404(data, c, id);
-        if (!w)
-                return;
-        if (w->stop_call)
-                return api_reply_error(c, 409, "ConflictError", "the worker is being stopped");
-        if (w->job)
-                return worker_stop(w, AFTER_DELETE, c, 1);
-        struct jr_err err = { 0 };
-        if (registry_delete(w->d->reg, w->row.id, &err) < 0)
-                return api_reply_error(c, 500, "InternalError", "%s", err.msg);
-        api_reply(c, 200, json_pack("{s:s, s:s}", "id", w->row.id, "state", "deleted"));
-        unlink(w->script);
-        unlink_worker(w);
-        worker_free(w);
-}
-
-static void tick_cancel(void *data)
-{
-        struct tickwait *t = data;
-        for (struct tickwait **p = &t->w->ticks; *p; p = &(*p)->next)
-                if (*p == t) {
-                        *p = t->next;
-                        break;
-                }
-        free(t);
-}
-
-void api_worker_tick(void *data, struct api_call *c, const char *id)
-{
-        struct worker *w = find_or_404(data, c, id);
-        if (!w)
-                return;
-        if (!w->job || w->after != AFTER_NOTHING)
-                return api_reply_error(c, 409, "WorkerStopped", "the worker is %s", worker_state(w));
-        struct tickwait *t = calloc(1, sizeof *t);
-        if (!t)
-                return api_reply_error(c, 500, "InternalError", "out of memory");
-        int r = job_tick(w->job);
-        if (r < 0) {
-                free(t);
-                return api_reply_error(c, 409, "WorkerBusy", "the worker is %s; a tick can start once it is idle",
-                                       worker_state(w));
-        }
-        *t = (struct tickwait){ .next = w->ticks, .w = w, .call = c, .id = (unsigned)r };
-        w->ticks = t;
-        api_call_on_cancel(c, tick_cancel, t);
-}
-
-void api_worker_pause(void *data, struct api_call *c, const char *id)
-{
-        struct worker *w = find_or_404(data, c, id);
-        struct jr_err err = { 0 };
-        if (!w)
-                return;
-        if (w->stop_call)
-                return api_reply_error(c, 409, "ConflictError", "the worker is being stopped");
-        if (!w->row.paused && registry_set_paused(w->d->reg, w->row.id, 1, &err) < 0)
-                return api_reply_error(c, 500, "InternalError", "%s", err.msg);
-        w->row.paused = 1;
-        if (w->job)
-                return worker_stop(w, AFTER_PAUSE, c, 0);
-        api_reply(c, 200, worker_json(w));
-}
-
-void api_worker_resume(void *data, struct api_call *c, const char *id)
-{
-        struct worker *w = find_or_404(data, c, id);
-        struct jr_err err = { 0 };
-        if (!w)
-                return;
-        if (w->d->draining)
-                return api_reply_error(c, 503, "UnavailableError", "jaild is stopping");
-        if (w->stop_call)
-                return api_reply_error(c, 409, "ConflictError", "the worker is being stopped");
-        if (w->row.paused && registry_set_paused(w->d->reg, w->row.id, 0, &err) < 0)
-                return api_reply_error(c, 500, "InternalError", "%s", err.msg);
-        w->row.paused = 0;
-        if (!w->job)
-                worker_start(w);
-        else if (w->after == AFTER_PAUSE)
-                w->after = AFTER_RESTART;  /* it stops, then starts again */
-        api_reply(c, 200, worker_json(w));
-}
-
-void api_worker_logs(void *data, struct api_call *c, const char *id, int follow)
-{
-        struct jaild *d = data;
-        struct worker *w = find_or_404(d, c, id);
-        if (!w)
-                return;
-        if (follow && d->followers >= JAILD_MAX_FOLLOWERS)
-                return api_reply_error(c, 503, "UnavailableError", "%u log streams are followed already; end one first",
-                                       JAILD_MAX_FOLLOWERS);
-        if (api_stream_begin(c, 200) < 0)
-                return;
-        /* The newest lines, at most LOGS_REPLAY_MAX bytes of them: one
-         * request costs the loop and the socket a bounded amount. */
-        size_t from = w->nlines, bytes = 0;
-        while (from > 0 && bytes + strlen(w->lines[(w->head + from - 1) % WORKER_LOG_LINES]) <= LOGS_REPLAY_MAX)
-                bytes += strlen(w->lines[(w->head + --from) % WORKER_LOG_LINES]);
-        for (size_t i = from; i < w->nlines; i++) {
-                json_t *v = json_loads(w->lines[(w->head + i) % WORKER_LOG_LINES], 0, NULL);
-                if (v && api_stream_line(c, v) == -ENOBUFS)
-                        break;
-        }
-        struct follower *f = follow ? calloc(1, sizeof *f) : NULL;
-        if (!f)
-                return api_stream_end(c);
-        *f = (struct follower){ .next = w->followers, .w = w, .call = c };
-        w->followers = f;
-        d->followers++;
-        api_call_on_cancel(c, follower_cancel, f);
-}
 
 /* --- the daemon's side -------------------------------------------------- */
 

@@ -288,6 +288,8 @@ def test_metrics_text(jd):
     for name in ("jaild_workers{state=\"idle\"} 1", "jaild_ticks_total{result=\"ok\"} 1", "jaild_tick_seconds_count 1",
                  "jaild_worker_cpu_seconds_total{worker=\"m\"}", "jaild_queue_depth 0"):
         assert name in text, text
+    # the worker's jail counted when it passed its checks, not when it ends
+    assert "jaild_spawn_seconds_count 1\n" in text, text
 
 
 def test_config_errors_name_the_key(tmp_path):
