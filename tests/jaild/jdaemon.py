@@ -60,6 +60,9 @@ class Jaild:
             "workspace_root": os.path.join(self.dir, "ws"),
             "registry": os.path.join(self.dir, "reg", "registry.db"),
             "log_level": "info",
+            # Not jailrun's default range: the integration suite, running
+            # beside these, counts jails there without a jailrun as leaks.
+            "uid_range": {"lo": 200000, "hi": 264999},
         }
         self.config.update(config)
         self.config_path = os.path.join(self.dir, "jaild.json")
