@@ -85,7 +85,8 @@ def jaild_for_session():
         import sys
         sys.path.insert(0, os.path.join(HERE, "jaild"))
         from jdaemon import Jaild
-        d = Jaild(max_live_jobs=4, queue_wait=120).start()
+        # jailrun's own uid range: the attacks check the jail's ids against it
+        d = Jaild(max_live_jobs=4, queue_wait=120, uid_range={"lo": 100000, "hi": 165535}).start()
         atexit.register(d.cleanup)
         _JAILD.append(d)
     return _JAILD[0]

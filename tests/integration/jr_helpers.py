@@ -53,7 +53,7 @@ def jail_procs(uid=None):
 
 
 def orphan_jail_procs():
-    """Live jail processes that no running jailrun supervises any more.
+    """Live jail processes that no running jailrun or jaild supervises any more.
 
     Other users of this machine may run jailrun at the same time; their jails
     hang below their own live supervisor and are not counted. A jail process
@@ -69,7 +69,7 @@ def orphan_jail_procs():
             seen.add(top)
             top = procs[top]["ppid"]
         sup = procs.get(top)
-        if not (sup and sup["uid"] == 0 and sup["name"] == "jailrun" and sup["state"] != "Z"):
+        if not (sup and sup["uid"] == 0 and sup["name"] in ("jailrun", "jaild") and sup["state"] != "Z"):
             out[pid] = p
     return out
 
