@@ -782,12 +782,7 @@ int main(int argc, char *argv[])
         /* Signals become events on the loop's signalfd; blocked before the
          * clone so none can end us half-way through set-up. */
         sigset_t set;
-        sigemptyset(&set);
-        int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
-        for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
-                sigaddset(&set, sigs[i]);
-        sigprocmask(SIG_BLOCK, &set, NULL);
-        signal(SIGPIPE, SIG_IGN);
+        loop_block_signals(&set);
 
         struct job_result res;
         o.sweep_stale = 1;

@@ -76,16 +76,23 @@ static int store(struct broker *b, const struct call *c)
         return BROKER_NEXT;
 }
 
+/* A call with one argument, its key: BROKER_NEXT when the key is good and
+ * the store open, else the call's answer. */
+static int key_call(struct broker *b, const struct call *c, const char **key)
+{
+        size_t len;
+        json_error_t je = { 0 };
+        if (json_unpack_ex(c->args, &je, JSON_STRICT, "{s:s%}", "key", key, &len) < 0)
+                return protocol(c, &je);
+        if (!key_ok(*key, len))
+                return bad_key(c);
+        return store(b, c);
+}
+
 static int state_get_call(struct broker *b, const struct call *c)
 {
         const char *key;
-        size_t len;
-        json_error_t je = { 0 };
-        if (json_unpack_ex(c->args, &je, JSON_STRICT, "{s:s%}", "key", &key, &len) < 0)
-                return protocol(c, &je);
-        if (!key_ok(key, len))
-                return bad_key(c);
-        int r = store(b, c);
+        int r = key_call(b, c, &key);
         if (r != BROKER_NEXT)
                 return r;
         _cleanup_free_ char *text = NULL;
@@ -132,13 +139,7 @@ static int state_set_call(struct broker *b, const struct call *c)
 static int state_delete_call(struct broker *b, const struct call *c)
 {
         const char *key;
-        size_t len;
-        json_error_t je = { 0 };
-        if (json_unpack_ex(c->args, &je, JSON_STRICT, "{s:s%}", "key", &key, &len) < 0)
-                return protocol(c, &je);
-        if (!key_ok(key, len))
-                return bad_key(c);
-        int r = store(b, c);
+        int r = key_call(b, c, &key);
         if (r != BROKER_NEXT)
                 return r;
         int deleted = 0;

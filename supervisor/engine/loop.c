@@ -9,6 +9,16 @@
 #include "common/cleanup.h"
 #include "supervisor/engine/loop.h"
 
+void loop_block_signals(sigset_t *set)
+{
+        sigemptyset(set);
+        int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+        for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
+                sigaddset(set, sigs[i]);
+        sigprocmask(SIG_BLOCK, set, NULL);
+        signal(SIGPIPE, SIG_IGN);
+}
+
 int loop_init(struct loop *l)
 {
         *l = (struct loop){ .epfd = epoll_create1(EPOLL_CLOEXEC) };

@@ -6,6 +6,7 @@
 #ifndef JR_LOOP_H
 #define JR_LOOP_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 
@@ -61,6 +62,11 @@ struct loop {
         struct epoll_event evs[LOOP_BATCH];
         int nev;
 };
+
+/* A front-end's signals: SIGINT, SIGTERM, SIGHUP and SIGQUIT blocked (to
+ * be read from a signalfd of set on the loop; blocked before any clone, so
+ * none ends the process half-way through a set-up), SIGPIPE ignored. */
+void loop_block_signals(sigset_t *set);
 
 int loop_init(struct loop *l);
 void loop_close(struct loop *l);

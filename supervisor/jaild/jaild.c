@@ -344,6 +344,21 @@ static void on_signal(struct watch *w, uint32_t events)
         }
 }
 
+/* An exclusive lock on path, held (the fd, close-on-exec) until we exit;
+ * taken already: "TAKEN WHAT". */
+static int hold_lock(const char *path, const char *taken, const char *what, struct jr_err *err)
+{
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return jr_fail(err, errno, "open %s", path);
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                int e = errno;
+                close(fd);
+                return e == EWOULDBLOCK ? jr_fail(err, e, "%s %s", taken, what) : jr_fail(err, e, "lock %s", path);
+        }
+        return fd;
+}
+
 /* One jaild per cgroup parent (it removes every job group under it at
  * start): a lock in /run/jailrun named after it, held while we live. */
 static int lock_cgroup_parent(const char *parent, struct jr_err *err)
@@ -355,16 +370,7 @@ static int lock_cgroup_parent(const char *parent, struct jr_err *err)
         path[n] = '\0';
         if (mkdir("/run/jailrun", 0700) < 0 && errno != EEXIST)
                 return jr_fail(err, errno, "mkdir /run/jailrun");
-        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0)
-                return jr_fail(err, errno, "open %s", path);
-        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-                int e = errno;
-                close(fd);
-                return jr_fail(err, e, e == EWOULDBLOCK ? "another jaild uses the cgroup parent %s" : "lock %s",
-                               e == EWOULDBLOCK ? parent : path);
-        }
-        return fd;  /* kept open (close-on-exec) until we exit */
+        return hold_lock(path, "another jaild uses the cgroup parent", parent, err);
 }
 
 /* One jaild per socket: a lock beside it, held while we live. */
@@ -373,15 +379,7 @@ static int lock_instance(const char *socket_path, struct jr_err *err)
         char path[PATH_MAX];
         if (jr_snprintf(path, sizeof path, "%s.lock", socket_path) < 0)
                 return jr_fail(err, ENAMETOOLONG, "the lock beside %s", socket_path);
-        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0)
-                return jr_fail(err, errno, "open %s", path);
-        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-                int e = errno;
-                close(fd);
-                return jr_fail(err, e, e == EWOULDBLOCK ? "another jaild serves %s" : "lock %s", socket_path);
-        }
-        return fd;  /* kept open (close-on-exec) until we exit */
+        return hold_lock(path, "another jaild serves", socket_path, err);
 }
 
 static int mkdir_p(const char *path, mode_t mode)
@@ -553,12 +551,7 @@ int main(int argc, char **argv)
                 return EXIT_SETUP;
         }
         sigset_t set;
-        sigemptyset(&set);
-        int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
-        for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
-                sigaddset(&set, sigs[i]);
-        sigprocmask(SIG_BLOCK, &set, NULL);
-        signal(SIGPIPE, SIG_IGN);
+        loop_block_signals(&set);
         jlog_init(&d.log, &(struct jlog_cfg){ .target = JLOG_AUTO, .level = (int)d.cfg->log_level, .fd = STDERR_FILENO });
         clock_gettime(CLOCK_MONOTONIC, &d.started);
         d.errors = json_object();
