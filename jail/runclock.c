@@ -28,6 +28,12 @@ static volatile sig_atomic_t overdue;
 static volatile int64_t bar_index, bar_start_ns, budget_ns;
 static volatile int64_t log_since;      /* when the oldest unsent log entry came; 0: none */
 static volatile sig_atomic_t log_due;  /* the Python-level handler is to send them */
+/* A worker's clock runs only while it has something to watch (a tick, a
+ * log entry waiting), so an idle jail is not woken: armed by bar_begin and
+ * log_mark, stopped by bar_end and log_take when nothing is left. Those
+ * run with the GIL held, never at once; the handler never arms. */
+static int lazy, armed;
+static struct itimerval period;
 
 #define LOG_WAIT_NS 100000000
 
@@ -72,13 +78,37 @@ static void on_tick(int sig)
         errno = saved;
 }
 
-/* bar_watch(budget_s, tick_s): the C handler on SIGALRM (after the
- * Python-level handler was set with signal.signal) and the periodic timer. */
+static int arm(void)
+{
+        if (armed)
+                return 0;
+        if (setitimer(ITIMER_REAL, &period, NULL) < 0)
+                return -1;
+        armed = 1;
+        return 0;
+}
+
+static int disarm(void)
+{
+        struct itimerval off = { 0 };
+        if (!armed)
+                return 0;
+        if (setitimer(ITIMER_REAL, &off, NULL) < 0)
+                return -1;
+        armed = 0;
+        return 0;
+}
+
+/* bar_watch(budget_s, tick_s[, lazy]): the C handler on SIGALRM (after the
+ * Python-level handler was set with signal.signal) and the periodic timer,
+ * running from now on, or with lazy only while a tick runs or a log entry
+ * waits. */
 static PyObject *bar_watch(PyObject *self, PyObject *args)
 {
         (void)self;
         double budget, tick;
-        if (!PyArg_ParseTuple(args, "dd", &budget, &tick))
+        int want_lazy = 0;
+        if (!PyArg_ParseTuple(args, "dd|p", &budget, &tick, &want_lazy))
                 return NULL;
         if (!(budget > 0) || !(tick > 0)) {
                 PyErr_SetString(PyExc_ValueError, "budget and tick must be positive");
@@ -92,8 +122,10 @@ static PyObject *bar_watch(PyObject *self, PyObject *args)
         struct timeval tv = { (time_t)tick, (suseconds_t)((tick - (double)(time_t)tick) * 1e6) };
         if (tv.tv_sec == 0 && tv.tv_usec == 0)
                 tv.tv_usec = 1;
-        struct itimerval it = { .it_interval = tv, .it_value = tv };
-        if (setitimer(ITIMER_REAL, &it, NULL) < 0)
+        period = (struct itimerval){ .it_interval = tv, .it_value = tv };
+        lazy = want_lazy;
+        armed = 0;
+        if (!lazy && arm() < 0)
                 return PyErr_SetFromErrno(PyExc_OSError);
         Py_RETURN_NONE;
 }
@@ -102,8 +134,8 @@ static PyObject *bar_unwatch(PyObject *self, PyObject *noarg)
 {
         (void)self, (void)noarg;
         in_bar = 0;
-        struct itimerval it = { 0 };
-        if (setitimer(ITIMER_REAL, &it, NULL) < 0)
+        armed = 1;  /* whatever it was: stopped now */
+        if (disarm() < 0)
                 return PyErr_SetFromErrno(PyExc_OSError);
         Py_RETURN_NONE;
 }
@@ -119,6 +151,8 @@ static PyObject *bar_begin(PyObject *self, PyObject *arg)
         overdue = 0;
         bar_start_ns = now_ns();
         in_bar = 1;
+        if (lazy && arm() < 0)
+                return PyErr_SetFromErrno(PyExc_OSError);
         Py_RETURN_NONE;
 }
 
@@ -135,6 +169,20 @@ static PyObject *log_mark(PyObject *self, PyObject *noarg)
         (void)self, (void)noarg;
         if (!log_since)
                 log_since = now_ns();
+        if (lazy && arm() < 0)
+                return PyErr_SetFromErrno(PyExc_OSError);
+        Py_RETURN_NONE;
+}
+
+/* log_sent(): every waiting entry went out; with nothing else to watch, a
+ * lazy clock stops */
+static PyObject *log_sent(PyObject *self, PyObject *noarg)
+{
+        (void)self, (void)noarg;
+        log_since = 0;
+        log_due = 0;
+        if (lazy && !in_bar && disarm() < 0)
+                return PyErr_SetFromErrno(PyExc_OSError);
         Py_RETURN_NONE;
 }
 
@@ -144,6 +192,8 @@ static PyObject *log_take(PyObject *self, PyObject *noarg)
         (void)self, (void)noarg;
         int due = log_due;
         log_due = 0;
+        if (lazy && !in_bar && !log_since && disarm() < 0)  /* the entries go now: nothing left to watch */
+                return PyErr_SetFromErrno(PyExc_OSError);
         return PyBool_FromLong(due);
 }
 
@@ -153,11 +203,14 @@ static PyObject *bar_end(PyObject *self, PyObject *noarg)
         (void)self, (void)noarg;
         in_bar = 0;
         int64_t took = now_ns() - bar_start_ns;
+        if (lazy && !log_since && !log_due && disarm() < 0)
+                return PyErr_SetFromErrno(PyExc_OSError);
         return Py_BuildValue("(LO)", (long long)took, overdue || took >= budget_ns ? Py_True : Py_False);
 }
 
 PyMethodDef runclock_methods[] = {
-        { "bar_watch", bar_watch, METH_VARARGS, "bar_watch(budget_s, tick_s): start the bar clock" },
+        { "bar_watch", bar_watch, METH_VARARGS, "bar_watch(budget_s, tick_s[, lazy]): start the bar clock" },
+        { "log_sent", log_sent, METH_NOARGS, "log_sent(): the waiting log entries went out" },
         { "bar_unwatch", bar_unwatch, METH_NOARGS, "stop the bar clock" },
         { "bar_begin", bar_begin, METH_O, "bar_begin(i): bar i starts" },
         { "bar_end", bar_end, METH_NOARGS, "bar_end() -> (ns, overran)" },

@@ -84,6 +84,11 @@ class _TickLogBuffer(_LogBuffer):
             _jailrun.log_mark()
         _LogBuffer.add(self, level, text)
 
+    def _out(self):
+        _LogBuffer._out(self)
+        if not self.entries and not self.sending:  # the outermost send: all out
+            _jailrun.log_sent()
+
 
 def _text(args):
     return " ".join(a if type(a) is str else str(a) for a in args)
@@ -648,7 +653,9 @@ def worker_main(source, filename, policy, entry):
         import _signal  # not `signal`: its enums cost every jail ~5 ms to import
 
         _signal.signal(_signal.SIGALRM, _on_tick_alarm)
-        _jailrun.bar_watch(_Tick.limit, min(0.05, _Tick.limit / 4))
+        # lazy: the clock runs while a tick runs or a log entry waits, so
+        # an idle worker's jail is not woken between ticks
+        _jailrun.bar_watch(_Tick.limit, min(0.05, _Tick.limit / 4), True)
     _send({"type": "ready"})
     _remember_source(source, filename)
     while True:

@@ -441,3 +441,22 @@ def test_two_jailds_cannot_share_a_cgroup_parent(jd):
     finally:
         other.cleanup()
     assert jd.get("/v1/health").status_code == 200
+
+
+def _switches(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return sum(int(l.split()[1]) for l in f if l.startswith(("voluntary_ctxt", "nonvoluntary_ctxt")))
+
+
+def test_an_idle_workers_jail_is_not_woken(jd):
+    # its tick clock runs only while a tick runs or a log entry waits
+    w = create(jd, "sleepy")
+    wait_state(jd, w["id"], {"idle"})
+    assert tick(jd, w["id"])["ok"]  # it logged: the clock ran, then stopped
+    kids = [int(p) for p in os.listdir("/proc") if p.isdigit() and _ppid(p) == jd.proc.pid]
+    assert len(kids) == 1, kids
+    time.sleep(0.3)
+    before = _switches(kids[0])
+    time.sleep(1)
+    woken = _switches(kids[0]) - before
+    assert woken < 5, woken  # the 50 ms clock would make it ~20
