@@ -80,9 +80,9 @@ class _TickLogBuffer(_LogBuffer):
     __slots__ = ()
 
     def add(self, level, text):
-        if not self.entries:
-            _jailrun.log_mark()
         _LogBuffer.add(self, level, text)
+        if self.entries:  # after: an add may have sent what waited (log_sent) first
+            _jailrun.log_mark()
 
     def _out(self):
         _LogBuffer._out(self)

@@ -22,8 +22,7 @@
 void arm_bar_watch(struct job *j)
 {
         double s = j->o->bar_timeout_s + j->o->bar_grace_s + BAR_REPORT_S;
-        if (timer_arm(&j->bar, s, 0) < 0)
-                end_job(j, JOB_INTERNAL, "InternalError", "arm the bar timer: %s", strerror(errno));
+        arm_or_end(j, &j->bar, s, 0, "the bar timer");
 }
 
 static void progress(struct job *j)

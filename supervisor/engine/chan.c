@@ -62,7 +62,7 @@ void sent_or_end(struct job *j, int r)
  * before, so its error is not the job's. */
 static int rejected_reload(const struct job *j)
 {
-        return !(j->run->phase == PH_READY) && j->good && j->cur != j->good;
+        return j->run->phase != PH_READY && j->good && j->cur != j->good;
 }
 
 /* Charges `cost` bytes of what the jail has printed to the policy's log
@@ -212,13 +212,13 @@ static void on_message(struct job *j, struct msg *m)
 {
         /* Until the jail says it is jailed only a set-up report may come;
          * after it, user code runs and nothing can be one. */
-        if ((j->run->phase == PH_FATAL))
+        if (j->run->phase == PH_FATAL)
                 return end_job(j, JOB_PROTOCOL, "ProtocolError", "message after a set-up failure");
-        if (!(j->run->phase >= PH_JAILED) && m->type != MSG_JAILED && m->type != MSG_FATAL)
+        if (j->run->phase < PH_JAILED && m->type != MSG_JAILED && m->type != MSG_FATAL)
                 return end_job(j, JOB_PROTOCOL, "ProtocolError", "message before the jail was set up");
         switch (m->type) {
         case MSG_JAILED:
-                if ((j->run->phase >= PH_JAILED))
+                if (j->run->phase >= PH_JAILED)
                         return end_job(j, JOB_PROTOCOL, "ProtocolError", "unexpected jailed");
                 j->run->phase = PH_JAILED;
                 j->res->setup_us = us_since(&j->run->cloned);
@@ -226,7 +226,7 @@ static void on_message(struct job *j, struct msg *m)
                         j->o->on_jailed(j->o->tick_data, j->res->setup_us);
                 return;
         case MSG_FATAL:
-                if ((j->run->phase >= PH_JAILED))
+                if (j->run->phase >= PH_JAILED)
                         return end_job(j, JOB_PROTOCOL, "ProtocolError", "set-up report after set-up");
                 j->run->phase = PH_FATAL;
                 j->res->status = JOB_SETUP;
@@ -237,7 +237,7 @@ static void on_message(struct job *j, struct msg *m)
         case MSG_READY: {
                 int bt = j->o->entry == JAIL_ENTRY_BACKTEST;
                 struct jr_err err = { 0 };
-                if ((j->run->phase == PH_READY) || j->run->final_result || j->o->entry == JAIL_ENTRY_SCRIPT ||
+                if (j->run->phase == PH_READY || j->run->final_result || j->o->entry == JAIL_ENTRY_SCRIPT ||
                     j->o->entry == JAIL_ENTRY_CHECK || bt != (m->ready.bars > 0))
                         return end_job(j, JOB_PROTOCOL, "ProtocolError", "unexpected ready");
                 if (bt && bt_start(&j->bt, (uint64_t)m->ready.bars, &err) < 0)

@@ -575,6 +575,8 @@ int job_start(struct loop *l, const struct job_opts *o, struct sink *s, struct j
         int r = job_inputs(j, &err);
         if (r < 0) {
                 res->exit_code = EXIT_USAGE;
+                snprintf(res->etype, sizeof res->etype, "UsageError");
+                jr_utf8_copy(res->emsg, sizeof res->emsg, err.msg);  /* for a front-end that does not print it */
                 j->finished = 1;  /* nothing to finish */
                 broker_close(&j->broker);
                 job_free(j);

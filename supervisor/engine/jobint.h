@@ -189,7 +189,6 @@ int reload_waiting(const struct job *j);
 void send_run_timer(struct job *j);
 void next_tick_or_stop(struct job *j);
 void on_result(struct job *j, const struct msg *m);
-void on_ready_script(struct job *j);
 void fail_in_flight(struct job *j, const char *type, const char *msg);
 void on_slot(struct timer *t);
 void on_tick_timer(struct timer *t);

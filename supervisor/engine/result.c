@@ -88,7 +88,7 @@ static void finish_exit(struct job *j, int wstatus)
                 return;
         }
         int code = WIFSIGNALED(wstatus) ? 0 : WEXITSTATUS(wstatus);  /* killed after the stop: as an exit */
-        if ((j->run->phase == PH_FATAL)) {
+        if (j->run->phase == PH_FATAL) {
                 res->exit_code = EXIT_SETUP;
                 return;
         }
@@ -114,9 +114,9 @@ static void finish_exit(struct job *j, int wstatus)
         if (j->have_error) {
                 res->status = JOB_ERROR;
                 /* A bars file the jail could not use is the caller's error. */
-                res->exit_code = !(j->run->phase == PH_READY) && j->o->entry == JAIL_ENTRY_BACKTEST &&
+                res->exit_code = j->run->phase != PH_READY && j->o->entry == JAIL_ENTRY_BACKTEST &&
                                  strcmp(res->etype, "BarsError") == 0 ? EXIT_USAGE : EXIT_USER_ERROR;
-        } else if (code == 0 && (j->run->phase == PH_READY) && j->run->shutdown_sent) {
+        } else if (code == 0 && j->run->phase == PH_READY && j->run->shutdown_sent) {
                 res->status = JOB_OK;
                 res->exit_code = 0;
         } else {

@@ -59,8 +59,7 @@ static void send_shutdown(struct job *j)
         /* A jail that does not exit (a thread of its own keeps it) is
          * killed a grace later: every tick is done, so the job is not
          * failed for it. */
-        if (timer_arm(&j->tick, j->o->tick_grace_s, 0) < 0)
-                return end_job(j, JOB_INTERNAL, "InternalError", "arm the shutdown timer: %s", strerror(errno));
+        arm_or_end(j, &j->tick, j->o->tick_grace_s, 0, "the shutdown timer");
         sent_or_end(j, send_json(j, json_pack("{s:s}", "type", "shutdown")));
 }
 
@@ -71,9 +70,8 @@ void send_run_timer(struct job *j)
         j->run->tick_waited = 0;
         j->run->tick_held = 0;
         clock_gettime(CLOCK_MONOTONIC, &j->run_sent);
-        if (j->o->entry == JAIL_ENTRY_TICKS &&
-            timer_arm(&j->tick, j->o->tick_timeout_s + j->o->tick_grace_s, 0) < 0)
-                end_job(j, JOB_INTERNAL, "InternalError", "arm the tick timer: %s", strerror(errno));
+        if (j->o->entry == JAIL_ENTRY_TICKS)
+                arm_or_end(j, &j->tick, j->o->tick_timeout_s + j->o->tick_grace_s, 0, "the tick timer");
 }
 
 /* A run message for the jail: tick `id`, or on_error for it, under the
@@ -121,8 +119,7 @@ static void schedule_tick(struct job *j)
                 return send_tick(j);
         }
         double wait = (double)(j->slot + 1) * iv - secs_since(&j->sched0);
-        if (timer_arm(&j->next_slot, wait > 0 ? wait : 1e-6, 0) < 0)
-                end_job(j, JOB_INTERNAL, "InternalError", "arm the slot timer: %s", strerror(errno));
+        arm_or_end(j, &j->next_slot, wait > 0 ? wait : 1e-6, 0, "the slot timer");
 }
 
 /* After ready or a result: on_error owed by a restart, the next tick,
@@ -153,9 +150,9 @@ void on_result(struct job *j, const struct msg *m)
         /* A tick's result is due only while that tick runs; an error result
          * with id 0 comes at most once, before ready (worker: loading
          * failed) or at the end (exec: the script raised). */
-        int tick = (j->run->phase == PH_READY) && j->run->inflight && m->result.id == (json_int_t)j->sent;
+        int tick = j->run->phase == PH_READY && j->run->inflight && m->result.id == (json_int_t)j->sent;
         int last = !j->run->inflight && !j->run->final_result && !m->result.ok && m->result.id == 0 &&
-                   (j->o->entry == JAIL_ENTRY_SCRIPT || !(j->run->phase == PH_READY));
+                   (j->o->entry == JAIL_ENTRY_SCRIPT || j->run->phase != PH_READY);
         if (!tick && !last)
                 return end_job(j, JOB_PROTOCOL, "ProtocolError", "unexpected result (id %lld)",
                                (long long)m->result.id);
@@ -287,8 +284,8 @@ int gentle_signal(struct job *j, int sig)
         if (j->o->interval_s <= 0 || (sig != SIGTERM && sig != SIGHUP) || (sig == SIGTERM && j->stopping))
                 return 0;
         const char *when = j->run->inflight                   ? " after the tick in flight"
-                           : !(j->run->phase == PH_READY) && (sig == SIGTERM || j->good) ? " (the jail loading goes)"
-                           : !(j->run->phase == PH_READY)                  ? " once the script running has loaded"
+                           : j->run->phase != PH_READY && (sig == SIGTERM || j->good) ? " (the jail loading goes)"
+                           : j->run->phase != PH_READY                  ? " once the script running has loaded"
                                                         : "";
         if (sig == SIGHUP) {
                 if (j->stopping || j->run->shutdown_sent) {
@@ -303,7 +300,7 @@ int gentle_signal(struct job *j, int sig)
         }
         /* A jail loading has no tick to finish: it goes now, unless the
          * text it loads is the only one that may (the first jail's). */
-        if (!(j->run->phase == PH_READY) && (sig == SIGTERM || j->good)) {
+        if (j->run->phase != PH_READY && (sig == SIGTERM || j->good)) {
                 j->run->restarting = 1;
                 j->restart_now = sig == SIGHUP;
                 kill_jail(j);
@@ -468,7 +465,7 @@ int wants_restart(struct job *j, int ws)
         if (j->run->ended && !restartable_end(j))
                 return 0;  /* our own end: a signal, the job's time or CPU limit */
         if (j->stopping && j->o->interval_s > 0) {  /* SIGTERM: nothing runs any more */
-                if (!j->run->restarting && (j->run->phase == PH_READY)) {  /* the jail died on its own, maybe in a tick */
+                if (!j->run->restarting && j->run->phase == PH_READY) {  /* the jail died on its own, maybe in a tick */
                         char type[sizeof j->res->etype], msg[sizeof j->res->emsg];
                         crash_reason(j, ws, type, sizeof type, msg, sizeof msg);
                         job_note(j, "%s", msg);
@@ -478,7 +475,7 @@ int wants_restart(struct job *j, int ws)
         }
         if (j->zyg.pid <= 0 && !j->o->spawn && !j->o->no_zygote)  /* no clean process to clone the next from */
                 return 0;
-        if (!(j->run->phase == PH_READY) && j->cur != j->good)
+        if (j->run->phase != PH_READY && j->cur != j->good)
                 return after_failed_load(j, ws);
         if (j->run->restarting && !reload_waiting(j) && !j->pending_error && !j->o->forever &&
             j->sent >= j->o->ticks)  /* on_error went past its limit after the last tick */

@@ -19,8 +19,9 @@
 
 /* Lines of a worker's log kept for GET .../logs. */
 #define WORKER_LOG_LINES 1000
-/* Bytes of one kept line. */
-#define WORKER_LOG_LINE_MAX 8192
+/* Bytes of one kept line: a log entry of LOG_MAX_CHARS characters, each
+ * escaped as \uXXXX or a surrogate pair, with its frame, fits. */
+#define WORKER_LOG_LINE_MAX (64 * 1024)
 /* Log streams followed at once (GET .../logs?follow=1), and the bytes of
  * kept lines one request replays. */
 #define JAILD_MAX_FOLLOWERS 64
@@ -50,7 +51,6 @@ struct waiter {
         struct jaild *d;
         struct waiter *next;
         struct timer deadline;
-        struct api_call *call;       /* may be NULL (a worker resumed at start) */
         void (*go)(struct waiter *w);  /* a slot is ours */
         void (*fail)(struct waiter *w);  /* the wait ran out */
         void *data;
@@ -75,7 +75,6 @@ struct jaild {
         unsigned followers;          /* log streams followed */
         int draining;                /* SIGTERM: no new work; ends when nothing runs */
         int done;
-        uint64_t seq;                /* one-shot job ids */
         struct timespec started;
         struct jlog log;
         struct timer status;         /* STATUS for the service manager, and its watchdog */

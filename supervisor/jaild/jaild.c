@@ -431,10 +431,7 @@ static int prepare(struct jaild *d, struct jr_err *err)
         if (r < 0)
                 return jr_fail(err, -r, "create jaild's directories");
         sweep_job_scripts(d);
-        if (d->cfg->state.backend == JAILD_STATE_SQLITE)
-                r = jr_snprintf(d->state_url, sizeof d->state_url, "%s", d->cfg->state.path);
-        else
-                r = jaild_config_state_url(d->cfg, d->state_url, sizeof d->state_url);
+        r = jaild_config_state_url(d->cfg, d->state_url, sizeof d->state_url);
         if (r < 0)
                 return jr_fail(err, ENAMETOOLONG, "the state store's address");
         if ((d->cglock = lock_cgroup_parent(d->cfg->cgroup_parent, err)) < 0)

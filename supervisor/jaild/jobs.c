@@ -156,8 +156,8 @@ static void ojob_go(struct waiter *w)
         if (job_start(&j->d->loop, &j->o, &j->sink, &j->res, ojob_ended, j, &j->job) < 0) {
                 if (j->call)
                         api_reply_error(j->call, j->res.exit_code == EXIT_USAGE ? 400 : 500,
-                                        j->res.exit_code == EXIT_USAGE ? "ValueError" : "SetupError",
-                                        "the job did not start");
+                                        j->res.exit_code == EXIT_USAGE ? "ValueError" : "SetupError", "%s",
+                                        j->res.emsg[0] ? j->res.emsg : "the job did not start");
                 ojob_free(j);
                 pool_give(d);
         }
@@ -268,7 +268,6 @@ void api_job_submit(void *data, struct api_call *c, json_t *spec)
                 return api_reply_error(c, 500, "InternalError", "getrandom: %s", strerror(errno));
         }
         snprintf(j->id, sizeof j->id, "j-%016llx", (unsigned long long)rnd);
-        d->seq++;
         j->next = d->jobs;
         d->jobs = j;
         int r = ojob_prepare(j, c, spec);
@@ -278,7 +277,7 @@ void api_job_submit(void *data, struct api_call *c, json_t *spec)
                 return ojob_free(j);
         }
         api_call_on_cancel(c, ojob_cancel, j);
-        j->wait = (struct waiter){ .call = c, .go = ojob_go, .fail = ojob_refused, .data = j };
+        j->wait = (struct waiter){ .go = ojob_go, .fail = ojob_refused, .data = j };
         pool_take(d, &j->wait);
 }
 
@@ -286,6 +285,11 @@ void jobs_drain(struct jaild *d)
 {
         if (d->draining < 2)
                 return;  /* a gentle stop lets them finish, within their own limits */
+        while (d->waiting) {  /* a stop now starts none of those waiting */
+                struct waiter *w = d->waiting;
+                pool_cancel(d, w);
+                w->fail(w);
+        }
         for (struct ojob *j = d->jobs; j; j = j->next)
                 if (j->job)
                         job_signal(j->job, SIGQUIT);

@@ -36,7 +36,7 @@ struct worker {
         struct sink sink;
         char *lines[WORKER_LOG_LINES];
         size_t head, nlines;
-        char partial[WORKER_LOG_LINE_MAX];
+        char *partial;                /* a line split across two flushes (on_output) */
         size_t plen;
         int pcut;
         struct follower *followers;

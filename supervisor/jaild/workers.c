@@ -65,19 +65,33 @@ static void add_line(struct worker *w, const char *line, size_t len)
         json_decref(v);
 }
 
+/* The sink's bytes are whole JSON lines (log.c writes each entry whole);
+ * one split across two flushes is gathered; one past WORKER_LOG_LINE_MAX
+ * (which a log entry of LOG_MAX_CHARS never reaches) is dropped whole,
+ * never kept cut (it would not parse). */
 static void on_output(void *data, const char *buf, size_t len)
 {
         struct worker *w = data;
-        for (size_t i = 0; i < len; i++) {
-                if (buf[i] == '\n') {
-                        add_line(w, w->partial, w->plen);
-                        w->plen = 0;
-                        w->pcut = 0;
-                } else if (w->plen < sizeof w->partial) {
-                        w->partial[w->plen++] = buf[i];
-                } else {
-                        w->pcut = 1;  /* ours are JSON lines; one this long is cut and kept as far as it goes */
+        while (len) {
+                const char *nl = memchr(buf, '\n', len);
+                size_t n = nl ? (size_t)(nl - buf) : len;
+                char *p = w->pcut || w->plen + n > WORKER_LOG_LINE_MAX ? NULL
+                          : n ? realloc(w->partial, w->plen + n) : w->partial;
+                if (n && !p) {
+                        w->pcut = 1;
+                } else if (n) {
+                        w->partial = p;
+                        memcpy(p + w->plen, buf, n);
+                        w->plen += n;
                 }
+                if (!nl)
+                        return;
+                if (!w->pcut)
+                        add_line(w, w->partial ? w->partial : "", w->plen);
+                w->plen = 0;
+                w->pcut = 0;
+                buf = nl + 1;
+                len -= n + 1;
         }
 }
 
@@ -177,8 +191,6 @@ void worker_start(struct worker *w)
                 return;
         }
         snprintf(w->job_id, sizeof w->job_id, "%s-%u", w->row.id, ++w->runs);
-        outq_init_fn(&w->sink.out, on_output, w);
-        outq_init_fn(&w->sink.err, on_output, w);
         if (job_start(&w->d->loop, &w->o, &w->sink, &w->res, worker_ended, w, &w->job) < 0) {
                 w->job = NULL;
                 snprintf(w->error, sizeof w->error, "%.500s", w->res.emsg[0] ? w->res.emsg : "the job did not start");
@@ -191,9 +203,7 @@ static void close_followers(struct worker *w)
         while (w->followers) {
                 struct follower *f = w->followers;
                 api_stream_end(f->call);
-                w->followers = f->next;
-                w->d->followers--;
-                free(f);
+                follower_cancel(f);
         }
 }
 
@@ -205,6 +215,7 @@ void worker_free(struct worker *w)
                 free(w->lines[(w->head + i) % WORKER_LOG_LINES]);
         outq_free(&w->sink.out);
         outq_free(&w->sink.err);
+        free(w->partial);
         free_opts(w);
         json_decref(w->last_end);
         registry_worker_clear(&w->row);
@@ -374,6 +385,8 @@ struct worker *worker_new(struct jaild *d, const char *id, char *msg, size_t siz
                 return NULL;
         }
         w->d = d;
+        outq_init_fn(&w->sink.out, on_output, w);  /* one sink for all the worker's jobs */
+        outq_init_fn(&w->sink.err, on_output, w);
         if (registry_get(d->reg, id, &w->row, &err) < 0) {
                 snprintf(msg, size, "%s", err.msg);
                 free(w);

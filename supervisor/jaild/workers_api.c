@@ -146,8 +146,11 @@ void api_worker_update(void *data, struct api_call *c, const char *id, json_t *c
         const char *name = json_string_value(json_object_get(changes, "name"));
         const char *profile = json_string_value(json_object_get(changes, "profile"));
         if ((name && strcmp(name, w->row.name) != 0) || (profile && strcmp(profile, w->row.profile) != 0))
-                return api_reply_error(c, 400, "ValueError", "%s: a worker's %s stays; create another worker",
-                                       name ? "name" : "profile", name ? "name" : "profile");
+        {
+                const char *what = name && strcmp(name, w->row.name) != 0 ? "name" : "profile";
+                return api_reply_error(c, 400, "ValueError", "%s: a worker's %s stays; create another worker", what,
+                                       what);
+        }
         if (w->after == AFTER_DELETE)
                 return api_reply_error(c, 409, "ConflictError", "the worker is being deleted");
         json_t *policy = json_object_get(changes, "policy"), *schedule = json_object_get(changes, "schedule");

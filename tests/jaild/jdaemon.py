@@ -7,12 +7,15 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
 import httpx
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+import hostprobe  # noqa: E402
 TOP = os.path.normpath(os.path.join(HERE, "..", ".."))
 JAILD = os.environ.get("JAILD") or os.path.join(TOP, "supervisor", "jaild", "jaild")
 # Each jaild of the tests has a cgroup parent of its own below this one: a
@@ -71,9 +74,20 @@ class Jaild:
         self.proc = None
         self.log_path = os.path.join(self.dir, "jaild.log")
 
-    def start(self, wait=30):
+    def start(self, wait=None):
+        """Starts jaild and waits for its health; if it does not answer, it
+        is killed before the error is raised (nothing of it outlives a test)."""
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([JAILD, "--config", self.config_path], stdout=self.log, stderr=self.log)
+        try:
+            return self._wait_healthy(wait if wait is not None else hostprobe.slack(30))
+        except BaseException:
+            self.proc.kill()
+            self.proc.wait()
+            self.log.close()
+            raise
+
+    def _wait_healthy(self, wait):
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -136,11 +150,13 @@ class Jaild:
 
     def cleanup(self):
         """Stops jaild; returns the job groups it left (then removes its parent)."""
-        self.stop(signal.SIGQUIT)
-        left = self.job_groups()
-        if not left:
-            remove_parent(self.cgroup_parent)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            self.stop(signal.SIGQUIT)
+        finally:
+            left = self.job_groups()
+            if not left:
+                remove_parent(self.cgroup_parent)
+            shutil.rmtree(self.dir, ignore_errors=True)
         return left
 
 

@@ -43,15 +43,15 @@ def test_fifty_workers_tick_every_second_for_a_minute():
             assert w["stats"]["slots_skipped"] == 0, w
             lines = [json.loads(x) for x in d.get("/v1/workers/%s/logs" % wid).text.splitlines() if x]
             starts[wid] = [float(e["message"]) for e in lines if e.get("type") == "log"]
-        late_limit = hostprobe.slack(0.25)
+        # a tick at most this late in its slot (under half a slot, so the
+        # slot each tick is in stays unambiguous on any host)
+        late_limit = min(hostprobe.slack(0.25), 0.45)
         for wid, ts in starts.items():
-            # every slot since the first tick had its tick: none missed
-            span = ts[-1] - ts[0]
-            assert len(ts) >= SECONDS - hostprobe.slack(5), (wid, len(ts))
-            assert len(ts) == round(span) + 1, (wid, len(ts), span)
-            for a, b in zip(ts, ts[1:]):
-                # one tick a slot: never two at once, never a slot left out
-                assert 1 - late_limit < b - a < 1 + late_limit, (wid, a, b)
+            assert len(ts) >= SECONDS // 2, (wid, len(ts))
+            # tick k started in slot k: none missed, none twice in a slot
+            slots = [round(t - ts[0]) for t in ts]
+            assert slots == list(range(len(ts))), (wid, slots)
+            assert all(abs(t - ts[0] - k) < late_limit for k, t in enumerate(ts)), wid
         assert d.get("/v1/health").json()["workers"] == WORKERS
     finally:
         left = d.cleanup()

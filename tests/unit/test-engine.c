@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -28,6 +29,7 @@ enum fake_kind {
         FAKE_HANG_FIRST,   /* the first jail hangs in its first tick; later ones answer */
         FAKE_CRASH,        /* jailed, ready, exits 1 at its first tick */
         FAKE_HANG,         /* jailed, then nothing */
+        FAKE_SLOW,         /* as FAKE_TICKS, each answer 0.2 s late */
 };
 
 struct fake {
@@ -42,7 +44,7 @@ static void say(int fd, const char *s)
 }
 
 /* Answers runs until asked to stop; hang_first: the first run is never answered. */
-static void serve_runs(int fd, int hang_first, int crash)
+static void serve_runs(int fd, int hang_first, int crash, int slow)
 {
         char buf[65536];
         for (int n = 0;; n++) {
@@ -57,6 +59,8 @@ static void serve_runs(int fd, int hang_first, int crash)
                 if (hang_first && n == 0)
                         for (;;)
                                 pause();
+                if (slow)
+                        usleep(200000);
                 const char *id = strstr(buf, "\"id\":");
                 char reply[128];
                 snprintf(reply, sizeof reply, "{\"type\":\"result\",\"id\":%ld,\"ok\":true}", id ? atol(id + 5) : 0L);
@@ -84,7 +88,8 @@ static void fake_main(const struct fake *f, const struct jail_cfg *cfg)
         default:
                 say(fd, "{\"type\":\"jailed\"}");
                 say(fd, "{\"type\":\"ready\"}");
-                serve_runs(fd, f->kind == FAKE_HANG_FIRST && f->spawned == 1, f->kind == FAKE_CRASH);
+                serve_runs(fd, f->kind == FAKE_HANG_FIRST && f->spawned == 1, f->kind == FAKE_CRASH,
+                           f->kind == FAKE_SLOW);
         }
         _exit(0);
 }
@@ -100,8 +105,10 @@ static int fake_spawn(void *ctx, const struct jail_cfg *cfg, int sync_wr, struct
                 close(sync_wr);
                 return jr_fail(err, errno, "fork");
         }
-        if (pid == 0)
+        if (pid == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL);  /* a failed check must leave no fake behind */
                 fake_main(f, cfg);
+        }
         close(sync_wr);
         out->pid = pid;
         out->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -263,8 +270,8 @@ START_TEST(tick_limit_restarts)
         harness_init(&h);
         struct job_opts o = opts(&f, JAIL_ENTRY_TICKS, h.script, "unit-limit");
         o.ticks = 2;
-        o.tick_timeout_s = 0.05;
-        o.tick_grace_s = 0.05;
+        o.tick_timeout_s = 0.3;  /* the answering jail's ticks need far less, even on a loaded host */
+        o.tick_grace_s = 0.3;
         run_one(&h, &o, &res, 0, 0);
         ck_assert_int_eq(f.spawned, 2);
         ck_assert_uint_eq(res.restarts, 1);
@@ -277,20 +284,22 @@ START_TEST(tick_limit_restarts)
 }
 END_TEST
 
-/* SIGTERM with an interval: the tick in flight ends, then the job. */
+/* SIGTERM with an interval: the tick in flight (each takes 0.2 s) ends,
+ * then the job. */
 START_TEST(sigterm_stops_gently)
 {
         struct harness h;
-        struct fake f = { FAKE_TICKS, 0 };
+        struct fake f = { FAKE_SLOW, 0 };
         struct job_result res;
         harness_init(&h);
         struct job_opts o = opts(&f, JAIL_ENTRY_TICKS, h.script, "unit-term");
         o.forever = 1;
         o.interval_s = 0.02;
-        run_one(&h, &o, &res, SIGTERM, 0.3);
+        run_one(&h, &o, &res, SIGTERM, 0.3);  /* inside the second tick */
         ck_assert_msg(res.status == JOB_OK, "%s: %s", res.etype, res.emsg);
         ck_assert_int_eq(res.exit_code, 0);
-        ck_assert_uint_ge(res.ticks_done, 2);
+        ck_assert_uint_ge(res.ticks_done, 2);  /* the one in flight finished */
+        ck_assert_uint_eq(res.ticks_failed, 0);
         ck_assert_ptr_nonnull(strstr(sink_text(&h.sink.err), "SIGTERM: stopping"));
         harness_free(&h);
 }
