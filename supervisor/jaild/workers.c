@@ -440,26 +440,44 @@ int check_spec(struct jaild *d, struct api_call *c, const char *profile, const j
 
 /* --- the daemon's side -------------------------------------------------- */
 
-static int load_one(const struct registry_worker *row, void *ctx)
+/* The ids of the registry's workers, gathered first: the list's callback
+ * may not call the registry (registry.h), and worker_new reads each row. */
+struct ids {
+        char (*id)[REGISTRY_ID_LEN + 1];
+        size_t n, cap;
+};
+
+static int gather(const struct registry_worker *row, void *ctx)
 {
-        struct jaild *d = ctx;
-        char msg[512];
-        struct worker *w = worker_new(d, row->id, msg, sizeof msg);
-        if (!w) {
-                jlog_msg(d, LOG_ERR, row->name, "not loaded: %s", msg);
-                return 0;
+        struct ids *ids = ctx;
+        if (ids->n == ids->cap) {
+                size_t cap = ids->cap ? 2 * ids->cap : 64;
+                void *p = realloc(ids->id, cap * sizeof *ids->id);
+                if (!p)
+                        return -ENOMEM;
+                ids->id = p;
+                ids->cap = cap;
         }
-        if (!w->row.paused)
-                worker_start(w);
+        memcpy(ids->id[ids->n++], row->id, sizeof *ids->id);
         return 0;
 }
 
 int workers_load(struct jaild *d)
 {
         struct jr_err err = { 0 };
-        int r = registry_list(d->reg, load_one, d, &err);
+        struct ids ids = { 0 };
+        int r = registry_list(d->reg, gather, &ids, &err);
         if (r < 0)
-                jlog_msg(d, LOG_ERR, NULL, "the registry: %s", err.msg);
+                jlog_msg(d, LOG_ERR, NULL, "the registry: %s", err.msg[0] ? err.msg : strerror(-r));
+        for (size_t i = 0; r >= 0 && i < ids.n; i++) {
+                char msg[512];
+                struct worker *w = worker_new(d, ids.id[i], msg, sizeof msg);
+                if (!w)
+                        jlog_msg(d, LOG_ERR, ids.id[i], "not loaded: %s", msg);
+                else if (!w->row.paused)
+                        worker_start(w);
+        }
+        free(ids.id);
         return r < 0 ? r : 0;
 }
 
