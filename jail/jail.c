@@ -27,12 +27,13 @@
 #include "jail/jail.h"
 #include "jail/mnt.h"
 #include "jail/net.h"
+#include "jail/setup.h"
 #include "jail/jexec.h"
 #include "jail/verify.h"
 
 /* Reads one byte of the sync pipe; EOF (the supervisor died) or anything
  * unexpected ends the child. */
-static char read_sync(int fd)
+char jail_read_sync(int fd)
 {
         char c;
         ssize_t n;
@@ -50,7 +51,7 @@ static char wait_go(const struct jail_cfg *cfg, int *sync)
 {
         if (cfg->close_fd >= 0)
                 close(cfg->close_fd);
-        char c = read_sync(cfg->sync_fd);
+        char c = jail_read_sync(cfg->sync_fd);
         *sync = fcntl(cfg->sync_fd, F_DUPFD_CLOEXEC, 10);
         if (*sync < 0)
                 _exit(EXIT_SETUP);
@@ -61,9 +62,9 @@ static char wait_go(const struct jail_cfg *cfg, int *sync)
 /* Waits until the supervisor has the child in its cgroup; then, if the
  * child was moved there after the clone, roots the cgroup namespace
  * there (which takes CAP_SYS_ADMIN: before the capabilities go). */
-static int wait_attached(int sync, char go, struct jr_err *err)
+int jail_wait_attached(int sync, char go, struct jr_err *err)
 {
-        if (read_sync(sync) != JAIL_ATTACHED[0])
+        if (jail_read_sync(sync) != JAIL_ATTACHED[0])
                 return jr_fail(err, EPROTO, "unexpected byte on the sync pipe");
         close(sync);
         if (go == JAIL_GO_CGROUPNS[0] && unshare(CLONE_NEWCGROUP) < 0)
@@ -103,9 +104,9 @@ static int main_interp(struct dl_phdr_info *info, size_t size, void *data)
         return 1;  /* the first object is the program itself */
 }
 
-static int set_env(const struct jail_cfg *cfg, struct jr_err *err)
+int jail_set_env(int profile, struct jr_err *err)
 {
-        int exec = cfg->profile == JAIL_PROFILE_EXEC;
+        int exec = profile == JAIL_PROFILE_EXEC;
         /* Fixed set: nothing of the supervisor's environment crosses. BLAS
          * and OpenMP pools sized to the CPU share before numpy loads. */
         const char *const env[][2] = {
@@ -130,7 +131,7 @@ static int set_env(const struct jail_cfg *cfg, struct jr_err *err)
 
 /* Signal state inherited from the supervisor (its blocked set for
  * signalfd) must not reach the interpreter. */
-static int reset_signals(struct jr_err *err)
+int jail_reset_signals(struct jr_err *err)
 {
         sigset_t none;
         sigemptyset(&none);
@@ -142,14 +143,8 @@ static int reset_signals(struct jr_err *err)
         return 0;
 }
 
-struct host_view {
-        char maps[256 * 1024];
-        char exe[PATH_MAX];
-        const char *interp;
-};
-
 /* What the mount planner needs from the host, read before any mount. */
-static int read_host_view(struct host_view *hv, struct jr_err *err)
+int jail_read_host_view(struct host_view *hv, struct jr_err *err)
 {
         ssize_t n = read_small_file("/proc/self/maps", hv->maps, sizeof hv->maps);
         if (n < 0)
@@ -166,7 +161,7 @@ static int read_host_view(struct host_view *hv, struct jr_err *err)
 /* Becomes uid/gid 0 of the new namespace, i.e. the one unprivileged host
  * uid: the first thing after the maps exist. Groups were cleared by the
  * supervisor and setgroups is denied. */
-static int become_jail_root(int chan, struct jr_err *err)
+int jail_become_root(int chan, struct jr_err *err)
 {
         if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
                 return jr_fail(err, errno, "setresuid/setresgid 0");
@@ -183,12 +178,12 @@ static int become_jail_root(int chan, struct jr_err *err)
 
 /* The per-process limits the cgroup does not cover. Hard: raising them
  * needs a capability about to be dropped. */
-static int set_rlimits(const struct jail_cfg *cfg, struct jr_err *err)
+int jail_set_rlimits(unsigned max_tasks, struct jr_err *err)
 {
         /* Every job has a host uid of its own, so the per-user process
          * limit is a per-job one: one above the cgroup's task limit, so the
          * kernel reports that one (pids.events) first; this is the backstop. */
-        struct rlimit nproc = { cfg->max_tasks + 1, cfg->max_tasks + 1 };
+        struct rlimit nproc = { max_tasks + 1, max_tasks + 1 };
         if (setrlimit(RLIMIT_NPROC, &nproc) < 0)
                 return jr_fail(err, errno, "setrlimit RLIMIT_NPROC");
         /* Open files are a host-wide table (fs.file-max) that cgroups do
@@ -203,7 +198,7 @@ static int set_rlimits(const struct jail_cfg *cfg, struct jr_err *err)
 static int build_world(const struct jail_cfg *cfg, struct mnt_plan *plan, struct jr_err *err)
 {
         static struct host_view hv;
-        int r = read_host_view(&hv, err);
+        int r = jail_read_host_view(&hv, err);
         if (r < 0)
                 return r;
         if (sethostname("jail", 4) < 0)
@@ -228,15 +223,15 @@ static int close_fds(const struct jail_cfg *cfg, struct jr_err *err)
         return 0;
 }
 
-/* The configuration on CFG_FD, not close-on-exec: the one fd the exec adds
- * to 0-4. */
-static int place_config(const struct jail_cfg *cfg, struct jr_err *err)
+int jail_config_memfd(const struct jail_cfg *cfg, struct jr_err *err)
 {
         struct jexec_cfg c = {
                 .profile = cfg->profile,
                 .entry = cfg->entry,
                 .host_uid = cfg->host_uid,
                 .host_gid = cfg->host_gid,
+                .max_tasks = cfg->max_tasks,
+                .scratch_bytes = cfg->profile == JAIL_PROFILE_EXEC ? cfg->scratch_bytes : 0,
                 .policy_json = cfg->policy_json,
                 .script = cfg->script,
                 .script_len = cfg->script_len,
@@ -245,7 +240,11 @@ static int place_config(const struct jail_cfg *cfg, struct jr_err *err)
                 .argc = cfg->argc,
                 .argv = (char **)cfg->argv,
         };
-        int fd = jexec_make(&c, err);
+        return jexec_make(&c, err);
+}
+
+int jail_place_config(int fd, struct jr_err *err)
+{
         if (fd < 0)
                 return fd;
         if (fd == CFG_FD)  /* it came out there: keep it, across the exec */
@@ -288,24 +287,24 @@ _Noreturn void jail_child_main(const struct jail_cfg *cfg)
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 _exit(EXIT_SETUP);
         char go = wait_go(cfg, &sync);
-        STEP("signals", reset_signals(&err));
+        STEP("signals", jail_reset_signals(&err));
         STEP("stdio", place_fds(cfg, &err));
         chan = CHAN_FD;
-        STEP("identity", become_jail_root(chan, &err));
+        STEP("identity", jail_become_root(chan, &err));
         STEP("mounts and network", build_world(cfg, &plan, &err));
-        STEP("cgroup", wait_attached(sync, go, &err));
+        STEP("cgroup", jail_wait_attached(sync, go, &err));
         /* New session: no controlling terminal for TIOCSTI to target. */
         if (setsid() < 0)
                 jail_fatal("session", &(struct jr_err){ .errnum = errno, .msg = "setsid" }, chan);
-        STEP("environment", set_env(cfg, &err));
-        STEP("limits", set_rlimits(cfg, &err));
+        STEP("environment", jail_set_env(cfg->profile, &err));
+        STEP("limits", jail_set_rlimits(cfg->max_tasks, &err));
         /* Capabilities go after every step that needs one, before seccomp. */
         STEP("capabilities", caps_drop_all(&err));
         STEP("close fds", close_fds(cfg, &err));
         struct verify_cfg vc = { .host_uid = cfg->host_uid, .host_gid = cfg->host_gid, .plan = &plan };
         STEP("verify", verify_world(&vc, &err));
         mntplan_free(&plan);
-        STEP("configuration", place_config(cfg, &err));
+        STEP("configuration", jail_place_config(jail_config_memfd(cfg, &err), &err));
         /* seccomp, the process checks and the "jailed" report follow in
          * the jail program (jail/jailprog.c): the worker's filter refuses
          * execve. */
@@ -314,10 +313,10 @@ _Noreturn void jail_child_main(const struct jail_cfg *cfg)
         _exit(EXIT_SETUP);
 }
 
-/* Where the jail program is: beside the installed libexec files when this
- * is the installed jailrun, else in the build tree this jailrun was built
- * in (supervisor/jailrun -> jail/jailrun-jail). */
-static int program_path(char *path, size_t size, struct jr_err *err)
+/* Where the program `name` is: beside the installed libexec files when
+ * this is the installed jailrun, else in the build tree this jailrun was
+ * built in (supervisor/jailrun -> jail/NAME). */
+static int program_path(const char *name, char *path, size_t size, struct jr_err *err)
 {
         char exe[PATH_MAX];
         ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -325,21 +324,21 @@ static int program_path(char *path, size_t size, struct jr_err *err)
                 return jr_fail(err, errno, "readlink /proc/self/exe");
         exe[n] = '\0';
         if (strcmp(exe, JR_BINDIR "/jailrun") == 0 || strcmp(exe, JR_SBINDIR "/jaild") == 0)
-                return jr_snprintf(path, size, "%s/jailrun-jail", JR_PKGLIBEXECDIR);
+                return jr_snprintf(path, size, "%s/%s", JR_PKGLIBEXECDIR, name);
         /* In the build tree: supervisor/jailrun, supervisor/jaild/jaild. */
         char *slash = strrchr(exe, '/');
         if (slash)
                 *slash = '\0';
         slash = strrchr(exe, '/');
         int deeper = slash && strcmp(slash, "/jaild") == 0;
-        if (jr_snprintf(path, size, "%s/%sjail/jailrun-jail", exe, deeper ? "../../" : "../") < 0)
+        if (jr_snprintf(path, size, "%s/%sjail/%s", exe, deeper ? "../../" : "../", name) < 0)
                 return jr_fail(err, ENAMETOOLONG, "path of the jail program");
         return 0;
 }
 
-int jail_program_find(char *path, size_t size, struct jr_err *err)
+static int program_find(const char *name, char *path, size_t size, struct jr_err *err)
 {
-        int r = program_path(path, size, err);
+        int r = program_path(name, path, size, err);
         if (r < 0)
                 return r;
         _cleanup_close_ int fd = open(path, O_PATH | O_CLOEXEC);
@@ -358,4 +357,14 @@ int jail_program_find(char *path, size_t size, struct jr_err *err)
                 return jr_fail(err, EACCES, "the jail program %s is not executable by others (mode %04o)",
                                path, (unsigned)(st.st_mode & 07777));
         return 0;
+}
+
+int jail_program_find(char *path, size_t size, struct jr_err *err)
+{
+        return program_find("jailrun-jail", path, size, err);
+}
+
+int jail_zygote_program_find(char *path, size_t size, struct jr_err *err)
+{
+        return program_find("jailrun-zygote", path, size, err);
 }

@@ -87,6 +87,34 @@ struct jail_cfg {
  * with EXIT_SETUP after reporting the failing step over the channel. */
 _Noreturn void jail_child_main(const struct jail_cfg *cfg);
 
+/* The configuration a jail's program reads (profile, entry, ids, limits,
+ * policy, script, arguments) in a sealed memfd, close-on-exec: a warm
+ * zygote's child gets it this way. The fd, or -errno with err set. */
+int jail_config_memfd(const struct jail_cfg *cfg, struct jr_err *err);
+
+/* Warm zygotes (jaild). A zygote is a process with the jail's root
+ * already built and the interpreter initialised with the profile's heavy
+ * modules imported; every jail after is cloned from it into its own
+ * user, mount, net, pid, ipc, uts and cgroup namespaces, does the rest
+ * of a jail's set-up and checks there, and runs its script without an
+ * exec. It never receives a script, a policy, a state value or a secret:
+ * each jail's configuration reaches the jail alone, as a memfd passed
+ * through (jail_config_memfd). */
+struct jail_zygote_cfg {
+        enum jail_profile profile;
+        const char *program;     /* jailrun-zygote (jail_zygote_program_find) */
+        int ctl_fd;              /* its end of the control pair (common/zyproto.h) */
+        int stderr_fd;           /* where its interpreter's own errors go */
+        const char *preload;     /* JSON array of module names to import */
+};
+
+/* Runs in the freshly cloned child (new mount, net, ipc and uts
+ * namespaces, no new user namespace: it stays root, with no capability
+ * once it has executed the program, and runs nothing of a user's).
+ * Builds the jail's root and executes the zygote program, which reports
+ * on ctl_fd. Never returns. */
+_Noreturn void jail_zygote_main(const struct jail_zygote_cfg *zc);
+
 /* Finds the jail program for jail_cfg.program: in jailrun's libexec
  * directory (pkglibexecdir) for the installed jailrun, or in the build
  * tree (../jail/jailrun-jail from supervisor/jailrun). It must be a regular
@@ -94,5 +122,7 @@ _Noreturn void jail_child_main(const struct jail_cfg *cfg);
  * and executable by others (the jails' uids). Returns 0 with the path in
  * path, or -errno with the path and reason in err. */
 int jail_program_find(char *path, size_t size, struct jr_err *err);
+/* The same for the zygote program (jailrun-zygote). */
+int jail_zygote_program_find(char *path, size_t size, struct jr_err *err);
 
 #endif

@@ -81,6 +81,8 @@ static int parse(struct jexec_cfg *c, size_t size)
         c->entry = (int)h.entry;
         c->host_uid = h.host_uid;
         c->host_gid = h.host_gid;
+        c->max_tasks = h.max_tasks;
+        c->scratch_bytes = (unsigned long)h.scratch_bytes;
         c->policy_json = take(&p, end, h.policy_len);
         c->script = c->policy_json ? take(&p, end, h.script_len) : NULL;
         c->script_len = (size_t)h.script_len;
@@ -130,6 +132,8 @@ static char *build(const struct jexec_cfg *c, size_t *size)
                 .argc = (uint32_t)c->argc,
                 .host_uid = c->host_uid,
                 .host_gid = c->host_gid,
+                .max_tasks = c->max_tasks,
+                .scratch_bytes = c->scratch_bytes,
                 .policy_len = strlen(c->policy_json),
                 .script_len = c->script_len,
                 .name_len = strlen(c->script_name),

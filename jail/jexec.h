@@ -16,6 +16,10 @@
 #define CFG_FD 5
 
 #define JEXEC_MAGIC 0x786a726aU  /* "jrjx" */
+/* The entry of a warm zygote's own configuration (jail/zsetup.c): the
+ * policy text is the JSON array of modules to preload, the arguments the
+ * paths bound in its root. */
+#define JEXEC_ENTRY_ZYGOTE 100
 /* Largest configuration: the supervisor caps scripts far below. */
 #define JEXEC_MAX_BYTES (64u << 20)
 
@@ -26,6 +30,9 @@ struct jexec_hdr {
         uint32_t argc;
         uint32_t host_uid;      /* what uid/gid 0 inside must map to */
         uint32_t host_gid;
+        uint32_t max_tasks;     /* RLIMIT_NPROC (a warm jail sets its own) */
+        uint32_t pad;
+        uint64_t scratch_bytes; /* exec: the scratch tmpfs (a warm jail mounts its own) */
         /* Lengths of the texts that follow in this order, each followed by
          * a NUL: the policy JSON, the script, its display name, the data
          * file's name, then argc NUL-terminated arguments (args_len bytes
@@ -38,6 +45,8 @@ struct jexec_cfg {
         int profile, entry;
         uid_t host_uid;
         gid_t host_gid;
+        unsigned max_tasks;
+        unsigned long scratch_bytes;
         const char *policy_json;
         const char *script;
         size_t script_len;

@@ -5,7 +5,10 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sched.h>
+#include <stdio.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
@@ -89,7 +92,7 @@ static int bind_program(const struct mnt_cfg *cfg, struct jr_err *err)
 {
         char src[PATH_MAX], dst[PATH_MAX];
         if (jr_snprintf(src, sizeof src, OLD "%s", cfg->program) < 0 ||
-            jr_snprintf(dst, sizeof dst, NEW "%s", MNT_PROGRAM) < 0)
+            jr_snprintf(dst, sizeof dst, NEW "%s", cfg->zygote ? MNT_ZPROGRAM : MNT_PROGRAM) < 0)
                 return jr_fail(err, ENAMETOOLONG, "path of the jail program '%s'", cfg->program);
         for (char *s = strchr(dst + sizeof NEW, '/'); s; s = strchr(s + 1, '/')) {
                 *s = '\0';
@@ -173,10 +176,60 @@ static int make_dev(struct jr_err *err)
         return 0;
 }
 
+/* A zygote's /proc: an instance of an empty pid namespace (a helper made
+ * it and died), showing no process and, being pid-only, nothing else.
+ * It is there because a user namespace may mount a proc only where one
+ * is already fully visible: each child mounts its own over it. Should a
+ * child ever take its own away, this one shows nothing. */
+static int make_empty_proc(struct jr_err *err)
+{
+        pid_t helper = fork();
+        if (helper < 0)
+                return jr_fail(err, errno, "fork for the empty /proc");
+        if (helper == 0) {
+                if (unshare(CLONE_NEWPID) < 0)
+                        _exit(1);
+                pid_t init = fork();
+                if (init == 0)
+                        _exit(mount("proc", NEW "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "subset=pid") < 0
+                              ? 2 : 0);
+                int st = 0;
+                while (init > 0 && waitpid(init, &st, 0) < 0 && errno == EINTR)
+                        ;
+                _exit(init > 0 && WIFEXITED(st) ? WEXITSTATUS(st) : 3);
+        }
+        int st = 0;
+        while (waitpid(helper, &st, 0) < 0)
+                if (errno != EINTR)
+                        return jr_fail(err, errno, "wait for the empty /proc");
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+                return jr_fail(err, EPERM, "mount an empty /proc (helper status %d)", st);
+        return 0;
+}
+
+int mnt_warm_child(unsigned long scratch_bytes, struct jr_err *err)
+{
+        if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "subset=pid") < 0)
+                return jr_fail(err, errno, "mount /proc");
+        if (!scratch_bytes)
+                return 0;
+        char opts[64];
+        snprintf(opts, sizeof opts, "mode=0700,size=%lu", scratch_bytes);
+        if (mount("tmpfs", MNT_SCRATCH, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+                return jr_fail(err, errno, "mount tmpfs at " MNT_SCRATCH);
+        return 0;
+}
+
 static int make_proc_and_scratch(const struct mnt_cfg *cfg, struct jr_err *err)
 {
         if (mkdir(NEW "/proc", 0555) < 0)
                 return jr_fail(err, errno, "mkdir /proc");
+        if (cfg->zygote) {  /* each child mounts its own /proc and scratch */
+                int r = make_empty_proc(err);
+                if (r == 0 && cfg->scratch_bytes && mkdir(NEW MNT_SCRATCH, 0700) < 0)
+                        r = jr_fail(err, errno, "mkdir " MNT_SCRATCH);
+                return r;
+        }
         /* subset=pid: process directories only; no /proc/sys, kcore,
          * kallsyms or other kernel-wide files. */
         if (mount("proc", NEW "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
@@ -249,7 +302,7 @@ int mnt_build_root(const struct mnt_cfg *cfg, struct mnt_plan *plan, struct jr_e
 
 int mnt_expected(const struct mnt_plan *plan, const char *mp)
 {
-        static const char *const fixed[] = { "/", "/proc", "/dev", MNT_SCRATCH, MNT_PROGRAM };
+        static const char *const fixed[] = { "/", "/proc", "/dev", MNT_SCRATCH, MNT_PROGRAM, MNT_ZPROGRAM };
         for (size_t i = 0; i < ELEMENTSOF(fixed); i++)
                 if (strcmp(mp, fixed[i]) == 0)
                         return 1;

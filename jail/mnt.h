@@ -15,6 +15,10 @@ struct mnt_cfg {
         const char *datapath;    /* ':'-separated data dirs (time zones) */
         const char *program;     /* the jail program on the host, bound at MNT_PROGRAM */
         unsigned long scratch_bytes;  /* 0: no scratch dir */
+        /* A warm zygote's root: the program (jailrun-zygote) at
+         * MNT_ZPROGRAM, an empty /proc (mnt.c), the scratch directory
+         * without its tmpfs: each child mounts its own. */
+        int zygote;
 };
 
 #define MNT_SCRATCH "/scratch"
@@ -22,10 +26,18 @@ struct mnt_cfg {
  * file (installed or in a build tree) was bound there. */
 #define MNT_PROGRAM JR_PKGLIBEXECDIR "/jailrun-jail"
 
+/* Where a zygote's program is. */
+#define MNT_ZPROGRAM JR_PKGLIBEXECDIR "/jailrun-zygote"
+
 /* Builds the root and pivots into it; the old root is detached and gone.
  * `plan` is filled (and kept for mnt_expected). Returns 0 or -errno with
  * the failing step in err. */
 int mnt_build_root(const struct mnt_cfg *cfg, struct mnt_plan *plan, struct jr_err *err);
+
+/* In a child of a zygote, in its own namespaces: its pid-only /proc
+ * over the zygote's empty one, and (scratch_bytes > 0) its scratch tmpfs.
+ * 0 or -errno. */
+int mnt_warm_child(unsigned long scratch_bytes, struct jr_err *err);
 
 /* 1 when `mountpoint` (as in /proc/self/mountinfo) is one the jail made. */
 int mnt_expected(const struct mnt_plan *plan, const char *mountpoint);

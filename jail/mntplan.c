@@ -390,3 +390,10 @@ void mntplan_finish(struct mnt_plan *p)
         }
         p->n = out;
 }
+
+int mntplan_add_bound(struct mnt_plan *p, const char *path, struct jr_err *err)
+{
+        if (path[0] != '/' || strlen(path) >= PATH_MAX)
+                return jr_fail(err, EINVAL, "bound path '%s'", path);
+        return plan_put(p, MNT_OP_BIND, 1, path, NULL, err);
+}

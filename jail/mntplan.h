@@ -60,6 +60,10 @@ int mntplan_add_links_into(struct mnt_plan *p, const char *dir, const char *name
 int mntplan_add_maps(struct mnt_plan *p, const char *maps, const char *exclude,
                      struct jr_err *err);
 
+/* Records `path` as bound, without looking at the host: a plan carried
+ * into a process that can no longer see it (a zygote), for mnt_expected. */
+int mntplan_add_bound(struct mnt_plan *p, const char *path, struct jr_err *err);
+
 /* Sorts parents first and drops entries a bind already covers. */
 void mntplan_finish(struct mnt_plan *p);
 

@@ -407,16 +407,10 @@ static PyObject *chan_runtime_module(PyObject *self, PyObject *arg)
         return PyErr_Format(PyExc_ImportError, "no runtime module %s", name);
 }
 
-int pyrt_run(const struct pyrt_cfg *cfg)
+/* Runs the entry on the loaded runtime, then what teardown owes the
+ * script; the exit status. */
+static int run_main(PyObject *rt, const struct pyrt_cfg *cfg)
 {
-        data_name = cfg->data_name ? cfg->data_name : "";
-        if (init_interpreter(cfg) < 0)
-                return 70;
-        PyObject *rt = load_runtime();
-        if (!rt) {
-                PyErr_Print();
-                return 70;
-        }
         int status = call_main(rt, cfg);
         /* No interpreter teardown: the jail and everything in it are about
          * to go. runtime.finish() did what teardown owes the script
@@ -431,4 +425,143 @@ int pyrt_run(const struct pyrt_cfg *cfg)
         }
         fflush(NULL);
         return status;
+}
+
+int pyrt_run(const struct pyrt_cfg *cfg)
+{
+        data_name = cfg->data_name ? cfg->data_name : "";
+        if (init_interpreter(cfg) < 0)
+                return 70;
+        PyObject *rt = load_runtime();
+        if (!rt) {
+                PyErr_Print();
+                return 70;
+        }
+        return run_main(rt, cfg);
+}
+
+/* The runtime of a warm zygote, made once by pyrt_prepare: every child
+ * forked from it runs its entry on it. */
+static PyObject *warm_runtime;
+
+/* Appends "name: why" of the pending exception to *report. */
+static void note_failure(const char *name, char **report)
+{
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyObject *s = value ? PyObject_Str(value) : NULL;
+        const char *why = s ? PyUnicode_AsUTF8(s) : NULL;
+        PyErr_Clear();
+        char *old = *report, *out = NULL;
+        if (asprintf(&out, "%s%s%s: %s", old ? old : "", old ? "; " : "", name, why ? why : "failed") >= 0) {
+                free(old);
+                *report = out;
+        }
+        Py_XDECREF(s);
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+}
+
+/* Imports each name of the JSON array `names`; the failures in *report. */
+static void preload(const char *names, char **report)
+{
+        json_error_t je;
+        json_t *a = json_loads(names, 0, &je);
+        size_t i;
+        json_t *v;
+        json_array_foreach(a, i, v) {
+                if (!json_is_string(v))
+                        continue;
+                PyObject *m = PyImport_ImportModule(json_string_value(v));
+                if (!m)
+                        note_failure(json_string_value(v), report);
+                Py_XDECREF(m);
+        }
+        json_decref(a);
+}
+
+/* gc.collect(), then gc.freeze(): what the zygote made is left out of
+ * every later collection, so no child's collector writes to (and so
+ * copies) the pages it shares with its siblings. */
+static int freeze_heap(void)
+{
+        PyObject *gc = PyImport_ImportModule("gc");
+        PyObject *r = gc ? PyObject_CallMethod(gc, "collect", NULL) : NULL;
+        Py_XDECREF(r);
+        r = r ? PyObject_CallMethod(gc, "freeze", NULL) : NULL;
+        Py_XDECREF(gc);
+        Py_XDECREF(r);
+        return r ? 0 : -1;
+}
+
+int pyrt_prepare(const struct pyrt_cfg *cfg, const char *preload_json, char **report)
+{
+        static const char *const own[] = { "_jailrun_guard", "_jailrun_validate" };
+        *report = NULL;
+        if (init_interpreter(cfg) < 0)
+                return -1;
+        if (!(warm_runtime = load_runtime())) {
+                note_failure("the runtime", report);
+                return -1;
+        }
+        for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
+                PyObject *name = PyUnicode_FromString(own[i]);
+                PyObject *m = name ? chan_runtime_module(NULL, name) : NULL;
+                Py_XDECREF(name);
+                if (!m) {
+                        note_failure(own[i], report);
+                        return -1;
+                }
+                Py_DECREF(m);
+        }
+        preload(preload_json, report);
+        if (freeze_heap() < 0) {
+                note_failure("gc.freeze", report);
+                return -1;
+        }
+        return 0;
+}
+
+void pyrt_before_fork(void)
+{
+        PyOS_BeforeFork();
+}
+
+void pyrt_after_fork_parent(void)
+{
+        PyOS_AfterFork_Parent();
+}
+
+/* numpy's global generator was seeded once, in the zygote: each child
+ * draws its own seed, as a fresh import would. */
+static int reseed_numpy(void)
+{
+        PyObject *m = PyDict_GetItemString(PyImport_GetModuleDict(), "numpy.random");
+        if (!m)
+                return 0;
+        PyObject *r = PyObject_CallMethod(m, "seed", NULL);
+        Py_XDECREF(r);
+        return r ? 0 : -1;
+}
+
+int pyrt_after_fork_child(const char *data_name_now, char **why)
+{
+        *why = NULL;
+        /* Thread states, locks, and the at-fork hooks (random's reseed). */
+        PyOS_AfterFork_Child();
+        PyObject *chan = PyDict_GetItemString(PyImport_GetModuleDict(), "_jailrun");
+        PyObject *dn = PyUnicode_FromString(data_name_now ? data_name_now : "");
+        int r = chan && dn ? PyObject_SetAttrString(chan, "DATA_NAME", dn) : -1;
+        Py_XDECREF(dn);
+        if (r == 0)
+                r = reseed_numpy();
+        if (r < 0)
+                note_failure("reseed", why);
+        return r;
+}
+
+int pyrt_run_forked(const struct pyrt_cfg *cfg)
+{
+        return run_main(warm_runtime, cfg);
 }

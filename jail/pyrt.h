@@ -22,4 +22,24 @@ struct pyrt_cfg {
 /* Runs the script to completion; returns the process exit status. */
 int pyrt_run(const struct pyrt_cfg *cfg);
 
+/* A warm zygote's interpreter (jail/warm.c): initialised as pyrt_run
+ * does (cfg's entry, pypath and home), the runtime and its guard and
+ * validator made, each module of the JSON array preload_json imported
+ * (one that fails is skipped and named in *report, malloc'd), and the
+ * heap frozen for the collector. 0, or -1 with *report saying why. */
+int pyrt_prepare(const struct pyrt_cfg *cfg, const char *preload_json, char **report);
+
+/* Around the zygote's clone: the interpreter's at-fork protocol. */
+void pyrt_before_fork(void);
+void pyrt_after_fork_parent(void);
+
+/* In the child, first: the interpreter's after-fork work (random
+ * reseeded), numpy's global generator reseeded, DATA_NAME set. 0, or -1
+ * with *why (malloc'd). */
+int pyrt_after_fork_child(const char *data_name, char **why);
+
+/* In the child, once jailed: runs cfg's entry on the zygote's runtime;
+ * the exit status. */
+int pyrt_run_forked(const struct pyrt_cfg *cfg);
+
 #endif

@@ -27,6 +27,7 @@
 #include "supervisor/engine/loop.h"
 #include "supervisor/broker/state.h"
 #include "supervisor/engine/outq.h"
+#include "supervisor/engine/warm.h"
 #include "policy/policy.h"
 
 #define UID_RANGE_DEFAULT_LO 100000
@@ -122,7 +123,7 @@ static int parse_uid_range(const char *s, struct job_opts *o)
 
 enum { OPT_PROFILE = 256, OPT_NAME, OPT_STATE, OPT_WORKSPACE, OPT_HTTP_PROXY, OPT_SECRETS, OPT_POLICY, OPT_PRINT_POLICY, OPT_CHECK, OPT_TICKS, OPT_TIMEOUT, OPT_JSON, OPT_VERBOSE, OPT_UIDS, OPT_SCRATCH,
        OPT_HELP, OPT_VERSION, OPT_MEMORY, OPT_CPUS, OPT_PIDS, OPT_CPU_TIME, OPT_CGROUP_PARENT, OPT_BARS,
-       OPT_PARAMS, OPT_BAR_TIMEOUT, OPT_REPORT, OPT_INTERVAL, OPT_TICK_TIMEOUT, OPT_REPORT_FORMAT, OPT_REPORT_MAX };
+       OPT_PARAMS, OPT_BAR_TIMEOUT, OPT_REPORT, OPT_INTERVAL, OPT_TICK_TIMEOUT, OPT_REPORT_FORMAT, OPT_REPORT_MAX, OPT_WARM };
 
 static const struct option longopts[] = {
         { "profile", required_argument, NULL, OPT_PROFILE },
@@ -152,6 +153,7 @@ static const struct option longopts[] = {
         { "report-format", required_argument, NULL, OPT_REPORT_FORMAT },
         { "report-max", required_argument, NULL, OPT_REPORT_MAX },
         { "json", no_argument, NULL, OPT_JSON },
+        { "warm", optional_argument, NULL, OPT_WARM },
         { "verbose", no_argument, NULL, OPT_VERBOSE },
         { "help", no_argument, NULL, OPT_HELP },
         { "version", no_argument, NULL, OPT_VERSION },
@@ -171,6 +173,7 @@ struct cli {
         const char *report;      /* backtest: where the report goes; "-" = stdout */
         int report_opts;         /* --report-format or --report-max given */
         double tick_timeout;     /* worker: seconds; < 0 = the policy's */
+        const char *warm;        /* --warm: modules to preload, comma-separated; NULL: cold */
 };
 
 /* Returns -1 to go on, else the exit status. */
@@ -290,6 +293,7 @@ static int parse_opt(int c, const char *arg, struct job_opts *o, struct cli *cli
                 return -1;
         case OPT_JSON: o->json = 1; return -1;
         case OPT_VERBOSE: o->verbose = 1; return -1;
+        case OPT_WARM: cli->warm = arg ? arg : WARM_PRELOAD_DEFAULT; return -1;
         case OPT_HELP: fputs(usage_text, stdout); return 0;
         case OPT_VERSION: o->show_version = 1; return -1;
         default: return usage_error("%s", "invalid option");
@@ -691,13 +695,42 @@ static void sink_close(struct sink *s, const struct job_result *res)
         outq_free(&s->err);
 }
 
+/* --warm: a zygote preloading `modules` (comma-separated), waited for
+ * (its imports take what a cold start would); 0 or -errno said on stderr. */
+static int warm_up(struct warm *w, struct loop *l, const struct job_opts *o, const char *modules)
+{
+        _cleanup_(json_decrefp) json_t *names = json_array();
+        _cleanup_free_ char *copy = strdup(modules);
+        for (char *save = NULL, *m = copy ? strtok_r(copy, ",", &save) : NULL; m; m = strtok_r(NULL, ",", &save))
+                if (json_array_append_new(names, json_string(m)) < 0)
+                        return log_errno(-ENOMEM, "--warm: out of memory");
+        _cleanup_free_ char *text = names && copy ? json_dumps(names, JSON_COMPACT) : NULL;
+        struct jr_err err = { 0 };
+        if (!text)
+                return log_errno(-ENOMEM, "--warm: out of memory");
+        int r = warm_init(w, l, o->profile, text, WARM_FORKS_DEFAULT, &err);
+        if (r < 0) {
+                log_msg("--warm: %s", err.msg);
+                return r;
+        }
+        while (!w->cur.ready && !w->last_error[0] && (r = loop_run_once(l, -1)) == 0)
+                ;
+        if (!w->cur.ready) {
+                log_msg("--warm: no zygote%s%s", w->last_error[0] ? ": " : "", w->last_error);
+                return -EIO;
+        }
+        return 0;
+}
+
 /* Runs the job to its end on a loop of our own. Returns 0, or -errno for
  * a failure before the jail existed (res->exit_code says which kind). */
-static int run_job(const struct job_opts *o, sigset_t *sigs, struct job_result *res)
+static int run_job(const struct job_opts *o, const char *warm, sigset_t *sigs, struct job_result *res)
 {
         struct loop l;
         struct sink s;
         struct front f = { .sig = WATCH_INIT };
+        struct warm w = { 0 };
+        struct job_opts wo = *o;
         _cleanup_close_ int sigfd = signalfd(-1, sigs, SFD_CLOEXEC | SFD_NONBLOCK);
         int r = sigfd < 0 ? -errno : loop_init(&l);
         if (r == 0 && (r = loop_watch(&l, &f.sig, sigfd, EPOLLIN, 1, on_signal, &f)) < 0)
@@ -706,9 +739,18 @@ static int run_job(const struct job_opts *o, sigset_t *sigs, struct job_result *
                 *res = (struct job_result){ .status = JOB_SETUP, .exit_code = EXIT_SETUP };
                 return log_errno(r, "the event loop: %m");
         }
+        if (warm && (r = warm_up(&w, &l, o, warm)) < 0) {
+                warm_free(&w);
+                loop_unwatch(&f.sig);
+                loop_close(&l);
+                *res = (struct job_result){ .status = JOB_SETUP, .exit_code = EXIT_SETUP };
+                return r;
+        }
+        if (warm)
+                wo.warm = &w;
         outq_init(&s.out, STDOUT_FILENO, SINK_LIMIT);
         outq_init(&s.err, STDERR_FILENO, SINK_LIMIT);
-        r = job_start(&l, o, &s, res, on_job_end, &f, &f.job);
+        r = job_start(&l, &wo, &s, res, on_job_end, &f, &f.job);
         while (r == 0 && !f.done) {
                 int e = loop_run_once(&l, -1);
                 if (e < 0) {  /* cannot wait: stop the job rather than spin */
@@ -718,6 +760,7 @@ static int run_job(const struct job_opts *o, sigset_t *sigs, struct job_result *
         }
         if (r == 0)
                 job_free(f.job);
+        warm_free(&w);
         sink_close(&s, res);
         loop_unwatch(&f.sig);
         loop_close(&l);
@@ -786,7 +829,7 @@ int main(int argc, char *argv[])
 
         struct job_result res;
         o.sweep_stale = 1;
-        if (run_job(&o, &set, &res) < 0 && res.exit_code == EXIT_USAGE)
+        if (run_job(&o, cli.warm, &set, &res) < 0 && res.exit_code == EXIT_USAGE)
                 return EXIT_USAGE;
         /* Stopped at once by a signal the job's loop took: pending again
          * (blocked), so what is printed now is not held by a stalled reader

@@ -302,6 +302,20 @@ static int run_watch(struct job *j, int chan, int out, int err)
         return e;
 }
 
+/* The jail from the front-end's warm zygote; cold if it cannot make it. */
+static int spawn_warm(struct job *j, int sync, struct jr_err *err)
+{
+        struct spawn s;
+        int late = 1;
+        struct jr_err werr = { 0 };
+        if (warm_ask(j->o->warm, &j->cfg, &j->cg, &s, &late, &werr) < 0) {
+                job_note(j, "%s; this jail starts cold", werr.msg);
+                return spawn_jail(&j->cfg, sync, &j->cg, &j->run->sp, err);
+        }
+        j->res->warm_starts++;
+        return spawn_release(&j->cfg, &s, late, sync, &j->cg, &j->run->sp, err);
+}
+
 /* Clones the next jail and puts it on the loop. 0 or -errno (no jail). */
 int start_jail(struct job *j, struct jr_err *err)
 {
@@ -324,6 +338,7 @@ int start_jail(struct job *j, struct jr_err *err)
                 j->run->refilled = j->run->cloned;
                 int sync = TAKE_FD(f.sync[1]);
                 r = j->o->spawn ? j->o->spawn(j->o->spawn_ctx, cfg, sync, &j->cg, &j->run->sp, err)
+                    : warm_can(j->o->warm, cfg) ? spawn_warm(j, sync, err)
                     : j->zyg.pid > 0 ? zygote_spawn(&j->zyg, cfg, sync, &j->cg, &j->run->sp, err)
                                      : spawn_jail(cfg, sync, &j->cg, &j->run->sp, err);
         }
@@ -336,7 +351,7 @@ int start_jail(struct job *j, struct jr_err *err)
         /* A worker's later jails come from a copy of us made now, before
          * any of its calls is served: it never holds what they return. */
         struct jr_err zerr = { 0 };
-        if (j->o->entry == JAIL_ENTRY_TICKS && !j->o->spawn && !j->o->no_zygote && j->zyg.pid <= 0 && zygote_start(&j->zyg, cfg, j->cg.dirfd, &zerr) < 0)
+        if (j->o->entry == JAIL_ENTRY_TICKS && !j->o->spawn && !j->o->no_zygote && !j->o->warm && j->zyg.pid <= 0 && zygote_start(&j->zyg, cfg, j->cg.dirfd, &zerr) < 0)
                 job_note(j, "%s: the worker cannot be restarted", zerr.msg);
         r = run_watch(j, chan, out, errfd);
         if (r < 0) {  /* it is killed and reaped as if it had exited */

@@ -31,6 +31,8 @@ void format_size(uint64_t bytes, char *out, size_t size);
 
 struct spawn;
 
+struct warm;
+
 struct job_opts {
         enum jail_profile profile;   /* kernel side */
         enum jail_entry entry;       /* what the runtime does */
@@ -88,10 +90,15 @@ struct job_opts {
          * front-end's memory a clone starts with is gone by then; only the
          * job's own configuration crosses (jail/jail.c). */
         int no_zygote;
+        /* A warm zygote of the job's profile (engine/warm.h), owned by the
+         * front-end: jails it can run are cloned from it, the others (and
+         * any while it is not ready) start cold. NULL: all cold. */
+        struct warm *warm;
         void *spawn_ctx;
 };
 
 struct job_result {
+        unsigned warm_starts;        /* jails cloned from a warm zygote */
         enum job_status status;
         int exit_code;
         char etype[128];

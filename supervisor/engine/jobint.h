@@ -16,6 +16,7 @@
 #include "supervisor/engine/msg.h"
 #include "supervisor/engine/spawn.h"
 #include "supervisor/engine/uidlock.h"
+#include "supervisor/engine/warm.h"
 #include "supervisor/engine/zygote.h"
 
 /* Raw output of a worker (native writes to fd 1/2; print() goes to the

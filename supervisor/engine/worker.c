@@ -473,7 +473,7 @@ int wants_restart(struct job *j, int ws)
                 }
                 return stop_after_jail(j);
         }
-        if (j->zyg.pid <= 0 && !j->o->spawn && !j->o->no_zygote)  /* no clean process to clone the next from */
+        if (j->zyg.pid <= 0 && !j->o->spawn && !j->o->no_zygote && !j->o->warm)  /* no clean process to clone the next from */
                 return 0;
         if (j->run->phase != PH_READY && j->cur != j->good)
                 return after_failed_load(j, ws);

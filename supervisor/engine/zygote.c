@@ -16,6 +16,7 @@
 
 #include "common/cleanup.h"
 #include "common/err.h"
+#include "common/fdio.h"
 #include "supervisor/engine/job.h"
 #include "supervisor/engine/zygote.h"
 
@@ -34,70 +35,6 @@ struct zrep {
         int32_t late;
         char msg[512];  /* a jr_err message */
 };
-
-/* sendmsg of one datagram with n fds; 0 or -errno. */
-static int send_fds(int sock, const void *buf, size_t len, const int *fds, size_t n)
-{
-        union {
-                char buf[CMSG_SPACE(ZREQ_FDS * sizeof(int))];
-                struct cmsghdr align;
-        } u = { 0 };
-        struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-        if (n) {
-                mh.msg_control = u.buf;
-                mh.msg_controllen = CMSG_SPACE(n * sizeof(int));
-                struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-                c->cmsg_level = SOL_SOCKET;
-                c->cmsg_type = SCM_RIGHTS;
-                c->cmsg_len = CMSG_LEN(n * sizeof(int));
-                memcpy(CMSG_DATA(c), fds, n * sizeof(int));
-        }
-        ssize_t r;
-        while ((r = sendmsg(sock, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
-                ;
-        return r < 0 ? -errno : (size_t)r == len ? 0 : -EIO;
-}
-
-/* recvmsg of one datagram of exactly len bytes and at most n fds
- * (close-on-exec; *got of them); bytes received (0 at EOF) or -errno. */
-static ssize_t recv_fds(int sock, void *buf, size_t len, int *fds, size_t n, size_t *got_out)
-{
-        union {
-                char buf[CMSG_SPACE(ZREQ_FDS * sizeof(int))];
-                struct cmsghdr align;
-        } u;
-        struct iovec iov = { .iov_base = buf, .iov_len = len };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
-        ssize_t r;
-        while ((r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
-                ;
-        if (r <= 0)
-                return r < 0 ? -errno : 0;
-        size_t got = 0;
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-                        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                        int tmp[ZREQ_FDS * 2];
-                        if (k > ELEMENTSOF(tmp))
-                                k = ELEMENTSOF(tmp);
-                        memcpy(tmp, CMSG_DATA(c), k * sizeof(int));
-                        for (size_t i = 0; i < k; i++) {
-                                if (got < n)
-                                        fds[got] = tmp[i];
-                                else
-                                        close(tmp[i]);
-                                got++;
-                        }
-                }
-        if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)r != len || got > n) {
-                for (size_t i = 0; i < got && i < n; i++)
-                        close(fds[i]);
-                return -EPROTO;
-        }
-        *got_out = got;
-        return r;
-}
 
 /* The script of a request, from its memfd. */
 static char *read_script_fd(int fd, uint64_t len)
@@ -153,7 +90,7 @@ static void serve_one(int sock, const struct jail_cfg *base, int cgfd, const int
                         pidfd = s.pidfd;
                 }
         }
-        send_fds(sock, &rep, sizeof rep, &pidfd, pidfd >= 0 ? 1 : 0);
+        jr_send_fds(sock, &rep, sizeof rep, &pidfd, pidfd >= 0 ? 1 : 0);
         if (pidfd >= 0)
                 close(pidfd);
 }
@@ -182,7 +119,7 @@ _Noreturn static void zygote_main(int sock, const struct jail_cfg *base, int cgf
                 struct zreq q;
                 int fds[ZREQ_FDS];
                 size_t got = 0;
-                ssize_t n = recv_fds(sock, &q, sizeof q, fds, ZREQ_FDS, &got);
+                ssize_t n = jr_recv_fds(sock, &q, sizeof q, fds, ZREQ_FDS, &got);
                 if (n == 0)
                         _exit(0);  /* the supervisor is done */
                 if (n < 0 || got != ZREQ_FDS || q.magic != ZREQ_MAGIC)
@@ -241,13 +178,13 @@ int zygote_spawn(struct zygote *z, const struct jail_cfg *cfg, int sync_wr, stru
                 return sfd;
         struct zreq q = { .magic = ZREQ_MAGIC, .script_len = cfg->script_len };
         int fds[ZREQ_FDS] = { cfg->stdin_fd, cfg->stdout_fd, cfg->stderr_fd, cfg->channel_fd, cfg->sync_fd, sfd };
-        int r = send_fds(z->sock, &q, sizeof q, fds, ZREQ_FDS);
+        int r = jr_send_fds(z->sock, &q, sizeof q, fds, ZREQ_FDS);
         if (r < 0)
                 return jr_fail(err, -r, "ask the zygote for a jail");
         struct zrep rep;
         int pidfd = -1;
         size_t got = 0;
-        ssize_t n = recv_fds(z->sock, &rep, sizeof rep, &pidfd, 1, &got);
+        ssize_t n = jr_recv_fds(z->sock, &rep, sizeof rep, &pidfd, 1, &got);
         if (n <= 0)
                 return jr_fail(err, n == 0 ? EPIPE : (int)-n, "the zygote did not answer");
         if (rep.errnum || got != 1 || rep.pid <= 0) {

@@ -1,0 +1,44 @@
+/* The steps of a jail's set-up that a cold jail (jail.c, in the clone of
+ * the supervisor) and a warm one (warm.c, in the clone of a zygote) both
+ * take. Inside jail/ only. */
+#ifndef JR_SETUP_H
+#define JR_SETUP_H
+
+#include <limits.h>
+
+#include "common/err.h"
+
+/* What the mount planner needs from the host, read before any mount. */
+struct host_view {
+        char maps[256 * 1024];
+        char exe[PATH_MAX];
+        const char *interp;
+};
+int jail_read_host_view(struct host_view *hv, struct jr_err *err);
+
+/* Moves fd (a configuration memfd, or -errno passed through) to CFG_FD,
+ * kept across an exec. 0 or -errno. */
+int jail_place_config(int fd, struct jr_err *err);
+
+/* One byte of the go-ahead pipe; EOF (the supervisor died) or a read
+ * error ends the process with EXIT_SETUP. */
+char jail_read_sync(int fd);
+
+/* Waits for JAIL_ATTACHED on sync (then closed); if the first byte was
+ * JAIL_GO_CGROUPNS, roots a cgroup namespace where we now are. */
+int jail_wait_attached(int sync, char go, struct jr_err *err);
+
+/* Default dispositions, nothing blocked. */
+int jail_reset_signals(struct jr_err *err);
+
+/* setresuid/setresgid 0 (the one host uid), the parent-death signal armed
+ * again, and the supervisor seen alive on chan. */
+int jail_become_root(int chan, struct jr_err *err);
+
+/* The fixed environment of the profile and its working directory. */
+int jail_set_env(int profile, struct jr_err *err);
+
+/* RLIMIT_NPROC above the task limit, RLIMIT_NOFILE: hard. */
+int jail_set_rlimits(unsigned max_tasks, struct jr_err *err);
+
+#endif

@@ -1,0 +1,316 @@
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/fdio.h"
+#include "common/zyproto.h"
+#include "supervisor/engine/log.h"
+#include "supervisor/engine/warm.h"
+
+/* Namespaces of the zygote itself: its root, and nothing it could share
+ * with the host's network, IPC or host name. No user namespace (each
+ * child makes its own) and no pid namespace (its children must not die
+ * with it). */
+#define ZYGOTE_NS_FLAGS (CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
+/* Longest the loop waits for a zygote's answer to one clone. */
+#define WARM_REPLY_TIMEOUT_S 5
+#define WARM_BACKOFF_MIN_S 0.5
+#define WARM_BACKOFF_MAX_S 60.0
+
+static void note(struct warm *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(struct warm *w, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(w->last_error, sizeof w->last_error, fmt, ap);
+        va_end(ap);
+        if (w->note)
+                w->note(w->note_data, w->last_error);
+        else
+                log_msg("%s", w->last_error);
+}
+
+static const char *profile_name(const struct warm *w)
+{
+        return w->profile == JAIL_PROFILE_EXEC ? "exec" : "worker";
+}
+
+/* Ends a zygote (killed, reaped); its children are ours and live on. */
+static void proc_end(struct warm_proc *p)
+{
+        loop_unwatch(&p->wsock);
+        loop_unwatch(&p->wpid);
+        if (p->pid > 0) {
+                kill(p->pid, SIGKILL);
+                while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR)
+                        ;
+        }
+        closep(&p->sock);
+        closep(&p->pidfd);
+        struct warm *w = p->owner;
+        *p = (struct warm_proc){ .pidfd = -1, .sock = -1, .wpid = WATCH_INIT, .wsock = WATCH_INIT, .owner = w };
+}
+
+static void schedule_retry(struct warm *w)
+{
+        if (timer_arm(&w->retry, w->backoff_s, 0) < 0)
+                note(w, "warm zygote (%s): cannot arm its retry timer", profile_name(w));
+        w->backoff_s = w->backoff_s * 2 > WARM_BACKOFF_MAX_S ? WARM_BACKOFF_MAX_S : w->backoff_s * 2;
+}
+
+/* Threads of pid from the host's /proc: a zygote clones only while it
+ * has one (numpy's BLAS pool must not have started). */
+static int thread_count(pid_t pid)
+{
+        char path[64], buf[4096];
+        snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+        if (n <= 0)
+                return -1;
+        buf[n] = '\0';
+        const char *t = strstr(buf, "\nThreads:");
+        return t ? atoi(t + 9) : -1;
+}
+
+static void became_ready(struct warm *w, struct warm_proc *p, const char *msg)
+{
+        int threads = thread_count(p->pid);
+        if (threads != 1) {
+                note(w, "warm zygote (%s) runs %d threads, not 1: not used; jails start cold", profile_name(w), threads);
+                proc_end(p);
+                return schedule_retry(w);
+        }
+        p->ready = 1;
+        w->backoff_s = WARM_BACKOFF_MIN_S;
+        if (msg[0])
+                note(w, "warm zygote (%s): could not preload: %s", profile_name(w), msg);
+        if (p == &w->next) {  /* the replacement takes over */
+                proc_end(&w->cur);
+                w->cur = w->next;
+                w->cur.wpid.data = w->cur.wsock.data = &w->cur;
+                loop_unwatch(&w->next.wpid);
+                w->next = (struct warm_proc){ .pidfd = -1, .sock = -1, .wpid = WATCH_INIT, .wsock = WATCH_INIT, .owner = w };
+                if (loop_watch(w->loop, &w->cur.wpid, w->cur.pidfd, EPOLLIN, 1, w->cur.wpid.fn, &w->cur) < 0)
+                        proc_end(&w->cur);
+                w->replaced++;
+        }
+}
+
+static void on_hello(struct watch *wt, uint32_t events)
+{
+        (void)events;
+        struct warm_proc *p = wt->data;
+        struct warm *w = p->owner;
+        struct zy_hello h;
+        ssize_t n;
+        while ((n = recv(p->sock, &h, sizeof h, MSG_DONTWAIT)) < 0 && errno == EINTR)
+                ;
+        if (n < 0 && errno == EAGAIN)
+                return;
+        loop_unwatch(&p->wsock);  /* from here the socket is read only in warm_spawn */
+        if (n != (ssize_t)sizeof h || h.magic != ZY_MAGIC || h.errnum) {
+                h.msg[sizeof h.msg - 1] = '\0';
+                note(w, "warm zygote (%s) could not be made: %s", profile_name(w),
+                     n == (ssize_t)sizeof h && h.magic == ZY_MAGIC ? h.msg : "it ended without saying why");
+                proc_end(p);
+                return schedule_retry(w);
+        }
+        h.msg[sizeof h.msg - 1] = '\0';
+        became_ready(w, p, h.msg);
+}
+
+static void on_zygote_exit(struct watch *wt, uint32_t events)
+{
+        (void)events;
+        struct warm_proc *p = wt->data;
+        struct warm *w = p->owner;
+        int st = 0;
+        while (waitpid(p->pid, &st, WNOHANG) < 0 && errno == EINTR)
+                ;
+        w->crashes++;
+        note(w, "warm zygote (%s, pid %d) ended (%s %d); jails start cold until another is ready", profile_name(w),
+             (int)p->pid, WIFSIGNALED(st) ? "signal" : "status", WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+        p->pid = 0;  /* reaped */
+        proc_end(p);
+        if (!w->cur.pid && !w->next.pid)
+                schedule_retry(w);
+}
+
+/* Clones a zygote's set-up (jail/zsetup.c) into p. */
+static int proc_start(struct warm *w, struct warm_proc *p, struct jr_err *err)
+{
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+                return jr_fail(err, errno, "zygote socketpair");
+        struct timeval tv = { .tv_sec = WARM_REPLY_TIMEOUT_S };
+        if (setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) {
+                int e = errno;
+                close(sv[0]);
+                close(sv[1]);
+                return jr_fail(err, e, "zygote socket timeout");
+        }
+        int pidfd = -1;
+        struct clone_args a = {
+                .flags = ZYGOTE_NS_FLAGS | CLONE_PIDFD,
+                .pidfd = (uint64_t)(uintptr_t)&pidfd,
+                .exit_signal = SIGCHLD,
+        };
+        fflush(NULL);
+        pid_t pid = (pid_t)syscall(SYS_clone3, &a, sizeof a);
+        if (pid == 0) {
+                struct jail_zygote_cfg zc = {
+                        .profile = w->profile,
+                        .program = w->program,
+                        .ctl_fd = sv[1],
+                        .stderr_fd = STDERR_FILENO,
+                        .preload = w->preload,
+                };
+                jail_zygote_main(&zc);
+        }
+        int e = errno;
+        close(sv[1]);
+        if (pid < 0) {
+                close(sv[0]);
+                return jr_fail(err, e, "clone the zygote");
+        }
+        *p = (struct warm_proc){ .pid = pid, .pidfd = pidfd, .sock = sv[0], .gen = ++w->gen, .owner = w,
+                                 .wpid = WATCH_INIT, .wsock = WATCH_INIT };
+        int r = loop_watch(w->loop, &p->wpid, pidfd, EPOLLIN, 1, on_zygote_exit, p);
+        if (r == 0)
+                r = loop_watch(w->loop, &p->wsock, p->sock, EPOLLIN, 1, on_hello, p);
+        if (r < 0) {
+                proc_end(p);
+                return jr_fail(err, -r, "watch the zygote");
+        }
+        return 0;
+}
+
+static void start_next(struct warm *w)
+{
+        struct jr_err err = { 0 };
+        struct warm_proc *p = w->cur.pid ? &w->next : &w->cur;
+        if (p->pid)
+                return;
+        if (proc_start(w, p, &err) < 0) {
+                note(w, "warm zygote (%s): %s", profile_name(w), err.msg);
+                schedule_retry(w);
+        }
+}
+
+static void on_retry(struct timer *t)
+{
+        start_next(t->data);
+}
+
+int warm_init(struct warm *w, struct loop *l, enum jail_profile profile, const char *preload_json, unsigned max_forks,
+              struct jr_err *err)
+{
+        *w = (struct warm){ .loop = l, .profile = profile, .max_forks = max_forks ? max_forks : 1,
+                            .retry = TIMER_INIT, .backoff_s = WARM_BACKOFF_MIN_S };
+        w->cur = w->next = (struct warm_proc){ .pidfd = -1, .sock = -1, .wpid = WATCH_INIT, .wsock = WATCH_INIT, .owner = w };
+        int r = jail_zygote_program_find(w->program, sizeof w->program, err);
+        if (r < 0)
+                return r;
+        if (!(w->preload = strdup(preload_json ? preload_json : "[]")))
+                return jr_fail(err, ENOMEM, "preload list");
+        if ((r = timer_init(l, &w->retry, 1, on_retry, w)) < 0) {
+                free(w->preload);
+                return jr_fail(err, -r, "zygote retry timer");
+        }
+        r = proc_start(w, &w->cur, err);
+        if (r < 0) {
+                timer_close(&w->retry);
+                free(w->preload);
+        }
+        return r;
+}
+
+int warm_can(const struct warm *w, const struct jail_cfg *cfg)
+{
+        /* Past its budget the zygote serves on while its replacement is
+         * made, but not for ever (the replacement may keep failing). */
+        return w && w->cur.ready && w->cur.forks < 2 * w->max_forks && cfg->profile == w->profile && cfg->data_fd < 0 &&
+               (cfg->entry == JAIL_ENTRY_TICKS || cfg->entry == JAIL_ENTRY_SCRIPT || cfg->entry == JAIL_ENTRY_LOAD);
+}
+
+/* One request and its answer; the child's pid and pidfd in *s. */
+static int ask(struct warm *w, const struct jail_cfg *cfg, struct cg_job *cg, struct spawn *s, int *late,
+               struct jr_err *err)
+{
+        _cleanup_close_ int cfd = jail_config_memfd(cfg, err);
+        if (cfd < 0)
+                return cfd;
+        int has_cg = cg && cg->dirfd >= 0;
+        int fds[ZY_FD__MAX] = { cfg->stdin_fd, cfg->stdout_fd, cfg->stderr_fd, cfg->channel_fd, cfg->sync_fd, cfd,
+                                has_cg ? cg->dirfd : -1 };
+        struct zy_req q = { .magic = ZY_MAGIC, .has_cgroup = (uint32_t)has_cg };
+        int r = jr_send_fds(w->cur.sock, &q, sizeof q, fds, has_cg ? ZY_FD__MAX : ZY_FD_CGROUP);
+        if (r < 0) {
+                jr_fail(err, -r, "ask the warm zygote for a jail");
+                proc_end(&w->cur);
+                schedule_retry(w);
+                return r;
+        }
+        struct zy_rep rep;
+        int pidfd = -1;
+        size_t got = 0;
+        ssize_t n = jr_recv_fds(w->cur.sock, &rep, sizeof rep, &pidfd, 1, &got);
+        if (n <= 0 || rep.magic != ZY_MAGIC) {  /* dead, hung, or confused: replaced */
+                if (got)
+                        close(pidfd);
+                r = jr_fail(err, n == 0 ? EPIPE : n < 0 ? (int)-n : EPROTO, "the warm zygote did not answer");
+                proc_end(&w->cur);
+                schedule_retry(w);
+                return r;
+        }
+        rep.msg[sizeof rep.msg - 1] = '\0';
+        if (rep.errnum || got != 1 || rep.pid <= 0) {
+                if (got)
+                        close(pidfd);
+                return jr_fail(err, rep.errnum ? rep.errnum : EPROTO, "warm zygote: %s", rep.msg[0] ? rep.msg : "no jail");
+        }
+        *s = (struct spawn){ .pid = rep.pid, .pidfd = pidfd };
+        *late = rep.late;
+        return 0;
+}
+
+int warm_ask(struct warm *w, const struct jail_cfg *cfg, struct cg_job *cg, struct spawn *s, int *late,
+             struct jr_err *err)
+{
+        int r = ask(w, cfg, cg, s, late, err);
+        if (r < 0) {
+                w->fallbacks++;
+                return r;
+        }
+        w->spawned++;
+        if (++w->cur.forks >= w->max_forks)
+                start_next(w);
+        return 0;
+}
+
+void warm_free(struct warm *w)
+{
+        if (!w->loop)
+                return;
+        proc_end(&w->next);
+        proc_end(&w->cur);
+        timer_close(&w->retry);
+        free(w->preload);
+        w->preload = NULL;
+        w->loop = NULL;
+}
