@@ -12,6 +12,7 @@
 #include "policy/policy.h"
 #include "supervisor/engine/job.h"
 #include "supervisor/engine/loop.h"
+#include "supervisor/engine/warm.h"
 #include "supervisor/jaild/api.h"
 #include "supervisor/jaild/jaildconf.h"
 #include "supervisor/jaild/jlog.h"
@@ -84,6 +85,9 @@ struct jaild {
         uint64_t ticks_ok, ticks_failed, jobs_done, jobs_failed, refused_pool;
         json_t *errors;              /* {type: count} */
         struct hist tick_s, spawn_s, job_s;
+        /* Warm zygotes by enum jail_profile (zygote.enabled). */
+        struct warm warm[2];
+        int warm_on;
 };
 
 /* jaild.c */

@@ -176,6 +176,7 @@ int build_opts(struct jaild *d, struct job_opts *o, const char *profile, const j
         o->json = 1;
         o->who = "jaild";
         o->no_zygote = 1;  /* jails exec a fresh program: no process per worker (engine/job.h) */
+        o->warm = d->warm_on ? &d->warm[o->profile] : NULL;
         *policy_json = json_dumps(pol, JSON_COMPACT);
         if (!*policy_json) {
                 snprintf(msg, size, "out of memory");
@@ -186,16 +187,69 @@ int build_opts(struct jaild *d, struct job_opts *o, const char *profile, const j
 
 /* --- health and metrics ------------------------------------------------ */
 
+static const char *const warm_names[] = { [JAIL_PROFILE_WORKER] = "worker", [JAIL_PROFILE_EXEC] = "exec" };
+
+/* {"worker": {...}, "exec": {...}}: each warm zygote's state, or null
+ * when zygotes are off. */
+static json_t *zygotes_json(const struct jaild *d)
+{
+        if (!d->warm_on)
+                return json_null();
+        json_t *o = json_object();
+        for (size_t i = 0; o && i < ELEMENTSOF(warm_names); i++) {
+                const struct warm *w = &d->warm[i];
+                json_t *z = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "ready", w->cur.ready, "pid",
+                                      (json_int_t)w->cur.pid, "generation", (json_int_t)w->cur.gen, "forks",
+                                      (json_int_t)w->cur.forks, "max_forks", (json_int_t)w->max_forks, "spawned",
+                                      (json_int_t)w->spawned, "fallbacks", (json_int_t)w->fallbacks, "ended",
+                                      (json_int_t)w->crashes, "last_error", w->last_error);
+                if (!z || json_object_set_new(o, warm_names[i], z) < 0) {
+                        json_decref(o);
+                        return NULL;
+                }
+        }
+        return o;
+}
+
 static void api_health(void *data, struct api_call *c)
 {
         struct jaild *d = data;
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        api_reply(c, 200, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "status", d->draining ? "draining" : "ok",
+        api_reply(c, 200, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:o}", "status", d->draining ? "draining" : "ok",
                                     "version", PACKAGE_VERSION, "workers", (json_int_t)workers_count(d), "jobs_running",
                                     (json_int_t)jobs_running(d), "jobs_queued", (json_int_t)d->queued, "max_live_jobs",
                                     (json_int_t)d->cfg->max_live_jobs, "uptime_s",
-                                    (json_int_t)(now.tv_sec - d->started.tv_sec)));
+                                    (json_int_t)(now.tv_sec - d->started.tv_sec), "zygotes", zygotes_json(d)));
+}
+
+static void zygote_metrics(const struct jaild *d, FILE *f)
+{
+        if (!d->warm_on)
+                return;
+        static const char *const m[][2] = {
+                { "jaild_zygote_ready", "gauge" },
+                { "jaild_zygote_spawns_total", "counter" },
+                { "jaild_zygote_fallbacks_total", "counter" },
+                { "jaild_zygote_ended_total", "counter" },
+                { "jaild_zygote_generation", "gauge" },
+        };
+        static const char *const help[] = {
+                "1 when the profile's warm zygote is ready.",
+                "Jails cloned from a warm zygote.",
+                "Jails that started cold because the warm zygote could not clone them.",
+                "Warm zygotes that died (they are made again after a back-off).",
+                "Warm zygotes made so far (each replaced after zygote.max_forks jails).",
+        };
+        for (size_t k = 0; k < ELEMENTSOF(m); k++) {
+                fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", m[k][0], help[k], m[k][0], m[k][1]);
+                for (size_t i = 0; i < ELEMENTSOF(warm_names); i++) {
+                        const struct warm *w = &d->warm[i];
+                        unsigned long long v = k == 0 ? (unsigned long long)w->cur.ready
+                                               : k == 1 ? w->spawned : k == 2 ? w->fallbacks : k == 3 ? w->crashes : w->gen;
+                        fprintf(f, "%s{profile=\"%s\"} %llu\n", m[k][0], warm_names[i], v);
+                }
+        }
 }
 
 static const double bucket_s[HIST_BUCKETS] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -257,6 +311,7 @@ static void api_metrics(void *data, struct api_call *c)
         hist_print(f, "jaild_tick_seconds", "Ticks from sent to returned.", &d->tick_s);
         hist_print(f, "jaild_spawn_seconds", "Jails from clone to jailed (set-up checks passed).", &d->spawn_s);
         hist_print(f, "jaild_job_seconds", "One-shot jobs from start to end.", &d->job_s);
+        zygote_metrics(d, f);
         if (fclose(f) != 0) {
                 free(text);
                 return api_reply_error(c, 500, "InternalError", "out of memory");
@@ -467,6 +522,49 @@ static int status_timer(struct jaild *d)
         return r < 0 ? r : timer_arm(&d->status, every, every);
 }
 
+static void warm_note(void *data, const char *msg)
+{
+        jlog_msg(data, LOG_WARNING, NULL, "%s", msg);
+}
+
+/* Both profiles' zygotes, waited for (at most ZYGOTE_WAIT_S) so the
+ * registered workers start warm; one that fails leaves its jails cold. */
+#define ZYGOTE_WAIT_S 60
+static int start_zygotes(struct jaild *d, struct jr_err *err)
+{
+        if (!d->cfg->zygote_enabled)
+                return 0;
+        for (size_t i = 0; i < ELEMENTSOF(d->warm); i++) {
+                int r = warm_init(&d->warm[i], &d->loop, (enum jail_profile)i, d->cfg->zygote_preload,
+                                  d->cfg->zygote_max_forks, err);
+                d->warm[i].note = warm_note;
+                d->warm[i].note_data = d;
+                if (r < 0) {
+                        while (i-- > 0)
+                                warm_free(&d->warm[i]);
+                        return r;
+                }
+        }
+        d->warm_on = 1;
+        struct timespec t0, now;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (;;) {
+                int waiting = 0;
+                for (size_t i = 0; i < ELEMENTSOF(d->warm); i++)
+                        waiting += !d->warm[i].cur.ready && !d->warm[i].last_error[0];
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                if (!waiting || now.tv_sec - t0.tv_sec >= ZYGOTE_WAIT_S || d->done)
+                        break;
+                int r = loop_run_once(&d->loop, 1000);
+                if (r < 0)
+                        return jr_fail(err, -r, "epoll_wait");
+        }
+        jlog_msg(d, LOG_INFO, NULL, "warm zygotes: worker %s, exec %s (%.3f s)",
+                 d->warm[0].cur.ready ? "ready" : "not ready", d->warm[1].cur.ready ? "ready" : "not ready",
+                 (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9);
+        return 0;
+}
+
 static int serve(struct jaild *d, const sigset_t *sigs, struct jr_err *err)
 {
         int r = loop_init(&d->loop);
@@ -476,6 +574,8 @@ static int serve(struct jaild *d, const sigset_t *sigs, struct jr_err *err)
                 return jr_fail(err, errno, "signalfd");
         if ((r = loop_watch(&d->loop, &d->sig, d->sigfd, EPOLLIN, 1, on_signal, d)) < 0)
                 return jr_fail(err, -r, "epoll_ctl");
+        if ((r = start_zygotes(d, err)) < 0)
+                return r;
         struct api_config ac = {
                 .socket_path = d->cfg->socket_path, .socket_mode = d->cfg->socket_mode, .socket_gid = (gid_t)-1,
                 .allow_uids = d->cfg->allow_uids,   .n_allow_uids = d->cfg->n_allow_uids,
@@ -562,6 +662,8 @@ int main(int argc, char **argv)
         timer_close(&d.status);
         timer_close(&d.drain);
         workers_free(&d);
+        for (size_t i = 0; d.warm_on && i < ELEMENTSOF(d.warm); i++)
+                warm_free(&d.warm[i]);
         registry_close(d.reg);
         loop_unwatch(&d.sig);
         closep(&d.sigfd);

@@ -432,6 +432,69 @@ static int parse_limits(struct cfg_ctx *x, const json_t *root, struct jaild_conf
         return 0;
 }
 
+/* A module name to preload: dotted identifiers. */
+static int module_name_ok(const char *s)
+{
+        int start = 1;
+        for (; *s; s++) {
+                if (*s == '.' && !start) {
+                        start = 1;
+                        continue;
+                }
+                if (!(*s == '_' || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (!start && *s >= '0' && *s <= '9')))
+                        return 0;
+                start = 0;
+        }
+        return !start;
+}
+
+static int parse_preload(struct cfg_ctx *x, const json_t *a, struct jaild_config *c)
+{
+        if (!json_is_array(a))
+                return wrong_type(x, "zygote.preload", "an array of module names", a);
+        if (json_array_size(a) > JAILD_PRELOAD_MAX)
+                return bad(x, "zygote.preload", "out of range: at most %d modules", JAILD_PRELOAD_MAX);
+        size_t i;
+        json_t *v;
+        json_array_foreach(a, i, v) {
+                struct key k;
+                snprintf(k.s, sizeof k.s, "zygote.preload[%zu]", i);
+                if (!json_is_string(v))
+                        return wrong_type(x, k.s, "a module name", v);
+                if (json_string_length(v) > 128 || !module_name_ok(json_string_value(v)))
+                        return bad(x, k.s, "not a module name (dotted identifiers, at most 128 bytes)");
+        }
+        char *text = json_dumps(a, JSON_COMPACT);
+        if (!text)
+                return oom(x);
+        free(c->zygote_preload);
+        c->zygote_preload = text;
+        return 0;
+}
+
+static int parse_zygote(struct cfg_ctx *x, const json_t *root, struct jaild_config *c)
+{
+        static const char *const keys[] = { "enabled", "preload", "max_forks", NULL };
+        struct key k;
+        json_t *z;
+        int r = get_obj(x, root, "", "zygote", &z, &k);
+        if (r < 0 || !z)
+                return r;
+        if ((r = only_keys(x, z, "zygote", keys)) < 0)
+                return r;
+        json_t *e = json_object_get(z, "enabled");
+        if (e && !json_is_boolean(e))
+                return wrong_type(x, "zygote.enabled", "a boolean", e);
+        if (e)
+                c->zygote_enabled = json_is_true(e);
+        long long n = c->zygote_max_forks;
+        if ((r = get_int_key(x, z, "zygote", "max_forks", 1, JAILD_ZYGOTE_FORKS_MAX, &n)) < 0)
+                return r;
+        c->zygote_max_forks = (unsigned)n;
+        json_t *p = json_object_get(z, "preload");
+        return p ? parse_preload(x, p, c) : 0;
+}
+
 static const char *const level_names[] = {
         [JAILD_LOG_ERROR] = "error", [JAILD_LOG_WARNING] = "warning", [JAILD_LOG_NOTICE] = "notice",
         [JAILD_LOG_INFO] = "info", [JAILD_LOG_DEBUG] = "debug",
@@ -466,13 +529,17 @@ static int defaults(struct cfg_ctx *x, struct jaild_config *c)
                 .max_live_jobs = JAILD_MAX_LIVE_DEFAULT,
                 .queue_wait = JAILD_QUEUE_WAIT_DEFAULT,
                 .log_level = JAILD_LOG_INFO,
+                .zygote_enabled = 1,
+                .zygote_max_forks = JAILD_ZYGOTE_FORKS_DEFAULT,
         };
         c->socket_path = strdup(JAILD_SOCKET_DEFAULT);
         c->cgroup_parent = strdup(JAILD_CGROUP_PARENT_DEFAULT);
         c->state.path = strdup(JAILD_STATE_PATH_DEFAULT);
         c->workspace_root = strdup(JAILD_WORKSPACES_DEFAULT);
         c->registry = strdup(JAILD_REGISTRY_DEFAULT);
-        if (!c->socket_path || !c->cgroup_parent || !c->state.path || !c->workspace_root || !c->registry)
+        c->zygote_preload = strdup(JAILD_PRELOAD_DEFAULT);
+        if (!c->socket_path || !c->cgroup_parent || !c->state.path || !c->workspace_root || !c->registry ||
+            !c->zygote_preload)
                 return oom(x);
         return 0;
 }
@@ -481,14 +548,15 @@ static int parse_root(struct cfg_ctx *x, const json_t *root, struct jaild_config
 {
         static const char *const keys[] = { "socket", "allow", "uid_range", "cgroup_parent", "state",
                                             "workspace_root", "secrets", "registry", "max_live_jobs",
-                                            "queue_wait", "log_level", NULL };
+                                            "queue_wait", "log_level", "zygote", NULL };
         int r;
         if (!json_is_object(root))
                 return wrong_type(x, "(top level)", "an object", root);
         if ((r = only_keys(x, root, "", keys)) < 0 || (r = parse_socket(x, root, c)) < 0 ||
             (r = parse_allow(x, root, c)) < 0 || (r = parse_uid_range(x, root, c)) < 0 ||
             (r = parse_cgroup(x, root, c)) < 0 || (r = parse_state(x, root, c)) < 0 ||
-            (r = parse_files(x, root, c)) < 0 || (r = parse_limits(x, root, c)) < 0)
+            (r = parse_files(x, root, c)) < 0 || (r = parse_limits(x, root, c)) < 0 ||
+            (r = parse_zygote(x, root, c)) < 0)
                 return r;
         return parse_log(x, root, c);
 }
@@ -589,6 +657,7 @@ void jaild_config_free(struct jaild_config *c)
         free(c->workspace_root);
         free(c->secrets);
         free(c->registry);
+        free(c->zygote_preload);
         free(c);
 }
 

@@ -27,7 +27,11 @@
 #define JAILD_REDIS_PORT_DEFAULT 6379
 #define JAILD_REDIS_DB_MAX 1000000     /* as jailrun --state's URLs */
 #define JAILD_CONFIG_MAX_FILE (1024 * 1024)
-#define JAILD_ALLOW_MAX 1024           /* entries in allow.uids, allow.gids */
+#define JAILD_ALLOW_MAX 1024
+#define JAILD_PRELOAD_DEFAULT "[\"numpy\",\"pandas\"]"  /* engine/warm.h WARM_PRELOAD_DEFAULT */
+#define JAILD_PRELOAD_MAX 64
+#define JAILD_ZYGOTE_FORKS_DEFAULT 256
+#define JAILD_ZYGOTE_FORKS_MAX 1000000           /* entries in allow.uids, allow.gids */
 
 enum jaild_state_backend {
         JAILD_STATE_SQLITE,
@@ -69,6 +73,9 @@ struct jaild_config {
         unsigned max_live_jobs;      /* jobs running at once */
         double queue_wait;           /* seconds a request waits for a slot */
         enum jaild_log_level log_level;
+        int zygote_enabled;          /* warm zygotes, one per profile */
+        char *zygote_preload;        /* JSON array of module names they import */
+        unsigned zygote_max_forks;   /* jails one zygote clones before it is replaced */
 };
 
 /* Reads the configuration file at `path` (NULL: none, every default).

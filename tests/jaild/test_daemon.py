@@ -322,9 +322,19 @@ def tick(ctx):
     assert got["stats"]["restarts"] == 1, got
     notes = [e["message"] for e in logs(jd, w["id"]) if e.get("type") == "note"]
     assert any("a new jail for the worker" in n for n in notes), notes
-    # the jail is jaild's only child: no zygote process per worker
+    # the jail is jaild's only child besides its two warm zygotes (one per
+    # profile): no process per worker
     kids = [p for p in os.listdir("/proc") if p.isdigit() and _ppid(p) == jd.proc.pid]
-    assert len(kids) == 1, kids
+    zygotes = [p for p in kids if _comm(p) == "jailrun-zygote"]
+    assert len(zygotes) == 2 and len(kids) == 3, [(p, _comm(p)) for p in kids]
+
+
+def _comm(pid):
+    try:
+        with open("/proc/%s/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return None
 
 
 def _ppid(pid):
@@ -460,7 +470,8 @@ def test_an_idle_workers_jail_is_not_woken(jd):
     w = create(jd, "sleepy")
     wait_state(jd, w["id"], {"idle"})
     assert tick(jd, w["id"])["ok"]  # it logged: the clock ran, then stopped
-    kids = [int(p) for p in os.listdir("/proc") if p.isdigit() and _ppid(p) == jd.proc.pid]
+    kids = [int(p) for p in os.listdir("/proc")
+            if p.isdigit() and _ppid(p) == jd.proc.pid and _comm(p) != "jailrun-zygote"]
     assert len(kids) == 1, kids
     time.sleep(0.3)
     before = _switches(kids[0])
