@@ -53,12 +53,24 @@ def native_opts(source, args):
     return ()
 
 
+# JR_WARM=MODULES (make check's integration-warm.test): every jail a warm
+# jail can be (not a backtest's, not --check's) is cloned from a zygote
+# preloading MODULES (jailrun --warm), to show it behaves as a cold one.
+WARM = os.environ.get("JR_WARM")
+
+
+def warm_opts(args):
+    if WARM is None or any(a in ("--bars", "--check", "--version", "--help", "--print-policy") for a in args):
+        return ()
+    return ("--warm=" + WARM,)
+
+
 def run_script(tmp_path, source, *args, name="script.py", timeout=60, stdin=None, script_args=(), env=None):
     """Writes `source` to a file and runs `jailrun ARGS FILE [-- script_args]`
     (with env added to jailrun's environment)."""
     path = tmp_path / name
     path.write_text(textwrap.dedent(source))
-    cmd = [JAILRUN, *native_opts(textwrap.dedent(source), args), *args, str(path)]
+    cmd = [JAILRUN, *warm_opts(args), *native_opts(textwrap.dedent(source), args), *args, str(path)]
     if script_args:
         cmd += ["--", *script_args]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

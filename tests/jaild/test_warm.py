@@ -1,0 +1,252 @@
+"""Warm zygotes (jaild(8) ZYGOTES): jails cloned from a process that has the
+jail's root built and numpy and pandas imported. Each child still gets its
+own host uid, namespaces and checks; none holds anything of another
+worker's; a zygote is replaced after its fork budget and after a crash."""
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import hostprobe  # noqa: E402
+from jdaemon import JAILD, Jaild, worker_spec  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not os.path.exists(JAILD), reason="jaild is not built")
+
+
+@pytest.fixture
+def jd():
+    d = Jaild().start()
+    yield d
+    left = d.cleanup()
+    assert left == [], "cgroups left: %s" % left
+
+
+def zygote(jd, profile="exec"):
+    return jd.get("/v1/health").json()["zygotes"][profile]
+
+
+def wait_zygote(jd, profile, pred, what):
+    deadline = time.monotonic() + hostprobe.slack(60)
+    while True:
+        z = zygote(jd, profile)
+        if pred(z):
+            return z
+        assert time.monotonic() < deadline, "the %s zygote never %s: %s\n%s" % (profile, what, z, jd.logs()[-3000:])
+        time.sleep(0.05)
+
+
+def job(jd, source, **kw):
+    body = {"source": source}
+    body.update(kw)
+    r = jd.post("/v1/jobs", body, timeout=hostprobe.slack(120))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_jobs_and_workers_start_warm(jd):
+    for p in ("worker", "exec"):
+        z = zygote(jd, p)
+        assert z["ready"] and z["pid"] > 0 and z["generation"] == 1, z
+    before = zygote(jd)["spawned"]
+    j = job(jd, "import sys\nprint('numpy' in sys.modules, 'pandas' in sys.modules)\n")
+    assert j["status"] == "ok" and j["stdout"] == "True True\n", j
+    assert zygote(jd)["spawned"] == before + 1
+    # a worker too: its ticks run on the preloaded numpy
+    w = jd.post("/v1/workers", worker_spec("np", "import numpy as np\ndef tick(ctx):\n"
+                                           "    ctx.log.info(str(np.arange(4).sum()))\n")).json()
+    r = jd.post("/v1/workers/%s/tick" % w["id"], timeout=hostprobe.slack(60)).json()
+    assert r["ok"], r
+    assert zygote(jd, "worker")["spawned"] >= 1
+    # the zygote runs as no user's: root without a capability, one thread
+    pid = zygote(jd)["pid"]
+    with open("/proc/%d/status" % pid) as f:
+        st = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+    assert st["CapEff"].strip() == "0000000000000000" and st["CapBnd"].strip() == "0000000000000000", st
+    assert st["Threads"].strip() == "1" and st["NoNewPrivs"].strip() == "1", st
+
+
+# Reads the whole of the jail's own memory (profile exec, ctypes) for the
+# markers, each given as two halves so the script itself does not hold it.
+SCAN = """
+import ctypes, os
+def readable(a, n):
+    r, w = os.pipe()
+    out = []
+    try:
+        for off in range(0, n, 65536):
+            k = min(65536, n - off)
+            try:
+                got = os.write(w, (ctypes.c_char * k).from_address(a + off))
+            except OSError:
+                break
+            out.append(os.read(r, got))
+    finally:
+        os.close(r)
+        os.close(w)
+    return b"".join(out)
+def found(head, tail):
+    for line in open("/proc/self/maps").read().splitlines():
+        parts = line.split()
+        if "r" not in parts[1] or (len(parts) > 5 and parts[5].startswith(("[vvar", "[vsyscall"))):
+            continue
+        a, b = (int(x, 16) for x in parts[0].split("-"))
+        data = readable(a, b - a)
+        i = data.find(head)
+        while i >= 0:
+            if data[i + len(head):i + len(head) + len(tail)] == tail:
+                return True
+            i = data.find(head, i + 1)
+    return False
+print(json.dumps([found(h.encode(), t.encode()) for h, t in PAIRS]))
+"""
+
+
+def in_memory(pid, marker):
+    """Whether the host process pid holds marker anywhere in its memory."""
+    hit = False
+    with open("/proc/%d/maps" % pid) as maps, open("/proc/%d/mem" % pid, "rb", 0) as mem:
+        for line in maps:
+            parts = line.split()
+            if "r" not in parts[1] or (len(parts) > 5 and parts[5].startswith(("[vvar", "[vsyscall"))):
+                continue
+            a, b = (int(x, 16) for x in parts[0].split("-"))
+            try:
+                mem.seek(a)
+                if marker in mem.read(b - a):
+                    hit = True
+            except OSError:
+                continue
+    return hit
+
+
+def test_a_warm_child_holds_nothing_of_another_worker():
+    """Worker A's script, state value and log lines are in jaild's
+    memory when the zygote is made again (after it was killed); a job
+    cloned from the new zygote finds none of them in its own memory, and
+    finds its own marker (the scan works)."""
+    tag = uuid.uuid4().hex[:12]
+    marks = {k: "%s-%s-%s" % (k, tag, "x" * 8) for k in ("SCRIPTMARK", "STATEMARK", "LOGMARK", "OWNMARK")}
+    jd = Jaild().start()
+    try:
+        src = ("def tick(ctx):\n    ctx.state.set('v', '%s' + '%s')\n    ctx.log.info('%s' + '%s')\n    # %s\n"
+               % (marks["STATEMARK"][:6], marks["STATEMARK"][6:], marks["LOGMARK"][:6], marks["LOGMARK"][6:],
+                  marks["SCRIPTMARK"]))
+        w = jd.post("/v1/workers", worker_spec("victim", src)).json()
+        r = jd.post("/v1/workers/%s/tick" % w["id"], timeout=hostprobe.slack(60)).json()
+        assert r["ok"], r
+        # the daemon holds them now (positive control for what a clone of it would hold)
+        for k in ("SCRIPTMARK", "STATEMARK", "LOGMARK"):
+            assert in_memory(jd.proc.pid, marks[k].encode()), "%s is not in jaild's memory" % k
+        # a new exec zygote, made from a jaild that holds them
+        old = zygote(jd)
+        os.kill(old["pid"], signal.SIGKILL)
+        z = wait_zygote(jd, "exec", lambda z: z["ready"] and z["generation"] == old["generation"] + 1, "came back")
+        pairs = [(marks[k][:6], marks[k][6:]) for k in ("SCRIPTMARK", "STATEMARK", "LOGMARK", "OWNMARK")]
+        own = "own = '%s' + '%s'\nkeep = own.encode()\n" % (marks["OWNMARK"][:6], marks["OWNMARK"][6:])
+        j = job(jd, "import json\nPAIRS = %r\n" % pairs + own + SCAN)
+        assert j["status"] == "ok", j
+        assert zygote(jd)["spawned"] == z["spawned"] + 1, "the job did not start warm"
+        assert json.loads(j["stdout"]) == [False, False, False, True], j
+    finally:
+        left = jd.cleanup()
+        assert left == []
+
+
+def test_children_are_isolated_from_each_other(jd):
+    """Two warm jobs at once: each its own host uid, pid 1 of its own pid
+    namespace seeing no other process, its own scratch directory. Each
+    says when (the host's monotonic clock) it wrote its file and when it
+    looked for the other's, so the test knows they overlapped."""
+    src = """
+import json, os, time
+me = ME
+open("/scratch/" + me, "w").write(me)
+wrote = time.monotonic()
+time.sleep(PAUSE)
+print(json.dumps({"uid_map": open("/proc/self/uid_map").read().split(), "pid": os.getpid(),
+                  "procs": sorted(p for p in os.listdir("/proc") if p.isdigit()),
+                  "scratch": sorted(os.listdir("/scratch")), "wrote": wrote, "looked": time.monotonic()}))
+"""
+    pause = 0.5 * hostprobe.pace()
+    for attempt in range(4):
+        out = {}
+
+        def run(me):
+            out[me] = job(jd, src.replace("ME", repr(me)).replace("PAUSE", repr(pause)))
+
+        before = zygote(jd)["spawned"]
+        ts = [threading.Thread(target=run, args=(me,)) for me in ("a", "b")]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert zygote(jd)["spawned"] == before + 2
+        got = {k: json.loads(v["stdout"]) for k, v in out.items()}
+        if got["a"]["wrote"] < got["b"]["looked"] and got["b"]["wrote"] < got["a"]["looked"]:
+            break
+        pause *= 2  # they did not overlap (a slow host): again, longer
+    else:
+        pytest.fail("the two jobs never ran at the same time: %s" % got)
+    assert got["a"]["uid_map"][1] != got["b"]["uid_map"][1], got
+    for me in ("a", "b"):
+        assert got[me]["pid"] == 1 and got[me]["procs"] == ["1"], got
+        assert got[me]["scratch"] == [me], got
+
+
+def test_zygote_replaced_after_its_fork_budget():
+    """zygote.max_forks 2: generations follow one another, every job is
+    served, no zygote clones more than twice its budget; children of
+    different generations do not share a hash secret."""
+    jd = Jaild(zygote={"max_forks": 2}).start()
+    try:
+        hashes = set()
+        for _ in range(8):
+            j = job(jd, "print(hash('jailrun'))")
+            assert j["status"] == "ok", j
+            hashes.add(j["stdout"])
+            z = zygote(jd)
+            assert z["forks"] <= 4, z
+        wait_zygote(jd, "exec", lambda z: z["generation"] >= 3, "was replaced twice")
+        assert len(hashes) >= 2, hashes
+        assert zygote(jd)["ended"] == 0  # replaced, not crashed
+    finally:
+        assert jd.cleanup() == []
+
+
+def test_zygote_recreated_after_a_crash(jd):
+    z = zygote(jd)
+    os.kill(z["pid"], signal.SIGKILL)
+    # served meanwhile: warm if the new one is ready, else cold
+    assert job(jd, "print('still here')")["stdout"] == "still here\n"
+    z2 = wait_zygote(jd, "exec", lambda n: n["ready"] and n["pid"] != z["pid"], "came back")
+    assert z2["ended"] == 1 and z2["generation"] == z["generation"] + 1, z2
+    assert "ended" in z2["last_error"], z2
+    j = job(jd, "import sys\nprint('numpy' in sys.modules)")
+    assert j["stdout"] == "True\n" and zygote(jd)["spawned"] == z2["spawned"] + 1, j
+
+
+def test_a_module_that_cannot_be_preloaded_is_reported():
+    jd = Jaild(zygote={"preload": ["numpy", "no_such_module_jr"]}).start()
+    try:
+        z = zygote(jd)
+        assert z["ready"] and "no_such_module_jr" in z["last_error"], z
+        j = job(jd, "import sys\nprint('numpy' in sys.modules, 'no_such_module_jr' in sys.modules)")
+        assert j["stdout"] == "True False\n", j
+    finally:
+        assert jd.cleanup() == []
+
+
+def test_zygotes_off():
+    jd = Jaild(zygote={"enabled": False}).start()
+    try:
+        assert jd.get("/v1/health").json()["zygotes"] is None
+        j = job(jd, "import sys\nprint('numpy' in sys.modules)")
+        assert j["stdout"] == "False\n", j
+    finally:
+        assert jd.cleanup() == []
