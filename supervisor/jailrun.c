@@ -78,6 +78,7 @@ static const char usage_text[] =
         "  --cgroup-parent PATH   where job cgroups go, below the hierarchy root (default jailrun)\n"
         "  --json                 print one JSON result object at the end; logs as JSON lines\n"
         "  --verbose              print statistics\n"
+        "  --warm[=MODULES]       clone the jails from a warm zygote importing MODULES (jaild's way)\n"
         "  --help, --version\n\n"
         "Exit status: worker 0 ok, 1 user code raised; exec the script's own; 2 usage or policy;\n"
         "3 jail set-up failed; 124 timeout; 128+N killed by signal N. See jailrun(1).\n";
