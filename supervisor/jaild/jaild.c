@@ -27,9 +27,10 @@
 #include "supervisor/jaild/notify.h"
 
 static const char usage_text[] =
-        "Usage: jaild [--config FILE]\n"
+        "Usage: jaild [--config FILE] [--check]\n"
         "The daemon that hosts jailed workers and jobs behind an HTTP API on a unix socket.\n"
         "  --config FILE  the configuration (JSON, jaild(8)); without it, every default\n"
+        "  --check        read and check the configuration, then exit (0: valid)\n"
         "  --help         this text\n"
         "  --version      the version\n";
 
@@ -428,15 +429,6 @@ static int lock_cgroup_parent(const char *parent, struct jr_err *err)
         return hold_lock(path, "another jaild uses the cgroup parent", parent, err);
 }
 
-/* One jaild per socket: a lock beside it, held while we live. */
-static int lock_instance(const char *socket_path, struct jr_err *err)
-{
-        char path[PATH_MAX];
-        if (jr_snprintf(path, sizeof path, "%s.lock", socket_path) < 0)
-                return jr_fail(err, ENAMETOOLONG, "the lock beside %s", socket_path);
-        return hold_lock(path, "another jaild serves", socket_path, err);
-}
-
 static int mkdir_p(const char *path, mode_t mode)
 {
         char buf[PATH_MAX];
@@ -452,6 +444,22 @@ static int mkdir_p(const char *path, mode_t mode)
         if (mkdir(buf, mode) < 0 && errno != EEXIST)
                 return -errno;
         return 0;
+}
+
+/* One jaild per socket: a lock beside it, held while we live (the
+ * socket's directory made first: nothing but jaild may have made it). */
+static int lock_instance(const char *socket_path, struct jr_err *err)
+{
+        char path[PATH_MAX], *slash;
+        if (jr_snprintf(path, sizeof path, "%s", socket_path) < 0 || !(slash = strrchr(path, '/')))
+                return jr_fail(err, EINVAL, "socket path %s", socket_path);
+        *slash = '\0';
+        int r = mkdir_p(path[0] ? path : "/", 0755);
+        if (r < 0)
+                return jr_fail(err, -r, "create the socket's directory %s", path);
+        if (jr_snprintf(path, sizeof path, "%s.lock", socket_path) < 0)
+                return jr_fail(err, ENAMETOOLONG, "the lock beside %s", socket_path);
+        return hold_lock(path, "another jaild serves", socket_path, err);
 }
 
 /* Scripts of one-shot jobs a jaild killed before us left behind. */
@@ -471,11 +479,8 @@ static void sweep_job_scripts(struct jaild *d)
 static int prepare(struct jaild *d, struct jr_err *err)
 {
         char dir[PATH_MAX], *slash;
-        if (jr_snprintf(dir, sizeof dir, "%s", d->cfg->socket_path) < 0 || !(slash = strrchr(dir, '/')))
-                return jr_fail(err, EINVAL, "socket path %s", d->cfg->socket_path);
-        *slash = '\0';
-        int r = mkdir_p(dir[0] ? dir : "/", 0755);
-        if (r == 0 && jr_snprintf(dir, sizeof dir, "%s", d->cfg->registry) == 0 && (slash = strrchr(dir, '/'))) {
+        int r = 0;  /* (the socket's directory is lock_instance's) */
+        if (jr_snprintf(dir, sizeof dir, "%s", d->cfg->registry) == 0 && (slash = strrchr(dir, '/'))) {
                 *slash = '\0';
                 r = jr_snprintf(d->scripts, sizeof d->scripts, "%s/scripts", dir);
                 if (r == 0)
@@ -601,10 +606,11 @@ static int serve(struct jaild *d, const sigset_t *sigs, struct jr_err *err)
         return 0;
 }
 
-static int parse_args(int argc, char **argv, const char **config)
+static int parse_args(int argc, char **argv, const char **config, int *check)
 {
         static const struct option longopts[] = {
                 { "config", required_argument, NULL, 'c' },
+                { "check", no_argument, NULL, 'k' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 { 0 },
@@ -613,6 +619,8 @@ static int parse_args(int argc, char **argv, const char **config)
         while ((c = getopt_long(argc, argv, "c:hV", longopts, NULL)) != -1) {
                 if (c == 'c') {
                         *config = optarg;
+                } else if (c == 'k') {
+                        *check = 1;
                 } else if (c == 'h') {
                         fputs(usage_text, stdout);
                         return 0;
@@ -634,13 +642,19 @@ static int parse_args(int argc, char **argv, const char **config)
 int main(int argc, char **argv)
 {
         struct jaild d = { .sigfd = -1, .cglock = -1, .sig = WATCH_INIT, .status = TIMER_INIT, .drain = TIMER_INIT };
-        int r = parse_args(argc, argv, &d.cfg_path);
+        int check = 0;
+        int r = parse_args(argc, argv, &d.cfg_path, &check);
         if (r >= 0)
                 return r;
         struct jr_err err = { 0 };
         if (jaild_config_load(d.cfg_path, &d.cfg, &err) < 0) {
                 fprintf(stderr, "jaild: %s\n", err.msg);
                 return EXIT_USAGE;
+        }
+        if (check) {  /* the same checks as a start, and nothing else */
+                printf("jaild: %s: valid\n", d.cfg_path ? d.cfg_path : "defaults");
+                jaild_config_free(d.cfg);
+                return 0;
         }
         if (geteuid() != 0) {
                 fprintf(stderr, "jaild: must run as root (it creates namespaces, id maps and cgroups)\n");
