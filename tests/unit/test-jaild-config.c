@@ -155,8 +155,15 @@ START_TEST(redis_and_mode)
         ck_assert_str_eq(c->state.unix_path, "/run/redis/r.sock");
         ck_assert_int_eq(jaild_config_state_url(c, url, sizeof url), 0);
         ck_assert_str_eq(url, "unix:///run/redis/r.sock?db=0");
+        ck_assert_int_eq(c->zygote_enabled, 1);  /* the zygote's defaults */
+        ck_assert_str_eq(c->zygote_preload, "[\"numpy\",\"pandas\"]");
+        ck_assert_uint_eq(c->zygote_max_forks, 256);
         jaild_config_free(c);
-
+        c = parse_ok("{\"zygote\": {\"enabled\": false, \"preload\": [\"numpy.linalg\", \"_x1\"], \"max_forks\": 3}}");
+        ck_assert_int_eq(c->zygote_enabled, 0);
+        ck_assert_str_eq(c->zygote_preload, "[\"numpy.linalg\",\"_x1\"]");
+        ck_assert_uint_eq(c->zygote_max_forks, 3);
+        jaild_config_free(c);
         c = parse_ok("{\"state\": {\"backend\": \"redis\", \"redis\": {\"host\": \"cache.internal\"}}, "
                      "\"queue_wait\": 0, \"log_level\": \"error\", \"max_live_jobs\": 1}");
         ck_assert_int_eq(c->state.port, 6379);
@@ -233,6 +240,16 @@ static const struct {
         { "{\"log_level\": \"info\", \"log_level\": \"debug\"}", "t: JSON syntax error at line 1 column" },
         { "{\n  \"log_level\": \"info\",\n  oops\n}", "t: JSON syntax error at line 3 column" },
         { "", "t: JSON syntax error at line" },
+        { "{\"zygote\": true}", "t: zygote: wrong type: must be an object" },
+        { "{\"zygote\": {\"warm\": true}}", "t: zygote.warm: unknown key" },
+        { "{\"zygote\": {\"enabled\": 1}}", "t: zygote.enabled: wrong type: must be a boolean" },
+        { "{\"zygote\": {\"max_forks\": 0}}", "t: zygote.max_forks: out of range: must be from 1 to 1000000" },
+        { "{\"zygote\": {\"preload\": \"numpy\"}}", "t: zygote.preload: wrong type: must be an array" },
+        { "{\"zygote\": {\"preload\": [\"numpy\", 3]}}", "t: zygote.preload[1]: wrong type" },
+        { "{\"zygote\": {\"preload\": [\"os; import x\"]}}", "t: zygote.preload[0]: not a module name" },
+        { "{\"zygote\": {\"preload\": [\"a..b\"]}}", "t: zygote.preload[0]: not a module name" },
+        { "{\"zygote\": {\"preload\": [\"1abc\"]}}", "t: zygote.preload[0]: not a module name" },
+        { "{\"zygote\": {\"preload\": [\"numpy.\"]}}", "t: zygote.preload[0]: not a module name" },
 };
 
 START_TEST(error_names_key)

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "jail/mnt.h"
 #include "jail/mntplan.h"
 
 static char root[PATH_MAX];
@@ -194,6 +195,27 @@ START_TEST(test_dotdot_missing_and_loops)
 }
 END_TEST
 
+/* A zygote's plan, carried as its bound paths (jail/zsetup.c ->
+ * jail/zygote.c): mnt_expected judges a child's mounts by it alone. */
+START_TEST(test_bound_plan_judges_mounts)
+{
+        struct mnt_plan p;
+        struct jr_err err = { 0 };
+        ck_assert_int_eq(mntplan_init(&p, "", NULL), 0);
+        ck_assert_int_eq(mntplan_add_bound(&p, "/usr/lib/python3.11", &err), 0);
+        ck_assert_int_eq(mntplan_add_bound(&p, "/etc/ld.so.cache", &err), 0);
+        ck_assert_int_eq(mntplan_add_bound(&p, "relative", &err), -EINVAL);
+        ck_assert(mnt_expected(&p, "/usr/lib/python3.11"));
+        ck_assert(mnt_expected(&p, "/usr/lib/python3.11/lib-dynload"));
+        ck_assert(mnt_expected(&p, "/etc/ld.so.cache"));
+        ck_assert(mnt_expected(&p, "/proc") && mnt_expected(&p, MNT_ZPROGRAM) && mnt_expected(&p, "/scratch"));
+        ck_assert(!mnt_expected(&p, "/usr/lib"));
+        ck_assert(!mnt_expected(&p, "/var/lib/jaild"));
+        ck_assert(!mnt_expected(&p, "/etc"));
+        mntplan_free(&p);
+}
+END_TEST
+
 START_TEST(test_path_within)
 {
         ck_assert(path_within("/usr/lib", "/usr"));
@@ -216,6 +238,7 @@ int main(void)
         tcase_add_test(tc, test_finish_sorts_and_collapses);
         tcase_add_test(tc, test_dotdot_missing_and_loops);
         tcase_add_test(tc, test_path_within);
+        tcase_add_test(tc, test_bound_plan_judges_mounts);
         suite_add_tcase(s, tc);
         return unit_run(s);
 }
