@@ -59,6 +59,12 @@ def native_opts(source, args):
 WARM = os.environ.get("JR_WARM")
 
 
+# Whether the `jail` fixture's jails are warm: through jaild (its zygotes
+# are on by default) or under JR_WARM. A warm jail's owner-only /proc/self
+# files belong to the host's root, not to the jail (jaild(8) ZYGOTES).
+WARM_JAILS = os.environ.get("JR_VIA") == "jaild" or WARM is not None
+
+
 def warm_opts(args):
     if WARM is None or any(a in ("--bars", "--check", "--version", "--help", "--print-policy") for a in args):
         return ()
