@@ -12,7 +12,7 @@ int jr_write_all(int fd, const void *buf, size_t len);
 int jr_read_all(int fd, void *buf, size_t len);
 
 /* Most descriptors one jr_send_fds / jr_recv_fds datagram carries. */
-#define JR_MAX_PASSED_FDS 8
+#define JR_MAX_PASSED_FDS 16
 
 /* sendmsg of one datagram of len bytes with n (<= JR_MAX_PASSED_FDS) fds
  * attached; 0 or -errno (-EIO when cut short). */

@@ -20,12 +20,17 @@ struct zy_hello {
 };
 
 /* supervisor -> zygote: clone a jail. The descriptors come in this
- * order; the last only with has_cgroup (a v2 group to be born in). */
+ * order: ZY_FD_CGROUP only with has_cgroup (a v2 group to be born in),
+ * then n_join v1 "tasks" files the child writes "0" to (moving itself
+ * into the job's groups: engine/cgroup.h cg_job_join_fds). */
 enum zy_fd { ZY_FD_STDIN, ZY_FD_STDOUT, ZY_FD_STDERR, ZY_FD_CHAN, ZY_FD_SYNC, ZY_FD_CONFIG, ZY_FD_CGROUP, ZY_FD__MAX };
+#define ZY_MAX_JOIN 5
+#define ZY_MAX_FDS (ZY_FD__MAX + ZY_MAX_JOIN)
 
 struct zy_req {
         uint32_t magic;
         uint32_t has_cgroup;
+        uint32_t n_join;
 };
 
 /* zygote -> supervisor: the child (the supervisor's own: CLONE_PARENT)

@@ -237,6 +237,7 @@ int jail_config_memfd(const struct jail_cfg *cfg, struct jr_err *err)
                 .script_len = cfg->script_len,
                 .script_name = cfg->script_name,
                 .data_name = cfg->data_name ? cfg->data_name : "",
+                .cgroup_path = cfg->cgroup_path ? cfg->cgroup_path : "",
                 .argc = cfg->argc,
                 .argv = (char **)cfg->argv,
         };

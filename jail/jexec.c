@@ -88,7 +88,8 @@ static int parse(struct jexec_cfg *c, size_t size)
         c->script_len = (size_t)h.script_len;
         c->script_name = c->script ? take(&p, end, h.name_len) : NULL;
         c->data_name = c->script_name ? take(&p, end, h.data_name_len) : NULL;
-        if (!c->data_name || h.args_len != (uint64_t)(end - p))
+        c->cgroup_path = c->data_name ? take(&p, end, h.cgroup_len) : NULL;
+        if (!c->cgroup_path || h.args_len != (uint64_t)(end - p))
                 return -1;
         return split_args(c, p, h.args_len, h.argc);
 }
@@ -138,10 +139,12 @@ static char *build(const struct jexec_cfg *c, size_t *size)
                 .script_len = c->script_len,
                 .name_len = strlen(c->script_name),
                 .data_name_len = strlen(c->data_name),
+                .cgroup_len = strlen(c->cgroup_path ? c->cgroup_path : ""),
         };
         for (int i = 0; i < c->argc; i++)
                 h.args_len += strlen(c->argv[i]) + 1;
-        size_t n = sizeof h + h.policy_len + h.script_len + h.name_len + h.data_name_len + 4 + h.args_len;
+        size_t n = sizeof h + h.policy_len + h.script_len + h.name_len + h.data_name_len + h.cgroup_len + 5 +
+                   h.args_len;
         char *buf = n <= JEXEC_MAX_BYTES ? malloc(n) : NULL;
         if (!buf)
                 return NULL;
@@ -152,6 +155,7 @@ static char *build(const struct jexec_cfg *c, size_t *size)
         put(&p, c->script, h.script_len);
         put(&p, c->script_name, h.name_len);
         put(&p, c->data_name, h.data_name_len);
+        put(&p, c->cgroup_path ? c->cgroup_path : "", h.cgroup_len);
         for (int i = 0; i < c->argc; i++)
                 put(&p, c->argv[i], strlen(c->argv[i]));
         *size = n;

@@ -35,9 +35,11 @@ struct jexec_hdr {
         uint64_t scratch_bytes; /* exec: the scratch tmpfs (a warm jail mounts its own) */
         /* Lengths of the texts that follow in this order, each followed by
          * a NUL: the policy JSON, the script, its display name, the data
-         * file's name, then argc NUL-terminated arguments (args_len bytes
+         * file's name, the job's v1 cgroup path (below each hierarchy's
+         * root, for a warm jail's check of its own move; "" if none), then
+         * argc NUL-terminated arguments (args_len bytes
          * in all, NULs included). */
-        uint64_t policy_len, script_len, name_len, data_name_len, args_len;
+        uint64_t policy_len, script_len, name_len, data_name_len, cgroup_len, args_len;
 };
 
 /* The configuration as the jail program sees it: pointers into one buffer. */
@@ -52,6 +54,7 @@ struct jexec_cfg {
         size_t script_len;
         const char *script_name;
         const char *data_name;
+        const char *cgroup_path;
         int argc;
         char **argv;    /* argc entries and a NULL */
         char *buf;      /* owns everything above */

@@ -41,11 +41,59 @@ static const char *const entry_names[] = {
         [JAIL_ENTRY_LOAD] = "load",
 };
 
+/* Writes "0" to each v1 "tasks" file given: the child moves itself into
+ * the job's groups, before it has anything of its own (*joined: how many). */
+static int join_groups(const int *fds, int *joined, struct jr_err *err)
+{
+        *joined = 0;
+        for (int i = ZY_FD__MAX; i < ZY_MAX_FDS; i++) {
+                if (fds[i] < 0)
+                        continue;
+                ssize_t n;
+                while ((n = write(fds[i], "0", 1)) < 0 && errno == EINTR)
+                        ;
+                if (n != 1)
+                        return jr_fail(err, n < 0 ? errno : EIO, "join the job's cgroup");
+                ++*joined;
+        }
+        return 0;
+}
+
+/* After join_groups, with our own /proc: every v1 hierarchy of the
+ * job's controllers lists us in the job's group ("/" + path), before the
+ * cgroup namespace is rooted there. */
+static int check_joined(const char *path, struct jr_err *err)
+{
+        static const char *const ctls[] = { "memory", "pids", "cpu", "cpuacct", "freezer" };
+        char buf[4096], want[PATH_MAX + 2];
+        ssize_t n = read_small_file("/proc/self/cgroup", buf, sizeof buf);
+        if (n < 0)
+                return jr_fail(err, (int)-n, "read /proc/self/cgroup");
+        snprintf(want, sizeof want, "/%s", path);
+        int seen = 0;
+        for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+                char *c1 = strchr(l, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+                if (!c2)
+                        return jr_fail(err, EPROTO, "unreadable /proc/self/cgroup line '%.64s'", l);
+                *c2 = '\0';
+                int ours = 0;
+                for (char *s2 = NULL, *w = strtok_r(c1 + 1, ",", &s2); w; w = strtok_r(NULL, ",", &s2))
+                        for (size_t i = 0; i < ELEMENTSOF(ctls); i++)
+                                ours |= strcmp(w, ctls[i]) == 0;
+                if (!ours)
+                        continue;
+                if (strcmp(c2 + 1, want) != 0)
+                        return jr_fail(err, EPERM, "check cgroup: in %s, not the job's %s", c2 + 1, want);
+                seen++;
+        }
+        return seen ? 0 : jr_fail(err, EPERM, "check cgroup: in none of the job's groups");
+}
+
 /* stdio on 0-2 and the channel on CHAN_FD (the zygote's control pair,
- * which sat there, closed first); the go-ahead pipe in *sync and the
- * configuration read into *c; nothing else open. Before any of it can
- * be reported, so failures just exit. */
-static void take_fds(const int *fds, int *sync, struct jexec_cfg *c)
+ * which sat there, closed first); the job's v1 groups joined (*joined);
+ * the go-ahead pipe in *sync and the configuration read into *c; nothing
+ * else open. Failures before the channel is in place just exit. */
+static void take_fds(const int *fds, int *sync, struct jexec_cfg *c, int *joined)
 {
         int tmp[ZY_FD__MAX];
         for (int i = 0; i < ZY_FD__MAX; i++)
@@ -60,6 +108,8 @@ static void take_fds(const int *fds, int *sync, struct jexec_cfg *c)
         if (fcntl(CHAN_FD, F_SETFD, FD_CLOEXEC) < 0)
                 _exit(EXIT_SETUP);
         struct jr_err err = { 0 };
+        if (join_groups(fds, joined, &err) < 0)
+                jail_fatal("cgroup", &err, CHAN_FD);
         if (jexec_read(tmp[ZY_FD_CONFIG], c, &err) < 0)
                 jail_fatal("configuration", &err, CHAN_FD);
         *sync = tmp[ZY_FD_SYNC];
@@ -95,10 +145,10 @@ _Noreturn static void warm_child(const struct warm_ctx *w, const int *fds)
 {
         struct jr_err err = { 0 };
         struct jexec_cfg c;
-        int sync = -1;
+        int sync = -1, joined = 0;
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 _exit(EXIT_SETUP);
-        take_fds(fds, &sync, &c);
+        take_fds(fds, &sync, &c, &joined);
 #define STEP(name, call)                                \
         do {                                            \
                 if ((call) < 0)                         \
@@ -111,6 +161,11 @@ _Noreturn static void warm_child(const struct warm_ctx *w, const int *fds)
         char go = jail_read_sync(sync);
         STEP("identity", jail_become_root(CHAN_FD, &err));
         STEP("mounts", mnt_warm_child(c.profile == JAIL_PROFILE_EXEC ? c.scratch_bytes : 0, &err));
+        if (joined) {  /* moved itself: checked, then the namespace rooted there */
+                STEP("cgroup", check_joined(c.cgroup_path, &err));
+                if (unshare(CLONE_NEWCGROUP) < 0)
+                        STEP("cgroup", jr_fail(&err, errno, "unshare CLONE_NEWCGROUP"));
+        }
         STEP("network", set_host(&err));
         STEP("cgroup", jail_wait_attached(sync, go, &err));
         if (setsid() < 0)

@@ -46,19 +46,25 @@ static int read_plan(const struct jexec_cfg *c, struct mnt_plan *plan, struct jr
 static int serve_one(const struct warm_ctx *w)
 {
         struct zy_req q;
-        int fds[ZY_FD__MAX];
+        int got_fds[ZY_MAX_FDS], fds[ZY_MAX_FDS];
         size_t got = 0;
-        ssize_t n = jr_recv_fds(ZY_CTL_FD, &q, sizeof q, fds, ZY_FD__MAX, &got);
+        ssize_t n = jr_recv_fds(ZY_CTL_FD, &q, sizeof q, got_fds, ZY_MAX_FDS, &got);
         if (n <= 0)
                 return -1;
-        int want = q.has_cgroup ? ZY_FD__MAX : ZY_FD_CGROUP;
-        if (q.magic != ZY_MAGIC || got != (size_t)want) {
+        size_t want = (size_t)ZY_FD_CGROUP + (q.has_cgroup ? 1 : 0) + q.n_join;
+        if (q.magic != ZY_MAGIC || q.n_join > ZY_MAX_JOIN || got != want) {
                 for (size_t i = 0; i < got; i++)
-                        close(fds[i]);
+                        close(got_fds[i]);
                 return -1;
         }
-        if (!q.has_cgroup)
-                fds[ZY_FD_CGROUP] = -1;
+        /* Fixed places: the cgroup's, then the joins'; -1 where none. */
+        for (size_t i = 0; i < ZY_MAX_FDS; i++)
+                fds[i] = -1;
+        memcpy(fds, got_fds, ZY_FD_CGROUP * sizeof *fds);
+        size_t k = ZY_FD_CGROUP;
+        if (q.has_cgroup)
+                fds[ZY_FD_CGROUP] = got_fds[k++];
+        memcpy(fds + ZY_FD__MAX, got_fds + k, q.n_join * sizeof *fds);
         struct zy_rep rep = { .magic = ZY_MAGIC };
         struct jr_err err = { 0 };
         int late = 1, pidfd = -1;
@@ -70,7 +76,7 @@ static int serve_one(const struct warm_ctx *w)
                 rep.pid = pid;
                 rep.late = late;
         }
-        for (int i = 0; i < ZY_FD__MAX; i++)
+        for (int i = 0; i < ZY_MAX_FDS; i++)
                 if (fds[i] >= 0)
                         close(fds[i]);
         int r = jr_send_fds(ZY_CTL_FD, &rep, sizeof rep, &pidfd, pidfd >= 0 ? 1 : 0);

@@ -519,3 +519,26 @@ void cg_sweep(const struct cg_host *h, const char *parent, int all)
         }
         closedir(d);
 }
+
+int cg_job_join_fds(const struct cg_job *j, int *fds, size_t max, struct jr_err *err)
+{
+        size_t n = 0;
+        if (j->h->backend != CG_V1)
+                return 0;
+        for (int c = 0; c < CG_V1_N; c++) {
+                if (!j->made[c])
+                        continue;
+                char dir[PATH_MAX], path[PATH_MAX + 8];
+                v1_dir(j, c, dir);
+                snprintf(path, sizeof path, "%s/tasks", dir);
+                int fd = n < max ? open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
+                if (fd < 0) {
+                        int e = n < max ? errno : E2BIG;
+                        while (n > 0)
+                                close(fds[--n]);
+                        return jr_fail(err, e, "open %s", path);
+                }
+                fds[n++] = fd;
+        }
+        return (int)n;
+}

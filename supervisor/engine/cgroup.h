@@ -63,6 +63,14 @@ int cg_job_create(struct cg_job *j, const struct cg_host *h, const char *parent,
  * there at birth (CLONE_INTO_CGROUP). */
 int cg_job_attach(struct cg_job *j, pid_t pid, struct jr_err *err);
 
+/* v1: the "tasks" file of each of the job's groups, opened for writing
+ * (by us: the kernel judges a write by the opener's credentials), into
+ * fds (at most max): a single-threaded child that writes "0" to each
+ * moves itself in without the RCU grace period a move by pid waits for
+ * (cgroup_threadgroup_rwsem, ~10 ms). The count (0 on v2: a child is
+ * born in its group there), or -errno with err set and none open. */
+int cg_job_join_fds(const struct cg_job *j, int *fds, size_t max, struct jr_err *err);
+
 /* CPU time used so far by everything in the group, in µs. */
 int cg_job_cpu_us(const struct cg_job *j, uint64_t *us);
 

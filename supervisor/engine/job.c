@@ -559,6 +559,7 @@ static int job_jail(struct job *j, struct jr_err *err)
                 .data_fd = j->bars_fd,
                 .program = j->program,
                 .data_name = base_name(o->bars_path),
+                .cgroup_path = j->cg.h ? j->cg.rel : NULL,
         };
         if (r == 0)
                 r = timers_init(j);

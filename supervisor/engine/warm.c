@@ -256,10 +256,17 @@ static int ask(struct warm *w, const struct jail_cfg *cfg, struct cg_job *cg, st
         if (cfd < 0)
                 return cfd;
         int has_cg = cg && cg->dirfd >= 0;
-        int fds[ZY_FD__MAX] = { cfg->stdin_fd, cfg->stdout_fd, cfg->stderr_fd, cfg->channel_fd, cfg->sync_fd, cfd,
+        int fds[ZY_MAX_FDS] = { cfg->stdin_fd, cfg->stdout_fd, cfg->stderr_fd, cfg->channel_fd, cfg->sync_fd, cfd,
                                 has_cg ? cg->dirfd : -1 };
-        struct zy_req q = { .magic = ZY_MAGIC, .has_cgroup = (uint32_t)has_cg };
-        int r = jr_send_fds(w->cur.sock, &q, sizeof q, fds, has_cg ? ZY_FD__MAX : ZY_FD_CGROUP);
+        /* v1: the child moves itself in (no grace period on our path) */
+        int *join = fds + ZY_FD_CGROUP + has_cg;
+        int n_join = cg && !has_cg ? cg_job_join_fds(cg, join, ZY_MAX_JOIN, err) : 0;
+        if (n_join < 0)
+                return n_join;
+        struct zy_req q = { .magic = ZY_MAGIC, .has_cgroup = (uint32_t)has_cg, .n_join = (uint32_t)n_join };
+        int r = jr_send_fds(w->cur.sock, &q, sizeof q, fds, (size_t)(ZY_FD_CGROUP + has_cg + n_join));
+        for (int i = 0; i < n_join; i++)
+                close(join[i]);
         if (r < 0) {
                 jr_fail(err, -r, "ask the warm zygote for a jail");
                 proc_end(&w->cur);
@@ -285,7 +292,7 @@ static int ask(struct warm *w, const struct jail_cfg *cfg, struct cg_job *cg, st
                 return jr_fail(err, rep.errnum ? rep.errnum : EPROTO, "warm zygote: %s", rep.msg[0] ? rep.msg : "no jail");
         }
         *s = (struct spawn){ .pid = rep.pid, .pidfd = pidfd };
-        *late = rep.late;
+        *late = n_join ? 0 : rep.late;  /* joined: nothing for us to move */
         return 0;
 }
 
