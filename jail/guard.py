@@ -214,26 +214,21 @@ class Guard:
     def view(self, mod):
         """The user's copy of a module: its names, with the neutralised ones
         replaced, and every module it holds seen through a view in turn, or
-        refused when outside the allowlist (numpy.compat.py3k.os)."""
+        refused when outside the allowlist (numpy.compat.py3k.os). Names are
+        taken from the module when first used (_ModuleView.__getattr__):
+        copying numpy's hundreds up front touched every object they name,
+        which in a jail cloned from a zygote copies each page they sit on."""
         name = mod.__name__
         v = self.views.get(name)
         if v is not None:
             return v
         v = _ModuleView(name, mod.__doc__)
         self.views[name] = v
-        lazy = {}
-        for k, val in mod.__dict__.items():
-            if isinstance(val, _ModuleType):
-                lazy[k] = val
-            elif k != "__getattr__":
-                v.__dict__[k] = val
         prefix = name + "."
         for full, why in self.blocked.items():
             if full.startswith(prefix) and "." not in full[len(prefix):]:
-                attr = full[len(prefix):]
-                v.__dict__[attr] = _Blocked(full, why)
-                lazy.pop(attr, None)
-        object.__setattr__(v, "_jr_lazy", (self, mod, lazy))
+                v.__dict__[full[len(prefix):]] = _Blocked(full, why)
+        object.__setattr__(v, "_jr_lazy", (self, mod))
         return v
 
     def user_value(self, owner, attr, val):
@@ -429,22 +424,26 @@ _ModuleType = type(sys)
 
 
 class _ModuleView(_ModuleType):
-    """A module as user code sees it (Guard.view). Modules it holds are
-    resolved on first use, so building one does not walk the library."""
+    """A module as user code sees it (Guard.view). Its names are resolved
+    on first use, so building one does not walk the module or the
+    library."""
 
     def __getattr__(self, name):
-        guard, mod, lazy = _ModuleType.__getattribute__(self, "_jr_lazy")
-        if name in lazy:
-            val = guard.user_value(mod.__name__, name, lazy[name])
-        elif name != "__getattr__" and name in mod.__dict__:  # a submodule imported since
-            val = guard.user_value(mod.__name__, name, mod.__dict__[name])
+        guard, mod = _ModuleType.__getattribute__(self, "_jr_lazy")
+        d = mod.__dict__
+        if name != "__getattr__" and name in d:
+            val = guard.user_value(mod.__name__, name, d[name])
         else:
-            hook = mod.__dict__.get("__getattr__")  # PEP 562, e.g. numpy's lazy names
+            hook = d.get("__getattr__")  # PEP 562, e.g. numpy's lazy names
             if hook is None:
                 raise AttributeError("module %r has no attribute %r" % (mod.__name__, name))
             val = guard.user_value(mod.__name__, name, hook(name))
         self.__dict__[name] = val
         return val
+
+    def __dir__(self):
+        guard, mod = _ModuleType.__getattribute__(self, "_jr_lazy")
+        return sorted((set(mod.__dict__) - {"__getattr__"}) | set(self.__dict__))
 
 
 class _Lazy:

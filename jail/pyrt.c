@@ -4,6 +4,7 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <malloc.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -520,6 +521,7 @@ int pyrt_prepare(const struct pyrt_cfg *cfg, const char *preload_json, char **re
                 note_failure("gc.freeze", report);
                 return -1;
         }
+        malloc_trim(0);
         return 0;
 }
 
