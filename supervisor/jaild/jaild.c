@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/signalfd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -606,6 +607,19 @@ static int serve(struct jaild *d, const sigset_t *sigs, struct jr_err *err)
         return 0;
 }
 
+/* Every worker holds a dozen descriptors (its jail's pidfd, channel and
+ * pipes, its timers, its cgroup): the soft limit on open files goes up
+ * to the hard one, as the unit's LimitNOFILE= would set it. */
+static void raise_nofile(struct jaild *d)
+{
+        struct rlimit r;
+        if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+                r.rlim_cur = r.rlim_max;
+                if (setrlimit(RLIMIT_NOFILE, &r) < 0)
+                        jlog_msg(d, LOG_WARNING, NULL, "raise the open-file limit: %s", strerror(errno));
+        }
+}
+
 static int parse_args(int argc, char **argv, const char **config, int *check)
 {
         static const struct option longopts[] = {
@@ -665,6 +679,7 @@ int main(int argc, char **argv)
         loop_block_signals(&set);
         jlog_init(&d.log, &(struct jlog_cfg){ .target = JLOG_AUTO, .level = (int)d.cfg->log_level, .fd = STDERR_FILENO });
         clock_gettime(CLOCK_MONOTONIC, &d.started);
+        raise_nofile(&d);
         d.errors = json_object();
         _cleanup_close_ int lock = lock_instance(d.cfg->socket_path, &err);
         r = lock < 0 ? lock : prepare(&d, &err);
