@@ -248,6 +248,16 @@ int warm_can(const struct warm *w, const struct jail_cfg *cfg)
                (cfg->entry == JAIL_ENTRY_TICKS || cfg->entry == JAIL_ENTRY_SCRIPT || cfg->entry == JAIL_ENTRY_LOAD);
 }
 
+/* The serving zygote failed a request: said, ended, made again. */
+static int broken(struct warm *w, const struct jr_err *err, int r)
+{
+        note(w, "warm zygote (%s, pid %d): %s; it is replaced, and jails start cold meanwhile", profile_name(w),
+             (int)w->cur.pid, err->msg);
+        proc_end(&w->cur);
+        schedule_retry(w);
+        return r;
+}
+
 /* One request and its answer; the child's pid and pidfd in *s. */
 static int ask(struct warm *w, const struct jail_cfg *cfg, struct cg_job *cg, struct spawn *s, int *late,
                struct jr_err *err)
@@ -269,9 +279,7 @@ static int ask(struct warm *w, const struct jail_cfg *cfg, struct cg_job *cg, st
                 close(join[i]);
         if (r < 0) {
                 jr_fail(err, -r, "ask the warm zygote for a jail");
-                proc_end(&w->cur);
-                schedule_retry(w);
-                return r;
+                return broken(w, err, r);
         }
         struct zy_rep rep;
         int pidfd = -1;
@@ -281,9 +289,7 @@ static int ask(struct warm *w, const struct jail_cfg *cfg, struct cg_job *cg, st
                 if (got)
                         close(pidfd);
                 r = jr_fail(err, n == 0 ? EPIPE : n < 0 ? (int)-n : EPROTO, "the warm zygote did not answer");
-                proc_end(&w->cur);
-                schedule_retry(w);
-                return r;
+                return broken(w, err, r);
         }
         rep.msg[sizeof rep.msg - 1] = '\0';
         if (rep.errnum || got != 1 || rep.pid <= 0) {

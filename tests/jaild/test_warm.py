@@ -215,6 +215,12 @@ def test_zygote_replaced_after_its_fork_budget():
         wait_zygote(jd, "exec", lambda z: z["generation"] >= 3, "was replaced twice")
         assert len(hashes) >= 2, hashes
         assert zygote(jd)["ended"] == 0  # replaced, not crashed
+        # the replacement is watched as the first was: killed, it is made again
+        z = wait_zygote(jd, "exec", lambda z: z["ready"], "was ready")
+        os.kill(z["pid"], signal.SIGKILL)
+        z2 = wait_zygote(jd, "exec", lambda n: n["ready"] and n["pid"] != z["pid"], "came back")
+        assert z2["ended"] == 1, z2
+        assert job(jd, "print(1)")["stdout"] == "1\n"
     finally:
         assert jd.cleanup() == []
 
@@ -229,6 +235,25 @@ def test_zygote_recreated_after_a_crash(jd):
     assert "ended" in z2["last_error"], z2
     j = job(jd, "import sys\nprint('numpy' in sys.modules)")
     assert j["stdout"] == "True\n" and zygote(jd)["spawned"] == z2["spawned"] + 1, j
+
+
+def test_a_hung_zygote_is_replaced(jd):
+    """A zygote that stops answering (stopped here) costs one request the
+    reply timeout (5 s): that job starts cold, the zygote is replaced."""
+    z = zygote(jd)
+    os.kill(z["pid"], signal.SIGSTOP)
+    try:
+        j = job(jd, "import sys\nprint('numpy' in sys.modules)")
+        assert j["status"] == "ok" and j["stdout"] == "False\n", j  # cold
+    finally:
+        try:
+            os.kill(z["pid"], signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    z2 = wait_zygote(jd, "exec", lambda n: n["ready"] and n["pid"] != z["pid"], "was replaced")
+    assert z2["fallbacks"] == z["fallbacks"] + 1 and "did not answer" in z2["last_error"], z2
+    j = job(jd, "import sys\nprint('numpy' in sys.modules)")
+    assert j["stdout"] == "True\n", j
 
 
 def test_a_module_that_cannot_be_preloaded_is_reported():
