@@ -149,6 +149,10 @@ int jail_read_host_view(struct host_view *hv, struct jr_err *err)
         ssize_t n = read_small_file("/proc/self/maps", hv->maps, sizeof hv->maps);
         if (n < 0)
                 return jr_fail(err, (int)-n, "read /proc/self/maps");
+        /* Cut, its last path would be cut too, and the planner would bind
+         * the directory the cut left (/usr for "/usr/l"): refused. */
+        if ((size_t)n >= sizeof hv->maps - 1 || (n > 0 && hv->maps[n - 1] != '\n'))
+                return jr_fail(err, EFBIG, "/proc/self/maps does not fit in %zu bytes", sizeof hv->maps);
         n = readlink("/proc/self/exe", hv->exe, sizeof hv->exe - 1);
         if (n < 0)
                 return jr_fail(err, errno, "readlink /proc/self/exe");

@@ -487,6 +487,22 @@ static void preload(const char *names, char **report)
         json_decref(a);
 }
 
+/* What an import printed leaves the zygote now (its stdout is /dev/null,
+ * its stderr the supervisor's): a buffer every child inherited would be
+ * flushed into each job's output. */
+static void flush_stdio(void)
+{
+        static const char *const names[] = { "stdout", "stderr" };
+        for (size_t i = 0; i < 2; i++) {
+                PyObject *f = PySys_GetObject(names[i]);
+                PyObject *r = f ? PyObject_CallMethod(f, "flush", NULL) : NULL;
+                if (!r)
+                        PyErr_Clear();
+                Py_XDECREF(r);
+        }
+        fflush(NULL);
+}
+
 /* gc.collect(), then gc.freeze(): what the zygote made is left out of
  * every later collection, so no child's collector writes to (and so
  * copies) the pages it shares with its siblings. */
@@ -541,6 +557,7 @@ int pyrt_prepare(const struct pyrt_cfg *cfg, const char *preload_json, char **re
                 Py_DECREF(m);
         }
         preload(preload_json, report);
+        flush_stdio();
         if (freeze_heap() < 0) {
                 note_failure("gc.freeze", report);
                 return -1;

@@ -95,6 +95,10 @@ static int check_joined(const char *path, struct jr_err *err)
  * else open. Failures before the channel is in place just exit. */
 static void take_fds(const int *fds, int *sync, struct jexec_cfg *c, int *joined)
 {
+        /* First of all, so that a child whose zygote dies now is found in
+         * the job's group by the supervisor (engine/warm.h warm_lost). */
+        struct jr_err jerr = { 0 };
+        int jr = join_groups(fds, joined, &jerr);
         int tmp[ZY_FD__MAX];
         for (int i = 0; i < ZY_FD__MAX; i++)
                 tmp[i] = fds[i] < 0 ? -1 : fcntl(fds[i], F_DUPFD_CLOEXEC, 10);
@@ -108,8 +112,8 @@ static void take_fds(const int *fds, int *sync, struct jexec_cfg *c, int *joined
         if (fcntl(CHAN_FD, F_SETFD, FD_CLOEXEC) < 0)
                 _exit(EXIT_SETUP);
         struct jr_err err = { 0 };
-        if (join_groups(fds, joined, &err) < 0)
-                jail_fatal("cgroup", &err, CHAN_FD);
+        if (jr < 0)
+                jail_fatal("cgroup", &jerr, CHAN_FD);
         if (jexec_read(tmp[ZY_FD_CONFIG], c, &err) < 0)
                 jail_fatal("configuration", &err, CHAN_FD);
         *sync = tmp[ZY_FD_SYNC];

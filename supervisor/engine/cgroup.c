@@ -542,3 +542,27 @@ int cg_job_join_fds(const struct cg_job *j, int *fds, size_t max, struct jr_err 
         }
         return (int)n;
 }
+
+size_t cg_job_pids(const struct cg_job *j, pid_t *out, size_t max)
+{
+        char dir[PATH_MAX], path[PATH_MAX + 16], buf[4096];
+        if (j->h->backend == CG_V2)
+                job_dir(j, j->h->v2, dir);
+        else
+                v1_dir(j, CG_PIDS, dir);
+        snprintf(path, sizeof path, "%s/cgroup.procs", dir);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+        if (n <= 0)
+                return 0;
+        buf[n] = '\0';
+        size_t k = 0;
+        for (char *p = buf, *end; k < max && *p; p = end) {
+                long v = strtol(p, &end, 10);
+                if (end == p)
+                        break;
+                if (v > 0)
+                        out[k++] = (pid_t)v;
+        }
+        return k;
+}

@@ -71,6 +71,10 @@ int cg_job_attach(struct cg_job *j, pid_t pid, struct jr_err *err);
  * born in its group there), or -errno with err set and none open. */
 int cg_job_join_fds(const struct cg_job *j, int *fds, size_t max, struct jr_err *err);
 
+/* The processes in the job's group (the pids controller's on v1), at most
+ * max of them into out; their count (0 when it cannot be read). */
+size_t cg_job_pids(const struct cg_job *j, pid_t *out, size_t max);
+
 /* CPU time used so far by everything in the group, in µs. */
 int cg_job_cpu_us(const struct cg_job *j, uint64_t *us);
 

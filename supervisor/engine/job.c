@@ -302,18 +302,51 @@ static int run_watch(struct job *j, int chan, int out, int err)
         return e;
 }
 
-/* The jail from the front-end's warm zygote; cold if it cannot make it. */
-static int spawn_warm(struct job *j, int sync, struct jr_err *err)
+/* Clones a jail with f's child ends (f's go-ahead write end is taken):
+ * from the front-end's warm zygote if `warm`, else as ever. */
+static int spawn_from(struct job *j, struct fds *f, int warm, struct jr_err *err)
 {
-        struct spawn s;
-        int late = 1;
-        struct jr_err werr = { 0 };
-        if (warm_ask(j->o->warm, &j->cfg, &j->cg, &s, &late, &werr) < 0) {
-                job_note(j, "%s; this jail starts cold", werr.msg);
-                return spawn_jail(&j->cfg, sync, &j->cg, &j->run->sp, err);
+        struct jail_cfg *cfg = &j->cfg;
+        cfg->stdin_fd = f->devnull;
+        cfg->stdout_fd = f->out[1];
+        cfg->stderr_fd = f->err[1];
+        cfg->channel_fd = f->chan[1];
+        cfg->sync_fd = f->sync[0];
+        cfg->close_fd = f->sync[1];
+        clock_gettime(CLOCK_MONOTONIC, &j->run->cloned);
+        j->run->refilled = j->run->cloned;
+        int sync = TAKE_FD(f->sync[1]);
+        if (warm) {
+                struct spawn s;
+                int late = 1;
+                int r = warm_ask(j->o->warm, cfg, &j->cg, &s, &late, err);
+                if (r < 0) {
+                        close(sync);
+                        return r;
+                }
+                j->res->warm_starts++;
+                return spawn_release(cfg, &s, late, sync, &j->cg, &j->run->sp, err);
         }
-        j->res->warm_starts++;
-        return spawn_release(&j->cfg, &s, late, sync, &j->cg, &j->run->sp, err);
+        return j->o->spawn ? j->o->spawn(j->o->spawn_ctx, cfg, sync, &j->cg, &j->run->sp, err)
+               : j->zyg.pid > 0 ? zygote_spawn(&j->zyg, cfg, sync, &j->cg, &j->run->sp, err)
+                                : spawn_jail(cfg, sync, &j->cg, &j->run->sp, err);
+}
+
+/* From the warm zygote, or cold when it cannot: then with descriptors of
+ * its own, as a child the zygote may have made before it failed holds
+ * copies of the first ones (it ends at their go-ahead pipe's EOF). */
+static int spawn_any(struct job *j, struct fds *f, struct jr_err *err)
+{
+        if (j->o->spawn || !warm_can(j->o->warm, &j->cfg))
+                return spawn_from(j, f, 0, err);
+        struct jr_err werr = { 0 };
+        if (spawn_from(j, f, 1, &werr) == 0)
+                return 0;
+        job_note(j, "%s; this jail starts cold", werr.msg);
+        warm_lost(j->o->warm, &j->cg);
+        fds_close(f);
+        int r = fds_open(f, err);
+        return r < 0 ? r : spawn_from(j, f, 0, err);
 }
 
 /* Clones the next jail and puts it on the loop. 0 or -errno (no jail). */
@@ -327,21 +360,8 @@ int start_jail(struct job *j, struct jr_err *err)
         cfg->script = j->cur->text;
         cfg->script_len = j->cur->len;
         r = fds_open(&f, err);
-        if (r == 0) {
-                cfg->stdin_fd = f.devnull;
-                cfg->stdout_fd = f.out[1];
-                cfg->stderr_fd = f.err[1];
-                cfg->channel_fd = f.chan[1];
-                cfg->sync_fd = f.sync[0];
-                cfg->close_fd = f.sync[1];
-                clock_gettime(CLOCK_MONOTONIC, &j->run->cloned);
-                j->run->refilled = j->run->cloned;
-                int sync = TAKE_FD(f.sync[1]);
-                r = j->o->spawn ? j->o->spawn(j->o->spawn_ctx, cfg, sync, &j->cg, &j->run->sp, err)
-                    : warm_can(j->o->warm, cfg) ? spawn_warm(j, sync, err)
-                    : j->zyg.pid > 0 ? zygote_spawn(&j->zyg, cfg, sync, &j->cg, &j->run->sp, err)
-                                     : spawn_jail(cfg, sync, &j->cg, &j->run->sp, err);
-        }
+        if (r == 0)
+                r = spawn_any(j, &f, err);
         if (r < 0) {
                 fds_close(&f);
                 return r;

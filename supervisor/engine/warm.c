@@ -316,6 +316,35 @@ int warm_ask(struct warm *w, const struct jail_cfg *cfg, struct cg_job *cg, stru
         return 0;
 }
 
+/* ppid of pid, from the host's /proc; -1 when gone. */
+static pid_t parent_of(pid_t pid)
+{
+        char path[64], buf[512];
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+        if (n <= 0)
+                return -1;
+        buf[n] = '\0';
+        const char *rp = strrchr(buf, ')');
+        int ppid = -1;
+        return rp && sscanf(rp + 1, " %*c %d", &ppid) == 1 ? (pid_t)ppid : -1;
+}
+
+void warm_lost(struct warm *w, struct cg_job *cg)
+{
+        pid_t pids[16];
+        size_t n = cg ? cg_job_pids(cg, pids, ELEMENTSOF(pids)) : 0;
+        for (size_t i = 0; i < n; i++) {
+                if (parent_of(pids[i]) != getpid())
+                        continue;
+                kill(pids[i], SIGKILL);
+                while (waitpid(pids[i], NULL, 0) < 0 && errno == EINTR)
+                        ;
+                w->lost++;
+        }
+}
+
 void warm_free(struct warm *w)
 {
         if (!w->loop)

@@ -44,7 +44,7 @@ struct warm {
         double backoff_s;
         unsigned gen;            /* zygotes made so far */
         /* Counters for metrics. */
-        unsigned long long spawned, fallbacks, crashes, replaced;
+        unsigned long long spawned, fallbacks, crashes, replaced, lost;
         char last_error[512];
         /* What the front-end is told (the zygote failed, died, was
          * replaced); log_msg on stderr when NULL. */
@@ -69,6 +69,13 @@ int warm_can(const struct warm *w, const struct jail_cfg *cfg);
  * with no child made (the caller may start the jail cold). */
 int warm_ask(struct warm *w, const struct jail_cfg *cfg, struct cg_job *cg, struct spawn *s, int *late,
              struct jr_err *err);
+
+/* After warm_ask failed with the zygote broken: a jail it may have cloned
+ * before it died or stalled is ours (CLONE_PARENT) but we never heard
+ * its pid; it was born in (v2) or moved itself into (v1, its first
+ * step) the job's group, so what of ours is there is killed and reaped.
+ * One not in it yet ends at its go-ahead pipe's EOF and stays a zombie. */
+void warm_lost(struct warm *w, struct cg_job *cg);
 
 /* Ends the zygotes (their children, siblings of ours, live on) and frees. */
 void warm_free(struct warm *w);

@@ -200,11 +200,11 @@ static json_t *zygotes_json(const struct jaild *d)
         json_t *o = json_object();
         for (size_t i = 0; o && i < ELEMENTSOF(warm_names); i++) {
                 const struct warm *w = &d->warm[i];
-                json_t *z = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "ready", w->cur.ready, "pid",
+                json_t *z = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "ready", w->cur.ready, "pid",
                                       (json_int_t)w->cur.pid, "generation", (json_int_t)w->cur.gen, "forks",
                                       (json_int_t)w->cur.forks, "max_forks", (json_int_t)w->max_forks, "spawned",
                                       (json_int_t)w->spawned, "fallbacks", (json_int_t)w->fallbacks, "ended",
-                                      (json_int_t)w->crashes, "last_error", w->last_error);
+                                      (json_int_t)w->crashes, "lost", (json_int_t)w->lost, "last_error", w->last_error);
                 if (!z || json_object_set_new(o, warm_names[i], z) < 0) {
                         json_decref(o);
                         return NULL;

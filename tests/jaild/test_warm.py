@@ -4,7 +4,9 @@ own host uid, namespaces and checks; none holds anything of another
 worker's; a zygote is replaced after its fork budget and after a crash."""
 import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -256,13 +258,61 @@ def test_a_hung_zygote_is_replaced(jd):
     assert j["stdout"] == "True\n", j
 
 
+def _children(pid):
+    out = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % p) as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid:
+            out.append((int(p), fields[0], st.split("(", 1)[1].rsplit(")", 1)[0]))
+    return out
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="needs strace to kill the zygote at its answer")
+def test_a_zygote_that_dies_before_it_answers_leaves_nothing(jd):
+    """The zygote is killed at its answer, after the clone (strace's fault
+    injection): the job runs cold on descriptors of its own (the lost
+    child must not write into its channel), the lost child is found in the
+    job's cgroup, killed and reaped (no zombie), the zygote made again."""
+    z = zygote(jd)
+    tracer = subprocess.Popen(["strace", "-qq", "-p", str(z["pid"]), "-e", "trace=sendmsg",
+                               "-e", "inject=sendmsg:signal=SIGKILL", "-o", "/dev/null"])
+    try:
+        deadline = time.monotonic() + hostprobe.slack(10)
+        while True:  # attached: the zygote has a tracer
+            with open("/proc/%d/status" % z["pid"]) as f:
+                if [l for l in f if l.startswith("TracerPid:")][0].split()[1] != "0":
+                    break
+            assert time.monotonic() < deadline, "strace did not attach"
+            time.sleep(0.02)
+        j = job(jd, "print('the job ran')")
+        assert j["status"] == "ok" and j["stdout"] == "the job ran\n", j
+    finally:
+        tracer.kill()
+        tracer.wait()
+    after = zygote(jd)
+    assert after["lost"] == 1 and after["fallbacks"] == z["fallbacks"] + 1, after
+    left = [c for c in _children(jd.proc.pid) if c[1] == "Z"]
+    assert left == [], left
+    wait_zygote(jd, "exec", lambda n: n["ready"] and n["pid"] != z["pid"], "came back")
+    assert job(jd, "import sys\nprint('numpy' in sys.modules)")["stdout"] == "True\n"
+
+
 def test_a_module_that_cannot_be_preloaded_is_reported():
-    jd = Jaild(zygote={"preload": ["numpy", "no_such_module_jr"]}).start()
+    # and one that prints on import (`this`): what it printed is not
+    # inherited by every child and flushed into each job's output
+    jd = Jaild(zygote={"preload": ["numpy", "no_such_module_jr", "this"]}).start()
     try:
         z = zygote(jd)
         assert z["ready"] and "no_such_module_jr" in z["last_error"], z
-        j = job(jd, "import sys\nprint('numpy' in sys.modules, 'no_such_module_jr' in sys.modules)")
-        assert j["stdout"] == "True False\n", j
+        j = job(jd, "import sys\nprint('numpy' in sys.modules, 'no_such_module_jr' in sys.modules, 'this' in sys.modules)")
+        assert j["stdout"] == "True False True\n", j
     finally:
         assert jd.cleanup() == []
 
