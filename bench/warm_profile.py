@@ -267,7 +267,8 @@ def part_cpu():
                 for fr in set(st):
                     z[fr] += period
     print("== cpu: %d warm jobs sampled at 10 kHz (cpu-clock); CPU a job, in ms" % len(jobs))
-    print("  the zygote's clone3: %.3f ms; by function (inclusive):" % (n * ms))
+    print("  the zygote's clone3: %.3f ms CPU while sampled (sampling slows it: its wall time is in the time part; "
+          "the shares are what count); by function (inclusive):" % (n * ms))
     for fr in ("copy_process", "dup_mmap", "copy_page_range", "anon_vma_fork", "vm_area_dup", "copy_namespaces",
                "copy_net_ns", "copy_ipcs", "copy_mnt_ns", "create_user_ns", "copy_pid_ns", "copy_utsname"):
         print("    %-22s %7.3f  %3.0f%%" % (fr, z.get(fr, 0) * ms, 100 * z.get(fr, 0) / max(1, n)))
