@@ -23,8 +23,9 @@ Four parts, each selectable by name on the command line (default: all):
            Skipped without --before.
 
 Each jaild runs with a temp config of its own (socket, registry, state,
-workspaces in a temp dir), cgroup parent "jaild-bench" and uids
-400000-400999, so it shares nothing with the test suite's daemons. Every
+workspaces in a temp dir), cgroup parent "jaild-bench" (or a group below
+it) and uids in 400000-401999, so it shares nothing with the test suite's
+daemons. Every
 jaild, worker, cgroup and temp dir made here is removed before the script
 ends, and the script checks it.
 
@@ -74,7 +75,7 @@ RUNS = int(os.environ.get("JAILD_BENCH_RUNS", "50"))
 PAIRS = int(os.environ.get("JAILD_BENCH_PAIRS", "300"))
 
 CGROUP_PARENT = "jaild-bench"
-UID_LO, UID_HI = 400000, 400999
+UID_LO, UID_HI = 400000, 401999  # every jail of bench/jaild.py and bench/warm.py
 ROUND = 50             # jobs of one kind in a row before the next kind's turn
 WAIT_LIMIT = 300       # seconds any wait for the daemon may take, at most
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -91,7 +92,7 @@ IDLE_SOURCE = "def tick(ctx):\n    pass\n"
 
 
 def die(msg):
-    sys.exit("bench/jaild.py: " + msg)
+    sys.exit("bench/%s: %s" % (os.path.basename(sys.argv[0]), msg))
 
 
 def loadavg():
@@ -165,7 +166,20 @@ def cgroup_dirs():
 
 
 def job_groups():
-    return sorted({e for d in cgroup_dirs() for e in os.listdir(d) if e.startswith("job-")})
+    """Job groups anywhere below the bench's parent (a jaild of the bench
+    may have a group below it as its own parent)."""
+    return sorted({os.path.relpath(os.path.join(top, e), d) for d in cgroup_dirs() for top, dirs, _ in os.walk(d)
+                   for e in dirs if e.startswith("job-")})
+
+
+def remove_parents():
+    """The parent groups the bench's jailds made (now empty), deepest first."""
+    for d in cgroup_dirs():
+        for top, _, _ in sorted(os.walk(d), key=lambda x: -x[0].count("/")):
+            try:
+                os.rmdir(top)
+            except OSError as e:
+                print("bench: cannot remove %s: %s" % (top, e), file=sys.stderr)
 
 
 class Jaild:
@@ -420,20 +434,21 @@ def analyse_worker(entries, iv, win):
             "late": late, "skipped": skipped, "overlaps": overlaps, "doubles": doubles, "gaps": gaps}
 
 
-def part_ticks():
+def part_ticks(workers=N_WORKERS, seconds=SECONDS, source=TICK_SOURCE, **config):
+    """workers ticking every second for seconds, on a jaild with config."""
     iv = 1.0
-    res = {"workers": N_WORKERS, "interval": iv, "seconds": SECONDS, "loadavg_start": loadavg()}
-    jd = Jaild(max_live_jobs=8)
+    res = {"workers": workers, "interval": iv, "seconds": seconds, "loadavg_start": loadavg()}
+    jd = Jaild(max_live_jobs=8, **config)
     try:
         ids = []
         t_create = time.monotonic()
-        for i in range(N_WORKERS):
-            ids.append(jd.create("tick-%03d" % i, TICK_SOURCE, {"interval": iv})["id"])
+        for i in range(workers):
+            ids.append(jd.create("tick-%03d" % i, source, {"interval": iv})["id"])
         jd.wait_idle(ids)
         res["all_up_s"] = time.monotonic() - t_create
         cpu0, w0 = proc_cpu_s(jd.proc.pid), time.monotonic()
         _, jcpu0 = jails_usage()
-        time.sleep(SECONDS)
+        time.sleep(seconds)
         cpu1, w1 = proc_cpu_s(jd.proc.pid), time.monotonic()
         _, jcpu1 = jails_usage()
         res["jaild_cpu_pct"] = 100 * (cpu1 - cpu0) / (w1 - w0)
@@ -449,6 +464,7 @@ def part_ticks():
                 die("worker %s logged no tick: %s" % (wid, lines[-5:]))
             a["stats_ticks"] = w["stats"]["ticks"]
             per.append(a)
+        res["zygotes"] = jd.ok("GET", "/v1/health").json().get("zygotes")
         jd.delete_all()
     finally:
         jd.close()
@@ -652,11 +668,7 @@ def main():
             res[p] = part_jobs() if p == "jobs" else part_ticks() if p == "ticks" else part_rss() if p == "rss" \
                 else part_startup(os.path.realpath(args.before))
     finally:
-        for d in cgroup_dirs():  # the parent groups jaild made, now empty
-            try:
-                os.rmdir(d)
-            except OSError as e:
-                print("bench/jaild.py: cannot remove %s: %s" % (d, e), file=sys.stderr)
+        remove_parents()
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "jaild.json"), "w") as f:
         json.dump(res, f, indent=1)

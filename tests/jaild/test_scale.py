@@ -1,7 +1,10 @@
-"""50 workers ticking every second on one jaild for 60 s: no tick missed,
-none overlapping, none late by more than the host's own pace allows."""
+"""Workers ticking every second on one jaild: 50 for a minute, and 200 for
+half a minute once all are up. No tick missed, none overlapping the one
+before, none late by more than the host's own pace allows; /metrics and
+the API give each running worker's cgroup figures."""
 import json
 import os
+import re
 import sys
 import time
 
@@ -13,46 +16,107 @@ from jdaemon import JAILD, Jaild  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not os.path.exists(JAILD), reason="jaild is not built")
 
-WORKERS = 50
-SECONDS = 60
-
-# Each tick logs when it began and ended, on the host's monotonic clock
-# (the jail has no time namespace of its own).
+# Each tick logs when it began and when the one before it ended, on the
+# host's monotonic clock (the jail has no time namespace of its own).
 TICK = """
 import time
+_last = {"end": 0.0}
 def tick(ctx):
     t0 = time.monotonic()
-    ctx.log.info("%.6f" % t0)
+    ctx.log.info("%.6f %.6f" % (t0, _last["end"]))
+    _last["end"] = time.monotonic()
 """
 
 
-def test_fifty_workers_tick_every_second_for_a_minute():
-    d = Jaild(uid_range={"lo": 310000, "hi": 310999}).start()
-    try:
-        ids = []
-        for i in range(WORKERS):
-            r = d.post("/v1/workers", {"name": "w%02d" % i, "source": TICK, "schedule": {"interval": 1}})
+def create(d, n):
+    ids = []
+    with d.client() as c:
+        for i in range(n):
+            r = c.post("/v1/workers", json={"name": "w%03d" % i, "source": TICK, "schedule": {"interval": 1}})
             assert r.status_code == 201, r.text
             ids.append(r.json()["id"])
-        time.sleep(SECONDS)
-        starts = {}
-        for wid in ids:
-            w = d.get("/v1/workers/%s" % wid).json()
+    return ids
+
+
+def all_ticks(d, ids):
+    """{id: [(start, end of the tick before)]} of each tick each worker
+    logged; every worker up, none restarted, no tick failed or skipped."""
+    out = {}
+    with d.client() as c:
+        for w in c.get("/v1/workers").json()["workers"]:
             assert w["state"] in ("idle", "busy"), w
             assert w["stats"]["restarts"] == 0 and w["stats"]["ticks_failed"] == 0, w
             assert w["stats"]["slots_skipped"] == 0, w
-            lines = [json.loads(x) for x in d.get("/v1/workers/%s/logs" % wid).text.splitlines() if x]
-            starts[wid] = [float(e["message"]) for e in lines if e.get("type") == "log"]
-        # a tick at most this late in its slot (under half a slot, so the
-        # slot each tick is in stays unambiguous on any host)
-        late_limit = min(hostprobe.slack(0.25), 0.45)
-        for wid, ts in starts.items():
-            assert len(ts) >= SECONDS // 2, (wid, len(ts))
-            # tick k started in slot k: none missed, none twice in a slot
-            slots = [round(t - ts[0]) for t in ts]
-            assert slots == list(range(len(ts))), (wid, slots)
-            assert all(abs(t - ts[0] - k) < late_limit for k, t in enumerate(ts)), wid
-        assert d.get("/v1/health").json()["workers"] == WORKERS
+        for wid in ids:
+            lines = [json.loads(x) for x in c.get("/v1/workers/%s/logs" % wid).text.splitlines() if x]
+            out[wid] = [tuple(float(v) for v in e["message"].split()) for e in lines if e.get("type") == "log"]
+    return out
+
+
+def check_ticks(wid, ticks, least):
+    """At least `least` ticks, tick k in slot k of the first one's schedule
+    (none missed, none twice in a slot), none late by more than the host's
+    pace allows, none begun before the one before it ended."""
+    assert len(ticks) >= least, (wid, len(ticks))
+    # a tick at most this late in its slot (under half a slot, so the slot
+    # each tick is in stays unambiguous on any host)
+    late_limit = min(hostprobe.slack(0.25), 0.45)
+    t0 = ticks[0][0]
+    slots = [round(t - t0) for t, _ in ticks]
+    assert slots == list(range(len(ticks))), (wid, slots)
+    late = [t - t0 - k for k, (t, _) in enumerate(ticks)]
+    assert all(abs(x) < late_limit for x in late), (wid, max(late, key=abs), late_limit)
+    assert ticks[0][1] == 0.0, (wid, ticks[0])
+    overlaps = [(prev[0], t) for prev, t in zip(ticks, ticks[1:]) if not prev[0] < t[1] <= t[0]]
+    assert not overlaps, (wid, overlaps[:3])
+
+
+def test_fifty_workers_tick_every_second_for_a_minute():
+    seconds = 60
+    d = Jaild(uid_range={"lo": 310000, "hi": 310999}).start()
+    try:
+        ids = create(d, 50)
+        time.sleep(seconds)
+        for wid, ticks in all_ticks(d, ids).items():
+            check_ticks(wid, ticks, seconds // 2)
+        assert d.get("/v1/health").json()["workers"] == 50
+    finally:
+        left = d.cleanup()
+    assert left == []
+
+
+METRIC = re.compile(r'^(jaild_worker_memory_peak_bytes|jaild_worker_cpu_seconds_total)\{worker="([^"]*)"\} (\S+)$',
+                    re.M)
+
+
+def test_two_hundred_workers_tick_every_second_with_their_cgroup_figures():
+    workers, seconds = 200, 30
+    d = Jaild(uid_range={"lo": 311000, "hi": 311999}).start()
+    try:
+        ids = create(d, workers)
+        # every one up: the window starts with all 200 ticking
+        deadline = time.monotonic() + hostprobe.slack(60)
+        while any(w["state"] not in ("idle", "busy") for w in d.get("/v1/workers").json()["workers"]):
+            assert time.monotonic() < deadline, "200 workers not up in %.0f s" % hostprobe.slack(60)
+            time.sleep(0.2)
+        time.sleep(seconds)
+        for wid, ticks in all_ticks(d, ids).items():
+            check_ticks(wid, ticks, seconds)
+        assert d.get("/v1/health").json()["workers"] == workers
+        # each worker's memory and CPU, from its cgroup, in /metrics and in
+        # its own record
+        got = {}
+        for name, worker, value in METRIC.findall(d.get("/metrics").text):
+            got.setdefault(worker, {})[name] = float(value)
+        names = {"w%03d" % i for i in range(workers)}
+        assert set(got) == names, sorted(names ^ set(got))[:5]
+        for worker, m in got.items():
+            # a jail holds megabytes (an interpreter); 30 ticks take CPU
+            assert m["jaild_worker_memory_peak_bytes"] > 1 << 20, (worker, m)
+            assert m["jaild_worker_cpu_seconds_total"] > 0, (worker, m)
+        for wid in ids[:5]:
+            u = d.get("/v1/workers/%s" % wid).json()["usage"]
+            assert u["peak_memory_bytes"] > 1 << 20 and u["cpu_us"] > 0, u
     finally:
         left = d.cleanup()
     assert left == []
