@@ -529,10 +529,18 @@ static int job_inputs(struct job *j, struct jr_err *err)
 {
         const struct job_opts *o = j->o;
         char *script = NULL;
-        size_t len = 0;
-        int r = read_script(o->script_path, &script, &len, err);
-        if (r < 0)
+        size_t len = o->script_len;
+        int r = 0;
+        if (o->script_text && o->script_len > JOB_MAX_SCRIPT)
+                return jr_fail(err, EFBIG, "%s: the script is larger than %d bytes", o->script_path, JOB_MAX_SCRIPT);
+        if (o->script_text && !(script = malloc(len + 1)))
+                return jr_fail(err, ENOMEM, "the script");
+        if (o->script_text) {
+                memcpy(script, o->script_text, len);
+                script[len] = '\0';
+        } else if ((r = read_script(o->script_path, &script, &len, err)) < 0) {
                 return r;
+        }
         j->next = script_new(script, len, 0);
         j->cur = script_ref(j->next);
         if (!j->next || !(j->buf = malloc(CHAN_MAX_MSG)))

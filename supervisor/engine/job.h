@@ -94,6 +94,10 @@ struct job_opts {
          * front-end: jails it can run are cloned from it, the others (and
          * any while it is not ready) start cold. NULL: all cold. */
         struct warm *warm;
+        /* The script itself (copied at the start), instead of reading
+         * script_path, which then only names it. */
+        const char *script_text;
+        size_t script_len;
         void *spawn_ctx;
 };
 

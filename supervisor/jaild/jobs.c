@@ -36,6 +36,8 @@ struct ojob {
         char script[PATH_MAX];
         char wsdir[PATH_MAX];
         char *policy_json;
+        char *source;               /* the script, handed to the engine in memory */
+        size_t source_len;
         char **argv;
         struct job_opts o;
         struct job_result res;
@@ -77,7 +79,6 @@ static void ojob_free(struct ojob *j)
                         *p = j->next;
                         break;
                 }
-        unlink(j->script);
         outq_free(&j->sink.out);
         outq_free(&j->sink.err);
         free(j->out.p);
@@ -87,6 +88,7 @@ static void ojob_free(struct ojob *j)
         free(j->argv);
         json_decref((json_t *)j->o.broker.adapters);
         free(j->policy_json);
+        free(j->source);
         free(j);
 }
 
@@ -201,12 +203,17 @@ static int take_args(struct ojob *j, struct api_call *c, const json_t *args)
         return 0;
 }
 
-static int write_source(struct ojob *j, const json_t *src)
+/* The script, kept for the engine (job_opts.script_text): it is not
+ * written to a file and read back. */
+static int keep_source(struct ojob *j, const json_t *src)
 {
-        _cleanup_close_ int fd = open(j->script, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0)
-                return -errno;
-        return jr_write_all(fd, json_string_value(src), json_string_length(src));
+        j->source_len = json_string_length(src);
+        if (!(j->source = malloc(j->source_len + 1)))
+                return -ENOMEM;
+        memcpy(j->source, json_string_value(src), j->source_len + 1);
+        j->o.script_text = j->source;
+        j->o.script_len = j->source_len;
+        return 0;
 }
 
 /* The job's options, its arguments and its script; answered on failure. */
@@ -244,9 +251,9 @@ static int ojob_prepare(struct ojob *j, struct api_call *c, json_t *spec)
         j->o.broker.files.root = j->wsdir;
         if (j->o.entry == JAIL_ENTRY_TICKS)
                 j->o.ticks = 1;  /* as jailrun runs a worker script */
-        r = write_source(j, json_object_get(spec, "source"));
+        r = keep_source(j, json_object_get(spec, "source"));
         if (r < 0)
-                api_reply_error(c, 500, "InternalError", "write %s: %s", j->script, strerror(-r));
+                api_reply_error(c, 500, "InternalError", "the job's script: %s", strerror(-r));
         return r;
 }
 
