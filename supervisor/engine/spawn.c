@@ -153,12 +153,18 @@ int spawn_jail(const struct jail_cfg *cfg, int sync_wr, struct cg_job *cg, struc
 {
         int late = 1;
         struct spawn s;
-        int r = spawn_clone(cfg, cg ? cg->dirfd : -1, 0, &s, &late, err);
+        /* v1: the child joins its groups itself (jail.h), nothing to move. */
+        struct jail_cfg c = *cfg;
+        if (cg && cg->n_join) {
+                c.cgroup_join = cg->join_fd;
+                c.n_cgroup_join = cg->n_join;
+        }
+        int r = spawn_clone(&c, cg ? cg->dirfd : -1, 0, &s, &late, err);
         if (r < 0) {
                 close(sync_wr);
                 return r;
         }
-        return spawn_release(cfg, &s, late, sync_wr, cg, out, err);
+        return spawn_release(&c, &s, late, sync_wr, c.n_cgroup_join ? NULL : cg, out, err);
 }
 
 int spawn_release(const struct jail_cfg *cfg, const struct spawn *s, int late, int sync_wr, struct cg_job *cg,
