@@ -202,6 +202,8 @@ static int next_wait(const struct cg_pool *p, const struct timespec *now)
 static int pool_hook(struct hook *hk)
 {
         struct cg_pool *p = hk->data;
+        if (!p->returned && !p->retired && p->st.ready >= p->size)
+                return -1;  /* the common case, on every turn of the loop */
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (p->returned)
@@ -253,27 +255,42 @@ const struct cg_host *cg_pool_host(const struct cg_pool *p)
         return &p->h;
 }
 
-int cg_pool_take(struct cg_pool *p, const struct cg_limits *l, struct cg_job *out, struct jr_err *err)
+/* A ready group, or one made now; NULL with the reason in err. */
+static struct cg_slot *next_slot(struct cg_pool *p, int fresh, struct jr_err *err)
 {
         /* Reading a returned group's counters beats making one. */
-        while (!p->ready && p->returned)
+        while (!fresh && !p->ready && p->returned)
                 recycle(p, pop(&p->returned));
-        struct cg_slot *s = pop(&p->ready);
-        if (s) {
+        struct cg_slot *s = fresh ? NULL : pop(&p->ready);
+        if (s)
                 p->st.ready--;
-        } else if ((s = slot_new(p, err))) {
+        else if ((s = slot_new(p, err)))
                 p->st.made_on_start++;
-        } else {
-                return -(err->errnum ? err->errnum : EIO);
-        }
-        int r = cg_job_limits(&s->g, l, err);
-        if (r == 0 && s->g.peak_fd >= 0)
-                r = cg_job_reset_peak(&s->g, err);
-        if (r < 0) {
+        return s;
+}
+
+int cg_pool_take(struct cg_pool *p, const struct cg_limits *l, struct cg_job *out, struct jr_err *err)
+{
+        struct cg_slot *s = NULL;
+        int r = 0;
+        /* A used group whose limits cannot be written (v1: a cut below
+         * what earlier jobs left charged, which will not reclaim) is
+         * retired, and the job gets a new one. */
+        for (int fresh = 0; fresh < 2; fresh++) {
+                if (!(s = next_slot(p, fresh, err)))
+                        return -(err->errnum ? err->errnum : EIO);
+                r = cg_job_limits(&s->g, l, err);
+                if (r == 0 && s->g.peak_fd >= 0)
+                        r = cg_job_reset_peak(&s->g, err);
+                if (r == 0)
+                        break;
                 p->st.retired++;
                 push(&p->retired, s);
-                return r;
+                if (!s->jobs)
+                        return r;
         }
+        if (r < 0)
+                return r;
         p->st.taken++;
         p->st.in_use++;
         if (s->jobs++)
