@@ -128,10 +128,13 @@ def test_each_job_reports_its_own_cpu_time(one):
     idle = job(one, "pass\n")
     assert busy["status"] == "ok" and idle["status"] == "ok"
     b, i = busy["stats"], idle["stats"]
-    assert b["cpu_user_us"] + b["cpu_system_us"] >= 250000, b  # 0.3 s of its own, at the tick's resolution
-    # the interpreter's start and end, not the 0.3 s before it
-    assert i["cpu_user_us"] + i["cpu_system_us"] < 200000, i
-    assert i["cpu_ms"] < 200, i
+    busy_us, idle_us = b["cpu_user_us"] + b["cpu_system_us"], i["cpu_user_us"] + i["cpu_system_us"]
+    assert busy_us >= 250000, b  # 0.3 s of its own, at the tick's resolution
+    # Both start and end an interpreter (its cost S depends on the host);
+    # the busy one spun 0.3 s more. With the busy job's counters in it,
+    # the idle one would show 2 S + 0.3 s, not S.
+    assert idle_us + 150000 < busy_us, (b, i)
+    assert i["cpu_ms"] + 150 < b["cpu_ms"], (b, i)
 
 
 def test_an_oom_kill_is_the_killed_jobs_alone(one):
@@ -204,13 +207,14 @@ def test_a_burst_beyond_the_pool_keeps_max_idle():
         for t in ts:
             t.join()
         assert [o["status"] for o in out] == ["ok"] * 4, out
-        m = settled(d, 2)
+        idle = 2 if peak_resettable() else 1  # else every group is retired after its job
+        m = settled(d, idle)
         assert m["taken_total"] == 4
         # four at once (made ahead as each start took the ready one, or on
         # a start that found none), and past max idle, removed again
         made = m['made_total{when="ahead"}'] + m['made_total{when="start"}']
-        assert made >= 4 and made - m["removed_total"] == 2
-        assert len(d.all_groups()) == 2
+        assert made >= 4 and made - m["removed_total"] == idle
+        assert len(d.all_groups()) == idle
     finally:
         assert d.cleanup() == []
 

@@ -156,7 +156,8 @@ START_TEST(reuse_keeps_accounting_exact)
         ck_assert_int_eq(run(&j, &(struct work){ .bytes = 96 * MiB, .cpu_ms = 300 }), 0);
         cg_job_stats(&j, &s);
         ck_assert_int_ge(s.peak_memory_bytes, 96 * MiB);
-        ck_assert_int_ge(s.cpu_user_us + s.cpu_system_us, 250000);
+        int64_t first_cpu = s.cpu_user_us + s.cpu_system_us;
+        ck_assert_int_ge(first_cpu, 250000);
         give(&j);
         settle(&l);
 
@@ -177,7 +178,8 @@ START_TEST(reuse_keeps_accounting_exact)
          * CPU (64 pages each) that the first job's end left to drain. */
         ck_assert_int_ge(s.peak_memory_bytes, 6 * MiB);
         ck_assert_int_lt(s.peak_memory_bytes, 48 * MiB);
-        ck_assert_int_lt(s.cpu_user_us + s.cpu_system_us, 200000);
+        /* 20 ms and a fork and exit, not the 300 ms before it too */
+        ck_assert_int_lt(s.cpu_user_us + s.cpu_system_us + 150000, first_cpu);
         ck_assert_int_eq(s.oom_kills <= 0, 1);
         give(&j);
         settle(&l);
@@ -197,7 +199,7 @@ START_TEST(oom_counted_per_job)
         int ws = run(&j, &(struct work){ .bytes = 128 * MiB });
         ck_assert_msg(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL, "status %d", ws);
         cg_job_stats(&j, &s);
-        ck_assert_int_eq(s.oom_kills, 1);
+        ck_assert_int_ge(s.oom_kills, 1);  /* a slow exit can take a second kill */
         give(&j);
         settle(&l);
         take(p, &lim, &j);
@@ -296,10 +298,16 @@ START_TEST(low_water_and_cap)
                 give(&j[i]);
         settle(&l);
         cg_pool_stats(p, &ps);
-        ck_assert_uint_eq(ps.ready, 2);
         ck_assert_uint_eq(ps.in_use, 0);
-        ck_assert_uint_eq(ps.removed, 3);
-        ck_assert_int_eq(pool_dirs(cg_pool_host(p)), 2);
+        if (ps.retired == 0) {  /* reusable: two kept, the rest removed */
+                ck_assert_uint_eq(ps.ready, 2);
+                ck_assert_uint_eq(ps.removed, 3);
+        } else {  /* v2 before 6.12: all four retired, one made ahead again */
+                ck_assert_uint_eq(ps.retired, 4);
+                ck_assert_uint_eq(ps.ready, 1);
+                ck_assert_uint_eq(ps.removed, 4);
+        }
+        ck_assert_int_eq(pool_dirs(cg_pool_host(p)), (int)ps.ready);
         done(&l, p);
 }
 END_TEST
