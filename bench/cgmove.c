@@ -8,8 +8,12 @@
  *   move     write a new child's pid to the five cgroup.procs (what
  *            jailrun does after the clone on v1), trials apart (IDLE_MS
  *            of sleep between them) or back to back
- *   selfmove a process moves itself into the five groups, then forks (the
- *            child is born there); the time of the move and of the fork
+ *   selfmove a process moves itself into the five groups through
+ *            cgroup.procs, then forks (the child is born there); the time
+ *            of the move and of the fork
+ *   selfjoin a new child writes 0 to the five groups' `tasks` files its
+ *            parent opened before the fork (what the jail child does): a
+ *            task moving itself skips the global lock
  *   inborn   fork by a process that already sits in the groups (no
  *            migration at all), against a fork at the root
  *   cc -O2 -o cgmove cgmove.c && ./cgmove 40 100 */
@@ -202,6 +206,46 @@ static void bench_selfmove(int n, int idle_ms)
         report("selfmove_out", out, n);
 }
 
+/* A child joins through tasks files opened by its parent; its own time. */
+static void bench_selfjoin(int n, int idle_ms)
+{
+        double v[n];
+        int fds[NCTL], pp[2];
+        char p[256];
+        make_groups();
+        for (int c = 0; c < NCTL; c++) {
+                path_of(p, sizeof p, c, "/g/tasks");
+                if ((fds[c] = open(p, O_WRONLY | O_CLOEXEC)) < 0)
+                        die(p);
+        }
+        for (int i = 0; i < n; i++) {
+                if (pipe2(pp, O_CLOEXEC) < 0)
+                        die("pipe2");
+                pid_t pid = fork();
+                if (pid < 0)
+                        die("fork");
+                if (pid == 0) {
+                        double t = now_us();
+                        for (int c = 0; c < NCTL; c++)
+                                if (write(fds[c], "0", 1) != 1)
+                                        _exit(1);
+                        double took = now_us() - t;
+                        _exit(write(pp[1], &took, sizeof took) == sizeof took ? 0 : 1);
+                }
+                close(pp[1]);
+                if (read(pp[0], &v[i], sizeof v[i]) != sizeof v[i])
+                        die("selfjoin child");
+                close(pp[0]);
+                while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                        ;
+                nap(idle_ms);
+        }
+        for (int c = 0; c < NCTL; c++)
+                close(fds[c]);
+        remove_groups();
+        report("selfjoin_isolated", v, n);
+}
+
 /* Forks from inside the groups (a holder placed once) and from the root. */
 static void bench_inborn(int n, int idle_ms)
 {
@@ -246,6 +290,7 @@ int main(int argc, char **argv)
         bench_move(n, idle, "move_isolated");
         bench_move(n, 0, "move_back_to_back");
         bench_selfmove(n, idle);
+        bench_selfjoin(n, idle);
         bench_inborn(n, idle);
         for (int c = 0; c < NCTL; c++) {
                 path_of(p, sizeof p, c, "");
