@@ -313,23 +313,14 @@ static int make_dirs(struct cg_job *j, const char *parent, struct jr_err *err)
         return 0;
 }
 
-/* v1: the OOM eventfd and each group's tasks file for the child to join. */
+/* v1: the OOM eventfd. */
 static int v1_open(struct cg_job *j, struct jr_err *err)
 {
-        char dir[PATH_MAX], path[PATH_MAX];
+        char dir[PATH_MAX];
         int r = v1_dir(j, CG_MEMORY, dir);
         if (r == 0 && (r = v1_oom_eventfd(dir, err)) >= 0) {
                 j->oom_fd = r;
                 r = 0;
-        }
-        for (int c = 0; r == 0 && c < CG_V1_N; c++) {
-                if (!j->made[c])
-                        continue;
-                if (v1_dir(j, c, dir) < 0 || jr_snprintf(path, sizeof path, "%s/tasks", dir) < 0)
-                        return jr_fail(err, ENAMETOOLONG, "cgroup path");
-                if ((j->join_fd[c] = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
-                        return jr_fail(err, errno, "open %s", path);
-                j->n_join = (unsigned)c + 1;
         }
         return r;
 }
@@ -402,6 +393,29 @@ int cg_job_attach(struct cg_job *j, pid_t pid, struct jr_err *err)
                         return r;
         }
         return 0;
+}
+
+int cg_job_join_fds(const struct cg_job *j, int fds[CG_V1_N], struct jr_err *err)
+{
+        char dir[PATH_MAX], path[PATH_MAX];
+        int n = 0;
+        for (int c = 0; c < CG_V1_N; c++)
+                fds[c] = -1;
+        for (int c = 0; j->h->backend == CG_V1 && c < CG_V1_N; c++) {
+                if (!j->made[c])
+                        continue;
+                int r = v1_dir(j, c, dir) < 0 || jr_snprintf(path, sizeof path, "%s/tasks", dir) < 0
+                        ? jr_fail(err, ENAMETOOLONG, "cgroup path") : 0;
+                if (r == 0 && (fds[c] = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+                        r = jr_fail(err, errno, "open %s", path);
+                if (r < 0) {
+                        for (int k = 0; k < c; k++)
+                                closep(&fds[k]);
+                        return r;
+                }
+                n = c + 1;
+        }
+        return n;
 }
 
 /* The group's CPU time, µs, or -1. */
@@ -639,9 +653,6 @@ int cg_job_destroy(struct cg_job *j, struct jr_err *err)
 {
         char dir[PATH_MAX];
         int r = 0;
-        for (int c = 0; c < CG_V1_N; c++)
-                closep(&j->join_fd[c]);
-        j->n_join = 0;
         closep(&j->peak_fd);
         if (j->h && j->h->backend == CG_V2 && j->made[0]) {
                 job_dir(j, j->h->v2, dir);

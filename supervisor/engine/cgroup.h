@@ -56,11 +56,6 @@ struct cg_job {
         int made[CG_V1_N + 1];       /* directories created (v1 per controller; v2 in [0]) */
         int dirfd;                   /* v2: the group, for clone3 CLONE_INTO_CGROUP */
         int oom_fd;                  /* v1: eventfd signalled on OOM; -1 on v2 */
-        /* v1: each group's `tasks` file, open for writing (-1 where not
-         * made), n_join of them: the jail child writes 0 to each, which
-         * moves it there (jail.h, cgroup_join). */
-        int join_fd[CG_V1_N];
-        unsigned n_join;
         int peak_fd;                 /* the peak's file kept open to reset it (reuse), or -1 */
         struct cg_limits lim;        /* as last written; all 0 before */
         struct cg_base base;
@@ -68,7 +63,7 @@ struct cg_job {
 };
 
 /* A struct cg_job that holds nothing yet. */
-#define CG_JOB_INIT { .dirfd = -1, .oom_fd = -1, .join_fd = { -1, -1, -1, -1, -1 }, .peak_fd = -1 }
+#define CG_JOB_INIT { .dirfd = -1, .oom_fd = -1, .peak_fd = -1 }
 
 /* Finds the backend from /proc/self/mountinfo and the controllers present. */
 int cg_detect(struct cg_host *h, struct jr_err *err);
@@ -95,6 +90,14 @@ int cg_job_limits(struct cg_job *j, const struct cg_limits *l, struct jr_err *er
  * host): a child given the join fds moves itself instead, which does not
  * take it (jail.h, cgroup_join). */
 int cg_job_attach(struct cg_job *j, pid_t pid, struct jr_err *err);
+
+/* v1: each of the job's groups' `tasks` file opened for writing, in
+ * fds[0..n) (-1 where a hierarchy is shared or absent), for the jail child
+ * to join them itself (jail.h, cgroup_join); the caller closes them once
+ * the child is cloned (opened per clone, not kept: a daemon with a
+ * thousand groups would hold five thousand). Returns n, 0 on v2, or
+ * -errno (none left open). */
+int cg_job_join_fds(const struct cg_job *j, int fds[CG_V1_N], struct jr_err *err);
 
 /* Kills every process in the group (cgroup.kill, or freeze and kill each)
  * and waits (up to 2 s) until it is empty: 0, or -EBUSY if it is not. */

@@ -155,11 +155,16 @@ int spawn_jail(const struct jail_cfg *cfg, int sync_wr, struct cg_job *cg, struc
         struct spawn s;
         /* v1: the child joins its groups itself (jail.h), nothing to move. */
         struct jail_cfg c = *cfg;
-        if (cg && cg->n_join) {
-                c.cgroup_join = cg->join_fd;
-                c.n_cgroup_join = cg->n_join;
+        int join[CG_V1_N];
+        int r = cg && cg->h ? cg_job_join_fds(cg, join, err) : 0;
+        if (r > 0) {
+                c.cgroup_join = join;
+                c.n_cgroup_join = (unsigned)r;
         }
-        int r = spawn_clone(&c, cg ? cg->dirfd : -1, 0, &s, &late, err);
+        if (r >= 0)
+                r = spawn_clone(&c, cg ? cg->dirfd : -1, 0, &s, &late, err);
+        for (unsigned i = 0; i < c.n_cgroup_join; i++)
+                closep(&join[i]);
         if (r < 0) {
                 close(sync_wr);
                 return r;

@@ -46,8 +46,12 @@ static long own_cpu_ms(void)
  * cgroup.procs on v2 (born there by clone3 in the real thing). */
 static void join(const struct cg_job *j)
 {
-        for (unsigned i = 0; i < j->n_join; i++)
-                if (j->join_fd[i] >= 0 && write(j->join_fd[i], "0", 1) != 1)
+        int fds[CG_V1_N];
+        int n = cg_job_join_fds(j, fds, NULL);
+        if (n < 0)
+                _exit(89);
+        for (int i = 0; i < n; i++)
+                if (fds[i] >= 0 && write(fds[i], "0", 1) != 1)
                         _exit(90);
         if (j->h->backend == CG_V2) {
                 char path[PATH_MAX];
