@@ -72,6 +72,26 @@ int jail_wait_attached(int sync, char go, struct jr_err *err)
         return 0;
 }
 
+/* cgroup v1: moves us into the job's groups through the files the
+ * supervisor opened (jail.h, cgroup_join), then closes them. First of all:
+ * what the set-up charges is the job's, and nothing may move fds 0-3 over
+ * them before. */
+static int join_cgroups(const struct jail_cfg *cfg, struct jr_err *err)
+{
+        for (unsigned i = 0; i < cfg->n_cgroup_join; i++) {
+                int fd = cfg->cgroup_join[i];
+                if (fd < 0)
+                        continue;
+                ssize_t n;
+                while ((n = write(fd, "0", 1)) < 0 && errno == EINTR)
+                        ;
+                if (n != 1)
+                        return jr_fail(err, n < 0 ? errno : EIO, "join the job's cgroup (%u)", i);
+                close(fd);
+        }
+        return 0;
+}
+
 /* Puts stdio on 0-2, the channel on CHAN_FD and the data file, if any, on
  * DATA_FD. Goes through high numbers
  * first so no source is overwritten before it is copied. */
@@ -291,6 +311,8 @@ _Noreturn void jail_child_main(const struct jail_cfg *cfg)
          * namespace's init, so everything below us goes too). */
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 _exit(EXIT_SETUP);
+        if (join_cgroups(cfg, &err) < 0)
+                jail_fatal("cgroup", &err, cfg->channel_fd);
         char go = wait_go(cfg, &sync);
         STEP("signals", jail_reset_signals(&err));
         STEP("stdio", place_fds(cfg, &err));

@@ -79,6 +79,16 @@ struct jail_cfg {
         const char *cgroup_path;      /* the job's v1 groups below each hierarchy's root, or NULL */
         unsigned max_tasks;           /* RLIMIT_NPROC of its host uid, which no other job
                                          shares: the task limit again, below the cgroup */
+
+        /* cgroup v1: the job's groups' `tasks` files, open for writing,
+         * n_cgroup_join of them (entries < 0 skipped), or none. The child
+         * writes 0 to each before anything else, which moves it into its
+         * groups: a task moving itself takes no global lock, where the
+         * supervisor moving it waits for an RCU grace period (~15 ms). The
+         * kernel checks the credentials of the files' opener, not the
+         * child's. Closed once written: they could move any task. */
+        const int *cgroup_join;
+        unsigned n_cgroup_join;
 };
 
 /* Runs in the freshly cloned child (new user, mount, net, pid, ipc, uts and

@@ -198,22 +198,28 @@ static int set(const char *dir, const char *file, const char *val, int optional,
         return r < 0 ? jr_fail(err, -r, "write %s to %s/%s", val, dir, file) : 0;
 }
 
-static int v2_limits(const char *dir, const struct cg_limits *l, struct jr_err *err)
+/* What every v2 group gets, whatever its job's limits. */
+static int v2_fixed(const char *dir, struct jr_err *err)
+{
+        /* No swap: the limit is on memory, not on memory plus disk. */
+        int r = set(dir, "memory.swap.max", "0", 1, err);
+        /* At the limit the whole job goes, not one process of it. */
+        return r < 0 ? r : set(dir, "memory.oom.group", "1", 0, err);
+}
+
+/* The limits that differ from old (all of them for a new group). */
+static int v2_limits(const char *dir, const struct cg_limits *l, const struct cg_limits *old, struct jr_err *err)
 {
         char v[64];
+        int r = 0;
         snprintf(v, sizeof v, "%" PRIu64, l->memory);
-        int r = set(dir, "memory.max", v, 0, err);
-        /* No swap: the limit is on memory, not on memory plus disk. */
-        if (r == 0)
-                r = set(dir, "memory.swap.max", "0", 1, err);
-        /* At the limit the whole job goes, not one process of it. */
-        if (r == 0)
-                r = set(dir, "memory.oom.group", "1", 0, err);
+        if (l->memory != old->memory)
+                r = set(dir, "memory.max", v, 0, err);
         snprintf(v, sizeof v, "%u", l->pids);
-        if (r == 0)
+        if (r == 0 && l->pids != old->pids)
                 r = set(dir, "pids.max", v, 0, err);
         snprintf(v, sizeof v, "%" PRIu64 " %" PRIu64, l->cpu_quota_us, l->cpu_period_us);
-        if (r == 0)
+        if (r == 0 && (l->cpu_quota_us != old->cpu_quota_us || l->cpu_period_us != old->cpu_period_us))
                 r = set(dir, "cpu.max", v, 0, err);
         return r;
 }
@@ -235,29 +241,39 @@ static int v1_oom_eventfd(const char *memdir, struct jr_err *err)
         return r < 0 ? r : TAKE_FD(efd);
 }
 
-static int v1_limits(struct cg_job *j, const struct cg_limits *l, struct jr_err *err)
+/* memory+swap at the memory figure: no swap (the file is absent without
+ * swap accounting). The kernel keeps memory <= memory+swap at every
+ * step, so a raise writes memory+swap first and a cut memory first. */
+static int v1_memory(const char *dir, uint64_t bytes, uint64_t old, struct jr_err *err)
 {
-        char dir[PATH_MAX], v[64];
-        int r = job_dir(j, j->h->v1[CG_MEMORY], dir);
-        snprintf(v, sizeof v, "%" PRIu64, l->memory);
+        char v[64];
+        snprintf(v, sizeof v, "%" PRIu64, bytes);
+        int raise = old && bytes > old;
+        int r = raise ? set(dir, "memory.memsw.limit_in_bytes", v, 1, err) : 0;
         if (r == 0)
                 r = set(dir, "memory.limit_in_bytes", v, 0, err);
-        /* memory+swap at the same figure: no swap (absent without swap accounting) */
-        if (r == 0)
+        if (r == 0 && !raise)
                 r = set(dir, "memory.memsw.limit_in_bytes", v, 1, err);
-        if (r == 0 && (r = v1_oom_eventfd(dir, err)) >= 0) {
-                j->oom_fd = r;
-                r = 0;
-        }
+        return r;
+}
+
+/* The limits that differ from old (all of them for a new group). */
+static int v1_limits(struct cg_job *j, const struct cg_limits *l, const struct cg_limits *old, struct jr_err *err)
+{
+        char dir[PATH_MAX], v[64];
+        int r = 0;
+        if (l->memory != old->memory && (r = job_dir(j, j->h->v1[CG_MEMORY], dir)) == 0)
+                r = v1_memory(dir, l->memory, old->memory, err);
         snprintf(v, sizeof v, "%u", l->pids);
-        if (r == 0 && job_dir(j, j->h->v1[CG_PIDS], dir) == 0)
+        if (r == 0 && l->pids != old->pids && job_dir(j, j->h->v1[CG_PIDS], dir) == 0)
                 r = set(dir, "pids.max", v, 0, err);
-        if (r == 0 && job_dir(j, j->h->v1[CG_CPU], dir) == 0) {
+        if (r == 0 && l->cpu_period_us != old->cpu_period_us && job_dir(j, j->h->v1[CG_CPU], dir) == 0) {
                 snprintf(v, sizeof v, "%" PRIu64, l->cpu_period_us);
                 r = set(dir, "cpu.cfs_period_us", v, 0, err);
+        }
+        if (r == 0 && l->cpu_quota_us != old->cpu_quota_us && job_dir(j, j->h->v1[CG_CPU], dir) == 0) {
                 snprintf(v, sizeof v, "%" PRIu64, l->cpu_quota_us);
-                if (r == 0)
-                        r = set(dir, "cpu.cfs_quota_us", v, 0, err);
+                r = set(dir, "cpu.cfs_quota_us", v, 0, err);
         }
         return r;
 }
@@ -297,10 +313,23 @@ static int make_dirs(struct cg_job *j, const char *parent, struct jr_err *err)
         return 0;
 }
 
-int cg_job_create(struct cg_job *j, const struct cg_host *h, const char *parent, const char *name,
-                  const struct cg_limits *l, struct jr_err *err)
+/* v1: the OOM eventfd. */
+static int v1_open(struct cg_job *j, struct jr_err *err)
 {
-        *j = (struct cg_job){ .h = h, .dirfd = -1, .oom_fd = -1 };
+        char dir[PATH_MAX];
+        int r = v1_dir(j, CG_MEMORY, dir);
+        if (r == 0 && (r = v1_oom_eventfd(dir, err)) >= 0) {
+                j->oom_fd = r;
+                r = 0;
+        }
+        return r;
+}
+
+int cg_job_make(struct cg_job *j, const struct cg_host *h, const char *parent, const char *name,
+                struct jr_err *err)
+{
+        *j = (struct cg_job)CG_JOB_INIT;
+        j->h = h;
         const char *p = parent + strspn(parent, "/");
         if (jr_snprintf(j->rel, sizeof j->rel, "%s%s%s", p, *p ? "/" : "", name) < 0)
                 return jr_fail(err, ENAMETOOLONG, "cgroup name");
@@ -308,13 +337,39 @@ int cg_job_create(struct cg_job *j, const struct cg_host *h, const char *parent,
         char dir[PATH_MAX];
         if (r == 0 && h->backend == CG_V2) {
                 job_dir(j, h->v2, dir);
-                r = v2_limits(dir, l, err);
+                r = v2_fixed(dir, err);
                 if (r == 0 && (j->dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
                         r = jr_fail(err, errno, "open %s", dir);
         } else if (r == 0) {
-                r = v1_limits(j, l, err);
+                r = v1_open(j, err);
         }
         if (r < 0) {
+                struct jr_err ignored;
+                cg_job_destroy(j, &ignored);
+        }
+        return r;
+}
+
+int cg_job_limits(struct cg_job *j, const struct cg_limits *l, struct jr_err *err)
+{
+        char dir[PATH_MAX];
+        int r;
+        if (j->h->backend == CG_V2) {
+                job_dir(j, j->h->v2, dir);
+                r = v2_limits(dir, l, &j->lim, err);
+        } else {
+                r = v1_limits(j, l, &j->lim, err);
+        }
+        /* Unknown after a failure: all are written next time. */
+        j->lim = r == 0 ? *l : (struct cg_limits){ 0 };
+        return r;
+}
+
+int cg_job_create(struct cg_job *j, const struct cg_host *h, const char *parent, const char *name,
+                  const struct cg_limits *l, struct jr_err *err)
+{
+        int r = cg_job_make(j, h, parent, name, err);
+        if (r == 0 && (r = cg_job_limits(j, l, err)) < 0) {
                 struct jr_err ignored;
                 cg_job_destroy(j, &ignored);
         }
@@ -340,31 +395,73 @@ int cg_job_attach(struct cg_job *j, pid_t pid, struct jr_err *err)
         return 0;
 }
 
-int cg_job_cpu_us(const struct cg_job *j, uint64_t *us)
+int cg_job_join_fds(const struct cg_job *j, int fds[CG_V1_N], struct jr_err *err)
+{
+        char dir[PATH_MAX], path[PATH_MAX];
+        int n = 0;
+        for (int c = 0; c < CG_V1_N; c++)
+                fds[c] = -1;
+        for (int c = 0; j->h->backend == CG_V1 && c < CG_V1_N; c++) {
+                if (!j->made[c])
+                        continue;
+                int r = v1_dir(j, c, dir) < 0 || jr_snprintf(path, sizeof path, "%s/tasks", dir) < 0
+                        ? jr_fail(err, ENAMETOOLONG, "cgroup path") : 0;
+                if (r == 0 && (fds[c] = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+                        r = jr_fail(err, errno, "open %s", path);
+                if (r < 0) {
+                        for (int k = 0; k < c; k++)
+                                closep(&fds[k]);
+                        return r;
+                }
+                n = c + 1;
+        }
+        return n;
+}
+
+/* The group's CPU time, µs, or -1. */
+static int64_t raw_cpu_us(const struct cg_job *j)
 {
         char dir[PATH_MAX];
-        int64_t v;
         if (j->h->backend == CG_V2) {
                 job_dir(j, j->h->v2, dir);
-                v = cg_key(dir, "cpu.stat", "usage_usec");
-        } else {
-                v1_dir(j, CG_CPUACCT, dir);
-                v = cg_num(dir, "cpuacct.usage");
-                v = v < 0 ? v : v / 1000;
+                return cg_key(dir, "cpu.stat", "usage_usec");
         }
+        v1_dir(j, CG_CPUACCT, dir);
+        int64_t v = cg_num(dir, "cpuacct.usage");
+        return v < 0 ? v : v / 1000;
+}
+
+int cg_job_cpu_us(const struct cg_job *j, uint64_t *us)
+{
+        int64_t v = raw_cpu_us(j);
         if (v < 0)
                 return -EIO;
-        *us = (uint64_t)v;
+        *us = v > j->base.cpu_us ? (uint64_t)(v - j->base.cpu_us) : 0;
         return 0;
 }
 
-void cg_job_stats(const struct cg_job *j, struct cg_stats *s)
+/* A single number read again through an open file, or -1. */
+static int64_t fd_num(int fd)
+{
+        char buf[64];
+        ssize_t n;
+        while ((n = pread(fd, buf, sizeof buf - 1, 0)) < 0 && errno == EINTR)
+                ;
+        if (n <= 0)
+                return -1;
+        buf[n] = '\0';
+        return buf[0] >= '0' && buf[0] <= '9' ? strtoll(buf, NULL, 10) : -1;
+}
+
+/* What the kernel says of the group, since it was made (the peak: since
+ * its last reset). */
+static void raw_stats(const struct cg_job *j, struct cg_stats *s)
 {
         char dir[PATH_MAX];
         *s = (struct cg_stats){ -1, -1, -1, -1, -1, -1 };
         if (j->h->backend == CG_V2) {
                 job_dir(j, j->h->v2, dir);
-                s->peak_memory_bytes = cg_num(dir, "memory.peak");
+                s->peak_memory_bytes = j->peak_fd >= 0 ? fd_num(j->peak_fd) : cg_num(dir, "memory.peak");
                 s->cpu_user_us = cg_key(dir, "cpu.stat", "user_usec");
                 s->cpu_system_us = cg_key(dir, "cpu.stat", "system_usec");
                 s->pids_peak = cg_num(dir, "pids.peak");
@@ -375,7 +472,7 @@ void cg_job_stats(const struct cg_job *j, struct cg_stats *s)
         if (j->h->backend != CG_V1)
                 return;
         v1_dir(j, CG_MEMORY, dir);
-        s->peak_memory_bytes = cg_num(dir, "memory.max_usage_in_bytes");
+        s->peak_memory_bytes = j->peak_fd >= 0 ? fd_num(j->peak_fd) : cg_num(dir, "memory.max_usage_in_bytes");
         s->oom_kills = cg_key(dir, "memory.oom_control", "oom_kill");
         v1_dir(j, CG_CPUACCT, dir);
         int64_t u = cg_num(dir, "cpuacct.usage_user"), y = cg_num(dir, "cpuacct.usage_sys");
@@ -384,6 +481,84 @@ void cg_job_stats(const struct cg_job *j, struct cg_stats *s)
         v1_dir(j, CG_PIDS, dir);
         s->pids_max_hits = cg_key(dir, "pids.events", "max");
         s->pids_peak = cg_num(dir, "pids.peak");  /* newer kernels only */
+}
+
+/* v less what it was at the job's start (unknown stays unknown). */
+static int64_t since(int64_t v, int64_t base)
+{
+        return v < 0 ? -1 : v > base ? v - base : 0;
+}
+
+void cg_job_stats(const struct cg_job *j, struct cg_stats *s)
+{
+        raw_stats(j, s);
+        const struct cg_base *b = &j->base;
+        s->peak_memory_bytes = since(s->peak_memory_bytes, b->memory);
+        s->cpu_user_us = since(s->cpu_user_us, b->user_us);
+        s->cpu_system_us = since(s->cpu_system_us, b->system_us);
+        s->oom_kills = since(s->oom_kills, b->oom_kills);
+        s->pids_max_hits = since(s->pids_max_hits, b->pids_max_hits);
+        /* pids.peak cannot be reset: a pool reuses only a group whose
+         * peak is at most 1, which every job reaches (cgpool.c). */
+}
+
+/* ---- reuse ------------------------------------------------------------ */
+
+int cg_job_open_peak(struct cg_job *j)
+{
+        char dir[PATH_MAX], path[PATH_MAX];
+        int v2 = j->h->backend == CG_V2;
+        if (job_dir(j, v2 ? j->h->v2 : j->h->v1[CG_MEMORY], dir) < 0 ||
+            jr_snprintf(path, sizeof path, "%s/%s", dir, v2 ? "memory.peak" : "memory.max_usage_in_bytes") < 0)
+                return -ENAMETOOLONG;
+        int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)  /* v2 before 6.12: read-only, EACCES */
+                return errno == EACCES || errno == EPERM ? 0 : -errno;
+        ssize_t n;
+        while ((n = write(fd, "0", 1)) < 0 && errno == EINTR)
+                ;
+        if (n != 1) {
+                close(fd);
+                return 0;
+        }
+        closep(&j->peak_fd);
+        j->peak_fd = fd;
+        return 1;
+}
+
+int cg_job_reset_peak(struct cg_job *j, struct jr_err *err)
+{
+        ssize_t n;
+        /* v1 sets memory.max_usage_in_bytes to the usage now; v2 the peak
+         * reads through this descriptor see. */
+        while ((n = write(j->peak_fd, "0", 1)) < 0 && errno == EINTR)
+                ;
+        if (n != 1)
+                return jr_fail(err, n < 0 ? errno : EIO, "reset the memory peak of %s", j->rel);
+        int64_t now = fd_num(j->peak_fd);
+        if (now < 0)
+                return jr_fail(err, EIO, "read the memory peak of %s", j->rel);
+        j->base.memory = now;
+        return 0;
+}
+
+int64_t cg_job_baseline(struct cg_job *j)
+{
+        struct cg_stats s;
+        raw_stats(j, &s);
+        int64_t cpu = raw_cpu_us(j);
+        j->base = (struct cg_base){
+                .memory = j->base.memory,
+                .cpu_us = cpu < 0 ? 0 : cpu,
+                .user_us = s.cpu_user_us < 0 ? 0 : s.cpu_user_us,
+                .system_us = s.cpu_system_us < 0 ? 0 : s.cpu_system_us,
+                .oom_kills = s.oom_kills < 0 ? 0 : s.oom_kills,
+                .pids_max_hits = s.pids_max_hits < 0 ? 0 : s.pids_max_hits,
+        };
+        uint64_t x;  /* v1: an OOM signalled late must not reach the next job */
+        while (j->oom_fd >= 0 && (read(j->oom_fd, &x, sizeof x) > 0 || errno == EINTR))
+                ;
+        return s.pids_peak;
 }
 
 /* ---- the end of a job ------------------------------------------------- */
@@ -411,11 +586,15 @@ static int empty(const char *dir)
 
 /* Kills everything in the group and waits (up to 2 s) until it is empty.
  * v2: cgroup.kill, one atomic write. v1: freeze, kill each, thaw, so no
- * process forks away between the listing and the kill. */
-static void kill_all(const struct cg_job *j, const char *dir)
+ * process forks away between the listing and the kill. Usually the group
+ * is empty already: the jail's init was reaped, and the pid namespace's
+ * processes died before it. 0, or -EBUSY. */
+static int kill_all(const struct cg_job *j, const char *dir)
 {
         char freezer[PATH_MAX] = "";
-        if (j->h->backend == CG_V2 && cg_write(dir, "cgroup.kill", "1") == 0) {
+        if (empty(dir)) {
+                return 0;
+        } else if (j->h->backend == CG_V2 && cg_write(dir, "cgroup.kill", "1") == 0) {
                 /* fall through to the wait */
         } else {
                 if (j->h->backend == CG_V1 && j->made[CG_FREEZER]) {
@@ -435,6 +614,27 @@ static void kill_all(const struct cg_job *j, const char *dir)
                 }
                 msleep(5);
         }
+        return empty(dir) ? 0 : -EBUSY;
+}
+
+/* The directory whose cgroup.procs lists the job's processes. */
+static int procs_dir(const struct cg_job *j, char *dir)
+{
+        return job_dir(j, j->h->backend == CG_V2 ? j->h->v2 : j->h->v1[CG_MEMORY], dir);
+}
+
+int cg_job_empty(const struct cg_job *j)
+{
+        char dir[PATH_MAX];
+        if (!j->h || j->h->backend == CG_NONE || procs_dir(j, dir) < 0)
+                return 0;
+        return kill_all(j, dir);
+}
+
+int cg_job_is_empty(const struct cg_job *j)
+{
+        char dir[PATH_MAX];
+        return !j->h || j->h->backend == CG_NONE || procs_dir(j, dir) < 0 || empty(dir);
 }
 
 static int remove_dir(const char *dir, struct jr_err *err)
@@ -453,6 +653,7 @@ int cg_job_destroy(struct cg_job *j, struct jr_err *err)
 {
         char dir[PATH_MAX];
         int r = 0;
+        closep(&j->peak_fd);
         if (j->h && j->h->backend == CG_V2 && j->made[0]) {
                 job_dir(j, j->h->v2, dir);
                 kill_all(j, dir);
@@ -506,10 +707,11 @@ void cg_sweep(const struct cg_host *h, const char *parent, int all)
         while ((de = readdir(d))) {
                 int pid;
                 char tail;
-                if (all ? strncmp(de->d_name, "job-", 4) != 0
+                if (all ? strncmp(de->d_name, "job-", 4) != 0 && strncmp(de->d_name, "pool-", 5) != 0
                         : sscanf(de->d_name, "job-%d%c", &pid, &tail) != 1 || pid <= 0 || jailrun_alive(pid))
                         continue;
-                struct cg_job j = { .h = h, .dirfd = -1, .oom_fd = -1 };
+                struct cg_job j = CG_JOB_INIT;
+                j.h = h;
                 if (jr_snprintf(j.rel, sizeof j.rel, "%s%s%s", p, *p ? "/" : "", de->d_name) < 0)
                         continue;
                 for (int c = 0; c < (h->backend == CG_V2 ? 1 : CG_V1_N); c++)
@@ -518,29 +720,6 @@ void cg_sweep(const struct cg_host *h, const char *parent, int all)
                 cg_job_destroy(&j, &ignored);
         }
         closedir(d);
-}
-
-int cg_job_join_fds(const struct cg_job *j, int *fds, size_t max, struct jr_err *err)
-{
-        size_t n = 0;
-        if (j->h->backend != CG_V1)
-                return 0;
-        for (int c = 0; c < CG_V1_N; c++) {
-                if (!j->made[c])
-                        continue;
-                char dir[PATH_MAX], path[PATH_MAX + 8];
-                v1_dir(j, c, dir);
-                snprintf(path, sizeof path, "%s/tasks", dir);
-                int fd = n < max ? open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
-                if (fd < 0) {
-                        int e = n < max ? errno : E2BIG;
-                        while (n > 0)
-                                close(fds[--n]);
-                        return jr_fail(err, e, "open %s", path);
-                }
-                fds[n++] = fd;
-        }
-        return (int)n;
 }
 
 size_t cg_job_pids(const struct cg_job *j, pid_t *out, size_t max)

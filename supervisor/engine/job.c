@@ -104,6 +104,16 @@ static void check_cpu_time(struct job *j)
  * predecessor left. */
 static int make_cgroup(struct job *j, struct jr_err *err)
 {
+        struct cg_limits l = {
+                .memory = j->o->memory,
+                .pids = j->o->pids,
+                .cpu_period_us = 100000,
+                .cpu_quota_us = (uint64_t)(j->o->cpus * 100000 + 0.5),
+        };
+        if (j->o->cgpool) {  /* a group made ahead (cgpool.h) */
+                j->res->backend = cg_backend_name(cg_pool_host(j->o->cgpool)->backend);
+                return cg_pool_take(j->o->cgpool, &l, &j->cg, err);
+        }
         int r = cg_detect(&j->cgh, err);
         if (r < 0)
                 return r;
@@ -117,12 +127,6 @@ static int make_cgroup(struct job *j, struct jr_err *err)
                 snprintf(name, sizeof name, "job-%s", j->o->job_id);
         else
                 snprintf(name, sizeof name, "job-%d", (int)getpid());
-        struct cg_limits l = {
-                .memory = j->o->memory,
-                .pids = j->o->pids,
-                .cpu_period_us = 100000,
-                .cpu_quota_us = (uint64_t)(j->o->cpus * 100000 + 0.5),
-        };
         return cg_job_create(&j->cg, &j->cgh, j->o->cgroup_parent, name, &l, err);
 }
 
@@ -457,7 +461,7 @@ void job_finish(struct job *j)
         struct timespec tc;
         clock_gettime(CLOCK_MONOTONIC, &tc);
         loop_unwatch(&j->oom);
-        if (j->cg.h && cg_job_destroy(&j->cg, &cg_err) < 0)
+        if (j->cg.h && (j->cg.slot ? cg_pool_give(&j->cg, &cg_err) : cg_job_destroy(&j->cg, &cg_err)) < 0)
                 log_msg("cgroup clean-up: %s", cg_err.msg);
         res->cg_teardown_us = us_since(&tc);
         uidlock_release(&j->lock);
@@ -607,7 +611,7 @@ int job_start(struct loop *l, const struct job_opts *o, struct sink *s, struct j
         if (!j)
                 return log_errno(-ENOMEM, "a new job: out of memory");
         *j = (struct job){ .o = o, .res = res, .loop = l, .sink = s, .on_end = on_end, .end_data = data,
-                           .bars_fd = -1, .lock = { .fd = -1 }, .cg = { .dirfd = -1, .oom_fd = -1 },
+                           .bars_fd = -1, .lock = { .fd = -1 }, .cg = CG_JOB_INIT,
                            .deadline = TIMER_INIT, .cpu = TIMER_INIT, .grace = TIMER_INIT, .throttle = TIMER_INIT,
                            .bar = TIMER_INIT, .next_slot = TIMER_INIT, .tick = TIMER_INIT, .backoff = TIMER_INIT,
                            .oom = WATCH_INIT, .flush = { .run = flush_sink, .data = j },

@@ -13,6 +13,7 @@
 #include "common/proto.h"
 #include "jail/jail.h"
 #include "supervisor/broker/broker.h"
+#include "supervisor/engine/cgpool.h"
 #include "supervisor/engine/cgroup.h"
 #include "supervisor/engine/loop.h"
 #include "supervisor/engine/outq.h"
@@ -56,6 +57,7 @@ struct job_opts {
         unsigned pids;               /* tasks */
         double cpu_time_s;           /* 0 = none */
         const char *cgroup_parent;
+        struct cg_pool *cgpool;      /* groups made ahead (jaild), or NULL: one made per job */
         const char *job_id;          /* names its cgroup ("job-ID") and seeds its uid pick */
         int sweep_stale;             /* first remove groups of jobs of dead jailruns */
         uint64_t log_max_bytes;      /* message text per job; 0 = no limit */
@@ -172,7 +174,8 @@ struct policy;
  * and http's settings. The front-end's own overrides come after. */
 void job_use_policy(struct job_opts *o, const struct policy *p);
 /* A parent for job groups: one or more plain names below the root (never
- * the root itself), none of them a job-N name. 1 if valid. */
+ * the root itself), none of them a job-N or pool-N name (those the sweeps
+ * remove). 1 if valid. */
 int job_valid_cgroup_parent(const char *p);
 /* A worker name: 1 to 64 of [A-Za-z0-9._-], not starting with '.'. */
 int job_valid_name(const char *s);

@@ -67,7 +67,7 @@ int job_valid_cgroup_parent(const char *p)
                         return 0;
                 char name[257];
                 snprintf(name, sizeof name, "%.*s", (int)n, c);
-                if (sscanf(name, "job-%u%c", &digits, &tail) == 1)
+                if (sscanf(name, "job-%u%c", &digits, &tail) == 1 || sscanf(name, "pool-%u%c", &digits, &tail) == 1)
                         return 0;
                 c += n;
                 if (*c == '/' && !*++c)

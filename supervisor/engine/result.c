@@ -150,6 +150,8 @@ json_t *job_result_json(const struct job_opts *o, const struct job_result *r)
                 { "cpu_user_us", r->cg.cpu_user_us },
                 { "cpu_system_us", r->cg.cpu_system_us },
                 { "pids_peak", r->cg.pids_peak },
+                { "cgroup_setup_us", r->cg_setup_us },
+                { "cgroup_teardown_us", r->cg_teardown_us },
                 { "supervisor_cpu_us", r->supervisor_cpu_us },
                 { "ctx_cpu_us", r->ctx_cpu_us },
                 { "ctx_refused", r->ctx_refused },

@@ -153,12 +153,23 @@ int spawn_jail(const struct jail_cfg *cfg, int sync_wr, struct cg_job *cg, struc
 {
         int late = 1;
         struct spawn s;
-        int r = spawn_clone(cfg, cg ? cg->dirfd : -1, 0, &s, &late, err);
+        /* v1: the child joins its groups itself (jail.h), nothing to move. */
+        struct jail_cfg c = *cfg;
+        int join[CG_V1_N];
+        int r = cg && cg->h ? cg_job_join_fds(cg, join, err) : 0;
+        if (r > 0) {
+                c.cgroup_join = join;
+                c.n_cgroup_join = (unsigned)r;
+        }
+        if (r >= 0)
+                r = spawn_clone(&c, cg ? cg->dirfd : -1, 0, &s, &late, err);
+        for (unsigned i = 0; i < c.n_cgroup_join; i++)
+                closep(&join[i]);
         if (r < 0) {
                 close(sync_wr);
                 return r;
         }
-        return spawn_release(cfg, &s, late, sync_wr, cg, out, err);
+        return spawn_release(&c, &s, late, sync_wr, c.n_cgroup_join ? NULL : cg, out, err);
 }
 
 int spawn_release(const struct jail_cfg *cfg, const struct spawn *s, int late, int sync_wr, struct cg_job *cg,

@@ -270,9 +270,13 @@ static int ask(struct warm *w, const struct jail_cfg *cfg, struct cg_job *cg, st
                                 has_cg ? cg->dirfd : -1 };
         /* v1: the child moves itself in (no grace period on our path) */
         int *join = fds + ZY_FD_CGROUP + has_cg;
-        int n_join = cg && !has_cg ? cg_job_join_fds(cg, join, ZY_MAX_JOIN, err) : 0;
-        if (n_join < 0)
-                return n_join;
+        int n_join = 0, v1[CG_V1_N];
+        int nv1 = cg && !has_cg ? cg_job_join_fds(cg, v1, err) : 0;
+        if (nv1 < 0)
+                return nv1;
+        for (int i = 0; i < nv1; i++)  /* -1 where a hierarchy is shared or absent */
+                if (v1[i] >= 0)
+                        join[n_join++] = v1[i];
         struct zy_req q = { .magic = ZY_MAGIC, .has_cgroup = (uint32_t)has_cg, .n_join = (uint32_t)n_join };
         int r = jr_send_fds(w->cur.sock, &q, sizeof q, fds, (size_t)(ZY_FD_CGROUP + has_cg + n_join));
         for (int i = 0; i < n_join; i++)

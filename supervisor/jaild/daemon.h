@@ -66,6 +66,7 @@ struct jaild {
         struct watch sig;
         int sigfd;
         int cglock;                  /* our hold on cgroup_parent */
+        struct cg_pool *cgpool;      /* job groups made ahead; NULL: one made per job */
         char state_url[PATH_MAX];
         char scripts[PATH_MAX];      /* the scripts jobs read: <registry dir>/scripts */
         struct worker *workers;
@@ -107,6 +108,11 @@ void maybe_done(struct jaild *d);
  * -EINVAL with the reason in msg. */
 int build_opts(struct jaild *d, struct job_opts *o, const char *profile, const json_t *overrides,
                char **policy_json, char *msg, size_t size);
+
+/* jcgpool.c: the pool of job groups (none with cgroup_pool.size 0), on
+ * d->loop; its figures for /metrics. */
+int jcgpool_open(struct jaild *d, struct jr_err *err);
+void jcgpool_metrics(struct jaild *d, FILE *f);
 
 /* workers.c */
 int workers_load(struct jaild *d);

@@ -173,6 +173,7 @@ int build_opts(struct jaild *d, struct job_opts *o, const char *profile, const j
         o->uid_lo = d->cfg->uid_lo;
         o->uid_hi = d->cfg->uid_hi;
         o->cgroup_parent = d->cfg->cgroup_parent;
+        o->cgpool = d->cgpool;
         o->broker.state_url = d->state_url;
         o->broker.secrets = d->cfg->secrets;
         o->json = 1;
@@ -314,6 +315,7 @@ static void api_metrics(void *data, struct api_call *c)
         hist_print(f, "jaild_spawn_seconds", "Jails from clone to jailed (set-up checks passed).", &d->spawn_s);
         hist_print(f, "jaild_job_seconds", "One-shot jobs from start to end.", &d->job_s);
         zygote_metrics(d, f);
+        jcgpool_metrics(d, f);
         if (fclose(f) != 0) {
                 free(text);
                 return api_reply_error(c, 500, "InternalError", "out of memory");
@@ -349,10 +351,11 @@ static void reload_config(struct jaild *d)
         int same = strcmp(c->socket_path, d->cfg->socket_path) == 0 && c->socket_mode == d->cfg->socket_mode &&
                    c->uid_lo == d->cfg->uid_lo && c->uid_hi == d->cfg->uid_hi &&
                    strcmp(c->cgroup_parent, d->cfg->cgroup_parent) == 0 && strcmp(c->registry, d->cfg->registry) == 0 &&
+                   c->cgroup_pool_size == d->cfg->cgroup_pool_size && c->cgroup_pool_max == d->cfg->cgroup_pool_max &&
                    c->n_allow_uids == d->cfg->n_allow_uids && c->n_allow_gids == d->cfg->n_allow_gids;
         jaild_config_free(c);
         jlog_msg(d, LOG_NOTICE, NULL, "SIGHUP: configuration reloaded (log level, max_live_jobs, queue_wait)%s",
-                 same ? "" : "; changes to the socket, allow lists, uid range, cgroup parent or registry take a restart");
+                 same ? "" : "; changes to the socket, allow lists, uid range, cgroup parent or pool, or registry take a restart");
         pool_kick(d);  /* a larger pool takes waiters now */
         notify_ready("configuration reloaded");
 }
@@ -580,6 +583,8 @@ static int serve(struct jaild *d, const sigset_t *sigs, struct jr_err *err)
                 return jr_fail(err, errno, "signalfd");
         if ((r = loop_watch(&d->loop, &d->sig, d->sigfd, EPOLLIN, 1, on_signal, d)) < 0)
                 return jr_fail(err, -r, "epoll_ctl");
+        if ((r = jcgpool_open(d, err)) < 0)
+                return r;
         if ((r = start_zygotes(d, err)) < 0)
                 return r;
         struct api_config ac = {
@@ -693,6 +698,7 @@ int main(int argc, char **argv)
         workers_free(&d);
         for (size_t i = 0; d.warm_on && i < ELEMENTSOF(d.warm); i++)
                 warm_free(&d.warm[i]);
+        cg_pool_free(d.cgpool);  /* after every job: their groups are back */
         registry_close(d.reg);
         loop_unwatch(&d.sig);
         closep(&d.sigfd);

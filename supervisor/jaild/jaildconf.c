@@ -320,8 +320,32 @@ static int parse_cgroup(struct cfg_ctx *x, const json_t *root, struct jaild_conf
                 return r;
         if (!job_valid_cgroup_parent(s))
                 return bad(x, "cgroup_parent", "out of range: must be a path of names ([A-Za-z0-9._-], none '.', "
-                           "'..' or job-N) below the hierarchy's root, not '%.100s'", s);
+                           "'..', job-N or pool-N) below the hierarchy's root, not '%.100s'", s);
         return set_str(x, &c->cgroup_parent, s);
+}
+
+/* cgroup_pool: {"size": N, "max": M}; size 0 turns the pool off. A size
+ * above the default max raises max with it unless max is given. */
+static int parse_pool(struct cfg_ctx *x, const json_t *root, struct jaild_config *c)
+{
+        static const char *const keys[] = { "size", "max", NULL };
+        struct key k;
+        json_t *o;
+        long long size = c->cgroup_pool_size, max = -1;
+        int r = get_obj(x, root, "", "cgroup_pool", &o, &k);
+        if (r < 0 || !o)
+                return r;
+        if ((r = only_keys(x, o, "cgroup_pool", keys)) < 0 ||
+            (r = get_int_key(x, o, "cgroup_pool", "size", 0, JAILD_CGROUP_POOL_MAX, &size)) < 0 ||
+            (r = get_int_key(x, o, "cgroup_pool", "max", 0, JAILD_CGROUP_POOL_MAX, &max)) < 0)
+                return r;
+        if (max < 0)
+                max = size > c->cgroup_pool_max ? size : c->cgroup_pool_max;
+        if (max < size)
+                return bad(x, "cgroup_pool.max", "out of range: below cgroup_pool.size (%lld)", size);
+        c->cgroup_pool_size = (unsigned)size;
+        c->cgroup_pool_max = (unsigned)max;
+        return 0;
 }
 
 /* A Redis host as jailrun's redis:// URLs take it: a name or an IPv4
@@ -527,6 +551,8 @@ static int defaults(struct cfg_ctx *x, struct jaild_config *c)
                 .uid_hi = JAILD_UID_HI_DEFAULT,
                 .state = { .backend = JAILD_STATE_SQLITE, .port = JAILD_REDIS_PORT_DEFAULT },
                 .max_live_jobs = JAILD_MAX_LIVE_DEFAULT,
+                .cgroup_pool_size = JAILD_CGROUP_POOL_SIZE_DEFAULT,
+                .cgroup_pool_max = JAILD_CGROUP_POOL_MAX_DEFAULT,
                 .queue_wait = JAILD_QUEUE_WAIT_DEFAULT,
                 .log_level = JAILD_LOG_INFO,
                 .zygote_enabled = 1,
@@ -546,15 +572,15 @@ static int defaults(struct cfg_ctx *x, struct jaild_config *c)
 
 static int parse_root(struct cfg_ctx *x, const json_t *root, struct jaild_config *c)
 {
-        static const char *const keys[] = { "socket", "allow", "uid_range", "cgroup_parent", "state",
-                                            "workspace_root", "secrets", "registry", "max_live_jobs",
+        static const char *const keys[] = { "socket", "allow", "uid_range", "cgroup_parent", "cgroup_pool",
+                                            "state", "workspace_root", "secrets", "registry", "max_live_jobs",
                                             "queue_wait", "log_level", "zygote", NULL };
         int r;
         if (!json_is_object(root))
                 return wrong_type(x, "(top level)", "an object", root);
         if ((r = only_keys(x, root, "", keys)) < 0 || (r = parse_socket(x, root, c)) < 0 ||
             (r = parse_allow(x, root, c)) < 0 || (r = parse_uid_range(x, root, c)) < 0 ||
-            (r = parse_cgroup(x, root, c)) < 0 || (r = parse_state(x, root, c)) < 0 ||
+            (r = parse_cgroup(x, root, c)) < 0 || (r = parse_pool(x, root, c)) < 0 || (r = parse_state(x, root, c)) < 0 ||
             (r = parse_files(x, root, c)) < 0 || (r = parse_limits(x, root, c)) < 0 ||
             (r = parse_zygote(x, root, c)) < 0)
                 return r;

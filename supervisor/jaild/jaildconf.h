@@ -17,6 +17,9 @@
 #define JAILD_UID_HI_DEFAULT 165535
 #define JAILD_UID_MIN 1000           /* below: the system's own users */
 #define JAILD_CGROUP_PARENT_DEFAULT "jaild"
+#define JAILD_CGROUP_POOL_SIZE_DEFAULT 4  /* groups made ahead of jobs */
+#define JAILD_CGROUP_POOL_MAX_DEFAULT 64  /* idle groups kept */
+#define JAILD_CGROUP_POOL_MAX 4096        /* as CG_POOL_MAX (engine/cgpool.h) */
 #define JAILD_STATE_PATH_DEFAULT "/var/lib/jaild/state.sqlite"
 #define JAILD_WORKSPACES_DEFAULT "/var/lib/jaild/workspaces"
 #define JAILD_REGISTRY_DEFAULT "/var/lib/jaild/registry.db"
@@ -66,6 +69,8 @@ struct jaild_config {
         size_t n_allow_gids;
         uid_t uid_lo, uid_hi;        /* host uids for jails, inclusive */
         char *cgroup_parent;         /* below each hierarchy's root */
+        unsigned cgroup_pool_size;   /* groups kept ready for jobs; 0: one made per job */
+        unsigned cgroup_pool_max;    /* most idle groups kept */
         struct jaild_state_cfg state;
         char *workspace_root;        /* a worker's ctx.files dir is beneath it */
         char *secrets;               /* adapters' credentials; NULL: none */

@@ -284,7 +284,7 @@ def final_json(res):
     assert {"wall_ms", "cpu_ms"} <= set(obj["stats"]) <= {
         "wall_ms", "cpu_ms", "peak_memory_bytes", "cpu_user_us", "cpu_system_us", "pids_peak", "ticks",
         "ticks_failed", "restarts", "slots_skipped", "log_dropped", "supervisor_cpu_us", "ctx_cpu_us",
-        "ctx_refused", "supervisor_peak_rss_bytes"}, obj
+        "ctx_refused", "supervisor_peak_rss_bytes", "cgroup_setup_us", "cgroup_teardown_us"}, obj
     assert all(isinstance(v, int) and v >= 0 for v in obj["stats"].values()), obj
     assert isinstance(obj["stats"]["wall_ms"], int) and obj["stats"]["wall_ms"] >= 0
     assert isinstance(obj["stats"]["cpu_ms"], int) and obj["stats"]["cpu_ms"] >= 0

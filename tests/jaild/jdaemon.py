@@ -34,9 +34,27 @@ def cgroup_dirs(parent):
     return out
 
 
+def all_groups(parent):
+    """Every group jaild made under the parent, in any hierarchy: a job's
+    own (job-ID, with cgroup_pool.size 0) and those of its pool (pool-N)."""
+    return sorted({e for d in cgroup_dirs(parent) for e in os.listdir(d) if e.startswith(("job-", "pool-"))})
+
+
+def _busy(parent, group):
+    for d in cgroup_dirs(parent):
+        try:
+            with open(os.path.join(d, group, "cgroup.procs")) as f:
+                if f.read().strip():
+                    return True
+        except OSError:
+            pass
+    return False
+
+
 def job_groups(parent):
-    """Job groups under the parent, in any hierarchy."""
-    return sorted({e for d in cgroup_dirs(parent) for e in os.listdir(d) if e.startswith("job-")})
+    """The groups of jobs: a job's own, and the pool's that a job is in (a
+    process in it); the pool's idle groups are not a job's."""
+    return [g for g in all_groups(parent) if g.startswith("job-") or _busy(parent, g)]
 
 
 def remove_parent(parent):
@@ -148,12 +166,16 @@ class Jaild:
     def job_groups(self):
         return job_groups(self.cgroup_parent)
 
+    def all_groups(self):
+        return all_groups(self.cgroup_parent)
+
     def cleanup(self):
-        """Stops jaild; returns the job groups it left (then removes its parent)."""
+        """Stops jaild; returns the groups it left, its pool's too (then
+        removes its parent)."""
         try:
             self.stop(signal.SIGQUIT)
         finally:
-            left = self.job_groups()
+            left = self.all_groups()
             if not left:
                 remove_parent(self.cgroup_parent)
             shutil.rmtree(self.dir, ignore_errors=True)

@@ -247,7 +247,7 @@ def test_kill9_and_restart_keeps_workers_and_state():
             assert time.monotonic() < deadline, jail_pids(300000, 300999)
             time.sleep(0.02)
         d.start()
-        assert all(g.startswith("job-w-") for g in d.job_groups())
+        assert all(g.startswith(("job-w-", "pool-")) for g in d.job_groups())
         scripts = os.path.join(d.dir, "reg", "scripts")
         assert [f for f in os.listdir(scripts) if f.startswith("j-")] == []  # the dead job's script went
         ws = {x["name"]: x for x in d.get("/v1/workers").json()["workers"]}

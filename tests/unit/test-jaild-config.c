@@ -61,6 +61,8 @@ START_TEST(defaults)
         ck_assert_uint_eq(c->uid_lo, 100000);
         ck_assert_uint_eq(c->uid_hi, 165535);
         ck_assert_str_eq(c->cgroup_parent, "jaild");
+        ck_assert_uint_eq(c->cgroup_pool_size, 4);
+        ck_assert_uint_eq(c->cgroup_pool_max, 64);
         ck_assert_int_eq(c->state.backend, JAILD_STATE_SQLITE);
         ck_assert_str_eq(c->state.path, "/var/lib/jaild/state.sqlite");
         ck_assert_str_eq(c->workspace_root, "/var/lib/jaild/workspaces");
@@ -90,6 +92,7 @@ START_TEST(every_key)
                  " \"allow\": {\"uids\": [1000, \"root\", 4242], \"gids\": [\"root\", 2000]},\n"
                  " \"uid_range\": {\"lo\": 200000, \"hi\": 200999},\n"
                  " \"cgroup_parent\": \"pools/jaild\",\n"
+                 " \"cgroup_pool\": {\"size\": 16, \"max\": 100},\n"
                  " \"state\": {\"backend\": \"sqlite\", \"sqlite\": {\"path\": \"/srv/state.db\"}},\n"
                  " \"workspace_root\": \"/srv/ws\",\n"
                  " \"secrets\": \"%s\",\n"
@@ -113,6 +116,8 @@ START_TEST(every_key)
         ck_assert_uint_eq(c->uid_lo, 200000);
         ck_assert_uint_eq(c->uid_hi, 200999);
         ck_assert_str_eq(c->cgroup_parent, "pools/jaild");
+        ck_assert_uint_eq(c->cgroup_pool_size, 16);
+        ck_assert_uint_eq(c->cgroup_pool_max, 100);
         ck_assert_int_eq(c->state.backend, JAILD_STATE_SQLITE);
         ck_assert_str_eq(c->state.path, "/srv/state.db");
         ck_assert_str_eq(c->workspace_root, "/srv/ws");
@@ -173,6 +178,25 @@ START_TEST(redis_and_mode)
 }
 END_TEST
 
+/* size 0 turns the pool off; a size alone above the default max raises
+ * max with it; max alone keeps the default size. */
+START_TEST(pool_sizes)
+{
+        struct jaild_config *c = parse_ok("{\"cgroup_pool\": {\"size\": 0}}");
+        ck_assert_uint_eq(c->cgroup_pool_size, 0);
+        ck_assert_uint_eq(c->cgroup_pool_max, 64);
+        jaild_config_free(c);
+        c = parse_ok("{\"cgroup_pool\": {\"size\": 200}}");
+        ck_assert_uint_eq(c->cgroup_pool_size, 200);
+        ck_assert_uint_eq(c->cgroup_pool_max, 200);
+        jaild_config_free(c);
+        c = parse_ok("{\"cgroup_pool\": {\"max\": 8}}");
+        ck_assert_uint_eq(c->cgroup_pool_size, 4);
+        ck_assert_uint_eq(c->cgroup_pool_max, 8);
+        jaild_config_free(c);
+}
+END_TEST
+
 /* Text, then what the message must hold: "t: KEY: reason". */
 static const struct {
         const char *text, *want;
@@ -206,6 +230,13 @@ static const struct {
         { "{\"cgroup_parent\": \"/\"}", "t: cgroup_parent: out of range" },
         { "{\"cgroup_parent\": \"\"}", "t: cgroup_parent: out of range" },
         { "{\"cgroup_parent\": [\"jaild\"]}", "t: cgroup_parent: wrong type" },
+        { "{\"cgroup_parent\": \"jaild/pool-2\"}", "t: cgroup_parent: out of range" },
+        { "{\"cgroup_pool\": 4}", "t: cgroup_pool: wrong type" },
+        { "{\"cgroup_pool\": {\"size\": 8, \"max\": 4}}", "t: cgroup_pool.max: out of range: below cgroup_pool.size (8)" },
+        { "{\"cgroup_pool\": {\"size\": -1}}", "t: cgroup_pool.size: out of range" },
+        { "{\"cgroup_pool\": {\"size\": 4097}}", "t: cgroup_pool.size: out of range" },
+        { "{\"cgroup_pool\": {\"size\": \"4\"}}", "t: cgroup_pool.size: wrong type" },
+        { "{\"cgroup_pool\": {\"min\": 1}}", "t: cgroup_pool.min: unknown key" },
         { "{\"state\": 1}", "t: state: wrong type" },
         { "{\"state\": {\"backend\": \"mysql\"}}", "t: state.backend: out of range" },
         { "{\"state\": {\"kind\": \"sqlite\"}}", "t: state.kind: unknown key" },
@@ -329,6 +360,7 @@ int main(void)
         tcase_add_test(tc, defaults);
         tcase_add_test(tc, every_key);
         tcase_add_test(tc, redis_and_mode);
+        tcase_add_test(tc, pool_sizes);
         tcase_add_loop_test(tc, error_names_key, 0, (int)(sizeof errors / sizeof errors[0]));
         tcase_add_test(tc, secrets_file_checked);
         tcase_add_test(tc, file_errors);
