@@ -458,12 +458,13 @@ static int64_t fd_num(int fd)
 static void raw_stats(const struct cg_job *j, struct cg_stats *s)
 {
         char dir[PATH_MAX];
-        *s = (struct cg_stats){ -1, -1, -1, -1, -1, -1 };
+        *s = (struct cg_stats){ -1, -1, -1, -1, -1, -1, -1 };
         if (j->h->backend == CG_V2) {
                 job_dir(j, j->h->v2, dir);
                 s->peak_memory_bytes = j->peak_fd >= 0 ? fd_num(j->peak_fd) : cg_num(dir, "memory.peak");
                 s->cpu_user_us = cg_key(dir, "cpu.stat", "user_usec");
                 s->cpu_system_us = cg_key(dir, "cpu.stat", "system_usec");
+                s->cpu_us = cg_key(dir, "cpu.stat", "usage_usec");
                 s->pids_peak = cg_num(dir, "pids.peak");
                 s->oom_kills = cg_key(dir, "memory.events", "oom_kill");
                 s->pids_max_hits = cg_key(dir, "pids.events", "max");
@@ -478,6 +479,8 @@ static void raw_stats(const struct cg_job *j, struct cg_stats *s)
         int64_t u = cg_num(dir, "cpuacct.usage_user"), y = cg_num(dir, "cpuacct.usage_sys");
         s->cpu_user_us = u < 0 ? -1 : u / 1000;
         s->cpu_system_us = y < 0 ? -1 : y / 1000;
+        int64_t t = cg_num(dir, "cpuacct.usage");
+        s->cpu_us = t < 0 ? -1 : t / 1000;
         v1_dir(j, CG_PIDS, dir);
         s->pids_max_hits = cg_key(dir, "pids.events", "max");
         s->pids_peak = cg_num(dir, "pids.peak");  /* newer kernels only */
@@ -496,6 +499,7 @@ void cg_job_stats(const struct cg_job *j, struct cg_stats *s)
         s->peak_memory_bytes = since(s->peak_memory_bytes, b->memory);
         s->cpu_user_us = since(s->cpu_user_us, b->user_us);
         s->cpu_system_us = since(s->cpu_system_us, b->system_us);
+        s->cpu_us = since(s->cpu_us, b->cpu_us);
         s->oom_kills = since(s->oom_kills, b->oom_kills);
         s->pids_max_hits = since(s->pids_max_hits, b->pids_max_hits);
         /* pids.peak cannot be reset: a pool reuses only a group whose

@@ -38,6 +38,7 @@ struct cg_stats {
         int64_t pids_peak;
         int64_t oom_kills;           /* processes the kernel killed at the memory limit */
         int64_t pids_max_hits;       /* forks refused at the task limit */
+        int64_t cpu_us;              /* CPU in all, exact (v1's user/system split is counted in ticks) */
 };
 
 /* What a reused group's counters held when its job began (all 0 for a

@@ -606,7 +606,7 @@ int job_start(struct loop *l, const struct job_opts *o, struct sink *s, struct j
               job_end_fn on_end, void *data, struct job **out)
 {
         *res = (struct job_result){ .status = JOB_INTERNAL };
-        res->cg = (struct cg_stats){ -1, -1, -1, -1, -1, -1 };
+        res->cg = (struct cg_stats){ -1, -1, -1, -1, -1, -1, -1 };
         struct job *j = calloc(1, sizeof *j);
         if (!j)
                 return log_errno(-ENOMEM, "a new job: out of memory");
@@ -641,7 +641,7 @@ int job_start(struct loop *l, const struct job_opts *o, struct sink *s, struct j
 
 void job_usage(const struct job *j, struct cg_stats *out)
 {
-        *out = (struct cg_stats){ -1, -1, -1, -1, -1, -1 };
+        *out = (struct cg_stats){ -1, -1, -1, -1, -1, -1, -1 };
         if (j->cg.h && !j->finished)
                 cg_job_stats(&j->cg, out);
 }

@@ -301,7 +301,7 @@ const char *worker_state(const struct worker *w)
 
 json_t *worker_json(struct worker *w)
 {
-        struct cg_stats u = { -1, -1, -1, -1, -1, -1 };
+        struct cg_stats u = { -1, -1, -1, -1, -1, -1, -1 };
         if (w->job)
                 job_usage(w->job, &u);
         json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:b, s:I, s:o, s:o, s:I, s:I}", "id", w->row.id, "name", w->row.name,
@@ -319,8 +319,8 @@ json_t *worker_json(struct worker *w)
         json_t *usage = json_object();
         if (u.peak_memory_bytes >= 0)
                 json_object_set_new(usage, "peak_memory_bytes", json_integer(u.peak_memory_bytes));
-        if (u.cpu_user_us >= 0 && u.cpu_system_us >= 0)
-                json_object_set_new(usage, "cpu_us", json_integer(u.cpu_user_us + u.cpu_system_us));
+        if (u.cpu_us >= 0)  /* exact; the user/system split is tick-sampled on v1 */
+                json_object_set_new(usage, "cpu_us", json_integer(u.cpu_us));
         json_object_set_new(o, "usage", usage);
         if (w->error[0])
                 json_object_set_new(o, "error", jr_json_text(w->error));
@@ -538,7 +538,7 @@ void workers_metrics(struct jaild *d, FILE *f)
         fputs("# HELP jaild_worker_cpu_seconds_total A running worker's CPU (its cgroup).\n"
               "# TYPE jaild_worker_cpu_seconds_total counter\n", f);
         for (struct worker *w = d->workers; w; w = w->next)
-                if (w->job && (job_usage(w->job, u), u->cpu_user_us >= 0 && u->cpu_system_us >= 0))
+                if (w->job && (job_usage(w->job, u), u->cpu_us >= 0))
                         fprintf(f, "jaild_worker_cpu_seconds_total{worker=\"%s\"} %.6f\n", w->row.name,
-                                (double)(u->cpu_user_us + u->cpu_system_us) / 1e6);
+                                (double)u->cpu_us / 1e6);
 }
