@@ -49,7 +49,8 @@ import jaild as jb  # noqa: E402
 import warm as wb  # noqa: E402
 
 JOBS = int(os.environ.get("JAILD_PROFILE_JOBS", "50"))
-ZYGOTE = os.path.join(jb.TOP, "jail", "jailrun-zygote")
+# the zygote program beside the jaild under test (jail.c program_path: supervisor/jaild/jaild -> jail/)
+ZYGOTE = os.path.normpath(os.path.join(os.path.dirname(jb.JAILD), "..", "..", "jail", "jailrun-zygote"))
 GROUP = "jrprof"
 PARTS = ("time", "faults", "cpu", "memory")
 JAILD_FUNCS = ["api_job_submit", "uidlock_acquire", "uidlock_acquire%return", "cg_job_create", "cg_job_create%return",
