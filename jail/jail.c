@@ -219,7 +219,8 @@ int jail_set_rlimits(unsigned max_tasks, struct jr_err *err)
 }
 
 /* Filesystem and network: the new root, then lo. */
-static int build_world(const struct jail_cfg *cfg, struct mnt_plan *plan, struct jr_err *err)
+int jail_build_root(const char *program, unsigned long scratch_bytes, int zygote, struct mnt_plan *plan,
+                    struct jr_err *err)
 {
         static struct host_view hv;
         int r = jail_read_host_view(&hv, err);
@@ -233,10 +234,16 @@ static int build_world(const struct jail_cfg *cfg, struct mnt_plan *plan, struct
                 .interp = hv.interp,
                 .pypath = JR_PYPATH,
                 .datapath = JR_DATAPATH,
-                .program = cfg->program,
-                .scratch_bytes = cfg->profile == JAIL_PROFILE_EXEC ? cfg->scratch_bytes : 0,
+                .program = program,
+                .scratch_bytes = scratch_bytes,
+                .zygote = zygote,
         };
-        r = mnt_build_root(&mc, plan, err);
+        return mnt_build_root(&mc, plan, err);
+}
+
+static int build_world(const struct jail_cfg *cfg, struct mnt_plan *plan, struct jr_err *err)
+{
+        int r = jail_build_root(cfg->program, cfg->profile == JAIL_PROFILE_EXEC ? cfg->scratch_bytes : 0, 0, plan, err);
         return r < 0 ? r : net_setup_lo(err);
 }
 

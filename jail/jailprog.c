@@ -69,17 +69,6 @@ int main(int argc, char **argv)
          * carries what user code may have forged. */
         if (jail_notify(CHAN_FD, "jailed") < 0)
                 return EXIT_SETUP;
-        struct pyrt_cfg pc = {
-                .entry = entry_names[c.entry],
-                .policy_json = c.policy_json,
-                .script = c.script,
-                .script_len = c.script_len,
-                .script_name = c.script_name,
-                .data_name = c.data_name,
-                .argc = c.argc,
-                .argv = c.argv,
-                .pypath = JR_PYPATH,
-                .home = JR_PYHOME,
-        };
+        struct pyrt_cfg pc = jexec_pyrt_cfg(&c, entry_names[c.entry]);
         return pyrt_run(&pc);
 }

@@ -14,6 +14,7 @@
 
 #include "common/proto.h"
 #include "jail/jexec.h"
+#include "jail/pyrt.h"
 #include "common/fdio.h"
 
 int jail_notify(int chan, const char *type)
@@ -188,4 +189,20 @@ int jexec_make(const struct jexec_cfg *c, struct jr_err *err)
                 return jr_fail(err, -r, "write the configuration memfd");
         }
         return fd;
+}
+
+struct pyrt_cfg jexec_pyrt_cfg(const struct jexec_cfg *c, const char *entry)
+{
+        return (struct pyrt_cfg){
+                .entry = entry,
+                .policy_json = c->policy_json,
+                .script = c->script,
+                .script_len = c->script_len,
+                .script_name = c->script_name,
+                .data_name = c->data_name,
+                .argc = c->argc,
+                .argv = c->argv,
+                .pypath = JR_PYPATH,
+                .home = JR_PYHOME,
+        };
 }

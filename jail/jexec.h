@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "common/err.h"
+#include "jail/pyrt.h"
 
 /* The configuration memfd: the only fd the exec keeps beyond 0-4; the jail
  * program reads it and closes it before anything else. */
@@ -68,6 +69,9 @@ int jexec_read(int fd, struct jexec_cfg *out, struct jr_err *err);
 /* Writes c (every pointer but buf and argv's NULL used) into a new sealed
  * memfd, close-on-exec. Returns the fd or -errno with err set. */
 int jexec_make(const struct jexec_cfg *c, struct jr_err *err);
+
+/* The interpreter's configuration for c, running `entry`. */
+struct pyrt_cfg jexec_pyrt_cfg(const struct jexec_cfg *c, const char *entry);
 
 /* Sends a message that is its type alone ("jailed"); 0 or -1. */
 int jail_notify(int chan, const char *type);

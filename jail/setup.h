@@ -16,6 +16,13 @@ struct host_view {
 };
 int jail_read_host_view(struct host_view *hv, struct jr_err *err);
 
+/* The host's view read, the host name set, the root built from it with
+ * `program` bound (mnt.h: scratch_bytes > 0 makes the scratch; a zygote's
+ * root leaves /proc and the scratch to each child). 0 or -errno. */
+struct mnt_plan;
+int jail_build_root(const char *program, unsigned long scratch_bytes, int zygote, struct mnt_plan *plan,
+                    struct jr_err *err);
+
 /* Moves fd (a configuration memfd, or -errno passed through) to CFG_FD,
  * kept across an exec. 0 or -errno. */
 int jail_place_config(int fd, struct jr_err *err);

@@ -188,18 +188,7 @@ _Noreturn static void warm_child(const struct warm_ctx *w, const int *fds)
         /* The last word of the trusted set-up, as in a cold jail. */
         if (jail_notify(CHAN_FD, "jailed") < 0)
                 _exit(EXIT_SETUP);
-        struct pyrt_cfg pc = {
-                .entry = entry_names[c.entry],
-                .policy_json = c.policy_json,
-                .script = c.script,
-                .script_len = c.script_len,
-                .script_name = c.script_name,
-                .data_name = c.data_name,
-                .argc = c.argc,
-                .argv = c.argv,
-                .pypath = JR_PYPATH,
-                .home = JR_PYHOME,
-        };
+        struct pyrt_cfg pc = jexec_pyrt_cfg(&c, entry_names[c.entry]);
         exit(pyrt_run_forked(&pc));
 }
 

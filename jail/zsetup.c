@@ -49,25 +49,11 @@ static int zplace_fds(const struct jail_zygote_cfg *zc, struct jr_err *err)
         return 0;
 }
 
+/* The root: each child mounts its own scratch (here only its directory,
+ * for profile exec) and /proc. */
 static int zbuild_root(const struct jail_zygote_cfg *zc, struct mnt_plan *plan, struct jr_err *err)
 {
-        static struct host_view hv;
-        int r = jail_read_host_view(&hv, err);
-        if (r < 0)
-                return r;
-        if (sethostname("jail", 4) < 0)
-                return jr_fail(err, errno, "sethostname");
-        struct mnt_cfg mc = {
-                .maps = hv.maps,
-                .exe = hv.exe,
-                .interp = hv.interp,
-                .pypath = JR_PYPATH,
-                .datapath = JR_DATAPATH,
-                .program = zc->program,
-                .scratch_bytes = zc->profile == JAIL_PROFILE_EXEC,
-                .zygote = 1,
-        };
-        return mnt_build_root(&mc, plan, err);
+        return jail_build_root(zc->program, zc->profile == JAIL_PROFILE_EXEC, 1, plan, err);
 }
 
 /* The zygote's configuration: its profile, the modules to preload, and

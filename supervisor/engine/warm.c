@@ -49,6 +49,12 @@ static const char *profile_name(const struct warm *w)
         return w->profile == JAIL_PROFILE_EXEC ? "exec" : "worker";
 }
 
+/* No zygote in p. */
+static void proc_clear(struct warm_proc *p, struct warm *w)
+{
+        *p = (struct warm_proc){ .pidfd = -1, .sock = -1, .wpid = WATCH_INIT, .wsock = WATCH_INIT, .owner = w };
+}
+
 /* Ends a zygote (killed, reaped); its children are ours and live on. */
 static void proc_end(struct warm_proc *p)
 {
@@ -61,8 +67,7 @@ static void proc_end(struct warm_proc *p)
         }
         closep(&p->sock);
         closep(&p->pidfd);
-        struct warm *w = p->owner;
-        *p = (struct warm_proc){ .pidfd = -1, .sock = -1, .wpid = WATCH_INIT, .wsock = WATCH_INIT, .owner = w };
+        proc_clear(p, p->owner);
 }
 
 static void schedule_retry(struct warm *w)
@@ -104,7 +109,7 @@ static void became_ready(struct warm *w, struct warm_proc *p, const char *msg)
                 w->cur = w->next;
                 w->cur.wpid.data = w->cur.wsock.data = &w->cur;
                 loop_unwatch(&w->next.wpid);
-                w->next = (struct warm_proc){ .pidfd = -1, .sock = -1, .wpid = WATCH_INIT, .wsock = WATCH_INIT, .owner = w };
+                proc_clear(&w->next, w);
                 if (loop_watch(w->loop, &w->cur.wpid, w->cur.pidfd, EPOLLIN, 1, w->cur.wpid.fn, &w->cur) < 0)
                         proc_end(&w->cur);
                 w->replaced++;
@@ -222,7 +227,8 @@ int warm_init(struct warm *w, struct loop *l, enum jail_profile profile, const c
 {
         *w = (struct warm){ .loop = l, .profile = profile, .max_forks = max_forks ? max_forks : 1,
                             .retry = TIMER_INIT, .backoff_s = WARM_BACKOFF_MIN_S };
-        w->cur = w->next = (struct warm_proc){ .pidfd = -1, .sock = -1, .wpid = WATCH_INIT, .wsock = WATCH_INIT, .owner = w };
+        proc_clear(&w->cur, w);
+        proc_clear(&w->next, w);
         int r = jail_zygote_program_find(w->program, sizeof w->program, err);
         if (r < 0)
                 return r;
