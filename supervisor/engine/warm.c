@@ -79,15 +79,24 @@ static void schedule_retry(struct warm *w)
 
 /* Threads of pid from the host's /proc: a zygote clones only while it
  * has one (numpy's BLAS pool must not have started). */
-static int thread_count(pid_t pid)
+/* /proc/PID/NAME of the host's into buf (NUL-terminated); 0 or -1. */
+static int read_proc(pid_t pid, const char *name, char *buf, size_t size)
 {
-        char path[64], buf[4096];
-        snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+        ssize_t n = fd < 0 ? -1 : read(fd, buf, size - 1);
         if (n <= 0)
                 return -1;
         buf[n] = '\0';
+        return 0;
+}
+
+static int thread_count(pid_t pid)
+{
+        char buf[4096];
+        if (read_proc(pid, "status", buf, sizeof buf) < 0)
+                return -1;
         const char *t = strstr(buf, "\nThreads:");
         return t ? atoi(t + 9) : -1;
 }
@@ -329,13 +338,9 @@ int warm_ask(struct warm *w, const struct jail_cfg *cfg, struct cg_job *cg, stru
 /* ppid of pid, from the host's /proc; -1 when gone. */
 static pid_t parent_of(pid_t pid)
 {
-        char path[64], buf[512];
-        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
-        if (n <= 0)
+        char buf[512];
+        if (read_proc(pid, "stat", buf, sizeof buf) < 0)
                 return -1;
-        buf[n] = '\0';
         const char *rp = strrchr(buf, ')');
         int ppid = -1;
         return rp && sscanf(rp + 1, " %*c %d", &ppid) == 1 ? (pid_t)ppid : -1;
