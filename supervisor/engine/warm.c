@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sched.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -266,6 +267,11 @@ int warm_can(const struct warm *w, const struct jail_cfg *cfg)
 /* The serving zygote failed a request: said, ended, made again. */
 static int broken(struct warm *w, const struct jr_err *err, int r)
 {
+        /* Dead already (its pidfd readable): it ended, as on_zygote_exit
+         * would count it had the loop seen that first. */
+        struct pollfd dead = { .fd = w->cur.pidfd, .events = POLLIN };
+        if (poll(&dead, 1, 0) == 1)
+                w->crashes++;
         note(w, "warm zygote (%s, pid %d): %s; it is replaced, and jails start cold meanwhile", profile_name(w),
              (int)w->cur.pid, err->msg);
         proc_end(&w->cur);
