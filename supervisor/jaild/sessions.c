@@ -164,8 +164,9 @@ static void session_ended(struct job *job, void *data)
                 s->delete_call = NULL;
         }
         if (s->deleting || s->forget)
-                return session_free(s);
-        session_touch(s);  /* a dead session says why until its idle time passes */
+                session_free(s);
+        else
+                session_touch(s);  /* a dead session says why until its idle time passes */
         maybe_done(d);
 }
 
