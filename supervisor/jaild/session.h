@@ -95,6 +95,7 @@ struct session {
         unsigned executions;
         time_t created, last_used;
         int ready, dead, deleting, forget;
+        int stopped;                 /* ended by jaild stopping: the next run says so (410) */
         char dead_type[64], dead_msg[1024];
 };
 

@@ -148,7 +148,8 @@ static void session_ended(struct job *job, void *data)
         job_free(job);
         s->job = NULL;
         closep(&s->dirfd);
-        sessions_forget(d, s->id);
+        if (!s->stopped)  /* else its record stays: the next jaild reports it lost with this one */
+                sessions_forget(d, s->id);
         if (!s->dead) {
                 s->dead = 1;
                 jr_utf8_copy(s->dead_type, sizeof s->dead_type, s->res.etype[0] ? s->res.etype : "SessionDied");
@@ -509,6 +510,7 @@ void sessions_drain(struct jaild *d)
                 next = s->next;
                 if (s->job && !s->deleting) {
                         s->forget = 1;
+                        s->stopped = 1;
                         s->dead = 1;
                         snprintf(s->dead_type, sizeof s->dead_type, "SessionDied");
                         snprintf(s->dead_msg, sizeof s->dead_msg, "jaild is stopping");
