@@ -117,6 +117,7 @@ static void session_free(struct session *s)
         cells_free(s);
         timer_close(&s->idle);
         closep(&s->dirfd);
+        s->dirfd = -1;  /* closep leaves the number: a second close would hit a reused one */
         outq_free(&s->sink.out);
         outq_free(&s->sink.err);
         free(s->out.p);
@@ -148,6 +149,7 @@ static void session_ended(struct job *job, void *data)
         job_free(job);
         s->job = NULL;
         closep(&s->dirfd);
+        s->dirfd = -1;  /* session_free closes it again */
         if (!s->stopped)  /* else its record stays: the next jaild reports it lost with this one */
                 sessions_forget(d, s->id);
         if (!s->dead) {
