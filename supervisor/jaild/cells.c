@@ -260,6 +260,10 @@ void cell_done(void *data, const struct job_exec_result *r)
         struct cell *cl = s->cells;
         if (!cl || !cl->sent)
                 return;  /* the engine answers only what was sent */
+        /* What the jail printed last may still wait in the queues (read as
+         * it died, not handed over yet): it is this cell's. */
+        outq_flush_some(&s->sink.out);
+        outq_flush_some(&s->sink.err);
         if (!r->jail_gone)
                 packages_unbind(s, cl);
         if (cl->for_create && r->ok && s->dead)  /* unbinding failed: the session ends */
