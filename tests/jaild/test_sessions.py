@@ -932,3 +932,37 @@ def test_garbage_on_the_channel_kills_the_session_as_a_protocol_error(jd):
         assert "ProtocolError" in msg, msg
         delete(jd, sid)
     assert_unharmed(jd, keep)
+
+
+def test_what_a_cell_printed_before_its_session_died_is_in_its_answer(jd):
+    """Output written right before the jail dies (here the filter kills it
+    at a forbidden call: vhangup) reaches that cell's answer, whole, each
+    time, with sessions made, killed and deleted side by side (their
+    descriptors come and go)."""
+    code = ("import ctypes, os, sys\nprint('to stderr', file=sys.stderr)\n"
+            "os.write(1, b'x' * 60000 + b'\\nMARK before\\n')\nctypes.CDLL(None).syscall(153)\n"
+            "os.write(1, b'MARK after\\n')")
+    lost, errors = [], []
+
+    def one(k):
+        try:
+            for _ in range(k):
+                sid = create(jd)["id"]
+                a = execute(jd, sid, code)
+                d = a["data"]
+                if not d.get("session_ended") or "signal 31" not in d["error"]:
+                    errors.append(a)
+                elif not d["output"].endswith("\nMARK before\n") or d["stderr"] != "to stderr\n":
+                    lost.append((len(d["output"]), d["output"][-20:], d["stderr"]))
+                delete(jd, sid)
+        except BaseException as e:  # noqa: B902 (reported below)
+            errors.append(repr(e))
+
+    ts = [threading.Thread(target=one, args=(8,)) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert errors == [], errors[:3]
+    assert lost == [], "%d of 32 answers lost what the cell printed: %s" % (len(lost), lost[:3])
+    health(jd)
