@@ -60,9 +60,9 @@ WARM = os.environ.get("JR_WARM")
 
 
 # Whether the `jail` fixture's jails are warm: through jaild (its zygotes
-# are on by default) or under JR_WARM. A warm jail's owner-only /proc/self
+# are on by default; its sessions too) or under JR_WARM. A warm jail's owner-only /proc/self
 # files belong to the host's root, not to the jail (jaild(8) ZYGOTES).
-WARM_JAILS = os.environ.get("JR_VIA") == "jaild" or WARM is not None
+WARM_JAILS = os.environ.get("JR_VIA") in ("jaild", "session") or WARM is not None
 
 
 def warm_opts(args):
@@ -144,12 +144,100 @@ def run_via_jaild(source, *args, timeout=60, stdin=None, script_args=(), env=Non
     return Result(subprocess.CompletedProcess(["jaild"], j["exit_code"], out, err))
 
 
+# JR_VIA=session: each script of the `jail` fixture runs as one cell of a
+# fresh exec session of that jaild (POST /v1/sessions, then execute, then
+# DELETE): the same attacks from inside a session's interpreter.
+def _session_options(args):
+    """The session's fields for run_script's options (--timeout: the
+    cell's time limit); any other is a skip, saying which."""
+    args, spec, want_json = list(args), {}, False
+    while args:
+        a = args.pop(0)
+        if a == "--json":
+            want_json = True
+        elif a == "--profile" and args and args[0] == "exec":
+            args.pop(0)
+        elif a == "--timeout" and args:
+            spec["timeout"] = float(args.pop(0))
+        else:
+            pytest.skip("through a session: %s is a jailrun option a session does not take" % a)
+    return spec, want_json
+
+
+def _cell_status(data):
+    """(exit code, the --json status) a jailrun would have given for the
+    script whose cell answered data; stderr gains what Python prints."""
+    etype, msg = data.get("error_type"), data.get("error", "")
+    msg = msg[len(etype) + 2:] if etype and msg.startswith(etype + ": ") else msg
+    if data.get("session_ended"):  # the jail died under it
+        m = re.search(r"\bsignal (\d+)\b", msg)
+        if m:
+            return 128 + int(m.group(1)), "signal", msg
+        m = re.search(r"\b(?:status|exit code) (\d+)\b", msg)
+        return (int(m.group(1)) if m else 1), "error", msg
+    if etype == "SystemExit":  # sys.exit(n): the cell's error says n
+        if msg in ("", "None"):
+            return 0, "ok", msg
+        return (int(msg) & 0xFF if re.fullmatch(r"-?\d+", msg) else 1), "error", msg
+    return (1 if etype else 0), ("error" if etype else "ok"), msg
+
+
+def run_via_session(source, *args, timeout=60, stdin=None, script_args=(), env=None, name="script.py"):
+    """run_script's contract through a session: the script's argv set in a
+    first cell, the script the second; the answer mapped back to an exit
+    code, stdout, stderr (with the traceback Python would print) and, for
+    --json, {status, exit_code, error}."""
+    spec, want_json = _session_options(args)
+    if stdin is not None or env:
+        pytest.skip("through a session: a session has no stdin or environment of the caller's")
+    d = jaild_for_session()
+    r = d.post("/v1/sessions", spec, timeout=timeout)
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    try:
+        r = d.post("/v1/sessions/%s/execute" % sid, {"code": "import sys\nsys.argv = %r" % [name, *script_args]},
+                   timeout=timeout)
+        assert r.status_code == 200 and r.json()["success"], r.text
+        r = d.post("/v1/sessions/%s/execute" % sid, {"code": textwrap.dedent(source)}, timeout=timeout)
+        assert r.status_code == 200, r.text
+    finally:
+        gone = d.request("DELETE", "/v1/sessions/%s" % sid, timeout=timeout)
+        assert gone.status_code == 200, gone.text
+    data = r.json()["data"]
+    code, status, msg = _cell_status(data)
+    out, err = data["output"], data["stderr"]
+    if data.get("traceback"):
+        err += data["traceback"]
+    elif data.get("error_type") == "SystemExit" and code == 1:
+        err += msg + "\n"
+    if want_json:
+        j = {"status": status, "exit_code": code}
+        if data.get("error_type"):
+            j["error"] = {"type": data["error_type"], "message": msg}
+        out += ("\n" if out and not out.endswith("\n") else "") + json.dumps(j) + "\n"
+    return Result(subprocess.CompletedProcess(["jaild", "session"], code, out, err))
+
+
+def pytest_collection_modifyitems(config, items):
+    """JR_VIA=session: only the tests that run scripts in the `jail`
+    fixture (the others run jailrun itself, as security.test does)."""
+    if os.environ.get("JR_VIA") != "session":
+        return
+    keep = [i for i in items if "jail" in getattr(i, "fixturenames", ())]
+    dropped = [i for i in items if "jail" not in getattr(i, "fixturenames", ())]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 @pytest.fixture
 def jail(tmp_path):
     """jail(source, *args) -> Result, running in profile exec unless told otherwise."""
     def run(source, *args, **kw):
         if os.environ.get("JR_VIA") == "jaild":
             return run_via_jaild(source, *args, **kw)
+        if os.environ.get("JR_VIA") == "session":
+            return run_via_session(source, *args, **kw)
         if "--profile" not in args:
             args = ("--profile", "exec") + args
         return run_script(tmp_path, source, *args, **kw)
