@@ -109,7 +109,7 @@ struct api_config {
          * at most max_raw_held bytes together, counted by Content-Length
          * from the headers (past it: 503, the body unread). */
         size_t max_raw_body;        /* 0: API_MAX_RAW_BODY_DEFAULT (16 MiB) */
-        size_t max_raw_held;        /* 0: API_MAX_RAW_HELD_DEFAULT (64 MiB) */
+        size_t max_raw_held;        /* 0: API_MAX_RAW_HELD_DEFAULT (64 MiB); at least max_raw_body */
 };
 
 /* Creates, binds and listens on cfg->socket_path and serves it on l. A

@@ -645,6 +645,8 @@ static int copy_config(struct api *a, const struct api_config *cfg)
         a->max_body = cfg->max_body ? cfg->max_body : API_MAX_BODY_DEFAULT;
         a->max_raw_body = cfg->max_raw_body ? cfg->max_raw_body : API_MAX_RAW_BODY_DEFAULT;
         a->max_raw_held = cfg->max_raw_held ? cfg->max_raw_held : API_MAX_RAW_HELD_DEFAULT;
+        if (a->max_raw_held < a->max_raw_body)  /* one upload of the largest size fits, alone */
+                a->max_raw_held = a->max_raw_body;
         a->stream_buffer = cfg->stream_buffer ? cfg->stream_buffer : 1u << 20;
         a->max_held = cfg->max_held ? cfg->max_held : 4096;
         a->ops = cfg->ops;
