@@ -85,10 +85,13 @@ static int fail_errno(struct jr_err *err, int e, int dirfd, const char *path)
 static int resolve(int dirfd, const char *path, int flags, mode_t mode)
 {
         struct open_how how = { .flags = (unsigned)flags | O_CLOEXEC, .mode = mode, .resolve = RESOLVE_STRICT };
-        int fd;
+        int fd, tries = 0;
+        /* EAGAIN: a rename raced the walk; our paths have no "..", so it
+         * should not come, and a jail renaming on and on gets a bounded
+         * number of retries, never a spinning daemon. */
         do
                 fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
-        while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+        while (fd < 0 && (errno == EINTR || (errno == EAGAIN && ++tries < 16)));
         return fd < 0 ? -errno : fd;
 }
 
@@ -123,8 +126,8 @@ static int read_file(int pfd, size_t size, struct sfiles_out *out, struct jr_err
         if (jr_snprintf(proc, sizeof proc, "/proc/self/fd/%d", pfd) < 0)
                 return fail(err, ENAMETOOLONG, "%.300s: /proc path", path);
         _cleanup_close_ int fd = open(proc, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-        if (fd < 0)
-                return fail_errno(err, errno, -1, path);
+        if (fd < 0)  /* not the client's doing (no /proc?): an internal error */
+                return fail(err, EIO, "%.300s: cannot open it for reading (%s): %s", path, proc, strerror(errno));
         _cleanup_free_ char *buf = size ? malloc(size) : NULL;
         if (size && !buf)
                 return fail(err, ENOMEM, "%.300s: out of memory for %zu bytes", path, size);

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
@@ -117,6 +118,39 @@ START_TEST(get_a_file_binary_and_capped)
         ck_assert_uint_eq(o.len, 0);
         ck_assert_ptr_null(o.listing);
         sfiles_out_free(&o);
+}
+END_TEST
+
+/* A file the jail appends to while jaild reads it: every answer is at
+ * most the cap (cut at the size fstat saw), or the cap's refusal. */
+START_TEST(get_a_growing_file)
+{
+        int d = session("size=64m");
+        plant(d, "grow", "");
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                static char chunk[4096];
+                int fd = openat(d, "grow", O_WRONLY | O_APPEND | O_CLOEXEC);
+                for (int i = 0; fd >= 0 && i < 8192; i++)  /* up to 32 MiB */
+                        if (write(fd, chunk, sizeof chunk) != (ssize_t)sizeof chunk)
+                                _exit(1);
+                _exit(0);
+        }
+        const size_t max = 1 << 20;
+        int refused = 0;
+        while (!refused) {
+                struct sfiles_out o;
+                struct jr_err err;
+                int r = get(d, "grow", max, &o, &err);
+                ck_assert_msg(r == 0 || r == -EFBIG, "%d: %s", r, err.msg);
+                refused = r == -EFBIG;
+                ck_assert_uint_le(o.len, max);
+                sfiles_out_free(&o);
+        }
+        int status;
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 END_TEST
 
@@ -458,6 +492,7 @@ int main(void)
         TCase *tc = tcase_create("sfiles");
         tcase_set_timeout(tc, 60);  /* ten thousand files made on a slow host */
         tcase_add_test(tc, get_a_file_binary_and_capped);
+        tcase_add_test(tc, get_a_growing_file);
         tcase_add_test(tc, get_lists_a_directory);
         tcase_add_test(tc, get_caps_a_huge_listing);
         tcase_add_test(tc, get_refuses_the_hostile);
