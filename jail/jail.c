@@ -263,6 +263,7 @@ int jail_config_memfd(const struct jail_cfg *cfg, struct jr_err *err)
                 .host_gid = cfg->host_gid,
                 .max_tasks = cfg->max_tasks,
                 .scratch_bytes = cfg->profile == JAIL_PROFILE_EXEC ? cfg->scratch_bytes : 0,
+                .flags = cfg->profile == JAIL_PROFILE_EXEC && cfg->inet ? JEXEC_INET : 0,
                 .policy_json = cfg->policy_json,
                 .script = cfg->script,
                 .script_len = cfg->script_len,

@@ -181,7 +181,8 @@ _Noreturn static void warm_child(const struct warm_ctx *w, const int *fds)
         struct verify_cfg vc = { .host_uid = c.host_uid, .host_gid = c.host_gid, .plan = &w->plan };
         STEP("verify", verify_world(&vc, &err));
         STEP("interpreter", after_fork(&c, &err));
-        STEP("seccomp", filt_install(c.profile == JAIL_PROFILE_EXEC, &err));
+        STEP("seccomp", filt_install(c.profile != JAIL_PROFILE_EXEC ? FILT_WORKER
+                                     : c.flags & JEXEC_INET ? FILT_EXEC_INET : FILT_EXEC, &err));
         STEP("verify", verify_process(&vc, &err));
 #undef STEP
         prctl(PR_SET_NAME, "jailrun");

@@ -107,10 +107,6 @@ void api_session_packages(void *data, struct api_call *c, const char *id, json_t
                 return;
         if (!d->cfg->sessions.wheel_dir && !d->cfg->sessions.index_url)
                 return api_reply_error(c, 409, "PackagesUnavailable", "%s", SESSION_NO_PACKAGES);
-        if (!d->cfg->sessions.wheel_dir)  /* TODO(issue 17): the exec filter variant that lets pip reach the relay */
-                return api_reply_error(c, 501, "NotImplementedError", "sessions.packages.index_url: pip in a session "
-                                       "cannot open a TCP socket to reach the index yet (the exec profile's system-call "
-                                       "filter allows unix sockets only); use sessions.packages.wheel_dir");
         json_t *names = json_object_get(body, "names");
         if (packages_check(c, names) < 0)
                 return;

@@ -341,6 +341,9 @@ static int session_opts(struct session *s, struct api_call *c, const json_t *spe
         o->cpu_time_s = 0;
         o->tick_grace_s = SESSION_GRACE_S;
         o->scratch_bytes = (unsigned long)d->cfg->sessions.dir_bytes;
+        /* pip reaches an index through jaild's relay, over TCP on lo: the
+         * filter that allows TCP sockets (the namespace still has lo alone). */
+        o->inet = d->cfg->sessions.index_url && !d->cfg->sessions.wheel_dir;
         o->policy_json = s->policy_json;
         o->script_text = "";
         o->script_len = 0;
