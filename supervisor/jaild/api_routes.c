@@ -41,7 +41,7 @@ static const struct api_field job_fields[] = {
 /* Sessions check their own fields (sessions.c): their types are many. */
 static const struct api_field session_fields[] = {
         { "memory_limit", API_STRING | API_INTEGER }, { "cpu_limit", API_NUMBER }, { "timeout", API_NUMBER },
-        { "packages", API_ARRAY }, { "name", API_STRING }, { NULL, 0 },
+        { "idle_timeout", API_NUMBER }, { "packages", API_ARRAY }, { "name", API_STRING }, { NULL, 0 },
 };
 
 static const struct api_field execute_fields[] = {

@@ -92,6 +92,7 @@ struct session {
         int dirfd;                   /* its directory, seen from the host */
         uint64_t memory, mem_max;
         double cpus, cpus_max, timeout;
+        double idle_s;               /* ended after this long without a request */
         char mem_text[32];
         unsigned executions;
         time_t created, last_used;
