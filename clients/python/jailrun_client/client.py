@@ -196,8 +196,11 @@ class SandboxClient:
         return httpx.Timeout(REQUEST_TIMEOUT, connect=CONNECT_TIMEOUT, read=read)
 
     async def _request(self, method: str, path: str, *, limits: bool = False, file_op: bool = False,
-                       read_timeout: float = REQUEST_TIMEOUT, **kw: Any) -> httpx.Response:
-        """One call; transport failures and error answers become exceptions."""
+                       read_timeout: Optional[float] = None, **kw: Any) -> httpx.Response:
+        """One call; transport failures and error answers become exceptions.
+        read_timeout: seconds jaild has to answer (REQUEST_TIMEOUT if None)."""
+        if read_timeout is None:
+            read_timeout = REQUEST_TIMEOUT
         try:
             r = await self._client().request(method, path, timeout=self._timeout(read_timeout), **kw)
         except httpx.TimeoutException as e:
@@ -263,7 +266,7 @@ class SandboxClient:
                 body[key] = getattr(self, key)
         try:
             r = await self._request("POST", "/v1/sessions", json=body, limits=True,
-                                    read_timeout=INSTALL_TIMEOUT if self.packages else REQUEST_TIMEOUT)
+                                    read_timeout=INSTALL_TIMEOUT if self.packages else None)
             session = self._json(r)
             if not isinstance(session, dict) or not isinstance(session.get("id"), str):
                 raise JailrunError("jaild answered POST /v1/sessions without a session id: %.200r" % (session,))

@@ -109,7 +109,7 @@ def error_for(status: int, err_type: str, message: str, method: str, path: str,
     cls: Type[APIError] = APIError
     if status == 400 and limits:
         cls = LimitRefused
-    elif status == 404:
+    elif status == 404 and path.startswith("/v1/sessions/"):  # not a jaild without the sessions API
         cls = RemoteFileNotFound if file_op else SessionNotFound
     elif status == 409 and err_type == "PackagesUnavailable":
         cls = PackagesUnavailable
