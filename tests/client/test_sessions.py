@@ -1,7 +1,6 @@
 """The client against a real jaild: sessions, executions (state kept,
 errors, timeouts, streaming), files, limits, isolation between sessions."""
 import asyncio
-import os
 
 import pytest
 

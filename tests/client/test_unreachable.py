@@ -100,3 +100,51 @@ def test_ai_computer_is_the_client():
     assert ai_computer.SandboxClient is SandboxClient
     for name in jailrun_client.__all__:
         assert getattr(ai_computer, name) is getattr(jailrun_client, name)
+
+
+def serve_then_hang_up(path, answer):
+    """A unix socket server that reads one request, writes `answer` (bytes:
+    none, or the start of a response) and closes: a daemon dying mid-call,
+    as the client sees it."""
+    async def handler(reader, writer):
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+    return asyncio.start_unix_server(handler, path)
+
+
+@pytest.mark.parametrize("answer", [b"", b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 50"
+                                        b"\r\n\r\n{\"id\""], ids=["nothing", "half"])
+def test_a_connection_closed_before_the_answer_is_daemon_unavailable(tmp_path, answer):
+    path = str(tmp_path / "dying.sock")
+
+    async def main():
+        async with await serve_then_hang_up(path, answer):
+            c = SandboxClient(socket=path)
+            with pytest.raises(DaemonUnavailable) as e:
+                await c.setup()
+            assert e.value.socket == path
+            assert "%s closed the connection during POST /v1/sessions" % path in str(e.value)
+            await c.cleanup()
+    run(main())
+
+
+def test_a_stream_cut_before_its_result_is_daemon_unavailable(tmp_path):
+    path = str(tmp_path / "dying.sock")
+    line = b'{"type":"output","stream":"stdout","text":"partial\\n"}\n'
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n"
+    seen = []
+
+    async def main():
+        async with await serve_then_hang_up(path, head + b"%x\r\n%s\r\n" % (len(line), line)):
+            c = SandboxClient(socket=path)
+            c.session = {"id": "s-0123456789abcdef", "timeout": 300}  # as if set up
+            with pytest.raises(DaemonUnavailable) as e:
+                await c.execute_code("print('partial')", on_output=lambda s, t: seen.append((s, t)))
+            assert "closed the connection during POST /v1/sessions/s-0123456789abcdef/execute" in str(e.value)
+            c.session = None
+            await c.cleanup()
+    run(main())
+    assert seen == [("stdout", "partial\n")]
