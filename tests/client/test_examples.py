@@ -37,7 +37,14 @@ def test_file_write_and_read(sock, tmp_path):
     assert not os.path.exists(tmp_path / "example.txt")  # written in the session, not where the script ran
 
 
-@pytest.mark.parametrize("name", ["hello.py", "resources.py", "files.py"])
+def test_plot_downloaded_as_png(sock, tmp_path):
+    out = run_example(sock, tmp_path, os.path.join(EXAMPLES, "plot.py"))
+    png = (tmp_path / "squares.png").read_bytes()
+    assert out == "squares.png: %d bytes\n" % len(png)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
+
+
+@pytest.mark.parametrize("name", ["hello.py", "resources.py", "files.py", "plot.py"])
 def test_examples_are_the_readmes(name):
     """The README shows these very files."""
     with open(os.path.join(EXAMPLES, name)) as f:
