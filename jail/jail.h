@@ -35,6 +35,7 @@ enum jail_entry {
         JAIL_ENTRY_LOAD,    /* load it, check its entry point, wait for shutdown */
         JAIL_ENTRY_CHECK,   /* validate it without running it: one "check" message */
         JAIL_ENTRY_BACKTEST, /* parse the bars on DATA_FD, load it, run on_bar_strategy per bar */
+        JAIL_ENTRY_SESSION, /* no script: run each "execute" message's code in one namespace */
 };
 
 struct jail_cfg {

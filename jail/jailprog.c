@@ -26,6 +26,7 @@ static const char *const entry_names[] = {
         [JAIL_ENTRY_LOAD] = "load",
         [JAIL_ENTRY_CHECK] = "check",
         [JAIL_ENTRY_BACKTEST] = "backtest",
+        [JAIL_ENTRY_SESSION] = "session",
 };
 
 /* The configuration, or a word for whoever ran this by hand. */

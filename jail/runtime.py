@@ -616,6 +616,8 @@ def main(entry, source, filename, argv, policy):
         return check_main(source, filename, policy)
     if entry == "backtest":
         return backtest_main(source, filename, policy)
+    if entry == "session":
+        return session_main(policy)
     return worker_main(source, filename, policy, entry)
 
 
@@ -701,6 +703,7 @@ class _Tick:
     index = 0
     limit = 60.0
     buf = None
+    what = "tick %d"
 
 
 def _on_tick_alarm(signum, frame):
@@ -710,7 +713,7 @@ def _on_tick_alarm(signum, frame):
     if _jailrun.log_take() and _Tick.buf is not None:
         _Tick.buf.flush()  # safe inside the log's own code too (see _LogBuffer._out)
     if _jailrun.bar_overdue():
-        raise TimeoutError("tick %d exceeded its time limit of %g s" % (_Tick.index, _Tick.limit))
+        raise TimeoutError("%s exceeded its time limit of %g s" % (_Tick.what % _Tick.index, _Tick.limit))
 
 
 def _timed(fn, *args):
@@ -725,7 +728,7 @@ def _timed(fn, *args):
         took, over = _jailrun.bar_end()
         err = e
     if over and not isinstance(err, TimeoutError):
-        err = TimeoutError("tick %d exceeded its time limit of %g s" % (_Tick.index, _Tick.limit))
+        err = TimeoutError("%s exceeded its time limit of %g s" % (_Tick.what % _Tick.index, _Tick.limit))
     return err
 
 
@@ -889,6 +892,122 @@ def exec_main(source, filename, argv):
         status = 1
     buf.flush()
     return status
+
+
+# A session's answers stay within what the supervisor accepts.
+RESULT_MAX_REPR = 16000
+
+
+def session_main(policy):
+    """A session: code snippets ("cells") run one after another in one
+    namespace, each under its own time limit; what a cell prints goes to
+    the jail's stdout and stderr, which the supervisor attributes to it."""
+    import _signal
+
+    g = {"__name__": "__main__", "__builtins__": sys.modules["builtins"]}
+    sys.argv = [""]
+    for stream in (sys.stdout, sys.stderr):
+        try:  # a line shows as soon as it is printed (streamed answers)
+            stream.reconfigure(line_buffering=True)
+        except (AttributeError, ValueError):
+            pass
+    _Tick.what = "execution %d"
+    _signal.signal(_signal.SIGALRM, _on_tick_alarm)
+    watched = None
+    _send({"type": "ready"})
+    while True:
+        msg = _jailrun.recv()
+        if msg is None or msg.get("type") == "shutdown":
+            _flush_std()
+            return 0
+        if msg.get("type") != "run" or msg.get("op") != "execute":
+            raise RuntimeError("unexpected message from supervisor: %r" % (msg.get("type"),))
+        limit = float(msg["timeout"])
+        if limit != watched:  # the clock runs only while a cell does
+            _jailrun.bar_watch(limit, min(0.05, limit / 4), True)
+            _Tick.limit = watched = limit
+        _Tick.index = msg["id"]
+        reply = _run_cell(msg["code"], "<cell %d>" % msg["id"], g)
+        _flush_std()
+        reply.update(type="result", id=msg["id"])
+        _send(reply)
+
+
+def _flush_std():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except BaseException:
+            pass
+
+
+def _cell_code(source, filename):
+    """(code of the statements, code of a final expression or None): the
+    value of a cell is that of its last line when it is an expression, as
+    in an interactive shell. Top-level await is allowed."""
+    import ast
+
+    flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    try:
+        tree = compile(source, filename, "exec", flags, dont_inherit=True)
+    except ValueError as e:  # NUL bytes: a syntax error like any other
+        raise SyntaxError(str(e), (filename, 1, 1, None)) from None
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    body = compile(tree, filename, "exec", flags, dont_inherit=True)
+    return body, compile(last, filename, "eval", flags, dont_inherit=True) if last else None
+
+
+def _eval_cell(code, g):
+    r = eval(code, g)
+    if code.co_flags & 0x80:  # CO_COROUTINE: the cell awaits at top level
+        import asyncio
+
+        r = asyncio.run(r)
+    return r
+
+
+def _cell_body(source, filename, g, out):
+    body, last = _cell_code(source, filename)
+    _eval_cell(body, g)
+    if last is not None:
+        out.append(_eval_cell(last, g))
+
+
+def _run_cell(source, filename, g):
+    """Runs one cell: {"ok": True[, "value": repr]} or {"error": {...}}."""
+    _remember_source(source, filename)
+    out = []
+    err = _timed(_cell_body, source, filename, g, out)
+    if err is None:
+        reply = {"ok": True}
+        if out and out[0] is not None:
+            g["_"] = out[0]
+            try:
+                reply["value"] = _cap(repr(out[0]), RESULT_MAX_REPR, False)
+            except BaseException as e:
+                reply["value"] = "<repr failed: %s>" % _type_name(type(e))
+        return reply
+    info = _error_info(err, filename)
+    try:
+        info["traceback"] = _cap(_cell_traceback(err), ERROR_MAX_TRACEBACK, True)
+    except BaseException:
+        pass
+    return {"error": info}
+
+
+def _cell_traceback(exc):
+    """The traceback as Python prints it, without the runtime's frames."""
+    import traceback
+
+    te = traceback.TracebackException(type(exc), exc, _exc_traceback(exc))
+    for t in [te] + [x for x in (te.__cause__, te.__context__) if x is not None]:
+        t.stack = traceback.StackSummary.from_list(
+            [f for f in t.stack if f.filename != "<jailrun runtime>"])
+    return "".join(te.format())
 
 
 def _print_user_traceback(exc):

@@ -39,6 +39,7 @@ static const char *const entry_names[] = {
         [JAIL_ENTRY_TICKS] = "ticks",
         [JAIL_ENTRY_SCRIPT] = "script",
         [JAIL_ENTRY_LOAD] = "load",
+        [JAIL_ENTRY_SESSION] = "session",
 };
 
 /* Writes "0" to each v1 "tasks" file given: the child moves itself into

@@ -253,6 +253,8 @@ static void on_message(struct job *j, struct msg *m)
                 }
                 if (bt)
                         arm_bar_watch(j);
+                if (j->o->on_ready)
+                        j->o->on_ready(j->o->tick_data);
                 return next_tick_or_stop(j);
         }
         case MSG_BARS:
@@ -262,7 +264,8 @@ static void on_message(struct job *j, struct msg *m)
         case MSG_RESULT:
                 return on_result(j, m);
         case MSG_CALL:
-                if (j->o->entry == JAIL_ENTRY_CHECK || j->o->entry == JAIL_ENTRY_SCRIPT)
+                if (j->o->entry == JAIL_ENTRY_CHECK || j->o->entry == JAIL_ENTRY_SCRIPT ||
+                    j->o->entry == JAIL_ENTRY_SESSION)
                         return end_job(j, JOB_PROTOCOL, "ProtocolError", "unexpected call");
                 return on_call(j, m);
         case MSG_CHECK:
@@ -457,6 +460,21 @@ void drain_pipe(struct job *j, struct watch *w, int which, int max)
                                 j->res->stdout_mid_line = buf[n - 1] != '\n';
                 }
         }
+}
+
+/* A session's cell ended: what it printed is in the pipes (it flushed
+ * before it answered) and belongs to it, so it is read now, whatever the
+ * read budget (charged all the same): at most the pipes' capacity, as the
+ * jail blocks on a full pipe before it can answer. */
+void drain_pipes_now(struct job *j)
+{
+        int throttled = j->run->throttled;
+        j->run->throttled = 0;
+        drain_pipe(j, &j->run->out, 1, BATCH);
+        drain_pipe(j, &j->run->err, 2, BATCH);
+        j->run->throttled |= throttled;
+        outq_flush_some(&j->sink->out);  /* to the front-end now, before the answer */
+        outq_flush_some(&j->sink->err);
 }
 
 /* 1 when the channel holds messages not read yet. */

@@ -430,6 +430,9 @@ static void jail_gone(struct defer *d)
                 return between_jails(j);
         if (w == 0)
                 finish_status(j, ws);
+        if (j->o->entry == JAIL_ENTRY_SESSION)  /* the cell in flight dies with the session */
+                fail_in_flight(j, j->res->etype[0] ? j->res->etype : "SessionDied",
+                               j->res->emsg[0] ? j->res->emsg : "the session's jail ended");
         job_finish(j);
 }
 
@@ -637,6 +640,30 @@ int job_start(struct loop *l, const struct job_opts *o, struct sink *s, struct j
         }
         *out = j;
         return 0;
+}
+
+pid_t job_pid(const struct job *j, int *pidfd)
+{
+        const struct run *r = j->run;
+        if (j->finished || !r || r->exited || r->sp.pid <= 0)
+                return -1;
+        if (pidfd)
+                *pidfd = r->sp.pidfd;
+        return r->sp.pid;
+}
+
+int job_reset_peak(struct job *j)
+{
+        struct jr_err err = { 0 };
+        if (!j->cg.h || j->finished)
+                return -ESRCH;
+        /* The peak stays measured from the job's baseline (its group's
+         * charge when it began), not from the usage now. */
+        int64_t base = j->cg.base.memory;
+        int r = j->cg.peak_fd < 0 ? cg_job_open_peak(&j->cg)  /* opened is reset */
+                                  : cg_job_reset_peak(&j->cg, &err) < 0 ? -EIO : 1;
+        j->cg.base.memory = base;
+        return r;
 }
 
 void job_usage(const struct job *j, struct cg_stats *out)

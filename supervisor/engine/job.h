@@ -34,6 +34,17 @@ struct spawn;
 
 struct warm;
 
+/* How a session's cell ended (entry JAIL_ENTRY_SESSION, job_execute). */
+struct job_exec_result {
+        unsigned id;
+        int ok;
+        const char *etype, *emsg, *traceback;  /* "" when ok */
+        const char *value;           /* repr of its final expression, or NULL */
+        long line;                   /* 0 when unknown */
+        double seconds;
+        int jail_gone;               /* the session's jail died with it (the job ends) */
+};
+
 struct job_opts {
         enum jail_profile profile;   /* kernel side */
         enum jail_entry entry;       /* what the runtime does */
@@ -80,6 +91,10 @@ struct job_opts {
         void (*on_tick)(void *data, unsigned id, int ok, const char *etype, const char *emsg, double seconds);
         void *tick_data;             /* for on_tick and on_jailed */
         void (*on_jailed)(void *data, long setup_us);  /* each jail passed its checks */
+        /* Session: each cell's end, after everything it printed reached
+         * the sink. */
+        void (*on_exec)(void *data, const struct job_exec_result *r);
+        void (*on_ready)(void *data);  /* the jail's runtime is ready for its first tick or cell */
         const char *who;             /* "jailrun" when NULL */
         /* Clones a jail; NULL for the real thing (spawn_jail, and for a
          * worker's later jails its zygote). The engine's own tests put a
@@ -195,11 +210,28 @@ json_t *jr_json_text(const char *s);
  * job has ended. Its result reaches o->on_tick. */
 int job_tick(struct job *j);
 
+/* A session (entry JAIL_ENTRY_SESSION, o->manual, o->forever): runs code
+ * in the jail's interpreter, in the namespace earlier cells left, with a
+ * TimeoutError raised in it past timeout_s; o->tick_grace_s later the jail
+ * is killed and the job ends. Returns the cell's id, -EBUSY while the
+ * session is not idle, -ESRCH once the job has ended, -EMSGSIZE when the
+ * code does not fit one message (JOB_MAX_CELL), -ENOMEM. Its end reaches
+ * o->on_exec, also when the jail dies with it in flight. */
+int job_execute(struct job *j, const char *code, size_t len, double timeout_s);
+/* Bytes of a cell's code (it and its JSON frame fit one message). */
+#define JOB_MAX_CELL (CHAN_MAX_MSG / 2)
+
 /* Where a job is, for a front-end's listing. */
 enum job_phase { JOB_STARTING, JOB_IDLE, JOB_BUSY, JOB_WAITING, JOB_ENDED };
 enum job_phase job_phase(const struct job *j);
 /* Its cgroup's figures now (-1 where unknown). */
 void job_usage(const struct job *j, struct cg_stats *out);
+
+/* The jail's init (pid and pidfd), or -1 while none runs. */
+pid_t job_pid(const struct job *j, int *pidfd);
+/* Starts the group's memory peak again from its usage now: 1, or 0 where
+ * the kernel cannot (v2 before 6.12), or -errno. */
+int job_reset_peak(struct job *j);
 
 /* Frees a job that ended (after on_end; on_end may call it). */
 void job_free(struct job *j);

@@ -126,6 +126,7 @@ struct job {
         struct timespec progress_at;
         int progress_shown;
         struct timespec run_sent; /* when the tick or the backtest's run began */
+        double cell_timeout;      /* session: the cell in flight's soft limit */
         /* Worker lifecycle (across jails). */
         struct zygote zyg;        /* clones every jail after the first */
         struct script *next;      /* what the next jail runs (SIGHUP: the text read again) */
@@ -173,6 +174,7 @@ int send_json(struct job *j, json_t *m);
 void sent_or_end(struct job *j, int r);
 void drain_chan(struct job *j, uint32_t events, int max);
 void drain_pipe(struct job *j, struct watch *w, int which, int max);
+void drain_pipes_now(struct job *j);
 void set_paused(struct job *j, int pause);
 int chan_unread(int fd);
 void on_chan(struct watch *w, uint32_t events);

@@ -94,10 +94,13 @@ static int decode_result(struct msg *m, struct jr_err *err)
         json_t *e = NULL, *line = NULL;
         int ok = 0, on_error = 0;
         const char *tb = NULL;
-        if (json_unpack_ex(m->root, &je, JSON_STRICT, "{s:s, s:I, s?b, s?o, s?b}", "type",
+        m->result.value = NULL;
+        if (json_unpack_ex(m->root, &je, JSON_STRICT, "{s:s, s:I, s?b, s?o, s?b, s?s}", "type",
                            &(const char *){ 0 }, "id", &m->result.id, "ok", &ok, "error", &e, "on_error",
-                           &on_error) < 0)
+                           &on_error, "value", &m->result.value) < 0)
                 return bad(err, "result message", &je);
+        if (m->result.value && (!ok || strlen(m->result.value) > MSG_MAX_TEXT))
+                return bad(err, "result value: only with ok, at most 64 KiB", NULL);
         if (!ok == !e)
                 return bad(err, "result needs exactly one of ok:true and error", NULL);
         if (ok && on_error)

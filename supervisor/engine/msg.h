@@ -30,6 +30,7 @@ struct msg {
                         json_int_t line;  /* 0 when unknown */
                         const char *traceback;  /* may be "" */
                         int on_error;     /* a tick's error: on_error runs now, a second result ends it */
+                        const char *value;  /* a session's cell: repr of its final expression, or NULL */
                 } result;
                 struct {
                         json_int_t bars;  /* backtest: bars in the file; -1 otherwise */

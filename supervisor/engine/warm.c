@@ -261,7 +261,8 @@ int warm_can(const struct warm *w, const struct jail_cfg *cfg)
         /* Past its budget the zygote serves on while its replacement is
          * made, but not for ever (the replacement may keep failing). */
         return w && w->cur.ready && w->cur.forks < 2 * w->max_forks && cfg->profile == w->profile && cfg->data_fd < 0 &&
-               (cfg->entry == JAIL_ENTRY_TICKS || cfg->entry == JAIL_ENTRY_SCRIPT || cfg->entry == JAIL_ENTRY_LOAD);
+               (cfg->entry == JAIL_ENTRY_TICKS || cfg->entry == JAIL_ENTRY_SCRIPT || cfg->entry == JAIL_ENTRY_LOAD ||
+                cfg->entry == JAIL_ENTRY_SESSION);
 }
 
 /* The serving zygote failed a request: said, ended, made again. */

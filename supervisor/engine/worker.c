@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "supervisor/engine/jailio.h"
 #include "supervisor/engine/jobint.h"
@@ -72,6 +73,8 @@ void send_run_timer(struct job *j)
         clock_gettime(CLOCK_MONOTONIC, &j->run_sent);
         if (j->o->entry == JAIL_ENTRY_TICKS)
                 arm_or_end(j, &j->tick, j->o->tick_timeout_s + j->o->tick_grace_s, 0, "the tick timer");
+        else if (j->o->entry == JAIL_ENTRY_SESSION)
+                arm_or_end(j, &j->tick, j->cell_timeout + j->o->tick_grace_s, 0, "the cell timer");
 }
 
 /* A run message for the jail: tick `id`, or on_error for it, under the
@@ -145,6 +148,25 @@ void next_tick_or_stop(struct job *j)
         send_tick(j);
 }
 
+/* A session's cell answered: what it printed first, then its end. */
+static void cell_result(struct job *j, const struct msg *m)
+{
+        drain_pipes_now(j);
+        j->run->inflight = 0;
+        j->res->ticks_done++;
+        j->res->ticks_failed += !m->result.ok;
+        struct job_exec_result r = {
+                .id = j->sent, .ok = m->result.ok, .etype = m->result.ok ? "" : m->result.etype,
+                .emsg = m->result.ok ? "" : m->result.emsg, .traceback = m->result.ok ? "" : m->result.traceback,
+                .value = m->result.value, .line = m->result.ok ? 0 : (long)m->result.line,
+                .seconds = secs_since(&j->run_sent),
+        };
+        if (j->o->on_exec)
+                j->o->on_exec(j->o->tick_data, &r);
+        if (!j->run->ended)
+                next_tick_or_stop(j);
+}
+
 void on_result(struct job *j, const struct msg *m)
 {
         /* A tick's result is due only while that tick runs; an error result
@@ -163,6 +185,8 @@ void on_result(struct job *j, const struct msg *m)
         }
         if (tick && j->tick.w.fd >= 0)
                 (void)timer_disarm(&j->tick);
+        if (tick && j->o->entry == JAIL_ENTRY_SESSION)
+                return cell_result(j, m);
         if (tick && j->run->on_error_inflight) {  /* on_error ran in the new jail */
                 j->run->on_error_inflight = 0;
                 json_decref(j->pending_error);
@@ -197,6 +221,16 @@ void fail_in_flight(struct job *j, const char *type, const char *msg)
 {
         if (!j->run->inflight || j->run->on_error_inflight)
                 return;
+        if (j->o->entry == JAIL_ENTRY_SESSION) {
+                j->run->inflight = 0;
+                j->res->ticks_done++;
+                j->res->ticks_failed++;
+                struct job_exec_result r = { .id = j->sent, .etype = type, .emsg = msg, .traceback = "",
+                                             .seconds = secs_since(&j->run_sent), .jail_gone = 1 };
+                if (j->o->on_exec)
+                        j->o->on_exec(j->o->tick_data, &r);
+                return;
+        }
         j->res->ticks_done++;
         j->res->ticks_failed++;
         if (j->o->on_tick)
@@ -246,6 +280,14 @@ static int held_back(const struct job *j)
 /* The tick (or on_error) did not return by its time limit and grace. */
 static void on_tick_limit(struct job *j)
 {
+        if (j->o->entry == JAIL_ENTRY_SESSION) {  /* the session ends: its state cannot be trusted */
+                char msg[256];
+                snprintf(msg, sizeof msg, "execution %u did not stop within its time limit of %g s and %g s of "
+                         "grace; the session was killed", j->sent, j->cell_timeout, j->o->tick_grace_s);
+                job_note(j, "%s", msg);
+                fail_in_flight(j, "TimeoutError", msg);
+                return end_job(j, JOB_TIMEOUT, "TimeoutError", "%s", msg);
+        }
         char msg[256];
         int last = j->run->on_error_inflight && !j->o->forever && j->sent >= j->o->ticks;  /* nothing follows */
         snprintf(msg, sizeof msg, "%s %u did not return within its time limit of %g s and %g s of grace; "
@@ -545,6 +587,39 @@ int job_tick(struct job *j)
                 return -EBUSY;
         send_tick(j);
         return r->ended ? -EIO : (int)j->sent;
+}
+
+int job_execute(struct job *j, const char *code, size_t len, double timeout_s)
+{
+        struct run *r = j->run;
+        if (j->o->entry != JAIL_ENTRY_SESSION)
+                return -EINVAL;
+        if (j->finished || !r || r->exited || r->ended)
+                return -ESRCH;
+        if (r->phase != PH_READY || r->inflight || r->shutdown_sent || r->restarting || j->stopping)
+                return -EBUSY;
+        if (len > JOB_MAX_CELL || !(timeout_s > 0))
+                return len > JOB_MAX_CELL ? -EMSGSIZE : -EINVAL;
+        json_t *m = json_pack("{s:s, s:I, s:s, s:s%, s:f}", "type", "run", "id", (json_int_t)j->sent + 1, "op",
+                              "execute", "code", code, len, "timeout", timeout_s);
+        if (!m)
+                return -ENOMEM;  /* code that is not UTF-8 is the front-end's to refuse */
+        char *s = json_dumps(m, JSON_COMPACT);
+        json_decref(m);
+        if (!s)
+                return -ENOMEM;
+        size_t n = strlen(s);
+        if (n > CHAN_MAX_MSG) {  /* escapes grew it past one message */
+                free(s);
+                return -EMSGSIZE;
+        }
+        j->sent++;
+        j->cell_timeout = timeout_s;
+        send_run_timer(j);
+        int e = send(r->chan.fd, s, n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 ? -errno : 0;
+        free(s);
+        sent_or_end(j, e);
+        return (int)j->sent;
 }
 
 enum job_phase job_phase(const struct job *j)

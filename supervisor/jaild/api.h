@@ -57,6 +57,15 @@ struct api_ops {
         void (*health)(void *data, struct api_call *c);
         /* GET /metrics: Prometheus text (api_reply_text) */
         void (*metrics)(void *data, struct api_call *c);
+        /* POST /v1/sessions: {memory_limit?, cpu_limit?, timeout?, packages?, name?},
+         * answered when the session's interpreter is ready */
+        void (*session_create)(void *data, struct api_call *c, json_t *spec);
+        /* GET /v1/sessions, GET and DELETE /v1/sessions/{id} */
+        void (*session_list)(void *data, struct api_call *c);
+        void (*session_get)(void *data, struct api_call *c, const char *id);
+        void (*session_delete)(void *data, struct api_call *c, const char *id);
+        /* POST /v1/sessions/{id}/execute[?stream=1]: {code, timeout?} */
+        void (*session_execute)(void *data, struct api_call *c, const char *id, json_t *body, int stream);
 };
 
 /* Where log lines go (journald, stderr ...): priority is a syslog LOG_*;

@@ -38,6 +38,16 @@ static const struct api_field job_fields[] = {
         { NULL, 0 },
 };
 
+/* Sessions check their own fields (sessions.c): their types are many. */
+static const struct api_field session_fields[] = {
+        { "memory_limit", API_STRING | API_INTEGER }, { "cpu_limit", API_NUMBER }, { "timeout", API_NUMBER },
+        { "packages", API_ARRAY }, { "name", API_STRING }, { NULL, 0 },
+};
+
+static const struct api_field execute_fields[] = {
+        { "code", API_STRING | API_REQUIRED }, { "timeout", API_NUMBER }, { NULL, 0 },
+};
+
 static const struct api_field no_fields[] = { { NULL, 0 } };
 
 #define NEED(op) do { if (!ops->op) return -ENOSYS; } while (0)
@@ -126,6 +136,41 @@ static int do_metrics(const struct api_ops *ops, void *data, struct api_call *c)
         return 0;
 }
 
+static int do_session_create(const struct api_ops *ops, void *data, struct api_call *c)
+{
+        NEED(session_create);
+        ops->session_create(data, c, c->json);
+        return 0;
+}
+
+static int do_session_list(const struct api_ops *ops, void *data, struct api_call *c)
+{
+        NEED(session_list);
+        ops->session_list(data, c);
+        return 0;
+}
+
+static int do_session_get(const struct api_ops *ops, void *data, struct api_call *c)
+{
+        NEED(session_get);
+        ops->session_get(data, c, c->id);
+        return 0;
+}
+
+static int do_session_delete(const struct api_ops *ops, void *data, struct api_call *c)
+{
+        NEED(session_delete);
+        ops->session_delete(data, c, c->id);
+        return 0;
+}
+
+static int do_session_execute(const struct api_ops *ops, void *data, struct api_call *c)
+{
+        NEED(session_execute);
+        ops->session_execute(data, c, c->id, c->json, c->follow);
+        return 0;
+}
+
 static const struct api_route routes[] = {
         { "POST", "/v1/workers", worker_fields, NULL, do_worker_create },
         { "GET", "/v1/workers", no_fields, NULL, do_worker_list },
@@ -139,6 +184,11 @@ static const struct api_route routes[] = {
         { "POST", "/v1/jobs", job_fields, NULL, do_job_submit },
         { "GET", "/v1/health", no_fields, NULL, do_health },
         { "GET", "/metrics", no_fields, NULL, do_metrics },
+        { "POST", "/v1/sessions", session_fields, NULL, do_session_create },
+        { "GET", "/v1/sessions", no_fields, NULL, do_session_list },
+        { "GET", "/v1/sessions/{id}", no_fields, NULL, do_session_get },
+        { "DELETE", "/v1/sessions/{id}", no_fields, NULL, do_session_delete },
+        { "POST", "/v1/sessions/{id}/execute", execute_fields, "stream", do_session_execute },
 };
 
 static int id_char(char ch)

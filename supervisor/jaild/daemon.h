@@ -71,6 +71,9 @@ struct jaild {
         char scripts[PATH_MAX];      /* the scripts jobs read: <registry dir>/scripts */
         struct worker *workers;
         struct ojob *jobs;
+        struct session *sessions;
+        unsigned n_sessions;
+        uint64_t cells_run;
         struct waiter *waiting;      /* oldest first */
         unsigned live;               /* jails of workers and jobs running */
         unsigned queued;
@@ -130,6 +133,17 @@ void api_worker_tick(void *data, struct api_call *c, const char *id);
 void api_worker_pause(void *data, struct api_call *c, const char *id);
 void api_worker_resume(void *data, struct api_call *c, const char *id);
 void api_worker_logs(void *data, struct api_call *c, const char *id, int follow);
+
+/* sessions.c */
+void api_session_create(void *data, struct api_call *c, json_t *spec);
+void api_session_list(void *data, struct api_call *c);
+void api_session_get(void *data, struct api_call *c, const char *id);
+void api_session_delete(void *data, struct api_call *c, const char *id);
+void api_session_execute(void *data, struct api_call *c, const char *id, json_t *body, int stream);
+void sessions_drain(struct jaild *d);
+size_t sessions_running(const struct jaild *d);
+void sessions_free(struct jaild *d);
+void sessions_metrics(struct jaild *d, FILE *f);
 
 /* jobs.c */
 void api_job_submit(void *data, struct api_call *c, json_t *spec);

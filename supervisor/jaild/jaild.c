@@ -119,7 +119,7 @@ void pool_kick(struct jaild *d)
 /* Draining ends once nothing runs. */
 void maybe_done(struct jaild *d)
 {
-        if (d->draining && d->live == 0 && !d->waiting && workers_running(d) == 0)
+        if (d->draining && d->live == 0 && !d->waiting && workers_running(d) == 0 && sessions_running(d) == 0)
                 d->done = 1;
 }
 
@@ -316,6 +316,7 @@ static void api_metrics(void *data, struct api_call *c)
         hist_print(f, "jaild_job_seconds", "One-shot jobs from start to end.", &d->job_s);
         zygote_metrics(d, f);
         jcgpool_metrics(d, f);
+        sessions_metrics(d, f);
         if (fclose(f) != 0) {
                 free(text);
                 return api_reply_error(c, 500, "InternalError", "out of memory");
@@ -329,6 +330,8 @@ static const struct api_ops ops = {
         .worker_update = api_worker_update, .worker_delete = api_worker_delete, .worker_tick = api_worker_tick,
         .worker_pause = api_worker_pause,   .worker_resume = api_worker_resume, .worker_logs = api_worker_logs,
         .job_submit = api_job_submit,       .health = api_health,               .metrics = api_metrics,
+        .session_create = api_session_create, .session_list = api_session_list, .session_get = api_session_get,
+        .session_delete = api_session_delete, .session_execute = api_session_execute,
 };
 
 /* --- start, signals, stop ---------------------------------------------- */
@@ -371,6 +374,7 @@ static void drain_over(struct timer *t)
         d->draining = 2;
         workers_drain(d);
         jobs_drain(d);
+        sessions_drain(d);
         maybe_done(d);
 }
 
@@ -392,6 +396,7 @@ static void on_signal(struct watch *w, uint32_t events)
                                 jlog_msg(d, LOG_WARNING, NULL, "drain: no timer; it waits for every job");
                         workers_drain(d);
                         jobs_drain(d);
+                        sessions_drain(d);
                         maybe_done(d);
                 } else {
                         jlog_msg(d, LOG_NOTICE, NULL, "signal %d: stopping now", sig);
@@ -399,6 +404,7 @@ static void on_signal(struct watch *w, uint32_t events)
                         d->draining = 2;
                         workers_drain(d);
                         jobs_drain(d);
+                        sessions_drain(d);
                         maybe_done(d);
                 }
         }
@@ -506,7 +512,10 @@ static int prepare(struct jaild *d, struct jr_err *err)
         if (h.backend == CG_NONE)
                 return jr_fail(err, ENOTSUP, "cannot limit jobs: %s", h.why);
         cg_sweep(&h, d->cfg->cgroup_parent, 1);
-        return registry_open(&d->reg, d->cfg->registry, err);
+        r = registry_open(&d->reg, d->cfg->registry, err);
+        if (r == 0 && registry_sessions_lost(d->reg, err) < 0)  /* the sessions of a jaild before this one */
+                return -EIO;
+        return r;
 }
 
 /* The manager's view: READY at start, then a STATUS line now and then
@@ -696,6 +705,7 @@ int main(int argc, char **argv)
         timer_close(&d.status);
         timer_close(&d.drain);
         workers_free(&d);
+        sessions_free(&d);
         for (size_t i = 0; d.warm_on && i < ELEMENTSOF(d.warm); i++)
                 warm_free(&d.warm[i]);
         cg_pool_free(d.cgpool);  /* after every job: their groups are back */

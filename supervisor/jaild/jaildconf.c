@@ -519,6 +519,64 @@ static int parse_zygote(struct cfg_ctx *x, const json_t *root, struct jaild_conf
         return p ? parse_preload(x, p, c) : 0;
 }
 
+/* An http(s) URL without spaces or quotes: pip's --index-url. */
+static int url_ok(const char *s)
+{
+        if (strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0)
+                return 0;
+        for (; *s; s++)
+                if ((unsigned char)*s <= ' ' || *s == '"' || *s == '\\' || *s == 0x7f)
+                        return 0;
+        return 1;
+}
+
+static int parse_packages(struct cfg_ctx *x, const json_t *s, struct jaild_sessions_cfg *c)
+{
+        static const char *const keys[] = { "wheel_dir", "index_url", NULL };
+        struct key k;
+        json_t *p;
+        const char *url;
+        int r = get_obj(x, s, "sessions", "packages", &p, &k);
+        if (r < 0 || !p)
+                return r;
+        if ((r = only_keys(x, p, "sessions.packages", keys)) < 0 ||
+            (r = get_path(x, p, "sessions.packages", "wheel_dir", &c->wheel_dir)) < 0 ||
+            (r = get_text(x, p, "sessions.packages", "index_url", 2048, &url)) < 0)
+                return r;
+        if (url && !url_ok(url))
+                return bad(x, "sessions.packages.index_url", "out of range: an http:// or https:// URL, not '%.100s'", url);
+        return url ? set_str(x, &c->index_url, url) : 0;
+}
+
+static int parse_sessions(struct cfg_ctx *x, const json_t *root, struct jaild_config *c)
+{
+        static const char *const keys[] = { "max", "idle_timeout", "dir_bytes", "file_max", "packages", NULL };
+        struct key k;
+        json_t *s;
+        int r = get_obj(x, root, "", "sessions", &s, &k);
+        if (r < 0 || !s)
+                return r;
+        if ((r = only_keys(x, s, "sessions", keys)) < 0)
+                return r;
+        long long max = c->sessions.max, dir = (long long)c->sessions.dir_bytes, file = (long long)c->sessions.file_max;
+        if ((r = get_int_key(x, s, "sessions", "max", 0, JAILD_MAX_LIVE_MAX, &max)) < 0 ||
+            (r = get_int_key(x, s, "sessions", "dir_bytes", 1 << 20, JAILD_SESSIONS_DIR_MAX, &dir)) < 0 ||
+            (r = get_int_key(x, s, "sessions", "file_max", 1, JAILD_SESSIONS_FILE_MAX, &file)) < 0)
+                return r;
+        c->sessions.max = (unsigned)max;
+        c->sessions.dir_bytes = (unsigned long long)dir;
+        c->sessions.file_max = (unsigned long long)file;
+        json_t *idle = json_object_get(s, "idle_timeout");
+        if (idle && !json_is_number(idle))
+                return wrong_type(x, "sessions.idle_timeout", "a number of seconds", idle);
+        if (idle && !(json_number_value(idle) >= 1 && json_number_value(idle) <= JAILD_SESSIONS_IDLE_MAX))
+                return bad(x, "sessions.idle_timeout", "out of range: must be from 1 to %d seconds",
+                           JAILD_SESSIONS_IDLE_MAX);
+        if (idle)
+                c->sessions.idle_timeout = json_number_value(idle);
+        return parse_packages(x, s, &c->sessions);
+}
+
 static const char *const level_names[] = {
         [JAILD_LOG_ERROR] = "error", [JAILD_LOG_WARNING] = "warning", [JAILD_LOG_NOTICE] = "notice",
         [JAILD_LOG_INFO] = "info", [JAILD_LOG_DEBUG] = "debug",
@@ -557,6 +615,8 @@ static int defaults(struct cfg_ctx *x, struct jaild_config *c)
                 .log_level = JAILD_LOG_INFO,
                 .zygote_enabled = 1,
                 .zygote_max_forks = JAILD_ZYGOTE_FORKS_DEFAULT,
+                .sessions = { .max = JAILD_SESSIONS_MAX_DEFAULT, .idle_timeout = JAILD_SESSIONS_IDLE_DEFAULT,
+                              .dir_bytes = JAILD_SESSIONS_DIR_DEFAULT, .file_max = JAILD_SESSIONS_FILE_DEFAULT },
         };
         c->socket_path = strdup(JAILD_SOCKET_DEFAULT);
         c->cgroup_parent = strdup(JAILD_CGROUP_PARENT_DEFAULT);
@@ -574,7 +634,7 @@ static int parse_root(struct cfg_ctx *x, const json_t *root, struct jaild_config
 {
         static const char *const keys[] = { "socket", "allow", "uid_range", "cgroup_parent", "cgroup_pool",
                                             "state", "workspace_root", "secrets", "registry", "max_live_jobs",
-                                            "queue_wait", "log_level", "zygote", NULL };
+                                            "queue_wait", "log_level", "zygote", "sessions", NULL };
         int r;
         if (!json_is_object(root))
                 return wrong_type(x, "(top level)", "an object", root);
@@ -582,7 +642,7 @@ static int parse_root(struct cfg_ctx *x, const json_t *root, struct jaild_config
             (r = parse_allow(x, root, c)) < 0 || (r = parse_uid_range(x, root, c)) < 0 ||
             (r = parse_cgroup(x, root, c)) < 0 || (r = parse_pool(x, root, c)) < 0 || (r = parse_state(x, root, c)) < 0 ||
             (r = parse_files(x, root, c)) < 0 || (r = parse_limits(x, root, c)) < 0 ||
-            (r = parse_zygote(x, root, c)) < 0)
+            (r = parse_zygote(x, root, c)) < 0 || (r = parse_sessions(x, root, c)) < 0)
                 return r;
         return parse_log(x, root, c);
 }
@@ -684,6 +744,8 @@ void jaild_config_free(struct jaild_config *c)
         free(c->secrets);
         free(c->registry);
         free(c->zygote_preload);
+        free(c->sessions.wheel_dir);
+        free(c->sessions.index_url);
         free(c);
 }
 

@@ -34,7 +34,14 @@
 #define JAILD_PRELOAD_DEFAULT "[\"numpy\",\"pandas\"]"  /* engine/warm.h WARM_PRELOAD_DEFAULT */
 #define JAILD_PRELOAD_MAX 64
 #define JAILD_ZYGOTE_FORKS_DEFAULT 256
-#define JAILD_ZYGOTE_FORKS_MAX 1000000           /* entries in allow.uids, allow.gids */
+#define JAILD_ZYGOTE_FORKS_MAX 1000000
+#define JAILD_SESSIONS_MAX_DEFAULT 64        /* sessions at once */
+#define JAILD_SESSIONS_IDLE_DEFAULT 600      /* seconds an idle session is kept */
+#define JAILD_SESSIONS_IDLE_MAX 604800
+#define JAILD_SESSIONS_DIR_DEFAULT (64LL << 20)   /* bytes of a session's directory */
+#define JAILD_SESSIONS_DIR_MAX (16LL << 30)
+#define JAILD_SESSIONS_FILE_DEFAULT (16LL << 20)  /* bytes one PUT or GET of a file moves */
+#define JAILD_SESSIONS_FILE_MAX (1LL << 30)           /* entries in allow.uids, allow.gids */
 
 enum jaild_state_backend {
         JAILD_STATE_SQLITE,
@@ -81,6 +88,14 @@ struct jaild_config {
         int zygote_enabled;          /* warm zygotes, one per profile */
         char *zygote_preload;        /* JSON array of module names they import */
         unsigned zygote_max_forks;   /* jails one zygote clones before it is replaced */
+        struct jaild_sessions_cfg {
+                unsigned max;            /* sessions at once */
+                double idle_timeout;     /* seconds an idle session is kept */
+                unsigned long long dir_bytes;   /* its directory (a tmpfs in its jail) */
+                unsigned long long file_max;    /* one file moved in or out */
+                char *wheel_dir;         /* packages: pip's --find-links; NULL: none */
+                char *index_url;         /* packages: pip's --index-url; NULL: none */
+        } sessions;
 };
 
 /* Reads the configuration file at `path` (NULL: none, every default).

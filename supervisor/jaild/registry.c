@@ -34,7 +34,7 @@
 #define COLS "id, name, profile, source, policy, schedule, paused, created_ms, updated_ms, generation"
 
 enum { R_INSERT, R_BY_ID, R_BY_NAME, R_LIST, R_SET_SOURCE, R_SET_POLICY, R_SET_SCHEDULE, R_SET_PAUSED, R_DELETE,
-       R__MAX };
+       R_SESS_ADD, R_SESS_DELETE, R_SESS_LOST, R_SESS_EXPIRE, R_SESS_IS_LOST, R__MAX };
 
 static const char *const sql[R__MAX] = {
         [R_INSERT] = "INSERT INTO workers (" COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1)",
@@ -47,6 +47,11 @@ static const char *const sql[R__MAX] = {
         [R_SET_SCHEDULE] = "UPDATE workers SET schedule = ?2, updated_ms = ?3 WHERE id = ?1",
         [R_SET_PAUSED] = "UPDATE workers SET paused = ?2, updated_ms = ?3 WHERE id = ?1",
         [R_DELETE] = "DELETE FROM workers WHERE id = ?1",
+        [R_SESS_ADD] = "INSERT OR REPLACE INTO sessions (id, created_ms, lost_ms) VALUES (?1, ?2, NULL)",
+        [R_SESS_DELETE] = "DELETE FROM sessions WHERE id = ?1",
+        [R_SESS_LOST] = "UPDATE sessions SET lost_ms = ?1 WHERE lost_ms IS NULL",
+        [R_SESS_EXPIRE] = "DELETE FROM sessions WHERE lost_ms < ?1",
+        [R_SESS_IS_LOST] = "SELECT 1 FROM sessions WHERE id = ?1 AND lost_ms IS NOT NULL",
 };
 
 /* migrations[v] takes the schema from user_version v to v + 1. */
@@ -62,6 +67,10 @@ static const char *const migrations[REGISTRY_SCHEMA] = {
         " created_ms INTEGER NOT NULL,"
         " updated_ms INTEGER NOT NULL,"
         " generation INTEGER NOT NULL CHECK (generation >= 1))",
+        "CREATE TABLE sessions ("
+        " id TEXT PRIMARY KEY NOT NULL,"
+        " created_ms INTEGER NOT NULL,"
+        " lost_ms INTEGER)",
 };
 
 struct registry {
@@ -587,4 +596,55 @@ int registry_delete(struct registry *r, const char *id, struct jr_err *err)
         if (!st)
                 return id ? db_fail(r->db, err, "delete", id) : plain(err, EINVAL, "registry: no id");
         return run_change(r, st, "delete", id, NULL, err);
+}
+
+/* --- sessions ------------------------------------------------------ */
+
+static int step_done(struct registry *r, sqlite3_stmt *st, const char *what, struct jr_err *err)
+{
+        int rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        return rc == SQLITE_DONE ? 0 : db_fail(r->db, err, what, r->path);
+}
+
+int registry_session_add(struct registry *r, const char *id, struct jr_err *err)
+{
+        sqlite3_stmt *st = stmt(r, R_SESS_ADD);
+        if (bind_text(st, 1, id, strlen(id)) < 0 || sqlite3_bind_int64(st, 2, now_ms()) != SQLITE_OK)
+                return db_fail(r->db, err, "session add", r->path);
+        return step_done(r, st, "session add", err);
+}
+
+int registry_session_delete(struct registry *r, const char *id, struct jr_err *err)
+{
+        sqlite3_stmt *st = stmt(r, R_SESS_DELETE);
+        if (bind_text(st, 1, id, strlen(id)) < 0)
+                return db_fail(r->db, err, "session delete", r->path);
+        return step_done(r, st, "session delete", err);
+}
+
+int registry_sessions_lost(struct registry *r, struct jr_err *err)
+{
+        sqlite3_stmt *st = stmt(r, R_SESS_LOST);
+        if (sqlite3_bind_int64(st, 1, now_ms()) != SQLITE_OK)
+                return db_fail(r->db, err, "sessions lost", r->path);
+        int ret = step_done(r, st, "sessions lost", err);
+        if (ret < 0)
+                return ret;
+        st = stmt(r, R_SESS_EXPIRE);
+        if (sqlite3_bind_int64(st, 1, now_ms() - REGISTRY_SESSION_KEEP_MS) != SQLITE_OK)
+                return db_fail(r->db, err, "sessions expire", r->path);
+        return step_done(r, st, "sessions expire", err);
+}
+
+int registry_session_lost(struct registry *r, const char *id, struct jr_err *err)
+{
+        sqlite3_stmt *st = stmt(r, R_SESS_IS_LOST);
+        if (bind_text(st, 1, id, strlen(id)) < 0)
+                return db_fail(r->db, err, "session lookup", r->path);
+        int rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc == SQLITE_ROW)
+                return 1;
+        return rc == SQLITE_DONE ? 0 : db_fail(r->db, err, "session lookup", r->path);
 }

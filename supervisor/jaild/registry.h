@@ -17,7 +17,7 @@
 #define REGISTRY_MAX_PROFILE 32          /* [a-z0-9_-] */
 #define REGISTRY_MAX_SOURCE (1024 * 1024)  /* bytes of a worker's source */
 #define REGISTRY_MAX_JSON (64 * 1024)    /* bytes of its policy or schedule */
-#define REGISTRY_SCHEMA 1                /* PRAGMA user_version this code writes */
+#define REGISTRY_SCHEMA 2                /* PRAGMA user_version this code writes */
 
 struct registry;
 
@@ -88,6 +88,18 @@ int registry_set_source(struct registry *r, const char *id, const char *source, 
 int registry_set_policy(struct registry *r, const char *id, const char *policy, struct jr_err *err);
 int registry_set_schedule(struct registry *r, const char *id, const char *schedule, struct jr_err *err);
 int registry_set_paused(struct registry *r, const char *id, int paused, struct jr_err *err);
+
+/* Sessions (jaild's exec sessions live only as long as the jaild that
+ * made them): their ids are kept while they run, so that a later jaild
+ * can tell one lost when its jaild stopped from one that never was. */
+int registry_session_add(struct registry *r, const char *id, struct jr_err *err);
+int registry_session_delete(struct registry *r, const char *id, struct jr_err *err);
+/* At start: every session still listed was lost with the jaild before;
+ * those lost more than REGISTRY_SESSION_KEEP_MS ago are forgotten. */
+#define REGISTRY_SESSION_KEEP_MS (7LL * 24 * 3600 * 1000)
+int registry_sessions_lost(struct registry *r, struct jr_err *err);
+/* 1 if session `id` was lost with an earlier jaild, 0 if not, or -errno. */
+int registry_session_lost(struct registry *r, const char *id, struct jr_err *err);
 
 /* Removes the worker; -ENOENT when there is none. */
 int registry_delete(struct registry *r, const char *id, struct jr_err *err);
