@@ -62,7 +62,7 @@ def test_session_of_a_killed_daemon_is_reported_dead_after_restart(own_jd):
         try:
             with pytest.raises(SessionDied) as e:
                 await c.execute_code("print(x)")
-            assert e.value.status == 410 and sid in e.value.message and "jaild stopped" in e.value.message
+            assert e.value.status == 410 and sid in e.value.message and "stopped" in e.value.message
         finally:
             await c.cleanup()
         async with SandboxClient(socket=own_jd.socket) as d:  # the restarted daemon serves new sessions

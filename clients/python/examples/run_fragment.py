@@ -31,7 +31,7 @@ async def main(path: str) -> None:
         await client.setup()
         try:
             s = client.session
-            print("session limits: memory_limit=%s cpu_limit=%s timeout=%s"
+            print("session limits: memory_limit=%d cpu_limit=%g timeout=%g"
                   % (s["memory_limit"], s["cpu_limit"], s["timeout"]))
             r = await client.execute_code("print(6 * 7)")
             print("success=%s output=%r" % (r.success, r.data["output"]))

@@ -76,9 +76,15 @@ class ExecutionResponse:
 
     @property
     def error_type(self) -> Optional[str]:
-        """The exception's type name ("TimeoutError" past the timeout,
-        "SessionDied" when the session was killed), or None."""
+        """The exception's type name ("TimeoutError" past the timeout), or None."""
         return self.data.get("error_type")
+
+    @property
+    def session_ended(self) -> bool:
+        """Whether this execution took the session with it (killed past its
+        timeout's grace, or past its memory limit): later calls raise
+        SessionDied."""
+        return bool(self.data.get("session_ended")) or self.error_type == "SessionDied"
 
     @property
     def traceback(self) -> Optional[str]:
@@ -118,7 +124,7 @@ def _unreachable(socket: str, exc: httpx.TransportError, method: str, path: str)
         return DaemonUnavailable("jaild at %s is unavailable: %s" % (socket, why), socket)
     return DaemonUnavailable("jaild at %s closed the connection during %s %s before it answered (%s): the daemon "
                              "died or was restarted, and its sessions ended with it"
-                             % (socket, method, path, exc or type(exc).__name__), socket)
+                             % (socket, method, path, str(exc) or type(exc).__name__), socket)
 
 
 async def _call(cb: OutputCallback, stream: str, text: str) -> None:
