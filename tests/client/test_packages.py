@@ -60,7 +60,7 @@ def wheel_jd(tmp_path_factory):
     build_wheel(os.path.join(str(base), "src"), out, "jrdemo-two", "two")
     for p in [str(base), out] + [os.path.join(out, w) for w in os.listdir(out)]:
         os.chmod(p, 0o755 if os.path.isdir(p) else 0o644)
-    d = new_jaild(sessions={"packages": {"wheel_dir": out, "index_url": None}})
+    d = new_jaild(sessions={"packages": {"wheel_dir": out}})
     yield d
     left = d.cleanup()
     assert left == [], "cgroups left: %s" % left
