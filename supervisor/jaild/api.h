@@ -66,6 +66,8 @@ struct api_ops {
         void (*session_delete)(void *data, struct api_call *c, const char *id);
         /* POST /v1/sessions/{id}/execute[?stream=1]: {code, timeout?} */
         void (*session_execute)(void *data, struct api_call *c, const char *id, json_t *body, int stream);
+        /* POST /v1/sessions/{id}/packages: {names} */
+        void (*session_packages)(void *data, struct api_call *c, const char *id, json_t *body);
 };
 
 /* Where log lines go (journald, stderr ...): priority is a syslog LOG_*;

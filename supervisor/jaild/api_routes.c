@@ -48,6 +48,10 @@ static const struct api_field execute_fields[] = {
         { "code", API_STRING | API_REQUIRED }, { "timeout", API_NUMBER }, { NULL, 0 },
 };
 
+static const struct api_field packages_fields[] = {
+        { "names", API_ARRAY | API_REQUIRED }, { NULL, 0 },
+};
+
 static const struct api_field no_fields[] = { { NULL, 0 } };
 
 #define NEED(op) do { if (!ops->op) return -ENOSYS; } while (0)
@@ -171,6 +175,13 @@ static int do_session_execute(const struct api_ops *ops, void *data, struct api_
         return 0;
 }
 
+static int do_session_packages(const struct api_ops *ops, void *data, struct api_call *c)
+{
+        NEED(session_packages);
+        ops->session_packages(data, c, c->id, c->json);
+        return 0;
+}
+
 static const struct api_route routes[] = {
         { "POST", "/v1/workers", worker_fields, NULL, do_worker_create },
         { "GET", "/v1/workers", no_fields, NULL, do_worker_list },
@@ -189,6 +200,7 @@ static const struct api_route routes[] = {
         { "GET", "/v1/sessions/{id}", no_fields, NULL, do_session_get },
         { "DELETE", "/v1/sessions/{id}", no_fields, NULL, do_session_delete },
         { "POST", "/v1/sessions/{id}/execute", execute_fields, "stream", do_session_execute },
+        { "POST", "/v1/sessions/{id}/packages", packages_fields, NULL, do_session_packages },
 };
 
 static int id_char(char ch)

@@ -16,6 +16,7 @@
 
 static void cell_free(struct cell *cl)
 {
+        json_decref(cl->install);
         free(cl->code);
         free(cl);
 }
@@ -129,23 +130,28 @@ static void cell_cancel(void *data)
         cell_free(cl);
 }
 
-void cell_queue(struct session *s, struct api_call *c, const char *code, size_t len, double timeout, int stream)
+struct cell *cell_queue(struct session *s, struct api_call *c, const char *code, size_t len, double timeout,
+                        int stream)
 {
-        if (s->queued >= SESSION_MAX_QUEUED)
-                return api_reply_error(c, 429, "QueueFull", "session %s has %d executions waiting already", s->id,
-                                       SESSION_MAX_QUEUED);
+        if (s->queued >= SESSION_MAX_QUEUED) {
+                api_reply_error(c, 429, "QueueFull", "session %s has %d executions waiting already", s->id,
+                                SESSION_MAX_QUEUED);
+                return NULL;
+        }
         struct cell *cl = calloc(1, sizeof *cl);
         if (!cl || !(cl->code = malloc(len + 1))) {
                 free(cl);
-                return api_reply_error(c, 500, "InternalError", "out of memory");
+                api_reply_error(c, 500, "InternalError", "out of memory");
+                return NULL;
         }
         memcpy(cl->code, code, len + 1);
         *cl = (struct cell){ .s = s, .call = c, .code = cl->code, .len = len, .timeout = timeout, .stream = stream };
         *s->tail = cl;
         s->tail = &cl->next;
         s->queued++;
-        api_call_on_cancel(c, cell_cancel, cl);
-        cells_next(s);
+        if (c)
+                api_call_on_cancel(c, cell_cancel, cl);
+        return cl;
 }
 
 /* What was printed between cells begins this one's output. */
@@ -181,7 +187,14 @@ void cells_next(struct session *s)
         cl->cpu0_us = st.cpu_us;
         cl->peak_reset = job_reset_peak(s->job) == 1;
         clock_gettime(CLOCK_MONOTONIC, &cl->t0);
-        int r = job_execute(s->job, cl->code, cl->len, cl->timeout);
+        int r = cl->install ? packages_bind(s, cl) : 0;
+        if (r < 0) {
+                pop_cell(s);
+                return cells_next(s);
+        }
+        r = job_execute(s->job, cl->code, cl->len, cl->timeout);
+        if (r < 0)
+                packages_unbind(s, cl);
         if (r < 0) {
                 if (cl->call)
                         api_reply_error(cl->call, r == -EMSGSIZE ? 413 : 500, r == -EMSGSIZE ? "ValueError" : "InternalError",
@@ -208,6 +221,8 @@ static json_t *cell_data(const struct session *s, const struct job_exec_result *
                 return NULL;
         if (r->ok && r->value)
                 json_object_set_new(data, "result", jr_json_text(r->value));
+        if (r->ok && s->cells->install)
+                json_object_set_new(data, "installed", json_incref(s->cells->install));
         if (r->ok)
                 return data;
         const char *type = r->jail_gone && s->dead ? s->dead_type : r->etype;
@@ -245,6 +260,10 @@ void cell_done(void *data, const struct job_exec_result *r)
         struct cell *cl = s->cells;
         if (!cl || !cl->sent)
                 return;  /* the engine answers only what was sent */
+        if (!r->jail_gone)
+                packages_unbind(s, cl);
+        if (cl->for_create && r->ok && s->dead)  /* unbinding failed: the session ends */
+                session_created(s, NULL, r);
         if (r->jail_gone && !s->dead) {  /* it took the session with it: later calls say so */
                 s->dead = 1;
                 jr_utf8_copy(s->dead_type, sizeof s->dead_type, r->etype);
@@ -252,6 +271,8 @@ void cell_done(void *data, const struct job_exec_result *r)
         }
         json_t *resp = json_pack("{s:b, s:o, s:o}", "success", r->ok, "data", cell_data(s, r), "stats",
                                  cell_stats(s, cl));
+        if (cl->for_create)
+                session_created(s, resp, r);
         if (cl->call && !resp) {
                 api_reply_error(cl->call, 500, "InternalError", "the answer could not be encoded");
         } else if (cl->call && cl->streaming) {

@@ -140,6 +140,7 @@ void api_session_list(void *data, struct api_call *c);
 void api_session_get(void *data, struct api_call *c, const char *id);
 void api_session_delete(void *data, struct api_call *c, const char *id);
 void api_session_execute(void *data, struct api_call *c, const char *id, json_t *body, int stream);
+void api_session_packages(void *data, struct api_call *c, const char *id, json_t *body);
 void sessions_drain(struct jaild *d);
 size_t sessions_running(const struct jaild *d);
 void sessions_free(struct jaild *d);

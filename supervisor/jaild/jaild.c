@@ -332,6 +332,7 @@ static const struct api_ops ops = {
         .job_submit = api_job_submit,       .health = api_health,               .metrics = api_metrics,
         .session_create = api_session_create, .session_list = api_session_list, .session_get = api_session_get,
         .session_delete = api_session_delete, .session_execute = api_session_execute,
+        .session_packages = api_session_packages,
 };
 
 /* --- start, signals, stop ---------------------------------------------- */

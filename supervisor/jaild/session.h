@@ -21,6 +21,11 @@
 #define SESSION_GRACE_S 5.0
 /* Its working directory inside the jail. */
 #define SESSION_WORKDIR "/scratch"
+/* Packages: the operator's wheel directory is bound here while pip runs,
+ * and pip installs into the session's own site directory. */
+#define SESSION_WHEELS SESSION_WORKDIR "/.wheels"
+#define SESSION_SITE SESSION_WORKDIR "/.packages"
+#define SESSION_MAX_PACKAGES 64
 /* Bytes of a cell's stdout, and of its stderr, kept for its answer. */
 #define CELL_OUTPUT_MAX (1024 * 1024)
 /* Cells waiting on one session. */
@@ -51,6 +56,9 @@ struct cell {
         struct timespec t0;
         int64_t cpu0_us;        /* the group's CPU when it began */
         int peak_reset;         /* the memory peak was started again for it */
+        json_t *install;        /* a package install: the names (the wheel directory is bound meanwhile) */
+        int for_create;         /* the packages the session was created with: its creation's answer waits */
+        int bound;
         size_t carry[2];        /* bytes of an unfinished UTF-8 character held back from the stream */
         char held[2][4];
 };
@@ -72,7 +80,8 @@ struct session {
         struct job *job;             /* NULL once its jail has ended */
         struct sink sink;
         struct out_ctx out_ctx[2];
-        struct api_call *create;     /* answered when the interpreter is ready */
+        struct api_call *create;     /* answered when the interpreter is ready (and its packages are in) */
+        json_t *packages;            /* to install before that answer */
         struct api_call *delete_call;
         struct cell *cells, **tail;  /* the first runs when it is sent */
         unsigned queued;
@@ -98,14 +107,28 @@ void session_touch(struct session *s);
 /* Ends it (c, if any, answered once its jail is gone); a dead one is
  * forgotten at once. */
 void session_end(struct session *s, struct api_call *c);
+/* The install of its creation's packages ended (resp: that cell's answer,
+ * or NULL): the creation is answered, and a failed install ends it. */
+void session_created(struct session *s, json_t *resp, const struct job_exec_result *r);
 
 /* cells.c */
-void cell_queue(struct session *s, struct api_call *c, const char *code, size_t len, double timeout, int stream);
+struct cell *cell_queue(struct session *s, struct api_call *c, const char *code, size_t len, double timeout,
+                        int stream);
 void cells_next(struct session *s);
 void cell_done(void *data, const struct job_exec_result *r);
 void cell_output(void *data, const char *buf, size_t len);
 void cells_fail(struct session *s, const char *type, const char *msg);
 void cells_free(struct session *s);
+
+/* packages.c */
+void api_session_packages(void *data, struct api_call *c, const char *id, json_t *body);
+/* The names checked (answered 400 if not: -EINVAL); an install cell queued
+ * for them (c may be NULL: the session's creation waits for it). */
+int packages_check(struct api_call *c, const json_t *names);
+struct cell *packages_queue(struct session *s, struct api_call *c, json_t *names);
+/* Before and after an install cell: the wheel directory bound, unbound. */
+int packages_bind(struct session *s, struct cell *cl);
+void packages_unbind(struct session *s, struct cell *cl);
 
 /* sgone.c: the ids of sessions a jaild run had (its registry), so that
  * one lost with a stopped jaild is told apart from one never made. */

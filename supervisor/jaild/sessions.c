@@ -124,6 +124,7 @@ static void session_free(struct session *s)
         free(s->idle_out[0].p);
         free(s->idle_out[1].p);
         json_decref((json_t *)s->o.broker.adapters);
+        json_decref(s->packages);
         free(s->policy_json);
         free(s);
 }
@@ -164,8 +165,9 @@ static void session_ended(struct job *job, void *data)
                 s->delete_call = NULL;
         }
         if (s->deleting || s->forget)
-                return session_free(s);
-        session_touch(s);  /* a dead session says why until its idle time passes */
+                session_free(s);
+        else
+                session_touch(s);  /* a dead session says why until its idle time passes */
         maybe_done(d);
 }
 
@@ -207,8 +209,38 @@ static void session_ready(void *data)
         session_touch(s);
         jlog_msg(s->d, LOG_INFO, NULL, "session %s ready (%s, %g cores, %g s a cell)", s->id, s->mem_text, s->cpus,
                  s->timeout);
-        answer_create(s, 201, NULL, NULL);
+        if (s->packages && json_array_size(s->packages)) {  /* the answer waits for them */
+                struct cell *cl = packages_queue(s, NULL, s->packages);
+                if (cl)
+                        cl->for_create = 1;
+                else
+                        answer_create(s, 500, "InternalError", "the packages' install could not be queued");
+        } else {
+                answer_create(s, 201, NULL, NULL);
+        }
         cells_next(s);
+}
+
+void session_created(struct session *s, json_t *resp, const struct job_exec_result *r)
+{
+        struct api_call *c = s->create;
+        if (!c)
+                return;
+        if (resp && r->ok && !s->dead) {
+                s->create = NULL;
+                json_t *o = session_json(s);
+                if (o)
+                        json_object_set(o, "packages", resp);
+                return api_reply(c, 201, o);
+        }
+        const char *err = resp ? json_string_value(json_object_get(json_object_get(resp, "data"), "stderr")) : NULL;
+        size_t n = err ? strlen(err) : 0;
+        char msg[1024];
+        snprintf(msg, sizeof msg, "the packages could not be installed; the session was ended. %s%.850s",
+                 n > 800 ? "..." : "", err ? err + (n > 800 ? n - 800 : 0) : s->dead_msg);
+        answer_create(s, 424, "PackagesFailed", msg);
+        if (!s->dead)
+                session_end(s, NULL);
 }
 
 static void create_cancel(void *data)
@@ -354,12 +386,7 @@ static int check_create(struct jaild *d, struct api_call *c, const json_t *spec)
                 api_reply_error(c, 409, "PackagesUnavailable", "%s", SESSION_NO_PACKAGES);
                 return -EINVAL;
         }
-        if (json_array_size(pk)) {
-                api_reply_error(c, 501, "NotImplemented", "packages at creation: install them with "
-                                "POST /v1/sessions/{id}/packages once the session is ready");
-                return -ENOSYS;
-        }
-        return 0;
+        return json_array_size(pk) || pk ? packages_check(c, pk) : 0;
 }
 
 void api_session_create(void *data, struct api_call *c, json_t *spec)
@@ -382,6 +409,7 @@ void api_session_create(void *data, struct api_call *c, json_t *spec)
         const char *name = json_string_value(json_object_get(spec, "name"));
         if (name)
                 snprintf(s->name, sizeof s->name, "%s", name);
+        s->packages = json_incref(json_object_get(spec, "packages"));
         snprintf(s->ns, sizeof s->ns, "session.%s", s->id);
         s->next = d->sessions;
         d->sessions = s;
@@ -469,7 +497,8 @@ void api_session_execute(void *data, struct api_call *c, const char *id, json_t 
                 return api_reply_error(c, 413, "ValueError", "code: at most %d bytes", JOB_MAX_CELL);
         if (strlen(json_string_value(code)) != json_string_length(code))
                 return api_reply_error(c, 400, "ValueError", "code: must not hold NUL characters");
-        cell_queue(s, c, json_string_value(code), json_string_length(code), timeout, stream);
+        if (cell_queue(s, c, json_string_value(code), json_string_length(code), timeout, stream))
+                cells_next(s);
 }
 
 /* --- the daemon's side ------------------------------------------------- */

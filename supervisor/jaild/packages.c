@@ -1,0 +1,166 @@
+/* Packages for a session (POST /v1/sessions/{id}/packages): pip, inside
+ * the session's own jail and interpreter, installs wheels from the
+ * operator's wheel directory (sessions.packages.wheel_dir) into the
+ * session's site directory. The directory is bound into the jail
+ * read-only for the install alone (nsbind.c); only wheels are taken
+ * (--only-binary :all:), so nothing a package ships is run to install it. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "common/cleanup.h"
+#include "supervisor/jaild/nsbind.h"
+#include "supervisor/jaild/session.h"
+
+static const struct api_field fields[] = {
+        { "names", API_ARRAY | API_REQUIRED },
+        { NULL, 0 },
+};
+
+/* Seconds an install may take (it downloads nothing: a local directory). */
+#define INSTALL_TIMEOUT_S 300.0
+
+/* A requirement as pip takes it, kept simple: a project name, optionally
+ * extras and a version constraint, from a small alphabet (no options, no
+ * paths, no URLs, no spaces). */
+static int name_ok(const char *s, size_t len)
+{
+        if (len == 0 || len > 200 || strlen(s) != len)
+                return 0;
+        if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= '0' && s[0] <= '9')))
+                return 0;  /* never an option ("-...") */
+        for (const char *p = s; *p; p++)
+                if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-[],=<>!~*", *p))
+                        return 0;
+        return 1;
+}
+
+int packages_check(struct api_call *c, const json_t *names)
+{
+        size_t i, n = json_array_size(names);
+        json_t *v;
+        if (n == 0 || n > SESSION_MAX_PACKAGES) {
+                api_reply_error(c, 400, "ValueError", "names: 1 to %d package names", SESSION_MAX_PACKAGES);
+                return -EINVAL;
+        }
+        json_array_foreach(names, i, v) {
+                if (!json_is_string(v) || !name_ok(json_string_value(v), json_string_length(v))) {
+                        api_reply_error(c, 400, "ValueError", "names[%zu]: a package name, optionally with extras "
+                                        "and a version (\"name\", \"name==1.2\", \"name[extra]>=1\")", i);
+                        return -EINVAL;
+                }
+        }
+        return 0;
+}
+
+/* The code the session runs: pip in a namespace of its own (the user's
+ * globals see nothing of it), its modules dropped after. */
+static char *install_code(const json_t *names)
+{
+        _cleanup_free_ char *list = json_dumps(names, JSON_COMPACT | JSON_ENSURE_ASCII);
+        char *code = NULL;
+        if (!list)
+                return NULL;
+        int n = asprintf(&code,
+                "exec(r'''\n"
+                "import importlib, os, sys\n"
+                "site = %s\n"
+                "os.makedirs(site, exist_ok=True)\n"
+                "before = set(sys.modules)\n"
+                "from pip._internal.cli.main import main as pip_main\n"
+                "argv = ['install', '--isolated', '--no-index', '--find-links', %s, '--target', site,\n"
+                "        '--only-binary', ':all:', '--no-cache-dir', '--disable-pip-version-check',\n"
+                "        '--root-user-action', 'ignore', '--no-warn-script-location', '--upgrade'] + %s\n"
+                "try:\n"
+                "    status = pip_main(argv)\n"
+                "finally:\n"
+                "    for m in set(sys.modules) - before:\n"
+                "        if m == 'pip' or m.startswith('pip.'):\n"
+                "            del sys.modules[m]\n"
+                "if site not in sys.path:\n"
+                "    sys.path.insert(0, site)\n"
+                "paths = os.environ.get('PYTHONPATH', '').split(os.pathsep)\n"
+                "if site not in paths:\n"
+                "    os.environ['PYTHONPATH'] = os.pathsep.join([site] + [p for p in paths if p])\n"
+                "importlib.invalidate_caches()\n"
+                "if status:\n"
+                "    raise RuntimeError('pip could not install the packages (status %%d); its output says why' %% status)\n"
+                "''', {'__name__': '__jailrun_packages__'})\n",
+                "'" SESSION_SITE "'", "'" SESSION_WHEELS "'", list);
+        return n < 0 ? NULL : code;
+}
+
+void api_session_packages(void *data, struct api_call *c, const char *id, json_t *body)
+{
+        struct jaild *d = data;
+        if (api_call_check(c, body, fields, NULL) < 0)
+                return;
+        struct session *s = session_live_or_answer(d, c, id);
+        if (!s)
+                return;
+        if (!d->cfg->sessions.wheel_dir)
+                return api_reply_error(c, 409, "PackagesUnavailable", "%s", d->cfg->sessions.index_url
+                                       ? "installing from sessions.packages.index_url is not supported yet: "
+                                         "configure sessions.packages.wheel_dir (jaild(8))"
+                                       : SESSION_NO_PACKAGES);
+        json_t *names = json_object_get(body, "names");
+        if (packages_check(c, names) < 0)
+                return;
+        if (packages_queue(s, c, names))
+                cells_next(s);
+}
+
+struct cell *packages_queue(struct session *s, struct api_call *c, json_t *names)
+{
+        _cleanup_free_ char *code = install_code(names);
+        if (!code) {
+                if (c)
+                        api_reply_error(c, 500, "InternalError", "out of memory");
+                return NULL;
+        }
+        struct cell *cl = cell_queue(s, c, code, strlen(code), INSTALL_TIMEOUT_S > s->timeout ? INSTALL_TIMEOUT_S
+                                                                                             : s->timeout, 0);
+        if (!cl)
+                return NULL;
+        cl->install = json_incref(names);
+        jlog_msg(s->d, LOG_INFO, NULL, "session %s: installing %zu package(s)", s->id, json_array_size(names));
+        return cl;
+}
+
+int packages_bind(struct session *s, struct cell *cl)
+{
+        struct jr_err err = { 0 };
+        int pidfd = -1;
+        if (!s->job || job_pid(s->job, &pidfd) <= 0)
+                err = (struct jr_err){ ESRCH, "the session's jail is gone" };
+        else if (ns_bind(pidfd, s->d->cfg->sessions.wheel_dir, SESSION_WHEELS, &err) == 0) {
+                cl->bound = 1;
+                return 0;
+        }
+        jlog_msg(s->d, LOG_WARNING, NULL, "session %s: %s", s->id, err.msg);
+        if (cl->call)
+                api_reply_error(cl->call, 500, "InternalError", "the wheel directory could not be made visible to "
+                                "the session: %s", err.msg);
+        cl->call = NULL;
+        return -EIO;
+}
+
+void packages_unbind(struct session *s, struct cell *cl)
+{
+        struct jr_err err = { 0 };
+        int pidfd = -1;
+        if (!cl->bound)
+                return;
+        cl->bound = 0;
+        if (!s->job || job_pid(s->job, &pidfd) <= 0)
+                return;  /* the jail went, and its mounts with it */
+        if (ns_bind(pidfd, NULL, SESSION_WHEELS, &err) < 0) {
+                /* A session that keeps the wheels in view: it ends rather. */
+                jlog_msg(s->d, LOG_ERR, NULL, "session %s: %s; the session is ended", s->id, err.msg);
+                session_end(s, NULL);
+        }
+}
