@@ -74,12 +74,20 @@ def test_packages_from_a_wheel_directory(wheel_jd):
             r = await c.execute_code("import jrdemo_two")
             assert not r.success and r.error_type == "ModuleNotFoundError"
             got = await c.install(["jrdemo-two"])
-            assert got["success"] is True and "jrdemo-two" in " ".join(got["installed"]).replace("_", "-")
+            assert got["success"] is True and got["installed"] == ["jrdemo-two"]
+            assert "Successfully installed jrdemo-two" in got["output"]
             r = await c.execute_code("import jrdemo_two\njrdemo_two.VALUE")
             assert r.success and r.result == "'two'", r
             with pytest.raises(InstallFailed) as e:
                 await c.install("jrdemo-not-there")
             assert "jrdemo-not-there" in str(e.value) and e.value.output
+        c = SandboxClient(socket=wheel_jd.socket, packages=["jrdemo-one", "jrdemo-not-there"])
+        with pytest.raises(InstallFailed) as e:
+            await c.setup()
+        assert "jrdemo-not-there" in str(e.value) and c.session_id is None
+        await c.cleanup()
+        live = [x for x in wheel_jd.get("/v1/sessions").json()["sessions"] if x["state"] != "dead"]
+        assert live == []  # the session whose packages failed was ended
         async with SandboxClient(socket=wheel_jd.socket) as other:  # installed per session only
             r = await other.execute_code("import jrdemo_one")
             assert not r.success and r.error_type == "ModuleNotFoundError"

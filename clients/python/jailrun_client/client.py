@@ -14,7 +14,7 @@ except ImportError as e:  # pragma: no cover - depends on the host
     raise ImportError("jailrun_client needs httpx: on Debian apt-get install python3-httpx, elsewhere "
                       "pip install 'jailrun-client[httpx]' (%s)" % e) from e
 
-from .errors import (DaemonUnavailable, DownloadIsDirectory, InstallFailed, JailrunError,
+from .errors import (APIError, DaemonUnavailable, DownloadIsDirectory, InstallFailed, JailrunError,
                      NotADirectory, RequestTimeout, SessionDied, SessionNotFound, SessionNotStarted,
                      error_for)
 
@@ -262,7 +262,8 @@ class SandboxClient:
         """Creates the session (POST /v1/sessions) and returns the server's
         session object; a no-op returning it when there is one already.
         Raises DaemonUnavailable, LimitRefused (limits over jaild's maxima),
-        PackagesUnavailable, APIError (e.g. 503 SessionLimit)."""
+        PackagesUnavailable, InstallFailed (the packages did not install; no
+        session is left), APIError (e.g. 503 SessionLimit)."""
         if self.session is not None:
             return self.session
         body: Dict[str, Any] = {"memory_limit": self.memory_limit, "cpu_limit": self.cpu_limit,
@@ -271,8 +272,13 @@ class SandboxClient:
             if getattr(self, key) is not None:
                 body[key] = getattr(self, key)
         try:
-            r = await self._request("POST", "/v1/sessions", json=body, limits=True,
-                                    read_timeout=INSTALL_TIMEOUT if self.packages else None)
+            try:
+                r = await self._request("POST", "/v1/sessions", json=body, limits=True,
+                                        read_timeout=INSTALL_TIMEOUT if self.packages else None)
+            except APIError as e:
+                if e.status == 424:  # the packages failed to install: jaild ended the session
+                    raise InstallFailed(str(e), {"success": False, "output": e.message}) from e
+                raise
             session = self._json(r)
             if not isinstance(session, dict) or not isinstance(session.get("id"), str):
                 raise JailrunError("jaild answered POST /v1/sessions without a session id: %.200r" % (session,))
@@ -401,14 +407,22 @@ class SandboxClient:
 
     async def install(self, names: Union[str, Sequence[str]]) -> Dict[str, Any]:
         """Installs packages into the session with pip, from the source jaild
-        is configured with. Returns {success, installed, output}. Raises
-        PackagesUnavailable (no source configured), InstallFailed (pip failed)."""
+        is configured with. Returns {success, installed, output, stderr,
+        stats}. Raises PackagesUnavailable (no source configured),
+        InstallFailed (pip failed)."""
         names = [names] if isinstance(names, str) else list(names)
         r = await self._request("POST", self._path("packages"), json={"names": names},
                                 read_timeout=INSTALL_TIMEOUT)
-        result = self._json(r)
-        if not isinstance(result, dict) or result.get("success") is not True:
-            out = str(result.get("output", "")) if isinstance(result, dict) else repr(result)
-            raise InstallFailed("pip did not install %s in the session:\n%s" % (", ".join(names), out[-2000:]),
-                                result if isinstance(result, dict) else {})
+        answer = self._json(r)
+        if not isinstance(answer, dict):
+            raise JailrunError("jaild answered an install with %.200r" % (answer,))
+        data = answer.get("data") if isinstance(answer.get("data"), dict) else {}
+        result = {"success": answer.get("success") is True, "installed": data.get("installed", []),
+                  "output": str(data.get("output", "")), "stderr": str(data.get("stderr", "")),
+                  "stats": answer.get("stats", {})}
+        if not result["success"]:
+            why = data.get("error") or "pip failed"
+            raise InstallFailed("pip did not install %s in the session: %s\n%s" % (", ".join(names), why,
+                                                                               (result["output"] + result["stderr"])[-2000:]),
+                                result)
         return result

@@ -61,7 +61,7 @@ class InstallFailed(JailrunError):
     def __init__(self, message: str, result: Dict[str, Any]) -> None:
         super().__init__(message)
         self.result = result
-        self.output: str = str(result.get("output", ""))
+        self.output: str = str(result.get("output", "")) + str(result.get("stderr", ""))
 
 
 class APIError(JailrunError):
