@@ -1,6 +1,7 @@
 """The client against a real jaild: sessions, executions (state kept,
 errors, timeouts, streaming), files, limits, isolation between sessions."""
 import asyncio
+import os
 
 import pytest
 
@@ -241,4 +242,28 @@ def test_memory_limit_holds_in_the_session(sock):
             assert r.success and r.result == str(64 << 20)
             r = await c.execute_code("del b\nbig = bytearray(512 << 20)")
             assert not r.success and r.error_type in ("MemoryError", "SessionDied"), r
+    run(main())
+
+
+def test_large_files_and_code_arrive_whole(sock):
+    """Bodies far over a socket buffer, both ways: a 4 MiB upload and
+    download, a snippet of 384 KiB (a literal the session hashes; jaild
+    takes code up to 512 KiB, JSON bodies up to 1 MiB), and a body over
+    the limit, answered 413 before jaild reads it."""
+    import hashlib
+    blob = os.urandom(4 << 20)
+    text = "".join(chr(0x41 + (i * 7919) % 26) for i in range(384 << 10))
+
+    async def main():
+        async with SandboxClient() as c:
+            assert (await c.upload("big.bin", blob))["size"] == len(blob)
+            r = await c.execute_code("import hashlib\nhashlib.sha256(open('big.bin', 'rb').read()).hexdigest()")
+            assert r.success and r.result == repr(hashlib.sha256(blob).hexdigest()), r
+            assert await c.download("big.bin") == blob
+            r = await c.execute_code("import hashlib\nhashlib.sha256(%r.encode()).hexdigest()" % text)
+            assert r.success and r.result == repr(hashlib.sha256(text.encode()).hexdigest())
+            with pytest.raises(APIError) as e:  # the answer jaild sent before reading the body
+                await c.execute_code("x = %r" % (text * 3))
+            assert e.value.status == 413 and e.value.type == "PayloadTooLargeError", e.value
+            assert (await c.execute_code("1 + 1")).result == "2"
     run(main())

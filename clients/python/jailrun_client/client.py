@@ -14,6 +14,7 @@ except ImportError as e:  # pragma: no cover - depends on the host
     raise ImportError("jailrun_client needs httpx: on Debian apt-get install python3-httpx, elsewhere "
                       "pip install 'jailrun-client[httpx]' (%s)" % e) from e
 
+from ._transport import UnixTransport
 from .errors import (APIError, DaemonUnavailable, DownloadIsDirectory, InstallFailed, JailrunError,
                      NotADirectory, RequestTimeout, SessionDied, SessionNotFound, SessionNotStarted,
                      error_for)
@@ -187,7 +188,7 @@ class SandboxClient:
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
-            self._http = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=self.socket),
+            self._http = httpx.AsyncClient(transport=UnixTransport(self.socket),
                                            base_url="http://jaild",
                                            timeout=httpx.Timeout(REQUEST_TIMEOUT, connect=CONNECT_TIMEOUT))
         return self._http
@@ -248,11 +249,15 @@ class SandboxClient:
             raise SessionNotStarted("no session: call setup() first (or use `async with SandboxClient() as c`)")
         return "/".join(("/v1/sessions", sid) + parts)
 
-    def _file_path(self, path: str) -> str:
-        if not isinstance(path, str) or path == "":
-            raise ValueError("a session path is a non-empty str, relative to the session directory")
+    def _file_path(self, path: str, root_ok: bool = False) -> str:
+        if not isinstance(path, str):
+            raise TypeError("a session path is a str, relative to the session directory")
+        if path.rstrip("/") in ("", ".") and root_ok:
+            return self._path("files", "")  # the session directory itself
+        if len(path) > 1:
+            path = path.rstrip("/")  # "out/" is the directory out
         # "." and ".." are sent encoded: a URL's dot segments would be removed
-        # before jaild sees them (jaild resolves and refuses what is not beneath)
+        # before jaild sees them (and jaild refuses them, saying so)
         segs = ["%2E" * len(s) if s in (".", "..") else quote(s, safe="") for s in path.split("/")]
         return self._path("files", "/".join(segs))
 
@@ -391,7 +396,7 @@ class SandboxClient:
     async def list_files(self, path: str = ".") -> List[Dict[str, Any]]:
         """The entries of a directory of the session: [{name, type: file|dir|
         other, size}]. Raises RemoteFileNotFound, NotADirectory."""
-        r = await self._request("GET", self._file_path(path), file_op=True)
+        r = await self._request("GET", self._file_path(path, root_ok=True), file_op=True)
         if not r.headers.get("content-type", "").startswith("application/json"):
             raise NotADirectory("%s is a file of the session (download() reads it)" % path)
         listing = self._json(r)
