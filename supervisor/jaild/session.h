@@ -82,6 +82,7 @@ struct session {
         struct out_ctx out_ctx[2];
         struct api_call *create;     /* answered when the interpreter is ready (and its packages are in) */
         json_t *packages;            /* to install before that answer */
+        struct relay *relay;         /* an install's way to the package index */
         struct api_call *delete_call;
         struct cell *cells, **tail;  /* the first runs when it is sent */
         unsigned queued;

@@ -21,6 +21,7 @@
 
 #include "common/cleanup.h"
 #include "common/parse.h"
+#include "supervisor/jaild/relay.h"
 #include "supervisor/jaild/session.h"
 
 static const struct api_field create_fields[] = {
@@ -115,6 +116,7 @@ static void session_free(struct session *s)
                         break;
                 }
         cells_free(s);
+        relay_close(s->relay);
         timer_close(&s->idle);
         closep(&s->dirfd);
         outq_free(&s->sink.out);

@@ -115,6 +115,8 @@ def test_binary_round_trip_with_its_length(files):
 
 def test_listing_and_delete(files):
     os.mkdir(files.path_of("dir"))
+    owner = os.stat(files.files)  # jaild writes as the session directory's owner
+    os.chown(files.path_of("dir"), owner.st_uid, owner.st_gid)
     with files.client() as c:
         assert c.put(FILES + "dir/a.txt", content=b"abc").status_code == 201
         r = c.get(FILES)  # the session directory itself
