@@ -27,6 +27,7 @@
 #define RELAY_MAX_CONNS 16
 #define RELAY_BUF (64 * 1024)
 #define RELAY_HEAD_MAX 8192
+#define RELAY_BATCH 16
 
 struct rconn;
 
@@ -78,11 +79,15 @@ static void conn_close(struct rconn *c)
         free(c);
 }
 
-/* Moves what it can one way; -1 when the connection is over. */
+/* Moves what it can one way, at most RELAY_BATCH buffers a wake-up (a
+ * fast pair must not keep the loop from everything else); -1 when the
+ * connection is over. */
 static int pump(int src, int dst, struct pipe_dir *d)
 {
-        for (;;) {
+        for (int reads = 0;;) {
                 if (d->off == d->len && !d->eof) {
+                        if (reads++ == RELAY_BATCH)
+                                return 0;  /* the rest at the next wake-up (level-triggered) */
                         ssize_t n = read(src, d->buf, RELAY_BUF);
                         if (n < 0 && errno == EINTR)
                                 continue;
