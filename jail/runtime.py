@@ -72,6 +72,29 @@ class _LogBuffer:
             self.sending = False
 
 
+class _ChildLogBuffer(_LogBuffer):
+    """A forked child's (profile exec): each entry goes out at once, as
+    such a child often ends with os._exit (a pool's worker) and nothing
+    would flush it."""
+
+    __slots__ = ()
+
+    def add(self, level, text):
+        _LogBuffer.add(self, level, text)
+        self.flush()
+
+
+def _log_after_fork(buf):
+    """In a forked child: the parent's pending entries are the parent's
+    to send (dropped here, not sent twice), the lock is new (another
+    thread may have held it at the fork), and logs go out at once."""
+    buf.entries = []
+    buf.size = 0
+    buf.sending = False
+    buf.lock = _thread.RLock()
+    buf.__class__ = _ChildLogBuffer
+
+
 class _TickLogBuffer(_LogBuffer):
     """A worker's: entries also go out once the first has waited 100 ms,
     when the tick clock's signal asks (_on_tick_alarm), so a long tick's
@@ -866,7 +889,7 @@ def backtest_main(source, filename, policy):
                    "error": {"type": "BacktestAborted", "message": why, "line": None}})
 
 
-def _exec_setup(filename, source=None):
+def _exec_setup(filename, source=None, buf=None):
     """Profile exec's ordinary Python, for a script (its name and source)
     or a session (source None): returns the globals of a fresh __main__
     module, put in sys.modules (so pickle finds what the code defines, as
@@ -874,8 +897,12 @@ def _exec_setup(filename, source=None):
     the jail binds, which starts the same CPython under the same jail;
     multiprocessing's spawn start method re-runs a script from a copy of
     its source (the script is no file in the jail); matplotlib gets a
-    writable configuration directory."""
+    writable configuration directory; a forked child's ctx.log entries
+    (on buf, the _LogBuffer) go out at once."""
     import os
+
+    if buf is not None:
+        os.register_at_fork(after_in_child=lambda: _log_after_fork(buf))
 
     exe = _jailrun.EXECUTABLE
     sys.executable = sys._base_executable = exe
@@ -956,7 +983,7 @@ def exec_main(source, filename, argv):
     buf = _LogBuffer()
     ctx = Ctx(buf)
     sys.argv = [filename] + list(argv)
-    g = _exec_setup(filename, source)
+    g = _exec_setup(filename, source, buf)
     g["ctx"] = ctx
     try:
         exec(_compile(source, filename), g)

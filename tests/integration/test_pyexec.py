@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from jr_helpers import final_json, host_stays_clean  # noqa: F401
+from jr_helpers import final_json, host_stays_clean, log_lines  # noqa: F401
 
 SHELL_POLICY = {"profile": "exec", "exec": {"shell": True}}
 
@@ -256,3 +256,46 @@ def test_matplotlib_writes_a_png(jail):
     assert r.code == 0, r
     assert r.out.split() == [b"\x89PNG\r\n\x1a\n".hex(), "True", "/scratch/.config/matplotlib"], r
     assert "font" not in r.err.lower(), r  # found its fonts: no "findfont" warning
+
+
+def test_a_forked_child_shares_the_channel_and_is_as_untrusted(jail):
+    # A pool worker's ctx.log arrives as the script's; a forked child that
+    # breaks the protocol ends its own job as a ProtocolError, as the
+    # script itself would (the supervisor trusts no datagram).
+    r = jail("""
+        import multiprocessing as mp
+
+        def work(x):
+            ctx.log.info("from a worker %d" % x)
+            return x
+
+        if __name__ == "__main__":
+            with mp.get_context("fork").Pool(1) as pool:
+                pool.map(work, [7])
+    """)
+    assert r.code == 0, r
+    assert "INFO from a worker 7" in r.err, r
+    # what the script logged before the fork is sent once, by the script
+    r = jail("""
+        import os
+        ctx.log.info("before the fork")
+        pid = os.fork()
+        if pid == 0:
+            ctx.log.info("in the child")
+            os._exit(0)
+        os.waitpid(pid, 0)
+        ctx.log.info("after")
+    """)
+    assert r.code == 0, r
+    assert log_lines(r.err) == ["INFO in the child", "INFO before the fork", "INFO after"], r
+    r = jail("""
+        import os, time, _jailrun
+        pid = os.fork()
+        if pid == 0:
+            _jailrun.send({"type": "nonsense"})
+            os._exit(0)
+        os.waitpid(pid, 0)
+        time.sleep(30)
+    """, "--json", timeout=60)
+    assert r.code == 1, r
+    assert final_json(r)["error"]["type"] == "ProtocolError", r

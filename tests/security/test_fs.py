@@ -123,7 +123,7 @@ def test_dev_holds_exactly_null_zero_urandom_and_fd_links(jail):
         "stdin": ["link", "/proc/self/fd/0"],
         "stdout": ["link", "/proc/self/fd/1"],
         "stderr": ["link", "/proc/self/fd/2"],
-        "shm": ["other", "drwxrwxrwt"],  # profile exec's own tmpfs (test_pyexec.py)
+        "shm": ["other", "drwxrwxrwt"],  # profile exec's own tmpfs (test_everyday_python.py)
     }, r
 
 
