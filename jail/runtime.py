@@ -1019,7 +1019,9 @@ def session_main(policy):
     the jail's stdout and stderr, which the supervisor attributes to it."""
     import _signal
 
-    g = {"__name__": "__main__", "__builtins__": sys.modules["builtins"]}
+    # a real __main__ (pools pickle what cells define), sys.executable and
+    # the rest of profile exec's ordinary Python
+    g = _exec_setup("<session>")
     sys.argv = [""]
     for stream in (sys.stdout, sys.stderr):
         try:  # a line shows as soon as it is printed (streamed answers)
