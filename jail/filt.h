@@ -10,6 +10,6 @@
  * as compiled at build time by policy/filtgen from filt_build: building
  * it with libseccomp at every start cost a millisecond. Loads last: after
  * it even our own set-up calls would be refused. */
-int filt_install(int exec_profile, struct jr_err *err);
+int filt_install(int kind, struct jr_err *err);  /* enum filt_kind */
 
 #endif

@@ -7,11 +7,14 @@
 
 #include "jail/filt.h"
 
-int filt_install(int exec_profile, struct jr_err *err)
+int filt_install(int kind, struct jr_err *err)
 {
         struct sock_fprog prog = {
-                .len = exec_profile ? filt_bpf_exec_len : filt_bpf_worker_len,
-                .filter = (struct sock_filter *)(exec_profile ? filt_bpf_exec : filt_bpf_worker),
+                .len = kind == FILT_EXEC_INET ? filt_bpf_exec_inet_len : kind == FILT_EXEC ? filt_bpf_exec_len
+                                                                                            : filt_bpf_worker_len,
+                .filter = (struct sock_filter *)(kind == FILT_EXEC_INET ? filt_bpf_exec_inet
+                                                 : kind == FILT_EXEC    ? filt_bpf_exec
+                                                                        : filt_bpf_worker),
         };
         /* no_new_privs is already set (caps_drop_all), as the kernel requires
          * of an unprivileged filter. */

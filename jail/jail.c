@@ -219,8 +219,7 @@ int jail_set_rlimits(unsigned max_tasks, struct jr_err *err)
 }
 
 /* Filesystem and network: the new root, then lo. */
-int jail_build_root(const char *program, unsigned long scratch_bytes, int zygote, struct mnt_plan *plan,
-                    struct jr_err *err)
+int jail_build_root(struct mnt_cfg *mc, struct mnt_plan *plan, struct jr_err *err)
 {
         static struct host_view hv;
         int r = jail_read_host_view(&hv, err);
@@ -228,22 +227,44 @@ int jail_build_root(const char *program, unsigned long scratch_bytes, int zygote
                 return r;
         if (sethostname("jail", 4) < 0)
                 return jr_fail(err, errno, "sethostname");
-        struct mnt_cfg mc = {
-                .maps = hv.maps,
-                .exe = hv.exe,
-                .interp = hv.interp,
-                .pypath = JR_PYPATH,
-                .datapath = JR_DATAPATH,
-                .program = program,
-                .scratch_bytes = scratch_bytes,
-                .zygote = zygote,
+        mc->maps = hv.maps;
+        mc->exe = hv.exe;
+        mc->interp = hv.interp;
+        mc->pypath = JR_PYPATH;
+        mc->datapath = JR_DATAPATH;
+        return mnt_build_root(mc, plan, err);
+}
+
+int jail_exec_opts(const char *policy_json, struct jail_exec_opts *out, struct jr_err *err)
+{
+        json_error_t je;
+        _cleanup_(json_decrefp) json_t *p = json_loads(policy_json, 0, &je);
+        if (!p)
+                return jr_fail(err, EINVAL, "the policy: %s", je.text);
+        json_int_t memory = json_integer_value(json_object_get(json_object_get(p, "limits"), "memory"));
+        if (memory <= 0)
+                return jr_fail(err, EINVAL, "the policy: no limits.memory");
+        *out = (struct jail_exec_opts){
+                .shell = json_is_true(json_object_get(json_object_get(p, "exec"), "shell")),
+                .shm_bytes = (unsigned long)memory / 2,
         };
-        return mnt_build_root(&mc, plan, err);
+        return 0;
 }
 
 static int build_world(const struct jail_cfg *cfg, struct mnt_plan *plan, struct jr_err *err)
 {
-        int r = jail_build_root(cfg->program, cfg->profile == JAIL_PROFILE_EXEC ? cfg->scratch_bytes : 0, 0, plan, err);
+        int exec = cfg->profile == JAIL_PROFILE_EXEC;
+        struct jail_exec_opts eo = { 0 };
+        int r = exec ? jail_exec_opts(cfg->policy_json, &eo, err) : 0;
+        struct mnt_cfg mc = {
+                .program = cfg->program,
+                .scratch_bytes = exec ? cfg->scratch_bytes : 0,
+                .exec = exec,
+                .shell = eo.shell,
+                .shm_bytes = eo.shm_bytes,
+        };
+        if (r == 0)
+                r = jail_build_root(&mc, plan, err);
         return r < 0 ? r : net_setup_lo(err);
 }
 
@@ -263,6 +284,7 @@ int jail_config_memfd(const struct jail_cfg *cfg, struct jr_err *err)
                 .host_gid = cfg->host_gid,
                 .max_tasks = cfg->max_tasks,
                 .scratch_bytes = cfg->profile == JAIL_PROFILE_EXEC ? cfg->scratch_bytes : 0,
+                .flags = cfg->profile == JAIL_PROFILE_EXEC && cfg->inet ? JEXEC_INET : 0,
                 .policy_json = cfg->policy_json,
                 .script = cfg->script,
                 .script_len = cfg->script_len,

@@ -77,6 +77,7 @@ struct jail_cfg {
         char *const *argv;
 
         unsigned long scratch_bytes;  /* exec: size of the writable tmpfs */
+        int inet;                     /* exec: TCP sockets allowed (FILT_EXEC_INET; still only lo) */
         const char *cgroup_path;      /* the job's v1 groups below each hierarchy's root, or NULL */
         unsigned max_tasks;           /* RLIMIT_NPROC of its host uid, which no other job
                                          shares: the task limit again, below the cgroup */

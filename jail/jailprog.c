@@ -61,7 +61,8 @@ int main(int argc, char **argv)
         prctl(PR_SET_DUMPABLE, 0);
         struct jr_err err = { 0 };
         /* seccomp goes first: what follows is already under it. */
-        if (filt_install(c.profile == JAIL_PROFILE_EXEC, &err) < 0)
+        if (filt_install(c.profile != JAIL_PROFILE_EXEC ? FILT_WORKER : c.flags & JEXEC_INET ? FILT_EXEC_INET : FILT_EXEC,
+                         &err) < 0)
                 jail_fatal("seccomp", &err, CHAN_FD);
         struct verify_cfg vc = { .host_uid = c.host_uid, .host_gid = c.host_gid };
         if (verify_process(&vc, &err) < 0)

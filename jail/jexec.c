@@ -83,6 +83,7 @@ static int parse(struct jexec_cfg *c, size_t size)
         c->host_uid = h.host_uid;
         c->host_gid = h.host_gid;
         c->max_tasks = h.max_tasks;
+        c->flags = h.flags;
         c->scratch_bytes = (unsigned long)h.scratch_bytes;
         c->policy_json = take(&p, end, h.policy_len);
         c->script = c->policy_json ? take(&p, end, h.script_len) : NULL;
@@ -135,6 +136,7 @@ static char *build(const struct jexec_cfg *c, size_t *size)
                 .host_uid = c->host_uid,
                 .host_gid = c->host_gid,
                 .max_tasks = c->max_tasks,
+                .flags = c->flags,
                 .scratch_bytes = c->scratch_bytes,
                 .policy_len = strlen(c->policy_json),
                 .script_len = c->script_len,

@@ -23,6 +23,8 @@
 #define JEXEC_ENTRY_ZYGOTE 100
 /* Largest configuration: the supervisor caps scripts far below. */
 #define JEXEC_MAX_BYTES (64u << 20)
+/* Profile exec's filter that also allows TCP sockets (jail_cfg.inet). */
+#define JEXEC_INET 1u
 
 struct jexec_hdr {
         uint32_t magic;
@@ -32,7 +34,7 @@ struct jexec_hdr {
         uint32_t host_uid;      /* what uid/gid 0 inside must map to */
         uint32_t host_gid;
         uint32_t max_tasks;     /* RLIMIT_NPROC (a warm jail sets its own) */
-        uint32_t pad;
+        uint32_t flags;         /* JEXEC_INET */
         uint64_t scratch_bytes; /* exec: the scratch tmpfs (a warm jail mounts its own) */
         /* Lengths of the texts that follow in this order, each followed by
          * a NUL: the policy JSON, the script, its display name, the data
@@ -49,6 +51,7 @@ struct jexec_cfg {
         uid_t host_uid;
         gid_t host_gid;
         unsigned max_tasks;
+        unsigned flags;         /* JEXEC_INET */
         unsigned long scratch_bytes;
         const char *policy_json;
         const char *script;

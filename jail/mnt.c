@@ -22,6 +22,16 @@
 #define NEW "/newroot"
 
 static const char *const dev_nodes[] = { "null", "zero", "urandom" };
+/* exec.shell: the shell and the everyday tools scripts call through it
+ * (jailrun-policy(5) lists them); each is a plain program (none is set-uid,
+ * and the binds are nosuid anyway) that needs only libraries the jail has. */
+const char *const mnt_shell_tools[] = {
+        "sh", "cat", "echo", "printf", "ls", "mkdir", "rmdir", "rm", "cp", "mv", "ln", "touch",
+        "chmod", "head", "tail", "wc", "sort", "uniq", "cut", "tr", "tee", "env", "true", "false",
+        "pwd", "date", "sleep", "basename", "dirname", "test", "[", "expr", "seq", "grep", "sed",
+        "xargs", "find", NULL,
+};
+
 static const char *const dev_links[][2] = {
         { "fd", "/proc/self/fd" },      { "stdin", "/proc/self/fd/0" },
         { "stdout", "/proc/self/fd/1" }, { "stderr", "/proc/self/fd/2" },
@@ -116,6 +126,27 @@ static int add_path_list(struct mnt_plan *plan, const char *list, struct jr_err 
         return r;
 }
 
+/* Profile exec: the data its everyday packages read (matplotlib's), the
+ * interpreter as a program, its "python3" name when the host's leads to
+ * it, and with the shell the tools. */
+static int add_programs(const struct mnt_cfg *cfg, struct mnt_plan *plan, struct jr_err *err)
+{
+        int r = add_path_list(plan, JR_EXEC_DATAPATH, err);
+        if (r == 0)
+                r = mntplan_add(plan, JR_PYTHON_EXE, err);
+        char host[PATH_MAX], exe[PATH_MAX];
+        if (r == 0 && realpath(OLD MNT_BIN "/python3", host) && realpath(OLD JR_PYTHON_EXE, exe) &&
+            strcmp(host, exe) == 0)
+                r = mntplan_add(plan, MNT_BIN "/python3", err);
+        for (size_t i = 0; r == 0 && cfg->shell && mnt_shell_tools[i]; i++) {
+                char path[PATH_MAX];
+                if (jr_snprintf(path, sizeof path, MNT_BIN "/%s", mnt_shell_tools[i]) < 0)
+                        return jr_fail(err, ENAMETOOLONG, "tool '%s'", mnt_shell_tools[i]);
+                r = mntplan_add(plan, path, err);
+        }
+        return r;
+}
+
 static int make_plan(const struct mnt_cfg *cfg, struct mnt_plan *plan, struct jr_err *err)
 {
         int r = mntplan_init(plan, OLD, err);
@@ -131,6 +162,8 @@ static int make_plan(const struct mnt_cfg *cfg, struct mnt_plan *plan, struct jr
                 r = add_path_list(plan, cfg->pypath, err);
         if (r == 0)
                 r = add_path_list(plan, cfg->datapath, err);
+        if (r == 0 && cfg->exec)
+                r = add_programs(cfg, plan, err);
         /* Names the loader follows into what is already bound: /lib ->
          * usr/lib, and the alternatives of shared objects (BLAS, LAPACK).
          * Only those: nothing else in the jail can use an alternative (no
@@ -145,7 +178,7 @@ static int make_plan(const struct mnt_cfg *cfg, struct mnt_plan *plan, struct jr
         return r;
 }
 
-static int make_dev(struct jr_err *err)
+static int make_dev(const struct mnt_cfg *cfg, struct jr_err *err)
 {
         if (mkdir(NEW "/dev", 0755) < 0)
                 return jr_fail(err, errno, "mkdir /dev");
@@ -171,6 +204,9 @@ static int make_dev(struct jr_err *err)
                 if (symlink(dev_links[i][1], dst) < 0)
                         return jr_fail(err, errno, "symlink '%s'", dst);
         }
+        /* Its tmpfs comes later (a zygote's child mounts its own). */
+        if (cfg->exec && mkdir(NEW MNT_SHM, 0755) < 0)
+                return jr_fail(err, errno, "mkdir " MNT_SHM);
         if (mount(NULL, NEW "/dev", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k,nr_inodes=64") < 0)
                 return jr_fail(err, errno, "remount /dev read-only");
         return 0;
@@ -207,17 +243,66 @@ static int make_empty_proc(struct jr_err *err)
         return 0;
 }
 
-int mnt_warm_child(unsigned long scratch_bytes, struct jr_err *err)
+/* The scratch tmpfs at `at` (its own path in the jail, or under NEW). */
+static int mount_scratch(const char *at, unsigned long bytes, struct jr_err *err)
+{
+        char opts[64];
+        snprintf(opts, sizeof opts, "mode=0700,size=%lu", bytes);
+        if (mount("tmpfs", at, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+                return jr_fail(err, errno, "mount tmpfs at " MNT_SCRATCH);
+        return 0;
+}
+
+/* The job's own /dev/shm at `at`: POSIX semaphores and shared memory
+ * (multiprocessing's locks, queues, shared_memory). Its pages are the
+ * job's memory cgroup's like any it writes; the size makes a full one
+ * ENOSPC before that. Nothing there runs (noexec). */
+static int mount_shm(const char *at, unsigned long bytes, struct jr_err *err)
+{
+        char opts[96];
+        snprintf(opts, sizeof opts, "mode=1777,size=%lu,nr_inodes=%d", bytes, MNT_SHM_INODES);
+        if (mount("tmpfs", at, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
+                return jr_fail(err, errno, "mount tmpfs at " MNT_SHM);
+        return 0;
+}
+
+/* Covers the zygote's MNT_BIN (the interpreter and the shell's tools)
+ * with a read-only tmpfs holding the interpreter alone (and its python3
+ * name): a job without exec.shell has no /bin/sh. The cover is this
+ * namespace's own mount, which nothing in the jail may unmount (no
+ * capability, and seccomp kills umount2). */
+static int hide_shell(struct jr_err *err)
+{
+        _cleanup_close_ int py = open_tree(AT_FDCWD, JR_PYTHON_EXE, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        if (py < 0)
+                return jr_fail(err, errno, "open_tree %s", JR_PYTHON_EXE);
+        struct stat st;
+        int link = lstat(MNT_BIN "/python3", &st) == 0 && S_ISLNK(st.st_mode);
+        if (mount("tmpfs", MNT_BIN, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=16k,nr_inodes=8") < 0)
+                return jr_fail(err, errno, "mount tmpfs at " MNT_BIN);
+        int fd = open(JR_PYTHON_EXE, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444);
+        if (fd < 0)
+                return jr_fail(err, errno, "create mountpoint '%s'", JR_PYTHON_EXE);
+        close(fd);  /* an open file keeps the tmpfs from going read-only */
+        if (move_mount(py, "", AT_FDCWD, JR_PYTHON_EXE, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+                return jr_fail(err, errno, "move_mount %s", JR_PYTHON_EXE);
+        if (link && symlink(strrchr(JR_PYTHON_EXE, '/') + 1, MNT_BIN "/python3") < 0)
+                return jr_fail(err, errno, "symlink " MNT_BIN "/python3");
+        if (mount(NULL, MNT_BIN, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+                return jr_fail(err, errno, "remount " MNT_BIN " read-only");
+        return 0;
+}
+
+int mnt_warm_child(const struct mnt_child *c, struct jr_err *err)
 {
         if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "subset=pid") < 0)
                 return jr_fail(err, errno, "mount /proc");
-        if (!scratch_bytes)
-                return 0;
-        char opts[64];
-        snprintf(opts, sizeof opts, "mode=0700,size=%lu", scratch_bytes);
-        if (mount("tmpfs", MNT_SCRATCH, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
-                return jr_fail(err, errno, "mount tmpfs at " MNT_SCRATCH);
-        return 0;
+        int r = c->scratch_bytes ? mount_scratch(MNT_SCRATCH, c->scratch_bytes, err) : 0;
+        if (r == 0 && c->shm_bytes)
+                r = mount_shm(MNT_SHM, c->shm_bytes, err);
+        if (r == 0 && c->hide_shell)
+                r = hide_shell(err);
+        return r;
 }
 
 static int make_proc_and_scratch(const struct mnt_cfg *cfg, struct jr_err *err)
@@ -235,15 +320,16 @@ static int make_proc_and_scratch(const struct mnt_cfg *cfg, struct jr_err *err)
         if (mount("proc", NEW "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                   "subset=pid") < 0)
                 return jr_fail(err, errno, "mount /proc");
+        if (cfg->exec && cfg->shm_bytes) {
+                int r = mount_shm(NEW MNT_SHM, cfg->shm_bytes, err);
+                if (r < 0)
+                        return r;
+        }
         if (!cfg->scratch_bytes)
                 return 0;
-        char opts[64];
-        snprintf(opts, sizeof opts, "mode=0700,size=%lu", cfg->scratch_bytes);
         if (mkdir(NEW MNT_SCRATCH, 0700) < 0)
                 return jr_fail(err, errno, "mkdir " MNT_SCRATCH);
-        if (mount("tmpfs", NEW MNT_SCRATCH, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
-                return jr_fail(err, errno, "mount tmpfs at " MNT_SCRATCH);
-        return 0;
+        return mount_scratch(NEW MNT_SCRATCH, cfg->scratch_bytes, err);
 }
 
 /* Enters the base tmpfs with the host root parked at OLD. */
@@ -292,7 +378,7 @@ int mnt_build_root(const struct mnt_cfg *cfg, struct mnt_plan *plan, struct jr_e
         if (r == 0)
                 r = bind_program(cfg, err);
         if (r == 0)
-                r = make_dev(err);
+                r = make_dev(cfg, err);
         if (r == 0)
                 r = make_proc_and_scratch(cfg, err);
         if (r == 0)
@@ -302,7 +388,8 @@ int mnt_build_root(const struct mnt_cfg *cfg, struct mnt_plan *plan, struct jr_e
 
 int mnt_expected(const struct mnt_plan *plan, const char *mp)
 {
-        static const char *const fixed[] = { "/", "/proc", "/dev", MNT_SCRATCH, MNT_PROGRAM, MNT_ZPROGRAM };
+        static const char *const fixed[] = { "/", "/proc", "/dev", MNT_SCRATCH, MNT_PROGRAM, MNT_ZPROGRAM,
+                                             MNT_SHM, MNT_BIN };
         for (size_t i = 0; i < ELEMENTSOF(fixed); i++)
                 if (strcmp(mp, fixed[i]) == 0)
                         return 1;

@@ -17,11 +17,35 @@ struct mnt_cfg {
         unsigned long scratch_bytes;  /* 0: no scratch dir */
         /* A warm zygote's root: the program (jailrun-zygote) at
          * MNT_ZPROGRAM, an empty /proc (mnt.c), the scratch directory
-         * without its tmpfs: each child mounts its own. */
+         * and /dev/shm without their tmpfs: each child mounts its own. */
         int zygote;
+        /* Profile exec: the interpreter as a program (JR_PYTHON_EXE, what
+         * sys.executable names) and a /dev/shm of shm_bytes. */
+        int exec;
+        unsigned long shm_bytes;
+        /* exec: /bin/sh and the tools of mnt_shell_tools. A zygote of
+         * profile exec always has them; a child whose policy says no
+         * hides them (mnt_warm_child). */
+        int shell;
+};
+
+/* What a zygote's child mounts of its own (mnt_warm_child). */
+struct mnt_child {
+        unsigned long scratch_bytes;  /* 0: none */
+        unsigned long shm_bytes;      /* 0: none */
+        int hide_shell;               /* cover the zygote's tools (exec.shell off) */
 };
 
 #define MNT_SCRATCH "/scratch"
+#define MNT_SHM "/dev/shm"
+/* The one directory of programs in a jail of profile exec. */
+#define MNT_BIN "/usr/bin"
+/* Files a /dev/shm may hold (each costs the kernel an inode). */
+#define MNT_SHM_INODES 4096
+
+/* The names in MNT_BIN that exec.shell adds (sh, a link to dash, first),
+ * NULL-terminated. */
+extern const char *const mnt_shell_tools[];
 /* Where the jail program is in every jail: its installed path, whichever
  * file (installed or in a build tree) was bound there. */
 #define MNT_PROGRAM JR_PKGLIBEXECDIR "/jailrun-jail"
@@ -35,9 +59,10 @@ struct mnt_cfg {
 int mnt_build_root(const struct mnt_cfg *cfg, struct mnt_plan *plan, struct jr_err *err);
 
 /* In a child of a zygote, in its own namespaces: its pid-only /proc
- * over the zygote's empty one, and (scratch_bytes > 0) its scratch tmpfs.
- * 0 or -errno. */
-int mnt_warm_child(unsigned long scratch_bytes, struct jr_err *err);
+ * over the zygote's empty one, its scratch and /dev/shm tmpfs (those of
+ * c's sizes > 0), and with hide_shell a MNT_BIN holding only the
+ * interpreter over the zygote's. 0 or -errno. */
+int mnt_warm_child(const struct mnt_child *c, struct jr_err *err);
 
 /* 1 when `mountpoint` (as in /proc/self/mountinfo) is one the jail made. */
 int mnt_expected(const struct mnt_plan *plan, const char *mountpoint);

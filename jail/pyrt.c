@@ -273,6 +273,7 @@ static PyObject *chan_init(void)
         if (m && (PyModule_AddFunctions(m, guard_methods) < 0 || PyModule_AddFunctions(m, runclock_methods) < 0 ||
                   candle_add_types(m) < 0 ||
                   PyModule_AddStringConstant(m, "DATAPATH", JR_DATAPATH) < 0 ||
+                  PyModule_AddStringConstant(m, "EXECUTABLE", JR_PYTHON_EXE) < 0 ||
                   PyModule_AddIntConstant(m, "DATA_FD", DATA_FD) < 0 ||
                   PyModule_AddStringConstant(m, "DATA_NAME", data_name) < 0))
                 Py_CLEAR(m);

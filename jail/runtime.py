@@ -72,6 +72,29 @@ class _LogBuffer:
             self.sending = False
 
 
+class _ChildLogBuffer(_LogBuffer):
+    """A forked child's (profile exec): each entry goes out at once, as
+    such a child often ends with os._exit (a pool's worker) and nothing
+    would flush it."""
+
+    __slots__ = ()
+
+    def add(self, level, text):
+        _LogBuffer.add(self, level, text)
+        self.flush()
+
+
+def _log_after_fork(buf):
+    """In a forked child: the parent's pending entries are the parent's
+    to send (dropped here, not sent twice), the lock is new (another
+    thread may have held it at the fork), and logs go out at once."""
+    buf.entries = []
+    buf.size = 0
+    buf.sending = False
+    buf.lock = _thread.RLock()
+    buf.__class__ = _ChildLogBuffer
+
+
 class _TickLogBuffer(_LogBuffer):
     """A worker's: entries also go out once the first has waited 100 ms,
     when the tick clock's signal asks (_on_tick_alarm), so a long tick's
@@ -869,12 +892,104 @@ def backtest_main(source, filename, policy):
                    "error": {"type": "BacktestAborted", "message": why, "line": None}})
 
 
+def _exec_setup(filename, source=None, buf=None):
+    """Profile exec's ordinary Python, for a script (its name and source)
+    or a session (source None): returns the globals of a fresh __main__
+    module, put in sys.modules (so pickle finds what the code defines, as
+    multiprocessing's pools need). sys.executable names the interpreter
+    the jail binds, which starts the same CPython under the same jail;
+    multiprocessing's spawn start method re-runs a script from a copy of
+    its source (the script is no file in the jail); matplotlib gets a
+    writable configuration directory; a forked child's ctx.log entries
+    (on buf, the _LogBuffer) go out at once."""
+    import os
+
+    if buf is not None:
+        os.register_at_fork(after_in_child=lambda: _log_after_fork(buf))
+
+    exe = _jailrun.EXECUTABLE
+    sys.executable = sys._base_executable = exe
+    spawn = sys.modules.get("multiprocessing.spawn")
+    if spawn is not None:  # imported (a warm zygote's preload) before sys.executable was set
+        spawn.set_executable(exe)
+    os.environ.setdefault("MPLCONFIGDIR", os.path.join(os.environ.get("HOME") or "/scratch", ".config", "matplotlib"))
+    main = type(sys)("__main__")
+    main.__builtins__ = builtins
+    if source is not None:
+        main.__file__ = filename
+        if spawn is not None:
+            _spawn_main_copy(spawn, main, source, filename)
+        else:
+            sys.meta_path.insert(0, _AfterImport("multiprocessing.spawn",
+                                                 lambda m: _spawn_main_copy(m, main, source, filename)))
+    sys.modules["__main__"] = main
+    return main.__dict__
+
+
+class _AfterImport:
+    """A meta path finder that calls fn(module) once `name` has been
+    imported, then steps aside."""
+
+    def __init__(self, name, fn):
+        self.name, self.fn = name, fn
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)
+        import importlib.util
+
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        run, fn = spec.loader.exec_module, self.fn
+
+        def exec_module(module):
+            run(module)
+            fn(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def _spawn_main_copy(spawn, main, source, filename):
+    """A child of the spawn start method re-runs the script's file, named
+    by __main__.__file__: where there is no such file, the first child
+    gets a copy of the source in multiprocessing's own temporary
+    directory (in TMPDIR, removed when the script ends)."""
+    get = spawn.get_preparation_data
+    copy = []
+
+    def get_preparation_data(name):
+        import os
+
+        d = get(name)
+        path = d.get("init_main_from_path")
+        if path and sys.modules.get("__main__") is main and not os.path.exists(path):
+            if not copy:
+                from multiprocessing import util
+
+                base = os.path.basename(filename)
+                if not base.endswith(".py") or base.startswith("."):
+                    base = "__main__.py"
+                p = os.path.join(util.get_temp_dir(), base)
+                with open(p, "wb") as f:
+                    f.write(source if isinstance(source, bytes) else source.encode())
+                copy.append(p)
+            d["init_main_from_path"] = copy[0]
+        return d
+
+    spawn.get_preparation_data = get_preparation_data
+
+
 def exec_main(source, filename, argv):
     buf = _LogBuffer()
     ctx = Ctx(buf)
     sys.argv = [filename] + list(argv)
+    g = _exec_setup(filename, source, buf)
+    g["ctx"] = ctx
     try:
-        _load(source, filename, ctx)
+        exec(_compile(source, filename), g)
         status = 0
     except SystemExit as e:
         code = e.code
@@ -904,7 +1019,9 @@ def session_main(policy):
     the jail's stdout and stderr, which the supervisor attributes to it."""
     import _signal
 
-    g = {"__name__": "__main__", "__builtins__": sys.modules["builtins"]}
+    # a real __main__ (pools pickle what cells define), sys.executable and
+    # the rest of profile exec's ordinary Python
+    g = _exec_setup("<session>")
     sys.argv = [""]
     for stream in (sys.stdout, sys.stderr):
         try:  # a line shows as soon as it is printed (streamed answers)

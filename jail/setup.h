@@ -16,12 +16,24 @@ struct host_view {
 };
 int jail_read_host_view(struct host_view *hv, struct jr_err *err);
 
-/* The host's view read, the host name set, the root built from it with
- * `program` bound (mnt.h: scratch_bytes > 0 makes the scratch; a zygote's
- * root leaves /proc and the scratch to each child). 0 or -errno. */
+/* The host's view read, the host name set, the root built from it as
+ * mc says (mnt.h: its program, scratch, exec, shell, zygote; the fields
+ * read from the host are filled here). 0 or -errno. */
+struct mnt_cfg;
 struct mnt_plan;
-int jail_build_root(const char *program, unsigned long scratch_bytes, int zygote, struct mnt_plan *plan,
-                    struct jr_err *err);
+int jail_build_root(struct mnt_cfg *mc, struct mnt_plan *plan, struct jr_err *err);
+
+/* What the kernel side of a jail of profile exec takes from its policy
+ * (jailrun-policy(5)): exec.shell, and the size of /dev/shm, half of
+ * limits.memory (the other half left to the processes, so a full
+ * /dev/shm is ENOSPC, not the job killed for memory). */
+struct jail_exec_opts {
+        int shell;
+        unsigned long shm_bytes;
+};
+/* From the policy's text (checked by the supervisor). 0, or -errno with
+ * err set when it is not a policy. */
+int jail_exec_opts(const char *policy_json, struct jail_exec_opts *out, struct jr_err *err);
 
 /* Moves fd (a configuration memfd, or -errno passed through) to CFG_FD,
  * kept across an exec. 0 or -errno. */

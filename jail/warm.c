@@ -146,6 +146,21 @@ static int after_fork(const struct jexec_cfg *c, struct jr_err *err)
         return 0;
 }
 
+/* What the child mounts of its own (mnt_warm_child): profile exec's
+ * scratch, /dev/shm and, without exec.shell, the cover of the tools. */
+static int warm_mounts(const struct jexec_cfg *c, struct jr_err *err)
+{
+        struct jail_exec_opts eo = { 0 };
+        int exec = c->profile == JAIL_PROFILE_EXEC;
+        int r = exec ? jail_exec_opts(c->policy_json, &eo, err) : 0;
+        struct mnt_child mc = {
+                .scratch_bytes = exec ? c->scratch_bytes : 0,
+                .shm_bytes = eo.shm_bytes,
+                .hide_shell = exec && !eo.shell,
+        };
+        return r < 0 ? r : mnt_warm_child(&mc, err);
+}
+
 _Noreturn static void warm_child(const struct warm_ctx *w, const int *fds)
 {
         struct jr_err err = { 0 };
@@ -165,7 +180,7 @@ _Noreturn static void warm_child(const struct warm_ctx *w, const int *fds)
                                               w->profile));
         char go = jail_read_sync(sync);
         STEP("identity", jail_become_root(CHAN_FD, &err));
-        STEP("mounts", mnt_warm_child(c.profile == JAIL_PROFILE_EXEC ? c.scratch_bytes : 0, &err));
+        STEP("mounts", warm_mounts(&c, &err));
         if (joined) {  /* moved itself: checked, then the namespace rooted there */
                 STEP("cgroup", check_joined(c.cgroup_path, &err));
                 if (unshare(CLONE_NEWCGROUP) < 0)
@@ -181,7 +196,8 @@ _Noreturn static void warm_child(const struct warm_ctx *w, const int *fds)
         struct verify_cfg vc = { .host_uid = c.host_uid, .host_gid = c.host_gid, .plan = &w->plan };
         STEP("verify", verify_world(&vc, &err));
         STEP("interpreter", after_fork(&c, &err));
-        STEP("seccomp", filt_install(c.profile == JAIL_PROFILE_EXEC, &err));
+        STEP("seccomp", filt_install(c.profile != JAIL_PROFILE_EXEC ? FILT_WORKER
+                                     : c.flags & JEXEC_INET ? FILT_EXEC_INET : FILT_EXEC, &err));
         STEP("verify", verify_process(&vc, &err));
 #undef STEP
         prctl(PR_SET_NAME, "jailrun");

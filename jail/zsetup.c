@@ -49,11 +49,14 @@ static int zplace_fds(const struct jail_zygote_cfg *zc, struct jr_err *err)
         return 0;
 }
 
-/* The root: each child mounts its own scratch (here only its directory,
- * for profile exec) and /proc. */
+/* The root: each child mounts its own scratch and /dev/shm (here only
+ * their directories, for profile exec) and /proc. Profile exec's has the
+ * shell's tools: a child whose policy has no exec.shell covers them. */
 static int zbuild_root(const struct jail_zygote_cfg *zc, struct mnt_plan *plan, struct jr_err *err)
 {
-        return jail_build_root(zc->program, zc->profile == JAIL_PROFILE_EXEC, 1, plan, err);
+        int exec = zc->profile == JAIL_PROFILE_EXEC;
+        struct mnt_cfg mc = { .program = zc->program, .scratch_bytes = exec, .zygote = 1, .exec = exec, .shell = exec };
+        return jail_build_root(&mc, plan, err);
 }
 
 /* The zygote's configuration: its profile, the modules to preload, and

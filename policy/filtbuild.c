@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include "common/cleanup.h"
+#include "common/filtbpf.h"
 #include "policy/filtbuild.h"
 #include "policy/seccomp.h"
 
@@ -62,11 +63,25 @@ static int add_list(scmp_filter_ctx ctx, uint32_t action, const struct syscall_l
         return 0;
 }
 
-static int add_checked(scmp_filter_ctx ctx, struct jr_err *err)
+/* TCP over IPv4 and IPv6 (the type's low bits; SOCK_NONBLOCK and
+ * SOCK_CLOEXEC above them are free): FILT_EXEC_INET only. */
+static int add_inet(scmp_filter_ctx ctx)
+{
+        int r = 0;
+        static const int families[] = { AF_INET, AF_INET6 };
+        for (size_t i = 0; r == 0 && i < ELEMENTSOF(families); i++)
+                r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 2, SCMP_A0_64(SCMP_CMP_EQ, (uint64_t)families[i]),
+                                     SCMP_A1_32(SCMP_CMP_MASKED_EQ, 0xf, SOCK_STREAM));
+        return r;
+}
+
+static int add_checked(scmp_filter_ctx ctx, int inet, struct jr_err *err)
 {
         /* Only unix sockets: no network, no netlink, no packet sockets. */
         int r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
                                  SCMP_A0_64(SCMP_CMP_EQ, AF_UNIX));
+        if (r == 0 && inet)
+                r = add_inet(ctx);
         if (r == 0)
                 r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socketpair), 1,
                                      SCMP_A0_64(SCMP_CMP_EQ, AF_UNIX));
@@ -88,8 +103,9 @@ static int add_checked(scmp_filter_ctx ctx, struct jr_err *err)
         return 0;
 }
 
-int filt_build(int exec_profile, scmp_filter_ctx *out, struct jr_err *err)
+int filt_build(int kind, scmp_filter_ctx *out, struct jr_err *err)
 {
+        int exec_profile = kind == FILT_EXEC || kind == FILT_EXEC_INET;
         _cleanup_(seccomp_releasep) scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
         if (!ctx)
                 return jr_fail(err, ENOMEM, "seccomp_init");
@@ -103,7 +119,7 @@ int filt_build(int exec_profile, scmp_filter_ctx *out, struct jr_err *err)
         if (r == 0)
                 r = add_list(ctx, SCMP_ACT_KILL_PROCESS, &seccomp_kill, err);
         if (r == 0)
-                r = add_checked(ctx, err);
+                r = add_checked(ctx, kind == FILT_EXEC_INET, err);
         if (r < 0)
                 return r;
         *out = TAKE_PTR(ctx);

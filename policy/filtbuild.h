@@ -21,6 +21,6 @@ int filt_cover_except(const uint32_t *excl, size_t n,
 
 /* Builds the filter (not loaded) into *out, to release with
  * seccomp_release. Returns 0 or -errno. */
-int filt_build(int exec_profile, void **out, struct jr_err *err);
+int filt_build(int kind, void **out, struct jr_err *err);  /* enum filt_kind */
 
 #endif

@@ -135,6 +135,8 @@ static const struct pkey schema[] = {
         { "log.max_chars", P_INT, 1, 4000, NULL, AT(log.max_chars) },
         { "log.batch", P_INT, 1, 20, NULL, AT(log.batch) },
         { "log.max_bytes", P_INT, 0, 1024 * GiB, NULL, AT(log.max_bytes) },
+        { "exec", P_OBJECT, 0, 0, NULL },
+        { "exec.shell", P_BOOL, 0, 0, NULL, AT(exec.shell) },
 };
 
 static const struct pkey *find_key(const char *path)
@@ -408,6 +410,10 @@ static int check_limits(const json_t *doc, const char *what, struct jr_err *err)
                         return bad(err, what, pairs[i][0], "%g is above %s (%g)",
                                    json_number_value(lookup(doc, pairs[i][0])), pairs[i][1],
                                    json_number_value(lookup(doc, pairs[i][1])));
+        /* The other profiles' seccomp filter refuses execve: a shell there
+         * would be a promise nothing keeps. */
+        if (json_is_true(lookup(doc, "exec.shell")) && strcmp(json_string_value(lookup(doc, "profile")), "exec") != 0)
+                return bad(err, what, "exec.shell", "only profile exec runs programs");
         return 0;
 }
 

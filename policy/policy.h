@@ -124,6 +124,9 @@ struct policy {
                 unsigned batch;
                 uint64_t max_bytes;           /* 0 = no limit */
         } log;
+        struct {
+                bool shell;                   /* /bin/sh and the tools (profile exec only) */
+        } exec;
 };
 
 /* Checks `doc` as a complete policy (policy_check, the same messages:

@@ -590,6 +590,7 @@ static int job_jail(struct job *j, struct jr_err *err)
                 .argc = o->argc,
                 .argv = o->argv,
                 .scratch_bytes = o->scratch_bytes,
+                .inet = o->inet,
                 .max_tasks = o->pids,
                 .data_fd = j->bars_fd,
                 .program = j->program,

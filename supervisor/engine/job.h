@@ -63,6 +63,7 @@ struct job_opts {
         char *const *argv;
         uid_t uid_lo, uid_hi;
         unsigned long scratch_bytes;
+        int inet;                    /* exec: TCP sockets allowed in the jail (its network holds only lo) */
         uint64_t memory;             /* bytes */
         double cpus;                 /* cores */
         unsigned pids;               /* tasks */

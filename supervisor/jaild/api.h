@@ -1,4 +1,4 @@
-/* The daemon's API server: HTTP/1.1 with JSON bodies on a unix socket
+/* The daemon's API server: HTTP/1.1 with JSON bodies (raw bytes for files) on a unix socket
  * (libmicrohttpd), served on the front-end's loop without threads.
  *
  * The server owns the socket, checks every peer's credentials
@@ -68,6 +68,22 @@ struct api_ops {
         void (*session_execute)(void *data, struct api_call *c, const char *id, json_t *body, int stream);
         /* POST /v1/sessions/{id}/packages: {names} */
         void (*session_packages)(void *data, struct api_call *c, const char *id, json_t *body);
+
+        /* ---- session files (docs/api.md, "Session files") ----
+         * path is the rest of the URL after ".../files/", percent-decoded
+         * and checked by api_path_check (relative, no "." or ".." or empty
+         * segment, no control character, at most API_PATH_MAX bytes); ""
+         * names the session directory itself. Valid as long as the id. */
+        /* GET /v1/sessions/{id}/files/{path}: the file's bytes
+         * (api_reply_bytes) or a directory's listing */
+        void (*session_file_get)(void *data, struct api_call *c, const char *id, const char *path);
+        /* PUT /v1/sessions/{id}/files/{path}: the raw request body, len
+         * bytes (any content type, at most max_raw_body; "" when empty),
+         * borrowed like a JSON body */
+        void (*session_file_put)(void *data, struct api_call *c, const char *id, const char *path,
+                                 const char *body, size_t len);
+        /* DELETE /v1/sessions/{id}/files/{path} */
+        void (*session_file_delete)(void *data, struct api_call *c, const char *id, const char *path);
 };
 
 /* Where log lines go (journald, stderr ...): priority is a syslog LOG_*;
@@ -75,6 +91,8 @@ struct api_ops {
 typedef void (*api_log_fn)(void *data, int priority, const char *line);
 
 #define API_MAX_BODY_DEFAULT (1u << 20)
+#define API_MAX_RAW_BODY_DEFAULT (16u << 20)
+#define API_MAX_RAW_HELD_DEFAULT (64u << 20)
 
 struct api_config {
         const char *socket_path;    /* created here; a stale one is replaced */
@@ -96,6 +114,13 @@ struct api_config {
         void *ops_data;
         api_log_fn log;             /* NULL: no log */
         void *log_data;
+        /* Raw (non-JSON) request bodies, of the routes that take one (PUT
+         * files): each at most max_raw_body bytes (more: 413 from the
+         * headers alone); all those being received or held by the backend
+         * at most max_raw_held bytes together, counted by Content-Length
+         * from the headers (past it: 503, the body unread). */
+        size_t max_raw_body;        /* 0: API_MAX_RAW_BODY_DEFAULT (16 MiB) */
+        size_t max_raw_held;        /* 0: API_MAX_RAW_HELD_DEFAULT (64 MiB); at least max_raw_body */
 };
 
 /* Creates, binds and listens on cfg->socket_path and serves it on l. A
@@ -124,9 +149,13 @@ void api_reply(struct api_call *c, unsigned status, json_t *body);
 /* Finishes the call with {"error": {"type": type, "message": ...}}. */
 void api_reply_error(struct api_call *c, unsigned status, const char *type, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
-/* Finishes the call with text of the given content type (copied). */
+/* Finishes the call with text of the given content type (copied; any
+ * bytes, NULs too; sent with its Content-Length). */
 void api_reply_text(struct api_call *c, unsigned status, const char *content_type, const char *text,
                     size_t len);
+/* The same with bytes the call takes (malloc'd; freed once sent, or at
+ * once if the call is not the backend's): no copy of a large answer. */
+void api_reply_bytes(struct api_call *c, unsigned status, const char *content_type, void *bytes, size_t len);
 
 /* Starts a stream answer: status, then JSON lines (application/x-ndjson)
  * as the backend pushes them, until api_stream_end. Returns 0, or -EALREADY
@@ -164,6 +193,17 @@ struct api_field {
  * with a message naming the field in msg. */
 int api_check_object(const json_t *obj, const struct api_field *fields, const char *where, char *msg,
                      size_t size);
+
+/* Bytes of a file path in a URL (after percent-decoding). */
+#define API_PATH_MAX 4096
+
+/* Checks a file path taken from a URL: at most API_PATH_MAX bytes,
+ * relative, its segments separated by single slashes, none empty (so no
+ * leading, doubled or trailing slash), "." or "..", or longer than 255
+ * bytes, and no control character (a %00 in the URL arrives as one).
+ * Bytes that are not UTF-8 are allowed (file names are bytes). "" passes
+ * only with empty_ok. Returns 0, or -EINVAL with the reason in msg. */
+int api_path_check(const char *path, int empty_ok, char *msg, size_t size);
 
 /* The same check for a backend callback: on failure the call is finished
  * with 400 ValueError and -EINVAL returned. */

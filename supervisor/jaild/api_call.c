@@ -167,6 +167,18 @@ void api_reply_text(struct api_call *c, unsigned status, const char *content_typ
         finish(c, status, typed(r, content_type));
 }
 
+void api_reply_bytes(struct api_call *c, unsigned status, const char *content_type, void *bytes, size_t len)
+{
+        _cleanup_free_ void *b = bytes;
+        if (!owned(c, CALL_HELD, "bytes reply"))
+                return;
+        struct MHD_Response *r = len ? MHD_create_response_from_buffer_with_free_callback(len, b, free)
+                                     : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        if (r && len)
+                b = NULL;  /* the response's now */
+        finish(c, status, typed(r, content_type));
+}
+
 int api_call_check(struct api_call *c, const json_t *obj, const struct api_field *fields, const char *where)
 {
         char msg[256];

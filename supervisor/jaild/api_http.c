@@ -196,7 +196,9 @@ static void call_free(struct api_call *c)
         loop_unwatch(&c->hup);
         if (c->resp)
                 MHD_destroy_response(c->resp);
+        a->raw_held -= c->raw_reserved;
         json_decref(c->json);
+        free(c->path);
         free(c->body);
         free(c->sbuf);
         free(c);
@@ -275,10 +277,15 @@ static int is_json_type(const char *ct)
 
 /* How the body comes: only with a Content-Length (chunked is refused, so
  * that a body over the cap is refused before a byte of it is read), and
- * at most max_body. */
+ * at most the cap: max_body, or max_raw_body for a route taking raw bytes
+ * (no route: the smaller). */
 static int check_framing(struct api_call *c)
 {
         struct api *a = c->api;
+        int raw = c->route && (c->route->flags & API_ROUTE_RAW);
+        size_t cap = raw ? a->max_raw_body : a->max_body;
+        if (!c->route && a->max_raw_body < cap)
+                cap = a->max_raw_body;
         if (MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
                 return api_call_fail(c, 411, "LengthRequiredError", "a request body needs a Content-Length");
         const char *cl = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -287,18 +294,38 @@ static int check_framing(struct api_call *c)
         char *end;
         errno = 0;
         unsigned long long n = strtoull(cl, &end, 10);
-        if (errno || end == cl || *end || n > a->max_body)
+        if (errno || end == cl || *end || n > cap)
                 return api_call_fail(c, 413, "PayloadTooLargeError",
                                      "request body of %s bytes is over the limit of %zu bytes", errno ? "too many" : cl,
-                                     a->max_body);
+                                     cap);
         c->expect = n;
+        return 0;
+}
+
+/* A raw body is counted against max_raw_held from its Content-Length, as
+ * soon as the headers are in: the bytes it will take are known, and a
+ * body past the room is refused before any of it is read. */
+static int raw_reserve(struct api_call *c)
+{
+        struct api *a = c->api;
+        if (!c->route || !(c->route->flags & API_ROUTE_RAW) || !c->expect)
+                return 0;
+        if (c->expect > a->max_raw_held - a->raw_held)
+                return api_call_fail(c, 503, "UnavailableError",
+                                     "uploads in progress hold %zu bytes; %zu more would pass the limit of %zu bytes: "
+                                     "try again later", a->raw_held, c->expect, a->max_raw_held);
+        a->raw_held += c->expect;
+        c->raw_reserved = c->expect;
         return 0;
 }
 
 /* What is refused before the body is read (and the connection closed
  * after the answer, the body unread): a peer not allowed, a server closing,
- * a body not framed by Content-Length or over the cap. */
-static int refuse_early(struct api_call *c)
+ * a body not framed by Content-Length or over the cap, a raw body past the
+ * room left for them. The route is looked up here (its cap depends on it);
+ * not finding one is answered later, by call_admit. */
+static int refuse_early(struct api_call *c, const char *url, const char *method, char *allow, size_t allow_size,
+                        unsigned *status)
 {
         struct api_peer *p = (struct api_peer *)c->peer;
         c->early = 1;
@@ -310,7 +337,13 @@ static int refuse_early(struct api_call *c)
         }
         if (c->api->closing)
                 return api_call_fail(c, 503, "UnavailableError", "the server is shutting down");
+        const char *tail = NULL;
+        c->route = api_route_find(method, url, c->id, &tail, allow, allow_size, status);
+        if (tail && !(c->path = strdup(tail)))
+                return -ENOMEM;
         int r = check_framing(c);
+        if (r == 0 && c->state != CALL_ANSWERED)
+                r = raw_reserve(c);
         if (r < 0 || c->state == CALL_ANSWERED)
                 return r;
         c->early = 0;
@@ -323,12 +356,11 @@ static int refuse_early(struct api_call *c)
  * still writing its body would not read an answer sent before. */
 static int call_admit(struct api_call *c, const char *url, const char *method)
 {
-        int r = refuse_early(c);
+        char allow[64];
+        unsigned status = 0;
+        int r = refuse_early(c, url, method, allow, sizeof allow, &status);
         if (r < 0 || c->state == CALL_ANSWERED)
                 return r;
-        char allow[64];
-        unsigned status;
-        c->route = api_route_find(method, url, c->id, allow, sizeof allow, &status);
         if (!c->route && status == 404)
                 return api_call_fail(c, 404, "NotFoundError", "no such endpoint");
         if (!c->route) {
@@ -337,11 +369,14 @@ static int call_admit(struct api_call *c, const char *url, const char *method)
                         return -ENOMEM;
                 return r;
         }
+        char msg[256];
+        if (c->path && api_path_check(c->path, 1, msg, sizeof msg) < 0)
+                return api_call_fail(c, 400, "ValueError", "%s", msg);
         r = check_query(c);
         if (r < 0 || c->state == CALL_ANSWERED)
                 return r;
-        if (c->expect && !is_json_type(MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND,
-                                                                   MHD_HTTP_HEADER_CONTENT_TYPE)))
+        if (c->expect && !(c->route->flags & API_ROUTE_RAW) &&
+            !is_json_type(MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE)))
                 return api_call_fail(c, 415, "UnsupportedMediaTypeError", "a request body must be application/json");
         return 0;
 }
@@ -440,7 +475,8 @@ static enum MHD_Result call_held(struct api_call *c)
 static enum MHD_Result call_dispatch(struct api_call *c)
 {
         struct api *a = c->api;
-        if (body_parse(c) < 0)
+        /* A raw body goes to the backend as it came. */
+        if (!(c->route->flags & API_ROUTE_RAW) && body_parse(c) < 0)
                 return MHD_NO;
         if (c->state == CALL_ANSWERED)
                 return call_send(c);
@@ -607,6 +643,10 @@ static int copy_config(struct api *a, const struct api_config *cfg)
         a->n_uids = cfg->n_allow_uids;
         a->n_gids = cfg->n_allow_gids;
         a->max_body = cfg->max_body ? cfg->max_body : API_MAX_BODY_DEFAULT;
+        a->max_raw_body = cfg->max_raw_body ? cfg->max_raw_body : API_MAX_RAW_BODY_DEFAULT;
+        a->max_raw_held = cfg->max_raw_held ? cfg->max_raw_held : API_MAX_RAW_HELD_DEFAULT;
+        if (a->max_raw_held < a->max_raw_body)  /* one upload of the largest size fits, alone */
+                a->max_raw_held = a->max_raw_body;
         a->stream_buffer = cfg->stream_buffer ? cfg->stream_buffer : 1u << 20;
         a->max_held = cfg->max_held ? cfg->max_held : 4096;
         a->ops = cfg->ops;
@@ -614,6 +654,37 @@ static int copy_config(struct api *a, const struct api_config *cfg)
         a->log = cfg->log;
         a->log_data = cfg->log_data;
         return 0;
+}
+
+static int hex(char ch)
+{
+        return ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+             : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+}
+
+/* Percent-decoding of the URL path and query, as MHD's own, except that a
+ * %00 becomes byte 0x01: MHD hands the path over as a C string, which a
+ * NUL would cut short ("a%00b" read as "a"); 0x01 is refused as a control
+ * character instead (api_path_check), and matches no id. An escape that
+ * is not two hex digits stays as it is. */
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+        (void)cls;
+        (void)conn;
+        char *w = s;
+        for (const char *r = s; *r; w++) {
+                int hi = r[0] == '%' ? hex(r[1]) : -1, lo = hi >= 0 ? hex(r[2]) : -1;
+                if (lo < 0) {
+                        *w = *r++;
+                        continue;
+                }
+                *w = (char)(hi << 4 | lo);
+                if (*w == '\0')
+                        *w = '\x01';
+                r += 3;
+        }
+        *w = '\0';
+        return (size_t)(w - s);
 }
 
 static int mhd_start(struct api *a, const struct api_config *cfg, int fd, struct jr_err *err)
@@ -627,6 +698,7 @@ static int mhd_start(struct api *a, const struct api_config *cfg, int fd, struct
                                   MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
                                   MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections ? cfg->max_connections : 1024u,
                                   MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout ? cfg->idle_timeout : 60u,
+                                  MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
                                   MHD_OPTION_END);
         if (!a->mhd)
                 return jr_fail(err, EIO, "api: libmicrohttpd could not start on %s", cfg->socket_path);

@@ -30,6 +30,9 @@ struct api {
         gid_t *gids;
         size_t n_gids;
         size_t max_body;
+        size_t max_raw_body;
+        size_t max_raw_held;
+        size_t raw_held;            /* bytes of raw bodies admitted, not yet freed */
         size_t stream_buffer;
         unsigned max_held;
         unsigned n_held;            /* calls the backend holds */
@@ -74,9 +77,11 @@ struct api_call {
         const struct api_peer *peer;
         const struct api_route *route;
         char id[API_ID_MAX + 1];
+        char *path;                 /* a {path} tail, decoded and checked; NULL: none */
         int follow;
         char *body;
         size_t len, cap, expect;
+        size_t raw_reserved;        /* counted in api->raw_held for this call's raw body */
         json_t *json;               /* the validated body ({} when none) */
         enum call_state state;
         int early;                  /* answered before its body is read */
@@ -120,11 +125,19 @@ struct api_route {
         const char *query;          /* the one query argument it takes, or NULL */
         /* Calls the backend; -ENOSYS when the backend lacks the op. */
         int (*dispatch)(const struct api_ops *ops, void *data, struct api_call *c);
+        unsigned flags;             /* API_ROUTE_* */
 };
 
+/* The body is raw bytes, not JSON: any content type, capped by
+ * max_raw_body and max_raw_held; body is NULL for such a route. */
+#define API_ROUTE_RAW 1u
+
 /* The route for method and path. NULL when none: *status is 404, or 405
- * with allow filled ("GET, DELETE"). The {id} segment goes into id. */
+ * with allow filled ("GET, DELETE"). The {id} segment goes into id; a
+ * pattern ending in "{path}" takes the rest of the path, whatever it is
+ * (api_path_check is the caller's), pointed to by *tail (NULL for other
+ * routes). */
 const struct api_route *api_route_find(const char *method, const char *path, char id[API_ID_MAX + 1],
-                                       char *allow, size_t allow_size, unsigned *status);
+                                       const char **tail, char *allow, size_t allow_size, unsigned *status);
 
 #endif

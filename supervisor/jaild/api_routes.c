@@ -41,7 +41,7 @@ static const struct api_field job_fields[] = {
 /* Sessions check their own fields (sessions.c): their types are many. */
 static const struct api_field session_fields[] = {
         { "memory_limit", API_STRING | API_INTEGER }, { "cpu_limit", API_NUMBER }, { "timeout", API_NUMBER },
-        { "packages", API_ARRAY }, { "name", API_STRING }, { NULL, 0 },
+        { "idle_timeout", API_NUMBER }, { "packages", API_ARRAY }, { "name", API_STRING }, { NULL, 0 },
 };
 
 static const struct api_field execute_fields[] = {
@@ -182,6 +182,29 @@ static int do_session_packages(const struct api_ops *ops, void *data, struct api
         return 0;
 }
 
+/* ---- session files ---- */
+
+static int do_session_file_get(const struct api_ops *ops, void *data, struct api_call *c)
+{
+        NEED(session_file_get);
+        ops->session_file_get(data, c, c->id, c->path);
+        return 0;
+}
+
+static int do_session_file_put(const struct api_ops *ops, void *data, struct api_call *c)
+{
+        NEED(session_file_put);
+        ops->session_file_put(data, c, c->id, c->path, c->body ? c->body : "", c->len);
+        return 0;
+}
+
+static int do_session_file_delete(const struct api_ops *ops, void *data, struct api_call *c)
+{
+        NEED(session_file_delete);
+        ops->session_file_delete(data, c, c->id, c->path);
+        return 0;
+}
+
 static const struct api_route routes[] = {
         { "POST", "/v1/workers", worker_fields, NULL, do_worker_create },
         { "GET", "/v1/workers", no_fields, NULL, do_worker_list },
@@ -201,6 +224,11 @@ static const struct api_route routes[] = {
         { "DELETE", "/v1/sessions/{id}", no_fields, NULL, do_session_delete },
         { "POST", "/v1/sessions/{id}/execute", execute_fields, "stream", do_session_execute },
         { "POST", "/v1/sessions/{id}/packages", packages_fields, NULL, do_session_packages },
+
+        /* ---- session files ---- */
+        { "GET", "/v1/sessions/{id}/files/{path}", no_fields, NULL, do_session_file_get, 0 },
+        { "PUT", "/v1/sessions/{id}/files/{path}", NULL, NULL, do_session_file_put, API_ROUTE_RAW },
+        { "DELETE", "/v1/sessions/{id}/files/{path}", no_fields, NULL, do_session_file_delete, 0 },
 };
 
 static int id_char(char ch)
@@ -210,11 +238,17 @@ static int id_char(char ch)
 }
 
 /* Does path match pattern? A "{id}" segment takes one non-empty segment
- * of id characters (so never "." or ".."), copied into id. */
-static int match(const char *pattern, const char *path, char id[API_ID_MAX + 1])
+ * of id characters (so never "." or ".."), copied into id; a "{path}"
+ * (last in a pattern) takes the rest, pointed to by *tail. */
+static int match(const char *pattern, const char *path, char id[API_ID_MAX + 1], const char **tail)
 {
         const char *p = pattern, *s = path;
+        *tail = NULL;
         while (*p) {
+                if (strcmp(p, "{path}") == 0) {
+                        *tail = s;
+                        return 1;
+                }
                 if (strncmp(p, "{id}", 4) == 0) {
                         size_t n = 0;
                         while (id_char(s[n]))
@@ -243,11 +277,11 @@ static void allow_add(char *allow, size_t size, const char *method)
 }
 
 const struct api_route *api_route_find(const char *method, const char *path, char id[API_ID_MAX + 1],
-                                       char *allow, size_t allow_size, unsigned *status)
+                                       const char **tail, char *allow, size_t allow_size, unsigned *status)
 {
         allow[0] = '\0';
         for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
-                if (!match(routes[i].pattern, path, id))
+                if (!match(routes[i].pattern, path, id, tail))
                         continue;
                 if (strcmp(routes[i].method, method) == 0)
                         return &routes[i];
@@ -255,4 +289,32 @@ const struct api_route *api_route_find(const char *method, const char *path, cha
         }
         *status = allow[0] ? 405 : 404;
         return NULL;
+}
+
+int api_path_check(const char *path, int empty_ok, char *msg, size_t size)
+{
+        size_t n = strlen(path);
+        if (n == 0 && empty_ok)
+                return 0;
+        if (n == 0 || n > API_PATH_MAX)
+                return jr_snprintf(msg, size, "a file path is 1 to %d bytes", API_PATH_MAX), -EINVAL;
+        if (path[0] == '/')
+                return jr_snprintf(msg, size, "a file path is relative to the session directory"), -EINVAL;
+        for (const char *c = path; *c; c++)
+                if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                        return jr_snprintf(msg, size, "a file path holds a NUL or control character (byte %zu)",
+                                           (size_t)(c - path)), -EINVAL;
+        for (const char *c = path;; c++) {
+                size_t k = strcspn(c, "/");
+                if (k == 0)
+                        return jr_snprintf(msg, size, "a file path has an empty segment (a doubled or trailing "
+                                           "slash)"), -EINVAL;
+                if ((k == 1 && c[0] == '.') || (k == 2 && c[0] == '.' && c[1] == '.'))
+                        return jr_snprintf(msg, size, "a file path has a '%.*s' segment", (int)k, c), -EINVAL;
+                if (k > 255)
+                        return jr_snprintf(msg, size, "a file path has a name over 255 bytes"), -EINVAL;
+                c += k;
+                if (!*c)
+                        return 0;
+        }
 }

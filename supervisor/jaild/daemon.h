@@ -141,6 +141,10 @@ void api_session_get(void *data, struct api_call *c, const char *id);
 void api_session_delete(void *data, struct api_call *c, const char *id);
 void api_session_execute(void *data, struct api_call *c, const char *id, json_t *body, int stream);
 void api_session_packages(void *data, struct api_call *c, const char *id, json_t *body);
+void api_session_file_get(void *data, struct api_call *c, const char *id, const char *path);
+void api_session_file_put(void *data, struct api_call *c, const char *id, const char *path, const char *body,
+                          size_t len);
+void api_session_file_delete(void *data, struct api_call *c, const char *id, const char *path);
 void sessions_drain(struct jaild *d);
 size_t sessions_running(const struct jaild *d);
 void sessions_free(struct jaild *d);

@@ -332,7 +332,8 @@ static const struct api_ops ops = {
         .job_submit = api_job_submit,       .health = api_health,               .metrics = api_metrics,
         .session_create = api_session_create, .session_list = api_session_list, .session_get = api_session_get,
         .session_delete = api_session_delete, .session_execute = api_session_execute,
-        .session_packages = api_session_packages,
+        .session_packages = api_session_packages, .session_file_get = api_session_file_get,
+        .session_file_put = api_session_file_put, .session_file_delete = api_session_file_delete,
 };
 
 /* --- start, signals, stop ---------------------------------------------- */
@@ -602,6 +603,8 @@ static int serve(struct jaild *d, const sigset_t *sigs, struct jr_err *err)
                 .allow_uids = d->cfg->allow_uids,   .n_allow_uids = d->cfg->n_allow_uids,
                 .allow_gids = d->cfg->allow_gids,   .n_allow_gids = d->cfg->n_allow_gids,
                 .ops = &ops, .ops_data = d, .log = api_log, .log_data = d,
+                .max_raw_body = (size_t)d->cfg->sessions.file_max,
+                .max_raw_held = (size_t)(d->cfg->sessions.file_max > (64u << 20) ? d->cfg->sessions.file_max : 64u << 20),
         };
         if ((r = api_open(&d->api, &d->loop, &ac, err)) < 0)
                 return r;

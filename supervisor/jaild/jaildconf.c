@@ -539,8 +539,14 @@ static int parse_packages(struct cfg_ctx *x, const json_t *s, struct jaild_sessi
         int r = get_obj(x, s, "sessions", "packages", &p, &k);
         if (r < 0 || !p)
                 return r;
-        if ((r = only_keys(x, p, "sessions.packages", keys)) < 0 ||
-            (r = get_path(x, p, "sessions.packages", "wheel_dir", &c->wheel_dir)) < 0 ||
+        if ((r = only_keys(x, p, "sessions.packages", keys)) < 0)
+                return r;
+        /* null: not configured, as when absent */
+        if (!json_is_null(json_object_get(p, "wheel_dir")) &&
+            (r = get_path(x, p, "sessions.packages", "wheel_dir", &c->wheel_dir)) < 0)
+                return r;
+        url = NULL;
+        if (!json_is_null(json_object_get(p, "index_url")) &&
             (r = get_text(x, p, "sessions.packages", "index_url", 2048, &url)) < 0)
                 return r;
         if (url && !url_ok(url))

@@ -1,8 +1,10 @@
 /* Packages for a session (POST /v1/sessions/{id}/packages): pip, inside
  * the session's own jail and interpreter, installs wheels from the
- * operator's wheel directory (sessions.packages.wheel_dir) into the
- * session's site directory. The directory is bound into the jail
- * read-only for the install alone (nsbind.c); only wheels are taken
+ * operator's wheel directory (sessions.packages.wheel_dir) or package
+ * index (sessions.packages.index_url) into the session's site directory.
+ * The directory is bound into the jail read-only for the install alone
+ * (nsbind.c); the index is reached through a relay that exists for the
+ * install alone and goes to the index only (relay.c); only wheels are taken
  * (--only-binary :all:), so nothing a package ships is run to install it. */
 #include "config.h"
 
@@ -14,6 +16,7 @@
 
 #include "common/cleanup.h"
 #include "supervisor/jaild/nsbind.h"
+#include "supervisor/jaild/relay.h"
 #include "supervisor/jaild/session.h"
 
 static const struct api_field fields[] = {
@@ -59,7 +62,7 @@ int packages_check(struct api_call *c, const json_t *names)
 
 /* The code the session runs: pip in a namespace of its own (the user's
  * globals see nothing of it), its modules dropped after. */
-static char *install_code(const json_t *names)
+static char *install_code(const json_t *names, const char *source)
 {
         _cleanup_free_ char *list = json_dumps(names, JSON_COMPACT | JSON_ENSURE_ASCII);
         char *code = NULL;
@@ -72,7 +75,7 @@ static char *install_code(const json_t *names)
                 "os.makedirs(site, exist_ok=True)\n"
                 "before = set(sys.modules)\n"
                 "from pip._internal.cli.main import main as pip_main\n"
-                "argv = ['install', '--isolated', '--no-index', '--find-links', %s, '--target', site,\n"
+                "argv = ['install', '--isolated', '--target', site] + %s + [\n"
                 "        '--only-binary', ':all:', '--no-cache-dir', '--disable-pip-version-check',\n"
                 "        '--root-user-action', 'ignore', '--no-warn-script-location', '--upgrade'] + %s\n"
                 "try:\n"
@@ -90,7 +93,7 @@ static char *install_code(const json_t *names)
                 "if status:\n"
                 "    raise RuntimeError('pip could not install the packages (status %%d); its output says why' %% status)\n"
                 "''', {'__name__': '__jailrun_packages__'})\n",
-                "'" SESSION_SITE "'", "'" SESSION_WHEELS "'", list);
+                "'" SESSION_SITE "'", source, list);
         return n < 0 ? NULL : code;
 }
 
@@ -102,11 +105,8 @@ void api_session_packages(void *data, struct api_call *c, const char *id, json_t
         struct session *s = session_live_or_answer(d, c, id);
         if (!s)
                 return;
-        if (!d->cfg->sessions.wheel_dir)
-                return api_reply_error(c, 409, "PackagesUnavailable", "%s", d->cfg->sessions.index_url
-                                       ? "installing from sessions.packages.index_url is not supported yet: "
-                                         "configure sessions.packages.wheel_dir (jaild(8))"
-                                       : SESSION_NO_PACKAGES);
+        if (!d->cfg->sessions.wheel_dir && !d->cfg->sessions.index_url)
+                return api_reply_error(c, 409, "PackagesUnavailable", "%s", SESSION_NO_PACKAGES);
         json_t *names = json_object_get(body, "names");
         if (packages_check(c, names) < 0)
                 return;
@@ -116,7 +116,7 @@ void api_session_packages(void *data, struct api_call *c, const char *id, json_t
 
 struct cell *packages_queue(struct session *s, struct api_call *c, json_t *names)
 {
-        _cleanup_free_ char *code = install_code(names);
+        _cleanup_free_ char *code = install_code(names, "[]");  /* its source is filled in when it runs */
         if (!code) {
                 if (c)
                         api_reply_error(c, 500, "InternalError", "out of memory");
@@ -131,16 +131,43 @@ struct cell *packages_queue(struct session *s, struct api_call *c, json_t *names
         return cl;
 }
 
+/* The wheel directory bound in, or the relay to the index opened; the
+ * cell's code told where its packages come from. */
+static int open_source(struct session *s, struct cell *cl, int pidfd, struct jr_err *err)
+{
+        const struct jaild_sessions_cfg *cfg = &s->d->cfg->sessions;
+        char source[2560];
+        unsigned port = 0;
+        if (cfg->wheel_dir) {
+                if (ns_bind(pidfd, cfg->wheel_dir, SESSION_WHEELS, err) < 0)
+                        return -EIO;
+                snprintf(source, sizeof source, "['--no-index', '--find-links', '%s']", SESSION_WHEELS);
+        } else {
+                if (relay_open(&s->relay, &s->d->loop, pidfd, cfg->index_url, &port, err) < 0)
+                        return -EIO;
+                /* The URL was checked at load: no quote, backslash or space. */
+                snprintf(source, sizeof source, "['--index-url', '%s', '--proxy', 'http://127.0.0.1:%u']",
+                         cfg->index_url, port);
+        }
+        cl->bound = 1;
+        char *code = install_code(cl->install, source);
+        if (!code)
+                return jr_fail(err, ENOMEM, "the install's code");
+        free(cl->code);
+        cl->code = code;
+        cl->len = strlen(code);
+        return 0;
+}
+
 int packages_bind(struct session *s, struct cell *cl)
 {
         struct jr_err err = { 0 };
         int pidfd = -1;
         if (!s->job || job_pid(s->job, &pidfd) <= 0)
                 err = (struct jr_err){ ESRCH, "the session's jail is gone" };
-        else if (ns_bind(pidfd, s->d->cfg->sessions.wheel_dir, SESSION_WHEELS, &err) == 0) {
-                cl->bound = 1;
+        else if (open_source(s, cl, pidfd, &err) == 0)
                 return 0;
-        }
+        packages_unbind(s, cl);
         jlog_msg(s->d, LOG_WARNING, NULL, "session %s: %s", s->id, err.msg);
         if (cl->call)
                 api_reply_error(cl->call, 500, "InternalError", "the wheel directory could not be made visible to "
@@ -156,6 +183,10 @@ void packages_unbind(struct session *s, struct cell *cl)
         if (!cl->bound)
                 return;
         cl->bound = 0;
+        relay_close(s->relay);  /* the way out closes */
+        s->relay = NULL;
+        if (!s->d->cfg->sessions.wheel_dir)
+                return;
         if (!s->job || job_pid(s->job, &pidfd) <= 0)
                 return;  /* the jail went, and its mounts with it */
         if (ns_bind(pidfd, NULL, SESSION_WHEELS, &err) < 0) {

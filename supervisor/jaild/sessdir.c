@@ -13,6 +13,7 @@
 
 #include "common/cleanup.h"
 #include "supervisor/jaild/session.h"
+#include "supervisor/jaild/sfiles.h"
 
 int session_open_dir(struct session *s)
 {
@@ -63,4 +64,50 @@ int sessions_gone(struct jaild *d, const char *id)
         if (r < 0)
                 jlog_msg(d, LOG_WARNING, NULL, "session %s: %s", id, err.msg);
         return r == 1;
+}
+
+/* --- files (GET, PUT, DELETE /v1/sessions/{id}/files/{path}) ------------- */
+
+/* The live session's directory, or -1 answered. */
+static int session_dir(struct jaild *d, struct api_call *c, const char *id)
+{
+        struct session *s = session_live_or_answer(d, c, id);
+        if (!s)
+                return -1;
+        if (!s->ready) {
+                api_reply_error(c, 409, "ConflictError", "session %s is still starting", s->id);
+                return -1;
+        }
+        if (s->dirfd < 0 && session_open_dir(s) < 0) {
+                api_reply_error(c, 503, "UnavailableError", "session %s: its directory cannot be reached: %s", s->id,
+                                strerror(errno));
+                return -1;
+        }
+        session_touch(s);
+        return s->dirfd;
+}
+
+void api_session_file_get(void *data, struct api_call *c, const char *id, const char *path)
+{
+        struct jaild *d = data;
+        int fd = session_dir(d, c, id);
+        if (fd >= 0)
+                sfiles_reply_get(c, fd, path, (size_t)d->cfg->sessions.file_max);
+}
+
+void api_session_file_put(void *data, struct api_call *c, const char *id, const char *path, const char *body,
+                          size_t len)
+{
+        struct jaild *d = data;
+        int fd = session_dir(d, c, id);
+        if (fd >= 0)
+                sfiles_reply_put(c, fd, path, body, len);
+}
+
+void api_session_file_delete(void *data, struct api_call *c, const char *id, const char *path)
+{
+        struct jaild *d = data;
+        int fd = session_dir(d, c, id);
+        if (fd >= 0)
+                sfiles_reply_delete(c, fd, path);
 }

@@ -82,6 +82,7 @@ struct session {
         struct out_ctx out_ctx[2];
         struct api_call *create;     /* answered when the interpreter is ready (and its packages are in) */
         json_t *packages;            /* to install before that answer */
+        struct relay *relay;         /* an install's way to the package index */
         struct api_call *delete_call;
         struct cell *cells, **tail;  /* the first runs when it is sent */
         unsigned queued;
@@ -91,6 +92,7 @@ struct session {
         int dirfd;                   /* its directory, seen from the host */
         uint64_t memory, mem_max;
         double cpus, cpus_max, timeout;
+        double idle_s;               /* ended after this long without a request */
         char mem_text[32];
         unsigned executions;
         time_t created, last_used;

@@ -21,11 +21,13 @@
 
 #include "common/cleanup.h"
 #include "common/parse.h"
+#include "supervisor/jaild/relay.h"
 #include "supervisor/jaild/session.h"
 
 static const struct api_field create_fields[] = {
         { "memory_limit", API_STRING | API_INTEGER }, { "cpu_limit", API_NUMBER }, { "timeout", API_NUMBER },
-        { "packages", API_ARRAY },                    { "name", API_STRING },      { NULL, 0 },
+        { "idle_timeout", API_NUMBER },               { "packages", API_ARRAY },   { "name", API_STRING },
+        { NULL, 0 },
 };
 
 static const struct api_field execute_fields[] = {
@@ -46,7 +48,7 @@ json_t *session_json(const struct session *s)
         json_t *o = json_pack("{s:s, s:s, s:I, s:f, s:I, s:I, s:f, s:f, s:s, s:I}", "id", s->id, "state",
                               session_state(s), "memory_limit", (json_int_t)s->memory, "cpu_limit", s->cpus,
                               "executions", (json_int_t)s->executions, "created", (json_int_t)s->created,
-                              "timeout", s->timeout, "idle_timeout", s->d->cfg->sessions.idle_timeout, "workdir",
+                              "timeout", s->timeout, "idle_timeout", s->idle_s, "workdir",
                               SESSION_WORKDIR, "last_used", (json_int_t)s->last_used);
         if (o && s->name[0])
                 json_object_set_new(o, "name", json_string(s->name));
@@ -62,7 +64,7 @@ static void idle_expired(struct timer *t)
         struct session *s = t->data;
         if (s->cells)  /* busy: the clock starts again when it is idle */
                 return;
-        jlog_msg(s->d, LOG_INFO, NULL, "session %s idle for %g s: %s", s->id, s->d->cfg->sessions.idle_timeout,
+        jlog_msg(s->d, LOG_INFO, NULL, "session %s idle for %g s: %s", s->id, s->idle_s,
                  s->dead ? "forgotten" : "ended");
         session_end(s, NULL);
 }
@@ -70,7 +72,7 @@ static void idle_expired(struct timer *t)
 void session_touch(struct session *s)
 {
         s->last_used = time(NULL);
-        if (timer_arm(&s->idle, s->d->cfg->sessions.idle_timeout, 0) < 0)
+        if (timer_arm(&s->idle, s->idle_s, 0) < 0)
                 jlog_msg(s->d, LOG_WARNING, NULL, "session %s: its idle timer could not be set", s->id);
 }
 
@@ -115,6 +117,7 @@ static void session_free(struct session *s)
                         break;
                 }
         cells_free(s);
+        relay_close(s->relay);
         timer_close(&s->idle);
         closep(&s->dirfd);
         s->dirfd = -1;  /* closep leaves the number: a second close would hit a reused one */
@@ -196,7 +199,7 @@ void session_end(struct session *s, struct api_call *c)
                 s->dead = 1;
                 snprintf(s->dead_type, sizeof s->dead_type, "SessionDied");
                 snprintf(s->dead_msg, sizeof s->dead_msg, "session %s was deleted%s", s->id,
-                         c ? "" : " (idle past sessions.idle_timeout)");
+                         c ? "" : " (idle past its idle_timeout)");
         }
         job_signal(s->job, SIGQUIT);  /* its jail is killed; session_ended follows */
 }
@@ -313,6 +316,14 @@ static int take_limits(struct session *s, struct api_call *c, const json_t *spec
                 return -EINVAL;
         }
         (void)o;
+        json_t *idle = json_object_get(spec, "idle_timeout");
+        double max_idle = s->d->cfg->sessions.idle_timeout;
+        s->idle_s = idle ? json_number_value(idle) : max_idle;
+        if (!(s->idle_s >= 1 && s->idle_s <= max_idle)) {
+                api_reply_error(c, 400, "ValueError", "idle_timeout: from 1 to %g seconds (sessions.idle_timeout)",
+                                max_idle);
+                return -EINVAL;
+        }
         format_size(s->memory, s->mem_text, sizeof s->mem_text);
         return 0;
 }
@@ -342,6 +353,9 @@ static int session_opts(struct session *s, struct api_call *c, const json_t *spe
         o->cpu_time_s = 0;
         o->tick_grace_s = SESSION_GRACE_S;
         o->scratch_bytes = (unsigned long)d->cfg->sessions.dir_bytes;
+        /* pip reaches an index through jaild's relay, over TCP on lo: the
+         * filter that allows TCP sockets (the namespace still has lo alone). */
+        o->inet = d->cfg->sessions.index_url && !d->cfg->sessions.wheel_dir;
         o->policy_json = s->policy_json;
         o->script_text = "";
         o->script_len = 0;

@@ -27,8 +27,10 @@ def test_print_policy_of_each_profile(profile):
     assert r.returncode == 0, r.stderr
     p = json.loads(r.stdout)
     assert p["profile"] == profile
-    assert set(p) == {"profile", "python", "validator", "limits", "state", "files", "http", "adapters", "backtest", "log"}
+    assert set(p) == {"profile", "python", "validator", "limits", "state", "files", "http", "adapters", "backtest", "log",
+                      "exec"}
     assert p["python"]["guard"] == (profile != "exec")
+    assert p["exec"] == {"shell": False}
 
 
 def test_print_policy_shows_overrides_and_command_line_limits(tmp_path):

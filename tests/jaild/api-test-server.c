@@ -6,13 +6,17 @@
  * broken backend would). It exists to exercise the HTTP
  * side: routing, checks, late answers, streams, cancellation.
  *
+ * Session files (sfiles.c, real) work in --files-dir DIR for session "s1"
+ * (any other id: 404), with --max-raw-body as the largest file.
+ *
  * api-test-server SOCKET [--mode OCTAL] [--gid G] [--allow-uid U]...
  *     [--allow-gid G]... [--max-body N] [--max-held N] [--stream-buffer N]
- *     [--without metrics]
+ *     [--without metrics] [--files-dir DIR] [--max-raw-body N] [--max-raw-held N]
  * prints "ready" once it listens, serves until SIGTERM or SIGINT. */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,6 +27,7 @@
 
 #include "common/cleanup.h"
 #include "supervisor/jaild/api.h"
+#include "supervisor/jaild/sfiles.h"
 
 struct tworker;
 
@@ -54,6 +59,8 @@ struct tb {
         unsigned next_worker, next_job;
         unsigned n_pending, n_followers, n_cancelled, n_dropped;
         int stop;
+        int files_fd;               /* session s1's directory; -1: none */
+        size_t file_max;
 };
 
 static void pend_unlink(struct tpend *p)
@@ -358,6 +365,37 @@ static void t_metrics(void *data, struct api_call *c)
         api_reply_text(c, 200, "text/plain; version=0.0.4", text, (size_t)len);
 }
 
+static int session_dir(struct tb *b, struct api_call *c, const char *id)
+{
+        if (strcmp(id, "s1") == 0 && b->files_fd >= 0)
+                return b->files_fd;
+        api_reply_error(c, 404, "NotFoundError", "no session %s", id);
+        return -1;
+}
+
+static void t_file_get(void *data, struct api_call *c, const char *id, const char *path)
+{
+        struct tb *b = data;
+        int fd = session_dir(b, c, id);
+        if (fd >= 0)
+                sfiles_reply_get(c, fd, path, b->file_max);
+}
+
+static void t_file_put(void *data, struct api_call *c, const char *id, const char *path, const char *body,
+                       size_t len)
+{
+        int fd = session_dir(data, c, id);
+        if (fd >= 0)
+                sfiles_reply_put(c, fd, path, body, len);
+}
+
+static void t_file_delete(void *data, struct api_call *c, const char *id, const char *path)
+{
+        int fd = session_dir(data, c, id);
+        if (fd >= 0)
+                sfiles_reply_delete(c, fd, path);
+}
+
 static struct api_ops test_ops = {
         .worker_create = t_worker_create,
         .worker_list = t_worker_list,
@@ -371,6 +409,9 @@ static struct api_ops test_ops = {
         .job_submit = t_job_submit,
         .health = t_health,
         .metrics = t_metrics,
+        .session_file_get = t_file_get,
+        .session_file_put = t_file_put,
+        .session_file_delete = t_file_delete,
 };
 
 static void log_line(void *data, int priority, const char *line)
@@ -389,7 +430,7 @@ static void on_signal(struct watch *w, uint32_t events)
 
 #define MAX_IDS 16
 
-static int parse_args(int argc, char **argv, struct api_config *cfg, uid_t *uids, gid_t *gids)
+static int parse_args(int argc, char **argv, struct api_config *cfg, uid_t *uids, gid_t *gids, struct tb *b)
 {
         for (int i = 2; i < argc; i++) {
                 const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -413,7 +454,14 @@ static int parse_args(int argc, char **argv, struct api_config *cfg, uid_t *uids
                         cfg->stream_buffer = v;
                 else if (strcmp(opt, "--without") == 0 && strcmp(val, "metrics") == 0)
                         test_ops.metrics = NULL;
-                else
+                else if (strcmp(opt, "--max-raw-body") == 0)
+                        cfg->max_raw_body = v;
+                else if (strcmp(opt, "--max-raw-held") == 0)
+                        cfg->max_raw_held = v;
+                else if (strcmp(opt, "--files-dir") == 0) {
+                        if ((b->files_fd = open(val, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+                                return -errno;
+                } else
                         return -EINVAL;
         }
         return 0;
@@ -434,11 +482,11 @@ int main(int argc, char **argv)
 {
         static uid_t uids[MAX_IDS];
         static gid_t gids[MAX_IDS];
-        struct tb b = { 0 };
+        struct tb b = { .files_fd = -1 };
         struct api_config cfg = { .socket_path = argv[1], .socket_mode = 0600, .socket_gid = (gid_t)-1,
                                   .allow_uids = uids, .allow_gids = gids, .ops = &test_ops, .ops_data = &b,
                                   .log = log_line };
-        if (argc < 2 || parse_args(argc, argv, &cfg, uids, gids) < 0) {
+        if (argc < 2 || parse_args(argc, argv, &cfg, uids, gids, &b) < 0) {
                 fprintf(stderr, "usage: api-test-server SOCKET [--mode OCTAL] [--gid G] [--allow-uid U]... "
                                 "[--allow-gid G]... [--max-body N] [--max-held N] [--stream-buffer N]\n");
                 return 2;
@@ -460,6 +508,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, "api-test-server: %s\n", err.msg);
                 return 1;
         }
+        b.file_max = cfg.max_raw_body ? cfg.max_raw_body : API_MAX_RAW_BODY_DEFAULT;
         printf("ready\n");
         fflush(stdout);
         while (!b.stop)
@@ -472,6 +521,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "api-test-server: stopped, %u cancelled in all, %u pending left\n", b.n_cancelled,
                 b.n_pending);
         free_workers(&b);
+        if (b.files_fd >= 0)
+                close(b.files_fd);
         loop_unwatch(&sw);
         loop_close(&b.loop);
         return b.pend ? 1 : 0;

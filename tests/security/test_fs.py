@@ -19,12 +19,17 @@ HOST_ONLY = [
     "/etc/shadow", "/etc/passwd", "/etc/group", "/etc/hostname", "/etc/hosts",
     "/etc/resolv.conf", "/etc/ssh", "/root", "/root/.bash_history", "/home", "/sys",
     "/sys/kernel", "/boot", "/tmp", "/var", "/run", "/run/jailrun", "/srv", "/opt",
-    "/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/work",
+    "/sbin", "/usr/sbin", "/usr/local/bin", "/work",
+    # profile exec's /usr/bin holds the interpreter alone (the shell and its
+    # tools only with exec.shell; never a set-uid program)
+    "/bin/sh", "/usr/bin/sh", "/usr/bin/dash", "/bin/bash", "/usr/bin/bash", "/usr/bin/ls",
+    "/usr/bin/su", "/usr/bin/sudo", "/usr/bin/mount", "/usr/bin/passwd", "/usr/bin/newgrp",
+    "/usr/bin/perl", "/usr/bin/curl", "/usr/bin/fc-list",
     "/proc/kcore", "/proc/kallsyms", "/proc/sys", "/proc/sys/kernel/hostname",
     "/proc/sysrq-trigger", "/proc/modules", "/proc/mounts", "/proc/keys",
     "/proc/kmsg", "/proc/config.gz", "/proc/sched_debug", "/proc/timer_list",
     "/dev/mem", "/dev/kmem", "/dev/port", "/dev/kmsg", "/dev/tty", "/dev/console",
-    "/dev/ptmx", "/dev/pts", "/dev/shm", "/dev/vda", "/dev/sda", "/dev/fuse",
+    "/dev/ptmx", "/dev/pts", "/dev/vda", "/dev/sda", "/dev/fuse",
     "/dev/net/tun", "/dev/random", "/dev/loop0", "/dev/mqueue",
     # ".." out of a bind lands in the jail's own tree, not the host's
     "/usr/lib/python3.11/../../../etc/shadow",
@@ -57,14 +62,17 @@ def test_root_holds_only_the_jail_tree(jail):
         report("usr", sorted(os.listdir("/usr")))
         report("etc_alt_types", sorted({stat.S_IFMT(os.lstat("/etc/alternatives/" + n).st_mode)
                                         for n in os.listdir("/etc/alternatives")}))
+        report("bin", os.readlink("/bin"))
     """)
-    assert set(r["root"]) <= {"dev", "etc", "lib", "lib64", "proc", "scratch", "usr"}, r
+    assert set(r["root"]) <= {"bin", "dev", "etc", "lib", "lib64", "proc", "scratch", "usr"}, r
     assert {"dev", "etc", "proc", "scratch", "usr"} <= set(r["root"]), r
-    # only the loader's cache (plus the alternatives links of BLAS/LAPACK)
-    assert set(r["etc"]) <= {"ld.so.cache", "alternatives"}, r
+    assert r["bin"] == "usr/bin", r  # profile exec's interpreter, by the host's name
+    # only the loader's cache (plus the alternatives links of BLAS/LAPACK,
+    # and matplotlib's settings in profile exec)
+    assert set(r["etc"]) <= {"ld.so.cache", "alternatives", "matplotlibrc"}, r
     assert "ld.so.cache" in r["etc"], r
     assert set(r["etc_alt_types"]) <= {stat.S_IFLNK}, r
-    assert set(r["usr"]) <= {"lib", "lib64", "local", "share"}, r
+    assert set(r["usr"]) <= {"bin", "lib", "lib64", "local", "share"}, r
 
 
 def test_mountinfo_lists_only_the_jails_mounts(jail):
@@ -82,10 +90,12 @@ def test_mountinfo_lists_only_the_jails_mounts(jail):
         if mp not in ("/proc", "/scratch") and not mp.startswith("/dev/"):
             assert "ro" in opts.split(","), (mp, opts)
         assert "nosuid" in opts.split(","), (mp, opts)
-        assert mp == "/" or mp in ("/proc", "/dev", "/scratch", "/etc/ld.so.cache") or \
+        assert mp == "/" or mp in ("/proc", "/dev", "/scratch", "/etc/ld.so.cache", "/etc/matplotlibrc") or \
             mp.startswith(("/dev/", "/usr/")), mp
+        if mp == "/dev/shm":
+            assert fstype == "tmpfs" and {"nosuid", "nodev", "noexec"} <= set(opts.split(",")), (mp, opts)
     mps = [row[0] for row in r["rows"]]
-    assert sorted(m for m in mps if m.startswith("/dev/")) == ["/dev/null", "/dev/urandom", "/dev/zero"]
+    assert sorted(m for m in mps if m.startswith("/dev/")) == ["/dev/null", "/dev/shm", "/dev/urandom", "/dev/zero"]
     assert not any(t in ("sysfs", "cgroup", "cgroup2", "devpts", "mqueue", "bpf", "debugfs",
                          "securityfs", "fusectl", "configfs", "tracefs")
                    for _, _, t in r["rows"]), r
@@ -113,6 +123,7 @@ def test_dev_holds_exactly_null_zero_urandom_and_fd_links(jail):
         "stdin": ["link", "/proc/self/fd/0"],
         "stdout": ["link", "/proc/self/fd/1"],
         "stderr": ["link", "/proc/self/fd/2"],
+        "shm": ["other", "drwxrwxrwt"],  # profile exec's own tmpfs (test_everyday_python.py)
     }, r
 
 

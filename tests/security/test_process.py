@@ -257,6 +257,8 @@ def test_environment_has_nothing_of_the_host(jail, monkeypatch):
         "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/scratch", "TMPDIR": "/scratch",
         "LANG": "C.UTF-8", "TZ": "UTC", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
+        # the runtime's, for matplotlib (profile exec)
+        "MPLCONFIGDIR": "/scratch/.config/matplotlib",
     }, r["env"]
     assert not any("evil" in p for p in r["path"]), r["path"]
 

@@ -90,7 +90,8 @@ END_TEST
 
 static const struct api_route *find(const char *method, const char *path, char *id, char *allow, unsigned *status)
 {
-        return api_route_find(method, path, id, allow, 64, status);
+        const char *tail;
+        return api_route_find(method, path, id, &tail, allow, 64, status);
 }
 
 START_TEST(routes_found)
@@ -151,6 +152,91 @@ START_TEST(routes_method_not_allowed)
 }
 END_TEST
 
+START_TEST(routes_file_path_tail)
+{
+        char id[API_ID_MAX + 1], allow[64];
+        unsigned status = 0;
+        const char *tail = NULL;
+        static const char *const methods[] = { "GET", "PUT", "DELETE" };
+        for (size_t i = 0; i < ELEMENTSOF(methods); i++) {
+                const struct api_route *r = api_route_find(methods[i], "/v1/sessions/s-1/files/a/b c/d.txt", id, &tail,
+                                                           allow, sizeof allow, &status);
+                ck_assert_ptr_nonnull(r);
+                ck_assert_str_eq(r->method, methods[i]);
+                ck_assert_str_eq(id, "s-1");
+                ck_assert_str_eq(tail, "a/b c/d.txt");
+                ck_assert_uint_eq(r->flags & API_ROUTE_RAW, strcmp(methods[i], "PUT") == 0 ? API_ROUTE_RAW : 0);
+        }
+        /* The tail takes anything (checked apart, by api_path_check), even
+         * nothing: the session directory itself. */
+        ck_assert_ptr_nonnull(api_route_find("GET", "/v1/sessions/s/files/", id, &tail, allow, sizeof allow, &status));
+        ck_assert_str_eq(tail, "");
+        ck_assert_ptr_nonnull(api_route_find("GET", "/v1/sessions/s/files/../x", id, &tail, allow, sizeof allow,
+                                             &status));
+        ck_assert_str_eq(tail, "../x");
+        /* Other routes have no tail. */
+        ck_assert_ptr_nonnull(api_route_find("GET", "/v1/workers/w", id, &tail, allow, sizeof allow, &status));
+        ck_assert_ptr_null(tail);
+        /* The id is an id; "files" without its slash is not the route. */
+        static const char *const missing[] = { "/v1/sessions/../files/x", "/v1/sessions//files/x",
+                                               "/v1/sessions/s/files", "/v1/sessions/s/filesx", "/v1/sessions/a b/files/x" };
+        for (size_t i = 0; i < ELEMENTSOF(missing); i++)
+                ck_assert_msg(!api_route_find("GET", missing[i], id, &tail, allow, sizeof allow, &status), "%s", missing[i]);
+        ck_assert_ptr_null(api_route_find("POST", "/v1/sessions/s/files/x", id, &tail, allow, sizeof allow, &status));
+        ck_assert_uint_eq(status, 405);
+        ck_assert_str_eq(allow, "GET, PUT, DELETE");
+}
+END_TEST
+
+START_TEST(path_check)
+{
+        char msg[256];
+        static const char *const good[] = { "a", "a/b", "a.txt", ".hidden", "...", "a/..b/c..", "x y/z",
+                                            "\xff\xfe-not-utf8", "a/b/c/d/e/f" };
+        for (size_t i = 0; i < ELEMENTSOF(good); i++)
+                ck_assert_msg(api_path_check(good[i], 0, msg, sizeof msg) == 0, "%s: %s", good[i], msg);
+        ck_assert_int_eq(api_path_check("", 1, msg, sizeof msg), 0);
+        static const struct {
+                const char *path, *msg;
+        } bad[] = {
+                { "", "a file path is 1 to 4096 bytes" },
+                { "/etc/passwd", "a file path is relative to the session directory" },
+                { "..", "a file path has a '..' segment" },
+                { "a/../b", "a file path has a '..' segment" },
+                { "a/..", "a file path has a '..' segment" },
+                { ".", "a file path has a '.' segment" },
+                { "./a", "a file path has a '.' segment" },
+                { "a/./b", "a file path has a '.' segment" },
+                { "a//b", "a file path has an empty segment (a doubled or trailing slash)" },
+                { "a/", "a file path has an empty segment (a doubled or trailing slash)" },
+                { "a\x01b", "a file path holds a NUL or control character (byte 1)" },
+                { "a\nb", "a file path holds a NUL or control character (byte 1)" },
+                { "a\x7f", "a file path holds a NUL or control character (byte 1)" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                msg[0] = '\0';
+                ck_assert_int_eq(api_path_check(bad[i].path, 0, msg, sizeof msg), -EINVAL);
+                ck_assert_str_eq(msg, bad[i].msg);
+        }
+        char longp[API_PATH_MAX + 2];
+        memset(longp, 'a', sizeof longp);
+        for (size_t i = 200; i < sizeof longp - 1; i += 201)
+                longp[i] = '/';
+        longp[API_PATH_MAX] = '\0';
+        ck_assert_int_eq(api_path_check(longp, 0, msg, sizeof msg), 0);
+        longp[API_PATH_MAX] = 'a';
+        longp[API_PATH_MAX + 1] = '\0';
+        ck_assert_int_eq(api_path_check(longp, 0, msg, sizeof msg), -EINVAL);
+        char name[300];
+        memset(name, 'n', sizeof name);
+        name[256] = '\0';
+        ck_assert_int_eq(api_path_check(name, 0, msg, sizeof msg), -EINVAL);
+        ck_assert_str_eq(msg, "a file path has a name over 255 bytes");
+        name[255] = '\0';
+        ck_assert_int_eq(api_path_check(name, 0, msg, sizeof msg), 0);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("api");
@@ -161,6 +247,8 @@ int main(void)
         tcase_add_test(tc, routes_found);
         tcase_add_test(tc, routes_refused);
         tcase_add_test(tc, routes_method_not_allowed);
+        tcase_add_test(tc, routes_file_path_tail);
+        tcase_add_test(tc, path_check);
         suite_add_tcase(s, tc);
         return unit_run(s);
 }

@@ -112,7 +112,9 @@ START_TEST(test_build_time_filters_current)
 {
         check_same(0, filt_bpf_worker, filt_bpf_worker_len);
         check_same(1, filt_bpf_exec, filt_bpf_exec_len);
+        check_same(FILT_EXEC_INET, filt_bpf_exec_inet, filt_bpf_exec_inet_len);
         ck_assert_int_ne(filt_bpf_worker_len, filt_bpf_exec_len);  /* exec allows more */
+        ck_assert_int_ne(filt_bpf_exec_len, filt_bpf_exec_inet_len);
 }
 END_TEST
 

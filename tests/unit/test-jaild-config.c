@@ -164,6 +164,27 @@ START_TEST(redis_and_mode)
         ck_assert_str_eq(c->zygote_preload, "[\"numpy\",\"pandas\"]");
         ck_assert_uint_eq(c->zygote_max_forks, 256);
         jaild_config_free(c);
+        c = parse_ok("{}");
+        ck_assert_uint_eq(c->sessions.max, 64);  /* the sessions' defaults */
+        ck_assert(c->sessions.idle_timeout == 600);
+        ck_assert_uint_eq(c->sessions.dir_bytes, 64ULL << 20);
+        ck_assert_uint_eq(c->sessions.file_max, 16ULL << 20);
+        ck_assert_ptr_null(c->sessions.wheel_dir);
+        ck_assert_ptr_null(c->sessions.index_url);
+        jaild_config_free(c);
+        c = parse_ok("{\"sessions\": {\"max\": 5, \"idle_timeout\": 2.5, \"dir_bytes\": 2097152, \"file_max\": 10, "
+                     "\"packages\": {\"wheel_dir\": \"/srv/w\", \"index_url\": \"https://pi.example/simple/\"}}}");
+        ck_assert_uint_eq(c->sessions.max, 5);
+        ck_assert(c->sessions.idle_timeout == 2.5);
+        ck_assert_uint_eq(c->sessions.dir_bytes, 2097152);
+        ck_assert_uint_eq(c->sessions.file_max, 10);
+        ck_assert_str_eq(c->sessions.wheel_dir, "/srv/w");
+        ck_assert_str_eq(c->sessions.index_url, "https://pi.example/simple/");
+        jaild_config_free(c);
+        c = parse_ok("{\"sessions\": {\"packages\": {\"wheel_dir\": null, \"index_url\": null}}}");
+        ck_assert_ptr_null(c->sessions.wheel_dir);
+        ck_assert_ptr_null(c->sessions.index_url);
+        jaild_config_free(c);
         c = parse_ok("{\"zygote\": {\"enabled\": false, \"preload\": [\"numpy.linalg\", \"_x1\"], \"max_forks\": 3}}");
         ck_assert_int_eq(c->zygote_enabled, 0);
         ck_assert_str_eq(c->zygote_preload, "[\"numpy.linalg\",\"_x1\"]");
@@ -281,6 +302,16 @@ static const struct {
         { "{\"zygote\": {\"preload\": [\"a..b\"]}}", "t: zygote.preload[0]: not a module name" },
         { "{\"zygote\": {\"preload\": [\"1abc\"]}}", "t: zygote.preload[0]: not a module name" },
         { "{\"zygote\": {\"preload\": [\"numpy.\"]}}", "t: zygote.preload[0]: not a module name" },
+        { "{\"sessions\": []}", "t: sessions: wrong type: must be an object" },
+        { "{\"sessions\": {\"maximum\": 3}}", "t: sessions.maximum: unknown key" },
+        { "{\"sessions\": {\"idle_timeout\": 0}}", "t: sessions.idle_timeout: out of range" },
+        { "{\"sessions\": {\"idle_timeout\": \"1m\"}}", "t: sessions.idle_timeout: wrong type" },
+        { "{\"sessions\": {\"dir_bytes\": 1000}}", "t: sessions.dir_bytes: out of range" },
+        { "{\"sessions\": {\"file_max\": 0}}", "t: sessions.file_max: out of range" },
+        { "{\"sessions\": {\"packages\": {\"wheel_dir\": \"wheels\"}}}", "t: sessions.packages.wheel_dir: out of range: must be an absolute path" },
+        { "{\"sessions\": {\"packages\": {\"index_url\": \"ftp://x/\"}}}", "t: sessions.packages.index_url: out of range" },
+        { "{\"sessions\": {\"packages\": {\"index_url\": \"http://x/a b\"}}}", "t: sessions.packages.index_url: out of range" },
+        { "{\"sessions\": {\"packages\": {\"mirror\": \"x\"}}}", "t: sessions.packages.mirror: unknown key" },
 };
 
 START_TEST(error_names_key)

@@ -110,6 +110,9 @@ static const struct { const char *json, *msg; } bad_docs[] = {
         { "{\"profile\": \"root\"}", "$.profile: 'root' is not one of the known values" },
         { "[1, 2]", "$: expected an object, got an array" },
         { "{\"limits\": {\"pids\": null}}", "expected an integer, got null" },
+        { "{\"exec\": {\"shell\": true}}", "$.exec.shell: only profile exec runs programs" },
+        { "{\"exec\": {\"shell\": \"yes\"}}", "$.exec.shell: expected a boolean" },
+        { "{\"exec\": {\"sh\": true}}", "$.exec: unknown key 'sh'" },
 };
 
 START_TEST(bad_input)
@@ -277,7 +280,20 @@ static const char every_key[] =
         "  \"token_secret\": \"chat_token\"}},"
         " \"backtest\": {\"bar_timeout\": 3600, \"grace\": 0.1, \"window\": 100000000,"
         "  \"memory\": 68719476736, \"abort_percent\": 100, \"abort_min\": 1000000000},"
-        " \"log\": {\"max_chars\": 1, \"batch\": 1, \"max_bytes\": 0}}";
+        " \"log\": {\"max_chars\": 1, \"batch\": 1, \"max_bytes\": 0},"
+        " \"exec\": {\"shell\": false}}";
+
+START_TEST(exec_shell)
+{
+        struct policy p;
+        decode("exec", NULL, &p);
+        ck_assert(!p.exec.shell);
+        policy_release(&p);
+        decode("exec", "{\"exec\": {\"shell\": true}}", &p);
+        ck_assert(p.exec.shell);
+        policy_release(&p);
+}
+END_TEST
 
 START_TEST(decode_overrides)
 {
@@ -459,6 +475,7 @@ int main(void)
         tcase_add_test(tc, override_key_by_key);
         tcase_add_loop_test(tc, bad_input, 0, (int)(sizeof bad_docs / sizeof bad_docs[0]));
         tcase_add_test(tc, profile_conflict);
+        tcase_add_test(tc, exec_shell);
         tcase_add_test(tc, load_files);
         tcase_add_test(tc, decode_defaults);
         tcase_add_test(tc, decode_overrides);

@@ -98,6 +98,8 @@ START_TEST(test_mountinfo)
                 "71 70 0:6 /null /dev/null rw - devtmpfs devtmpfs rw\n",
                 "74 65 0:43 / /proc rw - proc proc rw\n",
                 "75 65 0:44 / /scratch rw - tmpfs tmpfs rw\n",
+                "76 70 0:45 / /dev/shm rw - tmpfs tmpfs rw\n",       /* profile exec */
+                "77 65 0:46 / /usr/bin ro - tmpfs tmpfs ro\n",       /* a warm jail without the shell */
         };
         for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
                 ck_assert_msg(verify_mountinfo_line(&plan, ok[i], &err) == 0, "%s: %s", ok[i], err.msg);
@@ -107,6 +109,8 @@ START_TEST(test_mountinfo)
                 "82 70 0:6 /sda /dev/sda rw - devtmpfs devtmpfs rw\n",
                 "83 65 254:0 /usr /usr ro - ext4 /dev/vda rw\n",        /* wider than planned */
                 "84 65 0:7 / /proc/sys rw - proc proc rw\n",
+                "85 77 254:0 /usr/bin/dash /usr/bin/dash ro - ext4 /dev/vda rw\n",  /* not in the plan */
+                "86 70 0:47 / /dev/shm/x rw - tmpfs tmpfs rw\n",
                 "garbage\n",
         };
         for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
