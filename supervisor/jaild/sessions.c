@@ -328,6 +328,25 @@ static int take_limits(struct session *s, struct api_call *c, const json_t *spec
         return 0;
 }
 
+/* The policy the jail reads says the session's own limits (its /dev/shm
+ * is sized from limits.memory), not the profile's defaults. */
+static int policy_limits(struct session *s)
+{
+        json_error_t je;
+        json_t *p = json_loads(s->policy_json, 0, &je);
+        json_t *lim = json_object_get(p, "limits");
+        char *text = NULL;
+        if (json_is_object(lim) && json_object_set_new(lim, "memory", json_integer((json_int_t)s->memory)) == 0 &&
+            json_object_set_new(lim, "cpus", json_real(s->cpus)) == 0)
+                text = json_dumps(p, JSON_COMPACT);
+        json_decref(p);
+        if (!text)
+                return -ENOMEM;
+        free(s->policy_json);
+        s->policy_json = text;
+        return 0;
+}
+
 static int session_opts(struct session *s, struct api_call *c, const json_t *spec)
 {
         struct jaild *d = s->d;
@@ -344,6 +363,10 @@ static int session_opts(struct session *s, struct api_call *c, const json_t *spe
         s->cpus_max = SESSION_CPUS_MAX;
         if (take_limits(s, c, spec) < 0)
                 return -EINVAL;
+        if (policy_limits(s) < 0) {
+                api_reply_error(c, 500, "InternalError", "the session's policy could not be written");
+                return -ENOMEM;
+        }
         struct job_opts *o = &s->o;
         o->entry = JAIL_ENTRY_SESSION;
         o->memory = s->memory;
