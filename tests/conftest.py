@@ -149,7 +149,8 @@ def run_via_jaild(source, *args, timeout=60, stdin=None, script_args=(), env=Non
 # DELETE): the same attacks from inside a session's interpreter.
 def _session_options(args):
     """The session's fields for run_script's options (--timeout: the
-    cell's time limit); any other is a skip, saying which."""
+    cell's time limit, --memory: its memory_limit); any other is a skip,
+    saying which."""
     args, spec, want_json = list(args), {}, False
     while args:
         a = args.pop(0)
@@ -159,6 +160,8 @@ def _session_options(args):
             args.pop(0)
         elif a == "--timeout" and args:
             spec["timeout"] = float(args.pop(0))
+        elif a == "--memory" and args:
+            spec["memory_limit"] = args.pop(0)
         else:
             pytest.skip("through a session: %s is a jailrun option a session does not take" % a)
     return spec, want_json
