@@ -116,6 +116,18 @@ def pids_of_uid(uid):
     return out
 
 
+def left_of(jd, uid):
+    """A uid's processes but the dead ones left to the host's init to
+    reap (a killed jail's children, a killed jaild's jail): those hold
+    nothing but a pid, and their reaping is init's, not jaild's."""
+    out = []
+    for p in pids_of_uid(uid):
+        st = _status(p)
+        if st and not (st["State"].split()[0] == "Z" and int(st["PPid"]) != jd.proc.pid):
+            out.append(p)
+    return out
+
+
 def jail_init(jd, uid):
     """The host pid of a session's jail: its uid's process whose parent is jaild."""
     found = [p for p in pids_of_uid(uid) if int(_status(p)["PPid"]) == jd.proc.pid]
@@ -175,13 +187,15 @@ class Alive:
         self.group = os.path.basename(cgroup_file(self.pid, "pids", "pids.max", "pids.max").rsplit("/", 1)[0])
         assert self.group in jd.job_groups(), (self.group, jd.job_groups())
 
+    def left(self):
+        return left_of(self.jd, self.uid)
+
     def assert_gone(self, what=""):
         """No process of its uid (waited for: a killed jail is reaped by
         its parent), no uid lock, no busy cgroup, no mount of it."""
         deadline = time.monotonic() + hostprobe.slack(10)
-        while pids_of_uid(self.uid) or os.path.exists(self.lock):
-            assert time.monotonic() < deadline, ("%s: left behind" % what, pids_of_uid(self.uid),
-                                                 os.path.exists(self.lock))
+        while self.left() or os.path.exists(self.lock):
+            assert time.monotonic() < deadline, ("%s: left behind" % what, self.left(), os.path.exists(self.lock))
             time.sleep(0.02)
         assert self.group not in self.jd.job_groups(), (self.group, self.jd.job_groups())
         assert not [m for m in host_mounts() if self.sid in m or "/proc/%d/" % self.pid in m], host_mounts()
@@ -622,7 +636,7 @@ def test_a_killed_daemons_sessions_die_and_are_reported_gone():
         jd.kill9()
         for a in alive:  # PDEATHSIG: the jails die with their supervisor
             deadline = time.monotonic() + hostprobe.slack(5)
-            while [p for p in pids_of_uid(a.uid) if _status(p) and _status(p)["State"][1] != "Z"]:
+            while [p for p in pids_of_uid(a.uid) if _status(p) and _status(p)["State"].split()[0] != "Z"]:
                 assert time.monotonic() < deadline, pids_of_uid(a.uid)
                 time.sleep(0.02)
         jd.start()
@@ -711,8 +725,8 @@ def test_twenty_sessions_at_once_each_with_its_own_state(jd):
     for uid in uids:
         assert not os.path.exists(os.path.join(LOCK_DIR, "%d.lock" % uid))
     deadline = time.monotonic() + hostprobe.slack(10)
-    while any(pids_of_uid(u) for u in uids) or jd.job_groups():
-        assert time.monotonic() < deadline, (jd.job_groups(), [u for u in uids if pids_of_uid(u)])
+    while any(left_of(jd, u) for u in uids) or jd.job_groups():
+        assert time.monotonic() < deadline, (jd.job_groups(), [u for u in uids if left_of(jd, u)])
         time.sleep(0.05)
 
 
