@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <syslog.h>
 
@@ -156,6 +157,9 @@ void api_reply_text(struct api_call *c, unsigned status, const char *content_typ
 /* The same with bytes the call takes (malloc'd; freed once sent, or at
  * once if the call is not the backend's): no copy of a large answer. */
 void api_reply_bytes(struct api_call *c, unsigned status, const char *content_type, void *bytes, size_t len);
+/* Finishes the call with size bytes of the regular file fd (taken: closed
+ * by the response), read as they are sent. */
+void api_reply_fd(struct api_call *c, unsigned status, const char *content_type, int fd, uint64_t size);
 
 /* Starts a stream answer: status, then JSON lines (application/x-ndjson)
  * as the backend pushes them, until api_stream_end. Returns 0, or -EALREADY

@@ -179,6 +179,22 @@ void api_reply_bytes(struct api_call *c, unsigned status, const char *content_ty
         finish(c, status, typed(r, content_type));
 }
 
+void api_reply_fd(struct api_call *c, unsigned status, const char *content_type, int fd, uint64_t size)
+{
+        if (!owned(c, CALL_HELD, "file reply")) {
+                close(fd);
+                return;
+        }
+        /* MHD reads the file as it sends it (and closes fd with the
+         * response): a slow reader holds a descriptor, not a copy. A file
+         * shrunk meanwhile ends the connection early. */
+        struct MHD_Response *r = size ? MHD_create_response_from_fd64(size, fd)
+                                      : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        if (!r || !size)
+                close(fd);
+        finish(c, status, typed(r, content_type));
+}
+
 int api_call_check(struct api_call *c, const json_t *obj, const struct api_field *fields, const char *where)
 {
         char msg[256];

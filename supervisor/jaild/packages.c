@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <syslog.h>
 
 #include "common/cleanup.h"
@@ -27,19 +28,68 @@ static const struct api_field fields[] = {
 /* Seconds an install may take (it downloads nothing: a local directory). */
 #define INSTALL_TIMEOUT_S 300.0
 
-/* A requirement as pip takes it, kept simple: a project name, optionally
- * extras and a version constraint, from a small alphabet (no options, no
- * paths, no URLs, no spaces). */
+static int alnum(char c)
+{
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* A project name (PEP 508): letters and digits, with . _ - inside. */
+static const char *project(const char *p)
+{
+        if (!alnum(*p))
+                return NULL;
+        while (alnum(*p) || ((*p == '.' || *p == '_' || *p == '-') && alnum(p[1])))
+                p++;
+        return p;
+}
+
+/* "==1.2", ">=1,<2": operators and versions of [A-Za-z0-9.*+!-]. */
+static const char *constraint(const char *p)
+{
+        static const char *const ops[] = { "===", "==", "!=", "<=", ">=", "~=", "<", ">" };
+        for (;;) {
+                size_t k = 0;
+                while (k < ELEMENTSOF(ops) && strncmp(p, ops[k], strlen(ops[k])) != 0)
+                        k++;
+                if (k == ELEMENTSOF(ops))
+                        return NULL;
+                p += strlen(ops[k]);
+                const char *v = p;
+                while (alnum(*p) || (*p && strchr(".*+!-", *p)))
+                        p++;
+                if (p == v)
+                        return NULL;
+                if (*p != ',')
+                        return p;
+                p++;
+        }
+}
+
+/* A requirement in the plain form of PEP 508 alone: a project name,
+ * optional [extras], optional version constraints. Never an option, a
+ * path, a URL, or a name pip would read as an archive file in its
+ * working directory ("x.whl", "x.tar.gz": then it builds and runs what
+ * the session put there). */
 static int name_ok(const char *s, size_t len)
 {
+        static const char *const archives[] = { ".whl", ".zip", ".tar", ".gz", ".tgz", ".bz2", ".tbz", ".xz", ".txz" };
         if (len == 0 || len > 200 || strlen(s) != len)
                 return 0;
-        if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= '0' && s[0] <= '9')))
-                return 0;  /* never an option ("-...") */
-        for (const char *p = s; *p; p++)
-                if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-[],=<>!~*", *p))
+        for (size_t i = 0; i < ELEMENTSOF(archives); i++) {
+                size_t n = strlen(archives[i]);
+                if (len >= n && strcasecmp(s + len - n, archives[i]) == 0)
                         return 0;
-        return 1;
+        }
+        const char *p = project(s);
+        if (p && *p == '[') {
+                do
+                        p = project(p + 1);
+                while (p && *p == ',');
+                p = p && *p == ']' ? p + 1 : NULL;
+        }
+        if (p && *p)
+                p = constraint(p);
+        return p && *p == '\0';
 }
 
 int packages_check(struct api_call *c, const json_t *names)
@@ -74,13 +124,16 @@ static char *install_code(const json_t *names, const char *source)
                 "site = %s\n"
                 "os.makedirs(site, exist_ok=True)\n"
                 "before = set(sys.modules)\n"
-                "from pip._internal.cli.main import main as pip_main\n"
+                "cwd = os.getcwd()\n"
                 "argv = ['install', '--isolated', '--target', site] + %s + [\n"
                 "        '--only-binary', ':all:', '--no-cache-dir', '--disable-pip-version-check',\n"
                 "        '--root-user-action', 'ignore', '--no-warn-script-location', '--upgrade'] + %s\n"
                 "try:\n"
+                "    os.chdir('/')  # nothing of the session's is read as a local path or module\n"
+                "    from pip._internal.cli.main import main as pip_main\n"
                 "    status = pip_main(argv)\n"
                 "finally:\n"
+                "    os.chdir(cwd)\n"
                 "    for m in set(sys.modules) - before:\n"
                 "        if m == 'pip' or m.startswith('pip.'):\n"
                 "            del sys.modules[m]\n"

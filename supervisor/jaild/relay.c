@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,10 @@
 #define RELAY_BUF (64 * 1024)
 #define RELAY_HEAD_MAX 8192
 #define RELAY_BATCH 16
+/* Bytes one install may move through the relay, both ways together: the
+ * copying is jaild's work, not charged to the session, and the session's
+ * own code can take over the install (it runs in its interpreter). */
+#define RELAY_MAX_BYTES (4ULL << 30)
 
 struct rconn;
 
@@ -58,6 +63,7 @@ struct relay {
         unsigned port;
         struct sockaddr_storage addr;
         socklen_t addrlen;
+        uint64_t moved;          /* bytes relayed, both ways */
 };
 
 static void conn_close(struct rconn *c)
@@ -82,7 +88,7 @@ static void conn_close(struct rconn *c)
 /* Moves what it can one way, at most RELAY_BATCH buffers a wake-up (a
  * fast pair must not keep the loop from everything else); -1 when the
  * connection is over. */
-static int pump(int src, int dst, struct pipe_dir *d)
+static int pump(struct relay *r, int src, int dst, struct pipe_dir *d)
 {
         for (int reads = 0;;) {
                 if (d->off == d->len && !d->eof) {
@@ -111,6 +117,8 @@ static int pump(int src, int dst, struct pipe_dir *d)
                 if (n < 0)
                         return -1;
                 d->off += (size_t)n;
+                if ((r->moved += (uint64_t)n) > RELAY_MAX_BYTES)
+                        return -1;
         }
 }
 
@@ -126,7 +134,7 @@ static void rearm(struct rconn *c)
 
 static void relay_both(struct rconn *c)
 {
-        if (pump(c->a.fd, c->b.fd, &c->ab) < 0 || pump(c->b.fd, c->a.fd, &c->ba) < 0 ||
+        if (pump(c->r, c->a.fd, c->b.fd, &c->ab) < 0 || pump(c->r, c->b.fd, c->a.fd, &c->ba) < 0 ||
             (c->ab.eof && c->ba.eof && c->ab.off == c->ab.len && c->ba.off == c->ba.len))
                 return conn_close(c);
         rearm(c);
@@ -232,7 +240,7 @@ static void on_accept(struct watch *w, uint32_t events)
                 int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (fd < 0)
                         return;  /* EAGAIN, or a connection that went: the next */
-                struct rconn *c = r->n < RELAY_MAX_CONNS ? calloc(1, sizeof *c) : NULL;
+                struct rconn *c = r->n < RELAY_MAX_CONNS && r->moved <= RELAY_MAX_BYTES ? calloc(1, sizeof *c) : NULL;
                 if (c && (!(c->ab.buf = malloc(RELAY_BUF)) || !(c->ba.buf = malloc(RELAY_BUF)))) {
                         free(c->ab.buf);
                         free(c);

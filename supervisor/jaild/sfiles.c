@@ -113,22 +113,33 @@ void sfiles_out_free(struct sfiles_out *o)
 {
         free(o->data);
         json_decref(o->listing);
-        *o = (struct sfiles_out){ 0 };
+        if (o->fd >= 0)  /* every sfiles_out is filled by get() first: -1 or a file */
+                close(o->fd);
+        *o = (struct sfiles_out){ .fd = -1 };
 }
 
 /* ---- GET ------------------------------------------------------------- */
 
-/* The regular file behind the O_PATH fd pfd, read whole: opened again
+/* The regular file behind the O_PATH fd pfd, opened again for reading
  * through /proc (the very inode fstat saw, not the name, which the jail
- * may have changed meanwhile), at most size bytes (what fstat saw). */
-static int read_file(int pfd, size_t size, struct sfiles_out *out, struct jr_err *err, const char *path)
+ * may have changed meanwhile): the fd, or -errno. */
+static int reopen_file(int pfd, struct jr_err *err, const char *path)
 {
         char proc[64];
         if (jr_snprintf(proc, sizeof proc, "/proc/self/fd/%d", pfd) < 0)
                 return fail(err, ENAMETOOLONG, "%.300s: /proc path", path);
-        _cleanup_close_ int fd = open(proc, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+        int fd = open(proc, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
         if (fd < 0)  /* not the client's doing (no /proc?): an internal error */
                 return fail(err, EIO, "%.300s: cannot open it for reading (%s): %s", path, proc, strerror(errno));
+        return fd;
+}
+
+/* That file read whole, at most size bytes (what fstat saw). */
+static int read_file(int pfd, size_t size, struct sfiles_out *out, struct jr_err *err, const char *path)
+{
+        _cleanup_close_ int fd = reopen_file(pfd, err, path);
+        if (fd < 0)
+                return fd;
         _cleanup_free_ char *buf = size ? malloc(size) : NULL;
         if (size && !buf)
                 return fail(err, ENOMEM, "%.300s: out of memory for %zu bytes", path, size);
@@ -229,9 +240,9 @@ static int list_dir(int pfd, const char *path, struct sfiles_out *out, struct jr
         return out->listing ? 0 : fail(err, ENOMEM, "%.300s: out of memory", path);
 }
 
-int sfiles_get(int dirfd, const char *path, size_t max, struct sfiles_out *out, struct jr_err *err)
+static int get(int dirfd, const char *path, size_t max, int keep_fd, struct sfiles_out *out, struct jr_err *err)
 {
-        *out = (struct sfiles_out){ 0 };
+        *out = (struct sfiles_out){ .fd = -1 };
         int r = path_ok(path, 1, err);
         if (r < 0)
                 return r;
@@ -254,7 +265,21 @@ int sfiles_get(int dirfd, const char *path, size_t max, struct sfiles_out *out, 
         if ((unsigned long long)st.st_size > max)
                 return fail(err, EFBIG, "%.300s: the file is %lld bytes, over the limit of %zu bytes", path,
                             (long long)st.st_size, max);
-        return read_file(pfd, (size_t)st.st_size, out, err, path);
+        if (!keep_fd)
+                return read_file(pfd, (size_t)st.st_size, out, err, path);
+        out->fd = reopen_file(pfd, err, path);
+        out->len = (size_t)st.st_size;
+        return out->fd < 0 ? out->fd : 0;
+}
+
+int sfiles_get(int dirfd, const char *path, size_t max, struct sfiles_out *out, struct jr_err *err)
+{
+        return get(dirfd, path, max, 0, out, err);
+}
+
+int sfiles_open(int dirfd, const char *path, size_t max, struct sfiles_out *out, struct jr_err *err)
+{
+        return get(dirfd, path, max, 1, out, err);
 }
 
 /* ---- PUT and DELETE ---------------------------------------------------- */
@@ -390,13 +415,13 @@ void sfiles_reply_get(struct api_call *c, int dirfd, const char *path, size_t ma
 {
         struct jr_err err = { 0 };
         struct sfiles_out out;
-        int r = sfiles_get(dirfd, path, max, &out, &err);
+        int r = sfiles_open(dirfd, path, max, &out, &err);
         if (r < 0)
                 reply_fail(c, r, &err);
         else if (out.listing)
                 api_reply(c, 200, TAKE_PTR(out.listing));
         else
-                api_reply_bytes(c, 200, "application/octet-stream", TAKE_PTR(out.data), out.len);
+                api_reply_fd(c, 200, "application/octet-stream", TAKE_FD(out.fd), out.len);
         sfiles_out_free(&out);
 }
 

@@ -30,6 +30,7 @@ struct api_call;
 struct sfiles_out {
         char *data;      /* the file's bytes, malloc'd (NULL for a directory or an empty file) */
         size_t len;
+        int fd;          /* sfiles_open: the file opened for reading, len bytes of it served; else -1 */
         json_t *listing; /* a directory: {path, entries: [{name, type, size}], truncated} */
 };
 
@@ -44,6 +45,10 @@ void sfiles_out_free(struct sfiles_out *o);
  * -ENOENT, -ELOOP (a symbolic link), -EXDEV (another mount), -ENOTDIR,
  * -EINVAL (a bad path; a FIFO, socket or device node), -EFBIG (over max). */
 int sfiles_get(int dirfd, const char *path, size_t max, struct sfiles_out *out, struct jr_err *err);
+/* The same, but a regular file is opened (out->fd, out->len its size then)
+ * rather than read: served from the descriptor, a download holds no copy
+ * of the file in jaild's memory. */
+int sfiles_open(int dirfd, const char *path, size_t max, struct sfiles_out *out, struct jr_err *err);
 
 /* PUT: writes len bytes of buf as path (mode 0644, owned by dirfd's
  * owner), atomically: readers see the old file or the new one. The

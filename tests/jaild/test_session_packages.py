@@ -103,7 +103,8 @@ def test_install_failure_is_reported_and_the_session_lives(jd_wheels):
 
 
 @pytest.mark.parametrize("name", ["--index-url=http://example.invalid/", "../x", "a b", "", "x;y", "/etc/passwd",
-                                  "http://example.invalid/x.whl"])
+                                  "http://example.invalid/x.whl", "sdpkg-1.0.tar.gz", "evil-1.0-py3-none-any.whl",
+                                  "x.zip", "./jrdemo", "jrdemo==", "jrdemo[", "jrdemo>=1 ", ".hidden", "jrdemo@1"])
 def test_names_that_are_not_requirements_are_refused(jd_wheels, name):
     sid = new_session(jd_wheels)
     r = jd_wheels.post("/v1/sessions/%s/packages" % sid, {"names": [name]})
@@ -264,3 +265,19 @@ def test_install_from_an_index_through_the_relay(jd_index):
                   "    try:\n        s.connect(('127.0.0.1', port)); n += s.getsockname() != s.getpeername()\n"
                   "    except OSError:\n        pass\n    s.close()\nn")
     assert out["data"]["result"] == "0", out
+
+
+def test_a_name_is_never_a_file_of_the_session(jd_wheels):
+    """pip reads "x.tar.gz" or "./x" as a path (and builds and runs what is
+    there): such names are refused, and pip runs from / so that nothing in
+    the session's directory is taken for a requirement or a module."""
+    sid = new_session(jd_wheels)
+    # a project directory and a module named like the package, in the session's directory
+    execute(jd_wheels, sid, "import os\nos.makedirs('jrdemo', exist_ok=True)\n"
+            "open('jrdemo/setup.py', 'w').write(\"open('/scratch/SETUP_RAN', 'w')\")\n"
+            "open('pip.py', 'w').write(\"open('/scratch/PIP_SHADOWED', 'w')\")")
+    r = jd_wheels.post("/v1/sessions/%s/packages" % sid, {"names": ["jrdemo>=1.0,<2", "jrdep[extra]"]}, timeout=300)
+    assert r.status_code == 200 and r.json()["success"], r.text
+    out = execute(jd_wheels, sid, "import os, jrdemo\n(os.getcwd(), sorted(os.listdir('.')), jrdemo.__file__)")
+    assert out["data"]["result"] == "('/scratch', ['.packages', 'jrdemo', 'pip.py'], " \
+        "'/scratch/.packages/jrdemo/__init__.py')", out

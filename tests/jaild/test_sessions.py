@@ -982,3 +982,30 @@ def test_what_a_cell_printed_before_its_session_died_is_in_its_answer(jd):
     assert errors == [], errors[:3]
     assert lost == [], "%d of 32 answers lost what the cell printed: %s" % (len(lost), lost[:3])
     health(jd)
+
+
+def test_slow_downloads_hold_no_copy_in_jaild(jd):
+    """A download is served from the file's descriptor as it is sent: clients
+    that ask for a large file and never read it cost jaild a descriptor
+    each, not a copy of the file (16 MiB each here)."""
+    sid = create(jd)["id"]
+    ok(jd, sid, "f = open('big', 'wb'); f.truncate(16 << 20); f.close()")  # sparse: costs the session nothing
+    pid = jd.proc.pid
+    before = vmrss(pid)
+    socks = []
+    try:
+        for _ in range(12):
+            k = socket.socket(socket.AF_UNIX)
+            k.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            k.connect(jd.socket)
+            k.sendall(("GET /v1/sessions/%s/files/big HTTP/1.1\r\nHost: jaild\r\n\r\n" % sid).encode())
+            socks.append(k)
+        head = socks[0].recv(4096)
+        assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: 16777216" in head, head[:200]
+        time.sleep(0.5)
+        grown = vmrss(pid) - before
+        assert grown < 24 << 20, "jaild grew by %d KiB for 12 unread downloads of 16 MiB" % (grown >> 10)
+        health(jd)
+    finally:
+        for k in socks:
+            k.close()
