@@ -50,7 +50,7 @@ static int try_uid(struct uidlock *l, uid_t uid, struct jr_err *err)
 /* Removes lock files nobody holds (a jailrun killed with SIGKILL cannot
  * remove its own). Same protocol as the owners': lock, check the inode is
  * still the one at the path, unlink, close. */
-static void sweep(void)
+void uidlock_sweep(void)
 {
         DIR *d = opendir(UIDLOCK_DIR);
         if (!d)
@@ -79,7 +79,7 @@ int uidlock_acquire(struct uidlock *l, uid_t lo, uid_t hi, unsigned seed, struct
         int r = ensure_dir(err);
         if (r < 0)
                 return r;
-        sweep();
+        uidlock_sweep();
         unsigned long span = (unsigned long)hi - lo + 1;
         unsigned long start = (seed * 2654435761UL) % span;
         for (unsigned long i = 0; i < span; i++) {

@@ -21,6 +21,10 @@ struct uidlock {
  * (-EAGAIN: every uid in the range is taken). */
 int uidlock_acquire(struct uidlock *l, uid_t lo, uid_t hi, unsigned seed, struct jr_err *err);
 
+/* Removes the lock files nobody holds (those of a supervisor killed with
+ * SIGKILL): done at every acquire, and by a daemon at its start. */
+void uidlock_sweep(void);
+
 /* Removes the lock file and releases the lock. Safe to call twice. */
 void uidlock_release(struct uidlock *l);
 

@@ -24,6 +24,7 @@
 #include "common/proto.h"
 #include "supervisor/engine/cgroup.h"
 #include "supervisor/engine/log.h"
+#include "supervisor/engine/uidlock.h"
 #include "supervisor/jaild/daemon.h"
 #include "supervisor/jaild/notify.h"
 
@@ -514,6 +515,7 @@ static int prepare(struct jaild *d, struct jr_err *err)
         if (h.backend == CG_NONE)
                 return jr_fail(err, ENOTSUP, "cannot limit jobs: %s", h.why);
         cg_sweep(&h, d->cfg->cgroup_parent, 1);
+        uidlock_sweep();  /* the uid locks a jaild killed before us left */
         r = registry_open(&d->reg, d->cfg->registry, err);
         if (r == 0 && registry_sessions_lost(d->reg, err) < 0)  /* the sessions of a jaild before this one */
                 return -EIO;
