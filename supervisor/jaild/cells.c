@@ -21,34 +21,8 @@ static void cell_free(struct cell *cl)
         free(cl);
 }
 
-static void outbuf_reset(struct outbuf *b)
-{
-        free(b->p);
-        *b = (struct outbuf){ 0 };
-}
-
-static void outbuf_add(struct outbuf *b, const char *buf, size_t len, size_t max)
-{
-        size_t room = max - b->len;
-        if (len > room) {
-                b->cut = 1;
-                len = room;
-        }
-        if (!len)
-                return;
-        char *p = realloc(b->p, b->len + len + 1);
-        if (!p) {
-                b->cut = 1;
-                return;
-        }
-        memcpy(p + b->len, buf, len);
-        b->len += len;
-        p[b->len] = '\0';
-        b->p = p;
-}
-
 /* Text as a JSON string: as it is when it is UTF-8 (NULs and all), else
- * cleaned (a byte that is not UTF-8 becomes U+FFFD). */
+ * cleaned (a byte that is not UTF-8 becomes '?', and a NUL a space). */
 static json_t *text_json(const char *p, size_t n)
 {
         json_t *s = json_stringn(p ? p : "", n);

@@ -35,6 +35,17 @@
  * its jobs itself rather than be killed with them. */
 #define JAILD_DRAIN_S 25
 
+/* Output kept for an answer, up to a cap (jobs' and sessions' cells). */
+struct outbuf {
+        char *p;        /* NUL-terminated, or NULL while empty */
+        size_t len;
+        int cut;        /* more came than the cap */
+};
+
+/* Appends len bytes of buf, at most up to max in all (the rest cut). */
+void outbuf_add(struct outbuf *b, const char *buf, size_t len, size_t max);
+void outbuf_reset(struct outbuf *b);
+
 /* Buckets of the latency histograms (seconds). */
 #define HIST_BUCKETS 12
 

@@ -20,12 +20,6 @@
 
 #define JOB_MAX_ARGS 256
 
-struct outbuf {
-        char *p;
-        size_t len;
-        int cut;
-};
-
 struct ojob {
         struct jaild *d;
         struct ojob *next;
@@ -54,13 +48,19 @@ static const struct api_field job_fields[] = {
 
 static void keep(void *data, const char *buf, size_t len)
 {
-        struct outbuf *b = data;
-        size_t room = JOB_OUTPUT_MAX - b->len;
+        outbuf_add(data, buf, len, JOB_OUTPUT_MAX);
+}
+
+void outbuf_add(struct outbuf *b, const char *buf, size_t len, size_t max)
+{
+        size_t room = max - b->len;
         if (len > room) {
                 b->cut = 1;
                 len = room;
         }
-        char *p = len ? realloc(b->p, b->len + len + 1) : b->p;
+        if (!len)
+                return;
+        char *p = realloc(b->p, b->len + len + 1);
         if (!p) {
                 b->cut = 1;
                 return;
@@ -69,6 +69,12 @@ static void keep(void *data, const char *buf, size_t len)
         b->len += len;
         p[b->len] = '\0';
         b->p = p;
+}
+
+void outbuf_reset(struct outbuf *b)
+{
+        free(b->p);
+        *b = (struct outbuf){ 0 };
 }
 
 static void ojob_free(struct ojob *j)

@@ -34,12 +34,6 @@
         "no package source is configured: set sessions.packages.wheel_dir or sessions.packages.index_url " \
         "in jaild's configuration (jaild(8))"
 
-struct outbuf {
-        char *p;
-        size_t len;
-        int cut;
-};
-
 struct session;
 
 /* One execute request, queued until the session runs it. */

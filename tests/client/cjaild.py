@@ -66,26 +66,26 @@ async def wait_for(pred, limit, what):
 import pytest  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def jd():
-    """One jaild for a module's tests; none of its groups may be left."""
+def _jaild_for_test():
+    """A jaild started for a fixture; none of its groups may be left."""
     if not os.path.exists(JAILD):
         pytest.skip("jaild is not built (%s)" % JAILD)
     d = new_jaild()
     yield d
     left = d.cleanup()
     assert left == [], "cgroups left: %s" % left
+
+
+@pytest.fixture(scope="module")
+def jd():
+    """One jaild for a module's tests."""
+    yield from _jaild_for_test()
 
 
 @pytest.fixture
 def own_jd():
     """A jaild of the test's own (the test may kill it and start it again)."""
-    if not os.path.exists(JAILD):
-        pytest.skip("jaild is not built (%s)" % JAILD)
-    d = new_jaild()
-    yield d
-    left = d.cleanup()
-    assert left == [], "cgroups left: %s" % left
+    yield from _jaild_for_test()
 
 
 @pytest.fixture
