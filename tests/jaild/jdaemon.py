@@ -12,6 +12,7 @@ import tempfile
 import time
 
 import httpx
+import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -186,3 +187,13 @@ def worker_spec(name, source, **kw):
     spec = {"name": name, "source": source}
     spec.update(kw)
     return spec
+
+
+@pytest.fixture
+def jd():
+    """A jaild for the test (test modules import this fixture); none of its
+    cgroups may be left."""
+    d = Jaild().start()
+    yield d
+    left = d.cleanup()
+    assert left == [], "cgroups left: %s" % left

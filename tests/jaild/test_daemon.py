@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import hostprobe  # noqa: E402
-from jdaemon import JAILD, Jaild, worker_spec  # noqa: E402
+from jdaemon import JAILD, Jaild, jd, worker_spec  # noqa: E402, F401 (jd: a fixture)
 
 pytestmark = pytest.mark.skipif(not os.path.exists(JAILD), reason="jaild is not built")
 
@@ -24,14 +24,6 @@ def tick(ctx):
     ctx.state.set("n", n)
     ctx.log.info("tick %d" % n)
 """
-
-
-@pytest.fixture
-def jd():
-    d = Jaild().start()
-    yield d
-    left = d.cleanup()
-    assert left == [], "cgroups left: %s" % left
 
 
 def create(jd, name, source=COUNTER, **kw):

@@ -27,7 +27,7 @@ import pytest
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, TESTS)
 import hostprobe  # noqa: E402
-from jdaemon import JAILD, Jaild  # noqa: E402
+from jdaemon import JAILD, Jaild, jd  # noqa: E402, F401 (jd: a fixture)
 
 pytestmark = pytest.mark.skipif(not os.path.exists(JAILD), reason="jaild is not built")
 
@@ -35,14 +35,6 @@ LOCK_DIR = "/run/jailrun/uids"  # supervisor/engine/uidlock.h
 GRACE = 5.0  # session.h SESSION_GRACE_S: a cell past its limit is killed this much later
 CELL_OUTPUT_MAX = 1024 * 1024  # session.h: bytes of a cell's stdout kept for its answer
 MiB = 1 << 20
-
-
-@pytest.fixture
-def jd():
-    d = Jaild().start()
-    yield d
-    left = d.cleanup()
-    assert left == [], "cgroups left: %s" % left
 
 
 # --- the API ---------------------------------------------------------------

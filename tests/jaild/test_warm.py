@@ -16,17 +16,9 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import hostprobe  # noqa: E402
-from jdaemon import JAILD, Jaild, worker_spec  # noqa: E402
+from jdaemon import JAILD, Jaild, jd, worker_spec  # noqa: E402, F401 (jd: a fixture)
 
 pytestmark = pytest.mark.skipif(not os.path.exists(JAILD), reason="jaild is not built")
-
-
-@pytest.fixture
-def jd():
-    d = Jaild().start()
-    yield d
-    left = d.cleanup()
-    assert left == [], "cgroups left: %s" % left
 
 
 def zygote(jd, profile="exec"):
