@@ -333,13 +333,13 @@ def part_spawn():
         rounds = math.ceil(SPAWNS / ROUND)
         done = {k: 0 for k in kinds}
         for r in range(rounds):
-            todo = []
+            order = []
             for k, n in (("warm", SPAWNS), ("unshare", SPAWNS), ("cold", COLD), ("python", COLD)):
                 share = n * (r + 1) // rounds - done[k]
-                todo += [k] * share
+                order += [k] * share
                 done[k] += share
-            rng.shuffle(todo)
-            for k in todo:
+            rng.shuffle(order)
+            for k in order:
                 kinds[k].run()
         z1 = warm.ok("GET", "/v1/health").json()["zygotes"]["exec"]
         res["zygote"] = {"spawned": z1["spawned"] - z0["spawned"], "fallbacks": z1["fallbacks"] - z0["fallbacks"],

@@ -46,6 +46,8 @@ int send_json(struct job *j, json_t *m)
         json_decref(m);
         if (!s)
                 return -ENOMEM;
+        if (strlen(s) > CHAN_MAX_MSG)  /* the jail reads no more: never sent */
+                return -EMSGSIZE;
         if (send(j->run->chan.fd, s, strlen(s), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
                 return -errno;
         return 0;

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "supervisor/engine/jailio.h"
 #include "supervisor/engine/jobint.h"
@@ -604,20 +603,12 @@ int job_execute(struct job *j, const char *code, size_t len, double timeout_s)
                               "execute", "code", code, len, "timeout", timeout_s);
         if (!m)
                 return -ENOMEM;  /* code that is not UTF-8 is the front-end's to refuse */
-        char *s = json_dumps(m, JSON_COMPACT);
-        json_decref(m);
-        if (!s)
-                return -ENOMEM;
-        size_t n = strlen(s);
-        if (n > CHAN_MAX_MSG) {  /* escapes grew it past one message */
-                free(s);
-                return -EMSGSIZE;
-        }
+        int e = send_json(j, m);
+        if (e == -EMSGSIZE || e == -ENOMEM)  /* escapes grew it past one message: nothing was sent */
+                return e;
         j->sent++;
         j->cell_timeout = timeout_s;
         send_run_timer(j);
-        int e = send(r->chan.fd, s, n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 ? -errno : 0;
-        free(s);
         sent_or_end(j, e);
         return (int)j->sent;
 }

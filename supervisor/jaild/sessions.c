@@ -24,15 +24,8 @@
 #include "supervisor/jaild/relay.h"
 #include "supervisor/jaild/session.h"
 
-static const struct api_field create_fields[] = {
-        { "memory_limit", API_STRING | API_INTEGER }, { "cpu_limit", API_NUMBER }, { "timeout", API_NUMBER },
-        { "idle_timeout", API_NUMBER },               { "packages", API_ARRAY },   { "name", API_STRING },
-        { NULL, 0 },
-};
-
-static const struct api_field execute_fields[] = {
-        { "code", API_STRING | API_REQUIRED }, { "timeout", API_NUMBER }, { NULL, 0 },
-};
+/* Request bodies reach these handlers checked against their routes'
+ * fields (api_routes.c): types and required fields hold here. */
 
 const char *session_state(const struct session *s)
 {
@@ -289,7 +282,6 @@ static int parse_memory(const json_t *v, uint64_t *out)
 /* The limits asked for, within the exec profile's maxima; answered 400 if not. */
 static int take_limits(struct session *s, struct api_call *c, const json_t *spec)
 {
-        const struct job_opts *o = &s->o;
         json_t *m = json_object_get(spec, "memory_limit"), *cpu = json_object_get(spec, "cpu_limit");
         json_t *t = json_object_get(spec, "timeout");
         char max[32];
@@ -315,7 +307,6 @@ static int take_limits(struct session *s, struct api_call *c, const json_t *spec
                 api_reply_error(c, 400, "ValueError", "timeout: from 0.001 to %d seconds", SESSION_TIMEOUT_MAX);
                 return -EINVAL;
         }
-        (void)o;
         json_t *idle = json_object_get(spec, "idle_timeout");
         double max_idle = s->d->cfg->sessions.idle_timeout;
         s->idle_s = idle ? json_number_value(idle) : max_idle;
@@ -407,15 +398,14 @@ static int check_create(struct jaild *d, struct api_call *c, const json_t *spec)
                 api_reply_error(c, 503, "UnavailableError", "jaild is stopping");
                 return -EAGAIN;
         }
-        if (api_call_check(c, spec, create_fields, NULL) < 0)
-                return -EINVAL;
         const char *name = json_string_value(json_object_get(spec, "name"));
-        if (name && (!job_valid_name(name) || session_find(d, name))) {
-                api_reply_error(c, name && session_find(d, name) ? 409 : 400,
-                                name && session_find(d, name) ? "ConflictError" : "ValueError",
-                                "name: %s", session_find(d, name) ? "a session of that name exists"
-                                : "1 to 64 of A-Z a-z 0-9 . _ -, not starting with .");
+        if (name && !job_valid_name(name)) {
+                api_reply_error(c, 400, "ValueError", "name: 1 to 64 of A-Z a-z 0-9 . _ -, not starting with .");
                 return -EINVAL;
+        }
+        if (name && session_find(d, name)) {
+                api_reply_error(c, 409, "ConflictError", "name: a session of that name exists");
+                return -EEXIST;
         }
         if (d->n_sessions >= d->cfg->sessions.max) {
                 api_reply_error(c, 503, "SessionLimit", "%u sessions run already (sessions.max)", d->cfg->sessions.max);
@@ -426,7 +416,7 @@ static int check_create(struct jaild *d, struct api_call *c, const json_t *spec)
                 api_reply_error(c, 409, "PackagesUnavailable", "%s", SESSION_NO_PACKAGES);
                 return -EINVAL;
         }
-        return json_array_size(pk) || pk ? packages_check(c, pk) : 0;
+        return pk ? packages_check(c, pk) : 0;
 }
 
 void api_session_create(void *data, struct api_call *c, json_t *spec)
@@ -524,8 +514,6 @@ void api_session_delete(void *data, struct api_call *c, const char *id)
 void api_session_execute(void *data, struct api_call *c, const char *id, json_t *body, int stream)
 {
         struct jaild *d = data;
-        if (api_call_check(c, body, execute_fields, NULL) < 0)
-                return;
         struct session *s = session_live_or_answer(d, c, id);
         if (!s)
                 return;

@@ -540,16 +540,31 @@ def test_delete_leaves_nothing(jd):
     assert jd.get("/v1/sessions").json()["sessions"] == []
 
 
-def test_delete_during_a_running_cell(jd):
-    sid = create(jd)["id"]
-    a = Alive(jd, sid)
+def sleeping_cell(jd, sid):
+    """Starts a cell that sleeps for an hour, in a thread, and waits until
+    the session is busy with it. Returns the thread and a dict that gets
+    its response as "r" (or the exception a killed jaild caused as "e")."""
     out = {}
-    t = threading.Thread(target=lambda: out.update(r=execute_raw(jd, sid, "import time\ntime.sleep(3600)")))
+
+    def run():
+        try:
+            out["r"] = execute_raw(jd, sid, "import time\ntime.sleep(3600)")
+        except Exception as e:  # noqa: B902 (a jaild killed under it)
+            out["e"] = e
+
+    t = threading.Thread(target=run, daemon=True)
     t.start()
     deadline = time.monotonic() + hostprobe.slack(10)
     while jd.get("/v1/sessions/%s" % sid).json()["state"] != "busy":
         assert time.monotonic() < deadline
         time.sleep(0.01)
+    return t, out
+
+
+def test_delete_during_a_running_cell(jd):
+    sid = create(jd)["id"]
+    a = Alive(jd, sid)
+    t, out = sleeping_cell(jd, sid)
     delete(jd, sid)
     t.join(hostprobe.slack(30))
     assert not t.is_alive(), "the running cell was never answered"
@@ -613,18 +628,7 @@ def test_a_killed_daemons_sessions_die_and_are_reported_gone():
         ids = [create(jd)["id"] for _ in range(2)]
         alive = [Alive(jd, sid) for sid in ids]
         ok(jd, ids[0], "x = 1")
-        def doomed():
-            try:
-                execute_raw(jd, ids[1], "import time\ntime.sleep(3600)")
-            except Exception:  # noqa: B902 (jaild is killed under it)
-                pass
-
-        busy = threading.Thread(target=doomed, daemon=True)
-        busy.start()
-        deadline = time.monotonic() + hostprobe.slack(10)
-        while jd.get("/v1/sessions/%s" % ids[1]).json()["state"] != "busy":
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        sleeping_cell(jd, ids[1])
         jd.kill9()
         for a in alive:  # PDEATHSIG: the jails die with their supervisor
             deadline = time.monotonic() + hostprobe.slack(5)
@@ -652,13 +656,7 @@ def test_a_stopped_daemon_ends_its_sessions():
     try:
         idle, busy = create(jd)["id"], create(jd)["id"]
         alive = [Alive(jd, idle), Alive(jd, busy)]
-        out = {}
-        t = threading.Thread(target=lambda: out.update(r=execute_raw(jd, busy, "import time\ntime.sleep(3600)")))
-        t.start()
-        deadline = time.monotonic() + hostprobe.slack(10)
-        while jd.get("/v1/sessions/%s" % busy).json()["state"] != "busy":
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        t, out = sleeping_cell(jd, busy)
         t0 = time.monotonic()
         assert jd.stop(signal.SIGTERM, timeout=hostprobe.slack(30)) == 0
         assert time.monotonic() - t0 < hostprobe.slack(GRACE + 5)
