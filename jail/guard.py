@@ -228,7 +228,7 @@ class Guard:
         for full, why in self.blocked.items():
             if full.startswith(prefix) and "." not in full[len(prefix):]:
                 v.__dict__[full[len(prefix):]] = _Blocked(full, why)
-        object.__setattr__(v, "_jr_lazy", (self, mod))
+        _VIEWED[id(v)] = (self, mod)  # never an attribute of the view (json._jr_lazy was one)
         return v
 
     def user_value(self, owner, attr, val):
@@ -423,15 +423,26 @@ def _blocked_builtin(name, why, profile):
 _ModuleType = type(sys)
 
 
+# What each view shows: id(view) -> (guard, real module). Kept here, not on
+# the view, so no attribute of a view leads to the real module; views live
+# as long as the process (Guard.views), so their ids are never reused.
+_VIEWED = {}
+
+# Names of a module a view never hands out: the real builtins.
+_UNVIEWED = frozenset(("__builtins__", "__getattr__"))
+
+
 class _ModuleView(_ModuleType):
     """A module as user code sees it (Guard.view). Its names are resolved
     on first use, so building one does not walk the module or the
     library."""
 
     def __getattr__(self, name):
-        guard, mod = _ModuleType.__getattribute__(self, "_jr_lazy")
+        guard, mod = _VIEWED[id(self)]
         d = mod.__dict__
-        if name != "__getattr__" and name in d:
+        if name in _UNVIEWED:
+            raise AttributeError("module %r has no attribute %r in the %s sandbox" % (mod.__name__, name, guard.profile))
+        if name in d:
             val = guard.user_value(mod.__name__, name, d[name])
         else:
             hook = d.get("__getattr__")  # PEP 562, e.g. numpy's lazy names
@@ -442,8 +453,8 @@ class _ModuleView(_ModuleType):
         return val
 
     def __dir__(self):
-        guard, mod = _ModuleType.__getattribute__(self, "_jr_lazy")
-        return sorted((set(mod.__dict__) - {"__getattr__"}) | set(self.__dict__))
+        guard, mod = _VIEWED[id(self)]
+        return sorted((set(mod.__dict__) - _UNVIEWED) | set(self.__dict__))
 
 
 class _Lazy:

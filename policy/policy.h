@@ -30,6 +30,14 @@ int policy_apply(const char *profile, json_t *over, const char *what, json_t **o
  * (built-in profiles) and consistent limits. 0 or -EINVAL. */
 int policy_check(const json_t *doc, int complete, const char *what, struct jr_err *err);
 
+/* Profiles worker and strategy: with python.guard on, refuses a policy that
+ * drops a piece of the Python layer it cannot hold without (the validator,
+ * its dunder rule, the attribute guard, the core names of the dunder and
+ * attribute lists, eval/exec/compile as builtins). 0 or -EINVAL naming the
+ * key. Every front-end calls it on the effective policy; jailrun's
+ * --unsafe-python-layer alone skips it (testing one layer at a time). */
+int policy_check_python_layer(const json_t *doc, const char *what, struct jr_err *err);
+
 /* Values of a checked policy, by dotted path ("limits.memory"); the
  * front-ends use policy_decode instead. */
 const char *policy_str(const json_t *p, const char *path);

@@ -45,6 +45,8 @@ static const char usage_text[] =
         "                         on_bar_strategy(sdk, params) strategy; exec: run the script\n"
         "  --policy FILE          a JSON policy over the profile's, key by key (jailrun-policy(5))\n"
         "  --print-policy         print the effective policy and exit\n"
+        "  --unsafe-python-layer  accept a policy that drops part of the Python layer of\n"
+        "                         worker/strategy (testing one layer alone; never for untrusted code)\n"
         "  --check                validate the script without running it (exit 0 clean, 1 not)\n"
         "  --ticks N              worker: call tick(ctx) N times (default 1; with --interval,\n"
         "                         until stopped)\n"
@@ -124,7 +126,8 @@ static int parse_uid_range(const char *s, struct job_opts *o)
 
 enum { OPT_PROFILE = 256, OPT_NAME, OPT_STATE, OPT_WORKSPACE, OPT_HTTP_PROXY, OPT_SECRETS, OPT_POLICY, OPT_PRINT_POLICY, OPT_CHECK, OPT_TICKS, OPT_TIMEOUT, OPT_JSON, OPT_VERBOSE, OPT_UIDS, OPT_SCRATCH,
        OPT_HELP, OPT_VERSION, OPT_MEMORY, OPT_CPUS, OPT_PIDS, OPT_CPU_TIME, OPT_CGROUP_PARENT, OPT_BARS,
-       OPT_PARAMS, OPT_BAR_TIMEOUT, OPT_REPORT, OPT_INTERVAL, OPT_TICK_TIMEOUT, OPT_REPORT_FORMAT, OPT_REPORT_MAX, OPT_WARM };
+       OPT_PARAMS, OPT_BAR_TIMEOUT, OPT_REPORT, OPT_INTERVAL, OPT_TICK_TIMEOUT, OPT_REPORT_FORMAT, OPT_REPORT_MAX, OPT_WARM,
+       OPT_UNSAFE_PYTHON_LAYER };
 
 static const struct option longopts[] = {
         { "profile", required_argument, NULL, OPT_PROFILE },
@@ -135,6 +138,7 @@ static const struct option longopts[] = {
         { "http-proxy", required_argument, NULL, OPT_HTTP_PROXY },
         { "secrets", required_argument, NULL, OPT_SECRETS },
         { "print-policy", no_argument, NULL, OPT_PRINT_POLICY },
+        { "unsafe-python-layer", no_argument, NULL, OPT_UNSAFE_PYTHON_LAYER },
         { "check", no_argument, NULL, OPT_CHECK },
         { "ticks", required_argument, NULL, OPT_TICKS },
         { "timeout", required_argument, NULL, OPT_TIMEOUT },
@@ -166,6 +170,7 @@ struct cli {
         const char *profile;   /* NULL: the policy file's, else worker */
         const char *policy;
         int print_policy;
+        int unsafe_python_layer; /* accept a partial Python layer (testing) */
         int check;
         int ticks_given;
         const char *http_proxy;
@@ -215,6 +220,7 @@ static int parse_opt(int c, const char *arg, struct job_opts *o, struct cli *cli
                 o->broker.files.root = arg;
                 return -1;
         case OPT_PRINT_POLICY: cli->print_policy = 1; return -1;
+        case OPT_UNSAFE_PYTHON_LAYER: cli->unsafe_python_layer = 1; return -1;
         case OPT_CHECK: cli->check = 1; return -1;
         case OPT_TICKS:
                 if (jr_parse_uint(arg, 1000000000UL, &v) < 0 || v == 0)
@@ -548,7 +554,9 @@ static int setup_policy(struct job_opts *o, const struct cli *cli, json_t **pol)
 {
         struct jr_err err = { 0 };
         _cleanup_(policy_release) struct policy p = { 0 };
-        if (policy_load(cli->profile, cli->policy, pol, &err) < 0 || policy_decode(*pol, "policy", &p, &err) < 0) {
+        if (policy_load(cli->profile, cli->policy, pol, &err) < 0 || policy_decode(*pol, "policy", &p, &err) < 0 ||
+            (!cli->unsafe_python_layer &&
+             policy_check_python_layer(*pol, cli->policy ? cli->policy : "built-in profile", &err) < 0)) {
                 log_msg("%s", err.msg);
                 return EXIT_USAGE;
         }

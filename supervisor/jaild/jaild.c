@@ -160,7 +160,7 @@ int build_opts(struct jaild *d, struct job_opts *o, const char *profile, const j
         _cleanup_(json_decrefp) json_t *pol = NULL;
         _cleanup_(policy_release) struct policy p = { 0 };
         if (!over || policy_apply(profile, over, "policy", &pol, &err) < 0 ||
-            policy_decode(pol, "policy", &p, &err) < 0) {
+            policy_decode(pol, "policy", &p, &err) < 0 || policy_check_python_layer(pol, "policy", &err) < 0) {
                 snprintf(msg, size, "%s", over ? err.msg : "out of memory");
                 return -EINVAL;
         }

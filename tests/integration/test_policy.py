@@ -269,3 +269,46 @@ def test_policy_log_total_is_capped(tmp_path):
 def test_default_log_total_is_16_mib():
     p = json.loads(jr("--print-policy").stdout)
     assert p["log"]["max_bytes"] == 16 << 20
+
+
+# --- the Python layer is whole or off (jailrun-policy(5)) ------------------------
+
+@pytest.mark.parametrize("profile,over,key", [
+    ("worker", {"validator": {"enabled": False}}, "validator.enabled"),
+    ("strategy", {"validator": {"enabled": False}}, "validator.enabled"),
+    ("worker", {"validator": {"forbid": ["string_attributes"]}}, "validator.forbid"),
+    ("worker", {"python": {"attribute_guard": False}}, "python.attribute_guard"),
+    ("worker", {"python": {"dunder_deny": ["__code__"]}}, "python.dunder_deny"),
+    ("strategy", {"python": {"dunder_allow": ["__name__", "__globals__"]}}, "python.dunder_allow"),
+    ("worker", {"python": {"builtins": ["print", "eval"]}}, "python.builtins"),
+])
+def test_a_partial_python_layer_is_refused(tmp_path, profile, over, key):
+    src = write(tmp_path, "w.py", "import json\ndef tick(ctx):\n    json.dumps.__globals__\n"
+                "def on_bar_strategy(sdk, params):\n    pass\n")
+    pol = write(tmp_path, "p.json", json.dumps(over))
+    r = jr("--profile", profile, "--policy", pol, src)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "%s: $.%s: " % (pol, key) in r.stderr, r.stderr
+    assert "leaves the Python layer open" in r.stderr and "set python.guard to false" in r.stderr, r.stderr
+    # --unsafe-python-layer takes it (testing one layer alone)
+    r = jr("--unsafe-python-layer", "--profile", profile, "--policy", pol, "--print-policy")
+    assert r.returncode == 0, r.stderr
+
+
+def test_the_python_layer_off_is_a_declared_choice(tmp_path):
+    # python.guard false: real builtins, the kernel jail alone; not refused
+    pol = write(tmp_path, "p.json", json.dumps({"python": {"guard": False}, "validator": {"enabled": False}}))
+    src = write(tmp_path, "w.py", "import os\ndef tick(ctx):\n    ctx.log.info(os.getuid() != 0)\n")
+    r = jr("--policy", pol, "--json", src)
+    assert r.returncode == 0, r.stderr
+
+
+def test_views_keep_the_real_module_and_builtins(tmp_path):
+    src = write(tmp_path, "w.py", "import json, math\ndef tick(ctx):\n"
+                "    for m, n in ((json, '_jr_lazy'), (math, '__builtins__'), (json, '__builtins__')):\n"
+                "        try:\n            getattr(m, n)\n        except (AttributeError, SecurityError) as e:\n"
+                "            ctx.log.info(type(e).__name__)\n")
+    r = jr("--json", src)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stderr.splitlines() if x.startswith("{")]
+    assert [x["message"] for x in lines if x.get("type") == "log"] == ["AttributeError", "SecurityError", "SecurityError"]

@@ -104,7 +104,7 @@ def test_001_builtins_are_exactly_the_list(tmp_path):
         def tick(ctx):
             ctx.log.info(json_list)
     """.replace("json_list", "sorted(k for k in __builtins__ if not k.startswith('__'))"),
-        "--policy", os.path.join(os.path.dirname(HERE), "policies", "audit-only.json"))
+        "--unsafe-python-layer", "--policy", os.path.join(os.path.dirname(HERE), "policies", "audit-only.json"))
     assert r.code == 0, r
     names = eval(logs(r)[0]["message"])  # a repr of a list of str
     assert set(names) == set(WORKER_BUILTINS) | set(WORKER_EXCEPTIONS) | {"True", "False", "None"}
@@ -241,12 +241,13 @@ def test_001_absent_builtins_stay_absent(tmp_path):
                 open
             except NameError as e:
                 ctx.log.info(e)
-    """, "--policy", audit_only)
+    """, "--unsafe-python-layer", "--policy", audit_only)
     assert r.code == 0, r
     assert [e["message"] for e in logs(r)] == [
         "False None False", "open is not available in the worker sandbox; use ctx.files.read/write"]
     r = worker(tmp_path, "import re\npat = re.compile('a+')\ndef tick(ctx):\n"
-               "    ctx.log.info(type(__builtins__) is dict, pat.match('aa').group())\n", "--policy", audit_only)
+               "    ctx.log.info(type(__builtins__) is dict, pat.match('aa').group())\n", "--unsafe-python-layer",
+               "--policy", audit_only)
     assert r.code == 0, r
     assert logs(r)[0]["message"] == "True aa"
 
@@ -317,7 +318,7 @@ def test_003_import_refused_where_it_runs_reads_the_same(tmp_path):
     # The validator's imports rule off: the import runs and the guard refuses
     # it, in the validator's words, the line in the report.
     pol = tmp_path / "p.json"
-    pol.write_text('{"validator": {"forbid": []}}')
+    pol.write_text('{"validator": {"forbid": ["dunder"]}}')
     r = strategy(tmp_path, "x = 1\nimport random\ndef on_bar_strategy(sdk, params):\n    pass\n",
                  "--policy", str(pol))
     err = final(r)["error"]

@@ -369,6 +369,28 @@ def test_operator_keys_cannot_be_overridden_through_the_api(jd, policy):
         assert "set by the operator" in r.json()["error"]["message"], r.text
 
 
+@pytest.mark.parametrize("profile,policy,key", [
+    ("worker", {"validator": {"enabled": False}}, "validator.enabled"),
+    ("strategy", {"validator": {"forbid": []}}, "validator.forbid"),
+    ("worker", {"python": {"attribute_guard": False}}, "python.attribute_guard"),
+])
+def test_a_partial_python_layer_is_refused_through_the_api(jd, profile, policy, key):
+    # jailrun-policy(5), "The Python layer is whole or off": jaild has no
+    # way around it (jailrun's --unsafe-python-layer is the CLI's alone).
+    for path, body in (("/v1/workers", worker_spec("partial", COUNTER, policy=policy)),
+                       ("/v1/jobs", {"source": "pass", "profile": profile, "policy": policy})):
+        if path == "/v1/workers" and profile != "worker":
+            continue
+        r = jd.post(path, body)
+        assert r.status_code == 400, r.text
+        msg = r.json()["error"]["message"]
+        assert "$.%s" % key in msg and "set python.guard to false" in msg, msg
+    # the whole layer off is a declared choice, and runs
+    r = jd.post("/v1/jobs", {"source": "import os\nprint(os.getpid() > 0)\ndef tick(ctx):\n    pass\n",
+                             "policy": {"python": {"guard": False}, "validator": {"enabled": False}}})
+    assert r.status_code == 200 and r.json()["exit_code"] == 0, r.text
+
+
 def test_refused_peers_cannot_crowd_out_allowed_ones(jd):
     # uid 65534 opens many idle connections; root is still served at once
     holder = subprocess.Popen(

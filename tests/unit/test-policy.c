@@ -425,6 +425,50 @@ static const struct { const char *path, *json, *msg; } bad_values[] = {
         { "log", "[]", "test.json: $.log: expected an object, got an array" },
 };
 
+/* The Python layer of worker and strategy is whole or off: each piece it
+ * cannot hold without is refused by name while python.guard is on. */
+START_TEST(python_layer_whole_or_off)
+{
+        static const struct {
+                const char *profile, *over, *key; /* key NULL: accepted */
+        } cases[] = {
+                { "worker", NULL, NULL },
+                { "strategy", NULL, NULL },
+                { "exec", "{\"validator\": {\"enabled\": false}}", NULL },
+                { "worker", "{\"python\": {\"guard\": false}, \"validator\": {\"enabled\": false}}", NULL },
+                { "strategy", "{\"python\": {\"guard\": false, \"attribute_guard\": false}}", NULL },
+                { "worker", "{\"validator\": {\"forbid\": [\"dunder\"]}}", NULL },
+                { "worker", "{\"validator\": {\"enabled\": false}}", "$.validator.enabled: the source validator is off" },
+                { "strategy", "{\"validator\": {\"enabled\": false}}", "$.validator.enabled" },
+                { "worker", "{\"validator\": {\"forbid\": []}}", "$.validator.forbid: the rule \"dunder\" is missing" },
+                { "strategy", "{\"validator\": {\"forbid\": [\"imports\", \"lambda\"]}}", "$.validator.forbid" },
+                { "worker", "{\"python\": {\"attribute_guard\": false}}", "$.python.attribute_guard" },
+                { "worker", "{\"python\": {\"dunder_deny\": [\"__globals__\"]}}", "$.python.dunder_deny: does not deny __builtins__" },
+                { "worker", "{\"python\": {\"dunder_policy\": \"allow-list\", \"dunder_allow\": [\"__name__\", \"__mro__\"]}}",
+                  "$.python.dunder_allow: allows __mro__" },
+                { "strategy", "{\"python\": {\"dunder_allow\": [\"__self__\"]}}", "$.python.dunder_allow: allows __self__" },
+                { "strategy", "{\"python\": {\"dunder_policy\": \"deny-list\"}}", "$.python.dunder_deny: does not deny __globals__" },
+                { "worker", "{\"python\": {\"denied_attributes\": [\"gi_frame\"]}}", "$.python.denied_attributes: does not deny f_globals" },
+                { "worker", "{\"python\": {\"builtins\": [\"print\", \"compile\"]}}", "$.python.builtins: hands out compile" },
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+                json_t *p;
+                struct jr_err err = { 0 };
+                ck_assert_msg(apply(cases[i].profile, cases[i].over, &p, &err) == 0, "%zu: %s", i, err.msg);
+                int r = policy_check_python_layer(p, "test.json", &err);
+                if (!cases[i].key) {
+                        ck_assert_msg(r == 0, "%zu: %s", i, err.msg);
+                } else {
+                        ck_assert_msg(r == -EINVAL, "%zu accepted", i);
+                        ck_assert_msg(strstr(err.msg, cases[i].key) && strstr(err.msg, "set python.guard to false"),
+                                      "%zu: %s", i, err.msg);
+                        ck_assert_msg(strncmp(err.msg, "test.json: $.", 13) == 0, "%s", err.msg);
+                }
+                json_decref(p);
+        }
+}
+END_TEST
+
 START_TEST(decode_refuses)
 {
         json_t *doc;
@@ -483,6 +527,7 @@ int main(void)
         tcase_add_test(tc, decode_adapters_owned);
         tcase_add_loop_test(tc, decode_refuses, 0, (int)(sizeof bad_values / sizeof bad_values[0]));
         tcase_add_test(tc, decode_not_an_object);
+        tcase_add_test(tc, python_layer_whole_or_off);
         suite_add_tcase(s, tc);
         return unit_run(s);
 }

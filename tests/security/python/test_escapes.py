@@ -145,6 +145,13 @@ ATTACKS = [
     # --- subclass walking (worker allows dunders, 001) ----------------------
     ("walk-os-system", WA, WALK + "_os_globals()['system']('id')", "SecurityError",
      r"^os\.system is not allowed in the worker sandbox: operating-system access", "spawn"),
+    # --- module views hand out neither the real module nor its builtins -----
+    ("view-internals", W, "import json\nm = json._jr_lazy", "AttributeError",
+     r"^module 'json' has no attribute '_jr_lazy'$", "host-files"),
+    ("view-builtins", WA, "import json\njson.__builtins__['__import__']('os')", "AttributeError",
+     r"^module 'json' has no attribute '__builtins__' in the worker sandbox$", "host-files"),
+    ("view-getattr-builtins", W, "import json\ngetattr(json, '__buil' + 'tins__')", "SecurityError",
+     r"^access to the attribute __builtins__ is not allowed in the worker sandbox", "host-files"),
     ("walk-os-listdir", WA, WALK + "_os_globals()['listdir']('/')", "SecurityError", r"^os\.listdir is not allowed", "host-files"),
     ("walk-os-open", WA, WALK + "_os_globals()['open']('/etc/passwd', 0)", "SecurityError",
      r"^open\('/etc/passwd'\) is not allowed in the worker sandbox", "host-files"),
@@ -278,7 +285,7 @@ def run(tmp_path, profile, source, *args, timeout=60):
     path = tmp_path / "attack.py"
     path.write_text(source)
     if profile == WA:
-        args = ("--policy", AUDIT_ONLY) + args
+        args = ("--unsafe-python-layer", "--policy", AUDIT_ONLY) + args
         profile = W
     p = subprocess.run([JAILRUN, "--profile", profile, "--json", *args, str(path)], capture_output=True,
                        text=True, timeout=timeout)
