@@ -243,12 +243,14 @@ static int make_empty_proc(struct jr_err *err)
         return 0;
 }
 
-/* The scratch tmpfs at `at` (its own path in the jail, or under NEW). */
+/* The scratch tmpfs at `at` (its own path in the jail, or under NEW).
+ * Nothing written there runs (noexec): not as a program, not through the
+ * loader, not mapped as code. */
 static int mount_scratch(const char *at, unsigned long bytes, struct jr_err *err)
 {
         char opts[64];
         snprintf(opts, sizeof opts, "mode=0700,size=%lu", bytes);
-        if (mount("tmpfs", at, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+        if (mount("tmpfs", at, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
                 return jr_fail(err, errno, "mount tmpfs at " MNT_SCRATCH);
         return 0;
 }

@@ -114,8 +114,8 @@ int filt_build(int kind, scmp_filter_ctx *out, struct jr_err *err)
         if (r < 0)
                 return jr_fail(err, -r, "seccomp bad-arch action");
         r = add_list(ctx, SCMP_ACT_ALLOW, &seccomp_allow_common, err);
-        if (r == 0 && exec_profile)
-                r = add_list(ctx, SCMP_ACT_ALLOW, &seccomp_allow_exec, err);
+        if (r == 0)
+                r = add_list(ctx, SCMP_ACT_ALLOW, exec_profile ? &seccomp_allow_exec : &seccomp_allow_noexec, err);
         if (r == 0)
                 r = add_list(ctx, SCMP_ACT_KILL_PROCESS, &seccomp_kill, err);
         if (r == 0)

@@ -22,7 +22,7 @@ LIST(seccomp_allow_common,
      "ftruncate", "fallocate", "fsync", "fdatasync", "sync_file_range",
      "utimensat", "utime", "utimes", "futimesat", "umask", "flock", "fcntl",
      "dup", "dup2", "dup3", "pipe", "pipe2", "sendfile", "splice", "tee",
-     "copy_file_range", "memfd_create", "getxattr", "lgetxattr", "fgetxattr",
+     "copy_file_range", "getxattr", "lgetxattr", "fgetxattr",
      "listxattr", "llistxattr", "flistxattr",
      /* waiting and time */
      "poll", "ppoll", "select", "pselect6", "epoll_create", "epoll_create1",
@@ -52,6 +52,10 @@ LIST(seccomp_allow_common,
      "getrandom", "pidfd_open", "pidfd_send_signal", "restart_syscall");
 
 LIST(seccomp_allow_exec, "execve", "execveat", "fork", "vfork");
+
+/* Profiles that run no program may make anonymous files; in profile exec a
+ * memfd would be a file to execute outside every noexec mount (EPERM). */
+LIST(seccomp_allow_noexec, "memfd_create");
 
 LIST(seccomp_kill,
      "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "kcmp",

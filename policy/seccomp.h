@@ -16,6 +16,8 @@ struct syscall_list {
 extern const struct syscall_list seccomp_allow_common;
 /* Allowed only in profile exec (full Python, subprocesses). */
 extern const struct syscall_list seccomp_allow_exec;
+/* Allowed only in the other profiles (memfd_create). */
+extern const struct syscall_list seccomp_allow_noexec;
 /* Kill the process: no legitimate use in a jail, and each one is a known
  * route to the kernel's attack surface or to another process. */
 extern const struct syscall_list seccomp_kill;

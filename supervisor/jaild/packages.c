@@ -184,6 +184,12 @@ static int open_source(struct session *s, struct cell *cl, int pidfd, struct jr_
         const struct jaild_sessions_cfg *cfg = &s->d->cfg->sessions;
         char source[2560];
         unsigned port = 0;
+        struct ns_op site = { .kind = s->site_mounted ? NS_SITE_OPEN : NS_SITE_NEW, .dst = SESSION_SITE,
+                              .bytes = (unsigned long)cfg->dir_bytes };
+        if (ns_mount(pidfd, &site, err) < 0)
+                return -EIO;
+        s->site_mounted = 1;
+        cl->bound = 1;  /* from here on, the site is sealed after */
         if (cfg->wheel_dir) {
                 if (ns_bind(pidfd, cfg->wheel_dir, SESSION_WHEELS, err) < 0)
                         return -EIO;
@@ -195,7 +201,6 @@ static int open_source(struct session *s, struct cell *cl, int pidfd, struct jr_
                 snprintf(source, sizeof source, "['--index-url', '%s', '--proxy', 'http://127.0.0.1:%u']",
                          cfg->index_url, port);
         }
-        cl->bound = 1;
         char *code = install_code(cl->install, source);
         if (!code)
                 return jr_fail(err, ENOMEM, "the install's code");
@@ -231,12 +236,13 @@ void packages_unbind(struct session *s, struct cell *cl)
         cl->bound = 0;
         relay_close(s->relay);  /* the way out closes */
         s->relay = NULL;
-        if (!s->d->cfg->sessions.wheel_dir)
-                return;
         if (!s->job || job_pid(s->job, &pidfd) <= 0)
                 return;  /* the jail went, and its mounts with it */
-        if (ns_bind(pidfd, NULL, SESSION_WHEELS, &err) < 0) {
-                /* A session that keeps the wheels in view: it ends rather. */
+        struct ns_op seal = { .kind = NS_SITE_SEAL, .dst = SESSION_SITE };
+        if ((s->d->cfg->sessions.wheel_dir && ns_bind(pidfd, NULL, SESSION_WHEELS, &err) < 0) ||
+            ns_mount(pidfd, &seal, &err) < 0) {
+                /* A session that keeps the wheels in view, or its package
+                 * directory writable: it ends rather. */
                 jlog_msg(s->d, LOG_ERR, NULL, "session %s: %s; the session is ended", s->id, err.msg);
                 session_end(s, NULL);
         }

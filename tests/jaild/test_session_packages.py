@@ -40,10 +40,44 @@ def build_wheel(tmp, name, version, body, requires=()):
     return out
 
 
+CEXT = r"""
+#include <Python.h>
+static PyObject *twice(PyObject *self, PyObject *arg)
+{
+        long v = PyLong_AsLong(arg);
+        return v == -1 && PyErr_Occurred() ? NULL : PyLong_FromLong(2 * v);
+}
+static PyMethodDef methods[] = { { "twice", twice, METH_O, NULL }, { NULL, NULL, 0, NULL } };
+static struct PyModuleDef mod = { PyModuleDef_HEAD_INIT, "_jrnative", NULL, -1, methods };
+PyMODINIT_FUNC PyInit__jrnative(void) { return PyModule_Create(&mod); }
+"""
+
+
+def build_native_wheel(tmp):
+    """A wheel with a C extension (a platform wheel, as most of an index's)."""
+    src = os.path.join(tmp, "src-jrnative")
+    os.makedirs(os.path.join(src, "jrnative"))
+    with open(os.path.join(src, "jrnative", "__init__.py"), "w") as f:
+        f.write("from jrnative._jrnative import twice\n")
+    with open(os.path.join(src, "_jrnative.c"), "w") as f:
+        f.write(CEXT)
+    with open(os.path.join(src, "setup.py"), "w") as f:
+        f.write("from setuptools import setup, Extension\n"
+                "setup(name='jrnative', version='1.0', packages=['jrnative'],\n"
+                "      ext_modules=[Extension('jrnative._jrnative', ['_jrnative.c'])])\n")
+    out = os.path.join(tmp, "wheels")
+    p = subprocess.run([PYTHON, "-m", "pip", "wheel", "--isolated", "--no-deps", "--no-build-isolation", "--no-index",
+                        "-q", "-w", out, src], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert any(n.startswith("jrnative-1.0-cp311") for n in os.listdir(out)), os.listdir(out)
+    return out
+
+
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory):
     tmp = str(tmp_path_factory.mktemp("wheels"))
     build_wheel(tmp, "jrdep", "2.0", "ANSWER = 40\n")
+    build_native_wheel(tmp)
     return build_wheel(tmp, "jrdemo", "1.0", "from jrdep import ANSWER\nVALUE = ANSWER + 2\n", requires=["jrdep"])
 
 
@@ -85,9 +119,58 @@ def test_install_from_the_wheel_directory(jd_wheels):
     out = execute(jd_wheels, sid, MOUNTS + "\nimport os\nsorted(os.listdir('.'))")
     assert "/scratch/.wheels" not in out["data"]["output"], out
     assert out["data"]["result"] == "['.packages']", out
-    # the session's own packages are files of its own directory
+    # the packages are a mount of their own, not files the API serves
     r = jd_wheels.get("/v1/sessions/%s/files/.packages" % sid)
-    assert r.status_code == 200 and {"jrdemo", "jrdep"} <= {e["name"] for e in r.json()["entries"]}
+    assert r.status_code == 400 and "a mount: .packages is the installed packages'" in r.text, r.text
+    out = execute(jd_wheels, sid, "import os\nsorted(os.listdir('.packages'))")
+    assert "'jrdemo'" in out["data"]["result"] and "'jrdep'" in out["data"]["result"], out
+
+
+NOEXEC_PROBE = """
+import os, subprocess, shutil
+def attempt(path):
+    try:
+        return subprocess.run([path], capture_output=True).returncode
+    except OSError as e:
+        return e.errno
+import sys
+shutil.copy(sys.executable, 'mytrue'); os.chmod('mytrue', 0o755)
+res = [attempt('/scratch/mytrue')]
+try:
+    open('/scratch/.packages/planted', 'w')
+except OSError as e:
+    res.append(e.errno)
+res.append(attempt('/scratch/.packages/jrnative/__init__.py'))
+res
+"""
+
+
+def test_a_native_wheel_loads_and_nothing_written_runs(jd_wheels):
+    # jailrun(1) PROFILE EXEC: /scratch is noexec; the package directory is a
+    # tmpfs of its own, writable and noexec while pip runs, then read-only
+    # with its libraries loadable
+    sid = new_session(jd_wheels)
+    a = jd_wheels.post("/v1/sessions/%s/packages" % sid, {"names": ["jrnative"]}, timeout=300).json()
+    assert a["success"], a
+    out = execute(jd_wheels, sid, "import jrnative\njrnative.twice(21)")
+    assert out["success"] and out["data"]["result"] == "42", out
+    # a subprocess imports it too (PYTHONPATH)
+    out = execute(jd_wheels, sid, "import subprocess, sys\nsubprocess.run([sys.executable, '-c', "
+                  "'import jrnative; print(jrnative.twice(4))'], capture_output=True, text=True).stdout")
+    assert out["data"]["result"] == "'8\\n'", out
+    # EACCES for a program written to /scratch, EROFS for the sealed package
+    # directory, EACCES for a file there without an execute bit
+    out = execute(jd_wheels, sid, NOEXEC_PROBE)
+    assert out["success"] and out["data"]["result"] == "[13, 30, 13]", out
+    mounts = execute(jd_wheels, sid, "[l.split()[5] for l in open('/proc/self/mountinfo') "
+                     "if l.split()[4] == '/scratch/.packages']")["data"]["result"]
+    assert "'ro," in mounts and "noexec" not in mounts and "nosuid" in mounts and "nodev" in mounts, mounts
+    # a second install opens it again, and seals it again
+    a = jd_wheels.post("/v1/sessions/%s/packages" % sid, {"names": ["jrdemo"]}, timeout=300).json()
+    assert a["success"], a
+    out = execute(jd_wheels, sid, "import jrdemo, jrnative\n(jrdemo.VALUE, jrnative.twice(1))")
+    assert out["data"]["result"] == "(42, 2)", out
+    assert execute(jd_wheels, sid, NOEXEC_PROBE)["data"]["result"] == "[13, 30, 13]"
 
 
 def test_install_failure_is_reported_and_the_session_lives(jd_wheels):

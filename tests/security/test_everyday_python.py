@@ -152,31 +152,57 @@ def test_two_jails_do_not_share_dev_shm(tmp_path):
     assert rb == {"b_listing": [], "sem": errno.ENOENT}, rb
 
 
-def test_nothing_runs_from_dev_shm(jail):
-    # The interpreter copied there, executed: EACCES (noexec); mapped
-    # executable: EPERM. The same copy in /scratch runs (the control).
+def test_nothing_written_runs(jail):
+    # jailrun(1) PROFILE EXEC: a copy of the interpreter written to
+    # /dev/shm or /scratch is no program (execve, execveat: EACCES), no code
+    # (mmap PROT_EXEC: EPERM; through the loader: it cannot map it), and
+    # there is no anonymous file to write one to (memfd_create: EPERM, by
+    # the filter, asked with native power). The interpreter itself runs
+    # (the control).
     _, r = run_attack(jail, """
-        import mmap, shutil, subprocess
+        import ctypes, mmap, shutil, subprocess
+        libc = ctypes.CDLL(None, use_errno=True)
+        def rc(argv):
+            try:
+                return subprocess.run(argv, capture_output=True).returncode
+            except OSError as e:
+                return "errno %d" % e.errno
+        report("control", rc([sys.executable, "-c", "pass"]))
         for d in ("/dev/shm", "/scratch"):
             p = d + "/py"
             shutil.copy(sys.executable, p)
             os.chmod(p, 0o755)
+            report(d + " exec", rc([p, "-c", "pass"]))
+            report(d + " loader", rc(["/lib64/ld-linux-x86-64.so.2", p, "-c", "pass"]))
+            fd = os.open(p, os.O_RDONLY)
+            argv = (ctypes.c_char_p * 2)(p.encode(), None)
+            pid = os.fork()
+            if pid == 0:  # execveat(fd, "", argv, NULL, AT_EMPTY_PATH)
+                libc.syscall(322, fd, b"", argv, None, 0x1000)
+                os._exit(ctypes.get_errno())
+            report(d + " execveat", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
             try:
-                rc = subprocess.run([p, "-c", "pass"]).returncode
+                mmap.mmap(fd, 4096, prot=mmap.PROT_READ | mmap.PROT_EXEC, flags=mmap.MAP_PRIVATE)
+                report(d + " mmap", 0)
             except OSError as e:
-                rc = "errno %d" % e.errno
-            report(d + " exec", rc)
-            with open(p, "rb") as f:
-                try:
-                    mmap.mmap(f.fileno(), 4096, prot=mmap.PROT_READ | mmap.PROT_EXEC, flags=mmap.MAP_PRIVATE)
-                    report(d + " mmap", 0)
-                except OSError as e:
-                    report(d + " mmap", e.errno)
+                report(d + " mmap", e.errno)
+            os.close(fd)
             os.unlink(p)
+        report("memfd", libc.syscall(319, b"x", 0))
+        report("memfd errno", ctypes.get_errno())
+        try:
+            os.memfd_create("x")
+            report("os.memfd_create", 0)
+        except OSError as e:
+            report("os.memfd_create", e.errno)
     """, "--scratch-size", "64M")
-    assert r["/dev/shm exec"] == "errno %d" % errno.EACCES, r
-    assert r["/dev/shm mmap"] == errno.EPERM, r
-    assert r["/scratch exec"] == 0 and r["/scratch mmap"] == 0, r
+    assert r["control"] == 0, r
+    for d in ("/dev/shm", "/scratch"):
+        assert r[d + " exec"] == "errno %d" % errno.EACCES, r
+        assert r[d + " loader"] == 127, r
+        assert r[d + " execveat"] == errno.EACCES, r
+        assert r[d + " mmap"] == errno.EPERM, r
+    assert r["memfd"] == -1 and r["memfd errno"] == errno.EPERM and r["os.memfd_create"] == errno.EPERM, r
 
 
 def test_dev_shm_is_bounded(jail):
