@@ -3,7 +3,9 @@
 
 #include <errno.h>
 #include <string.h>
+#include <strings.h>
 
+#include "common/cleanup.h"
 #include "common/err.h"
 #include "common/parse.h"
 #include "supervisor/jaild/sesscheck.h"
@@ -73,5 +75,83 @@ int session_execute_check(const json_t *body, double max_timeout, double *timeou
                 return jr_snprintf(msg, size, "code: at most %d bytes", JOB_MAX_CELL), -EMSGSIZE;
         if (!json_is_string(code) || strlen(json_string_value(code)) != json_string_length(code))
                 return jr_snprintf(msg, size, "code: must not hold NUL characters"), -EINVAL;
+        return 0;
+}
+
+static int alnum(char c)
+{
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* A project name (PEP 508): letters and digits, with . _ - inside. */
+static const char *project(const char *p)
+{
+        if (!alnum(*p))
+                return NULL;
+        while (alnum(*p) || ((*p == '.' || *p == '_' || *p == '-') && alnum(p[1])))
+                p++;
+        return p;
+}
+
+/* "==1.2", ">=1,<2": operators and versions of [A-Za-z0-9.*+!-]. */
+static const char *constraint(const char *p)
+{
+        static const char *const ops[] = { "===", "==", "!=", "<=", ">=", "~=", "<", ">" };
+        for (;;) {
+                size_t k = 0;
+                while (k < ELEMENTSOF(ops) && strncmp(p, ops[k], strlen(ops[k])) != 0)
+                        k++;
+                if (k == ELEMENTSOF(ops))
+                        return NULL;
+                p += strlen(ops[k]);
+                const char *v = p;
+                while (alnum(*p) || (*p && strchr(".*+!-", *p)))
+                        p++;
+                if (p == v)
+                        return NULL;
+                if (*p != ',')
+                        return p;
+                p++;
+        }
+}
+
+/* A requirement in the plain form of PEP 508 alone: a project name,
+ * optional [extras], optional version constraints. Never an option, a
+ * path, a URL, or a name pip would read as an archive file in its
+ * working directory ("x.whl", "x.tar.gz": then it builds and runs what
+ * the session put there). */
+static int name_ok(const char *s, size_t len)
+{
+        static const char *const archives[] = { ".whl", ".zip", ".tar", ".gz", ".tgz", ".bz2", ".tbz", ".xz", ".txz" };
+        if (len == 0 || len > 200 || strlen(s) != len)
+                return 0;
+        for (size_t i = 0; i < ELEMENTSOF(archives); i++) {
+                size_t n = strlen(archives[i]);
+                if (len >= n && strcasecmp(s + len - n, archives[i]) == 0)
+                        return 0;
+        }
+        const char *p = project(s);
+        if (p && *p == '[') {
+                do
+                        p = project(p + 1);
+                while (p && *p == ',');
+                p = p && *p == ']' ? p + 1 : NULL;
+        }
+        if (p && *p)
+                p = constraint(p);
+        return p && *p == '\0';
+}
+
+int session_package_names_check(const json_t *names, char *msg, size_t size)
+{
+        size_t i, n = json_array_size(names);
+        json_t *v;
+        if (n == 0 || n > SESSION_MAX_PACKAGES)
+                return jr_snprintf(msg, size, "names: 1 to %d package names", SESSION_MAX_PACKAGES), -EINVAL;
+        json_array_foreach(names, i, v) {
+                if (!json_is_string(v) || !name_ok(json_string_value(v), json_string_length(v)))
+                        return jr_snprintf(msg, size, "names[%zu]: a package name, optionally with extras and a version "
+                                           "(\"name\", \"name==1.2\", \"name[extra]>=1\")", i), -EINVAL;
+        }
         return 0;
 }

@@ -1,8 +1,8 @@
 /* What a session's requests ask for, checked before anything is made or
- * sent: the limits of POST /v1/sessions and the code and timeout of
- * POST /v1/sessions/{id}/execute (docs/api.md). No daemon state: the
- * handlers in sessions.c answer with what these say, and
- * tests/fuzz/fuzz-session.c drives them with any body. */
+ * sent: the limits of POST /v1/sessions, the code and timeout of
+ * POST /v1/sessions/{id}/execute, the names of .../packages (docs/api.md).
+ * No daemon state: the handlers in sessions.c and packages.c answer with
+ * what these say, and tests/fuzz/fuzz-session.c drives them with any body. */
 #ifndef JR_JAILD_SESSCHECK_H
 #define JR_JAILD_SESSCHECK_H
 
@@ -33,5 +33,12 @@ int session_take_limits(const json_t *spec, struct session_limits *l, char *msg,
  * -EINVAL (400: a timeout out of range, code holding a NUL) or -EMSGSIZE
  * (413: code over JOB_MAX_CELL bytes), with the reason in msg. */
 int session_execute_check(const json_t *body, double max_timeout, double *timeout, char *msg, size_t size);
+
+/* The names of POST /v1/sessions/{id}/packages (and of a new session's
+ * packages): 1 to SESSION_MAX_PACKAGES requirements in the plain form of
+ * PEP 508 alone (a project name, optional [extras], optional version
+ * constraints; never an option, a path, a URL or an archive's name). 0,
+ * or -EINVAL with the reason in msg (to be answered 400 ValueError). */
+int session_package_names_check(const json_t *names, char *msg, size_t size);
 
 #endif
