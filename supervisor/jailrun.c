@@ -20,6 +20,7 @@
 
 #include "common/cleanup.h"
 #include "common/err.h"
+#include "common/fdio.h"
 #include "common/parse.h"
 #include "supervisor/engine/backtest.h"
 #include "supervisor/engine/job.h"
@@ -450,30 +451,8 @@ static int apply_limits(struct job_opts *o, json_t *pol, struct policy *p)
         return -1;
 }
 
-/* Nesting of a JSON value, 1 for a scalar; stops counting past limit. */
-static int json_depth(const json_t *j, int limit)
-{
-        int d = 0;
-        size_t i;
-        const char *k;
-        json_t *v;
-        if (limit <= 0)
-                return 1;
-        if (json_is_array(j))
-                json_array_foreach(j, i, v) {
-                        int x = json_depth(v, limit - 1);
-                        d = x > d ? x : d;
-                }
-        if (json_is_object(j))
-                json_object_foreach((json_t *)j, k, v) {
-                        int x = json_depth(v, limit - 1);
-                        d = x > d ? x : d;
-                }
-        return d + 1;
-}
-
-/* --params: a JSON object of at most 64 KiB and 32 levels, read-only to
- * the strategy. */
+/* --params: a JSON object of at most BT_PARAMS_MAX bytes and 32 levels,
+ * read-only to the strategy. */
 static int load_params(const char *path, json_t **out)
 {
         struct stat st;
@@ -484,19 +463,16 @@ static int load_params(const char *path, json_t **out)
                 return usage_error("--params %s: %s", path, BT_NO_LINK);
         if (fd < 0 || fstat(fd, &st) < 0)
                 return usage_error("--params %s: %s", path, strerror(errno));
-        if (!S_ISREG(st.st_mode) || st.st_size > 64 * 1024)
+        if (!S_ISREG(st.st_mode) || st.st_size > BT_PARAMS_MAX)
                 return usage_error("--params %s: not a regular file of at most 64 KiB", path);
-        json_error_t je;
-        json_t *p = json_loadfd(fd, JSON_REJECT_DUPLICATES, &je);
-        if (!p)
-                return usage_error("--params %s:%d:%d: %s", path, je.line, je.column, je.text);
-        const char *why = !json_is_object(p) ? "the params must be a JSON object"
-                          : json_depth(p, 40) > 32 ? "the params nest deeper than 32 levels" : NULL;
-        if (why) {
-                json_decref(p);
-                return usage_error("--params %s: %s", path, why);
-        }
-        *out = p;
+        char text[BT_PARAMS_MAX];
+        int r = jr_read_all(fd, text, (size_t)st.st_size);
+        if (r < 0)
+                return usage_error("--params %s: %s", path, r == -EIO ? "it shrank as it was read" : strerror(-r));
+        char msg[256];
+        r = bt_params_parse(text, (size_t)st.st_size, out, msg, sizeof msg);
+        if (r < 0)
+                return usage_error("--params %s%s%s", path, r == -EBADMSG ? ":" : ": ", msg);
         return -1;
 }
 

@@ -473,3 +473,44 @@ int bt_bars_memfd(const char *path, int *out, uint64_t *lines, struct jr_err *er
         *out = TAKE_FD(fd);
         return 0;
 }
+
+/* Nesting of a JSON value, 1 for a scalar; stops counting past limit. */
+static int json_depth(const json_t *j, int limit)
+{
+        int d = 0;
+        size_t i;
+        const char *k;
+        json_t *v;
+        if (limit <= 0)
+                return 1;
+        if (json_is_array(j))
+                json_array_foreach(j, i, v) {
+                        int x = json_depth(v, limit - 1);
+                        d = x > d ? x : d;
+                }
+        if (json_is_object(j))
+                json_object_foreach((json_t *)j, k, v) {
+                        int x = json_depth(v, limit - 1);
+                        d = x > d ? x : d;
+                }
+        return d + 1;
+}
+
+int bt_params_parse(const char *text, size_t len, json_t **out, char *msg, size_t size)
+{
+        json_error_t je;
+        *out = NULL;
+        if (len > BT_PARAMS_MAX)
+                return jr_snprintf(msg, size, "not a regular file of at most 64 KiB"), -EINVAL;
+        json_t *p = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+        if (!p)
+                return jr_snprintf(msg, size, "%d:%d: %s", je.line, je.column, je.text), -EBADMSG;
+        const char *why = !json_is_object(p) ? "the params must be a JSON object"
+                          : json_depth(p, 40) > 32 ? "the params nest deeper than 32 levels" : NULL;
+        if (why) {
+                json_decref(p);
+                return jr_snprintf(msg, size, "%s", why), -EINVAL;
+        }
+        *out = p;
+        return 0;
+}

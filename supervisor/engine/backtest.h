@@ -73,4 +73,11 @@ int bt_bars_memfd(const char *path, int *out, uint64_t *lines, struct jr_err *er
  * (and the messages of its parse) a file its user could not read. */
 #define BT_NO_LINK "a symbolic link; data files are read as root and no link is followed: name the file itself"
 
+/* A backtest's params (jailrun --params): a JSON object of at most
+ * BT_PARAMS_MAX bytes nesting at most 32 levels, read-only to the
+ * strategy. Returns 0 with *out (the caller's), -EBADMSG for invalid JSON
+ * (msg "LINE:COLUMN: reason") or -EINVAL (msg says why); *out is NULL then. */
+#define BT_PARAMS_MAX (64 * 1024)
+int bt_params_parse(const char *text, size_t len, json_t **out, char *msg, size_t size);
+
 #endif

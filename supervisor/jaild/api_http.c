@@ -236,22 +236,12 @@ static enum MHD_Result query_arg(void *cls, enum MHD_ValueKind kind, const char 
 {
         (void)kind;
         struct query_check *q = cls;
-        const char *want = q->c->route->query;
-        if (!want || strcmp(key, want) != 0) {
-                q->bad = key;
-                return MHD_NO;
-        }
-        /* follow, follow=, follow=1, follow=true: on; follow=0, follow=false: off */
-        if (!value || !*value || strcmp(value, "1") == 0 || strcmp(value, "true") == 0)
-                q->c->follow = 1;
-        else if (strcmp(value, "0") == 0 || strcmp(value, "false") == 0)
-                q->c->follow = 0;
-        else {
-                q->bad = key;
-                q->bad_value = 1;
-                return MHD_NO;
-        }
-        return MHD_YES;
+        int r = api_query_arg(q->c->route, key, value, &q->c->follow);
+        if (r == 0)
+                return MHD_YES;
+        q->bad = key;
+        q->bad_value = r == -EINVAL;
+        return MHD_NO;
 }
 
 static int check_query(struct api_call *c)
@@ -421,17 +411,11 @@ static int body_add(struct api_call *c, const char *data, size_t n)
  * call is answered 400 when the body is wrong) or -ENOMEM. */
 static int body_parse(struct api_call *c)
 {
-        json_error_t je;
-        c->json = c->len ? json_loadb(c->body, c->len, JSON_REJECT_DUPLICATES, &je) : json_object();
-        if (!c->json && !c->len)
-                return -ENOMEM;
-        if (!c->json)
-                return api_call_fail(c, 400, "ValueError", "invalid JSON at line %d, column %d: %s", je.line,
-                                     je.column, je.text);
         char msg[256];
-        if (api_check_object(c->json, c->route->body, NULL, msg, sizeof msg) < 0)
+        int r = api_body_parse(c->route, c->body, c->len, &c->json, msg, sizeof msg);
+        if (r == -EINVAL)
                 return api_call_fail(c, 400, "ValueError", "%s", msg);
-        return 0;
+        return r;
 }
 
 /* What the backend left the call as when its callback returned. */
@@ -656,35 +640,12 @@ static int copy_config(struct api *a, const struct api_config *cfg)
         return 0;
 }
 
-static int hex(char ch)
-{
-        return ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
-             : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
-}
-
-/* Percent-decoding of the URL path and query, as MHD's own, except that a
- * %00 becomes byte 0x01: MHD hands the path over as a C string, which a
- * NUL would cut short ("a%00b" read as "a"); 0x01 is refused as a control
- * character instead (api_path_check), and matches no id. An escape that
- * is not two hex digits stays as it is. */
+/* MHD's unescape callback: api_unescape (api_routes.c). */
 static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
 {
         (void)cls;
         (void)conn;
-        char *w = s;
-        for (const char *r = s; *r; w++) {
-                int hi = r[0] == '%' ? hex(r[1]) : -1, lo = hi >= 0 ? hex(r[2]) : -1;
-                if (lo < 0) {
-                        *w = *r++;
-                        continue;
-                }
-                *w = (char)(hi << 4 | lo);
-                if (*w == '\0')
-                        *w = '\x01';
-                r += 3;
-        }
-        *w = '\0';
-        return (size_t)(w - s);
+        return api_unescape(s);
 }
 
 static int mhd_start(struct api *a, const struct api_config *cfg, int fd, struct jr_err *err)

@@ -140,4 +140,22 @@ struct api_route {
 const struct api_route *api_route_find(const char *method, const char *path, char id[API_ID_MAX + 1],
                                        const char **tail, char *allow, size_t allow_size, unsigned *status);
 
+/* A query argument key=value (value NULL: none) for route r: 0 with
+ * *follow set, -ENOENT for a key r does not take, -EINVAL for a value
+ * other than 1, 0, true, false or empty. */
+int api_query_arg(const struct api_route *r, const char *key, const char *value, int *follow);
+
+/* A JSON route's body (len bytes; none: {}) parsed and checked against
+ * r->body. Returns 0 with *out (the caller's), -EINVAL with the reason in
+ * msg (invalid JSON, a field refused), or -ENOMEM; *out is NULL then. */
+int api_body_parse(const struct api_route *r, const char *body, size_t len, json_t **out, char *msg, size_t size);
+
+/* Percent-decoding of the URL path and query in place, as MHD's own,
+ * except that a %00 becomes byte 0x01: MHD hands the path over as a C
+ * string, which a NUL would cut short ("a%00b" read as "a"); 0x01 is
+ * refused as a control character instead (api_path_check), and matches
+ * no id. An escape that is not two hex digits stays as it is. Returns the
+ * new length. */
+size_t api_unescape(char *s);
+
 #endif

@@ -318,3 +318,57 @@ int api_path_check(const char *path, int empty_ok, char *msg, size_t size)
                         return 0;
         }
 }
+
+int api_query_arg(const struct api_route *r, const char *key, const char *value, int *follow)
+{
+        if (!r->query || strcmp(key, r->query) != 0)
+                return -ENOENT;
+        /* follow, follow=, follow=1, follow=true: on; follow=0, follow=false: off */
+        if (!value || !*value || strcmp(value, "1") == 0 || strcmp(value, "true") == 0)
+                *follow = 1;
+        else if (strcmp(value, "0") == 0 || strcmp(value, "false") == 0)
+                *follow = 0;
+        else
+                return -EINVAL;
+        return 0;
+}
+
+int api_body_parse(const struct api_route *r, const char *body, size_t len, json_t **out, char *msg, size_t size)
+{
+        json_error_t je;
+        *out = NULL;
+        _cleanup_(json_decrefp) json_t *j = len ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &je) : json_object();
+        if (!j && !len)
+                return -ENOMEM;
+        if (!j)
+                return jr_snprintf(msg, size, "invalid JSON at line %d, column %d: %s", je.line, je.column, je.text),
+                       -EINVAL;
+        if (api_check_object(j, r->body, NULL, msg, size) < 0)
+                return -EINVAL;
+        *out = TAKE_PTR(j);
+        return 0;
+}
+
+static int hex(char ch)
+{
+        return ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+             : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+}
+
+size_t api_unescape(char *s)
+{
+        char *w = s;
+        for (const char *r = s; *r; w++) {
+                int hi = r[0] == '%' ? hex(r[1]) : -1, lo = hi >= 0 ? hex(r[2]) : -1;
+                if (lo < 0) {
+                        *w = *r++;
+                        continue;
+                }
+                *w = (char)(hi << 4 | lo);
+                if (*w == '\0')
+                        *w = '\x01';
+                r += 3;
+        }
+        *w = '\0';
+        return (size_t)(w - s);
+}

@@ -18,89 +18,18 @@
 #include "common/cleanup.h"
 #include "supervisor/jaild/nsbind.h"
 #include "supervisor/jaild/relay.h"
+#include "supervisor/jaild/sesscheck.h"
 #include "supervisor/jaild/session.h"
 
 /* Seconds an install may take (it downloads nothing: a local directory). */
 #define INSTALL_TIMEOUT_S 300.0
 
-static int alnum(char c)
-{
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-/* A project name (PEP 508): letters and digits, with . _ - inside. */
-static const char *project(const char *p)
-{
-        if (!alnum(*p))
-                return NULL;
-        while (alnum(*p) || ((*p == '.' || *p == '_' || *p == '-') && alnum(p[1])))
-                p++;
-        return p;
-}
-
-/* "==1.2", ">=1,<2": operators and versions of [A-Za-z0-9.*+!-]. */
-static const char *constraint(const char *p)
-{
-        static const char *const ops[] = { "===", "==", "!=", "<=", ">=", "~=", "<", ">" };
-        for (;;) {
-                size_t k = 0;
-                while (k < ELEMENTSOF(ops) && strncmp(p, ops[k], strlen(ops[k])) != 0)
-                        k++;
-                if (k == ELEMENTSOF(ops))
-                        return NULL;
-                p += strlen(ops[k]);
-                const char *v = p;
-                while (alnum(*p) || (*p && strchr(".*+!-", *p)))
-                        p++;
-                if (p == v)
-                        return NULL;
-                if (*p != ',')
-                        return p;
-                p++;
-        }
-}
-
-/* A requirement in the plain form of PEP 508 alone: a project name,
- * optional [extras], optional version constraints. Never an option, a
- * path, a URL, or a name pip would read as an archive file in its
- * working directory ("x.whl", "x.tar.gz": then it builds and runs what
- * the session put there). */
-static int name_ok(const char *s, size_t len)
-{
-        static const char *const archives[] = { ".whl", ".zip", ".tar", ".gz", ".tgz", ".bz2", ".tbz", ".xz", ".txz" };
-        if (len == 0 || len > 200 || strlen(s) != len)
-                return 0;
-        for (size_t i = 0; i < ELEMENTSOF(archives); i++) {
-                size_t n = strlen(archives[i]);
-                if (len >= n && strcasecmp(s + len - n, archives[i]) == 0)
-                        return 0;
-        }
-        const char *p = project(s);
-        if (p && *p == '[') {
-                do
-                        p = project(p + 1);
-                while (p && *p == ',');
-                p = p && *p == ']' ? p + 1 : NULL;
-        }
-        if (p && *p)
-                p = constraint(p);
-        return p && *p == '\0';
-}
-
 int packages_check(struct api_call *c, const json_t *names)
 {
-        size_t i, n = json_array_size(names);
-        json_t *v;
-        if (n == 0 || n > SESSION_MAX_PACKAGES) {
-                api_reply_error(c, 400, "ValueError", "names: 1 to %d package names", SESSION_MAX_PACKAGES);
+        char msg[256];
+        if (session_package_names_check(names, msg, sizeof msg) < 0) {
+                api_reply_error(c, 400, "ValueError", "%s", msg);
                 return -EINVAL;
-        }
-        json_array_foreach(names, i, v) {
-                if (!json_is_string(v) || !name_ok(json_string_value(v), json_string_length(v))) {
-                        api_reply_error(c, 400, "ValueError", "names[%zu]: a package name, optionally with extras "
-                                        "and a version (\"name\", \"name==1.2\", \"name[extra]>=1\")", i);
-                        return -EINVAL;
-                }
         }
         return 0;
 }

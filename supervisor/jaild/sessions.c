@@ -20,8 +20,8 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
-#include "common/parse.h"
 #include "supervisor/jaild/relay.h"
+#include "supervisor/jaild/sesscheck.h"
 #include "supervisor/jaild/session.h"
 
 /* Request bodies reach these handlers checked against their routes'
@@ -253,68 +253,21 @@ static void create_cancel(void *data)
 
 /* --- create ------------------------------------------------------------ */
 
-/* memory_limit: "512M", "1G", "1GB", "1GiB" or a number of bytes. */
-static int parse_memory(const json_t *v, uint64_t *out)
-{
-        if (json_is_integer(v)) {
-                if (json_integer_value(v) <= 0)
-                        return -EINVAL;
-                *out = (uint64_t)json_integer_value(v);
-                return 0;
-        }
-        char buf[32];
-        const char *s = json_string_value(v);
-        size_t n = strlen(s);
-        if (n == 0 || n >= sizeof buf)
-                return -EINVAL;
-        memcpy(buf, s, n + 1);
-        if (n >= 3 && strcmp(buf + n - 2, "iB") == 0)
-                buf[n -= 2] = '\0';
-        else if (n >= 2 && buf[n - 1] == 'B' && strchr("KMGkmg", buf[n - 2]))
-                buf[--n] = '\0';
-        unsigned long b;
-        if (jr_parse_size(buf, &b) < 0 || b == 0)
-                return -EINVAL;
-        *out = b;
-        return 0;
-}
-
 /* The limits asked for, within the exec profile's maxima; answered 400 if not. */
 static int take_limits(struct session *s, struct api_call *c, const json_t *spec)
 {
-        json_t *m = json_object_get(spec, "memory_limit"), *cpu = json_object_get(spec, "cpu_limit");
-        json_t *t = json_object_get(spec, "timeout");
-        char max[32];
-        format_size(s->mem_max, max, sizeof max);
-        if (m && parse_memory(m, &s->memory) < 0) {
-                api_reply_error(c, 400, "ValueError", "memory_limit: a size such as \"512M\" or \"1G\", or bytes");
+        struct session_limits l = { .memory = s->memory, .mem_max = s->mem_max, .cpus = s->cpus,
+                                    .cpus_max = s->cpus_max, .timeout = s->timeout,
+                                    .idle_max = s->d->cfg->sessions.idle_timeout };
+        char msg[256];
+        if (session_take_limits(spec, &l, msg, sizeof msg) < 0) {
+                api_reply_error(c, 400, "ValueError", "%s", msg);
                 return -EINVAL;
         }
-        if (s->memory > s->mem_max || s->memory < SESSION_MEMORY_MIN) {
-                api_reply_error(c, 400, "ValueError", "memory_limit: at most %s (%llu bytes), at least 32 MiB", max,
-                                (unsigned long long)s->mem_max);
-                return -EINVAL;
-        }
-        if (cpu)
-                s->cpus = json_number_value(cpu);
-        if (!(s->cpus >= 0.01 && s->cpus <= s->cpus_max)) {
-                api_reply_error(c, 400, "ValueError", "cpu_limit: at most %g cores, at least 0.01", s->cpus_max);
-                return -EINVAL;
-        }
-        if (t)
-                s->timeout = json_number_value(t);
-        if (!(s->timeout >= 0.001 && s->timeout <= SESSION_TIMEOUT_MAX)) {
-                api_reply_error(c, 400, "ValueError", "timeout: from 0.001 to %d seconds", SESSION_TIMEOUT_MAX);
-                return -EINVAL;
-        }
-        json_t *idle = json_object_get(spec, "idle_timeout");
-        double max_idle = s->d->cfg->sessions.idle_timeout;
-        s->idle_s = idle ? json_number_value(idle) : max_idle;
-        if (!(s->idle_s >= 1 && s->idle_s <= max_idle)) {
-                api_reply_error(c, 400, "ValueError", "idle_timeout: from 1 to %g seconds (sessions.idle_timeout)",
-                                max_idle);
-                return -EINVAL;
-        }
+        s->memory = l.memory;
+        s->cpus = l.cpus;
+        s->timeout = l.timeout;
+        s->idle_s = l.idle_s;
         format_size(s->memory, s->mem_text, sizeof s->mem_text);
         return 0;
 }
@@ -517,14 +470,12 @@ void api_session_execute(void *data, struct api_call *c, const char *id, json_t 
         struct session *s = session_live_or_answer(d, c, id);
         if (!s)
                 return;
-        json_t *code = json_object_get(body, "code"), *t = json_object_get(body, "timeout");
-        double timeout = t ? json_number_value(t) : s->timeout;
-        if (!(timeout >= 0.001 && timeout <= s->timeout))
-                return api_reply_error(c, 400, "ValueError", "timeout: from 0.001 to the session's %g s", s->timeout);
-        if (json_string_length(code) > JOB_MAX_CELL)
-                return api_reply_error(c, 413, "ValueError", "code: at most %d bytes", JOB_MAX_CELL);
-        if (strlen(json_string_value(code)) != json_string_length(code))
-                return api_reply_error(c, 400, "ValueError", "code: must not hold NUL characters");
+        json_t *code = json_object_get(body, "code");
+        double timeout;
+        char msg[256];
+        int r = session_execute_check(body, s->timeout, &timeout, msg, sizeof msg);
+        if (r < 0)
+                return api_reply_error(c, r == -EMSGSIZE ? 413 : 400, "ValueError", "%s", msg);
         if (cell_queue(s, c, json_string_value(code), json_string_length(code), timeout, stream))
                 cells_next(s);
 }
