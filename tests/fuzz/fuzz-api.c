@@ -51,6 +51,9 @@ static void policy(const char *profile, const json_t *over)
                 if (policy_decode(p, "policy", &d, &err) != 0)
                         __builtin_trap();  /* a policy that passed always decodes */
                 policy_release(&d);
+                err.msg[0] = '\0';
+                if (policy_check_python_layer(p, "policy", &err) < 0 && !err.msg[0])
+                        __builtin_trap();  /* a refusal always says why */
                 json_decref(p);
         } else if (o && !err.msg[0]) {
                 __builtin_trap();

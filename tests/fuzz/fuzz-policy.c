@@ -34,6 +34,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         if (policy_decode(p, "fuzz", &d, &err) != 0)
                                 __builtin_trap();
                         policy_release(&d);
+                        err.msg[0] = '\0';
+                        if (policy_check_python_layer(p, "fuzz", &err) < 0 && strlen(err.msg) == 0)
+                                __builtin_trap();
                         char *s = json_dumps(p, JSON_COMPACT);
                         free(s);
                         json_decref(p);
