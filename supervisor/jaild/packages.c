@@ -5,7 +5,9 @@
  * The directory is bound into the jail read-only for the install alone
  * (nsbind.c); the index is reached through a relay that exists for the
  * install alone and goes to the index only (relay.c); only wheels are taken
- * (--only-binary :all:), so nothing a package ships is run to install it. */
+ * (--only-binary :all:), so nothing a package ships is run to install it,
+ * and only pure-Python ones (py-none-any): the directory is the session's
+ * noexec /scratch, where compiled code could not load. */
 #include "config.h"
 
 #include <errno.h>
@@ -51,6 +53,7 @@ static char *install_code(const json_t *names, const char *source)
                 "cwd = os.getcwd()\n"
                 "argv = ['install', '--isolated', '--target', site] + %s + [\n"
                 "        '--only-binary', ':all:', '--no-cache-dir', '--disable-pip-version-check',\n"
+                "        '--implementation', 'py', '--abi', 'none', '--platform', 'any', '--python-version', '3.11',\n"
                 "        '--root-user-action', 'ignore', '--no-warn-script-location', '--upgrade'] + %s\n"
                 "try:\n"
                 "    os.chdir('/')  # nothing of the session's is read as a local path or module\n"
@@ -68,7 +71,9 @@ static char *install_code(const json_t *names, const char *source)
                 "    os.environ['PYTHONPATH'] = os.pathsep.join([site] + [p for p in paths if p])\n"
                 "importlib.invalidate_caches()\n"
                 "if status:\n"
-                "    raise RuntimeError('pip could not install the packages (status %%d); its output says why' %% status)\n"
+                "    raise RuntimeError('pip could not install the packages (status %%d); its output says why. Sessions '\n"
+                "                       'install pure-Python wheels only: nothing a session writes can run, so compiled '\n"
+                "                       'code cannot load from its directory' %% status)\n"
                 "''', {'__name__': '__jailrun_packages__'})\n",
                 "'" SESSION_SITE "'", source, list);
         return n < 0 ? NULL : code;
@@ -113,12 +118,6 @@ static int open_source(struct session *s, struct cell *cl, int pidfd, struct jr_
         const struct jaild_sessions_cfg *cfg = &s->d->cfg->sessions;
         char source[2560];
         unsigned port = 0;
-        struct ns_op site = { .kind = s->site_mounted ? NS_SITE_OPEN : NS_SITE_NEW, .dst = SESSION_SITE,
-                              .bytes = (unsigned long)cfg->dir_bytes };
-        if (ns_mount(pidfd, &site, err) < 0)
-                return -EIO;
-        s->site_mounted = 1;
-        cl->bound = 1;  /* from here on, the site is sealed after */
         if (cfg->wheel_dir) {
                 if (ns_bind(pidfd, cfg->wheel_dir, SESSION_WHEELS, err) < 0)
                         return -EIO;
@@ -130,6 +129,7 @@ static int open_source(struct session *s, struct cell *cl, int pidfd, struct jr_
                 snprintf(source, sizeof source, "['--index-url', '%s', '--proxy', 'http://127.0.0.1:%u']",
                          cfg->index_url, port);
         }
+        cl->bound = 1;
         char *code = install_code(cl->install, source);
         if (!code)
                 return jr_fail(err, ENOMEM, "the install's code");
@@ -165,13 +165,12 @@ void packages_unbind(struct session *s, struct cell *cl)
         cl->bound = 0;
         relay_close(s->relay);  /* the way out closes */
         s->relay = NULL;
+        if (!s->d->cfg->sessions.wheel_dir)
+                return;
         if (!s->job || job_pid(s->job, &pidfd) <= 0)
                 return;  /* the jail went, and its mounts with it */
-        struct ns_op seal = { .kind = NS_SITE_SEAL, .dst = SESSION_SITE };
-        if ((s->d->cfg->sessions.wheel_dir && ns_bind(pidfd, NULL, SESSION_WHEELS, &err) < 0) ||
-            ns_mount(pidfd, &seal, &err) < 0) {
-                /* A session that keeps the wheels in view, or its package
-                 * directory writable: it ends rather. */
+        if (ns_bind(pidfd, NULL, SESSION_WHEELS, &err) < 0) {
+                /* A session that keeps the wheels in view: it ends rather. */
                 jlog_msg(s->d, LOG_ERR, NULL, "session %s: %s; the session is ended", s->id, err.msg);
                 session_end(s, NULL);
         }

@@ -22,9 +22,7 @@
 /* Its working directory inside the jail. */
 #define SESSION_WORKDIR "/scratch"
 /* Packages: the operator's wheel directory is bound here while pip runs,
- * and pip installs into the session's own site directory, a tmpfs of its
- * own: writable and noexec while pip runs, read-only and executable after
- * (the rest of the working directory is never executable). */
+ * and pip installs into the session's own site directory. */
 #define SESSION_WHEELS SESSION_WORKDIR "/.wheels"
 #define SESSION_SITE SESSION_WORKDIR "/.packages"
 #define SESSION_MAX_PACKAGES 64
@@ -79,7 +77,6 @@ struct session {
         struct api_call *create;     /* answered when the interpreter is ready (and its packages are in) */
         json_t *packages;            /* to install before that answer */
         struct relay *relay;         /* an install's way to the package index */
-        int site_mounted;            /* SESSION_SITE is its own tmpfs (nsbind.h) */
         struct api_call *delete_call;
         struct cell *cells, **tail;  /* the first runs when it is sent */
         unsigned queued;

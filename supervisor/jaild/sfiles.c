@@ -70,8 +70,7 @@ static int fail_errno(struct jr_err *err, int e, int dirfd, const char *path)
         switch (e) {
         case ENOENT: return fail(err, e, "%.300s: no such file or directory", p);
         case ELOOP: return fail(err, e, "%.300s: the path holds a symbolic link, which is not followed", p);
-        case EXDEV: return fail(err, e, "%.300s: the path leaves the session directory (a mount: .packages is "
-                                "the installed packages', not a file of the session's)", p);
+        case EXDEV: return fail(err, e, "%.300s: the path leaves the session directory", p);
         case ENOTDIR: return fail(err, e, "%.300s: a part of the path is not a directory", p);
         case EISDIR: return fail(err, e, "%.300s: is a directory", p);
         case ENOTEMPTY: return fail(err, e, "%.300s: the directory is not empty", p);
