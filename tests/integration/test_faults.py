@@ -131,3 +131,84 @@ def test_redis_down_mid_run(tmp_path, tcp):
                 assert json.loads(redis.cli("--raw", "HGET", "jailrun:state:rw", "k%d" % n)) == {"n": n}, n
     finally:
         redis.kill()
+
+
+# --- a full disk ------------------------------------------------------------------
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 2 MiB tmpfs of the test's own, unmounted at the end."""
+    d = tmp_path / "small"
+    d.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(d)], check=True)
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", str(d)], check=True)
+
+
+DISK_WORKER = """
+import json
+def say(what, r):
+    ctx_.log.info(what, 0, json.dumps(r))
+def tick(ctx):
+    global ctx_
+    ctx_ = ctx
+    say("write", ctx.files.write("keep.txt", "A" * 40000))
+    say("set", ctx.state.set("keep", "S" * 1000))
+    big = 0
+    while big < 100 and "error" not in ctx.files.write("fill%d" % big, "x" * 262144):
+        big += 1
+    small = 0
+    while small < 1000 and "error" not in ctx.files.write("small%d" % small, "x" * 4096):
+        small += 1
+    say("full", [big, small])
+    say("overwrite", ctx.files.write("keep.txt", "B" * 200000))
+    say("newfile", ctx.files.write("new.txt", "N" * 100000))
+    say("reset", ctx.state.set("keep", "T" * 400000))
+    say("newkey", ctx.state.set("new", "T" * 400000))
+    say("read", ctx.files.read("keep.txt")["content"] == "A" * 40000)
+    say("get", ctx.state.get("keep") == "S" * 1000)
+    for k in range(big):
+        ctx.files.delete("fill%d" % k)
+    say("overwrite2", ctx.files.write("keep.txt", "C" * 50000))
+    say("reset2", ctx.state.set("keep", "U" * 400000))
+    say("get2", ctx.state.get("keep") == "U" * 400000)
+"""
+
+
+def test_disk_full(tmp_path, small_fs):
+    """The workspace and the SQLite store on a 2 MiB file system that the
+    worker fills: writes and sets that need space return errors naming
+    ENOSPC, what was stored before is intact (a write goes to a temporary
+    file renamed over the old one; a set is one SQLite transaction), the
+    job goes on, and once files are deleted writes and sets work again."""
+    ws, db = small_fs / "ws", small_fs / "state.sqlite"
+    p = start(tmp_path, DISK_WORKER, "--workspace", str(ws), "--state", str(db), "--name", "df")
+    res, _ = finish(p, timeout=slack(60))
+    assert res.code == 0, res
+    said = {}
+    for line in res.err.splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) == 4 and parts[0] == "INFO":
+            said[parts[1]] = json.loads(parts[3])
+    assert said["write"] == {"ok": True, "size": 40000} and said["set"] == {"ok": True}, res
+    assert said["full"][1] < 1000, "the file system never filled: %r" % res
+    for what in ("overwrite", "newfile"):
+        assert said[what] == {"error": "%s: the host's disk is full (ENOSPC)" %
+                              ("keep.txt" if what == "overwrite" else "new.txt")}, (what, res)
+    for what in ("reset", "newkey"):
+        assert said[what] == {"error": "state set: the host's disk is full (ENOSPC); nothing was changed"}, res
+    assert said["read"] is True and said["get"] is True, res
+    assert said["overwrite2"] == {"ok": True, "size": 50000} and said["reset2"] == {"ok": True}, res
+    assert said["get2"] is True, res
+    # what the host sees: the last writes, no temporary file, a sound store
+    assert (ws / "keep.txt").read_text() == "C" * 50000
+    assert not (ws / "new.txt").exists()
+    assert not [n for n in os.listdir(ws) if n.startswith(".jailrun-tmp")], os.listdir(ws)
+    con = sqlite3.connect(str(db))
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert dict(con.execute("SELECT key, value FROM kv WHERE ns = 'df'")) == {"keep": json.dumps("U" * 400000)}
+    finally:
+        con.close()
