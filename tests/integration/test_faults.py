@@ -9,6 +9,8 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import struct
+import threading
 import time
 
 import pytest
@@ -212,3 +214,150 @@ def test_disk_full(tmp_path, small_fs):
         assert dict(con.execute("SELECT key, value FROM kv WHERE ns = 'df'")) == {"keep": json.dumps("U" * 400000)}
     finally:
         con.close()
+
+
+# --- HTTP servers that hang or reset ---------------------------------------------
+
+class BadServer:
+    """A raw HTTP server on 127.0.0.1 that misbehaves by path: /hang reads
+    the request and never answers, /stall sends the headers and part of the
+    body then nothing, /reset sends part of a response then a TCP reset,
+    /cut closes in the middle of the headers; /gate?n=K answers only when
+    the test lets tick K go. `backlog` is a port that listens and never
+    accepts (the kernel completes the handshake; nobody reads)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.quiet = socket.socket()
+        self.quiet.bind(("127.0.0.1", 0))
+        self.quiet.listen(64)
+        self.backlog = self.quiet.getsockname()[1]
+        self.held = []
+        self.gates = {}
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def gate(self, n):
+        with self.lock:
+            return self.gates.setdefault(n, (threading.Event(), threading.Event()))
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.one, args=(c,), daemon=True).start()
+
+    def one(self, c):
+        req = b""
+        while b"\r\n\r\n" not in req:
+            data = c.recv(4096)
+            if not data:
+                c.close()
+                return
+            req += data
+        path = req.split(b" ")[1].decode()
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n"
+        if path == "/hang":
+            self.held.append(c)
+        elif path == "/stall":
+            c.sendall(head + b"x" * 10)
+            self.held.append(c)
+        elif path == "/reset":
+            c.sendall(head + b"x" * 10)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+        elif path == "/short":
+            c.sendall(head + b"x" * 10)
+            c.close()
+        elif path == "/cut":
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Ty")
+            c.close()
+        elif path.startswith("/gate?n="):
+            arrived, go = self.gate(int(path.partition("=")[2]))
+            arrived.set()
+            go.wait(600)
+            c.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            c.close()
+        else:
+            c.close()
+
+    def close(self):
+        self.sock.close()
+        self.quiet.close()
+        for c in self.held:
+            c.close()
+        for _, go in self.gates.values():
+            go.set()
+
+
+HTTP_WORKER = """
+import json, time
+n = 0
+def tick(ctx):
+    global n
+    for what in ("hang", "stall", "reset", "short", "cut", "backlog"):
+        url = "http://127.0.0.1:%d/" % (BACKLOG if what == "backlog" else PORT) + what
+        t0 = time.monotonic()
+        r = ctx.http.get(url, timeout=T)
+        ctx.log.info("got", what, json.dumps({"n": n, "r": r, "s": time.monotonic() - t0}))
+    ctx.log.info("gate", n, json.dumps(ctx.http.get("http://127.0.0.1:%d/gate?n=%d" % (PORT, n))))
+    n += 1
+"""
+
+
+def fds_and_threads(pid):
+    return len(os.listdir("/proc/%d/fd" % pid)), len(os.listdir("/proc/%d/task" % pid))
+
+
+def test_http_servers_that_hang_or_reset(tmp_path):
+    """Against servers that hang (no answer; headers then a stalled body;
+    a listener that never accepts) every request returns {"error": "timed
+    out"} once its own timeout has passed, and against ones that reset or
+    close mid-response an error saying so at once (libcurl calls a response
+    cut in its headers a success: jailrun does not); four ticks of that in one jail,
+    and jailrun's fds and threads are the same at the end of each (taken
+    while the tick waits on a gate the test holds)."""
+    t = 0.5
+    srv = BadServer()
+    pol = tmp_path / "http.json"
+    pol.write_text('{"http": {"allow_addresses": ["127.0.0.1"], "rate_per_second": 0}}')
+    src = "PORT, BACKLOG, T = %d, %d, %r\n" % (srv.port, srv.backlog, t) + HTTP_WORKER
+    ticks = 4
+    p = start(tmp_path, src, "--policy", str(pol), "--ticks", str(ticks), "--interval", "10ms")
+    counts = []
+    try:
+        for n in range(ticks):
+            arrived, go = srv.gate(n)
+            assert arrived.wait(slack(30)), "tick %d never reached its gate" % n
+            counts.append(fds_and_threads(p.pid))
+            go.set()
+        res, _ = finish(p, timeout=slack(30))
+    finally:
+        stop(p)
+        srv.close()
+    assert res.code == 0, res
+    assert counts[1:] == counts[1:2] * (ticks - 1), "jailrun's (fds, threads) at each gate: %r" % counts
+    got = {}
+    for line in res.err.splitlines():
+        if line.startswith("INFO got "):
+            _, _, what, rest = line.split(" ", 3)
+            v = json.loads(rest)
+            got.setdefault(what, []).append(v)
+    assert sorted(got) == ["backlog", "cut", "hang", "reset", "short", "stall"], res
+    said = {"cut": "the connection closed in the middle of the response's headers",
+            "short": "the connection closed before the end of the response's body"}
+    for what, vs in got.items():
+        assert [v["n"] for v in vs] == list(range(ticks)), (what, vs)
+        for v in vs:
+            assert list(v["r"]) == ["error"], (what, v)
+            if what in ("hang", "stall", "backlog"):
+                assert v["r"]["error"] == "timed out" and t * 0.9 <= v["s"] < t + slack(2), (what, v)
+            elif what == "reset":
+                assert "Connection reset by peer" in v["r"]["error"] and v["s"] < t, (what, v)
+            else:
+                assert v["r"]["error"] == said[what] and v["s"] < t, (what, v)
