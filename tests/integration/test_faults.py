@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import JAILRUN, NATIVE_POLICY
+from conftest import JAILRUN
 from hostprobe import slack
 from jr_helpers import finish, host_stays_clean, start, stop, wait_line  # noqa: F401
 
