@@ -44,7 +44,7 @@ static json_t *errno_fail(int e, const char *path)
         case EISDIR: return ctx_error("%.200s: is a directory", path);
         case ENOTDIR: return ctx_error("%.200s: a part of the path is not a directory", path);
         case ENOTEMPTY: return ctx_error("%.200s: the directory is not empty", path);
-        case ENOSPC: return ctx_error("%.200s: the host's disk is full", path);
+        case ENOSPC: return ctx_error("%.200s: the host's disk is full (ENOSPC)", path);
         default: return ctx_error("%.200s: %s", path, strerror(e));
         }
 }

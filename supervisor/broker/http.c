@@ -43,6 +43,7 @@ struct xfer {
         json_t *scrub;              /* strings never to give back (the secrets) */
         int ctype_doubt;            /* the last response's Content-Type came folded or not as UTF-8 */
         int after_ctype;            /* the header line before was Content-Type */
+        int head_open;              /* the last response's headers have not ended (their empty line) */
         int adapter;                /* built by the supervisor with credentials */
         char host[256];             /* of the current URL, lower case */
         char errbuf[CURL_ERROR_SIZE];
@@ -122,6 +123,11 @@ static size_t on_header(char *p, size_t size, size_t n, void *userdata)
                 json_object_clear(x->headers);
                 x->header_bytes = len;
                 x->ctype_doubt = x->after_ctype = 0;
+                x->head_open = 1;
+                return len;
+        }
+        if (len && (p[0] == '\r' || p[0] == '\n')) {
+                x->head_open = 0;
                 return len;
         }
         if (len && (p[0] == ' ' || p[0] == '\t')) {  /* obs-fold: the line continues the one before */
@@ -565,6 +571,10 @@ static json_t *outcome(struct xfer *x, CURLcode rc)
                 return ctx_error("the response is larger than %llu bytes", (unsigned long long)cfg->max_response);
         switch (rc) {
         case CURLE_OPERATION_TIMEDOUT: return ctx_error("timed out");
+        case CURLE_PARTIAL_FILE:
+                if (x->head_open)
+                        return ctx_error("the connection closed in the middle of the response's headers");
+                return ctx_error("the connection closed before the end of the response's body");
         case CURLE_UNSUPPORTED_PROTOCOL: return ctx_error("only http and https (HTTP/1.0 or later), redirects included");
         default:
                 return ctx_error("%s%s%.300s", curl_easy_strerror(rc), x->errbuf[0] ? ": " : "", x->errbuf);
@@ -695,6 +705,10 @@ int http_done(struct http *h, int64_t *id, json_t **result, void **body, size_t 
                 struct xfer *x = NULL;
                 CURLcode rc = m->data.result;
                 curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+                /* libcurl (7.88) ends a response whose connection closed in
+                 * the middle of its headers as a success: it is cut short. */
+                if (x && rc == CURLE_OK && x->head_open)
+                        rc = CURLE_PARTIAL_FILE;
                 int next = x && rc == CURLE_OK ? follow(x) : 0;
                 if (!x || next == 1)
                         continue;

@@ -56,7 +56,13 @@ static int db_fail(struct sqlite_store *s, struct jr_err *err, const char *what)
                    : (code & 0xff) == SQLITE_FULL ? ENOSPC
                    : (code & 0xff) == SQLITE_READONLY || (code & 0xff) == SQLITE_PERM ? EACCES
                    : EIO;
-        jr_fail(err, 0, "state %s: %s", what, sqlite3_errmsg(s->db));
+        /* SQLITE_FULL: a write the file system refused for want of space
+         * (the page limit, the other cause, is never set here); SQLite
+         * does not keep the errno, and its words name no cause. */
+        if (errnum == ENOSPC)
+                jr_fail(err, 0, "state %s: the host's disk is full (ENOSPC); nothing was changed", what);
+        else
+                jr_fail(err, 0, "state %s: %s", what, sqlite3_errmsg(s->db));
         err->errnum = errnum;
         return -errnum;
 }

@@ -11,11 +11,13 @@
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/cleanup.h"
 #include "supervisor/broker/state.h"
+#include "supervisor/engine/log.h"
 
 /* A round trip longer than this is an error, not a stalled supervisor. */
 #define REDIS_TIMEOUT_MS 5000
@@ -24,6 +26,7 @@ struct redis_store {
         redisContext *c;
         char host[PATH_MAX];
         int port, db, unix_sock;
+        int lost;             /* the server went away; said to the operator once */
         uint64_t max_total;   /* bytes of values per namespace; 0 = none */
 };
 
@@ -95,12 +98,24 @@ int state_url_ok(const char *url)
         return !state_is_redis(url) || parse_url(url, host, sizeof host, &port, &db, &unix_sock) == 0;
 }
 
+/* The server went away: said once to the operator, not at every call. */
+static void redis_lost(struct redis_store *s, const char *why)
+{
+        if (!s->lost)
+                log_msg("ctx.state: redis: lost the server (%s); each call connects again", why);
+        s->lost = 1;
+}
+
 static int redis_fail(struct redis_store *s, struct jr_err *err, const char *what, const redisReply *r)
 {
-        if (r && r->type == REDIS_REPLY_ERROR)
+        if (r && r->type == REDIS_REPLY_ERROR) {
                 jr_fail(err, 0, "state %s: redis: %.300s", what, r->str);
-        else
-                jr_fail(err, 0, "state %s: redis: %s", what, s->c->err ? s->c->errstr : "unexpected reply");
+        } else if (s->c->err) {
+                jr_fail(err, 0, "state %s: redis: connection lost: %s", what, s->c->errstr);
+                redis_lost(s, s->c->errstr);
+        } else {
+                jr_fail(err, 0, "state %s: redis: unexpected reply", what);
+        }
         err->errnum = EIO;
         return -EIO;
 }
@@ -131,7 +146,7 @@ static int redis_connect(struct redis_store *s, const char *url, struct jr_err *
         struct timeval tv = { REDIS_TIMEOUT_MS / 1000, (REDIS_TIMEOUT_MS % 1000) * 1000 };
         s->c = s->unix_sock ? redisConnectUnixWithTimeout(s->host, tv) : redisConnectWithTimeout(s->host, s->port, tv);
         if (!s->c || s->c->err) {
-                jr_fail(err, 0, "state: redis: %s", s->c ? s->c->errstr : "out of memory");
+                jr_fail(err, 0, "state: redis: cannot connect: %s", s->c ? s->c->errstr : "out of memory");
                 err->errnum = ECONNREFUSED;
                 return -ECONNREFUSED;
         }
@@ -151,11 +166,34 @@ static int redis_connect(struct redis_store *s, const char *url, struct jr_err *
         return 0;
 }
 
-/* A context that failed (a timeout, a dropped connection) is not used
- * again: the next call connects afresh. */
+/* Whether an idle connection was closed by the server (it restarted, or
+ * dropped us): readable with no request out means EOF or a reset. */
+static int redis_closed(const redisContext *c)
+{
+        struct pollfd p = { .fd = c->fd, .events = POLLIN | POLLRDHUP };
+        int n;
+        do
+                n = poll(&p, 1, 0);
+        while (n < 0 && errno == EINTR);
+        return n != 0;
+}
+
+/* A context that failed (a timeout, a dropped connection) or that the
+ * server closed while idle is not used again: the call connects afresh,
+ * so a server restarted between two calls costs neither an error. */
 static int redis_ready(struct redis_store *s, struct jr_err *err)
 {
-        return s->c && !s->c->err ? 0 : redis_connect(s, NULL, err);
+        if (s->c && !s->c->err && !redis_closed(s->c))
+                return 0;
+        int r = redis_connect(s, NULL, err);
+        if (r < 0) {
+                redis_lost(s, s->c && s->c->err ? s->c->errstr : err->msg);
+                return r;
+        }
+        if (s->lost)
+                log_msg("ctx.state: redis: connected again");
+        s->lost = 0;
+        return 0;
 }
 
 static int redis_open(void **out, const char *url, uint64_t max_total, struct jr_err *err)

@@ -475,16 +475,22 @@ static int lock_instance(const char *socket_path, struct jr_err *err)
         return hold_lock(path, "another jaild serves", socket_path, err);
 }
 
-/* Scripts of one-shot jobs a jaild killed before us left behind. */
+/* What a jaild killed before us left behind in the scripts' directory:
+ * one-shot jobs' scripts, and a worker's script it was writing (NAME.new;
+ * the worker's own is written again from the registry). */
 static void sweep_job_scripts(struct jaild *d)
 {
         _cleanup_close_ int dfd = open(d->scripts, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         DIR *dir = dfd < 0 ? NULL : fdopendir(fcntl(dfd, F_DUPFD_CLOEXEC, 0));
         if (!dir)
                 return;
-        for (struct dirent *de; (de = readdir(dir));)
-                if (strncmp(de->d_name, "j-", 2) == 0 && strstr(de->d_name, ".py") && unlinkat(dfd, de->d_name, 0) < 0)
+        for (struct dirent *de; (de = readdir(dir));) {
+                size_t n = strlen(de->d_name);
+                int stale = (strncmp(de->d_name, "j-", 2) == 0 && strstr(de->d_name, ".py")) ||
+                            (n > 4 && strcmp(de->d_name + n - 4, ".new") == 0);
+                if (stale && unlinkat(dfd, de->d_name, 0) < 0)
                         jlog_msg(d, LOG_WARNING, NULL, "remove %s/%s: %s", d->scripts, de->d_name, strerror(errno));
+        }
         closedir(dir);
 }
 

@@ -1,0 +1,498 @@
+"""Faults from outside the jail, each with its documented outcome (jailrun(1)
+FAULTS, docs/faults.md) and nothing acknowledged lost: the Redis store
+going away and coming back, a full disk under the workspace and the SQLite
+store, HTTP servers that hang or reset, a jail killed in the middle of a
+large message, and a cgroup write the kernel refuses."""
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import struct
+import threading
+import time
+
+import pytest
+
+from conftest import JAILRUN
+from hostprobe import slack
+from jr_helpers import finish, host_stays_clean, start, stop, wait_line  # noqa: F401
+
+
+def ok_lines(lines, word):
+    """{n: reply} of the lines "INFO WORD n REPLY" among `lines`."""
+    out = {}
+    for line in lines:
+        parts = line.rstrip("\n").split(" ", 3)
+        if len(parts) == 4 and parts[:2] == ["INFO", word]:
+            out[int(parts[2])] = json.loads(parts[3])
+    return out
+
+
+# --- Redis down mid-run ---------------------------------------------------------
+
+class Redis:
+    """A redis-server of the test's own, on a unix socket or a 127.0.0.1
+    port, writes fsync'd (as jailrun requires); stopped with SIGKILL and
+    started again on the same address and data directory."""
+
+    def __init__(self, d, tcp):
+        self.dir = d
+        self.sock = str(d / "redis.sock")
+        self.port = 0
+        if tcp:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                self.port = s.getsockname()[1]
+        self.url = "redis://127.0.0.1:%d" % self.port if tcp else "unix://" + self.sock
+        self.proc = None
+
+    def cli(self, *args):
+        where = ["-h", "127.0.0.1", "-p", str(self.port)] if self.port else ["-s", self.sock]
+        return subprocess.run(["redis-cli", *where, *args], capture_output=True, text=True, check=True,
+                              timeout=30).stdout
+
+    def start(self):
+        where = ["--port", str(self.port), "--bind", "127.0.0.1"] if self.port else \
+            ["--port", "0", "--unixsocket", self.sock, "--unixsocketperm", "700"]
+        self.proc = subprocess.Popen(["redis-server", *where, "--dir", str(self.dir), "--appendonly", "yes",
+                                      "--appendfsync", "always", "--save", ""],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + slack(10)
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "redis-server exited"
+            try:
+                if self.cli("PING").strip() == "PONG":
+                    return
+            except subprocess.CalledProcessError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("redis-server did not start")
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
+REDIS_WORKER = """
+import json
+n = 0
+def tick(ctx):
+    global n
+    ctx.log.info("set", n, json.dumps(ctx.state.set("k%d" % n, {"n": n})))
+    n += 1
+"""
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["unix", "tcp"])
+def test_redis_down_mid_run(tmp_path, tcp):
+    """Redis is killed under a ticking worker and started again: the calls
+    in between return {"error": ...}, the worker goes on in the same jail
+    (its counter never starts over), the calls after succeed without a
+    restart of the job, and every set that returned ok is in the store."""
+    (tmp_path / "redis").mkdir()
+    redis = Redis(tmp_path / "redis", tcp)
+    redis.start()
+    p = start(tmp_path, REDIS_WORKER, "--state", redis.url, "--name", "rw", "--interval", "50ms")
+    seen = []
+    try:
+        for want in range(3):
+            seen += wait_line(p.stderr, "INFO set %d " % want, timeout=slack(20))
+        redis.kill()
+        down = []
+        while len([v for v in ok_lines(down, "set").values() if "error" in v]) < 3:
+            down += wait_line(p.stderr, "INFO set ", timeout=slack(20))
+        seen += down
+        redis.start()
+        up = []
+        while len([v for v in ok_lines(up, "set").values() if v == {"ok": True}]) < 3:
+            up += wait_line(p.stderr, "INFO set ", timeout=slack(20))
+        seen += up
+        p.send_signal(signal.SIGTERM)
+        res, _ = finish(p, timeout=slack(30))
+    finally:
+        stop(p)
+        redis.kill()
+    assert res.code == 0, res
+    replies = ok_lines(seen + res.err.splitlines(), "set")
+    # one jail all along: its counter went 0, 1, 2, ... without starting over
+    assert sorted(replies) == list(range(len(replies))), replies
+    errors = {n: v for n, v in replies.items() if v != {"ok": True}}
+    assert errors, replies
+    for v in errors.values():
+        assert list(v) == ["error"] and "state" in v["error"] and "redis" in v["error"], v
+    assert max(replies) > max(errors), "no set succeeded after Redis came back: %r" % replies
+    err = "".join(seen) + res.err
+    assert "jailrun: ctx.state: redis: lost the server" in err and "jailrun: ctx.state: redis: connected again" in err, err
+    redis.start()
+    try:
+        for n, v in replies.items():
+            if v == {"ok": True}:
+                assert json.loads(redis.cli("--raw", "HGET", "jailrun:state:rw", "k%d" % n)) == {"n": n}, n
+    finally:
+        redis.kill()
+
+
+# --- a full disk ------------------------------------------------------------------
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 2 MiB tmpfs of the test's own, unmounted at the end."""
+    d = tmp_path / "small"
+    d.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(d)], check=True)
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", str(d)], check=True)
+
+
+DISK_WORKER = """
+import json
+def say(what, r):
+    ctx_.log.info(what, 0, json.dumps(r))
+def tick(ctx):
+    global ctx_
+    ctx_ = ctx
+    say("write", ctx.files.write("keep.txt", "A" * 40000))
+    say("set", ctx.state.set("keep", "S" * 1000))
+    big = 0
+    while big < 100 and "error" not in ctx.files.write("fill%d" % big, "x" * 262144):
+        big += 1
+    small = 0
+    while small < 1000 and "error" not in ctx.files.write("small%d" % small, "x" * 4096):
+        small += 1
+    say("full", [big, small])
+    say("overwrite", ctx.files.write("keep.txt", "B" * 200000))
+    say("newfile", ctx.files.write("new.txt", "N" * 100000))
+    say("reset", ctx.state.set("keep", "T" * 400000))
+    say("newkey", ctx.state.set("new", "T" * 400000))
+    say("read", ctx.files.read("keep.txt")["content"] == "A" * 40000)
+    say("get", ctx.state.get("keep") == "S" * 1000)
+    for k in range(big):
+        ctx.files.delete("fill%d" % k)
+    say("overwrite2", ctx.files.write("keep.txt", "C" * 50000))
+    say("reset2", ctx.state.set("keep", "U" * 400000))
+    say("get2", ctx.state.get("keep") == "U" * 400000)
+"""
+
+
+def test_disk_full(tmp_path, small_fs):
+    """The workspace and the SQLite store on a 2 MiB file system that the
+    worker fills: writes and sets that need space return errors naming
+    ENOSPC, what was stored before is intact (a write goes to a temporary
+    file renamed over the old one; a set is one SQLite transaction), the
+    job goes on, and once files are deleted writes and sets work again."""
+    ws, db = small_fs / "ws", small_fs / "state.sqlite"
+    p = start(tmp_path, DISK_WORKER, "--workspace", str(ws), "--state", str(db), "--name", "df")
+    res, _ = finish(p, timeout=slack(60))
+    assert res.code == 0, res
+    said = {}
+    for line in res.err.splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) == 4 and parts[0] == "INFO":
+            said[parts[1]] = json.loads(parts[3])
+    assert said["write"] == {"ok": True, "size": 40000} and said["set"] == {"ok": True}, res
+    assert said["full"][1] < 1000, "the file system never filled: %r" % res
+    for what in ("overwrite", "newfile"):
+        assert said[what] == {"error": "%s: the host's disk is full (ENOSPC)" %
+                              ("keep.txt" if what == "overwrite" else "new.txt")}, (what, res)
+    for what in ("reset", "newkey"):
+        assert said[what] == {"error": "state set: the host's disk is full (ENOSPC); nothing was changed"}, res
+    assert said["read"] is True and said["get"] is True, res
+    assert said["overwrite2"] == {"ok": True, "size": 50000} and said["reset2"] == {"ok": True}, res
+    assert said["get2"] is True, res
+    # what the host sees: the last writes, no temporary file, a sound store
+    assert (ws / "keep.txt").read_text() == "C" * 50000
+    assert not (ws / "new.txt").exists()
+    assert not [n for n in os.listdir(ws) if n.startswith(".jailrun-tmp")], os.listdir(ws)
+    con = sqlite3.connect(str(db))
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert dict(con.execute("SELECT key, value FROM kv WHERE ns = 'df'")) == {"keep": json.dumps("U" * 400000)}
+    finally:
+        con.close()
+
+
+# --- HTTP servers that hang or reset ---------------------------------------------
+
+class BadServer:
+    """A raw HTTP server on 127.0.0.1 that misbehaves by path: /hang reads
+    the request and never answers, /stall sends the headers and part of the
+    body then nothing, /reset sends part of a response then a TCP reset,
+    /cut closes in the middle of the headers; /gate?n=K answers only when
+    the test lets tick K go. `backlog` is a port that listens and never
+    accepts (the kernel completes the handshake; nobody reads)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.quiet = socket.socket()
+        self.quiet.bind(("127.0.0.1", 0))
+        self.quiet.listen(64)
+        self.backlog = self.quiet.getsockname()[1]
+        self.held = []
+        self.gates = {}
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def gate(self, n):
+        with self.lock:
+            return self.gates.setdefault(n, (threading.Event(), threading.Event()))
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.one, args=(c,), daemon=True).start()
+
+    def one(self, c):
+        req = b""
+        while b"\r\n\r\n" not in req:
+            data = c.recv(4096)
+            if not data:
+                c.close()
+                return
+            req += data
+        path = req.split(b" ")[1].decode()
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n"
+        if path == "/hang":
+            self.held.append(c)
+        elif path == "/stall":
+            c.sendall(head + b"x" * 10)
+            self.held.append(c)
+        elif path == "/reset":
+            c.sendall(head + b"x" * 10)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+        elif path == "/short":
+            c.sendall(head + b"x" * 10)
+            c.close()
+        elif path == "/cut":
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Ty")
+            c.close()
+        elif path.startswith("/gate?n="):
+            arrived, go = self.gate(int(path.partition("=")[2]))
+            arrived.set()
+            go.wait(600)
+            c.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            c.close()
+        else:
+            c.close()
+
+    def close(self):
+        self.sock.close()
+        self.quiet.close()
+        for c in self.held:
+            c.close()
+        for _, go in self.gates.values():
+            go.set()
+
+
+HTTP_WORKER = """
+import json, time
+n = 0
+def tick(ctx):
+    global n
+    for what in ("hang", "stall", "reset", "short", "cut", "backlog"):
+        url = "http://127.0.0.1:%d/" % (BACKLOG if what == "backlog" else PORT) + what
+        t0 = time.monotonic()
+        r = ctx.http.get(url, timeout=T)
+        ctx.log.info("got", what, json.dumps({"n": n, "r": r, "s": time.monotonic() - t0}))
+    ctx.log.info("gate", n, json.dumps(ctx.http.get("http://127.0.0.1:%d/gate?n=%d" % (PORT, n))))
+    n += 1
+"""
+
+
+def fds_and_threads(pid):
+    return len(os.listdir("/proc/%d/fd" % pid)), len(os.listdir("/proc/%d/task" % pid))
+
+
+def test_http_servers_that_hang_or_reset(tmp_path):
+    """Against servers that hang (no answer; headers then a stalled body;
+    a listener that never accepts) every request returns {"error": "timed
+    out"} once its own timeout has passed, and against ones that reset or
+    close mid-response an error saying so at once (libcurl calls a response
+    cut in its headers a success: jailrun does not); four ticks of that in one jail,
+    and jailrun's fds and threads are the same at the end of each (taken
+    while the tick waits on a gate the test holds)."""
+    t = 0.5
+    srv = BadServer()
+    pol = tmp_path / "http.json"
+    pol.write_text('{"http": {"allow_addresses": ["127.0.0.1"], "rate_per_second": 0}}')
+    src = "PORT, BACKLOG, T = %d, %d, %r\n" % (srv.port, srv.backlog, t) + HTTP_WORKER
+    ticks = 4
+    p = start(tmp_path, src, "--policy", str(pol), "--ticks", str(ticks), "--interval", "10ms")
+    counts = []
+    try:
+        for n in range(ticks):
+            arrived, go = srv.gate(n)
+            assert arrived.wait(slack(30)), "tick %d never reached its gate" % n
+            counts.append(fds_and_threads(p.pid))
+            go.set()
+        res, _ = finish(p, timeout=slack(30))
+    finally:
+        stop(p)
+        srv.close()
+    assert res.code == 0, res
+    assert counts[1:] == counts[1:2] * (ticks - 1), "jailrun's (fds, threads) at each gate: %r" % counts
+    got = {}
+    for line in res.err.splitlines():
+        if line.startswith("INFO got "):
+            _, _, what, rest = line.split(" ", 3)
+            v = json.loads(rest)
+            got.setdefault(what, []).append(v)
+    assert sorted(got) == ["backlog", "cut", "hang", "reset", "short", "stall"], res
+    said = {"cut": "the connection closed in the middle of the response's headers",
+            "short": "the connection closed before the end of the response's body"}
+    for what, vs in got.items():
+        assert [v["n"] for v in vs] == list(range(ticks)), (what, vs)
+        for v in vs:
+            assert list(v["r"]) == ["error"], (what, v)
+            if what in ("hang", "stall", "backlog"):
+                assert v["r"]["error"] == "timed out" and t * 0.9 <= v["s"] < t + slack(2), (what, v)
+            elif what == "reset":
+                assert "Connection reset by peer" in v["r"]["error"] and v["s"] < t, (what, v)
+            else:
+                assert v["r"]["error"] == said[what] and v["s"] < t, (what, v)
+
+
+# --- a jail killed in the middle of a message -------------------------------------
+
+BIG_WORKER = """
+big = "x" * 400000
+def tick(ctx):
+    ctx.log.info("ready")
+    while True:
+        ctx.state.set("big", big)
+        ctx.state.get("big")
+"""
+
+
+def job_groups(pid):
+    """The job's cgroup directories that exist, in any hierarchy."""
+    roots = ["/sys/fs/cgroup"] + [os.path.join("/sys/fs/cgroup", e) for e in os.listdir("/sys/fs/cgroup")]
+    return [d for d in (os.path.join(r, "jailrun", "job-%d" % pid) for r in roots) if os.path.isdir(d)]
+
+
+def jail_children(pid):
+    """jailrun's children that run as a jail's uid (not its own helper)."""
+    out = []
+    for t in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/children" % (pid, t)) as f:
+            for c in f.read().split():
+                with open("/proc/%s/status" % c) as s:
+                    uid = next(int(line.split()[1]) for line in s if line.startswith("Uid:"))
+                if uid != 0:
+                    out.append(int(c))
+    return out
+
+
+def test_jail_killed_mid_message(tmp_path):
+    """The jail is SIGKILLed while it sends 400 KB sets and reads 400 KB
+    replies as fast as it can: jailrun reports the death (exit 137,
+    --json status "signal", "jail killed by signal 9 (Killed)") without
+    waiting, and leaves no process, cgroup or uid lock; the store holds
+    the value whole or not at all. Eight trials at random moments."""
+    import random
+    rnd = random.Random(4)
+    for trial in range(8):
+        db = tmp_path / ("t%d.sqlite" % trial)
+        p = start(tmp_path, BIG_WORKER, "--json", "--state", str(db))
+        try:
+            wait_line(p.stderr, '"ready"', timeout=slack(20))
+            time.sleep(rnd.uniform(0, 0.3))
+            kids = jail_children(p.pid)
+            assert len(kids) == 1, kids
+            os.kill(kids[0], signal.SIGKILL)
+            res, _ = finish(p, timeout=slack(20))
+        finally:
+            stop(p)
+        assert res.code == 137, res
+        out = res.json
+        assert out["status"] == "signal" and out["error"]["message"] == "jail killed by signal 9 (Killed)", out
+        assert job_groups(p.pid) == [], job_groups(p.pid)
+        if not db.exists():  # killed before its first call
+            continue
+        con = sqlite3.connect(str(db))
+        try:
+            assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            if con.execute("SELECT 1 FROM sqlite_master WHERE name = 'kv'").fetchone():
+                assert [len(v) for v, in con.execute("SELECT value FROM kv")] in ([], [400002]), trial
+        finally:
+            con.close()
+
+
+# --- a cgroup write the kernel refuses ----------------------------------------------
+
+CPU_V1 = "/sys/fs/cgroup/cpu"
+
+
+def cgroup_roots():
+    return ["/sys/fs/cgroup"] + [os.path.join("/sys/fs/cgroup", e) for e in os.listdir("/sys/fs/cgroup")]
+
+
+def jailrun_backend():
+    out = subprocess.run([JAILRUN, "--version", "--verbose"], capture_output=True, text=True, timeout=60).stdout
+    return next((line for line in out.splitlines() if line.startswith("cgroup backend:")), "")
+
+
+@pytest.fixture
+def quota_parent():
+    """A cgroup parent whose cpu.cfs_quota_us (v1) is half a core: the
+    kernel then refuses a child's quota of a whole core (EINVAL; a v1 rule,
+    cgroup v2 clamps instead). Skips where the host does not refuse it."""
+    if "cpu at " + CPU_V1 not in jailrun_backend():
+        pytest.skip("jailrun does not use a cgroup v1 cpu hierarchy at %s here (%s)" % (CPU_V1, jailrun_backend()))
+    parent = "jailrun-faults-%d" % os.getpid()
+    d = os.path.join(CPU_V1, parent)
+    os.mkdir(d)
+    try:
+        with open(os.path.join(d, "cpu.cfs_quota_us"), "w") as f:
+            f.write("50000")
+        os.mkdir(os.path.join(d, "probe"))
+        try:
+            with open(os.path.join(d, "probe", "cpu.cfs_quota_us"), "w") as f:
+                f.write("100000")
+            refused = None
+        except OSError as e:
+            refused = e.errno
+        finally:
+            os.rmdir(os.path.join(d, "probe"))
+        if refused != 22:
+            pytest.skip("the host's kernel takes a child quota above its parent's (errno %s)" % refused)
+        yield parent
+    finally:
+        for root in cgroup_roots():
+            try:
+                os.rmdir(os.path.join(root, parent))
+            except OSError:
+                pass
+
+
+def test_a_refused_cgroup_write_refuses_the_job(tmp_path, quota_parent):
+    """The kernel refuses the job's cpu limit: jailrun runs nothing, exits
+    3 with a SetupError naming the file, the value and the errno, and
+    leaves no group; the same job within the parent's quota runs."""
+    import re
+    script = tmp_path / "s.py"
+    script.write_text("print('ran')\n")
+    p = subprocess.run([JAILRUN, "--json", "--profile", "exec", "--cgroup-parent", quota_parent, str(script)],
+                       capture_output=True, text=True, timeout=slack(60))
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert p.returncode == 3 and out["status"] == "setup" and out["error"]["type"] == "SetupError", p
+    assert re.fullmatch(r"jail set-up failed: write 100000 to %s/%s/job-\d+/cpu\.cfs_quota_us: Invalid argument"
+                        % (re.escape(CPU_V1), quota_parent), out["error"]["message"]), out
+    assert "ran" not in p.stdout, p
+    left = [e for r in cgroup_roots() if os.path.isdir(os.path.join(r, quota_parent))
+            for e in os.listdir(os.path.join(r, quota_parent)) if e.startswith("job-")]
+    assert left == [], left
+    p = subprocess.run([JAILRUN, "--profile", "exec", "--cpus", "0.25", "--cgroup-parent", quota_parent, str(script)],
+                       capture_output=True, text=True, timeout=slack(60))
+    assert p.returncode == 0 and p.stdout == "ran\n", p
