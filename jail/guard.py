@@ -236,6 +236,9 @@ class Guard:
         if isinstance(val, _ModuleType):
             if not self.module_ok(val.__name__):
                 return _Blocked("%s.%s" % (owner, attr), "module %s is not available" % val.__name__)
+            hit = self.blocked_reason(val.__name__)  # pandas.core.frame.fmt is pandas.io's
+            if hit:
+                return _Blocked("%s.%s" % (owner, attr), "%s: %s" % hit)
             return self.view(val)
         return val
 
@@ -248,6 +251,8 @@ class Guard:
             mod = None
             if len(parts) < 2:
                 continue
+            if name in self.checked and len(parts) > 3 and parts[0] in sys.modules:
+                self._load_lazy(".".join(parts[:-2]))
             for i in range(len(parts) - 1, 0, -1):
                 mod = sys.modules.get(".".join(parts[:i]))
                 if mod is not None:
@@ -264,6 +269,17 @@ class Guard:
                 blocked = _Blocked(name, self.blocked[name])
                 self.set_class_attr(obj, parts[-1], blocked)
         self.pending = left
+
+    @staticmethod
+    def _load_lazy(modname):
+        """The module of a checked method, loaded now when its package
+        loads it only on first use (pandas.core.resample: the first
+        .resample() would otherwise bring Resampler.agg in unchecked)."""
+        if modname not in sys.modules:
+            try:
+                _jailrun.trusted_import(modname, None, None, None, 0)
+            except ImportError:
+                pass
 
     @staticmethod
     def set_class_attr(cls, name, value):

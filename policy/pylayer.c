@@ -26,6 +26,16 @@ static const char *const core_dunders[] = {
 static const char *const core_attributes[] = {
         "f_globals", "f_builtins", "f_locals", "f_back", "tb_frame", "gi_frame", "cr_frame", "ag_frame",
 };
+/* Modules that hand user code the interpreter itself (sys.modules, the
+ * real builtins, frames, code, attribute access the guard does not see):
+ * never in python.imports or python.globals while the layer is on. */
+static const char *const interpreter_modules[] = {
+        "sys", "builtins", "operator", "_operator", "inspect", "types", "gc", "importlib", "ctypes", "_ctypes",
+        "code", "codeop", "runpy", "pdb", "bdb", "traceback", "dis", "pickle", "_pickle", "marshal", "copyreg",
+        "_thread", "threading", "os", "posix", "io", "_io", "subprocess", "socket", "string", "_string",
+        "sysconfig", "site", "pkgutil", "zipimport", "linecache", "tracemalloc", "faulthandler", "signal",
+        "weakref", "_weakref", "ast", "_ast", "symtable", "_imp", "_frozen_importlib",
+};
 /* Builtins that run code the validator never saw. */
 static const char *const code_builtins[] = { "eval", "exec", "compile" };
 
@@ -77,6 +87,35 @@ static int check_dunders(const json_t *doc, const char *what, const char *profil
         return 0;
 }
 
+/* The top-level module of a dotted name, if it is an interpreter module. */
+static const char *interpreter_module(const char *name)
+{
+        size_t n = strcspn(name, ".");
+        for (size_t i = 0; i < ELEMENTSOF(interpreter_modules); i++)
+                if (strlen(interpreter_modules[i]) == n && strncmp(name, interpreter_modules[i], n) == 0)
+                        return interpreter_modules[i];
+        return NULL;
+}
+
+static int check_modules(const json_t *doc, const char *what, const char *profile, struct jr_err *err)
+{
+        char why[160];
+        size_t i;
+        const char *key, *m;
+        const json_t *v;
+        json_array_foreach(at(doc, "python", "imports"), i, v)
+                if (json_is_string(v) && (m = interpreter_module(json_string_value(v)))) {
+                        snprintf(why, sizeof why, "allows %s, which hands out the interpreter itself", m);
+                        return open_layer(err, what, profile, "python.imports", why);
+                }
+        json_object_foreach((json_t *)at(doc, "python", "globals"), key, v)
+                if (json_is_string(v) && (m = interpreter_module(json_string_value(v)))) {
+                        snprintf(why, sizeof why, "injects %s as %s, which hands out the interpreter itself", m, key);
+                        return open_layer(err, what, profile, "python.globals", why);
+                }
+        return 0;
+}
+
 int policy_check_python_layer(const json_t *doc, const char *what, struct jr_err *err)
 {
         const char *profile = json_string_value(json_object_get(doc, "profile"));
@@ -88,5 +127,6 @@ int policy_check_python_layer(const json_t *doc, const char *what, struct jr_err
                 return open_layer(err, what, profile, "validator.forbid", "the rule \"dunder\" is missing");
         if (!json_is_true(at(doc, "python", "attribute_guard")))
                 return open_layer(err, what, profile, "python.attribute_guard", "the attribute guard is off");
-        return check_dunders(doc, what, profile, err);
+        int r = check_dunders(doc, what, profile, err);
+        return r < 0 ? r : check_modules(doc, what, profile, err);
 }

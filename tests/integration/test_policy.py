@@ -107,10 +107,10 @@ def test_policy_import_allowlist_and_audit_still_apply(tmp_path):
         def tick(ctx):
             ctx.log.info(os.getcwd())
             os.listdir("/")
-    """, "--policy", pol, "--json")
+    """, "--unsafe-python-layer", "--policy", pol, "--json")
     err = json.loads(r.out.splitlines()[-1])["error"]
     assert err["type"] == "SecurityError" and err["message"].startswith("os.listdir is not allowed"), r
-    r = run_script(tmp_path, "import json\ndef tick(ctx):\n    pass\n", "--policy", pol, "--json")
+    r = run_script(tmp_path, "import json\ndef tick(ctx):\n    pass\n", "--unsafe-python-layer", "--policy", pol, "--json")
     err = json.loads(r.out.splitlines()[-1])["error"]
     assert err["message"] == "Import of json is not allowed in worker sandbox. Allowed: ['math', 'os']"
 
@@ -281,6 +281,10 @@ def test_default_log_total_is_16_mib():
     ("worker", {"python": {"dunder_deny": ["__code__"]}}, "python.dunder_deny"),
     ("strategy", {"python": {"dunder_allow": ["__name__", "__globals__"]}}, "python.dunder_allow"),
     ("worker", {"python": {"builtins": ["print", "eval"]}}, "python.builtins"),
+    ("worker", {"python": {"imports": ["math", "sys"]}}, "python.imports"),
+    ("strategy", {"python": {"imports": ["numpy", "operator"]}}, "python.imports"),
+    ("worker", {"python": {"imports": ["importlib.util"]}}, "python.imports"),
+    ("worker", {"python": {"globals": {"B": "builtins"}}}, "python.globals"),
 ])
 def test_a_partial_python_layer_is_refused(tmp_path, profile, over, key):
     src = write(tmp_path, "w.py", "import json\ndef tick(ctx):\n    json.dumps.__globals__\n"

@@ -450,6 +450,10 @@ START_TEST(python_layer_whole_or_off)
                 { "strategy", "{\"python\": {\"dunder_policy\": \"deny-list\"}}", "$.python.dunder_deny: does not deny __globals__" },
                 { "worker", "{\"python\": {\"denied_attributes\": [\"gi_frame\"]}}", "$.python.denied_attributes: does not deny f_globals" },
                 { "worker", "{\"python\": {\"builtins\": [\"print\", \"compile\"]}}", "$.python.builtins: hands out compile" },
+                { "worker", "{\"python\": {\"imports\": [\"math\", \"gc\"]}}", "$.python.imports: allows gc" },
+                { "strategy", "{\"python\": {\"imports\": [\"inspect.x\"]}}", "$.python.imports: allows inspect" },
+                { "worker", "{\"python\": {\"imports\": [\"system\", \"sysx\", \"typesafe\"]}}", NULL },
+                { "worker", "{\"python\": {\"globals\": {\"o\": \"operator\"}}}", "$.python.globals: injects operator as o" },
         };
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
                 json_t *p;
