@@ -1,6 +1,7 @@
 """jaild end to end: the real daemon, started by the test, driven with curl
 and httpx over its socket; workers with real jails, state in SQLite, the
 registry across restarts (clean and kill -9), the pool, draining."""
+import http.server
 import json
 import os
 import shutil
@@ -367,6 +368,47 @@ def test_operator_keys_cannot_be_overridden_through_the_api(jd, policy):
         r = jd.post(path, body)
         assert r.status_code == 400, r.text
         assert "set by the operator" in r.json()["error"]["message"], r.text
+
+
+class Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"hello from the host"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+def test_the_operators_policy_opens_loopback_to_workers_and_the_api_cannot():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    fetch = ('def tick(ctx):\n'
+             '    try:\n'
+             '        ctx.log.info("got " + ctx.http.get("http://127.0.0.1:%d/")["text"])\n'
+             '    except Exception as e:\n'
+             '        ctx.log.info("refused " + str(e))\n' % srv.server_address[1])
+    opened = {"worker": {"http": {"allow_addresses": ["127.0.0.1"]}}}
+    try:
+        for policy, want in ((None, "refused "), (opened, "got hello from the host")):
+            d = Jaild(**({"policy": policy} if policy else {})).start()
+            try:
+                w = create(d, "fetch", fetch)
+                wait_state(d, w["id"], {"idle"})
+                assert tick(d, w["id"])["ok"]
+                got = messages(d, w["id"])
+                assert len(got) == 1 and got[0].startswith(want), got
+                if policy:  # still the operator's: an override through the API is refused
+                    r = d.post("/v1/workers", worker_spec("again", fetch, policy=opened["worker"]))
+                    assert r.status_code == 400 and "set by the operator" in r.text, r.text
+            finally:
+                left = d.cleanup()
+            assert left == []
+    finally:
+        srv.shutdown()
+        srv.server_close()
 
 
 def test_refused_peers_cannot_crowd_out_allowed_ones(jd):
