@@ -391,24 +391,33 @@ def test_the_operators_policy_opens_loopback_to_workers_and_the_api_cannot():
              '    except Exception as e:\n'
              '        ctx.log.info("refused " + str(e))\n' % srv.server_address[1])
     opened = {"worker": {"http": {"allow_addresses": ["127.0.0.1"]}}}
+    d = Jaild().start()
     try:
-        for policy, want in ((None, "refused "), (opened, "got hello from the host")):
-            d = Jaild(**({"policy": policy} if policy else {})).start()
-            try:
-                w = create(d, "fetch", fetch)
-                wait_state(d, w["id"], {"idle"})
-                assert tick(d, w["id"])["ok"]
-                got = messages(d, w["id"])
-                assert len(got) == 1 and got[0].startswith(want), got
-                if policy:  # still the operator's: an override through the API is refused
-                    r = d.post("/v1/workers", worker_spec("again", fetch, policy=opened["worker"]))
-                    assert r.status_code == 400 and "set by the operator" in r.text, r.text
-            finally:
-                left = d.cleanup()
-            assert left == []
+        # without the operator's policy: refused; then the policy is added
+        # to the file and read at SIGHUP, for the jails started after it
+        for name, want in (("before", "refused "), ("after", "got hello from the host")):
+            w = create(d, name, fetch)
+            wait_state(d, w["id"], {"idle"})
+            assert tick(d, w["id"])["ok"]
+            got = messages(d, w["id"])
+            assert len(got) == 1 and got[0].startswith(want), got
+            if name == "before":
+                d.config["policy"] = opened
+                with open(d.config_path, "w") as f:
+                    json.dump(d.config, f)
+                d.proc.send_signal(signal.SIGHUP)
+                deadline = time.monotonic() + hostprobe.slack(10)
+                while "configuration reloaded (log level, max_live_jobs, queue_wait, policy)" not in d.logs():
+                    assert time.monotonic() < deadline, d.logs()
+                    time.sleep(0.05)
+        # still the operator's alone: an override through the API is refused
+        r = d.post("/v1/workers", worker_spec("again", fetch, policy=opened["worker"]))
+        assert r.status_code == 400 and "set by the operator" in r.text, r.text
     finally:
+        left = d.cleanup()
         srv.shutdown()
         srv.server_close()
+    assert left == []
 
 
 def test_refused_peers_cannot_crowd_out_allowed_ones(jd):
