@@ -465,7 +465,7 @@ def summary(r):
             out.append("%-17s" % ("memcg.%s KiB" % k) + "".join("%11d" % (s[st]["memcg"][k] // 1024) for st in order))
     if r.get("memcg_note") or not s["base"]["memcg"]:
         out.append("memory cgroup: %s" % r.get("memcg_note"))
-    after = [x for x in r["samples"] if x["stage"] == "sample" and x["t"] >= s["warm"]["t"]] + [s["end"]]
+    after = [x for x in r["samples"] if x["stage"] == "sample" and s["warm"]["t"] <= x["t"] <= s["end"]["t"]] + [s["end"]]
     w, e = s["warm"]["vmrss_kib"], s["end"]["vmrss_kib"]
     growth = 100.0 * (e - w) / w
     peak = max(x["vmrss_kib"] for x in after)
