@@ -75,6 +75,7 @@ RUNS = int(os.environ.get("JAILD_BENCH_RUNS", "50"))
 PAIRS = int(os.environ.get("JAILD_BENCH_PAIRS", "300"))
 
 CGROUP_PARENT = "jaild-bench"
+TMP = "/tmp"           # where each jaild's files go (socket, state, registry, workspaces)
 UID_LO, UID_HI = 400000, 401999  # every jail of bench/jaild.py and bench/warm.py
 ROUND = 50             # jobs of one kind in a row before the next kind's turn
 WAIT_LIMIT = 300       # seconds any wait for the daemon may take, at most
@@ -186,7 +187,7 @@ class Jaild:
     """A jaild of this bench's own, in a temp dir."""
 
     def __init__(self, **config):
-        self.dir = tempfile.mkdtemp(prefix="jdb-", dir="/tmp")
+        self.dir = tempfile.mkdtemp(prefix="jdb-", dir=TMP)
         os.chmod(self.dir, 0o755)
         self.socket = os.path.join(self.dir, "jaild.sock")
         cfg = {"socket": {"path": self.socket, "mode": "0600"}, "cgroup_parent": CGROUP_PARENT,

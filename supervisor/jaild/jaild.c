@@ -150,13 +150,28 @@ static int refused_key(const json_t *over, char *msg, size_t size)
         return 0;
 }
 
+/* The overrides of a job's policy: the operator's for its profile (the
+ * configuration's "policy"), the API client's laid over them; NULL when
+ * out of memory. */
+static json_t *layered(const struct jaild *d, const char *profile, const json_t *overrides)
+{
+        _cleanup_(json_decrefp) json_t *op = d->cfg->policy ? json_loads(d->cfg->policy, 0, NULL) : json_object();
+        const char *name = profile ?: json_string_value(json_object_get(overrides, "profile")) ?: "worker";
+        json_t *mine = json_object_get(op, name);
+        _cleanup_(json_decrefp) json_t *over = mine ? json_deep_copy(mine) : json_object();
+        _cleanup_(json_decrefp) json_t *api = overrides ? json_deep_copy(overrides) : json_object();
+        if (!op || !over || !api || json_object_update_recursive(over, api) < 0)
+                return NULL;
+        return TAKE_PTR(over);
+}
+
 int build_opts(struct jaild *d, struct job_opts *o, const char *profile, const json_t *overrides,
                char **policy_json, char *msg, size_t size)
 {
         struct jr_err err = { 0 };
         if (refused_key(overrides, msg, size) < 0)
                 return -EINVAL;
-        _cleanup_(json_decrefp) json_t *over = overrides ? json_deep_copy(overrides) : json_object();
+        _cleanup_(json_decrefp) json_t *over = layered(d, profile, overrides);
         _cleanup_(json_decrefp) json_t *pol = NULL;
         _cleanup_(policy_release) struct policy p = { 0 };
         if (!over || policy_apply(profile, over, "policy", &pol, &err) < 0 ||
@@ -354,13 +369,16 @@ static void reload_config(struct jaild *d)
         jlog_set_level(&d->log, (int)c->log_level);
         d->cfg->max_live_jobs = c->max_live_jobs;
         d->cfg->queue_wait = c->queue_wait;
+        char *policy = d->cfg->policy;  /* for jails started from now on */
+        d->cfg->policy = c->policy;
+        c->policy = policy;
         int same = strcmp(c->socket_path, d->cfg->socket_path) == 0 && c->socket_mode == d->cfg->socket_mode &&
                    c->uid_lo == d->cfg->uid_lo && c->uid_hi == d->cfg->uid_hi &&
                    strcmp(c->cgroup_parent, d->cfg->cgroup_parent) == 0 && strcmp(c->registry, d->cfg->registry) == 0 &&
                    c->cgroup_pool_size == d->cfg->cgroup_pool_size && c->cgroup_pool_max == d->cfg->cgroup_pool_max &&
                    c->n_allow_uids == d->cfg->n_allow_uids && c->n_allow_gids == d->cfg->n_allow_gids;
         jaild_config_free(c);
-        jlog_msg(d, LOG_NOTICE, NULL, "SIGHUP: configuration reloaded (log level, max_live_jobs, queue_wait)%s",
+        jlog_msg(d, LOG_NOTICE, NULL, "SIGHUP: configuration reloaded (log level, max_live_jobs, queue_wait, policy)%s",
                  same ? "" : "; changes to the socket, allow lists, uid range, cgroup parent or pool, or registry take a restart");
         pool_kick(d);  /* a larger pool takes waiters now */
         notify_ready("configuration reloaded");

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "policy/policy.h"
 #include "supervisor/broker/adapters.h"
 #include "supervisor/engine/job.h"
 #include "supervisor/jaild/jaildconf.h"
@@ -583,6 +584,35 @@ static int parse_sessions(struct cfg_ctx *x, const json_t *root, struct jaild_co
         return parse_packages(x, s, &c->sessions);
 }
 
+/* The operator's policy over each profile ({"worker": {...}}): checked
+ * as a policy file over that profile is, kept as JSON text. */
+static int parse_policy(struct cfg_ctx *x, const json_t *root, struct jaild_config *c)
+{
+        struct key k;
+        json_t *p, *v;
+        const char *name;
+        int r = get_obj(x, root, "", "policy", &p, &k);
+        if (r < 0 || !p)
+                return r;
+        json_object_foreach(p, name, v) {
+                _cleanup_(json_decrefp) json_t *doc = NULL;
+                struct jr_err perr = { 0 };
+                key_of(&k, "policy", name);
+                if (strcmp(name, "worker") != 0 && strcmp(name, "strategy") != 0 && strcmp(name, "exec") != 0)
+                        return bad(x, k.s, "unknown profile: worker, strategy or exec");
+                if (!json_is_object(v))
+                        return wrong_type(x, k.s, "an object (a policy over the profile)", v);
+                if (policy_apply(name, v, k.s, &doc, &perr) < 0) {  /* "KEY: $.path: reason" */
+                        jr_fail(x->err, 0, "%s: %s", x->what, perr.msg);
+                        if (x->err)
+                                x->err->errnum = EINVAL;
+                        return -EINVAL;
+                }
+        }
+        c->policy = json_dumps(p, JSON_COMPACT);
+        return c->policy ? 0 : oom(x);
+}
+
 static const char *const level_names[] = {
         [JAILD_LOG_ERROR] = "error", [JAILD_LOG_WARNING] = "warning", [JAILD_LOG_NOTICE] = "notice",
         [JAILD_LOG_INFO] = "info", [JAILD_LOG_DEBUG] = "debug",
@@ -640,7 +670,7 @@ static int parse_root(struct cfg_ctx *x, const json_t *root, struct jaild_config
 {
         static const char *const keys[] = { "socket", "allow", "uid_range", "cgroup_parent", "cgroup_pool",
                                             "state", "workspace_root", "secrets", "registry", "max_live_jobs",
-                                            "queue_wait", "log_level", "zygote", "sessions", NULL };
+                                            "queue_wait", "log_level", "zygote", "sessions", "policy", NULL };
         int r;
         if (!json_is_object(root))
                 return wrong_type(x, "(top level)", "an object", root);
@@ -648,7 +678,8 @@ static int parse_root(struct cfg_ctx *x, const json_t *root, struct jaild_config
             (r = parse_allow(x, root, c)) < 0 || (r = parse_uid_range(x, root, c)) < 0 ||
             (r = parse_cgroup(x, root, c)) < 0 || (r = parse_pool(x, root, c)) < 0 || (r = parse_state(x, root, c)) < 0 ||
             (r = parse_files(x, root, c)) < 0 || (r = parse_limits(x, root, c)) < 0 ||
-            (r = parse_zygote(x, root, c)) < 0 || (r = parse_sessions(x, root, c)) < 0)
+            (r = parse_zygote(x, root, c)) < 0 || (r = parse_sessions(x, root, c)) < 0 ||
+            (r = parse_policy(x, root, c)) < 0)
                 return r;
         return parse_log(x, root, c);
 }
@@ -752,6 +783,7 @@ void jaild_config_free(struct jaild_config *c)
         free(c->zygote_preload);
         free(c->sessions.wheel_dir);
         free(c->sessions.index_url);
+        free(c->policy);
         free(c);
 }
 

@@ -96,6 +96,8 @@ struct jaild_config {
                 char *wheel_dir;         /* packages: pip's --find-links; NULL: none */
                 char *index_url;         /* packages: pip's --index-url; NULL: none */
         } sessions;
+        char *policy;                /* the operator's policy over each profile: a JSON object of
+                                        profile names to policies (jailrun-policy(5)); NULL: none */
 };
 
 /* Reads the configuration file at `path` (NULL: none, every default).

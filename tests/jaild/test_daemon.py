@@ -1,6 +1,7 @@
 """jaild end to end: the real daemon, started by the test, driven with curl
 and httpx over its socket; workers with real jails, state in SQLite, the
 registry across restarts (clean and kill -9), the pool, draining."""
+import http.server
 import json
 import os
 import shutil
@@ -389,6 +390,56 @@ def test_a_partial_python_layer_is_refused_through_the_api(jd, profile, policy, 
     r = jd.post("/v1/jobs", {"source": "import os\nprint(os.getpid() > 0)\ndef tick(ctx):\n    pass\n",
                              "policy": {"python": {"guard": False}, "validator": {"enabled": False}}})
     assert r.status_code == 200 and r.json()["exit_code"] == 0, r.text
+
+
+class Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"hello from the host"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+def test_the_operators_policy_opens_loopback_to_workers_and_the_api_cannot():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    fetch = ('def tick(ctx):\n'
+             '    try:\n'
+             '        ctx.log.info("got " + ctx.http.get("http://127.0.0.1:%d/")["text"])\n'
+             '    except Exception as e:\n'
+             '        ctx.log.info("refused " + str(e))\n' % srv.server_address[1])
+    opened = {"worker": {"http": {"allow_addresses": ["127.0.0.1"]}}}
+    d = Jaild().start()
+    try:
+        # without the operator's policy: refused; then the policy is added
+        # to the file and read at SIGHUP, for the jails started after it
+        for name, want in (("before", "refused "), ("after", "got hello from the host")):
+            w = create(d, name, fetch)
+            wait_state(d, w["id"], {"idle"})
+            assert tick(d, w["id"])["ok"]
+            got = messages(d, w["id"])
+            assert len(got) == 1 and got[0].startswith(want), got
+            if name == "before":
+                d.config["policy"] = opened
+                with open(d.config_path, "w") as f:
+                    json.dump(d.config, f)
+                d.proc.send_signal(signal.SIGHUP)
+                deadline = time.monotonic() + hostprobe.slack(10)
+                while "configuration reloaded (log level, max_live_jobs, queue_wait, policy)" not in d.logs():
+                    assert time.monotonic() < deadline, d.logs()
+                    time.sleep(0.05)
+        # still the operator's alone: an override through the API is refused
+        r = d.post("/v1/workers", worker_spec("again", fetch, policy=opened["worker"]))
+        assert r.status_code == 400 and "set by the operator" in r.text, r.text
+    finally:
+        left = d.cleanup()
+        srv.shutdown()
+        srv.server_close()
+    assert left == []
 
 
 def test_refused_peers_cannot_crowd_out_allowed_ones(jd):

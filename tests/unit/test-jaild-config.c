@@ -184,6 +184,12 @@ START_TEST(redis_and_mode)
         c = parse_ok("{\"sessions\": {\"packages\": {\"wheel_dir\": null, \"index_url\": null}}}");
         ck_assert_ptr_null(c->sessions.wheel_dir);
         ck_assert_ptr_null(c->sessions.index_url);
+        ck_assert_ptr_null(c->policy);  /* no operator policy by default */
+        jaild_config_free(c);
+        c = parse_ok("{\"policy\": {\"worker\": {\"http\": {\"allow_addresses\": [\"127.0.0.1\"]}}, "
+                     "\"exec\": {\"limits\": {\"pids\": 256, \"pids_max\": 256}}}}");
+        ck_assert_str_eq(c->policy, "{\"worker\":{\"http\":{\"allow_addresses\":[\"127.0.0.1\"]}},"
+                                    "\"exec\":{\"limits\":{\"pids\":256,\"pids_max\":256}}}");
         jaild_config_free(c);
         c = parse_ok("{\"zygote\": {\"enabled\": false, \"preload\": [\"numpy.linalg\", \"_x1\"], \"max_forks\": 3}}");
         ck_assert_int_eq(c->zygote_enabled, 0);
@@ -258,6 +264,13 @@ static const struct {
         { "{\"cgroup_pool\": {\"size\": 4097}}", "t: cgroup_pool.size: out of range" },
         { "{\"cgroup_pool\": {\"size\": \"4\"}}", "t: cgroup_pool.size: wrong type" },
         { "{\"cgroup_pool\": {\"min\": 1}}", "t: cgroup_pool.min: unknown key" },
+        { "{\"policy\": []}", "t: policy: wrong type: must be an object" },
+        { "{\"policy\": {\"workers\": {}}}", "t: policy.workers: unknown profile" },
+        { "{\"policy\": {\"worker\": 1}}", "t: policy.worker: wrong type" },
+        { "{\"policy\": {\"worker\": {\"http\": {\"allow_adresses\": []}}}}",
+          "t: policy.worker: $.http: unknown key 'allow_adresses'" },
+        { "{\"policy\": {\"exec\": {\"limits\": {\"pids\": 5000}}}}", "t: policy.exec: $.limits.pids: 5000 is above limits.pids_max" },
+        { "{\"policy\": {\"exec\": {\"profile\": \"worker\"}}}", "t: policy.exec: $.profile: 'worker' differs" },
         { "{\"state\": 1}", "t: state: wrong type" },
         { "{\"state\": {\"backend\": \"mysql\"}}", "t: state.backend: out of range" },
         { "{\"state\": {\"kind\": \"sqlite\"}}", "t: state.kind: unknown key" },
