@@ -271,6 +271,8 @@ static const struct {
           "t: policy.worker: $.http: unknown key 'allow_adresses'" },
         { "{\"policy\": {\"exec\": {\"limits\": {\"pids\": 5000}}}}", "t: policy.exec: $.limits.pids: 5000 is above limits.pids_max" },
         { "{\"policy\": {\"exec\": {\"profile\": \"worker\"}}}", "t: policy.exec: $.profile: 'worker' differs" },
+        { "{\"policy\": {\"worker\": {\"validator\": {\"enabled\": false}}}}",
+          "t: policy.worker: $.validator.enabled: the source validator is off" },
         { "{\"state\": 1}", "t: state: wrong type" },
         { "{\"state\": {\"backend\": \"mysql\"}}", "t: state.backend: out of range" },
         { "{\"state\": {\"kind\": \"sqlite\"}}", "t: state.kind: unknown key" },
