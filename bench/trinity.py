@@ -2,14 +2,11 @@
 """bench/trinity.py: the trinity system-call fuzzer inside a jail of profile
 exec (issue 18), for a bounded time; the host and the supervisor watched.
 
-How trinity gets into the jail. Profile exec binds the interpreter and what
-it needs, nothing else of /usr/bin; no policy key binds one more host file
-(exec.shell binds a fixed list of tools), and /scratch and /dev/shm are
-noexec. So the job's script carries the binary: /usr/bin/trinity (it needs
-only libc and the loader, which every jail has), zlib-compressed and
-base64-encoded into the script's text, is written by the script into a
-memfd and executed from there (/proc/self/fd/N; memfd_create and execve
-are in profile exec's filter). Nothing of the jail is changed for it.
+How trinity gets into the jail: the policy's exec.programs binds
+/usr/bin/trinity read-only at its own path (it needs only libc and the
+loader, which every jail has); nothing else of the jail changes for it.
+(Nothing the script writes can run: /scratch and /dev/shm are noexec and
+memfd_create is refused.)
 
 Trinity runs as the jail's uid 0, which is the job's unprivileged host uid
 with every capability set empty, so it is given --dangerous (its check is
@@ -41,7 +38,6 @@ bench/out/trinity-out.txt (trinity's own output, last 200 KiB). Needs root.
                    [--plain] [-- TRINITY ARGS...]
 """
 import argparse
-import base64
 import json
 import os
 import re
@@ -50,7 +46,6 @@ import sys
 import tempfile
 import threading
 import time
-import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.normpath(os.path.join(HERE, ".."))
@@ -77,22 +72,17 @@ KILLERS = ["ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "kc
 # (trinity-main segfaults at 0x21 while it makes them).
 KILLER_FDS = ["bpf", "perf", "fanotify", "userfaultfd", "sockets"]
 
-# The job's script: trinity from a memfd, stopped with SIGINT after its time.
+# The job's script: trinity (bound read-only by the policy's exec.programs),
+# stopped with SIGINT after its time.
 JOB = r'''
-import base64, os, signal, subprocess, sys, time, zlib
-BLOB = %(blob)r
+import os, signal, subprocess, sys, time
 seconds = float(sys.argv[1])
 args = sys.argv[2:]
-data = zlib.decompress(base64.b64decode(BLOB))
-fd = os.memfd_create("trinity", 0)
-os.write(fd, data)
-del data
 os.makedirs("/scratch/trinity-log", exist_ok=True)
 os.chdir("/scratch")
 print("jail: uid %%d euid %%d pid %%d; trinity %%s" %% (os.getuid(), os.geteuid(), os.getpid(), " ".join(args)),
       flush=True)
-p = subprocess.Popen(["trinity"] + args, executable="/proc/self/fd/%%d" %% fd, pass_fds=(fd,),
-                     start_new_session=True)
+p = subprocess.Popen([%(trinity)r] + args, start_new_session=True)
 t0 = time.monotonic()
 while p.poll() is None and time.monotonic() - t0 < seconds:
     time.sleep(0.5)
@@ -226,8 +216,8 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
-def jailrun_cmd(args, timeout, script, extra):
-    return [JAILRUN, "--profile", "exec", "--timeout", "%g" % timeout, "--pids", str(args.pids), "--memory",
+def jailrun_cmd(args, timeout, script, extra, policy=()):
+    return [JAILRUN, "--profile", "exec", *policy, "--timeout", "%g" % timeout, "--pids", str(args.pids), "--memory",
             args.memory, "--cpus", str(args.cpus), "--scratch-size", args.scratch, "--uid-range",
             "%d-%d" % (UID_LO, UID_HI), "--cgroup-parent", CGROUP_PARENT, script, "--"] + extra
 
@@ -261,7 +251,8 @@ class Prober(threading.Thread):
 
 def run_job(args, tmp, seconds, timeout, trinity_args, probe):
     script = os.path.join(tmp, "trinity_job.py")
-    cmd = jailrun_cmd(args, timeout, script, ["%g" % seconds] + trinity_args)
+    cmd = jailrun_cmd(args, timeout, script, ["%g" % seconds] + trinity_args,
+                      ("--policy", os.path.join(tmp, "policy.json")))
     prober = Prober(tmp) if probe else None
     if prober:
         prober.start()
@@ -315,8 +306,6 @@ def main():
         for s in KILLERS:  # trinity names x86_64's umount2 (166) umount
             targs += ["-x", "umount" if s == "umount2" else s]
     targs += args.trinity_args
-    with open(TRINITY, "rb") as f:
-        blob = base64.b64encode(zlib.compress(f.read(), 9)).decode()
     res = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "kernel": os.uname().release,
            "nproc": os.cpu_count(), "loadavg_start": loadavg(), "trinity_args": targs,
            "trinity_version": subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "trinity"],
@@ -328,7 +317,9 @@ def main():
         with tempfile.TemporaryDirectory(prefix="jr-trinity-") as tmp:
             os.chmod(tmp, 0o755)
             with open(os.path.join(tmp, "trinity_job.py"), "w") as f:
-                f.write(JOB % {"blob": blob})
+                f.write(JOB % {"trinity": TRINITY})
+            with open(os.path.join(tmp, "policy.json"), "w") as f:
+                json.dump({"profile": "exec", "exec": {"programs": [TRINITY]}}, f)
             res["main"] = run_job(args, tmp, args.seconds, args.seconds + 60, targs, True)
             if args.limit_seconds > 0:
                 res["limit"] = run_job(args, tmp, 10 * args.limit_seconds + 600, args.limit_seconds, targs, False)

@@ -248,6 +248,15 @@ int jail_exec_opts(const char *policy_json, struct jail_exec_opts *out, struct j
                 .shell = json_is_true(json_object_get(json_object_get(p, "exec"), "shell")),
                 .shm_bytes = (unsigned long)memory / 2,
         };
+        size_t i, n = 0;
+        json_t *v;
+        json_array_foreach(json_object_get(json_object_get(p, "exec"), "programs"), i, v) {
+                const char *s = json_string_value(v);
+                int w = s ? snprintf(out->programs + n, sizeof out->programs - n, "%s%s", n ? ":" : "", s) : -1;
+                if (w < 0 || (size_t)w >= sizeof out->programs - n)
+                        return jr_fail(err, EINVAL, "the policy: exec.programs");
+                n += (size_t)w;
+        }
         return 0;
 }
 
@@ -262,6 +271,7 @@ static int build_world(const struct jail_cfg *cfg, struct mnt_plan *plan, struct
                 .exec = exec,
                 .shell = eo.shell,
                 .shm_bytes = eo.shm_bytes,
+                .programs = eo.programs[0] ? eo.programs : NULL,
         };
         if (r == 0)
                 r = jail_build_root(&mc, plan, err);

@@ -144,6 +144,8 @@ static int add_programs(const struct mnt_cfg *cfg, struct mnt_plan *plan, struct
                         return jr_fail(err, ENAMETOOLONG, "tool '%s'", mnt_shell_tools[i]);
                 r = mntplan_add(plan, path, err);
         }
+        if (r == 0 && cfg->programs)
+                r = add_path_list(plan, cfg->programs, err);
         return r;
 }
 

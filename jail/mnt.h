@@ -27,6 +27,10 @@ struct mnt_cfg {
          * profile exec always has them; a child whose policy says no
          * hides them (mnt_warm_child). */
         int shell;
+        /* exec: the policy's exec.programs, ':'-separated (NULL: none),
+         * bound read-only where they are on the host. Cold jails only: a
+         * zygote's root is fixed (the supervisor refuses them warm). */
+        const char *programs;
 };
 
 /* What a zygote's child mounts of its own (mnt_warm_child). */

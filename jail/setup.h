@@ -30,6 +30,7 @@ int jail_build_root(struct mnt_cfg *mc, struct mnt_plan *plan, struct jr_err *er
 struct jail_exec_opts {
         int shell;
         unsigned long shm_bytes;
+        char programs[4096];  /* exec.programs, ':'-separated ("" none) */
 };
 /* From the policy's text (checked by the supervisor). 0, or -errno with
  * err set when it is not a policy. */

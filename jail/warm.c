@@ -153,6 +153,8 @@ static int warm_mounts(const struct jexec_cfg *c, struct jr_err *err)
         struct jail_exec_opts eo = { 0 };
         int exec = c->profile == JAIL_PROFILE_EXEC;
         int r = exec ? jail_exec_opts(c->policy_json, &eo, err) : 0;
+        if (r == 0 && eo.programs[0])  /* the supervisor starts such jails cold */
+                r = jr_fail(err, EINVAL, "exec.programs: a warm jail's root is its zygote's");
         struct mnt_child mc = {
                 .scratch_bytes = exec ? c->scratch_bytes : 0,
                 .shm_bytes = eo.shm_bytes,

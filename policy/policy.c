@@ -29,6 +29,7 @@ enum ptype {
         P_RULES,     /* array of distinct strings of `choices` */
         P_NETS,      /* array of addresses or prefixes: "127.0.0.1", "10.0.0.0/8" */
         P_HOSTS,     /* array of host names, "*.example.com" for subdomains */
+        P_PATHS,     /* array of distinct absolute, plain paths (no "..", ".", "//", ":") */
         P_PROXY,     /* "" or http://HOST:PORT */
         P_ADAPTERS,  /* object: name -> declaration (check_adapter) */
 };
@@ -137,6 +138,7 @@ static const struct pkey schema[] = {
         { "log.max_bytes", P_INT, 0, 1024 * GiB, NULL, AT(log.max_bytes) },
         { "exec", P_OBJECT, 0, 0, NULL },
         { "exec.shell", P_BOOL, 0, 0, NULL, AT(exec.shell) },
+        { "exec.programs", P_PATHS, 0, POLICY_MAX_PROGRAMS, NULL, AT(exec.nprograms) },
 };
 
 static const struct pkey *find_key(const char *path)
@@ -212,6 +214,39 @@ static int check_array(const struct pkey *k, const json_t *v, const char *what, 
                 if (k->type == P_RULES ? !is_choice(s, k->choices) : !is_name(s, json_string_length(e), 0))
                         return bad(err, what, k->path, "[%zu]: '%.64s' is not %s", i, s,
                                    k->type == P_RULES ? "a known rule" : "a Python name");
+                for (size_t d = 0; d < i; d++)
+                        if (strcmp(s, json_string_value(json_array_get(v, d))) == 0)
+                                return bad(err, what, k->path, "[%zu]: '%.64s' is listed twice", i, s);
+        }
+        return 0;
+}
+
+/* An absolute path with no empty, "." or ".." part, no trailing slash and
+ * no ':' (the jail's path lists are ':'-separated). */
+static int plain_path(const char *s, size_t len)
+{
+        if (len < 2 || len >= 256 || strlen(s) != len || s[0] != '/' || s[len - 1] == '/' || strchr(s, ':'))
+                return 0;
+        for (const char *p = s; p; p = strchr(p + 1, '/')) {
+                size_t n = strcspn(p + 1, "/");
+                if (n == 0 || (n == 1 && p[1] == '.') || (n == 2 && p[1] == '.' && p[2] == '.'))
+                        return 0;
+        }
+        return 1;
+}
+
+static int check_paths(const struct pkey *k, const json_t *v, const char *what, struct jr_err *err)
+{
+        if (!json_is_array(v) || json_array_size(v) > (size_t)k->max)
+                return bad(err, what, k->path, "expected an array of at most %.0f paths", k->max);
+        size_t i;
+        json_t *e;
+        json_array_foreach(v, i, e) {
+                const char *s = json_string_value(e);
+                if (!s)
+                        return bad(err, what, k->path, "[%zu]: expected a string, got %s", i, type_name(e));
+                if (!plain_path(s, json_string_length(e)))
+                        return bad(err, what, k->path, "[%zu]: '%.64s' is not a plain absolute path", i, s);
                 for (size_t d = 0; d < i; d++)
                         if (strcmp(s, json_string_value(json_array_get(v, d))) == 0)
                                 return bad(err, what, k->path, "[%zu]: '%.64s' is listed twice", i, s);
@@ -311,6 +346,8 @@ static int check_value(const struct pkey *k, const json_t *v, const char *what, 
         case P_NAMES:
         case P_RULES:
                 return check_array(k, v, what, err);
+        case P_PATHS:
+                return check_paths(k, v, what, err);
         case P_ADAPTERS: {
                 if (!json_is_object(v) || json_object_size(v) > (size_t)k->max)
                         return bad(err, what, k->path, "expected an object of at most %.0f adapters", k->max);
@@ -414,6 +451,8 @@ static int check_limits(const json_t *doc, const char *what, struct jr_err *err)
          * would be a promise nothing keeps. */
         if (json_is_true(lookup(doc, "exec.shell")) && strcmp(json_string_value(lookup(doc, "profile")), "exec") != 0)
                 return bad(err, what, "exec.shell", "only profile exec runs programs");
+        if (json_array_size(lookup(doc, "exec.programs")) && strcmp(json_string_value(lookup(doc, "profile")), "exec") != 0)
+                return bad(err, what, "exec.programs", "only profile exec runs programs");
         return 0;
 }
 
@@ -601,6 +640,11 @@ static int decode_value(const struct pkey *k, const json_t *v, void *at)
         case P_NETS:
         case P_HOSTS:
                 return decode_list(k, v, at);
+        case P_PATHS:  /* how many; the jail reads the paths from the text */
+                if (k->size != sizeof(unsigned))
+                        return -EINVAL;
+                *(unsigned *)at = (unsigned)json_array_size(v);
+                return 0;
         case P_OBJECT:
         case P_NAMES:
         case P_REASONS:

@@ -64,6 +64,7 @@ enum policy_rule {
 
 #define POLICY_MAX_NETS 64
 #define POLICY_MAX_HOSTS 64
+#define POLICY_MAX_PROGRAMS 16
 
 struct policy_nets {
         size_t n;
@@ -134,6 +135,7 @@ struct policy {
         } log;
         struct {
                 bool shell;                   /* /bin/sh and the tools (profile exec only) */
+                unsigned nprograms;           /* exec.programs named (they are in the text) */
         } exec;
 };
 

@@ -532,7 +532,8 @@ static int setup_policy(struct job_opts *o, const struct cli *cli, json_t **pol)
         _cleanup_(policy_release) struct policy p = { 0 };
         if (policy_load(cli->profile, cli->policy, pol, &err) < 0 || policy_decode(*pol, "policy", &p, &err) < 0 ||
             (!cli->unsafe_python_layer &&
-             policy_check_python_layer(*pol, cli->policy ? cli->policy : "built-in profile", &err) < 0)) {
+             policy_check_python_layer(*pol, cli->policy ? cli->policy : "built-in profile", &err) < 0) ||
+            job_programs_check(*pol, cli->policy ? cli->policy : "built-in profile", &err) < 0) {
                 log_msg("%s", err.msg);
                 return EXIT_USAGE;
         }

@@ -341,7 +341,7 @@ static int spawn_from(struct job *j, struct fds *f, int warm, struct jr_err *err
  * copies of the first ones (it ends at their go-ahead pipe's EOF). */
 static int spawn_any(struct job *j, struct fds *f, struct jr_err *err)
 {
-        if (j->o->spawn || !warm_can(j->o->warm, &j->cfg))
+        if (j->o->spawn || j->o->cold || !warm_can(j->o->warm, &j->cfg))
                 return spawn_from(j, f, 0, err);
         struct jr_err werr = { 0 };
         if (spawn_from(j, f, 1, &werr) == 0)

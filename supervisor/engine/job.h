@@ -64,6 +64,7 @@ struct job_opts {
         uid_t uid_lo, uid_hi;
         unsigned long scratch_bytes;
         int inet;                    /* exec: TCP sockets allowed in the jail (its network holds only lo) */
+        int cold;                    /* never from a warm zygote (exec.programs: a zygote's root is fixed) */
         uint64_t memory;             /* bytes */
         double cpus;                 /* cores */
         unsigned pids;               /* tasks */
@@ -189,6 +190,10 @@ struct policy;
 /* The options a decoded policy gives: limits, time budgets, the broker's
  * and http's settings. The front-end's own overrides come after. */
 void job_use_policy(struct job_opts *o, const struct policy *p);
+/* The policy's exec.programs, each a regular, executable file owned by
+ * root and writable by no one else (what the jail will run, bound
+ * read-only where it is). 0, or -errno with err naming the path. */
+int job_programs_check(const json_t *policy, const char *what, struct jr_err *err);
 /* A parent for job groups: one or more plain names below the root (never
  * the root itself), none of them a job-N or pool-N name (those the sweeps
  * remove). 1 if valid. */

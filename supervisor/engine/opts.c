@@ -1,8 +1,10 @@
 #include "config.h"
 
+#include <errno.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "policy/policy.h"
 #include "supervisor/engine/job.h"
@@ -22,6 +24,7 @@ void job_use_policy(struct job_opts *o, const struct policy *p)
         o->timeout_s = p->limits.timeout;
         o->cpu_time_s = p->limits.cpu_time;
         o->log_max_bytes = p->log.max_bytes;
+        o->cold = p->exec.nprograms > 0;
         o->bar_timeout_s = p->backtest.bar_timeout;
         o->tick_timeout_s = p->limits.tick_timeout;
         o->tick_grace_s = p->limits.tick_grace;
@@ -53,6 +56,25 @@ void job_use_policy(struct job_opts *o, const struct policy *p)
 /* A parent for job groups: one or more plain names below the root (never
  * the root itself, whose other groups are not ours), none of them a
  * job-N name the stale-group sweep would take for a job's. */
+int job_programs_check(const json_t *policy, const char *what, struct jr_err *err)
+{
+        size_t i;
+        json_t *v;
+        json_array_foreach(json_object_get(json_object_get(policy, "exec"), "programs"), i, v) {
+                const char *path = json_string_value(v);
+                struct stat st;
+                if (!path || stat(path, &st) < 0)
+                        return jr_fail(err, path ? errno : EINVAL, "%s: exec.programs[%zu]: %s", what, i, path ? path : "?");
+                if (!S_ISREG(st.st_mode) || !(st.st_mode & S_IXOTH))
+                        return jr_fail(err, 0, "%s: exec.programs[%zu]: %s is not a program everyone may run", what, i,
+                                       path);
+                if (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))
+                        return jr_fail(err, 0, "%s: exec.programs[%zu]: %s must be root's and writable by root alone",
+                                       what, i, path);
+        }
+        return 0;
+}
+
 int job_valid_cgroup_parent(const char *p)
 {
         p += strspn(p, "/");

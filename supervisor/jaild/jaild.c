@@ -128,10 +128,12 @@ void maybe_done(struct jaild *d)
 
 /* Keys an API client may not override: the ceilings the operator's
  * profiles set, and what reaches beyond the jail on the daemon's behalf
- * (adapters use the daemon's secrets; loopback and a proxy are the host's). */
+ * (adapters use the daemon's secrets; loopback and a proxy are the host's;
+ * exec.programs binds host files into the jail). */
 static const char *const operator_only[][2] = {
         { "limits", "memory_max" }, { "limits", "cpus_max" }, { "limits", "pids_max" },
         { "adapters", NULL },       { "http", "allow_addresses" }, { "http", "proxy" },
+        { "exec", "programs" },
 };
 
 static int refused_key(const json_t *over, char *msg, size_t size)
@@ -175,7 +177,8 @@ int build_opts(struct jaild *d, struct job_opts *o, const char *profile, const j
         _cleanup_(json_decrefp) json_t *pol = NULL;
         _cleanup_(policy_release) struct policy p = { 0 };
         if (!over || policy_apply(profile, over, "policy", &pol, &err) < 0 ||
-            policy_decode(pol, "policy", &p, &err) < 0 || policy_check_python_layer(pol, "policy", &err) < 0) {
+            policy_decode(pol, "policy", &p, &err) < 0 || policy_check_python_layer(pol, "policy", &err) < 0 ||
+            job_programs_check(pol, "policy", &err) < 0) {
                 snprintf(msg, size, "%s", over ? err.msg : "out of memory");
                 return -EINVAL;
         }

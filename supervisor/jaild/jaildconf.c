@@ -603,7 +603,7 @@ static int parse_policy(struct cfg_ctx *x, const json_t *root, struct jaild_conf
                 if (!json_is_object(v))
                         return wrong_type(x, k.s, "an object (a policy over the profile)", v);
                 if (policy_apply(name, v, k.s, &doc, &perr) < 0 ||  /* "KEY: $.path: reason" */
-                    policy_check_python_layer(doc, k.s, &perr) < 0) {
+                    policy_check_python_layer(doc, k.s, &perr) < 0 || job_programs_check(doc, k.s, &perr) < 0) {
                         jr_fail(x->err, 0, "%s: %s", x->what, perr.msg);
                         if (x->err)
                                 x->err->errnum = EINVAL;

@@ -299,3 +299,45 @@ def test_a_forked_child_shares_the_channel_and_is_as_untrusted(jail):
     """, "--json", timeout=60)
     assert r.code == 1, r
     assert final_json(r)["error"]["type"] == "ProtocolError", r
+
+
+# --- exec.programs: programs the operator adds (jailrun-policy(5)) -----------
+
+PROGRAMS_POLICY = {"profile": "exec", "exec": {"programs": ["/usr/bin/id", "/usr/bin/stat"]}}
+
+
+def test_programs_the_policy_names_run_read_only_and_jailed(jail, tmp_path):
+    r = jail("""
+        import errno, os, subprocess
+        print(sorted(os.listdir("/usr/bin")))
+        print(subprocess.run(["/usr/bin/id", "-u"], capture_output=True, text=True).stdout.strip())
+        # its own process: the same no_new_privs and seccomp filter
+        out = subprocess.run(["/usr/bin/stat", "-c", "%a %u", "/usr/bin/id"], capture_output=True, text=True).stdout
+        print(out.strip())
+        for mode in (os.O_WRONLY, os.O_RDWR | os.O_TRUNC):
+            try:
+                os.open("/usr/bin/id", mode)
+            except OSError as e:
+                print(errno.errorcode[e.errno])
+        st = open("/proc/self/status").read()
+        print([l.split()[1] for l in st.splitlines() if l.startswith(("NoNewPrivs", "Seccomp:"))])
+    """, "--policy", policy_file(tmp_path, PROGRAMS_POLICY))
+    assert r.code == 0, r
+    out = lines(r)
+    assert out[0] in ("['id', 'python3', 'python3.11', 'stat']", "['id', 'python3.11', 'stat']"), out
+    assert out[1] == "0" and out[2] == "755 65534", out  # root of the host is nobody in the jail
+    assert out[3] in ("EACCES", "EROFS") and out[4] == "EROFS" and out[5] == "['1', '2']", out
+
+
+def test_programs_need_profile_exec_and_a_root_owned_program(jail, worker, tmp_path):
+    r = worker("def tick(ctx):\n    pass\n", "--policy", policy_file(tmp_path, {"exec": {"programs": ["/usr/bin/id"]}}))
+    assert r.code == 2 and "$.exec.programs: only profile exec runs programs" in r.err, r
+    for path, why in (("/nonexistent/prog", "No such file or directory"), ("/etc/passwd", "is not a program everyone may run"),
+                      ("usr/bin/id", "is not a plain absolute path"), ("/usr/bin/../bin/id", "is not a plain absolute path")):
+        r = jail("pass", "--policy", policy_file(tmp_path, {"profile": "exec", "exec": {"programs": [path]}}))
+        assert r.code == 2 and why in r.err, (path, r)
+    mine = tmp_path / "prog"
+    mine.write_text("#!/bin/sh\n")
+    os.chmod(mine, 0o777)
+    r = jail("pass", "--policy", policy_file(tmp_path, {"profile": "exec", "exec": {"programs": [str(mine)]}}))
+    assert r.code == 2 and "must be root's and writable by root alone" in r.err, r

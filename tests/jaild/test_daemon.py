@@ -361,7 +361,7 @@ def test_reserved_worker_names_are_refused(jd, name):
 
 @pytest.mark.parametrize("policy", [{"limits": {"memory_max": 1 << 40}}, {"limits": {"pids_max": 5000}},
                                     {"http": {"allow_addresses": ["127.0.0.0/8"]}}, {"http": {"proxy": "http://127.0.0.1:1"}},
-                                    {"adapters": {}}])
+                                    {"adapters": {}}, {"exec": {"programs": ["/usr/bin/id"]}}])
 def test_operator_keys_cannot_be_overridden_through_the_api(jd, policy):
     for path, body in (("/v1/workers", worker_spec("over", COUNTER, policy=policy)),
                        ("/v1/jobs", {"source": "pass", "policy": policy})):

@@ -473,6 +473,49 @@ START_TEST(python_layer_whole_or_off)
 }
 END_TEST
 
+START_TEST(exec_programs)
+{
+        static const struct {
+                const char *over, *msg; /* msg NULL: accepted */
+        } cases[] = {
+                { "{\"exec\": {\"programs\": [\"/usr/bin/id\", \"/opt/x/run-it\"]}}", NULL },
+                { "{\"exec\": {\"programs\": []}}", NULL },
+                { "{\"exec\": {\"programs\": [\"usr/bin/id\"]}}", "[0]: 'usr/bin/id' is not a plain absolute path" },
+                { "{\"exec\": {\"programs\": [\"/usr/bin/\"]}}", "is not a plain absolute path" },
+                { "{\"exec\": {\"programs\": [\"/usr//bin/id\"]}}", "is not a plain absolute path" },
+                { "{\"exec\": {\"programs\": [\"/usr/./id\"]}}", "is not a plain absolute path" },
+                { "{\"exec\": {\"programs\": [\"/usr/../etc/x\"]}}", "is not a plain absolute path" },
+                { "{\"exec\": {\"programs\": [\"/a:b\"]}}", "is not a plain absolute path" },
+                { "{\"exec\": {\"programs\": [\"/\"]}}", "is not a plain absolute path" },
+                { "{\"exec\": {\"programs\": [\"/x\", \"/x\"]}}", "[1]: '/x' is listed twice" },
+                { "{\"exec\": {\"programs\": [1]}}", "[0]: expected a string" },
+                { "{\"exec\": {\"programs\": \"/x\"}}", "expected an array of at most 16 paths" },
+                { "{\"exec\": {\"programs\": [\"/1\",\"/2\",\"/3\",\"/4\",\"/5\",\"/6\",\"/7\",\"/8\",\"/9\",\"/10\","
+                  "\"/11\",\"/12\",\"/13\",\"/14\",\"/15\",\"/16\",\"/17\"]}}", "at most 16 paths" },
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+                json_t *p;
+                struct jr_err err = { 0 };
+                int r = apply("exec", cases[i].over, &p, &err);
+                if (!cases[i].msg) {
+                        ck_assert_msg(r == 0, "%zu: %s", i, err.msg);
+                        struct policy d = { 0 };
+                        ck_assert_int_eq(policy_decode(p, "t", &d, &err), 0);
+                        ck_assert_uint_eq(d.exec.nprograms, json_array_size(json_object_get(json_object_get(p, "exec"), "programs")));
+                        policy_release(&d);
+                        json_decref(p);
+                } else {
+                        ck_assert_msg(r == -EINVAL && strstr(err.msg, "$.exec.programs") && strstr(err.msg, cases[i].msg),
+                                      "%zu: %d %s", i, r, err.msg);
+                }
+        }
+        json_t *p;
+        struct jr_err err = { 0 };
+        ck_assert_int_eq(apply("worker", "{\"exec\": {\"programs\": [\"/usr/bin/id\"]}}", &p, &err), -EINVAL);
+        ck_assert_str_eq(err.msg, "test.json: $.exec.programs: only profile exec runs programs");
+}
+END_TEST
+
 START_TEST(decode_refuses)
 {
         json_t *doc;
@@ -532,6 +575,7 @@ int main(void)
         tcase_add_loop_test(tc, decode_refuses, 0, (int)(sizeof bad_values / sizeof bad_values[0]));
         tcase_add_test(tc, decode_not_an_object);
         tcase_add_test(tc, python_layer_whole_or_off);
+        tcase_add_test(tc, exec_programs);
         suite_add_tcase(s, tc);
         return unit_run(s);
 }
