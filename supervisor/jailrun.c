@@ -768,10 +768,17 @@ static int run_job(const struct job_opts *o, const char *warm, sigset_t *sigs, s
         return r;
 }
 
+/* The params object setup_backtest made (o->params), freed on every way
+ * out of main: the job only reads it. */
+static void params_free(struct job_opts *o)
+{
+        json_decref((json_t *)o->params);
+}
+
 int main(int argc, char *argv[])
 {
         ensure_stdio();
-        struct job_opts o = { .profile = JAIL_PROFILE_WORKER, .ticks = 1, .timeout_s = -1, .cpu_time_s = -1,
+        _cleanup_(params_free) struct job_opts o = { .profile = JAIL_PROFILE_WORKER, .ticks = 1, .timeout_s = -1, .cpu_time_s = -1,
                               .uid_lo = UID_RANGE_DEFAULT_LO, .uid_hi = UID_RANGE_DEFAULT_HI,
                               .scratch_bytes = JOB_SCRATCH_DEFAULT, .cgroup_parent = CGROUP_PARENT_DEFAULT,
                               .report_max = BTR_MAX_DEFAULT };
@@ -847,7 +854,6 @@ int main(int argc, char *argv[])
                 print_result(&o, &res);
         json_decref(res.violations);
         json_decref(res.report);
-        json_decref((json_t *)o.params);
         fflush(stdout);
         return res.exit_code;
 }
