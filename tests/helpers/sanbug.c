@@ -15,14 +15,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static volatile int past = 4;  /* volatile: no compile-time warning to hide the bug */
+/* volatile: no compile-time warning to hide the bug, and no size UBSan's
+ * object-size check could see first (heap is ASan's to find) */
+static volatile int past = 4;
 
 static int heap(void)
 {
-        char *p = malloc(4);
+        char *p = malloc(past);
         if (!p)
                 return 1;
-        p[past] = 1;
+        ((volatile char *)p)[past] = 1;  /* volatile: a store the compiler keeps */
         free(p);
         return 0;
 }
