@@ -594,11 +594,12 @@ static void print_check(const struct job_opts *o, const struct job_result *r)
         size_t i;
         json_t *v;
         if (o->json) {
-                json_t *j = json_pack("{s:s, s:s, s:O, s:i}", "file", o->script_path, "status",
+                /* s:o takes the reference: the result's, or a new array's */
+                json_t *j = json_pack("{s:s, s:s, s:o, s:i}", "file", o->script_path, "status",
                                       r->status != JOB_OK ? "error" : json_array_size(r->violations) ? "violations"
                                                                                                    : "clean",
-                                      "violations", r->violations ? r->violations : json_array(), "exit_code",
-                                      r->exit_code);
+                                      "violations", r->violations ? json_incref(r->violations) : json_array(),
+                                      "exit_code", r->exit_code);
                 if (j && r->status != JOB_OK)
                         json_object_set_new(j, "error", json_pack("{s:o, s:o}", "type", jr_json_text(r->etype), "message",
                                                                     jr_json_text(r->emsg)));
