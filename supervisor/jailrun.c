@@ -579,11 +579,12 @@ static void print_check(const struct job_opts *o, const struct job_result *r)
         size_t i;
         json_t *v;
         if (o->json) {
-                json_t *j = json_pack("{s:s, s:s, s:O, s:i}", "file", o->script_path, "status",
+                /* s:o takes the reference: the result's, or a new array's */
+                json_t *j = json_pack("{s:s, s:s, s:o, s:i}", "file", o->script_path, "status",
                                       r->status != JOB_OK ? "error" : json_array_size(r->violations) ? "violations"
                                                                                                    : "clean",
-                                      "violations", r->violations ? r->violations : json_array(), "exit_code",
-                                      r->exit_code);
+                                      "violations", r->violations ? json_incref(r->violations) : json_array(),
+                                      "exit_code", r->exit_code);
                 if (j && r->status != JOB_OK)
                         json_object_set_new(j, "error", json_pack("{s:o, s:o}", "type", jr_json_text(r->etype), "message",
                                                                     jr_json_text(r->emsg)));
@@ -753,10 +754,17 @@ static int run_job(const struct job_opts *o, const char *warm, sigset_t *sigs, s
         return r;
 }
 
+/* The params object setup_backtest made (o->params), freed on every way
+ * out of main: the job only reads it. */
+static void params_free(struct job_opts *o)
+{
+        json_decref((json_t *)o->params);
+}
+
 int main(int argc, char *argv[])
 {
         ensure_stdio();
-        struct job_opts o = { .profile = JAIL_PROFILE_WORKER, .ticks = 1, .timeout_s = -1, .cpu_time_s = -1,
+        _cleanup_(params_free) struct job_opts o = { .profile = JAIL_PROFILE_WORKER, .ticks = 1, .timeout_s = -1, .cpu_time_s = -1,
                               .uid_lo = UID_RANGE_DEFAULT_LO, .uid_hi = UID_RANGE_DEFAULT_HI,
                               .scratch_bytes = JOB_SCRATCH_DEFAULT, .cgroup_parent = CGROUP_PARENT_DEFAULT,
                               .report_max = BTR_MAX_DEFAULT };
@@ -832,7 +840,6 @@ int main(int argc, char *argv[])
                 print_result(&o, &res);
         json_decref(res.violations);
         json_decref(res.report);
-        json_decref((json_t *)o.params);
         fflush(stdout);
         return res.exit_code;
 }

@@ -46,11 +46,10 @@ int secrets_load(struct adapters *a, struct jr_err *err)
         if (st.st_size > SECRETS_MAX_FILE)
                 return jr_fail(err, EFBIG, "secrets file: larger than %d bytes", SECRETS_MAX_FILE);
         json_error_t je;
-        json_t *s = json_loadfd(fd, JSON_REJECT_DUPLICATES, &je);
-        if (!json_is_object(s)) {  /* the parser's text may quote a secret: only where */
-                json_decref(s);
+        /* Freed on every refusal after the message is made: it may quote a key. */
+        _cleanup_(json_decrefp) json_t *s = json_loadfd(fd, JSON_REJECT_DUPLICATES, &je);
+        if (!json_is_object(s))  /* the parser's text may quote a secret: only where */
                 return jr_fail(err, EINVAL, "secrets file: not a JSON object of strings (line %d)", je.line);
-        }
         const char *k;
         json_t *v;
         json_object_foreach(s, k, v) {
@@ -59,13 +58,11 @@ int secrets_load(struct adapters *a, struct jr_err *err)
                 int printable = t && n >= 4 && n <= 4096 && n == json_string_length(v);
                 for (size_t i = 0; printable && i < n; i++)
                         printable = t[i] > 0x20 && t[i] < 0x7f;
-                if (!printable) {
-                        json_decref(s);
+                if (!printable)
                         return jr_fail(err, EINVAL, "secrets file: %.100s must be 4 to 4096 printable ASCII characters "
                                        "without spaces", k);
-                }
         }
-        a->secrets = s;
+        a->secrets = TAKE_PTR(s);
         return 0;
 }
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/sanitizers.h"
 #include "supervisor/engine/jailio.h"
 #include "supervisor/engine/jobint.h"
 #include "supervisor/engine/uidlock.h"
@@ -412,6 +413,7 @@ static void jail_gone(struct defer *d)
         struct rusage ru = { 0 };
         while (wait4(r->sp.pid, &ws, 0, &ru) < 0 && errno == EINTR)
                 ;
+        san_note_exit("a jail", r->sp.pid, ws);
         j->res->cpu_ms = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
                          (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
         /* Accounting before the group goes; the job's processes are dead

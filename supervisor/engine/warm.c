@@ -18,6 +18,7 @@
 
 #include "common/cleanup.h"
 #include "common/fdio.h"
+#include "common/sanitizers.h"
 #include "common/zyproto.h"
 #include "supervisor/engine/log.h"
 #include "supervisor/engine/warm.h"
@@ -157,6 +158,7 @@ static void on_zygote_exit(struct watch *wt, uint32_t events)
         int st = 0;
         while (waitpid(p->pid, &st, WNOHANG) < 0 && errno == EINTR)
                 ;
+        san_note_exit("a warm zygote", p->pid, st);
         w->crashes++;
         note(w, "warm zygote (%s, pid %d) ended (%s %d); jails start cold until another is ready", profile_name(w),
              (int)p->pid, WIFSIGNALED(st) ? "signal" : "status", WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));

@@ -34,7 +34,8 @@ void api_worker_create(void *data, struct api_call *c, json_t *spec)
                                        "job. names one-shot jobs' namespaces)", name);
         if (check_spec(d, c, profile, policy, schedule) < 0)
                 return;
-        _cleanup_free_ char *ptext = json_dumps(policy ? policy : json_object(), JSON_COMPACT | JSON_SORT_KEYS);
+        _cleanup_(json_decrefp) json_t *none = policy ? NULL : json_object();
+        _cleanup_free_ char *ptext = json_dumps(policy ? policy : none, JSON_COMPACT | JSON_SORT_KEYS);
         _cleanup_free_ char *stext = schedule ? json_dumps(schedule, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
         json_t *src = json_object_get(spec, "source");
         struct registry_new n = { .name = name, .profile = profile, .source = json_string_value(src),

@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from conftest import JAILRUN, NATIVE_POLICY, run_script
+from conftest import JAIL_MEMORY_SCAN, JAILRUN, NATIVE_POLICY, not_under_sanitizers, run_script
 
 TOKEN = "123456:AAtokenSECRETvalue"
 KEY = "KEYabcdef123"
@@ -194,6 +194,7 @@ PAIRS = %r
 """
 
 
+@not_under_sanitizers(JAIL_MEMORY_SCAN)
 def test_secrets_are_not_in_jail_memory(tmp_path, setup):
     """After the supervisor used them (so they are in its memory), none is
     in the jail's: it was cloned before they were read."""
@@ -363,6 +364,7 @@ def tick(ctx):
         assert out.count("[secret]") >= 5, out
 
 
+@not_under_sanitizers(JAIL_MEMORY_SCAN)
 def test_restarted_jail_holds_no_secret_or_state(tmp_path, setup):
     """A worker's later jails come from a process that never served it: after
     the supervisor used the secrets, stored and read a state value, the

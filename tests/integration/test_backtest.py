@@ -13,7 +13,7 @@ import time
 import pytest
 
 from hostprobe import slack
-from conftest import JAILRUN, run_script
+from conftest import JAILRUN, SANITIZERS, run_script
 
 
 def write_bars(path, n, seed=1, fmt="csv", start=1700000000, step=60):
@@ -869,8 +869,12 @@ def test_a_million_bars_with_a_return_each_keep_jailrun_small(tmp_path):
     res = json.loads(out.strip().splitlines()[-1])
     assert res["backtest"]["bars_run"] == n and res["backtest"]["signals"] == n, res
     own = res["stats"]["supervisor_peak_rss_bytes"]
-    assert 0 < own <= SUPERVISOR_RSS_BOUND, res
-    assert 0 < hwm <= SUPERVISOR_RSS_BOUND, hwm
+    # Under ASan (tests/sanitizers/README) jailrun's resident memory holds
+    # the sanitizer's shadow and its quarantine of freed blocks (256 MB):
+    # the bound is the normal build's, the rest of the test holds in both.
+    if not SANITIZERS:
+        assert 0 < own <= SUPERVISOR_RSS_BOUND, res
+        assert 0 < hwm <= SUPERVISOR_RSS_BOUND, hwm
     # the report: one signal a line between its head and its summary
     with open(report, "rb") as f:
         head = f.readline()

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from hostprobe import slack
-from conftest import JAILRUN, NATIVE_POLICY, run_script
+from conftest import JAIL_MEMORY_SCAN, JAILRUN, NATIVE_POLICY, not_under_sanitizers, run_script
 
 
 def logs(r):
@@ -244,6 +244,7 @@ def test_call_flood_without_reading_replies_ends_the_job(tmp_path, sqlite_db):
     assert time.monotonic() - t0 < slack(25)
 
 
+@not_under_sanitizers(JAIL_MEMORY_SCAN)
 def test_jail_memory_holds_no_other_workers_state(tmp_path, sqlite_db):
     """The jail is cloned before the store is opened: another worker's
     value is nowhere in its memory, even after it used the store itself."""

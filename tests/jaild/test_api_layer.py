@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 import hostprobe
+from conftest import not_under_sanitizers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVER = os.environ.get("API_TEST_SERVER") or os.path.join(HERE, "api-test-server")
@@ -563,6 +564,7 @@ def test_a_stale_socket_is_replaced_a_live_one_is_not(server_factory):
 
 # ---- memory safety under the disconnects -------------------------------
 
+@not_under_sanitizers("valgrind cannot run a program built with ASan (its runtime must load first)")
 def test_disconnects_and_shutdown_under_valgrind(server_factory):
     if not shutil.which("valgrind"):
         pytest.skip("valgrind is not installed (Debian package valgrind)")

@@ -28,6 +28,7 @@ TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, TESTS)
 import hostprobe  # noqa: E402
 from jdaemon import JAILD, Jaild, jd  # noqa: E402, F401 (jd: a fixture)
+from conftest import JAIL_MEMORY_SCAN, SANITIZERS, not_under_sanitizers  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not os.path.exists(JAILD), reason="jaild is not built")
 
@@ -779,6 +780,7 @@ def probe(jd, sid, target, marker, fname, peek):
     return got, found, dict(l.split()[1:] for l in out if l.startswith("PEEK ")), killed
 
 
+@not_under_sanitizers(JAIL_MEMORY_SCAN)
 def test_a_session_cannot_see_anothers_files_processes_or_memory(jd):
     a, b = create(jd)["id"], create(jd)["id"]
     aa, ba = Alive(jd, a), Alive(jd, b)
@@ -904,7 +906,10 @@ def test_an_output_flood_is_cut_and_jailds_memory_stays_bounded(jd):
     while jd.get("/v1/sessions/%s" % slow).json()["state"] == "busy" and time.monotonic() < deadline:
         time.sleep(0.2)
     peak = vmrss(jd.proc.pid, "VmHWM")
-    assert peak - rss0 < 48 * MiB, (rss0, peak)  # 200 MB went through it
+    # Under ASan (tests/sanitizers/README) freed buffers stay in its
+    # quarantine (256 MB): the bound is the normal build's.
+    if not SANITIZERS:
+        assert peak - rss0 < 48 * MiB, (rss0, peak)  # 200 MB went through it
     raw.close()
     assert value(jd, flood, "1 + 1") == 2
     assert_unharmed(jd, keep)

@@ -17,6 +17,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import hostprobe  # noqa: E402
 from jdaemon import JAILD, Jaild, jd, worker_spec  # noqa: E402, F401 (jd: a fixture)
+from conftest import not_under_sanitizers  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not os.path.exists(JAILD), reason="jaild is not built")
 
@@ -89,6 +90,7 @@ def in_memory(pid, marker):
     return hit
 
 
+@not_under_sanitizers("the scan of jaild's own memory (/proc/PID/mem) would read ASan's terabytes of shadow")
 def test_a_warm_child_holds_nothing_of_another_worker():
     """Worker A's script, state value and log lines are in jaild's
     memory when the zygote is made again (after it was killed); a job
