@@ -199,28 +199,6 @@ static int bad(struct jr_err *err, const char *what, const char *path, const cha
         return jr_fail(err, 0, "%s: $%s%s: %s", what, *path ? "." : "", path, reason);
 }
 
-static int check_array(const struct pkey *k, const json_t *v, const char *what, struct jr_err *err)
-{
-        if (!json_is_array(v))
-                return bad(err, what, k->path, "expected an array of strings, got %s", type_name(v));
-        if (k->type == P_NAMES && json_array_size(v) > (size_t)k->max)
-                return bad(err, what, k->path, "more than %.0f entries", k->max);
-        size_t i;
-        json_t *e;
-        json_array_foreach(v, i, e) {
-                const char *s = json_string_value(e);
-                if (!s)
-                        return bad(err, what, k->path, "[%zu]: expected a string, got %s", i, type_name(e));
-                if (k->type == P_RULES ? !is_choice(s, k->choices) : !is_name(s, json_string_length(e), 0))
-                        return bad(err, what, k->path, "[%zu]: '%.64s' is not %s", i, s,
-                                   k->type == P_RULES ? "a known rule" : "a Python name");
-                for (size_t d = 0; d < i; d++)
-                        if (strcmp(s, json_string_value(json_array_get(v, d))) == 0)
-                                return bad(err, what, k->path, "[%zu]: '%.64s' is listed twice", i, s);
-        }
-        return 0;
-}
-
 /* An absolute path with no empty, "." or ".." part, no trailing slash and
  * no ':' (the jail's path lists are ':'-separated). */
 static int plain_path(const char *s, size_t len)
@@ -235,18 +213,31 @@ static int plain_path(const char *s, size_t len)
         return 1;
 }
 
-static int check_paths(const struct pkey *k, const json_t *v, const char *what, struct jr_err *err)
+/* What an entry of a list of k's type must be, when `e` is not that. */
+static const char *not_an_entry(const struct pkey *k, const json_t *e)
 {
-        if (!json_is_array(v) || json_array_size(v) > (size_t)k->max)
-                return bad(err, what, k->path, "expected an array of at most %.0f paths", k->max);
+        const char *s = json_string_value(e);
+        switch (k->type) {
+        case P_RULES: return is_choice(s, k->choices) ? NULL : "a known rule";
+        case P_PATHS: return plain_path(s, json_string_length(e)) ? NULL : "a plain absolute path";
+        default: return is_name(s, json_string_length(e), 0) ? NULL : "a Python name";
+        }
+}
+
+static int check_array(const struct pkey *k, const json_t *v, const char *what, struct jr_err *err)
+{
+        if (!json_is_array(v))
+                return bad(err, what, k->path, "expected an array of strings, got %s", type_name(v));
+        if (k->type != P_RULES && json_array_size(v) > (size_t)k->max)
+                return bad(err, what, k->path, "more than %.0f entries", k->max);
         size_t i;
         json_t *e;
         json_array_foreach(v, i, e) {
-                const char *s = json_string_value(e);
+                const char *s = json_string_value(e), *want;
                 if (!s)
                         return bad(err, what, k->path, "[%zu]: expected a string, got %s", i, type_name(e));
-                if (!plain_path(s, json_string_length(e)))
-                        return bad(err, what, k->path, "[%zu]: '%.64s' is not a plain absolute path", i, s);
+                if ((want = not_an_entry(k, e)))
+                        return bad(err, what, k->path, "[%zu]: '%.64s' is not %s", i, s, want);
                 for (size_t d = 0; d < i; d++)
                         if (strcmp(s, json_string_value(json_array_get(v, d))) == 0)
                                 return bad(err, what, k->path, "[%zu]: '%.64s' is listed twice", i, s);
@@ -345,9 +336,8 @@ static int check_value(const struct pkey *k, const json_t *v, const char *what, 
         }
         case P_NAMES:
         case P_RULES:
-                return check_array(k, v, what, err);
         case P_PATHS:
-                return check_paths(k, v, what, err);
+                return check_array(k, v, what, err);
         case P_ADAPTERS: {
                 if (!json_is_object(v) || json_object_size(v) > (size_t)k->max)
                         return bad(err, what, k->path, "expected an object of at most %.0f adapters", k->max);

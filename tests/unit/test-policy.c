@@ -489,9 +489,9 @@ START_TEST(exec_programs)
                 { "{\"exec\": {\"programs\": [\"/\"]}}", "is not a plain absolute path" },
                 { "{\"exec\": {\"programs\": [\"/x\", \"/x\"]}}", "[1]: '/x' is listed twice" },
                 { "{\"exec\": {\"programs\": [1]}}", "[0]: expected a string" },
-                { "{\"exec\": {\"programs\": \"/x\"}}", "expected an array of at most 16 paths" },
+                { "{\"exec\": {\"programs\": \"/x\"}}", "expected an array of strings, got a string" },
                 { "{\"exec\": {\"programs\": [\"/1\",\"/2\",\"/3\",\"/4\",\"/5\",\"/6\",\"/7\",\"/8\",\"/9\",\"/10\","
-                  "\"/11\",\"/12\",\"/13\",\"/14\",\"/15\",\"/16\",\"/17\"]}}", "at most 16 paths" },
+                  "\"/11\",\"/12\",\"/13\",\"/14\",\"/15\",\"/16\",\"/17\"]}}", "more than 16 entries" },
         };
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
                 json_t *p;
