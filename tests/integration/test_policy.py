@@ -30,7 +30,7 @@ def test_print_policy_of_each_profile(profile):
     assert set(p) == {"profile", "python", "validator", "limits", "state", "files", "http", "adapters", "backtest", "log",
                       "exec"}
     assert p["python"]["guard"] == (profile != "exec")
-    assert p["exec"] == {"shell": False}
+    assert p["exec"] == {"shell": False, "programs": []}
 
 
 def test_print_policy_shows_overrides_and_command_line_limits(tmp_path):

@@ -141,6 +141,8 @@ class Storm:
         self.created = {}
         self.deployed = []
         self.stop = threading.Event()
+        self.errors = []
+        self.unexpected = []
         self.threads = [threading.Thread(target=self.guard, args=(f,), daemon=True) for f in
                         (lambda c: self.tick(c, ticker), self.create, lambda c: self.deploy(c, deployed))]
 
@@ -148,8 +150,10 @@ class Storm:
         try:
             with self.d.client(timeout=hostprobe.slack(60)) as c:
                 fn(c)
-        except (httpx.HTTPError, OSError):  # jaild died under the call
-            pass
+        except (httpx.HTTPError, OSError) as e:  # jaild died under the call
+            self.errors.append(repr(e)[:200])
+        except AssertionError as e:  # an answer the storm did not expect: the test fails on it
+            self.unexpected.append(str(e)[:300])
 
     def tick(self, c, wid):
         while not self.stop.is_set():
@@ -209,13 +213,21 @@ def test_jaild_killed_while_it_writes():
             storm = Storm(d, ticker["id"], deployed["id"], trial)
             for t in storm.threads:
                 t.start()
-            until("the storm acknowledged nothing", hostprobe.slack(60),
-                  lambda: storm.ticks >= 1 and storm.created and storm.deployed)
+            try:
+                until("the storm acknowledged nothing", hostprobe.slack(60),
+                      lambda: storm.ticks >= 1 and storm.created and storm.deployed)
+            except AssertionError:
+                raise AssertionError("trial %d: the storm acknowledged %d ticks, %d creations, %d deployments; "
+                                     "its threads' errors: %s %s; jaild's log ends:\n%s"
+                                     % (trial, storm.ticks, len(storm.created), len(storm.deployed), storm.errors,
+                                        storm.unexpected,
+                                        d.logs()[-4000:])) from None
             time.sleep(rnd.uniform(0, 0.5))
             d.kill9()
             storm.stop.set()
             for t in storm.threads:
                 t.join(timeout=hostprobe.slack(60))
+            assert not storm.unexpected, storm.unexpected
             d.start()
             created.update(storm.created)
             if storm.deployed:
