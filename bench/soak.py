@@ -166,11 +166,11 @@ def descendants(pid, table):
     kids = {}
     for p, (pp, _, _) in table.items():
         kids.setdefault(pp, []).append(p)
-    out, todo = [], [pid]
-    while todo:
-        for k in kids.get(todo.pop(), []):
+    out, stack = [], [pid]
+    while stack:
+        for k in kids.get(stack.pop(), []):
             out.append(k)
-            todo.append(k)
+            stack.append(k)
     return out
 
 
