@@ -238,10 +238,12 @@ def test_a_gzip_bomb_is_cut_at_the_size_limit(tmp_path, gzip_server, http_policy
     5 MB body, not fifty times that."""
     costs = {}
     for name in ("big", "bomb"):
-        st, out = flood(tmp_path, "    last = ctx.http.get(%r)\n    last = last.get('error', len(last.get('text', '')))"
-                        % (gzip_server + "/" + name), *http_policy)
-        costs[name] = st["supervisor_cpu_us"] / 1e6  # all of jailrun's: whatever is charged or not
-        assert out[-1] == ("0 %d" % BIG if name == "big" else "0 the response is larger than 5242880 bytes"), out
+        for _ in range(3):  # the least of three: one run's CPU time carries the host's noise
+            st, out = flood(tmp_path, "    last = ctx.http.get(%r)\n    last = last.get('error', len(last.get('text', '')))"
+                            % (gzip_server + "/" + name), *http_policy)
+            # all of jailrun's: whatever is charged or not
+            costs[name] = min(costs.get(name, 1e9), st["supervisor_cpu_us"] / 1e6)
+            assert out[-1] == ("0 %d" % BIG if name == "big" else "0 the response is larger than 5242880 bytes"), out
     # Less than a 5 MB body (decoded, searched and sent besides); the whole
     # bomb inflated would cost fifty times the 5 MiB.
     assert costs["bomb"] <= 1.5 * costs["big"], costs  # decompressed whole, it would cost ~50 times more

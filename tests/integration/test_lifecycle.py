@@ -170,7 +170,7 @@ def test_tick_stuck_in_c_gets_a_fresh_jail(tmp_path):
     (tmp_path / "p.json").write_text('{"limits": {"tick_timeout": 0.2, "tick_grace": 0.3}}')
     t0 = time.monotonic()
     r = run_script(tmp_path, STUCK, "--ticks", "4", "--policy", str(tmp_path / "p.json"), "--json")
-    assert time.monotonic() - t0 < 20
+    assert time.monotonic() - t0 < slack(20)
     assert r.code == 1, r
     # module globals start again in the new jail; on_error runs there first.
     # ("tick 2" was logged, but a batch still in a killed jail is lost.)
@@ -385,7 +385,7 @@ def test_second_sigterm_stops_at_once(tmp_path):
         p.send_signal(signal.SIGTERM)
         out, err = finish(p)
     assert p.returncode == 143
-    assert time.monotonic() - t0 < 3
+    assert time.monotonic() - t0 < slack(3)
 
 
 def test_sighup_reloads_the_script(tmp_path):
@@ -433,7 +433,7 @@ def test_a_stop_while_the_reloaded_script_loads(tmp_path, sig, code):
         t0 = time.monotonic()
         p.send_signal(sig)
         out, err = finish(p)
-    assert time.monotonic() - t0 < 5
+    assert time.monotonic() - t0 < slack(5)
     assert p.returncode == code, err
     assert "did not load" not in err and "restart 2" not in err, err
 
@@ -585,7 +585,7 @@ def test_a_log_flood_does_not_stretch_the_limit_of_a_tick_stuck_in_c(tmp_path, f
             ctypes.CDLL(None).sleep(60)  # the GIL released, the clock's signal blocked
     """.replace("FLOOD", flood), "--policy", str(tmp_path / "pol.json"), "--tick-timeout", "0.5", "--ticks", "1",
                    "--json", timeout=90)
-    assert time.monotonic() - t0 < 30
+    assert time.monotonic() - t0 < slack(30)
     assert any("tick 1 did not return within its time limit of 0.5 s" in n for n in notes(r)), notes(r)[:5]
     assert r.json["stats"]["ticks_failed"] == 1, r.json
 
@@ -604,7 +604,7 @@ def test_on_error_that_kills_its_jail_is_not_called_for_that_again(tmp_path):
             ctx.state.keys()
             os._exit(5)
     """, "--policy", NATIVE_POLICY, "--interval", "50ms", "--ticks", "2", "--timeout", "30", "--json", timeout=60)
-    assert time.monotonic() - t0 < 20
+    assert time.monotonic() - t0 < slack(20)
     assert logs(r) == ["on_error the worker's jail exited with status 3"] * 2, r.err
     assert "jailrun: on_error did not return; it is not called for this failure again" in notes(r)
     assert notes(r)[-1] == "jailrun: on_error did not return", notes(r)  # every tick ran: no new jail
@@ -803,7 +803,7 @@ def test_sigterm_during_the_back_off(tmp_path):
         t0 = time.monotonic()
         p.send_signal(signal.SIGTERM)
         out, err = finish(p)
-    assert time.monotonic() - t0 < 2
+    assert time.monotonic() - t0 < slack(2)
     assert p.returncode == 1  # stopped; ticks had failed
 
 
@@ -816,7 +816,7 @@ def test_a_jail_that_dies_after_its_tick_still_backs_off(tmp_path):
         def tick(ctx):
             threading.Thread(target=lambda: (time.sleep(0.005), os._exit(9)), daemon=True).start()
     """, "--policy", NATIVE_POLICY, "--interval", "20ms", "--timeout", "5", "--json", timeout=60)
-    assert time.monotonic() - t0 < 30
+    assert time.monotonic() - t0 < slack(30)
     restarts = r.json["stats"]["restarts"]
     assert 2 <= restarts <= 5, r.json  # 0 + 1 + 2 s of back-off fit in 5 s; not one per slot
     assert any("in 2 s (restart 3, 3 failures in a row)" in n for n in notes(r)), notes(r)

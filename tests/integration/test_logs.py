@@ -230,7 +230,7 @@ def test_flood_of_long_messages(worker):
                 ctx.log.warn(s)
     """, "--json", timeout=60)
     assert r.code == 0, r.err[-2000:]
-    assert time.monotonic() - t0 < 30
+    assert time.monotonic() - t0 < slack(30)
     logs = json_logs(r.err)
     assert len(logs) == 3000
     assert all(e["message"] == "L" * 4000 for e in logs)
@@ -245,7 +245,7 @@ def test_flood_in_exec_profile(jail):
             print("stdout", i)
     """, timeout=60)
     assert r.code == 0, r.err[-2000:]
-    assert time.monotonic() - t0 < 30
+    assert time.monotonic() - t0 < slack(30)
     assert len(log_lines(r.err)) == 200000
     assert r.out.count("\n") == 200000
 
