@@ -466,8 +466,10 @@ void job_finish(struct job *j)
         struct timespec tc;
         clock_gettime(CLOCK_MONOTONIC, &tc);
         loop_unwatch(&j->oom);
-        if (j->cg.h && (j->cg.slot ? cg_pool_give(&j->cg, &cg_err) : cg_job_destroy(&j->cg, &cg_err)) < 0)
+        if (j->cg.h && (j->cg.slot ? cg_pool_give(&j->cg, &cg_err) : cg_job_destroy(&j->cg, &cg_err)) < 0) {
                 log_msg("cgroup clean-up: %s", cg_err.msg);
+                uidlock_abandon(&j->lock);  /* its processes may live on: the uid is not free */
+        }
         res->cg_teardown_us = us_since(&tc);
         uidlock_release(&j->lock);
         res->ctx_cpu_us = (int64_t)(j->broker.cpu.used_ns / 1000);

@@ -21,12 +21,58 @@ static int ensure_dir(struct jr_err *err)
         return 0;
 }
 
-/* 1: locked, 0: taken by someone else, <0: error. */
+/* Does a live process run as `uid` (real, effective, saved or filesystem
+ * uid)? 1 yes, 0 no, <0 -errno. Asked only of a uid whose lock file a
+ * dead supervisor left: its jails die after it (the kernel's parent-death
+ * signal, then the pid namespace's end), and until the last is gone that
+ * uid is not free. /proc's owner of a non-dumpable process is root, so
+ * the status file is read. */
+static int uid_in_use(uid_t uid)
+{
+        DIR *d = opendir("/proc");
+        if (!d)
+                return -errno;
+        int found = 0;
+        struct dirent *de;
+        while (!found && (de = readdir(d))) {
+                if (de->d_name[0] < '1' || de->d_name[0] > '9')
+                        continue;
+                char path[64];
+                snprintf(path, sizeof path, "%.20s/status", de->d_name);
+                _cleanup_close_ int fd = openat(dirfd(d), path, O_RDONLY | O_CLOEXEC);
+                char buf[2048];
+                ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+                if (n <= 0)
+                        continue;  /* gone meanwhile */
+                buf[n] = 0;
+                const char *st = strstr(buf, "\nState:\t");
+                const char *u = strstr(buf, "\nUid:\t");
+                unsigned ids[4];
+                if (!u || sscanf(u + 6, "%u %u %u %u", &ids[0], &ids[1], &ids[2], &ids[3]) != 4)
+                        continue;
+                if (st && (st[8] == 'Z' || st[8] == 'X'))
+                        continue;  /* dead, not yet reaped: it runs nothing */
+                for (int i = 0; i < 4; i++)
+                        found |= ids[i] == (unsigned)uid;
+        }
+        closedir(d);
+        return found;
+}
+
+/* 1: locked, 0: taken by someone else (or still in use by a dead
+ * supervisor's jail), <0: error. */
 static int try_uid(struct uidlock *l, uid_t uid, struct jr_err *err)
 {
         char path[PATH_MAX];
         snprintf(path, sizeof path, UIDLOCK_DIR "/%u.lock", (unsigned)uid);
-        _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        /* A file we create is no one's; one that exists and that nobody
+         * holds is a dead supervisor's. */
+        _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        int left = fd < 0 && errno == EEXIST;
+        if (left)
+                fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 && left && errno == ENOENT)
+                return 0;  /* its holder released it meanwhile: another uid */
         if (fd < 0)
                 return jr_fail(err, errno, "open uid lock %s", path);
         if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
@@ -41,6 +87,13 @@ static int try_uid(struct uidlock *l, uid_t uid, struct jr_err *err)
                 return jr_fail(err, errno, "fstat %s", path);
         if (stat(path, &b) < 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev)
                 return 0;
+        if (left) {
+                int r = uid_in_use(uid);
+                if (r < 0)
+                        return jr_fail(err, -r, "reading /proc for processes of uid %u", (unsigned)uid);
+                if (r)
+                        return 0;  /* the file stays, unheld, for the next to ask */
+        }
         l->uid = uid;
         l->fd = TAKE_FD(fd);
         snprintf(l->path, sizeof l->path, "%s", path);
@@ -48,8 +101,9 @@ static int try_uid(struct uidlock *l, uid_t uid, struct jr_err *err)
 }
 
 /* Removes lock files nobody holds (a jailrun killed with SIGKILL cannot
- * remove its own). Same protocol as the owners': lock, check the inode is
- * still the one at the path, unlink, close. */
+ * remove its own) once no process runs as their uid. Same protocol as the
+ * owners': lock, check the inode is still the one at the path, unlink,
+ * close. */
 void uidlock_sweep(void)
 {
         DIR *d = opendir(UIDLOCK_DIR);
@@ -66,6 +120,8 @@ void uidlock_sweep(void)
                 if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0 || fstat(fd, &a) < 0 ||
                     fstatat(dirfd(d), de->d_name, &b, AT_SYMLINK_NOFOLLOW) < 0 || a.st_ino != b.st_ino)
                         continue;
+                if (uid_in_use((uid_t)uid) != 0)
+                        continue;  /* a dead supervisor's jail still runs (or /proc said nothing) */
                 unlinkat(dirfd(d), de->d_name, 0);
         }
         closedir(d);
@@ -88,6 +144,14 @@ int uidlock_acquire(struct uidlock *l, uid_t lo, uid_t hi, unsigned seed, struct
                         return r < 0 ? r : 0;
         }
         return jr_fail(err, EAGAIN, "every uid in %u-%u is in use", (unsigned)lo, (unsigned)hi);
+}
+
+void uidlock_abandon(struct uidlock *l)
+{
+        if (l->fd < 0)
+                return;
+        close(l->fd);
+        l->fd = -1;
 }
 
 void uidlock_release(struct uidlock *l)

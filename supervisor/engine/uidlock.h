@@ -25,6 +25,11 @@ int uidlock_acquire(struct uidlock *l, uid_t lo, uid_t hi, unsigned seed, struct
  * SIGKILL): done at every acquire, and by a daemon at its start. */
 void uidlock_sweep(void);
 
+/* Releases the lock but leaves the file, for a job whose processes may
+ * live on (its cgroup could not be emptied): the next to want the uid
+ * takes it only once no process runs as it. Safe to call twice. */
+void uidlock_abandon(struct uidlock *l);
+
 /* Removes the lock file and releases the lock. Safe to call twice. */
 void uidlock_release(struct uidlock *l);
 

@@ -151,6 +151,32 @@ def test_setup_failure_when_every_uid_is_taken(tmp_path):
     assert r.returncode == 0, r
 
 
+def test_a_dead_supervisors_uid_is_not_taken_while_its_jail_runs(tmp_path):
+    """A lock file nobody holds is what a supervisor killed with SIGKILL
+    leaves; its jails die a moment after it. Until no process runs as that
+    uid, no job takes it (exit 3, as when it is held) and no sweep removes
+    the file; then a job takes it and leaves nothing behind."""
+    script = write_script(tmp_path, TICK)
+    os.makedirs(LOCK_DIR, exist_ok=True)
+    path = os.path.join(LOCK_DIR, "150003.lock")
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    # what outlives the dead supervisor: a process of that uid
+    ghost = subprocess.Popen(["sleep", "60"], user=150003, group=150003, extra_groups=[])
+    try:
+        r = run("--uid-range", "150003-150003", script)
+        assert r.returncode == 3 and "150003" in r.stderr, r
+        assert "INFO ran" not in r.stderr
+        r = run("--uid-range", "150004-150004", script)  # its sweep passes over 150003's file
+        assert r.returncode == 0, r
+        assert os.path.exists(path), "a sweep removed the lock of a uid still in use"
+    finally:
+        ghost.kill()
+        ghost.wait()
+    r = run("--uid-range", "150003-150003", script)
+    assert r.returncode == 0 and "INFO ran" in r.stderr, r
+    assert not os.path.exists(path)
+
+
 def test_scratch_size_sets_the_tmpfs_size(tmp_path):
     src = "import os\nst = os.statvfs('/scratch')\nprint(st.f_blocks * st.f_frsize)\n"
     script = write_script(tmp_path, src)
