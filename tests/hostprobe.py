@@ -82,16 +82,11 @@ def ia32_syscall_entry():
 QUIET_JAIL_SECONDS = 0.015
 
 
-# How often jail_seconds() measures again: a suite runs for minutes beside
-# other suites (make -j2 check), and the host's load changes meanwhile.
-REMEASURE_SECONDS = 20.0
-
-_measured = {"worst": 0.0, "at": None}
-
-
-def _measure_jail_seconds():
-    """The least wall time of 7 whole trivial jailruns now (the least: what
-    the host can do at this moment; the others carry the cgroup v1
+@functools.lru_cache(maxsize=None)
+def jail_seconds():
+    """The least wall time of 7 whole trivial jailruns (clone, jail,
+    interpreter, exit) on this host under its load, measured once a session
+    (the least: what the host can do; the others carry the cgroup v1
     teardown's occasional waits, noise that says nothing of its speed)."""
     import tempfile
     import time
@@ -106,21 +101,6 @@ def _measure_jail_seconds():
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
             took.append(time.monotonic() - t0)
     return min(took)
-
-
-def jail_seconds():
-    """How long a whole trivial jailrun (clone, jail, interpreter, exit)
-    takes on this host under its load: measured at the session's start and
-    again whenever the last measure is REMEASURE_SECONDS old, and the worst
-    of these measures is kept, so that a bound computed after the host got
-    busier is stretched as much as it was then (a CI host that turned slow
-    mid-suite failed bounds measured on its quiet start)."""
-    import time
-    now = time.monotonic()
-    if _measured["at"] is None or now - _measured["at"] >= REMEASURE_SECONDS:
-        _measured["worst"] = max(_measured["worst"], _measure_jail_seconds())
-        _measured["at"] = time.monotonic()
-    return _measured["worst"]
 
 
 def pace():

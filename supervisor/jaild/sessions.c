@@ -43,6 +43,8 @@ json_t *session_json(const struct session *s)
                               "executions", (json_int_t)s->executions, "created", (json_int_t)s->created,
                               "timeout", s->timeout, "idle_timeout", s->idle_s, "workdir",
                               SESSION_WORKDIR, "last_used", (json_int_t)s->last_used);
+        if (o)  /* the first cell runs; the others wait their turn */
+                json_object_set_new(o, "waiting", json_integer(s->queued ? (json_int_t)s->queued - 1 : 0));
         if (o && s->name[0])
                 json_object_set_new(o, "name", json_string(s->name));
         if (o && s->dead)

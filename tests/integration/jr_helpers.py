@@ -91,10 +91,13 @@ def _unheld(path):
 
 
 def lock_files():
+    """The lock files of uids in the jail range (a test's own other uids,
+    and the daemon suites' range, are not this check's)."""
     try:
-        return sorted(n for n in os.listdir(LOCK_DIR) if n.endswith(".lock"))
+        names = os.listdir(LOCK_DIR)
     except FileNotFoundError:
         return []
+    return sorted(n for n in names if n.endswith(".lock") and n[:-5].isdigit() and in_jail_range(int(n[:-5])))
 
 
 def stale_lock_files():

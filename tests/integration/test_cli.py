@@ -3,9 +3,11 @@
 import fcntl
 import os
 import subprocess
+import time
 
 import pytest
 
+from hostprobe import slack
 from jr_helpers import (JAILRUN, LOCK_DIR, Result, final_json, host_stays_clean,  # noqa: F401
                         write_script)
 
@@ -155,24 +157,32 @@ def test_a_dead_supervisors_uid_is_not_taken_while_its_jail_runs(tmp_path):
     """A lock file nobody holds is what a supervisor killed with SIGKILL
     leaves; its jails die a moment after it. Until no process runs as that
     uid, no job takes it (exit 3, as when it is held) and no sweep removes
-    the file; then a job takes it and leaves nothing behind."""
+    the file; then a job takes it and leaves nothing behind. (Uids outside
+    the default range: the suites running beside this one see neither the
+    process nor the file.)"""
     script = write_script(tmp_path, TICK)
     os.makedirs(LOCK_DIR, exist_ok=True)
-    path = os.path.join(LOCK_DIR, "150003.lock")
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-    # what outlives the dead supervisor: a process of that uid
-    ghost = subprocess.Popen(["sleep", "60"], user=150003, group=150003, extra_groups=[])
+    path = os.path.join(LOCK_DIR, "170003.lock")
+    # what outlives the dead supervisor: a process of that uid, running
+    # before the file exists (a sweep meanwhile would remove a file whose
+    # uid no process has)
+    ghost = subprocess.Popen(["sleep", "120"], user=170003, group=170003, extra_groups=[])
     try:
-        r = run("--uid-range", "150003-150003", script)
-        assert r.returncode == 3 and "150003" in r.stderr, r
+        deadline = time.monotonic() + slack(10)
+        while os.stat("/proc/%d" % ghost.pid).st_uid != 170003:
+            assert time.monotonic() < deadline, "the ghost never ran as uid 170003"
+            time.sleep(0.01)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        r = run("--uid-range", "170003-170003", script)
+        assert r.returncode == 3 and "170003" in r.stderr, r
         assert "INFO ran" not in r.stderr
-        r = run("--uid-range", "150004-150004", script)  # its sweep passes over 150003's file
+        r = run("--uid-range", "170004-170004", script)  # its sweeps pass over 170003's file
         assert r.returncode == 0, r
         assert os.path.exists(path), "a sweep removed the lock of a uid still in use"
     finally:
         ghost.kill()
         ghost.wait()
-    r = run("--uid-range", "150003-150003", script)
+    r = run("--uid-range", "170003-170003", script)
     assert r.returncode == 0 and "INFO ran" in r.stderr, r
     assert not os.path.exists(path)
 

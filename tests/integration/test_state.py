@@ -536,8 +536,10 @@ def test_wal_files_are_private_while_in_use(tmp_path, sqlite_db):
     p = subprocess.Popen([JAILRUN, "--state", sqlite_db, str(script)], stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
-        while not os.path.exists(sqlite_db + "-wal") and time.monotonic() < deadline:
+        deadline = time.monotonic() + slack(10)
+        # SQLite makes -wal and -shm one after the other: both, then stat
+        while not all(os.path.exists(sqlite_db + sfx) for sfx in ("-wal", "-shm")) \
+                and time.monotonic() < deadline:
             time.sleep(0.02)
         modes = [os.stat(sqlite_db + sfx).st_mode & 0o777 for sfx in ("", "-wal", "-shm")]
     finally:

@@ -38,34 +38,46 @@ def create(d, n):
     return ids
 
 
+# Slots a worker may skip in the window: a host that stalls for over a
+# second (another suite's emulator beside this one, make -j2 check) makes
+# every worker skip one at once; a jaild that cannot keep up makes each
+# skip many.
+SKIPS_ALLOWED = 2
+
+
 def all_ticks(d, ids):
-    """{id: [(start, end of the tick before)]} of each tick each worker
-    logged; every worker up, none restarted, no tick failed or skipped."""
+    """{id: ([(start, end of the tick before)], slots skipped)} of each tick
+    each worker logged; every worker up, none restarted, no tick failed,
+    at most SKIPS_ALLOWED slots skipped."""
     out = {}
+    skipped = {}
     with d.client() as c:
         for w in c.get("/v1/workers").json()["workers"]:
             assert w["state"] in ("idle", "busy"), w
             assert w["stats"]["restarts"] == 0 and w["stats"]["ticks_failed"] == 0, w
-            assert w["stats"]["slots_skipped"] == 0, w
+            assert w["stats"]["slots_skipped"] <= SKIPS_ALLOWED, w
+            skipped[w["id"]] = w["stats"]["slots_skipped"]
         for wid in ids:
             lines = [json.loads(x) for x in c.get("/v1/workers/%s/logs" % wid).text.splitlines() if x]
-            out[wid] = [tuple(float(v) for v in e["message"].split()) for e in lines if e.get("type") == "log"]
+            ticks = [tuple(float(v) for v in e["message"].split()) for e in lines if e.get("type") == "log"]
+            out[wid] = (ticks, skipped[wid])
     return out
 
 
-def check_ticks(wid, ticks, least):
-    """At least `least` ticks, one a slot (jaild skipped none: all_ticks),
+def check_ticks(wid, got, least):
+    """At least `least` ticks, one a slot but for the few jaild skipped (all_ticks),
     none begun before the one before it ended. One a slot is counted, not
     timed: n ticks whose starts span s seconds are n - 1 = s slots apart,
     less than a second off by the first's and last's lateness (a busy host
     ran a tick 0.9 s late); a doubled slot makes it a second more, a
     missed one a second less.
     How late ticks run on a quiet host is the benchmark's (bench/warm.py)."""
-    assert len(ticks) >= least, (wid, len(ticks))
+    ticks, skipped = got
+    assert len(ticks) >= least - skipped, (wid, len(ticks), skipped)
     starts = [t for t, _ in ticks]
     assert starts == sorted(starts), (wid, starts)
     span = starts[-1] - starts[0]
-    assert span - 1 < len(ticks) - 1 < span + 1, (wid, len(ticks), span)
+    assert span - 1 < len(ticks) - 1 + skipped < span + 1, (wid, len(ticks), skipped, span)
     assert ticks[0][1] == 0.0, (wid, ticks[0])
     overlaps = [(prev[0], t) for prev, t in zip(ticks, ticks[1:]) if not prev[0] < t[1] <= t[0]]
     assert not overlaps, (wid, overlaps[:3])

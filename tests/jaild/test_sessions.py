@@ -449,21 +449,26 @@ def test_concurrent_executes_queue_in_order(jd):
     while jd.get("/v1/sessions/%s" % sid).json()["state"] != "busy":
         assert time.monotonic() < deadline
         time.sleep(0.01)
+    def waiting(n):  # until jaild holds n executions behind the first
+        deadline = time.monotonic() + hostprobe.slack(10)
+        while jd.get("/v1/sessions/%s" % sid).json()["waiting"] != n:
+            assert time.monotonic() < deadline, (n, jd.get("/v1/sessions/%s" % sid).json())
+            time.sleep(0.01)
+
     # five at once
     ts = [threading.Thread(target=lambda i=i: answers.update({i: execute(jd, sid, "print(%d)\nstep(%d)" % (i, i))}))
           for i in range(5)]
     for t in ts:
         t.start()
-    # and five more one after another, each sent a while after the last
+    waiting(5)
+    # and five more one after another, each sent once the last is queued
     # (they must run in the order they came)
-    gap = hostprobe.slack(0.2)
     later = []
     for i in range(5, 10):
-        time.sleep(gap)
         t = threading.Thread(target=lambda i=i: answers.update({i: execute(jd, sid, "print(%d)\nstep(%d)" % (i, i))}))
         t.start()
         later.append(t)
-    time.sleep(gap)
+        waiting(i + 1)
     release(pid)
     for t in [first] + ts + later:
         t.join()
@@ -582,6 +587,7 @@ def test_an_idle_session_expires():
         assert s["idle_timeout"] == 2
         a = Alive(jd, s["id"])
         # a cell longer than the idle time: a busy session is not idle
+        sent = time.monotonic()  # the cell ends 3 s after, at least; its idle time starts there
         assert ok(jd, s["id"], "import time\ntime.sleep(3)\n'slept'")["result"] == "'slept'"
         answered = time.monotonic()
         assert jd.get("/v1/sessions/%s" % s["id"]).json()["state"] == "ready"
@@ -590,7 +596,9 @@ def test_an_idle_session_expires():
             assert time.monotonic() < deadline, jd.logs()[-2000:]
             time.sleep(0.05)
         gone = time.monotonic()
-        assert gone - answered >= 2 - 0.05, gone - answered  # not before its idle time
+        # not before its idle time (counted from before the request: the
+        # client's own time after jaild answered is not the session's)
+        assert gone - sent >= 3 + 2 - 0.05, (gone - sent, gone - answered)
         # the session is gone: forgotten (sessions.c: an idle live session ends and is freed)
         error_of(jd.get("/v1/sessions/%s" % s["id"]), 404, "NotFound")
         error_of(execute_raw(jd, s["id"], "1"), 404, "NotFound")
