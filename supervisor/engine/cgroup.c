@@ -301,11 +301,17 @@ static int make_dirs(struct cg_job *j, const char *parent, struct jr_err *err)
                 const char *root = j->h->backend == CG_V2 ? j->h->v2 : j->h->v1[c];
                 if (!root[0] || (j->h->backend == CG_V1 && v1_dup(j->h, c)))
                         continue;
-                int r = make_parent(root, parent, j->h->backend == CG_V2, err);
-                if (r == 0 && job_dir(j, root, dir) < 0)
-                        r = jr_fail(err, ENAMETOOLONG, "cgroup path");
-                if (r == 0 && mkdir(dir, 0755) < 0)
-                        r = jr_fail(err, errno, "mkdir %s", dir);
+                if (job_dir(j, root, dir) < 0)
+                        return jr_fail(err, ENAMETOOLONG, "cgroup path");
+                /* A parent that was empty is removed by whoever cleans it
+                 * up (another supervisor's last job, an operator) while we
+                 * make ours below it: made again, a few times. */
+                int r = -ENOENT;
+                for (int tries = 0; r == -ENOENT && tries < 4; tries++) {
+                        r = make_parent(root, parent, j->h->backend == CG_V2, err);
+                        if (r == 0 && mkdir(dir, 0755) < 0)
+                                r = jr_fail(err, errno, "mkdir %s", dir);
+                }
                 if (r < 0)
                         return r;
                 j->made[c] = 1;

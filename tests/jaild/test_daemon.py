@@ -199,19 +199,20 @@ def test_pool_full_answers_worker_pool_timeout():
 
 
 def jail_pids(uid_lo=100000, uid_hi=165535):
-    """Processes running as a jail's host uid."""
+    """Live processes running as a jail's host uid (a zombie runs nothing:
+    whoever inherited it reaps it when it will)."""
     out = []
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
                 with open("/proc/%s/status" % pid) as f:
-                    for line in f:
-                        if line.startswith("Uid:"):
-                            uid = int(line.split()[1])
-                            if uid_lo <= uid <= uid_hi:
-                                out.append(int(pid))
+                    st = dict(line.split(":", 1) for line in f if ":" in line)
             except OSError:
-                pass
+                continue
+            if st.get("State", "Z").split()[0] in ("Z", "X") or "Uid" not in st:
+                continue
+            if uid_lo <= int(st["Uid"].split()[0]) <= uid_hi:
+                out.append(int(pid))
     return out
 
 
@@ -545,11 +546,11 @@ def test_an_idle_workers_jail_is_not_woken(jd):
     kids = [int(p) for p in os.listdir("/proc")
             if p.isdigit() and _ppid(p) == jd.proc.pid and _comm(p) != "jailrun-zygote"]
     assert len(kids) == 1, kids
-    time.sleep(0.3)
+    time.sleep(hostprobe.slack(0.3))  # the tick's log sent, its clock stopped
     before = _switches(kids[0])
-    time.sleep(1)
+    time.sleep(2)
     woken = _switches(kids[0]) - before
-    assert woken < 5, woken  # the 50 ms clock would make it ~20
+    assert woken < 10, woken  # the 50 ms clock would make it ~40
 
 
 def test_a_long_non_ascii_log_line_reaches_the_log_whole(jd):
