@@ -420,8 +420,12 @@ static void jail_gone(struct defer *d)
          * or dying (its init is reaped), their charge is in. */
         cg_job_stats(&j->cg, &j->res->cg);
         /* The group's own count includes processes killed rather than
-         * reaped, which getrusage misses. */
-        if (j->res->cg.cpu_user_us >= 0 && j->res->cg.cpu_system_us >= 0)
+         * reaped, which getrusage misses; its exact total is the one the
+         * ctx CPU budget counts (v1's user/system split is in ticks, off
+         * by a quarter second in a few seconds of short wake-ups). */
+        if (j->res->cg.cpu_us >= 0)
+                j->res->cpu_ms = j->res->cg.cpu_us / 1000;
+        else if (j->res->cg.cpu_user_us >= 0 && j->res->cg.cpu_system_us >= 0)
                 j->res->cpu_ms = (j->res->cg.cpu_user_us + j->res->cg.cpu_system_us) / 1000;
         /* The group's OOM count is the job's: this jail's are the new ones. */
         r->jail_oom = j->res->cg.oom_kills > j->oom_seen;
