@@ -1,5 +1,6 @@
 """Helpers shared by the integration tests (imported by the test modules;
 tests/conftest.py provides the `jail` and `worker` fixtures)."""
+import contextlib
 import ctypes
 import fcntl
 import json
@@ -88,6 +89,18 @@ def _unheld(path):
         return False
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def private_tmpfs(d, size):
+    """A tmpfs of `size` (mount's size=) at the new directory d, the
+    test's own, unmounted at the end."""
+    d.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % size, "tmpfs", str(d)], check=True)
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", str(d)], check=True)
 
 
 def lock_files():

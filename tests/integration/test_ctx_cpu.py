@@ -19,13 +19,13 @@ import http.server
 import json
 import os
 import sqlite3
-import subprocess
 import threading
 import zlib
 
 import pytest
 
 from conftest import run_script
+from jr_helpers import private_tmpfs
 from hostprobe import slack
 
 LOOP_S = 6          # how long each flood loops
@@ -80,13 +80,8 @@ def ws_tmpfs(tmp_path):
     """A workspace on a tmpfs of the test's own: what is measured is CPU,
     and a disk's fsyncs beside other suites' (make -j2 check) would only
     make the count of calls in the loop a measure of that disk."""
-    d = tmp_path / "ws"
-    d.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs", str(d)], check=True)
-    try:
+    with private_tmpfs(tmp_path / "ws", "64m") as d:
         yield d
-    finally:
-        subprocess.run(["umount", str(d)], check=True)
 
 
 def test_a_files_flood_costs_the_supervisor_what_it_costs_the_job(tmp_path, baseline, ws_tmpfs):

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import JAILRUN
 from hostprobe import slack
-from jr_helpers import finish, host_stays_clean, start, stop, wait_line  # noqa: F401
+from jr_helpers import finish, host_stays_clean, private_tmpfs, start, stop, wait_line  # noqa: F401
 
 
 def ok_lines(lines, word):
@@ -140,13 +140,8 @@ def test_redis_down_mid_run(tmp_path, tcp):
 @pytest.fixture
 def small_fs(tmp_path):
     """A 2 MiB tmpfs of the test's own, unmounted at the end."""
-    d = tmp_path / "small"
-    d.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(d)], check=True)
-    try:
+    with private_tmpfs(tmp_path / "small", "2m") as d:
         yield d
-    finally:
-        subprocess.run(["umount", str(d)], check=True)
 
 
 DISK_WORKER = """
