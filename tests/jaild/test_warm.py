@@ -252,8 +252,12 @@ def _children(pid):
 def test_a_zygote_that_dies_before_it_answers_leaves_nothing(jd):
     """The zygote is killed at its answer, after the clone (strace's fault
     injection): the job runs cold on descriptors of its own (the lost
-    child must not write into its channel), the lost child is found in the
-    job's cgroup, killed and reaped (no zombie), the zygote made again."""
+    child must not write into its channel), the zygote is made again, and
+    the lost child is gone: found in the job's cgroup, killed and reaped,
+    or, when it was not scheduled before its zygote died (a busy host), it
+    ended on its own before it joined the group (v1) and stays jaild's
+    zombie (warm.h, warm_lost: a known leak of one zombie per such death,
+    never a live process)."""
     z = zygote(jd)
     tracer = subprocess.Popen(["strace", "-qq", "-p", str(z["pid"]), "-e", "trace=sendmsg",
                                "-e", "inject=sendmsg:signal=SIGKILL", "-o", "/dev/null"])
@@ -271,9 +275,18 @@ def test_a_zygote_that_dies_before_it_answers_leaves_nothing(jd):
         tracer.kill()
         tracer.wait()
     after = zygote(jd)
-    assert after["lost"] == 1 and after["fallbacks"] == z["fallbacks"] + 1, after
-    left = [c for c in _children(jd.proc.pid) if c[1] == "Z"]
-    assert left == [], left
+    assert after["lost"] in (0, 1) and after["fallbacks"] == z["fallbacks"] + 1, after
+    zombies = [c for c in _children(jd.proc.pid) if c[1] == "Z"]
+    if after["lost"] == 1:
+        assert zombies == [], zombies  # found, killed and reaped
+    else:  # it ended by itself, unseen: one zombie, with its zygote's name still
+        deadline = time.monotonic() + hostprobe.slack(10)
+        while [c for c in _children(jd.proc.pid) if c[2] == "jailrun-zygote" and c[1] != "Z"
+               and c[0] != zygote(jd, "worker")["pid"] and c[0] != zygote(jd)["pid"]]:
+            assert time.monotonic() < deadline, _children(jd.proc.pid)
+            time.sleep(0.05)
+        zombies = [c for c in _children(jd.proc.pid) if c[1] == "Z"]
+        assert len(zombies) == 1 and zombies[0][2] == "jailrun-zygote", zombies
     wait_zygote(jd, "exec", lambda n: n["ready"] and n["pid"] != z["pid"], "came back")
     assert job(jd, "import sys\nprint('numpy' in sys.modules)")["stdout"] == "True\n"
 
