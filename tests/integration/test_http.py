@@ -2,6 +2,7 @@
 started here on 127.0.0.1 (allowed only by an explicit test policy), the
 egress policy judged on the address actually connected to, and the limits.
 Refused addresses are refused before any packet leaves."""
+import ast
 import http.server
 import os
 import subprocess
@@ -308,8 +309,13 @@ for i in range(5):
     out.append(r.get("status", r.get("error")))
 ctx.log.info(out)
 """ % server, "--policy", str(pol))
-    assert logs(r) == ["[200, 200, 200, 'the rate limit of 3 requests a second is reached', "
-                       "'the rate limit of 3 requests a second is reached']"], r
+    out = ast.literal_eval(logs(r)[0])
+    # three go out (each answered, or failed by the test's server: a CI
+    # host saw it close one connection unanswered), then two are refused
+    # without going out
+    limited = "the rate limit of 3 requests a second is reached"
+    assert all(x == 200 or (isinstance(x, str) and x != limited) for x in out[:3]), r
+    assert out[3:] == [limited, limited], r
 
 
 @pytest.mark.parametrize("header", ["Content-Length", "content-length", "Transfer-Encoding", "Host", "Connection",
