@@ -476,7 +476,8 @@ void job_finish(struct job *j)
         }
         res->cg_teardown_us = us_since(&tc);
         uidlock_release(&j->lock);
-        uidlock_sweep();  /* a killed supervisor's lock whose jail was still dying when we started */
+        if (j->lock.stale_busy)  /* a killed supervisor's jail was still dying when we started */
+                uidlock_sweep();
         res->ctx_cpu_us = (int64_t)(j->broker.cpu.used_ns / 1000);
         res->ctx_refused = (int64_t)j->broker.cpu.refused;
         run_close(j);

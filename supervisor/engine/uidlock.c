@@ -104,11 +104,12 @@ static int try_uid(struct uidlock *l, uid_t uid, struct jr_err *err)
  * remove its own) once no process runs as their uid. Same protocol as the
  * owners': lock, check the inode is still the one at the path, unlink,
  * close. */
-void uidlock_sweep(void)
+int uidlock_sweep(void)
 {
         DIR *d = opendir(UIDLOCK_DIR);
         if (!d)
-                return;
+                return 0;
+        int busy = 0;
         struct dirent *de;
         while ((de = readdir(d))) {
                 unsigned uid;
@@ -120,22 +121,26 @@ void uidlock_sweep(void)
                 if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0 || fstat(fd, &a) < 0 ||
                     fstatat(dirfd(d), de->d_name, &b, AT_SYMLINK_NOFOLLOW) < 0 || a.st_ino != b.st_ino)
                         continue;
-                if (uid_in_use((uid_t)uid) != 0)
-                        continue;  /* a dead supervisor's jail still runs (or /proc said nothing) */
+                if (uid_in_use((uid_t)uid) != 0) {
+                        busy++;  /* a dead supervisor's jail still runs (or /proc said nothing) */
+                        continue;
+                }
                 unlinkat(dirfd(d), de->d_name, 0);
         }
         closedir(d);
+        return busy;
 }
 
 int uidlock_acquire(struct uidlock *l, uid_t lo, uid_t hi, unsigned seed, struct jr_err *err)
 {
         l->fd = -1;
+        l->stale_busy = 0;
         if (lo == 0 || hi < lo)
                 return jr_fail(err, EINVAL, "uid range %u-%u", (unsigned)lo, (unsigned)hi);
         int r = ensure_dir(err);
         if (r < 0)
                 return r;
-        uidlock_sweep();
+        l->stale_busy = uidlock_sweep();
         unsigned long span = (unsigned long)hi - lo + 1;
         unsigned long start = (seed * 2654435761UL) % span;
         for (unsigned long i = 0; i < span; i++) {

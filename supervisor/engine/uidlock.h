@@ -13,6 +13,7 @@
 struct uidlock {
         uid_t uid;
         int fd;               /* -1 when not held */
+        int stale_busy;       /* lock files acquire's sweep left: their uid still ran */
         char path[PATH_MAX];
 };
 
@@ -22,8 +23,11 @@ struct uidlock {
 int uidlock_acquire(struct uidlock *l, uid_t lo, uid_t hi, unsigned seed, struct jr_err *err);
 
 /* Removes the lock files nobody holds (those of a supervisor killed with
- * SIGKILL): done at every acquire, and by a daemon at its start. */
-void uidlock_sweep(void);
+ * SIGKILL) once no process runs as their uid (its jails die a moment after
+ * it; until then the uid is not free, and acquire does not take it
+ * either): done at every acquire, by a daemon at its start, and at a
+ * job's end when its acquire left some. Returns how many it left. */
+int uidlock_sweep(void);
 
 /* Releases the lock but leaves the file, for a job whose processes may
  * live on (its cgroup could not be emptied): the next to want the uid
