@@ -136,6 +136,18 @@ class Jaild:
     def post(self, path, body=None, **kw):
         return self.request("POST", path, json=body, **kw)
 
+    def wait_idle(self, wid, limit=None):
+        """The worker once its jail is up and no tick runs (a tick asked
+        before that is 409 WorkerBusy, as docs/api.md says)."""
+        deadline = time.monotonic() + (limit or hostprobe.slack(30))
+        while True:
+            w = self.get("/v1/workers/%s" % wid).json()
+            if w["state"] == "idle":
+                return w
+            assert w["state"] in ("starting", "busy") and time.monotonic() < deadline, \
+                "worker %s is %s, not idle:\n%s" % (wid, w, self.logs()[-3000:])
+            time.sleep(0.02)
+
     def curl(self, *args, user=None):
         """The real curl against the socket: (status, body)."""
         cmd = ["curl", "-sS", "--unix-socket", self.socket, "-o", "-", "-w", "\n%{http_code}", *args]

@@ -301,6 +301,7 @@ def test_a_refused_cgroup_write_stops_that_worker_only(jd):
         assert err["message"].startswith("jail set-up failed: write 100000 to %s/" % parent) and \
             err["message"].endswith("/cpu.cfs_quota_us: Invalid argument"), err
         assert not [e for e in entries(jd, full["id"]) if e.get("message") == "ran"]
+        jd.wait_idle(quarter["id"])
         r = jd.post("/v1/workers/%s/tick" % quarter["id"])
         assert r.status_code == 200 and r.json()["ok"], r.text
         assert "ran" in [e.get("message") for e in entries(jd, quarter["id"])]

@@ -55,8 +55,9 @@ def test_jobs_and_workers_start_warm(jd):
     # a worker too: its ticks run on the preloaded numpy
     w = jd.post("/v1/workers", worker_spec("np", "import numpy as np\ndef tick(ctx):\n"
                                            "    ctx.log.info(str(np.arange(4).sum()))\n")).json()
-    r = jd.post("/v1/workers/%s/tick" % w["id"], timeout=hostprobe.slack(60)).json()
-    assert r["ok"], r
+    jd.wait_idle(w["id"])
+    r = jd.post("/v1/workers/%s/tick" % w["id"], timeout=hostprobe.slack(60))
+    assert r.status_code == 200 and r.json()["ok"], r.text
     assert zygote(jd, "worker")["spawned"] >= 1
     # the zygote runs as no user's: root without a capability, one thread
     pid = zygote(jd)["pid"]
@@ -104,8 +105,9 @@ def test_a_warm_child_holds_nothing_of_another_worker():
                % (marks["STATEMARK"][:6], marks["STATEMARK"][6:], marks["LOGMARK"][:6], marks["LOGMARK"][6:],
                   marks["SCRIPTMARK"]))
         w = jd.post("/v1/workers", worker_spec("victim", src)).json()
-        r = jd.post("/v1/workers/%s/tick" % w["id"], timeout=hostprobe.slack(60)).json()
-        assert r["ok"], r
+        jd.wait_idle(w["id"])
+        r = jd.post("/v1/workers/%s/tick" % w["id"], timeout=hostprobe.slack(60))
+        assert r.status_code == 200 and r.json()["ok"], r.text
         # the daemon holds them now (positive control for what a clone of it would hold)
         for k in ("SCRIPTMARK", "STATEMARK", "LOGMARK"):
             assert in_memory(jd.proc.pid, marks[k].encode()), "%s is not in jaild's memory" % k
