@@ -113,6 +113,10 @@ int jail_config_memfd(const struct jail_cfg *cfg, struct jr_err *err);
  * exec. It never receives a script, a policy, a state value or a secret:
  * each jail's configuration reaches the jail alone, as a memfd passed
  * through (jail_config_memfd). */
+/* The zygote's process name, which a jail it clones keeps until its set-up
+ * is done: how the supervisor knows a clone the zygote never told it of. */
+#define JAIL_ZYGOTE_NAME "jailrun-zygote"
+
 struct jail_zygote_cfg {
         enum jail_profile profile;
         const char *program;     /* jailrun-zygote (jail_zygote_program_find) */

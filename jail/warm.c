@@ -96,8 +96,9 @@ static int check_joined(const char *path, struct jr_err *err)
  * else open. Failures before the channel is in place just exit. */
 static void take_fds(const int *fds, int *sync, struct jexec_cfg *c, int *joined)
 {
-        /* First of all, so that a child whose zygote dies now is found in
-         * the job's group by the supervisor (engine/warm.h warm_lost). */
+        /* First of all, so that a child whose zygote dies now is in the
+         * job's group while it lives (the supervisor kills it by its name
+         * and pidfd: engine/warm.h warm_lost). */
         struct jr_err jerr = { 0 };
         int jr = join_groups(fds, joined, &jerr);
         int tmp[ZY_FD__MAX];

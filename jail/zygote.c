@@ -97,7 +97,7 @@ int main(int argc, char **argv)
                 return EXIT_USAGE;
         }
         close(CFG_FD);
-        prctl(PR_SET_NAME, "jailrun-zygote");
+        prctl(PR_SET_NAME, JAIL_ZYGOTE_NAME);
         prctl(PR_SET_DUMPABLE, 0);
         struct warm_ctx w = { .profile = c.profile };
         if (read_plan(&c, &w.plan, &err) < 0 || caps_drop_all(&err) < 0) {

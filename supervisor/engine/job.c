@@ -348,7 +348,7 @@ static int spawn_any(struct job *j, struct fds *f, struct jr_err *err)
         if (spawn_from(j, f, 1, &werr) == 0)
                 return 0;
         job_note(j, "%s; this jail starts cold", werr.msg);
-        warm_lost(j->o->warm, &j->cg);
+        warm_lost(j->o->warm);
         fds_close(f);
         int r = fds_open(f, err);
         return r < 0 ? r : spawn_from(j, f, 0, err);

@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sched.h>
@@ -344,29 +345,120 @@ int warm_ask(struct warm *w, const struct jail_cfg *cfg, struct cg_job *cg, stru
         return 0;
 }
 
-/* ppid of pid, from the host's /proc; -1 when gone. */
-static pid_t parent_of(pid_t pid)
+/* Whether we hold a pidfd of pid (/proc/self/fdinfo's "Pid:" of each
+ * pidfd): a child of ours we know of. 1, 0, or -errno. */
+static int pidfd_held(pid_t pid)
 {
-        char buf[512];
-        if (read_proc(pid, "stat", buf, sizeof buf) < 0)
-                return -1;
-        const char *rp = strrchr(buf, ')');
-        int ppid = -1;
-        return rp && sscanf(rp + 1, " %*c %d", &ppid) == 1 ? (pid_t)ppid : -1;
+        _cleanup_close_ int dfd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
+        if (!d)
+                return -errno;
+        dfd = -1;  /* the DIR's now */
+        int found = 0;
+        struct dirent *e;
+        while (!found && (e = readdir(d))) {
+                char link[64], name[300], info[1024];
+                ssize_t n = readlinkat(dirfd(d), e->d_name, link, sizeof link - 1);
+                if (n <= 0 || (link[n] = '\0', strcmp(link, "anon_inode:[pidfd]") != 0))
+                        continue;
+                snprintf(name, sizeof name, "fdinfo/%s", e->d_name);
+                if (read_proc(getpid(), name, info, sizeof info) < 0)
+                        continue;
+                const char *p = strstr(info, "\nPid:");
+                found = p && atoi(p + 5) == (int)pid;
+        }
+        closedir(d);
+        return found;
 }
 
-void warm_lost(struct warm *w, struct cg_job *cg)
+/* A clone of ours (CLONE_PARENT) that no zygote told us of: named as
+ * its zygote still, and no pidfd of ours is its. */
+static int is_stray(const struct warm *w, pid_t pid)
 {
-        pid_t pids[16];
-        size_t n = cg ? cg_job_pids(cg, pids, ELEMENTSOF(pids)) : 0;
-        for (size_t i = 0; i < n; i++) {
-                if (parent_of(pids[i]) != getpid())
-                        continue;
-                kill(pids[i], SIGKILL);
-                while (waitpid(pids[i], NULL, 0) < 0 && errno == EINTR)
-                        ;
-                w->lost++;
+        char buf[512];
+        if (pid == w->cur.pid || pid == w->next.pid || read_proc(pid, "stat", buf, sizeof buf) < 0)
+                return 0;
+        const char *l = strchr(buf, '('), *r = strrchr(buf, ')');
+        int ppid = -1;
+        if (!l || !r || sscanf(r + 1, " %*c %d", &ppid) != 1 || ppid != getpid())
+                return 0;
+        if ((size_t)(r - l - 1) != strlen(JAIL_ZYGOTE_NAME) || strncmp(l + 1, JAIL_ZYGOTE_NAME, (size_t)(r - l - 1)))
+                return 0;
+        for (const struct warm_stray *s = w->strays; s; s = s->next)
+                if (s->pid == pid)
+                        return 0;
+        return pidfd_held(pid) == 0;
+}
+
+static void stray_free(struct warm_stray *s, int block)
+{
+        struct warm *w = s->owner;
+        if (block)
+                kill(s->pid, SIGKILL);
+        while (waitpid(s->pid, NULL, block ? 0 : WNOHANG) < 0 && errno == EINTR)
+                ;
+        int fd = s->wpid.fd;
+        loop_unwatch(&s->wpid);
+        closep(&fd);
+        for (struct warm_stray **p = &w->strays; *p; p = &(*p)->next)
+                if (*p == s) {
+                        *p = s->next;
+                        break;
+                }
+        free(s);
+}
+
+static void on_stray_exit(struct watch *wt, uint32_t events)
+{
+        (void)events;
+        stray_free(wt->data, 0);
+}
+
+/* Kills the stray pid and reaps it once it has ended (at once if it has). */
+static void stray_end(struct warm *w, pid_t pid)
+{
+        int fd = (int)syscall(SYS_pidfd_open, pid, 0);  /* our child: its pid is not reused before we reap it */
+        if (fd < 0) {
+                note(w, "warm zygote (%s): pidfd_open of its lost child %d: %s", profile_name(w), (int)pid,
+                     strerror(errno));
+                return;
         }
+        struct pollfd gone = { .fd = fd, .events = POLLIN };
+        int ended = poll(&gone, 1, 0) == 1;
+        if (!ended && syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0) < 0 && errno != ESRCH)
+                log_msg("warm zygote (%s): kill its lost child %d: %s", profile_name(w), (int)pid, strerror(errno));
+        log_msg("warm zygote (%s): its lost child %d %s", profile_name(w), (int)pid,
+                ended ? "had ended: reaped" : "killed, to be reaped once it has ended");
+        struct warm_stray *s = ended ? NULL : calloc(1, sizeof *s);
+        if (s)
+                *s = (struct warm_stray){ .wpid = WATCH_INIT, .pid = pid, .owner = w, .next = w->strays };
+        if (!s || loop_watch(w->loop, &s->wpid, fd, EPOLLIN, 1, on_stray_exit, s) < 0) {
+                free(s);  /* ended, or not watchable: waited for here */
+                while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                        ;
+                close(fd);
+                return;
+        }
+        w->strays = s;
+}
+
+void warm_lost(struct warm *w)
+{
+        _cleanup_close_ int dfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
+        if (!d) {
+                note(w, "warm zygote (%s): its lost child is not looked for: /proc: %s", profile_name(w),
+                     strerror(errno));
+                return;
+        }
+        dfd = -1;
+        struct dirent *e;
+        while ((e = readdir(d)))
+                if (e->d_name[0] >= '1' && e->d_name[0] <= '9' && is_stray(w, (pid_t)atoi(e->d_name))) {
+                        stray_end(w, (pid_t)atoi(e->d_name));
+                        w->lost++;
+                }
+        closedir(d);
 }
 
 void warm_free(struct warm *w)
@@ -375,6 +467,8 @@ void warm_free(struct warm *w)
                 return;
         proc_end(&w->next);
         proc_end(&w->cur);
+        while (w->strays)
+                stray_free(w->strays, 1);
         timer_close(&w->retry);
         free(w->preload);
         w->preload = NULL;

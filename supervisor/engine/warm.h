@@ -32,6 +32,14 @@ struct warm_proc {
         struct warm *owner;
 };
 
+/* A lost child (warm_lost), watched until it has ended. */
+struct warm_stray {
+        struct watch wpid;
+        pid_t pid;
+        struct warm *owner;
+        struct warm_stray *next;
+};
+
 struct warm {
         struct loop *loop;
         enum jail_profile profile;
@@ -45,6 +53,7 @@ struct warm {
         unsigned gen;            /* zygotes made so far */
         /* Counters for metrics. */
         unsigned long long spawned, fallbacks, crashes, replaced, lost;
+        struct warm_stray *strays;  /* killed, not yet reaped */
         char last_error[512];
         /* What the front-end is told (the zygote failed, died, was
          * replaced); log_msg on stderr when NULL. */
@@ -70,12 +79,14 @@ int warm_can(const struct warm *w, const struct jail_cfg *cfg);
 int warm_ask(struct warm *w, const struct jail_cfg *cfg, struct cg_job *cg, struct spawn *s, int *late,
              struct jr_err *err);
 
-/* After warm_ask failed with the zygote broken: a jail it may have cloned
- * before it died or stalled is ours (CLONE_PARENT) but we never heard
- * its pid; it was born in (v2) or moved itself into (v1, its first
- * step) the job's group, so what of ours is there is killed and reaped.
- * One not in it yet ends at its go-ahead pipe's EOF and stays a zombie. */
-void warm_lost(struct warm *w, struct cg_job *cg);
+/* After warm_ask failed with the zygote broken (ended and reaped): a
+ * jail it cloned before it died or stalled is ours (CLONE_PARENT), but we
+ * never heard of it. Our children that still bear the zygote's name
+ * (JAIL_ZYGOTE_NAME; a jail renames itself once set up, which needs our
+ * go-ahead) and whose pidfd we do not hold are such jails: each is
+ * killed, counted in lost, and reaped when it has ended, without
+ * waiting on the loop. */
+void warm_lost(struct warm *w);
 
 /* Ends the zygotes (their children, siblings of ours, live on) and frees. */
 void warm_free(struct warm *w);
