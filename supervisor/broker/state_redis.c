@@ -20,7 +20,8 @@
 #include "supervisor/engine/log.h"
 
 /* A round trip longer than this is an error, not a stalled supervisor. */
-#define REDIS_TIMEOUT_MS 5000
+#define REDIS_TIMEOUT_S 5
+#define REDIS_NO_ANSWER "no answer within 5 s (the server is stopped or overloaded)"
 
 struct redis_store {
         redisContext *c;
@@ -98,6 +99,15 @@ int state_url_ok(const char *url)
         return !state_is_redis(url) || parse_url(url, host, sizeof host, &port, &db, &unix_sock) == 0;
 }
 
+/* What broke the connection, in words: a read or write that timed out
+ * says so (hiredis gives it as EAGAIN's text). */
+static const char *conn_why(const redisContext *c)
+{
+        if (c->err == REDIS_ERR_IO && strcmp(c->errstr, strerror(EAGAIN)) == 0)
+                return REDIS_NO_ANSWER;
+        return c->errstr;
+}
+
 /* The server went away: said once to the operator, not at every call. */
 static void redis_lost(struct redis_store *s, const char *why)
 {
@@ -111,8 +121,8 @@ static int redis_fail(struct redis_store *s, struct jr_err *err, const char *wha
         if (r && r->type == REDIS_REPLY_ERROR) {
                 jr_fail(err, 0, "state %s: redis: %.300s", what, r->str);
         } else if (s->c->err) {
-                jr_fail(err, 0, "state %s: redis: connection lost: %s", what, s->c->errstr);
-                redis_lost(s, s->c->errstr);
+                jr_fail(err, 0, "state %s: redis: connection lost: %s", what, conn_why(s->c));
+                redis_lost(s, conn_why(s->c));
         } else {
                 jr_fail(err, 0, "state %s: redis: unexpected reply", what);
         }
@@ -143,7 +153,7 @@ static int redis_connect(struct redis_store *s, const char *url, struct jr_err *
 {
         if (s->c)
                 redisFree(s->c);
-        struct timeval tv = { REDIS_TIMEOUT_MS / 1000, (REDIS_TIMEOUT_MS % 1000) * 1000 };
+        struct timeval tv = { REDIS_TIMEOUT_S, 0 };
         s->c = s->unix_sock ? redisConnectUnixWithTimeout(s->host, tv) : redisConnectWithTimeout(s->host, s->port, tv);
         if (!s->c || s->c->err) {
                 jr_fail(err, 0, "state: redis: cannot connect: %s", s->c ? s->c->errstr : "out of memory");
@@ -156,7 +166,13 @@ static int redis_connect(struct redis_store *s, const char *url, struct jr_err *
                 if (!rep || rep->type == REDIS_REPLY_ERROR)
                         return redis_fail(s, err, "select", rep);
         }
-        if (!(config_is(s, "appendonly", "yes") && config_is(s, "appendfsync", "always"))) {
+        int durable = config_is(s, "appendonly", "yes") && config_is(s, "appendfsync", "always");
+        if (s->c->err) {  /* no answer to CONFIG GET: not a server's refusal */
+                jr_fail(err, 0, "state: redis: cannot connect: %s", conn_why(s->c));
+                err->errnum = ECONNREFUSED;
+                return -ECONNREFUSED;
+        }
+        if (!durable) {
                 jr_fail(err, 0, "state: the redis server does not make a write durable before answering "
                         "(it needs appendonly yes and appendfsync always)");
                 err->errnum = EIO;
@@ -187,7 +203,7 @@ static int redis_ready(struct redis_store *s, struct jr_err *err)
                 return 0;
         int r = redis_connect(s, NULL, err);
         if (r < 0) {
-                redis_lost(s, s->c && s->c->err ? s->c->errstr : err->msg);
+                redis_lost(s, s->c && s->c->err ? conn_why(s->c) : err->msg);
                 return r;
         }
         if (s->lost)

@@ -135,6 +135,63 @@ def test_redis_down_mid_run(tmp_path, tcp):
         redis.kill()
 
 
+def test_redis_that_hangs(tmp_path):
+    """Redis stops answering (SIGSTOP) under a ticking worker: each call
+    returns {"error": ...} naming the silence once the store's 5 s timeout
+    has passed, the worker goes on in the same jail, and once the server
+    answers again (SIGCONT) calls succeed without a restart; every set that
+    returned ok is in the store."""
+    (tmp_path / "redis").mkdir()
+    redis = Redis(tmp_path / "redis", False)
+    redis.start()
+    p = start(tmp_path, REDIS_WORKER, "--state", redis.url, "--name", "rh", "--interval", "50ms",
+              "--tick-timeout", "60")
+    seen = []
+    try:
+        seen += wait_line(p.stderr, "INFO set 2 ", timeout=slack(20))
+        redis.proc.send_signal(signal.SIGSTOP)
+        t0 = time.monotonic()
+        down = []
+        while len([v for v in ok_lines(down, "set").values() if "error" in v]) < 2:
+            down += wait_line(p.stderr, "INFO set ", timeout=slack(30))
+        hung = time.monotonic() - t0
+        seen += down
+        redis.proc.send_signal(signal.SIGCONT)
+        up = []
+        while len([v for v in ok_lines(up, "set").values() if v == {"ok": True}]) < 3:
+            up += wait_line(p.stderr, "INFO set ", timeout=slack(30))
+        seen += up
+        p.send_signal(signal.SIGTERM)
+        res, _ = finish(p, timeout=slack(30))
+    finally:
+        if redis.proc and redis.proc.poll() is None:
+            redis.proc.send_signal(signal.SIGCONT)
+        stop(p)
+    try:
+        assert res.code == 0, res
+        replies = ok_lines(seen + res.err.splitlines(), "set")
+        assert sorted(replies) == list(range(len(replies))), replies  # one jail all along
+        errors = {n: v for n, v in replies.items() if v != {"ok": True}}
+        assert len(errors) >= 2, replies
+        for v in errors.values():
+            # the call that found it silent, or the next one's connection
+            assert list(v) == ["error"] and v["error"].startswith(("state set: redis: connection lost: ",
+                                                                   "state: redis: cannot connect: ")), v
+            assert v["error"].endswith("no answer within 5 s (the server is stopped or overloaded)"), v
+        # two calls, each waiting out the timeout (at least 5 s each, less the
+        # part of the first one spent before the stop)
+        assert hung >= 5, hung
+        assert max(replies) > max(errors), "no set succeeded after Redis answered again: %r" % replies
+        err = "".join(seen) + res.err
+        assert "jailrun: ctx.state: redis: lost the server (no answer within 5 s" in err and \
+            "jailrun: ctx.state: redis: connected again" in err, err
+        for n, v in replies.items():
+            if v == {"ok": True}:
+                assert json.loads(redis.cli("--raw", "HGET", "jailrun:state:rh", "k%d" % n)) == {"n": n}, n
+    finally:
+        redis.kill()
+
+
 # --- a full disk ------------------------------------------------------------------
 
 @pytest.fixture
