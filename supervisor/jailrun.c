@@ -641,6 +641,11 @@ static void ensure_stdio(void)
         for (int fd = 0; fd < 3; fd++)
                 if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd)
                         _exit(EXIT_SETUP);
+        /* SIGCHLD ignored by whoever ran us (kept across exec) would reap
+         * the jails before we read how they ended. */
+        struct sigaction sa = { .sa_handler = SIG_DFL };
+        if (sigaction(SIGCHLD, &sa, NULL) < 0)
+                _exit(EXIT_SETUP);
 }
 
 /* The job on our loop: its end, and the signals we pass on to it. */

@@ -33,6 +33,8 @@
 #define WARM_REPLY_TIMEOUT_S 5
 #define WARM_BACKOFF_MIN_S 0.5
 #define WARM_BACKOFF_MAX_S 60.0
+/* waitid's idtype for a pidfd (linux/wait.h; glibc names it from 2.36). */
+#define JR_P_PIDFD 3
 
 static void note(struct warm *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void note(struct warm *w, const char *fmt, ...)
@@ -315,6 +317,7 @@ static int ask(struct warm *w, const struct jail_cfg *cfg, struct cg_job *cg, st
         size_t got = 0;
         ssize_t n = jr_recv_fds(w->cur.sock, &rep, sizeof rep, &pidfd, 1, &got);
         if (n <= 0 || rep.magic != ZY_MAGIC) {  /* dead, hung, or confused: replaced */
+                w->maybe_lost = 1;  /* it may have cloned the jail */
                 if (got)
                         close(pidfd);
                 r = jr_fail(err, n == 0 ? EPIPE : n < 0 ? (int)-n : EPROTO, "the warm zygote did not answer");
@@ -322,6 +325,7 @@ static int ask(struct warm *w, const struct jail_cfg *cfg, struct cg_job *cg, st
         }
         rep.msg[sizeof rep.msg - 1] = '\0';
         if (rep.errnum || got != 1 || rep.pid <= 0) {
+                w->maybe_lost |= !rep.errnum;  /* a jail made, its pidfd not passed */
                 if (got)
                         close(pidfd);
                 return jr_fail(err, rep.errnum ? rep.errnum : EPROTO, "warm zygote: %s", rep.msg[0] ? rep.msg : "no jail");
@@ -345,35 +349,44 @@ int warm_ask(struct warm *w, const struct jail_cfg *cfg, struct cg_job *cg, stru
         return 0;
 }
 
-/* Whether we hold a pidfd of pid (/proc/self/fdinfo's "Pid:" of each
- * pidfd): a child of ours we know of. 1, 0, or -errno. */
-static int pidfd_held(pid_t pid)
+/* The pids of every pidfd we hold (/proc/self/fdinfo's "Pid:"): the
+ * children of ours we know of. Their count, or -errno when any pidfd's
+ * could not be read (then none may be taken for a stray). */
+static int held_pids(pid_t **pids)
 {
+        *pids = NULL;
         _cleanup_close_ int dfd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
         if (!d)
                 return -errno;
         dfd = -1;  /* the DIR's now */
-        int found = 0;
+        int n = 0, max = 0, r = 0;
         struct dirent *e;
-        while (!found && (e = readdir(d))) {
+        while (r == 0 && (e = readdir(d))) {
                 char link[64], name[300], info[1024];
-                ssize_t n = readlinkat(dirfd(d), e->d_name, link, sizeof link - 1);
-                if (n <= 0 || (link[n] = '\0', strcmp(link, "anon_inode:[pidfd]") != 0))
+                if (e->d_name[0] == '.')
+                        continue;
+                ssize_t len = readlinkat(dirfd(d), e->d_name, link, sizeof link - 1);
+                if (len < 0 && errno != ENOENT)  /* ENOENT: the fd of this very listing, closed */
+                        r = -errno;
+                if (len <= 0 || (link[len] = '\0', strcmp(link, "anon_inode:[pidfd]") != 0))
                         continue;
                 snprintf(name, sizeof name, "fdinfo/%s", e->d_name);
-                if (read_proc(getpid(), name, info, sizeof info) < 0)
-                        continue;
-                const char *p = strstr(info, "\nPid:");
-                found = p && atoi(p + 5) == (int)pid;
+                const char *p = read_proc(getpid(), name, info, sizeof info) < 0 ? NULL : strstr(info, "\nPid:");
+                pid_t *more = p && n == max ? reallocarray(*pids, (size_t)(max = max ? 2 * max : 64), sizeof **pids)
+                                            : *pids;
+                if (!p || !more)
+                        r = !p ? -EIO : -ENOMEM;
+                else
+                        (*pids = more)[n++] = (pid_t)atoi(p + 5);
         }
         closedir(d);
-        return found;
+        return r < 0 ? r : n;
 }
 
 /* A clone of ours (CLONE_PARENT) that no zygote told us of: named as
- * its zygote still, and no pidfd of ours is its. */
-static int is_stray(const struct warm *w, pid_t pid)
+ * its zygote still, and none of the pidfds we hold is its. */
+static int is_stray(const struct warm *w, pid_t pid, const pid_t *held, int nheld)
 {
         char buf[512];
         if (pid == w->cur.pid || pid == w->next.pid || read_proc(pid, "stat", buf, sizeof buf) < 0)
@@ -387,16 +400,27 @@ static int is_stray(const struct warm *w, pid_t pid)
         for (const struct warm_stray *s = w->strays; s; s = s->next)
                 if (s->pid == pid)
                         return 0;
-        return pidfd_held(pid) == 0;
+        for (int i = 0; i < nheld; i++)
+                if (held[i] == pid)
+                        return 0;
+        return 1;
 }
 
-static void stray_free(struct warm_stray *s, int block)
+/* 1 once the stray is reaped (or found not to be ours), 0 while it runs. */
+static int stray_reap(struct warm_stray *s, int block)
+{
+        pid_t r;
+        while ((r = waitpid(s->pid, NULL, block ? 0 : WNOHANG)) < 0 && errno == EINTR)
+                ;
+        if (r < 0)
+                log_msg("warm zygote (%s): reap its lost child %d: %s", profile_name(s->owner), (int)s->pid,
+                        strerror(errno));
+        return r != 0;
+}
+
+static void stray_free(struct warm_stray *s)
 {
         struct warm *w = s->owner;
-        if (block)
-                kill(s->pid, SIGKILL);
-        while (waitpid(s->pid, NULL, block ? 0 : WNOHANG) < 0 && errno == EINTR)
-                ;
         int fd = s->wpid.fd;
         loop_unwatch(&s->wpid);
         closep(&fd);
@@ -411,52 +435,87 @@ static void stray_free(struct warm_stray *s, int block)
 static void on_stray_exit(struct watch *wt, uint32_t events)
 {
         (void)events;
-        stray_free(wt->data, 0);
+        if (stray_reap(wt->data, 0))
+                stray_free(wt->data);
 }
 
-/* Kills the stray pid and reaps it once it has ended (at once if it has). */
-static void stray_end(struct warm *w, pid_t pid)
+/* Strays with no watch (pidfd_open or the loop refused one): reaped here
+ * once they have ended, at the next loss or at warm_free. */
+static void strays_sweep(struct warm *w, int block)
 {
-        int fd = (int)syscall(SYS_pidfd_open, pid, 0);  /* our child: its pid is not reused before we reap it */
-        if (fd < 0) {
-                note(w, "warm zygote (%s): pidfd_open of its lost child %d: %s", profile_name(w), (int)pid,
-                     strerror(errno));
-                return;
+        for (struct warm_stray *s = w->strays, *next; s; s = next) {
+                next = s->next;
+                if (block && s->wpid.fd >= 0 && syscall(SYS_pidfd_send_signal, s->wpid.fd, SIGKILL, NULL, 0) < 0 &&
+                    errno != ESRCH)
+                        log_msg("warm zygote (%s): kill its lost child %d: %s", profile_name(w), (int)s->pid,
+                                strerror(errno));
+                if ((block || s->wpid.fd < 0) && stray_reap(s, block))
+                        stray_free(s);
         }
-        struct pollfd gone = { .fd = fd, .events = POLLIN };
-        int ended = poll(&gone, 1, 0) == 1;
-        if (!ended && syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0) < 0 && errno != ESRCH)
-                log_msg("warm zygote (%s): kill its lost child %d: %s", profile_name(w), (int)pid, strerror(errno));
-        log_msg("warm zygote (%s): its lost child %d %s", profile_name(w), (int)pid,
-                ended ? "had ended: reaped" : "killed, to be reaped once it has ended");
-        struct warm_stray *s = ended ? NULL : calloc(1, sizeof *s);
-        if (s)
-                *s = (struct warm_stray){ .wpid = WATCH_INIT, .pid = pid, .owner = w, .next = w->strays };
-        if (!s || loop_watch(w->loop, &s->wpid, fd, EPOLLIN, 1, on_stray_exit, s) < 0) {
-                free(s);  /* ended, or not watchable: waited for here */
-                while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-                        ;
+}
+
+/* Whether fd is a pidfd of a child of ours: waitid answers ECHILD for
+ * any other (our /proc is another pid namespace's, or SIGCHLD ignored
+ * reaped it and its pid went to another process). */
+static int our_child(int fd)
+{
+        siginfo_t si = { 0 };
+        int r;
+        while ((r = waitid((idtype_t)JR_P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG | WNOWAIT)) < 0 && errno == EINTR)
+                ;
+        return r == 0;
+}
+
+/* Kills the stray pid (our child, unreaped: its pid is its own) and reaps
+ * it once it has ended, from the loop. 0, or -errno (it is left alone). */
+static int stray_end(struct warm *w, pid_t pid)
+{
+        struct warm_stray *s = calloc(1, sizeof *s);
+        if (!s)
+                return -ENOMEM;
+        *s = (struct warm_stray){ .wpid = WATCH_INIT, .pid = pid, .owner = w, .next = w->strays };
+        int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+        if (fd >= 0 && !our_child(fd)) {
                 close(fd);
-                return;
+                free(s);
+                return -ECHILD;
         }
+        int r = fd < 0 ? kill(pid, SIGKILL) : (int)syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0);
+        if (r < 0 && errno != ESRCH)
+                log_msg("warm zygote (%s): kill its lost child %d: %s", profile_name(w), (int)pid, strerror(errno));
+        if (fd >= 0 && loop_watch(w->loop, &s->wpid, fd, EPOLLIN, 1, on_stray_exit, s) < 0)
+                close(fd);  /* swept, as one with no pidfd */
         w->strays = s;
+        log_msg("warm zygote (%s): its lost child %d killed, to be reaped once it has ended", profile_name(w),
+                (int)pid);
+        return 0;
 }
 
 void warm_lost(struct warm *w)
 {
-        _cleanup_close_ int dfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        strays_sweep(w, 0);
+        if (!w->maybe_lost)
+                return;
+        w->maybe_lost = 0;
+        _cleanup_free_ pid_t *held = NULL;
+        int nheld = held_pids(&held);
+        _cleanup_close_ int dfd = nheld < 0 ? -1 : open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
         if (!d) {
-                note(w, "warm zygote (%s): its lost child is not looked for: /proc: %s", profile_name(w),
-                     strerror(errno));
+                note(w, "warm zygote (%s): its lost child is not looked for: %s: %s", profile_name(w),
+                     nheld < 0 ? "our pidfds" : "/proc", strerror(nheld < 0 ? -nheld : errno));
                 return;
         }
         dfd = -1;
         struct dirent *e;
         while ((e = readdir(d)))
-                if (e->d_name[0] >= '1' && e->d_name[0] <= '9' && is_stray(w, (pid_t)atoi(e->d_name))) {
-                        stray_end(w, (pid_t)atoi(e->d_name));
-                        w->lost++;
+                if (e->d_name[0] >= '1' && e->d_name[0] <= '9' && is_stray(w, (pid_t)atoi(e->d_name), held, nheld)) {
+                        int r = stray_end(w, (pid_t)atoi(e->d_name));
+                        if (r < 0)
+                                note(w, "warm zygote (%s): its lost child %s: %s", profile_name(w), e->d_name,
+                                     strerror(-r));
+                        else
+                                w->lost++;
                 }
         closedir(d);
 }
@@ -467,8 +526,7 @@ void warm_free(struct warm *w)
                 return;
         proc_end(&w->next);
         proc_end(&w->cur);
-        while (w->strays)
-                stray_free(w->strays, 1);
+        strays_sweep(w, 1);
         timer_close(&w->retry);
         free(w->preload);
         w->preload = NULL;

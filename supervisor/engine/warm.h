@@ -54,6 +54,7 @@ struct warm {
         /* Counters for metrics. */
         unsigned long long spawned, fallbacks, crashes, replaced, lost;
         struct warm_stray *strays;  /* killed, not yet reaped */
+        int maybe_lost;             /* a request's answer was lost: a jail may be ours unseen */
         char last_error[512];
         /* What the front-end is told (the zygote failed, died, was
          * replaced); log_msg on stderr when NULL. */
@@ -79,13 +80,15 @@ int warm_can(const struct warm *w, const struct jail_cfg *cfg);
 int warm_ask(struct warm *w, const struct jail_cfg *cfg, struct cg_job *cg, struct spawn *s, int *late,
              struct jr_err *err);
 
-/* After warm_ask failed with the zygote broken (ended and reaped): a
- * jail it cloned before it died or stalled is ours (CLONE_PARENT), but we
- * never heard of it. Our children that still bear the zygote's name
+/* After warm_ask failed: when the zygote may have cloned a jail whose
+ * pidfd never reached us (its answer lost or garbled), that jail is ours
+ * (CLONE_PARENT) unseen. Our children that still bear the zygote's name
  * (JAIL_ZYGOTE_NAME; a jail renames itself once set up, which needs our
  * go-ahead) and whose pidfd we do not hold are such jails: each is
- * killed, counted in lost, and reaped when it has ended, without
- * waiting on the loop. */
+ * killed, counted in lost, and reaped once it has ended, from the loop.
+ * When our pidfds cannot all be read, nothing is taken for a stray (the
+ * failure is noted). Cheap otherwise: it scans /proc only after such a
+ * loss. */
 void warm_lost(struct warm *w);
 
 /* Ends the zygotes (their children, siblings of ours, live on) and frees. */

@@ -704,6 +704,13 @@ int main(int argc, char **argv)
 {
         struct jaild d = { .sigfd = -1, .cglock = -1, .sig = WATCH_INIT, .status = TIMER_INIT, .drain = TIMER_INIT };
         int check = 0;
+        /* SIGCHLD ignored by whoever ran us (kept across exec) would reap
+         * the jails before we read how they ended. */
+        struct sigaction sa = { .sa_handler = SIG_DFL };
+        if (sigaction(SIGCHLD, &sa, NULL) < 0) {
+                fprintf(stderr, "jaild: sigaction SIGCHLD: %s\n", strerror(errno));
+                return EXIT_SETUP;
+        }
         int r = parse_args(argc, argv, &d.cfg_path, &check);
         if (r >= 0)
                 return r;

@@ -1,8 +1,10 @@
 """Command line: usage errors (exit 2), --help/--version, set-up failure
 (exit 3), --uid-range, --scratch-size, --timeout 0, --verbose."""
 import fcntl
+import json
 import os
 import subprocess
+import sys
 import time
 
 import pytest
@@ -111,6 +113,18 @@ def test_timeout_zero_means_none_and_fractions_work(tmp_path):
         r = run("--timeout", t, script)
         assert r.returncode == 0, (t, r)
         assert "INFO ran" in r.stderr
+
+
+def test_an_ignored_sigchld_is_not_inherited(tmp_path):
+    """Run by a parent that ignores SIGCHLD (kept across exec), jailrun
+    still learns how its jail ended: the kernel would otherwise reap the
+    jail itself and its status would be lost."""
+    script = write_script(tmp_path, "import sys\nsys.exit(7)\n")
+    ignore = "import os, signal, sys; signal.signal(signal.SIGCHLD, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])"
+    r = subprocess.run([sys.executable, "-c", ignore, JAILRUN, "--profile", "exec", "--json", script],
+                       capture_output=True, text=True, timeout=slack(60))
+    assert r.returncode == 7, r
+    assert json.loads(r.stdout.strip().splitlines()[-1])["exit_code"] == 7, r
 
 
 def test_verbose_prints_statistics(tmp_path):

@@ -259,7 +259,7 @@ def test_a_zygote_that_dies_before_it_answers_leaves_nothing(jd):
     not (a busy host): found among jaild's children by its zygote's name
     and the pidfd jaild lacks, killed, counted, reaped: no process, no
     zombie."""
-    z = zygote(jd)
+    z, zw = zygote(jd), zygote(jd, "worker")
     tracer = subprocess.Popen(["strace", "-qq", "-p", str(z["pid"]), "-e", "trace=sendmsg",
                                "-e", "inject=sendmsg:signal=SIGKILL", "-o", "/dev/null"])
     try:
@@ -277,6 +277,9 @@ def test_a_zygote_that_dies_before_it_answers_leaves_nothing(jd):
         tracer.wait()
     after = zygote(jd)
     assert after["lost"] == z["lost"] + 1 and after["fallbacks"] == z["fallbacks"] + 1, after
+    # the other zygote, a child of jaild's of the same name, is not taken for a stray
+    w = zygote(jd, "worker")
+    assert (w["pid"], w["ended"], w["lost"]) == (zw["pid"], zw["ended"], zw["lost"]), (zw, w)
     deadline = time.monotonic() + hostprobe.slack(10)
     zygotes = (zygote(jd, "worker")["pid"], zygote(jd)["pid"])
     while True:  # reaped once it has ended, which a busy host may delay
