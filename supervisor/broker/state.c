@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/sqlerr.h"
 #include "supervisor/broker/state.h"
 
 /* How long a statement waits for another process's write lock (jailruns
@@ -51,16 +52,13 @@ struct sqlite_store {
 
 static int db_fail(struct sqlite_store *s, struct jr_err *err, const char *what)
 {
-        int code = sqlite3_extended_errcode(s->db);
-        int errnum = (code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED ? EBUSY
-                   : (code & 0xff) == SQLITE_FULL ? ENOSPC
-                   : (code & 0xff) == SQLITE_READONLY || (code & 0xff) == SQLITE_PERM ? EACCES
-                   : EIO;
-        /* SQLITE_FULL: a write the file system refused for want of space
-         * (the page limit, the other cause, is never set here); SQLite
-         * does not keep the errno, and its words name no cause. */
+        int errnum = jr_sqlite_errnum(s->db);
+        /* A write the file system refused for want of space (common/sqlerr.h):
+         * SQLite's words ("database or disk is full") name no cause. */
         if (errnum == ENOSPC)
                 jr_fail(err, 0, "state %s: the host's disk is full (ENOSPC); nothing was changed", what);
+        else if (errnum == EDQUOT)
+                jr_fail(err, 0, "state %s: the host's disk quota is used up (EDQUOT); nothing was changed", what);
         else
                 jr_fail(err, 0, "state %s: %s", what, sqlite3_errmsg(s->db));
         err->errnum = errnum;

@@ -543,10 +543,19 @@ static int prepare(struct jaild *d, struct jr_err *err)
                 return jr_fail(err, ENOTSUP, "cannot limit jobs: %s", h.why);
         cg_sweep(&h, d->cfg->cgroup_parent, 1);
         uidlock_sweep();  /* the uid locks a jaild killed before us left */
-        r = registry_open(&d->reg, d->cfg->registry, err);
-        if (r == 0 && registry_sessions_lost(d->reg, err) < 0)  /* the sessions of a jaild before this one */
-                return -EIO;
-        return r;
+        if ((r = registry_open(&d->reg, d->cfg->registry, err)) < 0)
+                return r;
+        if (r > 0)  /* a full disk: the workers start; changes are refused until there is room */
+                jlog_msg(d, LOG_WARNING, NULL, "%s", err->msg);
+        /* The sessions of a jaild before this one, marked lost. A full disk
+         * does not keep the workers from starting: those sessions answer
+         * 404 rather than 410 until a jaild with room marks them. */
+        struct jr_err e = { 0 };
+        if ((r = registry_sessions_lost(d->reg, &e)) == -ENOSPC || r == -EDQUOT)
+                jlog_msg(d, LOG_WARNING, NULL, "%s (the sessions of the jaild before are not marked lost)", e.msg);
+        else if (r < 0)
+                return jr_fail(err, 0, "%s", e.msg);
+        return 0;
 }
 
 /* The manager's view: READY at start, then a STATUS line now and then

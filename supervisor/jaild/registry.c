@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/sqlerr.h"
 #include "supervisor/jaild/registry.h"
 
 /* How long a statement waits for another connection's lock (an operator's
@@ -34,7 +35,7 @@
 #define COLS "id, name, profile, source, policy, schedule, paused, created_ms, updated_ms, generation"
 
 enum { R_INSERT, R_BY_ID, R_BY_NAME, R_LIST, R_SET_SOURCE, R_SET_POLICY, R_SET_SCHEDULE, R_SET_PAUSED, R_DELETE,
-       R_SESS_ADD, R_SESS_DELETE, R_SESS_LOST, R_SESS_EXPIRE, R_SESS_IS_LOST, R__MAX };
+       R_SESS_ADD, R_SESS_DELETE, R_SESS_LOST, R_SESS_EXPIRE, R_SESS_IS_LOST, R_BEGIN, R_COMMIT, R_ROLLBACK, R__MAX };
 
 static const char *const sql[R__MAX] = {
         [R_INSERT] = "INSERT INTO workers (" COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1)",
@@ -52,6 +53,9 @@ static const char *const sql[R__MAX] = {
         [R_SESS_LOST] = "UPDATE sessions SET lost_ms = ?1 WHERE lost_ms IS NULL",
         [R_SESS_EXPIRE] = "DELETE FROM sessions WHERE lost_ms < ?1",
         [R_SESS_IS_LOST] = "SELECT 1 FROM sessions WHERE id = ?1 AND lost_ms IS NOT NULL",
+        [R_BEGIN] = "BEGIN IMMEDIATE",
+        [R_COMMIT] = "COMMIT",
+        [R_ROLLBACK] = "ROLLBACK",
 };
 
 /* migrations[v] takes the schema from user_version v to v + 1. */
@@ -94,19 +98,27 @@ static int plain(struct jr_err *err, int errnum, const char *fmt, ...)
         return -errnum;
 }
 
-/* The connection's last error as -errno, with what failed and SQLite's
- * words (its extended code too: "database is locked" has several). */
+/* The connection's last error as -errno (common/sqlerr.h), with what
+ * failed and SQLite's words (its extended code too: "database is locked"
+ * has several); a full disk in the operator's words, and where: SQLite's
+ * ("database or disk is full", "disk I/O error") name no cause. Each
+ * change is one transaction (or the caller's, which it rolls back on
+ * error): a refused one changed nothing. */
 static int db_fail(sqlite3 *db, struct jr_err *err, const char *what, const char *subject)
 {
-        int code = sqlite3_extended_errcode(db);
-        int errnum = (code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED ? EBUSY
-                   : (code & 0xff) == SQLITE_FULL ? ENOSPC
-                   : (code & 0xff) == SQLITE_READONLY || (code & 0xff) == SQLITE_PERM ? EACCES
-                   : (code & 0xff) == SQLITE_CANTOPEN ? ENOENT
-                   : (code & 0xff) == SQLITE_NOMEM ? ENOMEM
-                   : EIO;
-        jr_fail(err, 0, "registry %s%s%.80s%s: %s (%s, code %d)", what, subject ? " '" : "", subject ? subject : "",
-                subject ? "'" : "", sqlite3_errmsg(db), sqlite3_errstr(code), code);
+        int code = sqlite3_extended_errcode(db), errnum = jr_sqlite_errnum(db);
+        int full = errnum == ENOSPC || errnum == EDQUOT;
+        const char *file = sqlite3_db_filename(db, "main");
+        if (!subject && !full)
+                subject = file;  /* what failed names the file (a full disk's words do too) */
+        char head[256];
+        snprintf(head, sizeof head, "registry %s%s%.200s%s", what, subject ? " '" : "", subject ? subject : "",
+                 subject ? "'" : "");
+        if (full)
+                jr_fail(err, 0, "%s: the disk under %s is %s; nothing was changed", head, file ? file : "the registry",
+                        errnum == ENOSPC ? "full (ENOSPC)" : "over its quota (EDQUOT)");
+        else
+                jr_fail(err, 0, "%s: %s (%s, code %d)", head, sqlite3_errmsg(db), sqlite3_errstr(code), code);
         if (err)
                 err->errnum = errnum;
         return -errnum;
@@ -165,7 +177,7 @@ static int exec_sql(struct registry *r, const char *text, struct jr_err *err)
         char *msg = NULL;
         if (sqlite3_exec(r->db, text, NULL, NULL, &msg) == SQLITE_OK)
                 return 0;
-        int ret = db_fail(r->db, err, "setup", r->path);
+        int ret = db_fail(r->db, err, "setup", NULL);
         if (msg && err) {
                 size_t n = strlen(err->msg);
                 snprintf(err->msg + n, sizeof err->msg - n, " [%.200s]", text);
@@ -179,11 +191,11 @@ static int pragma_int(struct registry *r, const char *text, int64_t *out, struct
 {
         sqlite3_stmt *st = NULL;
         if (sqlite3_prepare_v2(r->db, text, -1, &st, NULL) != SQLITE_OK)
-                return db_fail(r->db, err, "setup", r->path);
+                return db_fail(r->db, err, "setup", NULL);
         int rc = sqlite3_step(st);
         if (rc == SQLITE_ROW)
                 *out = sqlite3_column_int64(st, 0);
-        int ret = rc == SQLITE_ROW ? 0 : db_fail(r->db, err, "setup", r->path);
+        int ret = rc == SQLITE_ROW ? 0 : db_fail(r->db, err, "setup", NULL);
         sqlite3_finalize(st);
         return ret;
 }
@@ -204,6 +216,8 @@ static int migrate(struct registry *r, struct jr_err *err)
                               (long long)v, REGISTRY_SCHEMA);
                 goto rollback;
         }
+        if (v == REGISTRY_SCHEMA)  /* nothing written: a registry on a full disk opens */
+                return exec_sql(r, "COMMIT", err);
         for (; v < REGISTRY_SCHEMA; v++)
                 if ((ret = exec_sql(r, migrations[v], err)) < 0)
                         goto rollback;
@@ -217,13 +231,18 @@ rollback:
         return ret;
 }
 
-static int setup(struct registry *r, struct jr_err *err)
+/* exclusive: the WAL's index in this process's memory, not in the -shm
+ * file SQLite shares between processes (set before the first access, no
+ * -shm is made): for a disk too full for one. */
+static int setup(struct registry *r, int exclusive, struct jr_err *err)
 {
         int64_t wal = 0;
         sqlite3_busy_timeout(r->db, REGISTRY_BUSY_MS);
         /* Ordinary SQL cannot write the schema or corrupt the file. */
         sqlite3_db_config(r->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
-        int ret = exec_sql(r, "PRAGMA journal_mode = WAL", err);
+        int ret = exclusive ? exec_sql(r, "PRAGMA locking_mode = EXCLUSIVE", err) : 0;
+        if (ret == 0)
+                ret = exec_sql(r, "PRAGMA journal_mode = WAL", err);
         if (ret < 0 || (ret = exec_sql(r, "PRAGMA synchronous = FULL", err)) < 0 ||
             (ret = pragma_int(r, "SELECT journal_mode = 'wal' FROM pragma_journal_mode", &wal, err)) < 0)
                 return ret;
@@ -233,7 +252,27 @@ static int setup(struct registry *r, struct jr_err *err)
                 return ret;
         for (int i = 0; i < R__MAX; i++)
                 if (sqlite3_prepare_v3(r->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &r->stmt[i], NULL) != SQLITE_OK)
-                        return db_fail(r->db, err, "prepare", r->path);
+                        return db_fail(r->db, err, "prepare", NULL);
+        return 0;
+}
+
+static int open_as(struct registry **out, const char *path, int exclusive, struct jr_err *err)
+{
+        struct registry *r = calloc(1, sizeof *r);
+        if (!r)
+                return jr_fail(err, ENOMEM, "registry");
+        snprintf(r->path, sizeof r->path, "%s", path);  /* fits: make_parent checked */
+        /* One connection, used from the event loop only: no mutexes. */
+        int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW |
+                    SQLITE_OPEN_EXRESCODE;
+        int ret = sqlite3_open_v2(path, &r->db, flags, NULL) != SQLITE_OK
+                  ? (r->db ? db_fail(r->db, err, "open", path) : jr_fail(err, ENOMEM, "registry open"))
+                  : setup(r, exclusive, err);
+        if (ret < 0) {
+                registry_close(r);
+                return ret;
+        }
+        *out = r;
         return 0;
 }
 
@@ -243,23 +282,20 @@ int registry_open(struct registry **out, const char *path, struct jr_err *err)
         int ret = make_parent(path, err);
         if (ret < 0 || (ret = make_file(path, err)) < 0)
                 return ret;
-        struct registry *r = calloc(1, sizeof *r);
-        if (!r)
-                return jr_fail(err, ENOMEM, "registry");
-        snprintf(r->path, sizeof r->path, "%s", path);  /* fits: make_parent checked */
-        /* One connection, used from the event loop only: no mutexes. */
-        int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW |
-                    SQLITE_OPEN_EXRESCODE;
-        if (sqlite3_open_v2(path, &r->db, flags, NULL) != SQLITE_OK)
-                ret = r->db ? db_fail(r->db, err, "open", path) : jr_fail(err, ENOMEM, "registry open");
-        else
-                ret = setup(r, err);
-        if (ret < 0) {
-                registry_close(r);
+        if ((ret = open_as(out, path, 0, err)) != -ENOSPC && ret != -EDQUOT)
+                return ret;
+        /* No room for the -shm index (the registry's last connection, a
+         * jaild stopped with room, removed it): the registry serves this
+         * process alone. What it holds is read; changes wait for room. */
+        struct jr_err first = *err;
+        if (open_as(out, path, 1, err) < 0) {
+                *err = first;
                 return ret;
         }
-        *out = r;
-        return 0;
+        jr_fail(err, 0, "%.300s; opened for jaild alone (no other process can read it until a jaild opens it "
+                "with room)", first.msg);
+        err->errnum = first.errnum;
+        return 1;
 }
 
 void registry_close(struct registry *r)
@@ -600,51 +636,84 @@ int registry_delete(struct registry *r, const char *id, struct jr_err *err)
 
 /* --- sessions ------------------------------------------------------ */
 
-static int step_done(struct registry *r, sqlite3_stmt *st, const char *what, struct jr_err *err)
+static int step_done(struct registry *r, sqlite3_stmt *st, const char *what, const char *id, struct jr_err *err)
 {
         int rc = sqlite3_step(st);
         sqlite3_reset(st);
-        return rc == SQLITE_DONE ? 0 : db_fail(r->db, err, what, r->path);
+        return rc == SQLITE_DONE ? 0 : db_fail(r->db, err, what, id);
 }
 
 int registry_session_add(struct registry *r, const char *id, struct jr_err *err)
 {
         sqlite3_stmt *st = stmt(r, R_SESS_ADD);
         if (bind_text(st, 1, id, strlen(id)) < 0 || sqlite3_bind_int64(st, 2, now_ms()) != SQLITE_OK)
-                return db_fail(r->db, err, "session add", r->path);
-        return step_done(r, st, "session add", err);
+                return db_fail(r->db, err, "session add", id);
+        return step_done(r, st, "session add", id, err);
 }
 
 int registry_session_delete(struct registry *r, const char *id, struct jr_err *err)
 {
         sqlite3_stmt *st = stmt(r, R_SESS_DELETE);
         if (bind_text(st, 1, id, strlen(id)) < 0)
-                return db_fail(r->db, err, "session delete", r->path);
-        return step_done(r, st, "session delete", err);
+                return db_fail(r->db, err, "session delete", id);
+        return step_done(r, st, "session delete", id, err);
 }
 
 int registry_sessions_lost(struct registry *r, struct jr_err *err)
 {
         sqlite3_stmt *st = stmt(r, R_SESS_LOST);
         if (sqlite3_bind_int64(st, 1, now_ms()) != SQLITE_OK)
-                return db_fail(r->db, err, "sessions lost", r->path);
-        int ret = step_done(r, st, "sessions lost", err);
+                return db_fail(r->db, err, "sessions lost", NULL);
+        int ret = step_done(r, st, "sessions lost", NULL, err);
         if (ret < 0)
                 return ret;
         st = stmt(r, R_SESS_EXPIRE);
         if (sqlite3_bind_int64(st, 1, now_ms() - REGISTRY_SESSION_KEEP_MS) != SQLITE_OK)
-                return db_fail(r->db, err, "sessions expire", r->path);
-        return step_done(r, st, "sessions expire", err);
+                return db_fail(r->db, err, "sessions expire", NULL);
+        return step_done(r, st, "sessions expire", NULL, err);
 }
 
 int registry_session_lost(struct registry *r, const char *id, struct jr_err *err)
 {
         sqlite3_stmt *st = stmt(r, R_SESS_IS_LOST);
         if (bind_text(st, 1, id, strlen(id)) < 0)
-                return db_fail(r->db, err, "session lookup", r->path);
+                return db_fail(r->db, err, "session lookup", id);
         int rc = sqlite3_step(st);
         sqlite3_reset(st);
         if (rc == SQLITE_ROW)
                 return 1;
-        return rc == SQLITE_DONE ? 0 : db_fail(r->db, err, "session lookup", r->path);
+        return rc == SQLITE_DONE ? 0 : db_fail(r->db, err, "session lookup", id);
+}
+
+/* --- transactions -------------------------------------------------- */
+
+static int step_plain(struct registry *r, int which)
+{
+        sqlite3_stmt *st = stmt(r, which);
+        int rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        return rc;
+}
+
+int registry_begin(struct registry *r, struct jr_err *err)
+{
+        return step_plain(r, R_BEGIN) == SQLITE_DONE ? 0 : db_fail(r->db, err, "begin", NULL);
+}
+
+/* A COMMIT that fails for want of space may leave the transaction open
+ * (SQLite rolls back by itself on some errors only): it is rolled back,
+ * so that nothing of it is kept and the next change starts its own. */
+int registry_commit(struct registry *r, struct jr_err *err)
+{
+        if (step_plain(r, R_COMMIT) == SQLITE_DONE)
+                return 0;
+        int ret = db_fail(r->db, err, "commit", NULL);
+        registry_rollback(r);
+        return ret;
+}
+
+void registry_rollback(struct registry *r)
+{
+        if (!sqlite3_get_autocommit(r->db))
+                step_plain(r, R_ROLLBACK);
 }

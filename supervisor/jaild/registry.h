@@ -57,7 +57,10 @@ struct registry_new {
 /* Opens (creating when missing, with its directory, mode 0700; the file
  * 0600: it holds every worker's code) or upgrades the registry at `path`.
  * -EPROTO when it was written by a newer schema than REGISTRY_SCHEMA.
- * 0 or -errno with err. */
+ * 0 or -errno with err; 1 when its disk is too full for SQLite's shared
+ * index (-shm) and it was opened in exclusive locking mode instead (read
+ * and written by this process alone: readers elsewhere are refused while
+ * it is open), err saying so. */
 int registry_open(struct registry **out, const char *path, struct jr_err *err);
 void registry_close(struct registry *r);
 
@@ -103,5 +106,15 @@ int registry_session_lost(struct registry *r, const char *id, struct jr_err *err
 
 /* Removes the worker; -ENOENT when there is none. */
 int registry_delete(struct registry *r, const char *id, struct jr_err *err);
+
+/* Several changes made as one, with what goes with them outside the
+ * registry (a worker's script): registry_begin, the changes (each then
+ * durable only with the commit), then registry_commit or, on an error,
+ * registry_rollback (none of them is made). A commit that fails (a full
+ * disk: -ENOSPC) rolls back: nothing of it is kept. Changes refused for
+ * want of space return -ENOSPC (or -EDQUOT) with err saying so. */
+int registry_begin(struct registry *r, struct jr_err *err);
+int registry_commit(struct registry *r, struct jr_err *err);
+void registry_rollback(struct registry *r);
 
 #endif

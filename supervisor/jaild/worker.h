@@ -45,6 +45,7 @@ struct worker {
         enum after after;
         json_t *last_end;             /* the last job's result, as jailrun --json gives it */
         char error[512];              /* why it does not run, when it cannot */
+        int script_stale;             /* its script could not be written: worker_start writes it first */
         unsigned runs;
 };
 
@@ -57,15 +58,24 @@ void unlink_worker(struct worker *w);
 void worker_stop(struct worker *w, enum after after, struct api_call *c, int now);
 const char *worker_state(const struct worker *w);
 json_t *worker_json(struct worker *w);
-/* A worker object for a registry row, its script written: NULL with msg. */
+/* A worker object for a registry row (its script not written, not in the
+ * daemon's list: link_worker): NULL with msg. */
 struct worker *worker_new(struct jaild *d, const char *id, char *msg, size_t size);
+void link_worker(struct worker *w);
 /* The worker a path names (an id first, then a name), or NULL answered 404. */
 struct worker *find_or_404(struct jaild *d, struct api_call *c, const char *id);
 /* The policy and schedule a worker would run with; answered 400 if not. */
 int check_spec(struct jaild *d, struct api_call *c, const char *profile, const json_t *policy, const json_t *schedule);
 /* A name a worker may not take: shaped like a worker id, or job.*. */
 int reserved_name(const char *name);
-/* The script the engine reads, written whole and renamed over. */
+/* The script the engine reads, written whole and renamed over: 0, or
+ * -errno with msg ("the disk is full (ENOSPC)" for a full disk). In two
+ * steps around a registry change: script_prepare writes and syncs
+ * SCRIPT.new, then script_install renames it over SCRIPT once the change
+ * is durable, or script_discard removes it. */
 int write_script(struct worker *w, char *msg, size_t size);
+int script_prepare(struct worker *w, const char *src, size_t len, char *msg, size_t size);
+int script_install(struct worker *w, char *msg, size_t size);
+void script_discard(struct worker *w);
 
 #endif

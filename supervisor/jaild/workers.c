@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -186,7 +187,14 @@ static void worker_ended(struct job *j, void *data);
 
 void worker_start(struct worker *w)
 {
+        char msg[400];
         w->error[0] = '\0';
+        if (w->script_stale && write_script(w, msg, sizeof msg) < 0) {
+                snprintf(w->error, sizeof w->error, "its script cannot be written: %s", msg);
+                jlog_msg(w->d, LOG_ERR, w->row.name, "cannot start: %s", w->error);
+                return;
+        }
+        w->script_stale = 0;
         if (worker_opts(w, w->error, sizeof w->error) < 0) {
                 jlog_msg(w->d, LOG_ERR, w->row.name, "cannot start: %s", w->error);
                 return;
@@ -256,12 +264,8 @@ static void worker_ended(struct job *j, void *data)
         w->after = AFTER_NOTHING;
         struct api_call *c = w->stop_call;
         w->stop_call = NULL;
-        if (after == AFTER_DELETE) {
-                struct jr_err err = { 0 };
-                int r = registry_delete(d->reg, w->row.id, &err);
-                if (r < 0 && c)
-                        api_reply_error(c, 500, "InternalError", "%s", err.msg);
-                else if (c)
+        if (after == AFTER_DELETE) {  /* out of the registry already (api_worker_delete) */
+                if (c)
                         api_reply(c, 200, json_pack("{s:s, s:s}", "id", w->row.id, "state", "deleted"));
                 unlink(w->script);
                 unlink_worker(w);
@@ -366,22 +370,74 @@ struct worker *find_or_404(struct jaild *d, struct api_call *c, const char *id)
         return w;
 }
 
-/* The script the engine reads: written whole, then renamed over. */
-int write_script(struct worker *w, char *msg, size_t size)
+/* "the disk is full (ENOSPC)" for a full disk, strerror's words else. */
+static const char *write_words(int e)
+{
+        return e == ENOSPC ? "the disk is full (ENOSPC)"
+               : e == EDQUOT ? "the disk quota is used up (EDQUOT)" : strerror(e);
+}
+
+/* The script the engine reads is written whole to NAME.new (script_prepare)
+ * then renamed over (script_install): a reader sees the old script or the
+ * new one. A change stores the new source in the registry between the
+ * two: a full disk refuses it before anything is changed. */
+int script_prepare(struct worker *w, const char *src, size_t len, char *msg, size_t size)
 {
         char tmp[PATH_MAX + 8];
         snprintf(tmp, sizeof tmp, "%s.new", w->script);
         _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-        int r = fd < 0 ? -errno : jr_write_all(fd, w->row.source, w->row.source_len);
+        int r = fd < 0 ? -errno : jr_write_all(fd, src, len);
         if (r == 0 && fsync(fd) < 0)
-                r = -errno;
-        if (r == 0 && rename(tmp, w->script) < 0)
                 r = -errno;
         if (r < 0) {
                 unlink(tmp);
-                snprintf(msg, size, "write %.300s: %s", w->script, strerror(-r));
+                snprintf(msg, size, "write %.300s: %s", tmp, write_words(-r));
         }
         return r;
+}
+
+int script_install(struct worker *w, char *msg, size_t size)
+{
+        char tmp[PATH_MAX + 8];
+        snprintf(tmp, sizeof tmp, "%s.new", w->script);
+        if (rename(tmp, w->script) == 0)
+                return 0;
+        int r = -errno;
+        snprintf(msg, size, "rename %.300s: %s", tmp, write_words(-r));
+        unlink(tmp);
+        return r;
+}
+
+void script_discard(struct worker *w)
+{
+        char tmp[PATH_MAX + 8];
+        snprintf(tmp, sizeof tmp, "%s.new", w->script);
+        unlink(tmp);
+}
+
+int write_script(struct worker *w, char *msg, size_t size)
+{
+        int r = script_prepare(w, w->row.source, w->row.source_len, msg, size);
+        return r < 0 ? r : script_install(w, msg, size);
+}
+
+/* Whether the script file holds the row's source already (a jaild that
+ * stopped left it so): a start on a full disk need not write it again. */
+static int script_current(struct worker *w)
+{
+        _cleanup_close_ int fd = open(w->script, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size != w->row.source_len)
+                return 0;
+        _cleanup_free_ char *buf = malloc(w->row.source_len + 1);
+        return buf && jr_read_all(fd, buf, w->row.source_len) == 0 &&
+               memcmp(buf, w->row.source, w->row.source_len) == 0;
+}
+
+void link_worker(struct worker *w)
+{
+        w->next = w->d->workers;
+        w->d->workers = w;
 }
 
 struct worker *worker_new(struct jaild *d, const char *id, char *msg, size_t size)
@@ -406,15 +462,26 @@ struct worker *worker_new(struct jaild *d, const char *id, char *msg, size_t siz
                 worker_free(w);
                 return NULL;
         }
-        if (write_script(w, msg, size) < 0) {
-                worker_free(w);
-                return NULL;
-        }
-        w->next = d->workers;
-        d->workers = w;
         return w;
 }
 
+/* A registry's worker at start, its script written again unless it holds
+ * the source already; one that cannot be written (a full disk) leaves the
+ * worker listed but not started, its error saying why, until it is
+ * resumed. */
+static struct worker *worker_load(struct jaild *d, const char *id, char *msg, size_t size)
+{
+        struct worker *w = worker_new(d, id, msg, size);
+        if (!w)
+                return NULL;
+        if (!script_current(w) && write_script(w, msg, size) < 0) {
+                w->script_stale = 1;
+                snprintf(w->error, sizeof w->error, "its script cannot be written: %.400s", msg);
+                jlog_msg(d, LOG_ERR, w->row.name, "not started: %s", w->error);
+        }
+        link_worker(w);
+        return w;
+}
 
 /* The policy and schedule a worker would run with, checked before it is stored. */
 int check_spec(struct jaild *d, struct api_call *c, const char *profile, const json_t *policy,
@@ -479,10 +546,10 @@ int workers_load(struct jaild *d)
                 jlog_msg(d, LOG_ERR, NULL, "the registry: %s", err.msg[0] ? err.msg : strerror(-r));
         for (size_t i = 0; r >= 0 && i < ids.n; i++) {
                 char msg[512];
-                struct worker *w = worker_new(d, ids.id[i], msg, sizeof msg);
+                struct worker *w = worker_load(d, ids.id[i], msg, sizeof msg);
                 if (!w)
                         jlog_msg(d, LOG_ERR, ids.id[i], "not loaded: %s", msg);
-                else if (!w->row.paused)
+                else if (!w->row.paused && !w->script_stale)
                         worker_start(w);
         }
         free(ids.id);

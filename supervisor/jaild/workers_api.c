@@ -17,6 +17,65 @@ static const struct api_field create_fields[] = {
         { "policy", API_OBJECT },              { "schedule", API_OBJECT },               { NULL, 0 },
 };
 
+/* A change the registry or the scripts' directory refused: 400 for a
+ * value, 507 for a full disk (docs/api.md; nothing was changed), 500 else. */
+static void reply_refused(struct api_call *c, int r, const char *msg)
+{
+        int full = r == -ENOSPC || r == -EDQUOT;
+        api_reply_error(c, r == -EINVAL ? 400 : full ? 507 : 500,
+                        r == -EINVAL ? "ValueError" : full ? "InsufficientStorageError" : "InternalError", "%s",
+                        msg && msg[0] ? msg : strerror(-r));
+}
+
+/* Why a change was refused: the script's msg (made to say that nothing
+ * was changed, as the registry's own errors do), or the registry's. */
+static const char *nothing_changed(char *msg, size_t size, const char *registry_msg)
+{
+        if (!msg[0])
+                return registry_msg;
+        size_t n = strlen(msg);
+        snprintf(msg + n, size - n, "; nothing was changed");
+        return msg;
+}
+
+/* The new worker stored and its script written, as one: the registry's
+ * transaction commits once the script is on disk beside (SCRIPT.new,
+ * renamed after the commit). The worker, listed; or NULL answered, with
+ * nothing stored nor left. */
+static struct worker *store_new(struct jaild *d, struct api_call *c, const struct registry_new *n)
+{
+        struct registry_worker row = { 0 };
+        struct jr_err err = { 0 };
+        char msg[512] = "";
+        int r = registry_begin(d->reg, &err);
+        if (r == 0)
+                r = registry_add(d->reg, n, &row, &err);
+        struct worker *w = r == 0 ? worker_new(d, row.id, msg, sizeof msg) : NULL;
+        registry_worker_clear(&row);
+        if (r == 0 && !w)
+                r = -EIO;
+        if (r == 0)
+                r = script_prepare(w, w->row.source, w->row.source_len, msg, sizeof msg);
+        if (r == 0 && (r = registry_commit(d->reg, &err)) < 0)
+                script_discard(w);
+        if (r < 0) {
+                registry_rollback(d->reg);
+                if (w)
+                        worker_free(w);
+                if (r == -EEXIST)
+                        api_reply_error(c, 409, "ConflictError", "a worker named %s exists", n->name);
+                else
+                        reply_refused(c, r, nothing_changed(msg, sizeof msg, err.msg));
+                return NULL;
+        }
+        if (script_install(w, msg, sizeof msg) < 0) {
+                w->script_stale = 1;  /* stored: its start writes it again, or says why it cannot */
+                jlog_msg(d, LOG_ERR, w->row.name, "%s", msg);
+        }
+        link_worker(w);
+        return w;
+}
+
 void api_worker_create(void *data, struct api_call *c, json_t *spec)
 {
         struct jaild *d = data;
@@ -34,25 +93,20 @@ void api_worker_create(void *data, struct api_call *c, json_t *spec)
                                        "job. names one-shot jobs' namespaces)", name);
         if (check_spec(d, c, profile, policy, schedule) < 0)
                 return;
+        for (struct worker *o = d->workers; o; o = o->next)  /* one being deleted is out of the registry already */
+                if (strcmp(o->row.name, name) == 0)
+                        return api_reply_error(c, 409, "ConflictError", "a worker named %s is being deleted", name);
         _cleanup_(json_decrefp) json_t *none = policy ? NULL : json_object();
         _cleanup_free_ char *ptext = json_dumps(policy ? policy : none, JSON_COMPACT | JSON_SORT_KEYS);
         _cleanup_free_ char *stext = schedule ? json_dumps(schedule, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
         json_t *src = json_object_get(spec, "source");
         struct registry_new n = { .name = name, .profile = profile, .source = json_string_value(src),
                                   .source_len = json_string_length(src), .policy = ptext, .schedule = stext };
-        struct registry_worker row = { 0 };
-        struct jr_err err = { 0 };
-        int r = ptext && stext ? registry_add(d->reg, &n, &row, &err) : -ENOMEM;
-        if (r == -EEXIST)
-                return api_reply_error(c, 409, "ConflictError", "a worker named %s exists", name);
-        if (r < 0)
-                return api_reply_error(c, r == -EINVAL ? 400 : 500, r == -EINVAL ? "ValueError" : "InternalError", "%s",
-                                       err.msg[0] ? err.msg : strerror(-r));
-        char msg[512];
-        struct worker *w = worker_new(d, row.id, msg, sizeof msg);
-        registry_worker_clear(&row);
+        if (!ptext || !stext)
+                return api_reply_error(c, 500, "InternalError", "out of memory");
+        struct worker *w = store_new(d, c, &n);
         if (!w)
-                return api_reply_error(c, 500, "InternalError", "%s", msg);
+                return;
         jlog_msg(d, LOG_NOTICE, w->row.name, "created (%s)", w->row.id);
         worker_start(w);
         api_reply(c, 201, worker_json(w));
@@ -79,66 +133,46 @@ static const struct api_field update_fields[] = {
         { "name", API_STRING },   { "profile", API_STRING }, { NULL, 0 },
 };
 
-/* A new source: stored (its generation goes up), and the running job
- * reloads it (as SIGHUP does jailrun's: the last that loaded runs on if
- * it does not load). */
-static int update_source(struct worker *w, struct api_call *c, json_t *src)
+/* The PATCH's changes stored as one transaction, a new source's script
+ * written beside and renamed over the old once they are durable: 0 with
+ * *row the stored worker, or -errno answered (nothing was changed). */
+static int store_changes(struct worker *w, struct api_call *c, json_t *policy, json_t *schedule, json_t *src,
+                         struct registry_worker *row)
 {
+        struct registry *reg = w->d->reg;
         struct jr_err err = { 0 };
-        char msg[512];
-        int64_t gen;
-        int r = registry_set_source(w->d->reg, w->row.id, json_string_value(src), json_string_length(src), &gen, &err);
-        if (r < 0) {
-                api_reply_error(c, r == -EINVAL ? 400 : 500, r == -EINVAL ? "ValueError" : "InternalError", "%s", err.msg);
-                return r;
-        }
-        struct registry_worker row = { 0 };
-        if (registry_get(w->d->reg, w->row.id, &row, &err) < 0) {
-                api_reply_error(c, 500, "InternalError", "%s", err.msg);
-                return -EIO;
-        }
-        registry_worker_clear(&w->row);
-        w->row = row;
-        if (write_script(w, msg, sizeof msg) < 0) {
-                api_reply_error(c, 500, "InternalError", "%s", msg);
-                return -EIO;
-        }
-        if (w->job && w->after == AFTER_NOTHING)
-                job_signal(w->job, SIGHUP);
-        return 0;
-}
-
-/* A new policy or schedule: stored, and the job restarted with it once its
- * tick in flight returns. */
-static int update_settings(struct worker *w, struct api_call *c, json_t *policy, json_t *schedule)
-{
-        struct jr_err err = { 0 };
-        _cleanup_(json_decrefp) json_t *old = policy ? NULL : json_loads(w->row.policy, 0, NULL);
-        if (check_spec(w->d, c, w->row.profile, policy ? policy : old, schedule) < 0)
-                return -EINVAL;
+        char msg[512] = "";
         _cleanup_free_ char *p = policy ? json_dumps(policy, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
         _cleanup_free_ char *s = schedule ? json_dumps(schedule, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-        int r = 0;
-        if ((policy && !p) || (schedule && !s))
-                r = -ENOMEM;
+        int r = (policy && !p) || (schedule && !s) ? -ENOMEM : registry_begin(reg, &err);
         if (r == 0 && p)
-                r = registry_set_policy(w->d->reg, w->row.id, p, &err);
+                r = registry_set_policy(reg, w->row.id, p, &err);
         if (r == 0 && s)
-                r = registry_set_schedule(w->d->reg, w->row.id, s, &err);
-        struct registry_worker row = { 0 };
+                r = registry_set_schedule(reg, w->row.id, s, &err);
+        if (r == 0 && src)
+                r = registry_set_source(reg, w->row.id, json_string_value(src), json_string_length(src), NULL, &err);
         if (r == 0)
-                r = registry_get(w->d->reg, w->row.id, &row, &err);
+                r = registry_get(reg, w->row.id, row, &err);
+        if (r == 0 && src)
+                r = script_prepare(w, row->source, row->source_len, msg, sizeof msg);
+        if (r == 0 && (r = registry_commit(reg, &err)) < 0 && src)
+                script_discard(w);
         if (r < 0) {
-                api_reply_error(c, 500, "InternalError", "%s", err.msg[0] ? err.msg : strerror(-r));
+                registry_rollback(reg);
+                registry_worker_clear(row);
+                reply_refused(c, r, nothing_changed(msg, sizeof msg, err.msg));
                 return r;
         }
-        registry_worker_clear(&w->row);
-        w->row = row;
-        if (w->job && w->after == AFTER_NOTHING)
-                worker_stop(w, AFTER_RESTART, NULL, 0);
+        if (src)  /* stored: one not renamed is written again at the next start, or it says why not */
+                w->script_stale = script_install(w, msg, sizeof msg) < 0;
+        if (src && w->script_stale)
+                jlog_msg(w->d, LOG_ERR, w->row.name, "%s", msg);
         return 0;
 }
 
+/* A new policy or schedule restarts the job with it once its tick in
+ * flight returns; a new source alone is reloaded (as SIGHUP does
+ * jailrun's: the last that loaded runs on if it does not load). */
 void api_worker_update(void *data, struct api_call *c, const char *id, json_t *changes)
 {
         struct worker *w = find_or_404(data, c, id);
@@ -155,14 +189,24 @@ void api_worker_update(void *data, struct api_call *c, const char *id, json_t *c
         if (w->after == AFTER_DELETE)
                 return api_reply_error(c, 409, "ConflictError", "the worker is being deleted");
         json_t *policy = json_object_get(changes, "policy"), *schedule = json_object_get(changes, "schedule");
+        json_t *src = json_object_get(changes, "source");
         _cleanup_(json_decrefp) json_t *none = json_is_null(schedule) ? json_object() : NULL;
         if (none)
                 schedule = none;  /* null: no schedule, ticks only when asked */
-        if ((policy || schedule) && update_settings(w, c, policy, schedule) < 0)
+        _cleanup_(json_decrefp) json_t *old = policy ? NULL : json_loads(w->row.policy, 0, NULL);
+        if ((policy || schedule) && check_spec(w->d, c, w->row.profile, policy ? policy : old, schedule) < 0)
                 return;
-        json_t *src = json_object_get(changes, "source");
-        if (src && update_source(w, c, src) < 0)
+        struct registry_worker row = { 0 };
+        if ((policy || schedule || src) && store_changes(w, c, policy, schedule, src, &row) < 0)
                 return;
+        if (policy || schedule || src) {
+                registry_worker_clear(&w->row);
+                w->row = row;
+        }
+        if (w->job && w->after == AFTER_NOTHING && (policy || schedule || w->script_stale))
+                worker_stop(w, AFTER_RESTART, NULL, 0);
+        else if (w->job && w->after == AFTER_NOTHING && src)
+                job_signal(w->job, SIGHUP);
         api_reply(c, 200, worker_json(w));
 }
 
@@ -173,11 +217,14 @@ void api_worker_delete(void *data, struct api_call *c, const char *id)
                 return;
         if (w->stop_call)
                 return api_reply_error(c, 409, "ConflictError", "the worker is being stopped");
+        /* Out of the registry first: one that refuses (a full disk) leaves the
+         * worker as it was, its job untouched. */
+        struct jr_err err = { 0 };
+        int r = w->after == AFTER_DELETE ? 0 : registry_delete(w->d->reg, w->row.id, &err);
+        if (r < 0)
+                return reply_refused(c, r, err.msg);
         if (w->job)
                 return worker_stop(w, AFTER_DELETE, c, 1);
-        struct jr_err err = { 0 };
-        if (registry_delete(w->d->reg, w->row.id, &err) < 0)
-                return api_reply_error(c, 500, "InternalError", "%s", err.msg);
         api_reply(c, 200, json_pack("{s:s, s:s}", "id", w->row.id, "state", "deleted"));
         unlink(w->script);
         unlink_worker(w);
@@ -220,12 +267,13 @@ void api_worker_pause(void *data, struct api_call *c, const char *id)
 {
         struct worker *w = find_or_404(data, c, id);
         struct jr_err err = { 0 };
+        int r;
         if (!w)
                 return;
         if (w->stop_call)
                 return api_reply_error(c, 409, "ConflictError", "the worker is being stopped");
-        if (!w->row.paused && registry_set_paused(w->d->reg, w->row.id, 1, &err) < 0)
-                return api_reply_error(c, 500, "InternalError", "%s", err.msg);
+        if (!w->row.paused && (r = registry_set_paused(w->d->reg, w->row.id, 1, &err)) < 0)
+                return reply_refused(c, r, err.msg);
         w->row.paused = 1;
         if (w->job)
                 return worker_stop(w, AFTER_PAUSE, c, 0);
@@ -236,14 +284,15 @@ void api_worker_resume(void *data, struct api_call *c, const char *id)
 {
         struct worker *w = find_or_404(data, c, id);
         struct jr_err err = { 0 };
+        int r;
         if (!w)
                 return;
         if (w->d->draining)
                 return api_reply_error(c, 503, "UnavailableError", "jaild is stopping");
         if (w->stop_call)
                 return api_reply_error(c, 409, "ConflictError", "the worker is being stopped");
-        if (w->row.paused && registry_set_paused(w->d->reg, w->row.id, 0, &err) < 0)
-                return api_reply_error(c, 500, "InternalError", "%s", err.msg);
+        if (w->row.paused && (r = registry_set_paused(w->d->reg, w->row.id, 0, &err)) < 0)
+                return reply_refused(c, r, err.msg);
         w->row.paused = 0;
         if (!w->job)
                 worker_start(w);

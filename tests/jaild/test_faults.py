@@ -1,13 +1,17 @@
 """Faults under jaild, each with its documented outcome (jaild(8) FAULTS,
 docs/faults.md): a worker's jail SIGKILLed in the middle of a large
 message, jaild itself killed with SIGKILL while it writes (the registry,
-workers' state and files, a new source), and a cgroup write the kernel
-refuses for one worker."""
+workers' state and files, a new source), a cgroup write the kernel
+refuses for one worker, and a full disk under jaild's registry."""
+import contextlib
+import errno
 import json
 import os
 import random
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
@@ -312,3 +316,220 @@ def test_a_refused_cgroup_write_stops_that_worker_only(jd):
             jd.request("DELETE", "/v1/workers/%s" % w["id"])
         with open(os.path.join(parent, "cpu.cfs_quota_us"), "w") as f:
             f.write("-1")
+
+
+# --- a full disk under the registry -------------------------------------------------
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
+from jr_helpers import private_tmpfs  # noqa: E402
+
+COUNTING = "def tick(ctx):\n    ctx.state.set('n', ctx.state.get('n', 0) + 1)\n"
+QUIET = "def tick(ctx):\n    pass\n"
+CHANGED = "# changed\ndef tick(ctx):\n    ctx.log.info('changed')\n"
+
+
+def fill(path):
+    """Writes to path (appending) until the file system refuses: ENOSPC."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    try:
+        while True:
+            os.write(fd, b"x" * 65536)
+    except OSError as e:
+        assert e.errno == errno.ENOSPC, e
+    finally:
+        os.close(fd)
+    assert os.statvfs(os.path.dirname(path)).f_bavail == 0
+
+
+def refused(r):
+    """A change the full disk refused: 507, saying so, nothing changed."""
+    assert r.status_code == 507, r.text
+    e = r.json()["error"]
+    assert e["type"] == "InsufficientStorageError", r.text
+    assert "is full (ENOSPC); nothing was changed" in e["message"], r.text
+    return e["message"]
+
+
+class Acked:
+    """What jaild acknowledged (a 2xx answer): the workers, their sources
+    and generations, and which are paused."""
+
+    def __init__(self, d, reg):
+        self.d, self.reg = d, reg
+        self.workers = {}
+
+    def created(self, r, source):
+        assert r.status_code == 201, r.text
+        w = r.json()
+        self.workers[w["id"]] = {"name": w["name"], "source": source, "generation": 1, "paused": False}
+        return w["id"]
+
+    def check(self, rows_too=True, cut=None):
+        """The API lists them as acknowledged, each script holds its source
+        (but the one the test cut), no other file (NAME.new) is in the
+        scripts' directory, and the registry passes integrity_check with
+        the same rows."""
+        listed = {w["id"]: w for w in self.d.get("/v1/workers").json()["workers"]}
+        assert {i: (w["name"], w["generation"], w["paused"]) for i, w in listed.items()} == \
+            {i: (w["name"], w["generation"], w["paused"]) for i, w in self.workers.items()}, listed
+        scripts = os.path.join(self.reg, "scripts")
+        assert sorted(os.listdir(scripts)) == sorted(i + ".py" for i in self.workers), os.listdir(scripts)
+        for i, w in self.workers.items():
+            with open(os.path.join(scripts, i + ".py")) as f:
+                assert f.read() == ("" if i == cut else w["source"]), i
+        if rows_too:
+            self.check_rows("file:%s?mode=ro" % os.path.join(self.reg, "registry.db"))
+
+    def check_rows(self, uri):
+        con = sqlite3.connect(uri, uri=True)
+        try:
+            assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+            rows = {r[0]: {"name": r[1], "source": r[2], "generation": r[3], "paused": bool(r[4])}
+                    for r in con.execute("SELECT id, name, source, generation, paused FROM workers")}
+        finally:
+            con.close()
+        assert rows == self.workers, rows
+
+
+def ticks_go_on(d, wid):
+    before = d.get("/v1/workers/%s" % wid).json()["stats"]["ticks"]
+    until("worker %s stopped ticking" % wid, hostprobe.slack(20),
+          lambda: d.get("/v1/workers/%s" % wid).json()["stats"]["ticks"] >= before + 2)
+
+
+def refused_all(d, ids):
+    """Every change through the API refused, jaild serving on: a create (a
+    small source and a large one), a change of the source, of the schedule,
+    of both, a pause, a resume, a delete; a one-shot job runs; health."""
+    refused(d.post("/v1/workers", worker_spec("late", QUIET)))
+    refused(d.post("/v1/workers", worker_spec("late-big", "# " + "y" * 60000 + "\n" + QUIET)))
+    for change in ({"source": CHANGED}, {"schedule": {"interval": 7}},
+                   {"source": CHANGED, "schedule": {"interval": 5}}):
+        refused(d.request("PATCH", "/v1/workers/%s" % ids["quiet"], json=change))
+    refused(d.post("/v1/workers/%s/pause" % ids["counting"]))
+    refused(d.post("/v1/workers/%s/resume" % ids["sleeper"]))
+    refused(d.request("DELETE", "/v1/workers/%s" % ids["quiet"]))
+    r = d.post("/v1/jobs", {"source": "print('job ran')\n"}, timeout=hostprobe.slack(60))
+    assert r.status_code == 200 and "job ran" in r.text, r.text
+    assert d.get("/v1/health").status_code == 200
+    assert d.get("/v1/workers/%s" % ids["sleeper"]).json()["state"] == "paused"
+    ticks_go_on(d, ids["counting"])
+
+
+def small_fs_or_skip(stack, path, size):
+    try:
+        return stack.enter_context(private_tmpfs(path, size))
+    except (subprocess.CalledProcessError, OSError) as e:
+        pytest.skip("this host cannot mount a tmpfs for the test: %s" % e)
+
+
+def test_a_full_disk_under_the_registry(tmp_path):
+    """jaild's registry and workers' scripts on a 1 MiB tmpfs that a file
+    fills. Every change is refused 507 InsufficientStorageError naming
+    ENOSPC, with nothing changed: the registry passes integrity_check with
+    the acknowledged rows, every script holds its worker's source, no
+    NAME.new is left. jaild serves on (health, a one-shot job, a session,
+    whose registry record alone is not kept) and the workers tick. Stopped
+    (SIGTERM) and started on the full disk, it serves the same workers, but
+    one whose script it would have to write again: that one is stopped, its
+    error saying why, until it is resumed with room. Once the file is gone
+    the same changes are made. Stopped with room and
+    started on a disk filled meanwhile (no room for SQLite's -shm index),
+    it opens the registry for itself alone, says so, and serves. A new
+    registry on the full disk is refused at start, saying why."""
+    with contextlib.ExitStack() as stack:
+        small = small_fs_or_skip(stack, tmp_path / "small", "1m")
+        reg, filler = str(small / "reg"), str(small / "filler")
+        d = Jaild(registry=os.path.join(reg, "registry.db"))
+        try:
+            full_disk_story(d, reg, filler)
+        finally:
+            left = d.cleanup()  # (before the tmpfs is unmounted)
+        a_new_registry_is_refused(str(small), filler)
+    assert left == [], left
+
+
+def full_disk_story(d, reg, filler):
+    d.start()
+    acked = Acked(d, reg)
+    ids = {"counting": acked.created(d.post("/v1/workers", worker_spec("counting", COUNTING,
+                                                                       schedule={"interval": 0.2})), COUNTING),
+           "quiet": acked.created(d.post("/v1/workers", worker_spec("quiet", QUIET)), QUIET),
+           "sleeper": acked.created(d.post("/v1/workers", worker_spec("sleeper", QUIET)), QUIET)}
+    assert d.post("/v1/workers/%s/pause" % ids["sleeper"]).status_code == 200
+    acked.workers[ids["sleeper"]]["paused"] = True
+    d.wait_idle(ids["quiet"])
+
+    fill(filler)
+    refused_all(d, ids)
+    r = d.post("/v1/sessions", {}, timeout=hostprobe.slack(60))
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    assert "session %s: registry session add '%s': the disk under" % (sid, sid) in d.logs()
+    acked.check()
+
+    # stopped and started again on the full disk: the same workers run but
+    # one whose script is not its source (cut here, the room refilled),
+    # stopped until it is resumed with room, its error saying why
+    assert d.stop() == 0
+    os.truncate(os.path.join(reg, "scripts", ids["quiet"] + ".py"), 0)
+    fill(filler)
+    d.start()
+    acked.check(cut=ids["quiet"])
+    assert d.get("/v1/sessions/%s" % sid).status_code == 404  # not recorded: not known as lost (410)
+    for _ in range(2):
+        w = d.get("/v1/workers/%s" % ids["quiet"]).json()
+        assert w["state"] == "stopped" and w["error"].startswith("its script cannot be written: write ") and \
+            w["error"].endswith(": the disk is full (ENOSPC)"), w
+        r = d.post("/v1/workers/%s/resume" % ids["quiet"])  # it tries again
+        assert r.status_code == 200, r.text
+    refused_all(d, ids)
+    acked.check(cut=ids["quiet"])
+
+    # room again: the same changes are made
+    os.unlink(filler)
+    assert d.post("/v1/workers/%s/resume" % ids["quiet"]).status_code == 200
+    d.wait_idle(ids["quiet"])
+    acked.check()
+    late = acked.created(d.post("/v1/workers", worker_spec("late", QUIET)), QUIET)
+    r = d.request("PATCH", "/v1/workers/%s" % ids["quiet"], json={"source": CHANGED, "schedule": {"interval": 5}})
+    assert r.status_code == 200 and r.json()["generation"] == 2, r.text
+    acked.workers[ids["quiet"]].update(source=CHANGED, generation=2)
+    for what in ("pause", "resume"):
+        assert d.post("/v1/workers/%s/%s" % (ids["counting"], what)).status_code == 200, what
+    r = d.request("DELETE", "/v1/workers/%s" % late, timeout=hostprobe.slack(60))
+    assert r.status_code == 200, r.text
+    del acked.workers[late]
+    r = d.post("/v1/sessions", {}, timeout=hostprobe.slack(60))
+    assert r.status_code == 201 and "session %s: registry" % r.json()["id"] not in d.logs(), r.text
+    assert d.request("DELETE", "/v1/sessions/%s" % r.json()["id"]).status_code == 200
+    acked.check()
+    ticks_go_on(d, ids["counting"])
+
+    # stopped with room (its -shm index removed), started on a disk filled meanwhile
+    assert d.stop() == 0
+    assert not os.path.exists(os.path.join(reg, "registry.db-shm"))
+    fill(filler)
+    d.start()
+    assert "opened for jaild alone" in d.logs()
+    acked.check(rows_too=False)  # (no other process may read it now)
+    d.wait_idle(ids["quiet"])
+    refused_all(d, ids)
+    os.unlink(filler)
+    acked.created(d.post("/v1/workers", worker_spec("later", QUIET)), QUIET)
+    assert d.stop() == 0
+    acked.check_rows("file:%s" % os.path.join(reg, "registry.db"))
+
+
+def a_new_registry_is_refused(small, filler):
+    """A registry jaild would create on the full disk: it exits 3 at
+    start, saying why."""
+    fill(filler)
+    fresh = Jaild(registry=os.path.join(small, "fresh", "registry.db"))
+    try:
+        with pytest.raises(AssertionError, match="jaild exited with 3"):
+            fresh.start()
+        assert "registry setup: the disk under %s is full (ENOSPC)" % fresh.config["registry"] \
+            in fresh.logs(), fresh.logs()
+    finally:
+        fresh.cleanup()

@@ -1,6 +1,7 @@
 /* The worker registry (supervisor/jaild/registry.c) on a real SQLite file:
  * CRUD, names unique, bad fields refused, persistence across close and
- * open, and a writer killed with SIGKILL right after add() returned. */
+ * open, transactions, a full disk, and a writer killed with SIGKILL right
+ * after add() returned. */
 #include "config.h"
 
 #include <errno.h>
@@ -12,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -32,6 +35,15 @@ static int remove_one(const char *p, const struct stat *st, int flag, struct FTW
 {
         (void)st, (void)flag, (void)ftw;
         return remove(p);
+}
+
+/* p's directory, in a static buffer. */
+static const char *dirname_of(const char *p)
+{
+        static char d[PATH_MAX];
+        snprintf(d, sizeof d, "%s", p);
+        *strrchr(d, '/') = '\0';
+        return d;
 }
 
 static void remove_dir(void)
@@ -388,6 +400,153 @@ START_TEST(not_a_database)
 }
 END_TEST
 
+/* Changes between begin and rollback are not made; between begin and
+ * commit they are, together. */
+START_TEST(transaction)
+{
+        struct registry_worker a, b;
+        struct jr_err err = { 0 };
+        add_ok("kept", &a);
+        ck_assert_int_eq(registry_begin(reg, &err), 0);
+        add_ok("dropped", NULL);
+        ck_assert_int_eq(registry_set_source(reg, a.id, "v = 2\n", 6, NULL, &err), 0);
+        ck_assert_int_eq(registry_get_by_name(reg, "dropped", &b, &err), 0);  /* seen inside */
+        registry_worker_clear(&b);
+        registry_rollback(reg);
+        ck_assert_int_eq(registry_get_by_name(reg, "dropped", &b, &err), -ENOENT);
+        ck_assert_int_eq(registry_get(reg, a.id, &b, &err), 0);
+        ck_assert_int_eq(b.generation, 1);
+        registry_worker_clear(&b);
+
+        ck_assert_int_eq(registry_begin(reg, &err), 0);
+        add_ok("both", NULL);
+        ck_assert_int_eq(registry_set_source(reg, a.id, "v = 3\n", 6, NULL, &err), 0);
+        ck_assert_msg(registry_commit(reg, &err) == 0, "%s", err.msg);
+        registry_close(reg);
+        ck_assert_msg(registry_open(&reg, path, &err) == 0, "%s", err.msg);
+        ck_assert_int_eq(registry_get_by_name(reg, "both", &b, &err), 0);
+        registry_worker_clear(&b);
+        ck_assert_int_eq(registry_get(reg, a.id, &b, &err), 0);
+        ck_assert_str_eq(b.source, "v = 3\n");
+        registry_worker_clear(&b);
+        registry_worker_clear(&a);
+        registry_rollback(reg);  /* none open: nothing to do */
+}
+END_TEST
+
+/* Fills the file system under fd's file to its last byte: 0 or -errno. */
+static int fill(int fd)
+{
+        static const char block[4096];
+        for (;;) {
+                ssize_t n = write(fd, block, sizeof block);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return errno == ENOSPC ? 0 : -errno;
+                if (n == 0)
+                        return 0;
+        }
+}
+
+static void refused_full(int r, const struct jr_err *err)
+{
+        ck_assert_msg(r == -ENOSPC, "%d: %s", r, err->msg);
+        ck_assert_msg(strstr(err->msg, "is full (ENOSPC); nothing was changed") && strstr(err->msg, "/small/"), "%s",
+                      err->msg);
+}
+
+/* On a tmpfs of its own (a mount namespace of this test's process) that a
+ * file fills: a change, and a transaction's commit, are refused with
+ * -ENOSPC and words saying so; nothing of them is kept, what was there
+ * stays, and once the file is gone the same changes are made. */
+START_TEST(full_disk)
+{
+        const char *fork_mode = getenv("CK_FORK");
+        if (fork_mode && strcmp(fork_mode, "no") == 0) {
+                fprintf(stderr, "full_disk: skipped: it unshares its process's mounts (CK_FORK=no)\n");
+                return;
+        }
+        char small[PATH_MAX], db[PATH_MAX + 16], filler[PATH_MAX + 16];
+        snprintf(small, sizeof small, "%s/%d-full/small", dir, (int)getpid());
+        ck_assert_int_eq(mkdir(dirname_of(small), 0700), 0);
+        ck_assert_int_eq(mkdir(small, 0700), 0);
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+            mount("tmpfs", small, "tmpfs", 0, "size=512k,mode=0700") < 0) {
+                fprintf(stderr, "full_disk: skipped: no tmpfs of its own: %s\n", strerror(errno));
+                return;
+        }
+        snprintf(db, sizeof db, "%s/registry.db", small);
+        snprintf(filler, sizeof filler, "%s/filler", small);
+        struct jr_err err = { 0 };
+        struct registry *r = NULL;
+        struct registry_worker a, b;
+        ck_assert_msg(registry_open(&r, db, &err) == 0, "%s", err.msg);
+        struct registry_new n = worker("before");
+        ck_assert_msg(registry_add(r, &n, &a, &err) == 0, "%s", err.msg);
+        int fd = open(filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(fill(fd), 0);
+        close(fd);
+
+        n = worker("after");
+        refused_full(registry_add(r, &n, NULL, &err), &err);
+        refused_full(registry_set_source(r, a.id, "v = 2\n", 6, NULL, &err), &err);
+        refused_full(registry_delete(r, a.id, &err), &err);
+        ck_assert_int_eq(registry_begin(r, &err), 0);  /* its pages are in memory until the commit */
+        int ret = registry_add(r, &n, NULL, &err);
+        if (ret == 0)
+                ret = registry_commit(r, &err);
+        else
+                registry_rollback(r);
+        refused_full(ret, &err);
+        ck_assert_int_eq(registry_get_by_name(r, "after", &b, &err), -ENOENT);
+        ck_assert_int_eq(registry_get(r, a.id, &b, &err), 0);
+        ck_assert_int_eq(b.generation, 1);
+        registry_worker_clear(&b);
+
+        ck_assert_int_eq(unlink(filler), 0);
+        ck_assert_int_eq(registry_begin(r, &err), 0);  /* no transaction was left open */
+        ck_assert_msg(registry_add(r, &n, NULL, &err) == 0, "%s", err.msg);
+        ck_assert_msg(registry_set_source(r, a.id, "v = 2\n", 6, NULL, &err) == 0, "%s", err.msg);
+        ck_assert_msg(registry_commit(r, &err) == 0, "%s", err.msg);
+        registry_close(r);
+        ck_assert_msg(registry_open(&r, db, &err) == 0, "%s", err.msg);
+        ck_assert_int_eq(registry_get_by_name(r, "after", &b, &err), 0);
+        registry_worker_clear(&b);
+        ck_assert_int_eq(registry_get(r, a.id, &b, &err), 0);
+        ck_assert_int_eq(b.generation, 2);
+        registry_worker_clear(&b);
+
+        /* Closed with room (its -shm removed), then the disk full: it opens
+         * for this process alone, reads, refuses changes until there is
+         * room, and opens as before once there is. */
+        registry_close(r);
+        char shm[PATH_MAX + 32];
+        snprintf(shm, sizeof shm, "%s-shm", db);
+        ck_assert_int_eq(access(shm, F_OK), -1);
+        fd = open(filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(fill(fd), 0);
+        close(fd);
+        ck_assert_int_eq(registry_open(&r, db, &err), 1);
+        ck_assert_msg(strstr(err.msg, "is full (ENOSPC)") && strstr(err.msg, "opened for jaild alone"), "%s", err.msg);
+        ck_assert_int_eq(registry_get(r, a.id, &b, &err), 0);
+        ck_assert_int_eq(b.generation, 2);
+        registry_worker_clear(&b);
+        n = worker("third");
+        refused_full(registry_add(r, &n, NULL, &err), &err);
+        ck_assert_int_eq(unlink(filler), 0);
+        ck_assert_msg(registry_add(r, &n, NULL, &err) == 0, "%s", err.msg);
+        registry_close(r);
+        ck_assert_msg(registry_open(&r, db, &err) == 0, "%s", err.msg);
+        ck_assert_int_eq(registry_get_by_name(r, "third", &b, &err), 0);
+        registry_worker_clear(&b);
+        registry_worker_clear(&a);
+        registry_close(r);
+}
+END_TEST
+
 /* A child adds workers in a loop and reports each id once add() has
  * returned; it is killed with SIGKILL after the 25th report, likely in the
  * middle of the next add. Every reported worker is there on reopen. */
@@ -471,6 +630,8 @@ int main(void)
         tcase_add_test(tc, persists);
         tcase_add_test(tc, newer_schema_refused);
         tcase_add_test(tc, not_a_database);
+        tcase_add_test(tc, transaction);
+        tcase_add_test(tc, full_disk);
         tcase_add_test(tc, survives_sigkill);
         suite_add_tcase(s, tc);
         return unit_run(s);
