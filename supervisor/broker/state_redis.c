@@ -1,45 +1,73 @@
-/* ctx.state on Redis (hiredis), for many nodes sharing state. One hash per
- * worker namespace, "jailrun:state:NS", field = key, value = JSON text;
- * beside it the byte total ("...:bytes") and the keys in a sorted set of
- * equal scores ("...:keys"), read by lexical range: a page of keys costs
- * the server O(log n + page). All three change together, in scripts.
+/* ctx.state on Redis (hiredis's asynchronous interface on the job's loop;
+ * state_redis.h), for many nodes sharing state. One hash per worker
+ * namespace, "jailrun:state:NS", field = key, value = JSON text; beside it
+ * the byte total ("...:bytes") and the keys in a sorted set of equal
+ * scores ("...:keys"), read by lexical range: a page of keys costs the
+ * server O(log n + page). All three change together, in scripts.
  * "Durable once set returns" is only true of a server that fsyncs its
- * append-only file on every write, so the store refuses a server that is
- * not configured so (appendonly yes, appendfsync always). */
+ * append-only file on every write, so no call is sent on a connection
+ * before the server has said it is configured so (appendonly yes,
+ * appendfsync always). */
 #include "config.h"
 
 #include <errno.h>
+#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "common/cleanup.h"
-#include "supervisor/broker/state.h"
+#include "supervisor/broker/state_redis.h"
 #include "supervisor/engine/log.h"
 
-/* A round trip longer than this is an error, not a stalled supervisor. */
-#define REDIS_TIMEOUT_S 5
 #define REDIS_NO_ANSWER "no answer within 5 s (the server is stopped or overloaded)"
+#define REDIS_UNAVAILABLE "the state store is unavailable (the operator's log says why)"
+
+/* A call: waiting for the connection (cmd set), sent, or done (out set). */
+struct pend {
+        struct pend *next;
+        struct redis_store *s;
+        int64_t id;
+        enum state_op op;
+        unsigned limit;          /* keys: most keys the page may hold */
+        unsigned gen;            /* the store's when asked: another is a gone jail's */
+        char *cmd;               /* the formatted command, until sent */
+        int len;
+        struct state_out out;
+};
 
 struct redis_store {
-        redisContext *c;
         char host[PATH_MAX];
         int port, db, unix_sock;
-        int lost;             /* the server went away; said to the operator once */
-        uint64_t max_total;   /* bytes of values per namespace; 0 = none */
+        uint64_t max_total;      /* bytes of values per namespace; 0 = none */
+        int epfd, tfd;
+        redisAsyncContext *ac;   /* NULL: no connection */
+        int rd, wr, watched;     /* what hiredis waits for; the fd is in epfd */
+        int ready;               /* the server said it is durable; database selected */
+        int hs_left;             /* the handshake's answers still to come */
+        int ever;                /* a connection was ready once */
+        int lost;                /* the server went away; said to the operator once */
+        int timed_out, broken;   /* why we end the connection */
+        int closing;             /* redis_store_free: callbacks only free */
+        char why[400];           /* the connection's failure, for the calls it fails */
+        unsigned gen;
+        unsigned pending;        /* calls not yet handed back */
+        unsigned outstanding;    /* answers hiredis waits for */
+        struct timespec progress;/* last answer, or first request of an idle connection */
+        struct pend *queue, **qtail, *done, **dtail;
 };
 
 int state_is_redis(const char *url)
 {
         return strncmp(url, "redis://", 8) == 0 || strncmp(url, "unix://", 7) == 0;
-}
-
-static void reply_freep(redisReply **r)
-{
-        if (*r)
-                freeReplyObject(*r);
 }
 
 /* Parses redis://HOST[:PORT][/DB] or unix:///PATH[?db=N]. */
@@ -99,155 +127,7 @@ int state_url_ok(const char *url)
         return !state_is_redis(url) || parse_url(url, host, sizeof host, &port, &db, &unix_sock) == 0;
 }
 
-/* What broke the connection, in words: a read or write that timed out
- * says so (hiredis gives it as EAGAIN's text). */
-static const char *conn_why(const redisContext *c)
-{
-        if (c->err == REDIS_ERR_IO && strcmp(c->errstr, strerror(EAGAIN)) == 0)
-                return REDIS_NO_ANSWER;
-        return c->errstr;
-}
-
-/* The server went away: said once to the operator, not at every call. */
-static void redis_lost(struct redis_store *s, const char *why)
-{
-        if (!s->lost)
-                log_msg("ctx.state: redis: lost the server (%s); each call connects again", why);
-        s->lost = 1;
-}
-
-static int redis_fail(struct redis_store *s, struct jr_err *err, const char *what, const redisReply *r)
-{
-        if (r && r->type == REDIS_REPLY_ERROR) {
-                jr_fail(err, 0, "state %s: redis: %.300s", what, r->str);
-        } else if (s->c->err) {
-                jr_fail(err, 0, "state %s: redis: connection lost: %s", what, conn_why(s->c));
-                redis_lost(s, conn_why(s->c));
-        } else {
-                jr_fail(err, 0, "state %s: redis: unexpected reply", what);
-        }
-        err->errnum = EIO;
-        return -EIO;
-}
-
-/* CONFIG GET NAME == want. */
-static int config_is(struct redis_store *s, const char *name, const char *want)
-{
-        _cleanup_(reply_freep) redisReply *r = redisCommand(s->c, "CONFIG GET %s", name);
-        return r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING &&
-               strcmp(r->element[1]->str, want) == 0;
-}
-
-static void redis_close(void *impl)
-{
-        struct redis_store *s = impl;
-        if (!s)
-                return;
-        if (s->c)
-                redisFree(s->c);
-        free(s);
-}
-
-/* (Re)connects, selects the database, checks durability. */
-static int redis_connect(struct redis_store *s, const char *url, struct jr_err *err)
-{
-        if (s->c)
-                redisFree(s->c);
-        struct timeval tv = { REDIS_TIMEOUT_S, 0 };
-        s->c = s->unix_sock ? redisConnectUnixWithTimeout(s->host, tv) : redisConnectWithTimeout(s->host, s->port, tv);
-        if (!s->c || s->c->err) {
-                jr_fail(err, 0, "state: redis: cannot connect: %s", s->c ? s->c->errstr : "out of memory");
-                err->errnum = ECONNREFUSED;
-                return -ECONNREFUSED;
-        }
-        redisSetTimeout(s->c, tv);
-        if (s->db) {
-                _cleanup_(reply_freep) redisReply *rep = redisCommand(s->c, "SELECT %d", s->db);
-                if (!rep || rep->type == REDIS_REPLY_ERROR)
-                        return redis_fail(s, err, "select", rep);
-        }
-        int durable = config_is(s, "appendonly", "yes") && config_is(s, "appendfsync", "always");
-        if (s->c->err) {  /* no answer to CONFIG GET: not a server's refusal */
-                jr_fail(err, 0, "state: redis: cannot connect: %s", conn_why(s->c));
-                err->errnum = ECONNREFUSED;
-                return -ECONNREFUSED;
-        }
-        if (!durable) {
-                jr_fail(err, 0, "state: the redis server does not make a write durable before answering "
-                        "(it needs appendonly yes and appendfsync always)");
-                err->errnum = EIO;
-                return -EIO;
-        }
-        (void)url;
-        return 0;
-}
-
-/* Whether an idle connection was closed by the server (it restarted, or
- * dropped us): readable with no request out means EOF or a reset. */
-static int redis_closed(const redisContext *c)
-{
-        struct pollfd p = { .fd = c->fd, .events = POLLIN | POLLRDHUP };
-        int n;
-        do
-                n = poll(&p, 1, 0);
-        while (n < 0 && errno == EINTR);
-        return n != 0;
-}
-
-/* A context that failed (a timeout, a dropped connection) or that the
- * server closed while idle is not used again: the call connects afresh,
- * so a server restarted between two calls costs neither an error. */
-static int redis_ready(struct redis_store *s, struct jr_err *err)
-{
-        if (s->c && !s->c->err && !redis_closed(s->c))
-                return 0;
-        int r = redis_connect(s, NULL, err);
-        if (r < 0) {
-                redis_lost(s, s->c && s->c->err ? conn_why(s->c) : err->msg);
-                return r;
-        }
-        if (s->lost)
-                log_msg("ctx.state: redis: connected again");
-        s->lost = 0;
-        return 0;
-}
-
-static int redis_open(void **out, const char *url, uint64_t max_total, struct jr_err *err)
-{
-        _cleanup_free_ struct redis_store *s = calloc(1, sizeof *s);
-        if (!s)
-                return jr_fail(err, ENOMEM, "state");
-        s->max_total = max_total;
-        if (parse_url(url, s->host, sizeof s->host, &s->port, &s->db, &s->unix_sock) < 0)
-                return jr_fail(err, EINVAL, "state URL '%.200s' (redis://HOST[:PORT][/DB] or unix:///PATH[?db=N])",
-                               url);
-        int r = redis_connect(s, url, err);
-        if (r < 0) {
-                redis_close(TAKE_PTR(s));
-                return r;
-        }
-        *out = TAKE_PTR(s);
-        return 0;
-}
-
 #define HASH_FMT "jailrun:state:%s"
-
-static int redis_get(void *impl, const char *ns, const char *key, char **json, struct jr_err *err)
-{
-        struct redis_store *s = impl;
-        *json = NULL;
-        int rr = redis_ready(s, err);
-        if (rr < 0)
-                return rr;
-        char hash[128];
-        snprintf(hash, sizeof hash, HASH_FMT, ns);
-        _cleanup_(reply_freep) redisReply *r = redisCommand(s->c, "HGET %s %s", hash, key);
-        if (!r || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL))
-                return redis_fail(s, err, "get", r);
-        if (r->type == REDIS_REPLY_STRING && !(*json = strndup(r->str, r->len)))
-                return jr_fail(err, ENOMEM, "state get");
-        return 0;
-}
 
 /* HSET with the namespace's byte total kept beside it (HASH:bytes), in
  * one script so concurrent jailruns cannot race past the cap. */
@@ -264,49 +144,12 @@ static const char set_script[] =  /* a key costs its bytes too */
         "redis.call('INCRBY', KEYS[2], new - old) "
         "return 1";
 
-static int redis_set(void *impl, const char *ns, const char *key, const char *json, struct jr_err *err)
-{
-        struct redis_store *s = impl;
-        int rr = redis_ready(s, err);
-        if (rr < 0)
-                return rr;
-        char hash[128], total[140], index[140], max[32];
-        snprintf(hash, sizeof hash, HASH_FMT, ns);
-        snprintf(total, sizeof total, "%s:bytes", hash);
-        snprintf(index, sizeof index, "%s:keys", hash);
-        snprintf(max, sizeof max, "%llu", (unsigned long long)s->max_total);
-        _cleanup_(reply_freep) redisReply *r = redisCommand(s->c, "EVAL %s 3 %s %s %s %s %s %s", set_script, hash, total,
-                                                            index, key, json, max);
-        if (r && r->type == REDIS_REPLY_INTEGER && r->integer == -1)
-                return jr_fail(err, EDQUOT, "the worker's state would hold more than %llu bytes",
-                               (unsigned long long)s->max_total);
-        return r && r->type == REDIS_REPLY_INTEGER ? 0 : redis_fail(s, err, "set", r);
-}
-
 static const char del_script[] =
         "local old = #ARGV[1] + redis.call('HSTRLEN', KEYS[1], ARGV[1]) "
         "local n = redis.call('HDEL', KEYS[1], ARGV[1]) "
         "if n > 0 then redis.call('DECRBY', KEYS[2], old) end "
         "redis.call('ZREM', KEYS[3], ARGV[1]) "
         "return n";
-
-static int redis_delete(void *impl, const char *ns, const char *key, int *deleted, struct jr_err *err)
-{
-        struct redis_store *s = impl;
-        int rr = redis_ready(s, err);
-        if (rr < 0)
-                return rr;
-        char hash[128], total[140], index[140];
-        snprintf(hash, sizeof hash, HASH_FMT, ns);
-        snprintf(total, sizeof total, "%s:bytes", hash);
-        snprintf(index, sizeof index, "%s:keys", hash);
-        _cleanup_(reply_freep) redisReply *r = redisCommand(s->c, "EVAL %s 3 %s %s %s %s", del_script, hash, total,
-                                                            index, key);
-        if (!r || r->type != REDIS_REPLY_INTEGER)
-                return redis_fail(s, err, "delete", r);
-        *deleted = r->integer > 0;
-        return 0;
-}
 
 /* A page of keys from the index (KEYS[2]) by lexical range ARGV[1] to
  * ARGV[2], cut at ARGV[3] keys and ARGV[4] bytes of text (each key's
@@ -349,45 +192,536 @@ static void page_range(const struct state_page *pg, char *min, char *max, size_t
                 snprintf(max, size, "+");
 }
 
-static int redis_keys(void *impl, const char *ns, const struct state_page *pg, json_t **keys, int *more,
-                      struct jr_err *err)
+/* --- the loop's side: hiredis's event hooks on our own epoll set --------- */
+
+static void ev_update(struct redis_store *s)
 {
-        struct redis_store *s = impl;
-        int rr = redis_ready(s, err);
-        if (rr < 0)
-                return rr;
-        char hash[128], index[140], min[STATE_MAX_KEY + 4], max[STATE_MAX_KEY + 4], limit[16], cap[16];
-        snprintf(hash, sizeof hash, HASH_FMT, ns);
-        snprintf(index, sizeof index, "%s:keys", hash);
-        page_range(pg, min, max, sizeof min);
-        snprintf(limit, sizeof limit, "%u", pg->limit);
-        snprintf(cap, sizeof cap, "%d", STATE_PAGE_BYTES);
-        _cleanup_(reply_freep) redisReply *r = redisCommand(s->c, "EVAL %s 2 %s %s %s %s %s %s", keys_script, hash,
-                                                            index, min, max, limit, cap);
-        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->elements > pg->limit + 1 ||
-            r->element[0]->type != REDIS_REPLY_INTEGER)
-                return redis_fail(s, err, "keys", r);
-        _cleanup_(json_decrefp) json_t *out = json_array();
-        if (!out)
-                return jr_fail(err, ENOMEM, "state keys");
-        for (size_t i = 1; i < r->elements; i++) {
-                redisReply *e = r->element[i];
-                if (e->type != REDIS_REPLY_STRING)
-                        return redis_fail(s, err, "keys", NULL);
-                if (json_array_append_new(out, json_stringn(e->str, e->len)) < 0)
-                        return jr_fail(err, ENOMEM, "state keys");
+        if (!s->ac)
+                return;
+        struct epoll_event e = { .events = (s->rd ? EPOLLIN : 0) | (s->wr ? EPOLLOUT : 0), .data.ptr = s };
+        if (epoll_ctl(s->epfd, s->watched ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s->ac->c.fd, &e) < 0) {
+                snprintf(s->why, sizeof s->why, "epoll_ctl: %s", strerror(errno));
+                log_msg("ctx.state: redis: %s", s->why);
+                s->broken = 1;  /* ended once hiredis has returned */
+                return;
         }
-        *more = r->element[0]->integer != 0;
-        *keys = TAKE_PTR(out);
+        s->watched = 1;
+}
+
+static void ev_add_read(void *d) { ((struct redis_store *)d)->rd = 1; ev_update(d); }
+static void ev_del_read(void *d) { ((struct redis_store *)d)->rd = 0; ev_update(d); }
+static void ev_add_write(void *d) { ((struct redis_store *)d)->wr = 1; ev_update(d); }
+static void ev_del_write(void *d) { ((struct redis_store *)d)->wr = 0; ev_update(d); }
+
+/* The context is being freed (every callback has run): its fd leaves our set. */
+static void ev_cleanup(void *d)
+{
+        struct redis_store *s = d;
+        if (s->watched && epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->ac->c.fd, NULL) < 0)
+                log_msg("ctx.state: redis: epoll_ctl DEL: %s", strerror(errno));
+        s->ac = NULL;
+        s->rd = s->wr = s->watched = s->ready = 0;
+        s->outstanding = 0;
+}
+
+static void now(struct timespec *t)
+{
+        clock_gettime(CLOCK_MONOTONIC, t);
+}
+
+/* The timer at the last progress plus REDIS_TIMEOUT_S while an answer is
+ * awaited, else disarmed. */
+static void arm(struct redis_store *s)
+{
+        struct itimerspec it = { 0 };
+        if (s->outstanding) {
+                it.it_value = s->progress;
+                it.it_value.tv_sec += REDIS_TIMEOUT_S;
+        }
+        if (timerfd_settime(s->tfd, TFD_TIMER_ABSTIME, &it, NULL) < 0)
+                log_msg("ctx.state: redis: timerfd_settime: %s", strerror(errno));
+}
+
+/* --- outcomes ---------------------------------------------------------- */
+
+static const char *op_name(enum state_op op)
+{
+        static const char *const names[] = { "get", "set", "delete", "keys" };
+        return names[op];
+}
+
+static void fail(struct state_out *out, int errnum, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fail(struct state_out *out, int errnum, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(out->err.msg, sizeof out->err.msg, fmt, ap);
+        va_end(ap);
+        out->err.errnum = errnum;
+        out->rc = -errnum;
+}
+
+/* The server went away: said once to the operator, not at every call. */
+static void redis_lost(struct redis_store *s, const char *why)
+{
+        if (!s->lost)
+                log_msg("ctx.state: redis: lost the server (%s); each call connects again", why);
+        s->lost = 1;
+}
+
+/* Why the connection ac ended, in words. */
+static const char *conn_why(const struct redis_store *s, const redisAsyncContext *ac)
+{
+        if (s->timed_out)
+                return REDIS_NO_ANSWER;
+        if (ac && ac->err && ac->errstr && ac->errstr[0])
+                return ac->errstr;
+        return s->why[0] ? s->why : "the connection was closed";
+}
+
+static void pend_free(struct pend *p)
+{
+        p->s->pending--;
+        redisFreeCommand(p->cmd);
+        state_out_clear(&p->out);
+        free(p);
+}
+
+static void to_done(struct pend *p)
+{
+        struct redis_store *s = p->s;
+        p->next = NULL;
+        *s->dtail = p;
+        s->dtail = &p->next;
+}
+
+/* A call that never got a ready connection: what the connection's failure
+ * says, or, before any connection was ever ready, that the store is
+ * unavailable (the details, a path or an address, are the operator's). */
+static void fail_unconnected(struct redis_store *s, struct state_out *out)
+{
+        if (s->ever)
+                fail(out, EIO, "%s", s->why);
+        else
+                fail(out, EIO, REDIS_UNAVAILABLE);
+}
+
+/* An answer that is not the one asked for: the server's error, a lost
+ * connection, or a reply of the wrong shape. */
+static void bad_reply(struct redis_store *s, redisAsyncContext *ac, struct pend *p, const redisReply *r)
+{
+        if (r && r->type == REDIS_REPLY_ERROR) {
+                fail(&p->out, EIO, "state %s: redis: %.300s", op_name(p->op), r->str);
+        } else if (!r) {
+                fail(&p->out, EIO, "state %s: redis: connection lost: %s", op_name(p->op), conn_why(s, ac));
+                redis_lost(s, conn_why(s, ac));
+        } else {
+                fail(&p->out, EIO, "state %s: redis: unexpected reply", op_name(p->op));
+        }
+}
+
+static int keys_out(struct pend *p, const redisReply *r)
+{
+        if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->elements > p->limit + 1 ||
+            r->element[0]->type != REDIS_REPLY_INTEGER)
+                return -1;
+        json_t *keys = json_array();
+        if (!keys) {
+                fail(&p->out, ENOMEM, "state keys: out of memory");
+                return 0;
+        }
+        for (size_t i = 1; i < r->elements; i++) {
+                const redisReply *e = r->element[i];
+                if (e->type != REDIS_REPLY_STRING) {
+                        json_decref(keys);
+                        return -1;
+                }
+                if (json_array_append_new(keys, json_stringn(e->str, e->len)) < 0) {
+                        json_decref(keys);
+                        fail(&p->out, ENOMEM, "state keys: out of memory");
+                        return 0;
+                }
+        }
+        p->out.keys = keys;
+        p->out.more = r->element[0]->integer != 0;
         return 0;
 }
 
-const struct state_backend state_redis_backend = {
-        .name = "redis",
-        .open = redis_open,
-        .close = redis_close,
-        .get = redis_get,
-        .set = redis_set,
-        .del = redis_delete,
-        .keys = redis_keys,
+/* The reply as the call's outcome: 0, or -1 when it is not the one asked for. */
+static int reply_out(struct redis_store *s, struct pend *p, const redisReply *r)
+{
+        switch (p->op) {
+        case STATE_GET:
+                if (r->type == REDIS_REPLY_NIL)
+                        return 0;
+                if (r->type != REDIS_REPLY_STRING)
+                        return -1;
+                if (!(p->out.json = strndup(r->str, r->len)))
+                        fail(&p->out, ENOMEM, "state get: out of memory");
+                return 0;
+        case STATE_SET:
+                if (r->type != REDIS_REPLY_INTEGER)
+                        return -1;
+                if (r->integer == -1)
+                        fail(&p->out, EDQUOT, "the worker's state would hold more than %llu bytes",
+                             (unsigned long long)s->max_total);
+                return 0;
+        case STATE_DELETE:
+                if (r->type != REDIS_REPLY_INTEGER)
+                        return -1;
+                p->out.deleted = r->integer > 0;
+                return 0;
+        case STATE_KEYS:
+                return keys_out(p, r);
+        }
+        return -1;
+}
+
+static void on_reply(redisAsyncContext *ac, void *reply, void *data)
+{
+        struct pend *p = data;
+        struct redis_store *s = p->s;
+        if (s->outstanding)
+                s->outstanding--;
+        now(&s->progress);
+        if (s->closing || p->gen != s->gen)  /* a gone jail's, or the store's end */
+                return pend_free(p);
+        if (!reply || reply_out(s, p, reply) < 0)
+                bad_reply(s, ac, p, reply);
+        to_done(p);
+}
+
+/* --- the connection: made by a call, ready once the server has answered ---- */
+
+struct hs_step {
+        const char *name, *want;  /* CONFIG GET name == want; NULL: SELECT */
 };
+
+static const struct hs_step hs_select = { NULL, NULL };
+static const struct hs_step hs_steps[] = { { "appendonly", "yes" }, { "appendfsync", "always" } };
+
+/* A handshake answer that does not do: the connection ends (once hiredis
+ * has returned), with why for the calls that waited for it. */
+static void hs_refuse(struct redis_store *s, redisAsyncContext *ac, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static void hs_refuse(struct redis_store *s, redisAsyncContext *ac, const char *fmt, ...)
+{
+        if (s->why[0])
+                return;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(s->why, sizeof s->why, fmt, ap);
+        va_end(ap);
+        if (!(ac->c.flags & REDIS_FREEING))
+                redisAsyncFree(ac);  /* deferred while hiredis runs this callback */
+}
+
+static void on_hs(redisAsyncContext *ac, void *reply, void *data)
+{
+        struct redis_store *s = ac->ev.data;
+        const struct hs_step *st = data;
+        const redisReply *r = reply;
+        if (s->outstanding)
+                s->outstanding--;
+        now(&s->progress);
+        s->hs_left--;
+        if (s->closing)
+                return;
+        if (!r)
+                return hs_refuse(s, ac, "state: redis: cannot connect: %s", conn_why(s, ac));
+        if (!st->name && r->type == REDIS_REPLY_ERROR)
+                return hs_refuse(s, ac, "state select: redis: %.300s", r->str);
+        if (st->name && !(r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                          r->element[1]->type == REDIS_REPLY_STRING && strcmp(r->element[1]->str, st->want) == 0))
+                return hs_refuse(s, ac, "state: the redis server does not make a write durable before answering "
+                                        "(it needs appendonly yes and appendfsync always)");
+        if (s->hs_left == 0 && !s->why[0]) {
+                s->ready = 1;
+                if (s->lost)
+                        log_msg("ctx.state: redis: connected again");
+                s->lost = 0;
+                s->ever = 1;
+        }
+}
+
+static int hs_send(struct redis_store *s, const struct hs_step *st)
+{
+        int r = st->name ? redisAsyncCommand(s->ac, on_hs, (void *)st, "CONFIG GET %s", st->name)
+                         : redisAsyncCommand(s->ac, on_hs, (void *)st, "SELECT %d", s->db);
+        if (r == REDIS_OK) {
+                s->hs_left++;
+                s->outstanding++;
+        }
+        return r;
+}
+
+/* A new connection, its handshake sent (answered later). 0, or -1 with
+ * s->why set (no connection). */
+static int connect_start(struct redis_store *s)
+{
+        s->why[0] = '\0';
+        s->timed_out = s->broken = s->ready = s->hs_left = 0;
+        s->outstanding = 0;
+        redisAsyncContext *ac = s->unix_sock ? redisAsyncConnectUnix(s->host) : redisAsyncConnect(s->host, s->port);
+        if (!ac || ac->err) {
+                snprintf(s->why, sizeof s->why, "state: redis: cannot connect: %s", ac ? ac->errstr : "out of memory");
+                if (ac)
+                        redisAsyncFree(ac);
+                return -1;
+        }
+        ac->ev.data = s;
+        ac->ev.addRead = ev_add_read;
+        ac->ev.delRead = ev_del_read;
+        ac->ev.addWrite = ev_add_write;
+        ac->ev.delWrite = ev_del_write;
+        ac->ev.cleanup = ev_cleanup;
+        s->ac = ac;
+        now(&s->progress);
+        int r = s->db ? hs_send(s, &hs_select) : REDIS_OK;
+        for (size_t i = 0; r == REDIS_OK && i < ELEMENTSOF(hs_steps); i++)
+                r = hs_send(s, &hs_steps[i]);
+        if (r != REDIS_OK || s->broken) {
+                if (!s->why[0])
+                        snprintf(s->why, sizeof s->why, "state: redis: cannot connect: %s",
+                                 ac->errstr && ac->errstr[0] ? ac->errstr : "the request was refused");
+                s->closing = 1;  /* the handshake's callbacks: nothing to do */
+                redisAsyncFree(ac);
+                s->closing = 0;
+                return -1;
+        }
+        return 0;
+}
+
+/* After any work of hiredis's: a connection that must end ends, the calls
+ * waiting for one are failed (none could be made) or sent (ready), and
+ * the timer follows what is awaited. */
+static void settle(struct redis_store *s)
+{
+        if (s->ac && (s->broken || s->timed_out))
+                redisAsyncFree(s->ac);
+        if (!s->ac && s->queue) {
+                if (!s->why[0])
+                        snprintf(s->why, sizeof s->why, "state: redis: cannot connect: %s",
+                                 s->timed_out ? REDIS_NO_ANSWER : "the connection was closed");
+                if (s->ever)
+                        redis_lost(s, s->why);
+                else
+                        log_msg("ctx.state: %s", s->why);
+                for (struct pend *p; (p = s->queue);) {
+                        s->queue = p->next;
+                        fail_unconnected(s, &p->out);
+                        to_done(p);
+                }
+                s->qtail = &s->queue;
+        }
+        while (s->ac && s->ready && s->queue) {
+                struct pend *p = s->queue;
+                s->queue = p->next;
+                if (!s->queue)
+                        s->qtail = &s->queue;
+                if (!s->outstanding)
+                        now(&s->progress);
+                if (redisAsyncFormattedCommand(s->ac, on_reply, p, p->cmd, (size_t)p->len) != REDIS_OK) {
+                        fail(&p->out, EIO, "state %s: redis: connection lost: %s", op_name(p->op),
+                             conn_why(s, s->ac));
+                        to_done(p);
+                        continue;
+                }
+                s->outstanding++;
+                redisFreeCommand(p->cmd);
+                p->cmd = NULL;
+        }
+        arm(s);
+}
+
+/* --- the store ------------------------------------------------------------ */
+
+int redis_store_new(struct redis_store **out, const char *url, uint64_t max_total, struct jr_err *err)
+{
+        _cleanup_free_ struct redis_store *s = calloc(1, sizeof *s);
+        if (!s)
+                return jr_fail(err, ENOMEM, "state");
+        if (parse_url(url, s->host, sizeof s->host, &s->port, &s->db, &s->unix_sock) < 0)
+                return jr_fail(err, EINVAL, "state URL '%.200s' (redis://HOST[:PORT][/DB] or unix:///PATH[?db=N])",
+                               url);
+        s->max_total = max_total;
+        s->qtail = &s->queue;
+        s->dtail = &s->done;
+        s->epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (s->epfd < 0)
+                return jr_fail(err, errno, "state: epoll_create1");
+        s->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+        if (s->tfd < 0) {
+                int e = errno;
+                close(s->epfd);
+                return jr_fail(err, e, "state: timerfd_create");
+        }
+        *out = TAKE_PTR(s);
+        return 0;
+}
+
+static void free_list(struct pend **head)
+{
+        for (struct pend *p; (p = *head);) {
+                *head = p->next;
+                pend_free(p);
+        }
+}
+
+void redis_store_free(struct redis_store *s)
+{
+        if (!s)
+                return;
+        s->closing = 1;
+        if (s->ac)
+                redisAsyncFree(s->ac);  /* the sent calls' callbacks free them */
+        free_list(&s->queue);
+        free_list(&s->done);
+        close(s->epfd);
+        close(s->tfd);
+        free(s);
+}
+
+int redis_store_epoll_fd(const struct redis_store *s)
+{
+        return s->epfd;
+}
+
+int redis_store_timer_fd(const struct redis_store *s)
+{
+        return s->tfd;
+}
+
+/* The command for req, formatted (hiredis's): its length, or -1. */
+static int format(const struct redis_store *s, const struct state_req *q, char **cmd)
+{
+        char hash[128], total[140], index[140], max[32], min[STATE_MAX_KEY + 4], hi[STATE_MAX_KEY + 4], limit[16],
+                cap[16];
+        snprintf(hash, sizeof hash, HASH_FMT, q->ns);
+        snprintf(total, sizeof total, "%s:bytes", hash);
+        snprintf(index, sizeof index, "%s:keys", hash);
+        switch (q->op) {
+        case STATE_GET:
+                return redisFormatCommand(cmd, "HGET %s %s", hash, q->key);
+        case STATE_SET:
+                snprintf(max, sizeof max, "%llu", (unsigned long long)s->max_total);
+                return redisFormatCommand(cmd, "EVAL %s 3 %s %s %s %s %s %s", set_script, hash, total, index, q->key,
+                                          q->json, max);
+        case STATE_DELETE:
+                return redisFormatCommand(cmd, "EVAL %s 3 %s %s %s %s", del_script, hash, total, index, q->key);
+        case STATE_KEYS:
+                page_range(&q->page, min, hi, sizeof min);
+                snprintf(limit, sizeof limit, "%u", q->page.limit);
+                snprintf(cap, sizeof cap, "%d", STATE_PAGE_BYTES);
+                return redisFormatCommand(cmd, "EVAL %s 2 %s %s %s %s %s %s", keys_script, hash, index, min, hi, limit,
+                                          cap);
+        }
+        return -1;
+}
+
+/* Whether the idle connection was closed by the server (it restarted, or
+ * dropped us): readable with nothing awaited means EOF or a reset. */
+static int closed_while_idle(const struct redis_store *s)
+{
+        struct pollfd p = { .fd = s->ac->c.fd, .events = POLLIN | POLLRDHUP };
+        int n;
+        do
+                n = poll(&p, 1, 0);
+        while (n < 0 && errno == EINTR);
+        return n != 0;
+}
+
+int redis_store_start(struct redis_store *s, int64_t id, const struct state_req *q, struct state_out *out)
+{
+        *out = (struct state_out){ 0 };
+        if (s->pending >= REDIS_MAX_PENDING) {
+                fail(out, EBUSY, "state %s: %d calls are under way; one must return first", op_name(q->op),
+                     REDIS_MAX_PENDING);
+                return 0;
+        }
+        struct pend *p = calloc(1, sizeof *p);
+        if (!p) {
+                fail(out, ENOMEM, "state %s: out of memory", op_name(q->op));
+                return 0;
+        }
+        *p = (struct pend){ .s = s, .id = id, .op = q->op, .limit = q->page.limit, .gen = s->gen };
+        p->len = format(s, q, &p->cmd);
+        if (p->len < 0) {
+                free(p);
+                fail(out, ENOMEM, "state %s: out of memory", op_name(q->op));
+                return 0;
+        }
+        s->pending++;
+        /* A connection closed while idle is replaced before the call, at no
+         * error. */
+        if (s->ac && !s->outstanding && closed_while_idle(s))
+                redisAsyncFree(s->ac);  /* no callback is waiting */
+        if (!s->ac && connect_start(s) < 0) {
+                if (s->ever)
+                        redis_lost(s, s->why);
+                else
+                        log_msg("ctx.state: %s", s->why);
+                fail_unconnected(s, out);
+                pend_free(p);
+                return 0;
+        }
+        *s->qtail = p;
+        s->qtail = &p->next;
+        settle(s);
+        return 1;
+}
+
+void redis_store_on_ready(struct redis_store *s)
+{
+        struct epoll_event ev[4];
+        int n;
+        while ((n = epoll_wait(s->epfd, ev, (int)ELEMENTSOF(ev), 0)) < 0 && errno == EINTR)
+                ;
+        for (int i = 0; i < n && s->ac; i++) {
+                uint32_t e = ev[i].events;
+                if (s->wr && (e & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+                        redisAsyncHandleWrite(s->ac);
+                if (s->ac && s->rd && (e & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+                        redisAsyncHandleRead(s->ac);
+        }
+        settle(s);
+}
+
+void redis_store_on_timer(struct redis_store *s)
+{
+        uint64_t ticks;
+        if (read(s->tfd, &ticks, sizeof ticks) < 0 && errno != EAGAIN)
+                log_msg("ctx.state: redis: read its timer: %s", strerror(errno));
+        struct timespec t;
+        now(&t);
+        if (s->ac && s->outstanding && t.tv_sec >= s->progress.tv_sec + REDIS_TIMEOUT_S &&
+            (t.tv_sec > s->progress.tv_sec + REDIS_TIMEOUT_S || t.tv_nsec >= s->progress.tv_nsec))
+                s->timed_out = 1;
+        settle(s);
+}
+
+int redis_store_done(struct redis_store *s, int64_t *id, enum state_op *op, struct state_out *out)
+{
+        struct pend *p = s->done;
+        if (!p)
+                return 0;
+        s->done = p->next;
+        if (!s->done)
+                s->dtail = &s->done;
+        *id = p->id;
+        *op = p->op;
+        *out = p->out;
+        p->out = (struct state_out){ 0 };
+        pend_free(p);
+        return 1;
+}
+
+void redis_store_orphan(struct redis_store *s)
+{
+        s->gen++;
+        free_list(&s->queue);
+        s->qtail = &s->queue;
+        free_list(&s->done);
+        s->dtail = &s->done;
+        arm(s);
+}

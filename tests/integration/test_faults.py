@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import JAILRUN
+from conftest import JAILRUN, run_script
 from hostprobe import slack
 from jr_helpers import finish, host_stays_clean, private_tmpfs, start, stop, wait_line  # noqa: F401
 
@@ -190,6 +190,49 @@ def test_redis_that_hangs(tmp_path):
                 assert json.loads(redis.cli("--raw", "HGET", "jailrun:state:rh", "k%d" % n)) == {"n": n}, n
     finally:
         redis.kill()
+
+
+def test_state_calls_under_way_are_capped(tmp_path):
+    """A jail that sends state calls without waiting for their answers (to
+    a Redis that does not answer) gets the 9th and later refused at once
+    (the supervisor holds at most 8 values of a job's in its queue); the 8
+    under way fail once the store gives up on the server, and the job goes
+    on."""
+    (tmp_path / "redis").mkdir()
+    redis = Redis(tmp_path / "redis", False)
+    redis.start()
+    redis.proc.send_signal(signal.SIGSTOP)
+    pol = tmp_path / "noguard.json"
+    pol.write_text('{"python": {"guard": false}}')
+    src = """
+import json, socket
+def tick(ctx):
+    s = socket.socket(fileno=3)
+    for i in range(1, 13):
+        s.send(json.dumps({"type": "call", "id": i, "op": "state.set",
+                           "args": {"key": "k%d" % i, "value": "v" * 100000}}).encode())
+    got = {}
+    for _ in range(12):
+        m = json.loads(s.recv(1 << 20))
+        got[m["id"]] = m["result"].get("error", "ok")
+    s.detach()
+    refused = sorted(i for i, e in got.items() if "8 calls are under way; one must return first" in e)
+    waited = sorted(i for i, e in got.items() if "the state store is unavailable" in e)
+    ctx.log.info(json.dumps([refused, waited]))
+    ctx.log.info("then", ctx.state.get("k1"))
+"""
+    try:
+        r = run_script(tmp_path, src, "--policy", str(pol), "--state", redis.url, "--json", "--tick-timeout", "60",
+                       timeout=slack(120))
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+        redis.kill()
+    lines = [json.loads(x)["message"] for x in r.err.splitlines() if x.startswith('{"type":"log"')]
+    assert len(lines) == 2, r
+    refused, waited = json.loads(lines[0])
+    assert refused == list(range(9, 13)) and waited == list(range(1, 9)), (refused, waited, r)
+    assert lines[1].startswith("then {'error': "), r  # the next call connects again, and is answered
+    assert r.code == 0, r
 
 
 # --- a full disk ------------------------------------------------------------------
