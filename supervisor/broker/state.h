@@ -74,6 +74,12 @@ void state_do(struct state_store *s, const struct state_req *req, struct state_o
 /* Redis (supervisor/broker/state_redis.h, asynchronous: not opened by
  * state_open): redis://HOST[:PORT][/DB] or unix:///PATH[?db=N]. */
 int state_is_redis(const char *url);
+/* url with a Redis host name resolved to its IPv4 address (once, by a
+ * front-end as it starts: a connection made from the loop must not wait
+ * on DNS), in out; any other url copied as it is. One that cannot be
+ * resolved now is kept (logged: each connection then resolves it). 0,
+ * or -ENAMETOOLONG. */
+int state_url_resolve(const char *url, char *out, size_t size);
 /* Whether a Redis URL is well formed (any other text names a file). */
 int state_url_ok(const char *url);
 

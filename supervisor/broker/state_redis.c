@@ -11,15 +11,18 @@
 #include "config.h"
 
 #include <errno.h>
-#include <hiredis/async.h>
+#include <fcntl.h>
 #include <hiredis/hiredis.h>
+#include <arpa/inet.h>
 #include <limits.h>
+#include <netdb.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,23 +47,31 @@ struct pend {
         struct state_out out;
 };
 
+/* An answer awaited, in the order asked: a call's, or the handshake's. */
+struct wait {
+        struct pend *p;               /* NULL: the handshake's step hs */
+        const struct hs_step *hs;
+};
+
+#define REDIS_MAX_WAITS (REDIS_MAX_PENDING + 4)
+
 struct redis_store {
         char host[PATH_MAX];
         int port, db, unix_sock;
         uint64_t max_total;      /* bytes of values per namespace; 0 = none */
         int epfd, tfd;
-        redisAsyncContext *ac;   /* NULL: no connection */
-        int rd, wr, watched;     /* what hiredis waits for; the fd is in epfd */
+        redisContext *c;         /* non-blocking, driven here; NULL: no connection */
+        int connected;           /* its connect(2) has completed */
+        uint32_t events;         /* what its fd is in epfd for; 0: not there */
         int ready;               /* the server said it is durable; database selected */
-        int hs_left;             /* the handshake's answers still to come */
         int ever;                /* a connection was ready once */
         int lost;                /* the server went away; said to the operator once */
-        int timed_out, broken;   /* why we end the connection */
-        int closing;             /* redis_store_free: callbacks only free */
-        char why[400];           /* the connection's failure, for the calls it fails */
+        int timed_out;           /* the connection ended for want of an answer */
+        char why[400];           /* why no connection is ready, for the calls that waited */
         unsigned gen;
         unsigned pending;        /* calls not yet handed back */
-        unsigned outstanding;    /* answers hiredis waits for */
+        struct wait waits[REDIS_MAX_WAITS];
+        unsigned whead, wcount;
         struct timespec progress;/* last answer, or first request of an idle connection */
         struct pend *queue, **qtail, *done, **dtail;
 };
@@ -117,6 +128,32 @@ static int parse_url(const char *url, char *host, size_t hsize, int *port, int *
         } else if (*p && strcmp(p, "/") != 0) {
                 return -EINVAL;
         }
+        return 0;
+}
+
+int state_url_resolve(const char *url, char *out, size_t size)
+{
+        char host[PATH_MAX];
+        int port, db, unix_sock;
+        struct in_addr a;
+        if (strlen(url) >= size)
+                return -ENAMETOOLONG;
+        strcpy(out, url);
+        if (!state_is_redis(url) || parse_url(url, host, sizeof host, &port, &db, &unix_sock) < 0 || unix_sock ||
+            inet_pton(AF_INET, host, &a) == 1)
+                return 0;
+        struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *res = NULL;
+        int e = getaddrinfo(host, NULL, &hints, &res);
+        if (e) {
+                log_msg("ctx.state: redis: cannot resolve %s now (%s); each connection resolves it, on the loop",
+                        host, e == EAI_SYSTEM ? strerror(errno) : gai_strerror(e));
+                return 0;
+        }
+        char ip[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)res->ai_addr)->sin_addr, ip, sizeof ip);
+        freeaddrinfo(res);
+        if (snprintf(out, size, "redis://%s:%d/%d", ip, port, db) >= (int)size)
+                return -ENAMETOOLONG;
         return 0;
 }
 
@@ -192,37 +229,7 @@ static void page_range(const struct state_page *pg, char *min, char *max, size_t
                 snprintf(max, size, "+");
 }
 
-/* --- the loop's side: hiredis's event hooks on our own epoll set --------- */
-
-static void ev_update(struct redis_store *s)
-{
-        if (!s->ac)
-                return;
-        struct epoll_event e = { .events = (s->rd ? EPOLLIN : 0) | (s->wr ? EPOLLOUT : 0), .data.ptr = s };
-        if (epoll_ctl(s->epfd, s->watched ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s->ac->c.fd, &e) < 0) {
-                snprintf(s->why, sizeof s->why, "epoll_ctl: %s", strerror(errno));
-                log_msg("ctx.state: redis: %s", s->why);
-                s->broken = 1;  /* ended once hiredis has returned */
-                return;
-        }
-        s->watched = 1;
-}
-
-static void ev_add_read(void *d) { ((struct redis_store *)d)->rd = 1; ev_update(d); }
-static void ev_del_read(void *d) { ((struct redis_store *)d)->rd = 0; ev_update(d); }
-static void ev_add_write(void *d) { ((struct redis_store *)d)->wr = 1; ev_update(d); }
-static void ev_del_write(void *d) { ((struct redis_store *)d)->wr = 0; ev_update(d); }
-
-/* The context is being freed (every callback has run): its fd leaves our set. */
-static void ev_cleanup(void *d)
-{
-        struct redis_store *s = d;
-        if (s->watched && epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->ac->c.fd, NULL) < 0)
-                log_msg("ctx.state: redis: epoll_ctl DEL: %s", strerror(errno));
-        s->ac = NULL;
-        s->rd = s->wr = s->watched = s->ready = 0;
-        s->outstanding = 0;
-}
+/* --- the timer -------------------------------------------------------------- */
 
 static void now(struct timespec *t)
 {
@@ -234,7 +241,7 @@ static void now(struct timespec *t)
 static void arm(struct redis_store *s)
 {
         struct itimerspec it = { 0 };
-        if (s->outstanding) {
+        if (s->wcount) {
                 it.it_value = s->progress;
                 it.it_value.tv_sec += REDIS_TIMEOUT_S;
         }
@@ -269,16 +276,6 @@ static void redis_lost(struct redis_store *s, const char *why)
         s->lost = 1;
 }
 
-/* Why the connection ac ended, in words. */
-static const char *conn_why(const struct redis_store *s, const redisAsyncContext *ac)
-{
-        if (s->timed_out)
-                return REDIS_NO_ANSWER;
-        if (ac && ac->err && ac->errstr && ac->errstr[0])
-                return ac->errstr;
-        return s->why[0] ? s->why : "the connection was closed";
-}
-
 static void pend_free(struct pend *p)
 {
         p->s->pending--;
@@ -307,14 +304,14 @@ static void fail_unconnected(struct redis_store *s, struct state_out *out)
 }
 
 /* An answer that is not the one asked for: the server's error, a lost
- * connection, or a reply of the wrong shape. */
-static void bad_reply(struct redis_store *s, redisAsyncContext *ac, struct pend *p, const redisReply *r)
+ * connection (r NULL, why said), or a reply of the wrong shape. */
+static void bad_reply(struct redis_store *s, struct pend *p, const redisReply *r, const char *why)
 {
         if (r && r->type == REDIS_REPLY_ERROR) {
                 fail(&p->out, EIO, "state %s: redis: %.300s", op_name(p->op), r->str);
         } else if (!r) {
-                fail(&p->out, EIO, "state %s: redis: connection lost: %s", op_name(p->op), conn_why(s, ac));
-                redis_lost(s, conn_why(s, ac));
+                fail(&p->out, EIO, "state %s: redis: connection lost: %s", op_name(p->op), why);
+                redis_lost(s, why);
         } else {
                 fail(&p->out, EIO, "state %s: redis: unexpected reply", op_name(p->op));
         }
@@ -377,20 +374,6 @@ static int reply_out(struct redis_store *s, struct pend *p, const redisReply *r)
         return -1;
 }
 
-static void on_reply(redisAsyncContext *ac, void *reply, void *data)
-{
-        struct pend *p = data;
-        struct redis_store *s = p->s;
-        if (s->outstanding)
-                s->outstanding--;
-        now(&s->progress);
-        if (s->closing || p->gen != s->gen)  /* a gone jail's, or the store's end */
-                return pend_free(p);
-        if (!reply || reply_out(s, p, reply) < 0)
-                bad_reply(s, ac, p, reply);
-        to_done(p);
-}
-
 /* --- the connection: made by a call, ready once the server has answered ---- */
 
 struct hs_step {
@@ -400,109 +383,170 @@ struct hs_step {
 static const struct hs_step hs_select = { NULL, NULL };
 static const struct hs_step hs_steps[] = { { "appendonly", "yes" }, { "appendfsync", "always" } };
 
-/* A handshake answer that does not do: the connection ends (once hiredis
- * has returned), with why for the calls that waited for it. */
-static void hs_refuse(struct redis_store *s, redisAsyncContext *ac, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-static void hs_refuse(struct redis_store *s, redisAsyncContext *ac, const char *fmt, ...)
+/* A call's answer, or NULL with why: its outcome, unless it was a gone
+ * jail's (then dropped). */
+static void answer(struct redis_store *s, struct pend *p, const redisReply *r, const char *why)
 {
-        if (s->why[0])
-                return;
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(s->why, sizeof s->why, fmt, ap);
-        va_end(ap);
-        if (!(ac->c.flags & REDIS_FREEING))
-                redisAsyncFree(ac);  /* deferred while hiredis runs this callback */
+        if (p->gen != s->gen)
+                return pend_free(p);
+        if (!r || reply_out(s, p, r) < 0)
+                bad_reply(s, p, r, why);
+        to_done(p);
 }
 
-static void on_hs(redisAsyncContext *ac, void *reply, void *data)
+/* Ends the connection: every answer awaited is failed with why (the
+ * calls' as lost, the handshake's as the reason no connection is ready). */
+static void conn_close(struct redis_store *s, const char *why)
 {
-        struct redis_store *s = ac->ev.data;
-        const struct hs_step *st = data;
-        const redisReply *r = reply;
-        if (s->outstanding)
-                s->outstanding--;
-        now(&s->progress);
-        s->hs_left--;
-        if (s->closing)
+        if (!s->c)
                 return;
-        if (!r)
-                return hs_refuse(s, ac, "state: redis: cannot connect: %s", conn_why(s, ac));
+        if (s->events && epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->c->fd, NULL) < 0)
+                log_msg("ctx.state: redis: epoll_ctl DEL: %s", strerror(errno));
+        redisFree(s->c);
+        s->c = NULL;
+        s->events = 0;
+        if (!s->ready && !s->why[0])
+                snprintf(s->why, sizeof s->why, "state: redis: cannot connect: %s", why);
+        s->ready = 0;
+        for (; s->wcount; s->whead = (s->whead + 1) % REDIS_MAX_WAITS, s->wcount--)
+                if (s->waits[s->whead].p)
+                        answer(s, s->waits[s->whead].p, NULL, why);
+}
+
+/* The connection's fd in our epoll set, for reading, and for writing
+ * while its connect is under way or it has output left. */
+static void conn_events(struct redis_store *s)
+{
+        if (!s->c)
+                return;
+        uint32_t want = EPOLLIN | (!s->connected || sdslen(s->c->obuf) ? EPOLLOUT : 0);
+        if (want == s->events)
+                return;
+        struct epoll_event e = { .events = want };
+        if (epoll_ctl(s->epfd, s->events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s->c->fd, &e) < 0) {
+                char why[128];
+                snprintf(why, sizeof why, "epoll_ctl: %s", strerror(errno));
+                return conn_close(s, why);
+        }
+        s->events = want;
+}
+
+/* Sends what the context holds, as far as the socket takes it now. */
+static void conn_write(struct redis_store *s)
+{
+        int done = 0;
+        if (s->c && s->connected && sdslen(s->c->obuf) && redisBufferWrite(s->c, &done) != REDIS_OK)
+                return conn_close(s, s->c->errstr);
+        conn_events(s);
+}
+
+static int wait_push(struct redis_store *s, struct pend *p, const struct hs_step *hs)
+{
+        if (s->wcount == REDIS_MAX_WAITS)
+                return -1;
+        if (!s->wcount)
+                now(&s->progress);
+        s->waits[(s->whead + s->wcount++) % REDIS_MAX_WAITS] = (struct wait){ .p = p, .hs = hs };
+        return 0;
+}
+
+/* A handshake answer: 0 when it does, else -1 with the connection ended. */
+static int hs_answer(struct redis_store *s, const struct hs_step *st, const redisReply *r)
+{
         if (!st->name && r->type == REDIS_REPLY_ERROR)
-                return hs_refuse(s, ac, "state select: redis: %.300s", r->str);
-        if (st->name && !(r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-                          r->element[1]->type == REDIS_REPLY_STRING && strcmp(r->element[1]->str, st->want) == 0))
-                return hs_refuse(s, ac, "state: the redis server does not make a write durable before answering "
-                                        "(it needs appendonly yes and appendfsync always)");
-        if (s->hs_left == 0 && !s->why[0]) {
-                s->ready = 1;
-                if (s->lost)
-                        log_msg("ctx.state: redis: connected again");
-                s->lost = 0;
-                s->ever = 1;
+                snprintf(s->why, sizeof s->why, "state select: redis: %.300s", r->str);
+        else if (st->name && !(r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                               r->element[1]->type == REDIS_REPLY_STRING && strcmp(r->element[1]->str, st->want) == 0))
+                snprintf(s->why, sizeof s->why, "state: the redis server does not make a write durable before "
+                                                "answering (it needs appendonly yes and appendfsync always)");
+        else
+                return 0;
+        conn_close(s, s->why);
+        return -1;
+}
+
+static void hs_done(struct redis_store *s)
+{
+        s->ready = 1;
+        s->why[0] = '\0';
+        if (s->lost)
+                log_msg("ctx.state: redis: connected again");
+        s->lost = 0;
+        s->ever = 1;
+}
+
+/* The answers read so far, each to what awaited it. An answer nobody
+ * asked for, or one the reader cannot parse, ends the connection. */
+static void conn_replies(struct redis_store *s)
+{
+        void *reply;
+        while (s->c) {
+                if (redisReaderGetReply(s->c->reader, &reply) != REDIS_OK)
+                        return conn_close(s, s->c->reader->errstr[0] ? s->c->reader->errstr : "a malformed answer");
+                if (!reply)
+                        return;
+                now(&s->progress);
+                if (!s->wcount) {  /* hiredis's own asynchronous interface aborts on this */
+                        freeReplyObject(reply);
+                        redis_lost(s, "the server sent an answer nobody asked for");
+                        return conn_close(s, "the server sent an answer nobody asked for");
+                }
+                struct wait w = s->waits[s->whead];
+                s->whead = (s->whead + 1) % REDIS_MAX_WAITS;
+                s->wcount--;
+                int more = 1;
+                if (w.p)
+                        answer(s, w.p, reply, "");
+                else if ((more = hs_answer(s, w.hs, reply) == 0) && w.hs == &hs_steps[ELEMENTSOF(hs_steps) - 1])
+                        hs_done(s);
+                freeReplyObject(reply);
+                if (!more)
+                        return;
         }
 }
 
 static int hs_send(struct redis_store *s, const struct hs_step *st)
 {
-        int r = st->name ? redisAsyncCommand(s->ac, on_hs, (void *)st, "CONFIG GET %s", st->name)
-                         : redisAsyncCommand(s->ac, on_hs, (void *)st, "SELECT %d", s->db);
-        if (r == REDIS_OK) {
-                s->hs_left++;
-                s->outstanding++;
-        }
-        return r;
+        int r = st->name ? redisAppendCommand(s->c, "CONFIG GET %s", st->name)
+                         : redisAppendCommand(s->c, "SELECT %d", s->db);
+        return r == REDIS_OK ? wait_push(s, NULL, st) : -1;
 }
 
-/* A new connection, its handshake sent (answered later). 0, or -1 with
- * s->why set (no connection). */
+/* A new connection (non-blocking), its handshake queued (answered
+ * later). 0, or -1 with s->why set (no connection). */
 static int connect_start(struct redis_store *s)
 {
         s->why[0] = '\0';
-        s->timed_out = s->broken = s->ready = s->hs_left = 0;
-        s->outstanding = 0;
-        redisAsyncContext *ac = s->unix_sock ? redisAsyncConnectUnix(s->host) : redisAsyncConnect(s->host, s->port);
-        if (!ac || ac->err) {
-                snprintf(s->why, sizeof s->why, "state: redis: cannot connect: %s", ac ? ac->errstr : "out of memory");
-                if (ac)
-                        redisAsyncFree(ac);
+        s->timed_out = s->ready = s->connected = 0;
+        s->c = s->unix_sock ? redisConnectUnixNonBlock(s->host) : redisConnectNonBlock(s->host, s->port);
+        if (!s->c || s->c->err) {
+                snprintf(s->why, sizeof s->why, "state: redis: cannot connect: %s",
+                         s->c ? s->c->errstr : "out of memory");
+                redisFree(s->c);
+                s->c = NULL;
                 return -1;
         }
-        ac->ev.data = s;
-        ac->ev.addRead = ev_add_read;
-        ac->ev.delRead = ev_del_read;
-        ac->ev.addWrite = ev_add_write;
-        ac->ev.delWrite = ev_del_write;
-        ac->ev.cleanup = ev_cleanup;
-        s->ac = ac;
-        now(&s->progress);
-        int r = s->db ? hs_send(s, &hs_select) : REDIS_OK;
-        for (size_t i = 0; r == REDIS_OK && i < ELEMENTSOF(hs_steps); i++)
+        int fl = fcntl(s->c->fd, F_GETFD);
+        if (fl < 0 || fcntl(s->c->fd, F_SETFD, fl | FD_CLOEXEC) < 0) {
+                conn_close(s, strerror(errno));
+                return -1;
+        }
+        int r = s->db ? hs_send(s, &hs_select) : 0;
+        for (size_t i = 0; r == 0 && i < ELEMENTSOF(hs_steps); i++)
                 r = hs_send(s, &hs_steps[i]);
-        if (r != REDIS_OK || s->broken) {
-                if (!s->why[0])
-                        snprintf(s->why, sizeof s->why, "state: redis: cannot connect: %s",
-                                 ac->errstr && ac->errstr[0] ? ac->errstr : "the request was refused");
-                s->closing = 1;  /* the handshake's callbacks: nothing to do */
-                redisAsyncFree(ac);
-                s->closing = 0;
-                return -1;
-        }
-        return 0;
+        if (r < 0)
+                conn_close(s, "out of memory");
+        conn_events(s);
+        return s->c ? 0 : -1;
 }
 
-/* After any work of hiredis's: a connection that must end ends, the calls
- * waiting for one are failed (none could be made) or sent (ready), and
- * the timer follows what is awaited. */
-static void settle(struct redis_store *s)
+/* The calls waiting for a connection: failed when none is left (none
+ * could be made), sent once it is ready. */
+static void queue_go(struct redis_store *s)
 {
-        if (s->ac && (s->broken || s->timed_out))
-                redisAsyncFree(s->ac);
-        if (!s->ac && s->queue) {
+        if (!s->c && s->queue) {
                 if (!s->why[0])
-                        snprintf(s->why, sizeof s->why, "state: redis: cannot connect: %s",
-                                 s->timed_out ? REDIS_NO_ANSWER : "the connection was closed");
+                        snprintf(s->why, sizeof s->why, "state: redis: cannot connect: the connection was closed");
                 if (s->ever)
                         redis_lost(s, s->why);
                 else
@@ -514,23 +558,28 @@ static void settle(struct redis_store *s)
                 }
                 s->qtail = &s->queue;
         }
-        while (s->ac && s->ready && s->queue) {
+        while (s->c && s->ready && s->queue) {
                 struct pend *p = s->queue;
                 s->queue = p->next;
                 if (!s->queue)
                         s->qtail = &s->queue;
-                if (!s->outstanding)
-                        now(&s->progress);
-                if (redisAsyncFormattedCommand(s->ac, on_reply, p, p->cmd, (size_t)p->len) != REDIS_OK) {
-                        fail(&p->out, EIO, "state %s: redis: connection lost: %s", op_name(p->op),
-                             conn_why(s, s->ac));
-                        to_done(p);
+                if (redisAppendFormattedCommand(s->c, p->cmd, (size_t)p->len) != REDIS_OK || wait_push(s, p, NULL) < 0) {
+                        conn_close(s, "out of memory");
+                        answer(s, p, NULL, "out of memory");
                         continue;
                 }
-                s->outstanding++;
                 redisFreeCommand(p->cmd);
                 p->cmd = NULL;
         }
+}
+
+/* After any work on the connection: the queue moves on, what is
+ * written goes out, the timer follows what is awaited. */
+static void settle(struct redis_store *s)
+{
+        queue_go(s);
+        conn_write(s);
+        queue_go(s);  /* a write that ended the connection fails the queue */
         arm(s);
 }
 
@@ -572,9 +621,8 @@ void redis_store_free(struct redis_store *s)
 {
         if (!s)
                 return;
-        s->closing = 1;
-        if (s->ac)
-                redisAsyncFree(s->ac);  /* the sent calls' callbacks free them */
+        s->gen++;  /* the calls awaited are dropped */
+        conn_close(s, "the store was closed");
         free_list(&s->queue);
         free_list(&s->done);
         close(s->epfd);
@@ -623,7 +671,7 @@ static int format(const struct redis_store *s, const struct state_req *q, char *
  * dropped us): readable with nothing awaited means EOF or a reset. */
 static int closed_while_idle(const struct redis_store *s)
 {
-        struct pollfd p = { .fd = s->ac->c.fd, .events = POLLIN | POLLRDHUP };
+        struct pollfd p = { .fd = s->c->fd, .events = POLLIN | POLLRDHUP };
         int n;
         do
                 n = poll(&p, 1, 0);
@@ -654,9 +702,9 @@ int redis_store_start(struct redis_store *s, int64_t id, const struct state_req 
         s->pending++;
         /* A connection closed while idle is replaced before the call, at no
          * error. */
-        if (s->ac && !s->outstanding && closed_while_idle(s))
-                redisAsyncFree(s->ac);  /* no callback is waiting */
-        if (!s->ac && connect_start(s) < 0) {
+        if (s->c && s->connected && !s->wcount && closed_while_idle(s))
+                conn_close(s, "closed while idle");  /* nothing awaited: no call fails */
+        if (!s->c && connect_start(s) < 0) {
                 if (s->ever)
                         redis_lost(s, s->why);
                 else
@@ -671,18 +719,38 @@ int redis_store_start(struct redis_store *s, int64_t id, const struct state_req 
         return 1;
 }
 
+/* The connect under way has ended: 0 when it succeeded. */
+static int conn_connected(struct redis_store *s)
+{
+        int e = 0;
+        socklen_t len = sizeof e;
+        if (getsockopt(s->c->fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
+                e = errno;
+        if (e) {
+                conn_close(s, strerror(e));
+                return -1;
+        }
+        s->connected = 1;
+        return 0;
+}
+
 void redis_store_on_ready(struct redis_store *s)
 {
-        struct epoll_event ev[4];
+        struct epoll_event ev;
         int n;
-        while ((n = epoll_wait(s->epfd, ev, (int)ELEMENTSOF(ev), 0)) < 0 && errno == EINTR)
+        while ((n = epoll_wait(s->epfd, &ev, 1, 0)) < 0 && errno == EINTR)
                 ;
-        for (int i = 0; i < n && s->ac; i++) {
-                uint32_t e = ev[i].events;
-                if (s->wr && (e & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
-                        redisAsyncHandleWrite(s->ac);
-                if (s->ac && s->rd && (e & (EPOLLIN | EPOLLERR | EPOLLHUP)))
-                        redisAsyncHandleRead(s->ac);
+        if (n < 0)
+                log_msg("ctx.state: redis: epoll_wait: %s", strerror(errno));
+        if (n == 1 && s->c) {
+                if (!s->connected && (ev.events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+                        (void)conn_connected(s);
+                if (s->c && s->connected && (ev.events & (EPOLLIN | EPOLLERR | EPOLLHUP))) {
+                        int r = redisBufferRead(s->c);
+                        conn_replies(s);  /* those that came whole before an error */
+                        if (r != REDIS_OK && s->c)
+                                conn_close(s, s->c->errstr);
+                }
         }
         settle(s);
 }
@@ -694,9 +762,11 @@ void redis_store_on_timer(struct redis_store *s)
                 log_msg("ctx.state: redis: read its timer: %s", strerror(errno));
         struct timespec t;
         now(&t);
-        if (s->ac && s->outstanding && t.tv_sec >= s->progress.tv_sec + REDIS_TIMEOUT_S &&
-            (t.tv_sec > s->progress.tv_sec + REDIS_TIMEOUT_S || t.tv_nsec >= s->progress.tv_nsec))
+        if (s->c && s->wcount && t.tv_sec >= s->progress.tv_sec + REDIS_TIMEOUT_S &&
+            (t.tv_sec > s->progress.tv_sec + REDIS_TIMEOUT_S || t.tv_nsec >= s->progress.tv_nsec)) {
                 s->timed_out = 1;
+                conn_close(s, REDIS_NO_ANSWER);
+        }
         settle(s);
 }
 
@@ -723,5 +793,13 @@ void redis_store_orphan(struct redis_store *s)
         s->qtail = &s->queue;
         free_list(&s->done);
         s->dtail = &s->done;
+        /* Calls sent and not answered: the connection goes with them (its
+         * answers would be read by no one until the next jail's first call,
+         * and they count against that jail's calls under way). */
+        for (unsigned i = 0; i < s->wcount; i++)
+                if (s->waits[(s->whead + i) % REDIS_MAX_WAITS].p) {
+                        conn_close(s, "the jail has ended");
+                        break;
+                }
         arm(s);
 }

@@ -3,7 +3,11 @@
  * holds up only the calls that wait on it, never the loop (the other
  * workers of a daemon, its API, this job's timers). Like the http client
  * (http.h) the store has an epoll set of its own, holding its connection,
- * and a timerfd for its deadline; the job's loop watches both.
+ * and a timerfd for its deadline; the job's loop watches both. The
+ * connection is a non-blocking hiredis context driven here (its buffers
+ * and reply parser): an answer no call awaits drops the connection, where
+ * hiredis's own asynchronous interface would abort the process. A host
+ * name is resolved by the front-end as it starts (state_url_resolve).
  *
  * A connection is made by the first call and again after it was lost; it
  * is used once the server has answered that it makes every write durable
