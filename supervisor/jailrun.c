@@ -803,8 +803,10 @@ int main(int argc, char *argv[])
         if (!o.broker.state_url) {
                 if (data_path(state, sizeof state, "state.sqlite") < 0)
                         return usage_error("%s", "no default for --state: $HOME is too long");
-                o.broker.state_url = state;
+        } else if (state_url_resolve(o.broker.state_url, state, sizeof state) < 0) {
+                return usage_error("%s", "--state: too long once its host is resolved");
         }
+        o.broker.state_url = state;
         if (!o.broker.files.root) {
                 snprintf(what, sizeof what, "workspaces/%s", o.broker.ns);
                 if (data_path(ws, sizeof ws, what) < 0)

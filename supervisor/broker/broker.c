@@ -33,6 +33,8 @@ void broker_close(struct broker *b)
         b->adapters.secrets = NULL;
         state_close(b->state);
         b->state = NULL;
+        redis_store_free(b->redis);
+        b->redis = NULL;
         files_close(&b->files);
 }
 
@@ -61,19 +63,84 @@ static int bad_key(const struct call *c)
         return broker_done(c->result, ctx_error("key must be 1 to %d bytes of text without NUL", STATE_MAX_KEY));
 }
 
-/* The store, opened by the first state call: BROKER_NEXT, or the call's end. */
+/* The store, made by the first state call (a Redis store connects at its
+ * first call): BROKER_NEXT, or the call's end. */
 static int store(struct broker *b, const struct call *c)
 {
-        if (b->state)
+        if (b->state || b->redis)
                 return BROKER_NEXT;
         struct jr_err err = { 0 };
-        if (state_open(&b->state, b->cfg->state_url, b->cfg->state_max_total, &err) < 0) {
+        const char *url = b->cfg->state_url;
+        int r = state_is_redis(url) ? redis_store_new(&b->redis, url, b->cfg->state_max_total, &err)
+                                    : state_open(&b->state, url, b->cfg->state_max_total, &err);
+        if (r < 0) {
                 /* The details (paths, URLs) are the operator's, not the jail's. */
                 log_msg("ctx.state: %s", err.msg);
                 return broker_done(c->result, ctx_error("the state store is unavailable (the operator's log says "
                                                         "why)"));
         }
         return BROKER_NEXT;
+}
+
+/* The answer to a state operation, from its outcome (which it leaves to
+ * the caller to clear); NULL when out of memory. */
+static json_t *state_result(const struct broker *b, enum state_op op, const struct state_out *o)
+{
+        if (o->rc < 0)
+                return o->err.errnum == EDQUOT ? ctx_error("the worker's state would hold more than %llu bytes; "
+                                                           "delete some",
+                                                           (unsigned long long)b->cfg->state_max_total)
+                                               : ctx_error("%s", o->err.msg);
+        json_t *last = NULL;
+        switch (op) {
+        case STATE_GET:
+                /* The stored text goes out as it is (broker_reply splices it
+                 * in): parsing and printing it again cost more than the rest
+                 * of a get. */
+                return o->json ? json_pack("{s:b, s:s}", "found", 1, RAW_VALUE, o->json)
+                               : json_pack("{s:b}", "found", 0);
+        case STATE_SET:
+                return json_pack("{s:b}", "ok", 1);
+        case STATE_DELETE:
+                return json_pack("{s:b, s:b}", "ok", 1, "deleted", o->deleted);
+        case STATE_KEYS:
+                last = json_array_get(o->keys, json_array_size(o->keys) - 1);
+                return json_pack("{s:O, s:O}", "keys", o->keys, "cursor", o->more && last ? last : json_null());
+        }
+        return NULL;
+}
+
+/* Runs q: answered at once on SQLite, under way on Redis (BROKER_PENDING,
+ * answered by broker_state_done) unless it ends at once. */
+static int state_run(struct broker *b, const struct call *c, const struct state_req *q)
+{
+        struct state_out o;
+        if (b->redis) {
+                if (redis_store_start(b->redis, c->id, q, &o))
+                        return BROKER_PENDING;
+        } else {
+                state_do(b->state, q, &o);
+        }
+        json_t *r = state_result(b, q->op, &o);
+        state_out_clear(&o);
+        return broker_done(c->result, r);
+}
+
+int broker_state_done(struct broker *b, int64_t *id, json_t **result)
+{
+        struct state_out o;
+        enum state_op op;
+        if (!b->redis || !redis_store_done(b->redis, id, &op, &o))
+                return BROKER_PENDING;
+        *result = state_result(b, op, &o);
+        state_out_clear(&o);
+        return *result ? BROKER_DONE : -ENOMEM;
+}
+
+void broker_state_orphan(struct broker *b)
+{
+        if (b->redis)
+                redis_store_orphan(b->redis);
 }
 
 /* A call with one argument, its key: BROKER_NEXT when the key is good and
@@ -95,15 +162,7 @@ static int state_get_call(struct broker *b, const struct call *c)
         int r = key_call(b, c, &key);
         if (r != BROKER_NEXT)
                 return r;
-        _cleanup_free_ char *text = NULL;
-        struct jr_err se = { 0 };
-        if (state_get(b->state, b->cfg->ns, key, &text, &se) < 0)
-                return broker_done(c->result, ctx_error("%s", se.msg));
-        if (!text)
-                return broker_done(c->result, json_pack("{s:b}", "found", 0));
-        /* The stored text goes out as it is (broker_reply splices it in):
-         * parsing and printing it again cost more than the rest of a get. */
-        return broker_done(c->result, json_pack("{s:b, s:s}", "found", 1, RAW_VALUE, text));
+        return state_run(b, c, &(struct state_req){ .op = STATE_GET, .ns = b->cfg->ns, .key = key });
 }
 
 static int state_set_call(struct broker *b, const struct call *c)
@@ -126,14 +185,7 @@ static int state_set_call(struct broker *b, const struct call *c)
         int r = store(b, c);
         if (r != BROKER_NEXT)
                 return r;
-        struct jr_err se = { 0 };
-        if (state_set(b->state, b->cfg->ns, key, text, &se) < 0)
-                return broker_done(c->result, se.errnum == EDQUOT
-                                                      ? ctx_error("the worker's state would hold more than %llu "
-                                                                  "bytes; delete some",
-                                                                  (unsigned long long)b->cfg->state_max_total)
-                                                      : ctx_error("%s", se.msg));
-        return broker_done(c->result, json_pack("{s:b}", "ok", 1));
+        return state_run(b, c, &(struct state_req){ .op = STATE_SET, .ns = b->cfg->ns, .key = key, .json = text });
 }
 
 static int state_delete_call(struct broker *b, const struct call *c)
@@ -142,11 +194,7 @@ static int state_delete_call(struct broker *b, const struct call *c)
         int r = key_call(b, c, &key);
         if (r != BROKER_NEXT)
                 return r;
-        int deleted = 0;
-        struct jr_err se = { 0 };
-        if (state_delete(b->state, b->cfg->ns, key, &deleted, &se) < 0)
-                return broker_done(c->result, ctx_error("%s", se.msg));
-        return broker_done(c->result, json_pack("{s:b, s:b}", "ok", 1, "deleted", deleted));
+        return state_run(b, c, &(struct state_req){ .op = STATE_DELETE, .ns = b->cfg->ns, .key = key });
 }
 
 /* keys()'s arguments checked: BROKER_NEXT, or the call's end. */
@@ -175,20 +223,13 @@ static int keys_args(const struct call *c, struct state_page *page)
  * itself: it must start with the prefix, and resumes just after it. */
 static int state_keys_call(struct broker *b, const struct call *c)
 {
-        struct state_page page;
-        int r = keys_args(c, &page);
+        struct state_req q = { .op = STATE_KEYS, .ns = b->cfg->ns };
+        int r = keys_args(c, &q.page);
         if (r == BROKER_NEXT)
                 r = store(b, c);
         if (r != BROKER_NEXT)
                 return r;
-        json_t *keys;
-        int more = 0;
-        struct jr_err se = { 0 };
-        if (state_keys(b->state, b->cfg->ns, &page, &keys, &more, &se) < 0)
-                return broker_done(c->result, ctx_error("%s", se.msg));
-        json_t *last = json_array_get(keys, json_array_size(keys) - 1);
-        return broker_done(c->result, json_pack("{s:o, s:O}", "keys", keys, "cursor",
-                                                more && last ? last : json_null()));
+        return state_run(b, c, &q);
 }
 
 /* The path argument, in *path: BROKER_NEXT, or the call's end. */

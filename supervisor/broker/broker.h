@@ -44,6 +44,7 @@ static inline int broker_done(json_t **result, json_t *r)
 #include "supervisor/broker/files.h"
 #include "supervisor/broker/http.h"
 #include "supervisor/broker/state.h"
+#include "supervisor/broker/state_redis.h"
 
 struct broker_cfg {
         const char *ns;            /* the worker's namespace (--name) */
@@ -92,7 +93,8 @@ struct broker {
         struct broker_cpu cpu;
         void *payload;              /* bytes for the jail after the current reply */
         size_t payload_len;
-        struct state_store *state;  /* opened by the first state call, after the clone */
+        struct state_store *state;  /* SQLite: opened by the first state call, after the clone */
+        struct redis_store *redis;  /* Redis: made by the first state call; its fds are for the job's loop */
         struct files files;         /* the workspace, opened by the first files call */
         struct http *http;          /* made by the first http call */
         struct adapters adapters;
@@ -111,7 +113,8 @@ double broker_cpu_left(struct broker *b);
  * charges it with the message that carried it): state.*, files.*,
  * http.request, adapter.send, adapter.request. Ends as above: an http or
  * adapter request under way is BROKER_PENDING (b->http exists then: its
- * fds are for the job's loop), its answer comes from broker_http_done. */
+ * fds are for the job's loop), its answer comes from broker_http_done; a
+ * state call on Redis likewise (b->redis), from broker_state_done. */
 int broker_call(struct broker *b, const char *op, int64_t id, json_t *args, json_t **result, struct jr_err *err);
 
 /* A finished http or adapter request's answer: BROKER_DONE with its id,
@@ -120,6 +123,15 @@ int broker_call(struct broker *b, const char *op, int64_t id, json_t *args, json
  * there is no http client); -ENOMEM with *id when one finished but its
  * answer could not be made (nothing left to free). */
 int broker_http_done(struct broker *b, int64_t *id, json_t **result);
+
+/* A finished state call's answer (Redis: state calls are BROKER_PENDING
+ * there): BROKER_DONE with its id and *result; BROKER_PENDING when none is
+ * finished; -ENOMEM with *id when its answer could not be made. */
+int broker_state_done(struct broker *b, int64_t *id, json_t **result);
+
+/* The jail whose calls are under way has ended: their answers are
+ * dropped (http's go with its client, which the caller frees). */
+void broker_state_orphan(struct broker *b);
 
 /* The loop's work for this job outside the calls (its http client's
  * sockets and timer, the finished transfers' replies): marked before,

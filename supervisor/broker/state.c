@@ -377,7 +377,9 @@ struct state_store {
 
 int state_open(struct state_store **out, const char *url, uint64_t max_total, struct jr_err *err)
 {
-        const struct state_backend *b = state_is_redis(url) ? &state_redis_backend : &sqlite_backend;
+        if (state_is_redis(url))  /* state_redis.h's */
+                return jr_fail(err, EINVAL, "state: a Redis URL is not a SQLite file");
+        const struct state_backend *b = &sqlite_backend;
         struct state_store *s = calloc(1, sizeof *s);
         if (!s)
                 return jr_fail(err, ENOMEM, "state");
@@ -418,4 +420,22 @@ int state_keys(struct state_store *s, const char *ns, const struct state_page *p
                struct jr_err *err)
 {
         return s->b->keys(s->impl, ns, page, keys, more, err);
+}
+
+void state_out_clear(struct state_out *out)
+{
+        free(out->json);
+        json_decref(out->keys);
+        *out = (struct state_out){ 0 };
+}
+
+void state_do(struct state_store *s, const struct state_req *q, struct state_out *out)
+{
+        *out = (struct state_out){ 0 };
+        switch (q->op) {
+        case STATE_GET: out->rc = state_get(s, q->ns, q->key, &out->json, &out->err); break;
+        case STATE_SET: out->rc = state_set(s, q->ns, q->key, q->json, &out->err); break;
+        case STATE_DELETE: out->rc = state_delete(s, q->ns, q->key, &out->deleted, &out->err); break;
+        case STATE_KEYS: out->rc = state_keys(s, q->ns, &q->page, &out->keys, &out->more, &out->err); break;
+        }
 }

@@ -1,7 +1,8 @@
 /* ctx.state's store: JSON values under (namespace, key), durable once a
- * set returns. One backend today, SQLite in WAL mode with one writer
- * connection in the supervisor; the operations table leaves room for more
- * (Redis, issue 6). Values cross this interface as JSON text. */
+ * set returns: SQLite in WAL mode with one writer connection in the
+ * supervisor, called here and answering at once; or Redis, for many nodes
+ * sharing state, driven from the job's loop (state_redis.h). Values cross
+ * both interfaces as JSON text. */
 #ifndef JR_STATE_H
 #define JR_STATE_H
 
@@ -44,15 +45,46 @@ struct state_backend {
                     struct jr_err *err);
 };
 
-/* Redis (supervisor/broker/state_redis.c): redis://HOST[:PORT][/DB] or
- * unix:///PATH[?db=N]. */
-extern const struct state_backend state_redis_backend;
+/* One operation, as the broker asks it of either store, and its outcome. */
+enum state_op { STATE_GET, STATE_SET, STATE_DELETE, STATE_KEYS };
+
+struct state_req {
+        enum state_op op;
+        const char *ns;
+        const char *key;               /* get, set, delete */
+        const char *json;              /* set: the value's JSON text */
+        struct state_page page;        /* keys */
+};
+
+struct state_out {
+        int rc;                        /* 0, or -errno with err (-EDQUOT: past max_total) */
+        struct jr_err err;
+        char *json;                    /* get: the value's text (malloc'd); NULL when absent */
+        int deleted;                   /* delete: whether the key was there */
+        json_t *keys;                  /* keys: the page (a reference) */
+        int more;
+};
+
+/* Frees what out holds and zeroes it. */
+void state_out_clear(struct state_out *out);
+
+/* SQLite's operations as one request: *out filled, never left unset. */
+void state_do(struct state_store *s, const struct state_req *req, struct state_out *out);
+
+/* Redis (supervisor/broker/state_redis.h, asynchronous: not opened by
+ * state_open): redis://HOST[:PORT][/DB] or unix:///PATH[?db=N]. */
 int state_is_redis(const char *url);
+/* url with a Redis host name resolved to its IPv4 address (once, by a
+ * front-end as it starts: a connection made from the loop must not wait
+ * on DNS), in out; any other url copied as it is. One that cannot be
+ * resolved now is kept (logged: each connection then resolves it). 0,
+ * or -ENAMETOOLONG. */
+int state_url_resolve(const char *url, char *out, size_t size);
 /* Whether a Redis URL is well formed (any other text names a file). */
 int state_url_ok(const char *url);
 
-/* Opens the store at `url`: a Redis URL, else a SQLite file path (created
- * with its directory when missing). 0, or -errno with err. */
+/* Opens the SQLite store at the file path `url` (created with its
+ * directory when missing). 0, or -errno with err. */
 int state_open(struct state_store **out, const char *url, uint64_t max_total, struct jr_err *err);
 void state_close(struct state_store *s);
 

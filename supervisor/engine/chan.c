@@ -30,6 +30,7 @@
 #define CPU_RECHECK_S 0.25
 
 static void http_replies(struct job *j);
+static void state_replies(struct job *j);
 static void send_reply(struct job *j, json_int_t id, json_t *result);
 
 /* Stops watching a descriptor of the jail's and closes it. */
@@ -148,6 +149,29 @@ void on_log(struct job *j, const struct msg *m)
         }
 }
 
+/* The broker's http client and Redis store on the loop while this jail
+ * runs, once a call of it is under way; a state call may have ended
+ * already (its connection refused at once). */
+static void watch_pending(struct job *j)
+{
+        struct run *run = j->run;
+        int e = 0;
+        if (run->http.fd < 0 && j->broker.http) {
+                e = loop_watch(j->loop, &run->http, http_epoll_fd(j->broker.http), EPOLLIN, 0, on_http, j);
+                if (e == 0)
+                        e = loop_watch(j->loop, &run->http_timer, http_timer_fd(j->broker.http), EPOLLIN, 0, on_http, j);
+        }
+        if (e == 0 && run->state.fd < 0 && j->broker.redis) {
+                e = loop_watch(j->loop, &run->state, redis_store_epoll_fd(j->broker.redis), EPOLLIN, 0, on_state, j);
+                if (e == 0)
+                        e = loop_watch(j->loop, &run->state_timer, redis_store_timer_fd(j->broker.redis), EPOLLIN, 0,
+                                       on_state, j);
+        }
+        if (e < 0)
+                return end_job(j, JOB_INTERNAL, "InternalError", "epoll_ctl: %s", strerror(-e));
+        state_replies(j);
+}
+
 static void on_call(struct job *j, const struct msg *m)
 {
         struct jr_err err = { 0 };
@@ -157,18 +181,8 @@ static void on_call(struct job *j, const struct msg *m)
                 return end_job(j, JOB_PROTOCOL, "ProtocolError", "%s", err.msg);
         if (r < 0)  /* the supervisor's own failure (out of memory): never left unanswered */
                 return end_job(j, JOB_INTERNAL, "InternalError", "%s", err.msg[0] ? err.msg : "ctx call failed");
-        if (r == BROKER_PENDING) {  /* under way: answered from http_replies */
-                struct run *run = j->run;
-                if (run->http.fd < 0 && j->broker.http) {
-                        int e = loop_watch(j->loop, &run->http, http_epoll_fd(j->broker.http), EPOLLIN, 0, on_http, j);
-                        if (e == 0)
-                                e = loop_watch(j->loop, &run->http_timer, http_timer_fd(j->broker.http), EPOLLIN, 0,
-                                               on_http, j);
-                        if (e < 0)
-                                return end_job(j, JOB_INTERNAL, "InternalError", "epoll_ctl: %s", strerror(-e));
-                }
-                return;
-        }
+        if (r == BROKER_PENDING)  /* under way: answered from http_replies or state_replies */
+                return watch_pending(j);
         send_reply(j, m->call.id, result);
 }
 
@@ -187,6 +201,23 @@ static void http_replies(struct job *j)
                 broker_payload_done(&j->broker);
                 if (r < 0 && !j->run->ended)  /* no answer could be made: never a call left unanswered */
                         end_job(j, JOB_INTERNAL, "InternalError", "http reply: %s", strerror(-r));
+        }
+}
+
+/* Finished state calls (Redis): their replies. */
+static void state_replies(struct job *j)
+{
+        int64_t id;
+        json_t *result;
+        int r;
+        while ((r = broker_state_done(&j->broker, &id, &result)) != BROKER_PENDING) {
+                if (r == BROKER_DONE && !j->run->ended) {
+                        send_reply(j, id, result);
+                        continue;
+                }
+                json_decref(result);
+                if (r < 0 && !j->run->ended)  /* no answer could be made: never a call left unanswered */
+                        end_job(j, JOB_INTERNAL, "InternalError", "state reply: %s", strerror(-r));
         }
 }
 
@@ -530,6 +561,21 @@ void on_throttle(struct timer *t)
                 j->run->cpu_waiting = 0;
                 cpu_throttle(j);  /* ... unless the CPU budget it waits for is still spent */
         }
+}
+
+/* The job's Redis store: its CPU is charged to the job's budget. */
+void on_state(struct watch *w, uint32_t events)
+{
+        (void)events;
+        struct job *j = w->data;
+        struct timespec t0;
+        broker_cpu_mark(&t0);
+        if (w == &j->run->state)
+                redis_store_on_ready(j->broker.redis);
+        else
+                redis_store_on_timer(j->broker.redis);
+        state_replies(j);
+        broker_cpu_charge(&j->broker, &t0);
 }
 
 /* The job's transfers: their CPU is charged to its budget. */

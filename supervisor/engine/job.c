@@ -269,6 +269,9 @@ static void run_close(struct job *j)
         closep(&r->sp.pidfd);
         loop_unwatch(&r->http);
         loop_unwatch(&r->http_timer);
+        loop_unwatch(&r->state);
+        loop_unwatch(&r->state_timer);
+        broker_state_orphan(&j->broker);  /* its state calls under way: answered to nobody */
         if (j->broker.http) {  /* the old jail's transfers */
                 http_free(j->broker.http);
                 j->broker.http = NULL;
@@ -288,7 +291,8 @@ static int run_new(struct job *j)
         if (!r)
                 return -ENOMEM;
         *r = (struct run){ .sp = { .pidfd = -1 }, .chan = WATCH_INIT, .out = WATCH_INIT, .err = WATCH_INIT,
-                           .pid = WATCH_INIT, .http = WATCH_INIT, .http_timer = WATCH_INIT, .tokens = READ_BURST };
+                           .pid = WATCH_INIT, .http = WATCH_INIT, .http_timer = WATCH_INIT, .state = WATCH_INIT,
+                           .state_timer = WATCH_INIT, .tokens = READ_BURST };
         j->run = r;
         return 0;
 }

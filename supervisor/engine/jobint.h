@@ -70,6 +70,7 @@ struct run {
         struct spawn sp;
         struct watch chan, out, err, pid;
         struct watch http, http_timer;  /* the broker's transfers (this jail's) */
+        struct watch state, state_timer;  /* the broker's Redis store, while this jail runs */
         enum phase phase;
         int exited;               /* its init is gone */
         int ended;                /* a terminal status is set; the jail is being killed */
@@ -182,6 +183,7 @@ void on_out(struct watch *w, uint32_t events);
 void on_err(struct watch *w, uint32_t events);
 void on_throttle(struct timer *t);
 void on_http(struct watch *w, uint32_t events);
+void on_state(struct watch *w, uint32_t events);
 int flush_sink(struct hook *h);
 int log_charge(struct job *j, uint64_t cost);
 void on_log(struct job *j, const struct msg *m);

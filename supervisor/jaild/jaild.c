@@ -531,7 +531,10 @@ static int prepare(struct jaild *d, struct jr_err *err)
         if (r < 0)
                 return jr_fail(err, -r, "create jaild's directories");
         sweep_job_scripts(d);
-        r = jaild_config_state_url(d->cfg, d->state_url, sizeof d->state_url);
+        char url[PATH_MAX];
+        r = jaild_config_state_url(d->cfg, url, sizeof url);
+        if (r == 0)  /* a host name resolved now, not by each connection on the loop */
+                r = state_url_resolve(url, d->state_url, sizeof d->state_url);
         if (r < 0)
                 return jr_fail(err, ENAMETOOLONG, "the state store's address");
         if ((d->cglock = lock_cgroup_parent(d->cfg->cgroup_parent, err)) < 0)

@@ -5,17 +5,19 @@ store, HTTP servers that hang or reset, a jail killed in the middle of a
 large message, and a cgroup write the kernel refuses."""
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import struct
 import threading
 import time
 
 import pytest
 
-from conftest import JAILRUN
+from conftest import JAILRUN, run_script
 from hostprobe import slack
 from jr_helpers import finish, host_stays_clean, private_tmpfs, start, stop, wait_line  # noqa: F401
 
@@ -190,6 +192,193 @@ def test_redis_that_hangs(tmp_path):
                 assert json.loads(redis.cli("--raw", "HGET", "jailrun:state:rh", "k%d" % n)) == {"n": n}, n
     finally:
         redis.kill()
+
+
+def test_state_calls_under_way_are_capped(tmp_path):
+    """A jail that sends state calls without waiting for their answers (to
+    a Redis that does not answer) gets the 9th and later refused at once
+    (the supervisor holds at most 8 values of a job's in its queue); the 8
+    under way fail once the store gives up on the server, and the job goes
+    on."""
+    (tmp_path / "redis").mkdir()
+    redis = Redis(tmp_path / "redis", False)
+    redis.start()
+    redis.proc.send_signal(signal.SIGSTOP)
+    pol = tmp_path / "noguard.json"
+    pol.write_text('{"python": {"guard": false}}')
+    src = """
+import json, socket
+def tick(ctx):
+    s = socket.socket(fileno=3)
+    for i in range(1, 13):
+        s.send(json.dumps({"type": "call", "id": i, "op": "state.set",
+                           "args": {"key": "k%d" % i, "value": "v" * 100000}}).encode())
+    got = {}
+    for _ in range(12):
+        m = json.loads(s.recv(1 << 20))
+        got[m["id"]] = m["result"].get("error", "ok")
+    s.detach()
+    refused = sorted(i for i, e in got.items() if "8 calls are under way; one must return first" in e)
+    waited = sorted(i for i, e in got.items() if "the state store is unavailable" in e)
+    ctx.log.info(json.dumps([refused, waited]))
+    ctx.log.info("then", ctx.state.get("k1"))
+"""
+    try:
+        r = run_script(tmp_path, src, "--policy", str(pol), "--state", redis.url, "--json", "--tick-timeout", "60",
+                       timeout=slack(120))
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+        redis.kill()
+    lines = [json.loads(x)["message"] for x in r.err.splitlines() if x.startswith('{"type":"log"')]
+    assert len(lines) == 2, r
+    refused, waited = json.loads(lines[0])
+    assert refused == list(range(9, 13)) and waited == list(range(1, 9)), (refused, waited, r)
+    assert lines[1].startswith("then {'error': "), r  # the next call connects again, and is answered
+    assert r.code == 0, r
+
+
+ORPHANS = r"""
+import json, os, socket
+n = 0
+first = None
+def tick(ctx):
+    global n, first
+    n += 1
+    if n == 1:
+        first = ctx.state.get("phase") is None
+        if first:
+            ctx.state.set("phase", 1)
+            ctx.log.info("ready")
+            return
+    if first and n == 2:  # 8 calls sent to a silent Redis, and the jail ends with them under way
+        s = socket.socket(fileno=3)
+        for i in range(1, 9):
+            s.send(json.dumps({"type": "call", "id": 1000 + i, "op": "state.set",
+                               "args": {"key": "k%d" % i, "value": i}}).encode())
+        os._exit(3)
+    ctx.log.info("later %r" % (ctx.state.get("phase"),))
+"""
+
+
+def test_a_jail_that_ends_with_calls_under_way_leaves_none(tmp_path):
+    """A jail ends with 8 state calls sent to a Redis that does not answer:
+    its calls are dropped with the connection, so the worker's next jail
+    is not refused as having 8 calls under way, and its calls succeed once
+    Redis answers again."""
+    (tmp_path / "redis").mkdir()
+    redis = Redis(tmp_path / "redis", False)
+    redis.start()
+    pol = tmp_path / "noguard.json"
+    pol.write_text('{"python": {"guard": false}}')
+    p = start(tmp_path, ORPHANS, "--policy", str(pol), "--state", redis.url, "--name", "orph", "--interval", "200ms")
+    seen = []
+    try:
+        seen += wait_line(p.stderr, "INFO ready", timeout=slack(20))
+        redis.proc.send_signal(signal.SIGSTOP)
+        seen += wait_line(p.stderr, "a new jail for the worker", timeout=slack(30))
+        redis.proc.send_signal(signal.SIGCONT)
+        seen += wait_line(p.stderr, "INFO later 1", timeout=slack(30))
+        p.send_signal(signal.SIGTERM)
+        res, _ = finish(p, timeout=slack(30))
+    finally:
+        stop(p)
+        redis.proc.send_signal(signal.SIGCONT)
+        redis.kill()
+    text = "".join(seen) + res.err
+    assert "calls are under way" not in text, text[-3000:]
+
+
+FAKE_REDIS = r"""
+import os, socket, sys
+srv = socket.socket(socket.AF_UNIX)
+srv.bind(sys.argv[1])
+srv.listen(5)
+def cmds(f):
+    while True:
+        line = f.readline()
+        if not line:
+            return
+        args = []
+        for _ in range(int(line[1:])):
+            n = int(f.readline()[1:])
+            args.append(f.read(n + 2)[:-2].decode())
+        yield args
+while True:
+    c, _ = srv.accept()
+    f = c.makefile("rb")
+    for a in cmds(f):
+        if a[0].upper() == "CONFIG":  # durable, as the store asks
+            v = {"appendonly": "yes", "appendfsync": "always"}[a[2]]
+            c.sendall(b"*2\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(a[2]), a[2].encode(), len(v), v.encode()))
+        else:  # the answer, then one nobody asked for
+            c.sendall(b"$-1\r\n+OK\r\n")
+    c.close()
+"""
+
+
+def test_a_server_that_answers_what_was_not_asked(tmp_path):
+    """A Redis (or what listens at its address) that sends an answer no
+    call asked for: the connection is dropped with that reason, the next
+    call connects again, and the supervisor goes on (hiredis's own
+    asynchronous interface aborts the process on such an answer)."""
+    sock = str(tmp_path / "fake.sock")
+    srv = subprocess.Popen([sys.executable, "-c", FAKE_REDIS, sock])
+    try:
+        deadline = time.monotonic() + slack(10)
+        while not os.path.exists(sock):
+            assert time.monotonic() < deadline and srv.poll() is None, "the fake server did not start"
+            time.sleep(0.02)
+        r = run_script(tmp_path, "def tick(ctx):\n    for _ in range(3):\n"
+                       "        ctx.log.info('got %r' % (ctx.state.get('x'),))\n",
+                       "--state", "unix://" + sock, "--json", timeout=slack(60))
+    finally:
+        srv.kill()
+        srv.wait(timeout=30)
+    got = [json.loads(x)["message"] for x in r.err.splitlines() if x.startswith('{"type":"log"')]
+    assert r.code == 0 and len(got) == 3, r
+    # each call is answered (None: the key is absent) before the stray answer is read
+    assert all(g in ("got None", "got {'error': 'state get: redis: connection lost: the server sent an answer "
+                                  "nobody asked for'}") for g in got), got
+    assert "lost the server (the server sent an answer nobody asked for)" in r.err, r
+
+
+def test_a_redis_host_name_is_resolved_once_at_start(tmp_path):
+    """--state redis://NAME:PORT: the name is resolved as jailrun starts,
+    not at each connection (that would wait on DNS on the loop). Run in a
+    mount namespace whose /etc/hosts the test controls: after the start the
+    name is made to point elsewhere and the connection is dropped; the
+    worker's next call connects again, to the address found at start."""
+    if not shutil.which("unshare"):
+        pytest.skip("needs unshare(1) (util-linux)")
+    (tmp_path / "redis").mkdir()
+    redis = Redis(tmp_path / "redis", True)
+    redis.start()
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 jr-redis-test\n")
+    script = tmp_path / "w.py"
+    script.write_text(REDIS_WORKER)
+    p = subprocess.Popen(["unshare", "-m", "sh", "-c", 'mount --make-rprivate / && mount --bind "$0" /etc/hosts && '
+                          'exec "$@"', str(hosts), JAILRUN, "--state", "redis://jr-redis-test:%d" % redis.port,
+                          "--name", "rn", "--interval", "50ms", str(script)],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    seen = []
+    try:
+        seen += wait_line(p.stderr, "INFO set 1 ", timeout=slack(20))
+        with open(hosts, "r+") as f:  # the same file (inode) the namespace sees
+            f.write("127.0.0.2 jr-redis-test\n")
+        redis.cli("CLIENT", "KILL", "TYPE", "normal")
+        n = max(ok_lines(seen, "set"))
+        while True:
+            seen += wait_line(p.stderr, "INFO set ", timeout=slack(20))
+            if max(ok_lines(seen, "set")) >= n + 5:
+                break
+        p.send_signal(signal.SIGTERM)
+        res, _ = finish(p, timeout=slack(30))
+    finally:
+        stop(p)
+        redis.kill()
+    replies = ok_lines(seen + res.err.splitlines(), "set")
+    assert all(v == {"ok": True} for v in replies.values()), replies
 
 
 # --- a full disk ------------------------------------------------------------------

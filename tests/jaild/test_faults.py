@@ -2,12 +2,14 @@
 docs/faults.md): a worker's jail SIGKILLed in the middle of a large
 message, jaild itself killed with SIGKILL while it writes (the registry,
 workers' state and files, a new source), a cgroup write the kernel
-refuses for one worker, and a full disk under jaild's registry."""
+refuses for one worker, a full disk under jaild's registry, and a Redis
+store that stops answering."""
 import contextlib
 import errno
 import json
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -533,3 +535,85 @@ def a_new_registry_is_refused(small, filler):
             in fresh.logs(), fresh.logs()
     finally:
         fresh.cleanup()
+
+
+# --- a Redis that stops answering ----------------------------------------------
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A redis-server of the test's own on a unix socket, writes fsync'd
+    (as ctx.state requires); sent SIGCONT and ended at the end."""
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed (Debian package redis-server)")
+    sock = str(tmp_path / "redis.sock")
+    p = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", sock, "--unixsocketperm", "700",
+                          "--dir", str(tmp_path), "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        until("redis-server did not start", hostprobe.slack(10), lambda: os.path.exists(sock))
+        yield p, sock
+    finally:
+        p.send_signal(signal.SIGCONT)
+        p.kill()
+        p.wait(timeout=30)
+
+
+SETTER = """
+n = 0
+def tick(ctx):
+    global n
+    n += 1
+    ctx.log.info("set %d %s" % (n, ctx.state.set("k", n)))
+"""
+
+
+def sets(d, wid):
+    """[(n, reply text)] of the setter's log lines, in order."""
+    out = []
+    for e in entries(d, wid):
+        m = e.get("message") or ""
+        if m.startswith("set "):
+            n, reply = m[4:].split(" ", 1)
+            out.append((int(n), reply))
+    return out
+
+
+def test_a_silent_redis_holds_up_only_the_calls_that_wait_on_it(private_redis):
+    """Redis stops answering (SIGSTOP) under a worker that sets state: that
+    worker's calls wait their 5 s and fail, while jaild answers its API
+    and a worker that makes no state call ticks on (the store is driven
+    from jaild's loop, never waited on there); once Redis answers again
+    (SIGCONT) the worker's sets succeed, in the same jail."""
+    redis, sock = private_redis
+    d = Jaild(state={"backend": "redis", "redis": {"unix": sock}}).start()
+    try:
+        setter = create(d, "setter", SETTER, schedule={"interval": 0.05})
+        other = create(d, "other", "def tick(ctx):\n    ctx.log.info('tick')\n", schedule={"interval": 0.05})
+        until("no set succeeded", hostprobe.slack(30), lambda: any(r == "{'ok': True}" for _, r in sets(d, setter["id"])))
+        redis.send_signal(signal.SIGSTOP)
+        worst = [0.0]
+
+        def timed(call):
+            t = time.monotonic()
+            got = call()
+            worst[0] = max(worst[0], time.monotonic() - t)
+            return got
+        ticks = lambda: timed(lambda: sum(e.get("message") == "tick" for e in entries(d, other["id"])))  # noqa: E731
+        t0, before = time.monotonic(), ticks()
+        while time.monotonic() - t0 < 6:  # past one whole 5 s wait of the setter's
+            assert timed(lambda: d.get("/v1/health").status_code) == 200
+            time.sleep(0.1)
+        # jaild waited on Redis, it would have stalled 5 s at a time
+        assert worst[0] < 4, worst
+        assert ticks() >= before + 5, (before, ticks())
+        failed = until("no set failed", hostprobe.slack(30), lambda: [
+            n for n, r in sets(d, setter["id"]) if "no answer within 5 s (the server is stopped or overloaded)" in r])
+        redis.send_signal(signal.SIGCONT)
+        until("no set succeeded after Redis answered again", hostprobe.slack(30), lambda: [
+            n for n, r in sets(d, setter["id"]) if r == "{'ok': True}" and n > max(failed)])
+        ns = [n for n, _ in sets(d, setter["id"])]
+        assert ns == list(range(1, len(ns) + 1)), ns  # one jail all along: its counter never started over
+        assert "ctx.state: redis: lost the server (no answer within 5 s" in d.logs(), d.logs()[-3000:]
+    finally:
+        redis.send_signal(signal.SIGCONT)
+        assert d.cleanup() == []
