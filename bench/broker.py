@@ -11,7 +11,9 @@ CPU 1, its jail moved to CPU 0 before it starts timing; the pair on CPUs 0
 and 1).
 
 Writes bench/out/broker.json and prints a summary. Knobs: BROKER_N (gets,
-default 20000), BROKER_SETS (default 2000), BROKER_READS (default 2000).
+default 20000), BROKER_SETS (default 2000), BROKER_READS (default 2000),
+BROKER_STATE (a --state URL such as unix:///PATH/redis.sock instead of a
+SQLite file), BROKER_PLACEMENTS (default same,cross).
 """
 import json
 import os
@@ -25,6 +27,8 @@ JAILRUN = os.path.realpath(os.environ.get("JAILRUN") or os.path.join(HERE, "..",
 N = int(os.environ.get("BROKER_N", "20000"))
 SETS = int(os.environ.get("BROKER_SETS", "2000"))
 READS = int(os.environ.get("BROKER_READS", "2000"))
+STATE = os.environ.get("BROKER_STATE")  # a --state (redis://..., unix://...) instead of a SQLite file
+PLACEMENTS = os.environ.get("BROKER_PLACEMENTS", "same,cross").split(",")
 
 WORKER = """
 import time
@@ -70,7 +74,7 @@ def run_worker(tmp, placement):
     with open(pol, "w") as f:  # the bench's lambdas are fine in profile worker; only limits matter
         json.dump({"limits": {"timeout": 600}}, f)
     cpu = "0" if placement == "same" else "1"
-    cmd = ["taskset", "-c", cpu, JAILRUN, "--json", "--policy", pol, "--state", os.path.join(tmp, "s.sqlite"),
+    cmd = ["taskset", "-c", cpu, JAILRUN, "--json", "--policy", pol, "--state", STATE or os.path.join(tmp, "s.sqlite"),
            "--workspace", os.path.join(tmp, "ws"), "--name", "bench-" + placement, path]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if placement == "cross":
@@ -101,11 +105,12 @@ def main():
     os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
     res = {"loadavg": open("/proc/loadavg").read().split()[:3]}
     with tempfile.TemporaryDirectory() as tmp:
-        for placement in ("same", "cross"):
+        for placement in PLACEMENTS:
             res[placement] = {"pingpong": pingpong(tmp, placement), "worker": run_worker(tmp, placement)}
-    with open(os.path.join(HERE, "out", "broker.json"), "w") as f:
+    out = "broker-redis.json" if STATE else "broker.json"
+    with open(os.path.join(HERE, "out", out), "w") as f:
         json.dump(res, f, indent=2)
-    for placement in ("same", "cross"):
+    for placement in PLACEMENTS:
         pp, w = res[placement]["pingpong"], res[placement]["worker"]
         g = w["state.get"]
         print("%-5s ping-pong p50 %.1f us p99 %.1f | state.get p50 %.1f us p99 %.1f (%.2fx the floor) | "
