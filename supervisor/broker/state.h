@@ -77,8 +77,8 @@ int state_is_redis(const char *url);
 /* url with a Redis host name resolved to its IPv4 address (once, by a
  * front-end as it starts: a connection made from the loop must not wait
  * on DNS), in out; any other url copied as it is. One that cannot be
- * resolved now is kept (logged: each connection then resolves it). 0,
- * or -ENAMETOOLONG. */
+ * resolved now is kept, logged, and never looked up again: the store
+ * refuses to connect to a name. 0, or -ENAMETOOLONG. */
 int state_url_resolve(const char *url, char *out, size_t size);
 /* Whether a Redis URL is well formed (any other text names a file). */
 int state_url_ok(const char *url);

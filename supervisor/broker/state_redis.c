@@ -33,6 +33,7 @@
 
 #define REDIS_NO_ANSWER "no answer within 5 s (the server is stopped or overloaded)"
 #define REDIS_UNAVAILABLE "the state store is unavailable (the operator's log says why)"
+#define REDIS_LOG_EVERY_S 60
 
 /* A call: waiting for the connection (cmd set), sent, or done (out set). */
 struct pend {
@@ -68,6 +69,8 @@ struct redis_store {
         int lost;                /* the server went away; said to the operator once */
         int timed_out;           /* the connection ended for want of an answer */
         char why[400];           /* why no connection is ready, for the calls that waited */
+        char logged[400];        /* the last of those the operator's log was told */
+        time_t logged_at;
         unsigned gen;
         unsigned pending;        /* calls not yet handed back */
         struct wait waits[REDIS_MAX_WAITS];
@@ -145,7 +148,7 @@ int state_url_resolve(const char *url, char *out, size_t size)
         struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *res = NULL;
         int e = getaddrinfo(host, NULL, &hints, &res);
         if (e) {
-                log_msg("ctx.state: redis: cannot resolve %s now (%s); each connection resolves it, on the loop",
+                log_msg("ctx.state: redis: cannot resolve %s (%s): state calls fail until this program restarts",
                         host, e == EAI_SYSTEM ? strerror(errno) : gai_strerror(e));
                 return 0;
         }
@@ -292,6 +295,20 @@ static void to_done(struct pend *p)
         s->dtail = &p->next;
 }
 
+/* Why no connection could be made, in the operator's log: once for each
+ * new reason, and again at most every REDIS_LOG_EVERY_S (a jail calling
+ * in a loop against a store that never answered must not flood it). */
+static void log_why(struct redis_store *s)
+{
+        struct timespec t;
+        now(&t);
+        if (strcmp(s->logged, s->why) == 0 && t.tv_sec < s->logged_at + REDIS_LOG_EVERY_S)
+                return;
+        log_msg("ctx.state: %s", s->why);
+        snprintf(s->logged, sizeof s->logged, "%s", s->why);
+        s->logged_at = t.tv_sec;
+}
+
 /* A call that never got a ready connection: what the connection's failure
  * says, or, before any connection was ever ready, that the store is
  * unavailable (the details, a path or an address, are the operator's). */
@@ -396,10 +413,12 @@ static void answer(struct redis_store *s, struct pend *p, const redisReply *r, c
 
 /* Ends the connection: every answer awaited is failed with why (the
  * calls' as lost, the handshake's as the reason no connection is ready). */
-static void conn_close(struct redis_store *s, const char *why)
+static void conn_close(struct redis_store *s, const char *reason)
 {
         if (!s->c)
                 return;
+        char why[256];  /* reason may be the context's own text, freed below */
+        snprintf(why, sizeof why, "%s", reason);
         if (s->events && epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->c->fd, NULL) < 0)
                 log_msg("ctx.state: redis: epoll_ctl DEL: %s", strerror(errno));
         redisFree(s->c);
@@ -518,6 +537,12 @@ static int connect_start(struct redis_store *s)
 {
         s->why[0] = '\0';
         s->timed_out = s->ready = s->connected = 0;
+        struct in_addr a;
+        if (!s->unix_sock && inet_pton(AF_INET, s->host, &a) != 1) {  /* never a DNS lookup on the loop */
+                snprintf(s->why, sizeof s->why, "state: redis: the host name %.200s was not resolved when this "
+                         "program started (state_url_resolve); it is not looked up again until it restarts", s->host);
+                return -1;
+        }
         s->c = s->unix_sock ? redisConnectUnixNonBlock(s->host) : redisConnectNonBlock(s->host, s->port);
         if (!s->c || s->c->err) {
                 snprintf(s->why, sizeof s->why, "state: redis: cannot connect: %s",
@@ -550,7 +575,7 @@ static void queue_go(struct redis_store *s)
                 if (s->ever)
                         redis_lost(s, s->why);
                 else
-                        log_msg("ctx.state: %s", s->why);
+                        log_why(s);
                 for (struct pend *p; (p = s->queue);) {
                         s->queue = p->next;
                         fail_unconnected(s, &p->out);
@@ -708,7 +733,7 @@ int redis_store_start(struct redis_store *s, int64_t id, const struct state_req 
                 if (s->ever)
                         redis_lost(s, s->why);
                 else
-                        log_msg("ctx.state: %s", s->why);
+                        log_why(s);
                 fail_unconnected(s, out);
                 pend_free(p);
                 return 0;

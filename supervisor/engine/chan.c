@@ -223,6 +223,10 @@ static void state_replies(struct job *j)
 
 static void send_reply(struct job *j, json_int_t id, json_t *result)
 {
+        if (j->run->chan.fd < 0) {  /* the jail closed its channel: an answer nobody can read */
+                json_decref(result);
+                return broker_payload_done(&j->broker);
+        }
         _cleanup_free_ char *reply = NULL;
         int r = broker_reply(&j->broker, id, result, &reply);  /* one too long is its error */
         if (r == 0 && send(j->run->chan.fd, reply, strlen(reply), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)

@@ -5,6 +5,7 @@ store, HTTP servers that hang or reset, a jail killed in the middle of a
 large message, and a cgroup write the kernel refuses."""
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -379,6 +380,116 @@ def test_a_redis_host_name_is_resolved_once_at_start(tmp_path):
         redis.kill()
     replies = ok_lines(seen + res.err.splitlines(), "set")
     assert all(v == {"ok": True} for v in replies.values()), replies
+
+
+FLOOD8 = r"""
+import json, os, socket, time
+s = socket.socket(fileno=os.dup(3))
+def tick(ctx):
+    t, i = time.monotonic(), 0
+    while time.monotonic() - t < DURATION:  # always 8 sets under way
+        for k in range(8):
+            i += 1
+            s.send(json.dumps({"type": "call", "id": i, "op": "state.set",
+                               "args": {"key": "u%d" % k, "value": "q" * 2000}}).encode())
+        for k in range(8):
+            r = json.loads(s.recv(1 << 20))["result"]
+            os.write(2, b"REPLY %s\n" % json.dumps(r).encode())
+"""
+
+
+def test_redis_killed_with_calls_under_way(tmp_path):
+    """Redis SIGKILLed while a jail keeps 8 sets under way: each of those
+    gets an error saying the connection was lost, in words (the reason is
+    copied before the connection that held it is freed), and later calls
+    connect again once Redis is back."""
+    (tmp_path / "redis").mkdir()
+    redis = Redis(tmp_path / "redis", False)
+    redis.start()
+    pol = tmp_path / "noguard.json"
+    pol.write_text('{"python": {"guard": false}}')
+    p = start(tmp_path, FLOOD8.replace("DURATION", str(slack(6))), "--policy", str(pol), "--state", redis.url,
+              "--tick-timeout", "120")
+    seen = []
+    try:
+        seen += wait_line(p.stderr, "REPLY ", timeout=slack(20))
+        redis.kill()
+        seen += wait_line(p.stderr, '"error"', timeout=slack(20))
+        redis.start()
+        res, _ = finish(p, timeout=slack(120))
+    finally:
+        stop(p)
+        redis.kill()
+    replies = [json.loads(l.split("REPLY ", 1)[1]) for l in seen + res.err.splitlines() if "REPLY " in l]
+    errors = [r["error"] for r in replies if "error" in r]
+    assert errors and replies[-1] == {"ok": True}, (errors[:3], replies[-3:])
+    for e in errors:
+        # a reason in words (freed bytes read as one would be a character or two), or the server's own error
+        assert re.fullmatch(r"state(: redis: cannot connect| set: redis: connection lost): [A-Za-z][A-Za-z ,.()'0-9/-]{9,}",
+                            e) or re.fullmatch(r"state set: redis: [A-Z]+ [ -~]+", e) or \
+            e == "the state store is unavailable (the operator's log says why)", e
+    assert res.code == 0, res
+
+
+UNRESOLVED = """
+import time
+def tick(ctx):
+    t = time.monotonic()
+    got = [ctx.state.get("k") for _ in range(200)]
+    ctx.log.info("%d %s %.3f" % (len(set(map(str, got))), got[0], time.monotonic() - t))
+"""
+
+
+def test_a_redis_host_that_cannot_be_resolved_at_start(tmp_path):
+    """A Redis host name that cannot be resolved when jailrun starts (in a
+    mount namespace whose resolver is a closed port on 127.0.0.1, and no
+    hosts entry): never looked up again, so no call waits on DNS; every
+    call is an error at once, and the operator's log says why once, not
+    at every call."""
+    if not shutil.which("unshare"):
+        pytest.skip("needs unshare(1) (util-linux)")
+    hosts, resolv = tmp_path / "hosts", tmp_path / "resolv.conf"
+    hosts.write_text("127.0.0.1 localhost\n")
+    resolv.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+    script = tmp_path / "w.py"
+    script.write_text(UNRESOLVED)
+    r = subprocess.run(["unshare", "-m", "sh", "-c", 'mount --make-rprivate / && mount --bind "$0" /etc/hosts && '
+                        'mount --bind "$1" /etc/resolv.conf && shift && exec "$@"', str(hosts), str(resolv),
+                        JAILRUN, "--state", "redis://jr-no-such-redis:6379", "--json", str(script)],
+                       capture_output=True, text=True, timeout=slack(120))
+    logs = [json.loads(x)["message"] for x in r.stderr.splitlines() if x.startswith('{"type":"log"')]
+    assert r.returncode == 0 and len(logs) == 1, r
+    kinds, first, _ = logs[0].split(" ", 2)
+    assert kinds == "1" and "the state store is unavailable" in logs[0], logs
+    assert r.stderr.count("cannot resolve jr-no-such-redis") == 1, r.stderr
+    assert r.stderr.count("was not resolved when this program started") == 1, r.stderr
+
+
+def test_an_answer_to_a_jail_that_closed_its_channel_is_dropped(tmp_path):
+    """A jail that sends state calls and exits before their answers: the
+    answers are dropped, not taken for a jail that does not read its
+    channel (a ProtocolError would hide how the jail ended)."""
+    (tmp_path / "redis").mkdir()
+    redis = Redis(tmp_path / "redis", False)
+    redis.start()
+    pol = tmp_path / "noguard.json"
+    pol.write_text('{"python": {"guard": false}}')
+    src = r"""
+import json, os, socket, threading, time
+def tick(ctx):
+    s = socket.socket(fileno=3)
+    for i in range(1, 9):
+        s.send(json.dumps({"type": "call", "id": i, "op": "state.set",
+                           "args": {"key": "k%d" % i, "value": "v" * 200000}}).encode())
+    time.sleep(0.03)
+    os._exit(5)
+"""
+    try:
+        r = run_script(tmp_path, src, "--policy", str(pol), "--state", redis.url, "--json", timeout=slack(60))
+    finally:
+        redis.kill()
+    assert "does not read its channel" not in r.err, r
+    assert json.loads(r.out.strip().splitlines()[-1])["error"]["type"] != "ProtocolError", r
 
 
 # --- a full disk ------------------------------------------------------------------
