@@ -67,7 +67,7 @@ def all_ticks(d, ids):
 def check_ticks(wid, got, least):
     """At least `least` ticks, one a slot but for the few jaild skipped (all_ticks),
     none begun before the one before it ended. One a slot is counted, not
-    timed: n ticks whose starts span s seconds are n - 1 = s slots apart,
+    timed: from the second on, n ticks whose starts span s seconds are n - 1 = s slots apart,
     less than a second off by the first's and last's lateness (a busy host
     ran a tick 0.9 s late); a doubled slot makes it a second more, a
     missed one a second less.
@@ -76,8 +76,11 @@ def check_ticks(wid, got, least):
     assert len(ticks) >= least - skipped, (wid, len(ticks), skipped)
     starts = [t for t, _ in ticks]
     assert starts == sorted(starts), (wid, starts)
-    span = starts[-1] - starts[0]
-    assert span - 1 < len(ticks) - 1 + skipped < span + 1, (wid, len(ticks), skipped, span)
+    # counted from the second: the first starts as late as the new jail is
+    # slow to run it (1.1 s beside 200 starting workers and two CPU hogs),
+    # and the second then runs at once, in its own slot (WORKER LIFE)
+    span = starts[-1] - starts[1]
+    assert span - 1 < len(ticks) - 2 + skipped < span + 1, (wid, len(ticks), skipped, span)
     assert ticks[0][1] == 0.0, (wid, ticks[0])
     overlaps = [(prev[0], t) for prev, t in zip(ticks, ticks[1:]) if not prev[0] < t[1] <= t[0]]
     assert not overlaps, (wid, overlaps[:3])
